@@ -1,0 +1,1 @@
+"""History: records run events in PostgreSQL and answers history queries."""

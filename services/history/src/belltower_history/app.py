@@ -1,0 +1,145 @@
+"""Wiring of the history process: a batched durable consumer of run events, and history queries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+from faststream import AckPolicy, Context, FastStream
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats.message import NatsBatchMessage
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from belltower import logs, streams, telemetry
+from belltower.api import PurgeRequest, PurgeResult, RunQuery, RunRecord, RunRef
+from belltower.db import create_pool, migrate
+from belltower.errors import InvalidInput, NotFound
+from belltower.events import RUN_STATUSES, run_event_decoder
+from belltower.rpc import decode_request, serve
+from belltower.settings import Settings
+from belltower.subjects import HISTORY_CONSUMER, RUNS_STREAM, RUNS_SUBJECTS, api_subject
+
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 10_000
+_STATUSES = (*RUN_STATUSES, "running")
+
+
+class HistoryService:
+    def __init__(self, settings: Settings | None = None, batch_size: int = 500) -> None:
+        self.settings = settings or Settings()
+        self.broker = NatsBroker(self.settings.nats_url.split(","), name="belltower-history")
+        self.store: Store | None = None
+        self._pool: Any = None
+        self.recorded = 0
+        self.broker.subscriber(
+            RUNS_SUBJECTS,
+            stream=JStream(RUNS_STREAM, declare=False),
+            durable=HISTORY_CONSUMER,
+            config=ConsumerConfig(
+                durable_name=HISTORY_CONSUMER,
+                ack_policy=JsAckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self.settings.ack_wait_s,
+                max_ack_pending=batch_size * 8,
+                filter_subject=RUNS_SUBJECTS,
+            ),
+            pull_sub=PullSub(batch_size=batch_size, timeout=0.05, batch=True),
+            ack_policy=AckPolicy.MANUAL,
+            title="history",
+            description="Records every run event in PostgreSQL",
+        )(self.ingest)
+        for operation, target in (
+            ("runs.list", self.list_runs),
+            ("runs.get", self.get_run),
+            ("runs.purge", self.purge),
+        ):
+            self._route(operation, target)
+
+    def _route(self, operation: str, target: Any) -> None:
+        async def handler(msg: NatsMessage) -> bytes:
+            return await serve(target, msg.body)
+
+        self.broker.subscriber(api_subject("history", operation), queue="history", title=f"history {operation}")(handler)
+
+    def app(self) -> FastStream:
+        app = FastStream(self.broker)
+        app.on_startup(self.on_startup)
+        app.on_shutdown(self.on_shutdown)
+        return app
+
+    async def on_startup(self) -> None:
+        logs.configure("history", self.settings)
+        telemetry.setup("belltower-history")
+        self._pool = await create_pool(self.settings.database_url)
+        await migrate(self._pool, "history", "belltower_history")
+        self.store = Store(self._pool)
+        await self.broker.connect()
+        await streams.ensure(self.broker.connection.jetstream(), self.settings)
+        log.info("history ready", extra={"action": "history.ready"})
+
+    async def on_shutdown(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def ingest(self, msg: Annotated[NatsBatchMessage, Context("message")]) -> None:
+        """Store one batch of run events, then ack it; on a database error leave it for redelivery."""
+        assert self.store is not None
+        events = []
+        for raw in msg.raw_message:
+            try:
+                events.append(run_event_decoder.decode(raw.data))
+            except msgspec.DecodeError as exc:
+                log.error("undecodable run event dropped", extra={"action": "history.bad_event", "error": str(exc), "subject": raw.subject})
+                await raw.term()
+        try:
+            await self.store.record(events)
+        except Exception:
+            log.exception("run events not stored; they will be redelivered", extra={"action": "history.store_failed"})
+            await msg.nack(delay=2.0)
+            return
+        await msg.ack()
+        self.recorded += len(events)
+
+    async def list_runs(self, data: bytes) -> list[RunRecord]:
+        assert self.store is not None
+        query = decode_request(data, RunQuery)
+        if query.status is not None and query.status not in _STATUSES:
+            raise InvalidInput("status", f"{query.status!r} is not a run status", ", ".join(_STATUSES))
+        if not 1 <= query.limit <= MAX_LIMIT:
+            raise InvalidInput("limit", f"{query.limit} is out of range", f"1 to {MAX_LIMIT}")
+        if query.since and query.until and query.until <= query.since:
+            raise InvalidInput("to", "is not after from", "a 'to' later than 'from'")
+        return await self.store.query(query)
+
+    async def get_run(self, data: bytes) -> RunRecord:
+        assert self.store is not None
+        ref = decode_request(data, RunRef)
+        try:
+            record = await self.store.get(ref.run_id)
+        except Exception as exc:
+            if "invalid input syntax for type uuid" in str(exc):
+                raise InvalidInput("run_id", f"{ref.run_id!r} is not a run id", "a UUID as shown by `belltower runs list`") from None
+            raise
+        if record is None:
+            raise NotFound(f"no run with id {ref.run_id}; it may not have started yet, or was purged")
+        return record
+
+    async def purge(self, data: bytes) -> PurgeResult:
+        assert self.store is not None
+        request = decode_request(data, PurgeRequest)
+        for job, days in request.keep_days.items():
+            if days is not None and days < 1:
+                raise InvalidInput(f"keep_days.{job}", f"{days} is not a number of days", "1 or more, or null for forever")
+        by_job = await self.store.purge(request.keep_days, request.default_days, datetime.now(UTC), request.dry_run)
+        return PurgeResult(deleted=sum(by_job.values()), by_job=by_job)
+
+
+def main() -> None:
+    asyncio.run(HistoryService().app().run())

@@ -1,0 +1,1 @@
+"""The integration worker: runs imports, exports, file drops and housekeeping job types."""

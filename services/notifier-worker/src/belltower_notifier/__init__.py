@@ -1,0 +1,1 @@
+"""The notifier worker: runs notifier job types (alerts, e-mails, reminders)."""

@@ -1,0 +1,1 @@
+"""The scheduler: job definitions, the occurrence ledger, and dispatch of due occurrences."""

@@ -1,0 +1,16 @@
+"""Scheduler settings on top of the shared ones."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from belltower.settings import Settings
+
+
+class SchedulerSettings(Settings):
+    misfire_grace_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="An occurrence later than this when found (the scheduler was down) is coalesced into the latest one",
+    )
+    dispatch_batch: int = Field(default=20_000, ge=1, description="Most occurrences planned in one transaction")

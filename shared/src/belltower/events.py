@@ -1,0 +1,143 @@
+"""Messages that travel on JetStream, one msgspec Struct per event type, versioned by name.
+
+Due work (``belltower.due.>``) is internal to Belltower. Run events (``belltower.run.>``) are
+also read by integrators, so they are CloudEvents 1.0 in structured JSON: ``type`` is the
+versioned event name, ``subject`` the job id, ``id`` unique per event and equal to its
+``Nats-Msg-Id``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+RunStatus = Literal["succeeded", "failed", "timed_out"]
+RUN_STATUSES: tuple[str, ...] = ("succeeded", "failed", "timed_out")
+Trigger = Literal["schedule", "manual"]
+
+_OCCURRENCE_NS = uuid.UUID("6f1c3a52-5a0e-4d0e-9a57-2b1f8f0f4c11")
+_RUN_NS = uuid.UUID("b3f0d9a4-0c7e-4f35-9a55-0e3c1e7a2d90")
+
+MAX_OUTPUT_CHARS = 200_000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def occurrence_id(job_id: str, scheduled_for: datetime) -> str:
+    """The id of the occurrence (job, scheduled instant): the same on every replica and restart."""
+    instant = scheduled_for.astimezone(UTC).isoformat(timespec="microseconds")
+    return str(uuid.uuid5(_OCCURRENCE_NS, f"{job_id}|{instant}"))
+
+
+def manual_occurrence_id() -> str:
+    """Run-now and other one-off occurrences get an id of their own."""
+    return str(uuid.uuid4())
+
+
+def run_id_for(occurrence: str) -> str:
+    """The run of an occurrence; deterministic so every delivery of it names the same run."""
+    return str(uuid.uuid5(_RUN_NS, occurrence))
+
+
+class DueOccurrence(msgspec.Struct, kw_only=True, tag="belltower.occurrence.due.v1", tag_field="kind"):
+    """An occurrence the scheduler found due; its ``Nats-Msg-Id`` is ``occurrence_id``."""
+
+    occurrence_id: str
+    run_id: str
+    job_id: str
+    job_type: str
+    job_title: str
+    pool: str
+    params: dict[str, Any] = {}
+    priority: int = 500
+    trigger: Trigger = "schedule"
+    requested_by: str | None = None
+    scheduled_for: datetime
+    dispatched_at: datetime
+    timeout_s: float | None = None
+
+
+class RunStartedData(msgspec.Struct, kw_only=True):
+    run_id: str
+    occurrence_id: str
+    job_id: str
+    job_type: str
+    job_title: str
+    pool: str
+    priority: int
+    trigger: Trigger
+    requested_by: str | None = None
+    scheduled_for: datetime
+    dispatched_at: datetime
+    started_at: datetime
+    attempt: int = 1
+    worker: str = ""
+    trace_id: str | None = None
+
+
+class RunProgressData(msgspec.Struct, kw_only=True):
+    run_id: str
+    occurrence_id: str
+    job_id: str
+    at: datetime
+    done: int | None = None
+    total: int | None = None
+    message: str = ""
+
+
+class RunFinishedData(msgspec.Struct, kw_only=True):
+    run_id: str
+    occurrence_id: str
+    job_id: str
+    job_type: str
+    job_title: str
+    pool: str
+    status: RunStatus
+    priority: int
+    trigger: Trigger
+    requested_by: str | None = None
+    scheduled_for: datetime
+    dispatched_at: datetime
+    started_at: datetime
+    finished_at: datetime
+    duration_ms: int
+    attempt: int = 1
+    worker: str = ""
+    summary: str = ""
+    output_text: str = ""
+    output_html: str | None = None
+    error: str | None = None
+    trace_id: str | None = None
+
+
+class _CloudEvent(msgspec.Struct, kw_only=True, tag_field="type"):
+    specversion: str = "1.0"
+    id: str
+    source: str
+    subject: str
+    time: datetime
+    datacontenttype: str = "application/json"
+
+
+class RunStarted(_CloudEvent, tag="io.belltower.run.started.v1"):
+    data: RunStartedData
+
+
+class RunProgress(_CloudEvent, tag="io.belltower.run.progress.v1"):
+    data: RunProgressData
+
+
+class RunFinished(_CloudEvent, tag="io.belltower.run.finished.v1"):
+    data: RunFinishedData
+
+
+RunEvent = RunStarted | RunProgress | RunFinished
+
+due_encoder = msgspec.json.Encoder()
+due_decoder = msgspec.json.Decoder(DueOccurrence)
+run_event_decoder = msgspec.json.Decoder(RunEvent)

@@ -1,0 +1,60 @@
+"""Settings read from ``BELLTOWER_*`` environment variables and validated at start-up.
+
+The defaults reach what ``make dev`` starts, so a developer needs to set nothing.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_NATS_PORT = 14222
+DEV_POSTGRES_PORT = 15432
+DEV_SMTP_PORT = 11025
+
+
+class Settings(BaseSettings):
+    """Connection and behaviour settings shared by every Belltower process."""
+
+    model_config = SettingsConfigDict(env_prefix="BELLTOWER_", extra="ignore")
+
+    nats_url: str = Field(
+        default=f"nats://127.0.0.1:{DEV_NATS_PORT}",
+        description="NATS server URL(s), comma separated",
+    )
+    database_url: str = Field(
+        default=f"postgresql://belltower@127.0.0.1:{DEV_POSTGRES_PORT}/belltower",
+        description="PostgreSQL URL for job definitions, the ledger and run history",
+    )
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = DEV_SMTP_PORT
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "belltower@localhost"
+    batch_folder: Path = Field(
+        default=Path(".dev/batch"),
+        description="Folder where exports are written and file drops are read",
+    )
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    due_max_age_s: float = Field(default=7 * 86400, gt=0)
+    runs_max_age_s: float = Field(default=7 * 86400, gt=0)
+    duplicate_window_s: float = Field(
+        default=3600,
+        gt=0,
+        description="JetStream de-duplication window for occurrence ids",
+    )
+    ack_wait_s: float = Field(default=30.0, gt=0)
+    worker_concurrency: int = Field(default=64, ge=1)
+    default_timeout_s: float = Field(default=3600.0, gt=0)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    log_level: str = "INFO"
+    log_json: bool | None = Field(default=None, description="JSON logs; default: when not a terminal")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,61 @@
+"""Subject, stream, consumer and bucket names: the NATS side of Belltower's contracts.
+
+Subjects run from general to specific so wildcards select by kind, pool, outcome and type:
+``belltower.due.<pool>.<job type>`` for due work and
+``belltower.run.<started|progress|finished>[.<status>].<job type>`` for run events.
+Job-type names are dotted (``system.canary``), so they are the subject's last tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+Pool = Literal["notifier", "integration"]
+POOLS: tuple[Pool, ...] = ("notifier", "integration")
+
+DUE_STREAM = "BELLTOWER_DUE"
+DUE_SUBJECTS = "belltower.due.>"
+RUNS_STREAM = "BELLTOWER_RUNS"
+RUNS_SUBJECTS = "belltower.run.>"
+
+CATALOG_BUCKET = "belltower_catalog"
+CLAIMS_BUCKET = "belltower_claims"
+
+HISTORY_CONSUMER = "history"
+
+JOB_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+JOB_TYPE_FORM = "lower-case words of letters, digits and _ joined by dots, e.g. system.canary"
+
+
+def worker_consumer(pool: Pool) -> str:
+    return f"{pool}-worker"
+
+
+def due_subject(pool: str, job_type: str) -> str:
+    return f"belltower.due.{pool}.{job_type}"
+
+
+def due_filter(pool: str) -> str:
+    return f"belltower.due.{pool}.>"
+
+
+def run_started_subject(job_type: str) -> str:
+    return f"belltower.run.started.{job_type}"
+
+
+def run_progress_subject(job_type: str) -> str:
+    return f"belltower.run.progress.{job_type}"
+
+
+def run_finished_subject(status: str, job_type: str) -> str:
+    return f"belltower.run.finished.{status}.{job_type}"
+
+
+def api_subject(service: Literal["scheduler", "history"], operation: str) -> str:
+    """Request-reply subject of a management operation, e.g. ``belltower.api.scheduler.jobs.create``."""
+    return f"belltower.api.{service}.{operation}"
+
+
+def claim_key(occurrence_id: str) -> str:
+    return f"occ.{occurrence_id}"

@@ -1,0 +1,459 @@
+"""The worker runtime both worker services are built from.
+
+A worker is a faststream app on the durable pull consumer of its pool. For each due occurrence
+it claims the occurrence in the claims bucket, publishes ``run.started``, runs the handler under
+its timeout while heart-beating, writes the finished event into the claim (the commit point),
+publishes ``run.finished`` and only then acks. Whatever crashes:
+
+- a redelivered occurrence whose claim holds a finished event only re-publishes that event
+  (de-duplicated by its ``Nats-Msg-Id``), so a run is never executed twice to completion;
+- a claim whose holder stopped heart-beating is taken over with a compare-and-set, so a worker
+  killed mid-run leads to exactly one recorded completion;
+- history stores a run once per occurrence whatever arrives twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+from faststream import AckPolicy, FastStream
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from . import logs, streams, telemetry
+from .errors import BelltowerError, InvalidInput, JobFailed
+from .events import (
+    DueOccurrence,
+    RunFinished,
+    RunFinishedData,
+    RunProgress,
+    RunProgressData,
+    RunStarted,
+    RunStartedData,
+    RunStatus,
+    due_decoder,
+    utcnow,
+)
+from .jobtypes import Database, JobContext, JobType, Output, Registry
+from .mail import Mailer
+from .rpc import ApiClient
+from .settings import Settings, get_settings
+from .subjects import (
+    CATALOG_BUCKET,
+    CLAIMS_BUCKET,
+    DUE_STREAM,
+    Pool,
+    claim_key,
+    due_filter,
+    run_finished_subject,
+    run_progress_subject,
+    run_started_subject,
+    worker_consumer,
+)
+
+log = logging.getLogger(__name__)
+
+_encoder = msgspec.json.Encoder()
+
+
+class Claim(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The value of an occurrence's key in the claims bucket."""
+
+    state: Literal["running", "finished"]
+    worker: str
+    attempt: int
+    heartbeat_at: float
+    event: msgspec.Raw | None = None
+
+
+_claim_decoder = msgspec.json.Decoder(Claim)
+
+
+@dataclass
+class _Outcome:
+    status: RunStatus
+    error: str | None = None
+
+
+class Worker:
+    """Runs the job types of one pool; one per worker process."""
+
+    def __init__(self, pool: Pool, registry: Registry, settings: Settings | None = None) -> None:
+        self.pool = pool
+        self.registry = registry
+        self.settings = settings or get_settings()
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.source = f"belltower/{pool}-worker"
+        self.heartbeat_s = max(0.2, min(self.settings.ack_wait_s / 3, 10.0))
+        self.lease_s = self.heartbeat_s * 3
+        self.broker = NatsBroker(self.settings.nats_url.split(","), name=f"belltower-{pool}-worker")
+        self.db = Database(self.settings.database_url)
+        self.mailer = Mailer(self.settings)
+        self._js: JetStreamContext | None = None
+        self._claims: KeyValue | None = None
+        self._api: ApiClient | None = None
+        self.running: set[str] = set()
+        self._subscribe()
+
+    # -- wiring -------------------------------------------------------------------------------
+
+    def app(self) -> FastStream:
+        app = FastStream(self.broker)
+        app.on_startup(self.on_startup)
+        app.on_shutdown(self.on_shutdown)
+        return app
+
+    def _subscribe(self) -> None:
+        concurrency = self.settings.worker_concurrency
+        self.broker.subscriber(
+            due_filter(self.pool),
+            stream=JStream(DUE_STREAM, declare=False),
+            durable=worker_consumer(self.pool),
+            config=ConsumerConfig(
+                durable_name=worker_consumer(self.pool),
+                ack_policy=JsAckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self.settings.ack_wait_s,
+                max_ack_pending=max(1000, concurrency * 4),
+                filter_subject=due_filter(self.pool),
+            ),
+            pull_sub=PullSub(batch_size=min(concurrency, 256), timeout=5.0),
+            max_workers=concurrency,
+            ack_policy=AckPolicy.MANUAL,
+            title=f"{self.pool}-worker",
+            description=f"Runs the occurrences due for the {self.pool} pool",
+        )(self.handle)
+
+    async def on_startup(self) -> None:
+        logs.configure(f"{self.pool}-worker", self.settings)
+        telemetry.setup(f"belltower-{self.pool}-worker")
+        await self.broker.connect()
+        js = self.broker.connection.jetstream()
+        await streams.ensure(js, self.settings)
+        self._js = js
+        self._claims = await js.key_value(CLAIMS_BUCKET)
+        self._api = ApiClient(self.broker.connection, self.settings.request_timeout_s)
+        await self.advertise()
+        log.info(
+            "worker ready",
+            extra={
+                "action": "worker.ready",
+                "pool": self.pool,
+                "job_types": [t.name for t in self.registry.for_pool(self.pool)],
+                "concurrency": self.settings.worker_concurrency,
+            },
+        )
+
+    async def on_shutdown(self) -> None:
+        await self.db.close()
+
+    async def advertise(self) -> None:
+        """Tell the scheduler which job types this pool runs (replacing the pool's previous list)."""
+        assert self._js is not None
+        catalog = await self._js.key_value(CATALOG_BUCKET)
+        infos = [t.info() for t in self.registry.for_pool(self.pool)]
+        await catalog.put(f"pool.{self.pool}", _encoder.encode(infos))
+
+    # -- one occurrence ----------------------------------------------------------------------
+
+    async def handle(self, msg: NatsMessage) -> None:
+        raw = msg.raw_message
+        try:
+            due = due_decoder.decode(raw.data)
+        except msgspec.DecodeError as exc:
+            log.error("undecodable due message dropped", extra={"action": "worker.bad_message", "error": str(exc)})
+            await msg.reject()
+            return
+        attempt = raw.metadata.num_delivered if raw.metadata else 1
+        try:
+            await self._process(msg, due, attempt)
+        except Exception as exc:
+            # The broker or the claims bucket failed us: leave the occurrence for redelivery.
+            log.warning(
+                "occurrence left for redelivery",
+                extra={"action": "worker.retry_later", "occurrence_id": due.occurrence_id, "error": repr(exc)},
+            )
+            try:
+                await msg.nack(delay=1.0)
+            except Exception:
+                log.debug("nack failed", exc_info=True)
+
+    async def _process(self, msg: NatsMessage, due: DueOccurrence, attempt: int) -> None:
+        assert self._claims is not None
+        key = claim_key(due.occurrence_id)
+        revision = await self._claim(msg, key, due, attempt)
+        if revision is None:
+            return
+        self.running.add(due.occurrence_id)
+        try:
+            event, revision = await self._run(msg, key, revision, due, attempt)
+        finally:
+            self.running.discard(due.occurrence_id)
+        payload = _encoder.encode(event)
+        finished = Claim(
+            state="finished", worker=self.name, attempt=attempt, heartbeat_at=time.time(), event=msgspec.Raw(payload)
+        )
+        try:
+            await self._claims.update(key, _encoder.encode(finished), last=revision)
+        except KeyWrongLastSequenceError:
+            log.warning(
+                "lost the claim while running; another worker completes this occurrence",
+                extra={"action": "worker.claim_lost", "occurrence_id": due.occurrence_id},
+            )
+            await msg.ack()
+            return
+        await self._publish_finished(event.data.status, due.job_type, event.id, payload)
+        await msg.ack()
+
+    async def _claim(self, msg: NatsMessage, key: str, due: DueOccurrence, attempt: int) -> int | None:
+        """Take the occurrence for this worker; None when it is done or someone else holds it."""
+        assert self._claims is not None
+        claim = Claim(state="running", worker=self.name, attempt=attempt, heartbeat_at=time.time())
+        try:
+            return await self._claims.create(key, _encoder.encode(claim))
+        except KeyWrongLastSequenceError:
+            pass
+        try:
+            entry = await self._claims.get(key)
+        except KeyNotFoundError:
+            await msg.nack(delay=0.2)
+            return None
+        held = _claim_decoder.decode(entry.value or b"{}")
+        if held.state == "finished" and held.event is not None:
+            # Finished before, but its event may not have been stored: publish it again (de-duplicated).
+            event = msgspec.json.decode(held.event, type=RunFinished)
+            await self._publish_finished(event.data.status, due.job_type, event.id, bytes(held.event))
+            await msg.ack()
+            log.info(
+                "occurrence already finished; not run again",
+                extra={"action": "worker.duplicate", "occurrence_id": due.occurrence_id},
+            )
+            return None
+        age = time.time() - held.heartbeat_at
+        if age < self.lease_s and not (held.worker == self.name and due.occurrence_id not in self.running):
+            await msg.nack(delay=max(0.2, self.lease_s - age))
+            return None
+        try:
+            revision = await self._claims.update(key, _encoder.encode(claim), last=entry.revision)
+        except KeyWrongLastSequenceError:
+            await msg.nack(delay=0.2)
+            return None
+        log.info(
+            "took over an occurrence whose worker stopped",
+            extra={"action": "worker.takeover", "occurrence_id": due.occurrence_id, "previous": held.worker},
+        )
+        return revision
+
+    async def _run(
+        self, msg: NatsMessage, key: str, revision: int, due: DueOccurrence, attempt: int
+    ) -> tuple[RunFinished, int]:
+        assert self._js is not None and self._claims is not None and self._api is not None
+        started_at = utcnow()
+        trace_id = telemetry.current_trace_id()
+        started = RunStarted(
+            id=f"{due.run_id}.started.{attempt}",
+            source=self.source,
+            subject=due.job_id,
+            time=started_at,
+            data=RunStartedData(
+                run_id=due.run_id,
+                occurrence_id=due.occurrence_id,
+                job_id=due.job_id,
+                job_type=due.job_type,
+                job_title=due.job_title,
+                pool=due.pool,
+                priority=due.priority,
+                trigger=due.trigger,
+                requested_by=due.requested_by,
+                scheduled_for=due.scheduled_for,
+                dispatched_at=due.dispatched_at,
+                started_at=started_at,
+                attempt=attempt,
+                worker=self.name,
+                trace_id=trace_id,
+            ),
+        )
+        await self._js.publish(
+            run_started_subject(due.job_type), _encoder.encode(started), headers={"Nats-Msg-Id": started.id}
+        )
+        output = Output()
+        job_type = self.registry.get(due.job_type)
+        timeout = due.timeout_s or (job_type.timeout_s if job_type else None) or self.settings.default_timeout_s
+        state = {"revision": revision, "progress": 0}
+
+        async def progress(done: int | None, total: int | None, message: str) -> None:
+            state["progress"] += 1
+            event = RunProgress(
+                id=f"{due.run_id}.progress.{attempt}.{state['progress']}",
+                source=self.source,
+                subject=due.job_id,
+                time=utcnow(),
+                data=RunProgressData(
+                    run_id=due.run_id,
+                    occurrence_id=due.occurrence_id,
+                    job_id=due.job_id,
+                    at=utcnow(),
+                    done=done,
+                    total=total,
+                    message=message,
+                ),
+            )
+            try:
+                await self._js.publish(  # type: ignore[union-attr]
+                    run_progress_subject(due.job_type), _encoder.encode(event), headers={"Nats-Msg-Id": event.id}
+                )
+            except Exception:
+                log.warning("progress not published", extra={"action": "worker.progress_lost"}, exc_info=True)
+
+        async def heartbeat() -> None:
+            while True:
+                await asyncio.sleep(self.heartbeat_s)
+                try:
+                    await msg.in_progress()
+                    beat = Claim(state="running", worker=self.name, attempt=attempt, heartbeat_at=time.time())
+                    state["revision"] = await self._claims.update(  # type: ignore[union-attr]
+                        key, _encoder.encode(beat), last=state["revision"]
+                    )
+                except KeyWrongLastSequenceError:
+                    return
+                except Exception:
+                    log.warning("heartbeat failed", extra={"action": "worker.heartbeat_failed"}, exc_info=True)
+
+        ctx = JobContext(
+            run_id=due.run_id,
+            occurrence_id=due.occurrence_id,
+            job_id=due.job_id,
+            job_title=due.job_title,
+            job_type=due.job_type,
+            trigger=due.trigger,
+            requested_by=due.requested_by,
+            scheduled_for=due.scheduled_for,
+            attempt=attempt,
+            deadline=time.monotonic() + timeout,
+            log=logging.LoggerAdapter(
+                logging.getLogger(f"belltower.job.{due.job_type}"),
+                {"run_id": due.run_id, "job_id": due.job_id, "occurrence_id": due.occurrence_id},
+            ),
+            output=output,
+            settings=self.settings,
+            db=self.db,
+            mailer=self.mailer,
+            api=self._api,
+            _progress=progress,
+        )
+        beating = asyncio.create_task(heartbeat())
+        try:
+            outcome = await self._execute(job_type, due, ctx, timeout)
+        finally:
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
+        finished_at = utcnow()
+        text = output.text
+        last_line = next((line for line in reversed(text.splitlines()) if line.strip()), "")
+        summary = (output.summary or (outcome.error or "").partition("\n")[0] or last_line)[:300]
+        event = RunFinished(
+            id=due.run_id,
+            source=self.source,
+            subject=due.job_id,
+            time=finished_at,
+            data=RunFinishedData(
+                run_id=due.run_id,
+                occurrence_id=due.occurrence_id,
+                job_id=due.job_id,
+                job_type=due.job_type,
+                job_title=due.job_title,
+                pool=due.pool,
+                status=outcome.status,
+                priority=due.priority,
+                trigger=due.trigger,
+                requested_by=due.requested_by,
+                scheduled_for=due.scheduled_for,
+                dispatched_at=due.dispatched_at,
+                started_at=started_at,
+                finished_at=finished_at,
+                duration_ms=max(0, round((finished_at - started_at).total_seconds() * 1000)),
+                attempt=attempt,
+                worker=self.name,
+                summary=summary,
+                output_text=text,
+                output_html=output.html_text,
+                error=outcome.error,
+                trace_id=trace_id,
+            ),
+        )
+        log.info(
+            "run finished",
+            extra={
+                "action": "run.finished",
+                "run_id": due.run_id,
+                "job_id": due.job_id,
+                "job_type": due.job_type,
+                "status": outcome.status,
+                "duration_ms": event.data.duration_ms,
+            },
+        )
+        return event, state["revision"]
+
+    async def _execute(self, job_type: JobType[Any] | None, due: DueOccurrence, ctx: JobContext, timeout: float) -> _Outcome:
+        if job_type is None:
+            installed = ", ".join(t.name for t in self.registry.for_pool(self.pool)) or "none"
+            message = (
+                f"job type {due.job_type!r} is not installed on the {self.pool}-worker (it runs: {installed}). "
+                f"The job {due.job_title!r} ({due.job_id}) cannot run until that type is installed again; "
+                "change the job to another type or delete it."
+            )
+            ctx.output.line(message)
+            return _Outcome("failed", message)
+        try:
+            params = job_type.decode_params(due.params)
+        except InvalidInput as exc:
+            message = f"the job's parameters do not fit {due.job_type}: {exc.message}"
+            ctx.output.line(message)
+            return _Outcome("failed", message)
+        try:
+            async with asyncio.timeout(timeout) as scope:
+                await job_type.run(ctx, params)
+        except TimeoutError:
+            if scope.expired():
+                message = f"timed out after {timeout:g}s"
+                ctx.output.line(message)
+                return _Outcome("timed_out", message)
+            return _unexpected_failure(ctx)
+        except (JobFailed, BelltowerError) as exc:
+            ctx.output.line(exc.message)
+            return _Outcome("failed", exc.message)
+        except Exception:
+            return _unexpected_failure(ctx)
+        return _Outcome("succeeded")
+
+    async def _publish_finished(self, status: str, job_type: str, event_id: str, payload: bytes) -> None:
+        assert self._js is not None
+        await self._js.publish(run_finished_subject(status, job_type), payload, headers={"Nats-Msg-Id": event_id})
+
+
+def _unexpected_failure(ctx: JobContext) -> _Outcome:
+    """A handler raised something it did not mean to: keep the traceback in the output."""
+    exc = sys.exc_info()[1]
+    message = f"{type(exc).__name__}: {exc}"
+    ctx.output.line(f"failed: {message}")
+    ctx.output.write(traceback.format_exc())
+    return _Outcome("failed", message)
+
+
+def run(pool: Pool, registry: Registry) -> None:
+    """Entry point body of a worker service."""
+    worker = Worker(pool, registry)
+    asyncio.run(worker.app().run())
