@@ -76,7 +76,8 @@ class Claim(msgspec.Struct, kw_only=True, omit_defaults=True):
     worker: str
     attempt: int
     heartbeat_at: float
-    event: msgspec.Raw | None = None
+    event: msgspec.Raw = msgspec.Raw(b"null")
+    """The encoded run-finished event, once the state is finished."""
 
 
 _claim_decoder = msgspec.json.Decoder(Claim)
@@ -232,7 +233,7 @@ class Worker:
             await msg.nack(delay=0.2)
             return None
         held = _claim_decoder.decode(entry.value or b"{}")
-        if held.state == "finished" and held.event is not None:
+        if held.state == "finished":
             # Finished before, but its event may not have been stored: publish it again (de-duplicated).
             event = msgspec.json.decode(held.event, type=RunFinished)
             await self._publish_finished(event.data.status, due.job_type, event.id, bytes(held.event))

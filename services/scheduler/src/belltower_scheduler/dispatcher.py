@@ -192,9 +192,7 @@ class Dispatcher:
     async def tick(self) -> int:
         """Dispatch everything due now; returns how many occurrences were published."""
         async with self._lock:
-            if self._retry_pending:
-                await self.republish_pending()
-            total = 0
+            total = await self.republish_pending() if self._retry_pending else 0
             while True:
                 count, more = await self._tick_once()
                 total += count

@@ -1,0 +1,167 @@
+"""The worker runtime on real JetStream: claims, outcomes, redelivery and takeover."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from belltower.errors import JobFailed
+from belltower.events import DueOccurrence, RunFinished, due_encoder, run_id_for, utcnow
+from belltower.jobtypes import JobContext, Registry
+from belltower.subjects import CLAIMS_BUCKET, DUE_STREAM, RUNS_STREAM, claim_key, due_subject
+from belltower.worker import Claim, Worker
+from tests.support import stream_messages
+
+
+class SleepParams(msgspec.Struct):
+    seconds: float = 0.0
+    fail: bool = False
+
+
+calls: list[str] = []
+
+
+def make_registry() -> Registry:
+    registry = Registry()
+
+    @registry.job_type("test.sleep", pool="notifier", title="Sleep", params=SleepParams)
+    async def sleep(ctx: JobContext, params: SleepParams) -> None:
+        calls.append(ctx.occurrence_id)
+        await ctx.progress(0, 1, "sleeping")
+        await asyncio.sleep(params.seconds)
+        if params.fail:
+            raise JobFailed("asked to fail")
+        ctx.output.line(f"slept {params.seconds}s")
+
+    @registry.job_type("test.crash", pool="notifier", title="Crash")
+    async def crash(ctx: JobContext, params: object) -> None:
+        raise ZeroDivisionError("division by zero in a handler")
+
+    return registry
+
+
+@pytest.fixture
+async def worker(settings, nc) -> AsyncIterator[Worker]:
+    calls.clear()
+    w = Worker("notifier", make_registry(), settings)
+    await w.on_startup()
+    await w.broker.start()
+    yield w
+    await w.broker.stop()
+    await w.on_shutdown()
+
+
+def due(job_type: str = "test.sleep", **params: object) -> DueOccurrence:
+    occ = str(uuid.uuid4())
+    now = utcnow()
+    return DueOccurrence(
+        occurrence_id=occ, run_id=run_id_for(occ), job_id=str(uuid.uuid4()), job_type=job_type, job_title="A job",
+        pool="notifier", params=dict(params), scheduled_for=now, dispatched_at=now,
+    )  # fmt: skip
+
+
+async def publish(nc, message: DueOccurrence, msg_id: str | None = None) -> None:
+    await nc.jetstream().publish(
+        due_subject("notifier", message.job_type), due_encoder.encode(message),
+        headers={"Nats-Msg-Id": msg_id or message.occurrence_id},
+    )  # fmt: skip
+
+
+async def finished_events(nc, timeout: float = 10.0, expect: int = 1) -> list[RunFinished]:
+    js = nc.jetstream()
+    deadline = time.monotonic() + timeout
+    while True:
+        events = [
+            msgspec.json.decode(m.data, type=RunFinished)
+            for m in await stream_messages(js, RUNS_STREAM, "belltower.run.finished.")
+        ]
+        if len(events) >= expect or time.monotonic() > deadline:
+            return events
+        await asyncio.sleep(0.1)
+
+
+async def test_a_run_is_claimed_run_and_reported(worker, nc) -> None:
+    message = due(seconds=0.1)
+    await publish(nc, message)
+    [event] = await finished_events(nc)
+    assert event.id == message.run_id and event.subject == message.job_id
+    assert event.data.status == "succeeded" and "slept 0.1s" in event.data.output_text
+    assert event.data.duration_ms >= 100
+    claims = await nc.jetstream().key_value(CLAIMS_BUCKET)
+    claim = msgspec.json.decode((await claims.get(claim_key(message.occurrence_id))).value, type=Claim)
+    assert claim.state == "finished"
+
+
+async def test_a_finished_occurrence_delivered_again_is_not_run_again(worker, nc) -> None:
+    message = due()
+    await publish(nc, message)
+    await finished_events(nc)
+    await publish(nc, message, msg_id=f"{message.occurrence_id}-again")  # a second delivery of it
+    js = nc.jetstream()
+    deadline = time.monotonic() + 10
+    while (await js.stream_info(DUE_STREAM)).state.messages and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert (await js.stream_info(DUE_STREAM)).state.messages == 0, "the second delivery was not acked"
+    assert calls == [message.occurrence_id]
+    assert len(await finished_events(nc, timeout=0)) == 1
+
+
+@pytest.mark.parametrize(
+    ("job_type", "params", "status", "words"),
+    [
+        ("test.sleep", {"fail": True}, "failed", "asked to fail"),
+        ("test.crash", {}, "failed", "ZeroDivisionError: division by zero in a handler"),
+        ("test.gone", {}, "failed", "job type 'test.gone' is not installed on the notifier-worker"),
+        ("test.sleep", {"seconds": "lots"}, "failed", "parameters do not fit test.sleep"),
+    ],
+)
+async def test_failures_are_recorded_with_a_clear_error(worker, nc, job_type, params, status, words) -> None:
+    await publish(nc, due(job_type, **params))
+    [event] = await finished_events(nc)
+    assert event.data.status == status
+    assert words in (event.data.error or "")
+
+
+async def test_a_run_over_its_timeout_is_timed_out(worker, nc) -> None:
+    message = due(seconds=5)
+    message.timeout_s = 0.3
+    await publish(nc, message)
+    [event] = await finished_events(nc)
+    assert event.data.status == "timed_out"
+    assert event.data.duration_ms < 3000
+
+
+async def test_a_stale_claim_is_taken_over_and_completed_once(worker, nc) -> None:
+    """A worker that died mid-run left a 'running' claim; the occurrence still completes, once."""
+    message = due()
+    claims = await nc.jetstream().key_value(CLAIMS_BUCKET)
+    dead = Claim(state="running", worker="dead-host:1", attempt=1, heartbeat_at=time.time() - 60)
+    await claims.create(claim_key(message.occurrence_id), msgspec.json.encode(dead))
+    await publish(nc, message)
+    [event] = await finished_events(nc)
+    assert event.data.status == "succeeded"
+    assert calls == [message.occurrence_id]
+
+
+async def test_a_live_claim_held_elsewhere_is_left_alone(worker, nc) -> None:
+    message = due()
+    claims = await nc.jetstream().key_value(CLAIMS_BUCKET)
+    alive = Claim(state="running", worker="other-host:1", attempt=1, heartbeat_at=time.time() + 3600)
+    await claims.create(claim_key(message.occurrence_id), msgspec.json.encode(alive))
+    await publish(nc, message)
+    await asyncio.sleep(1.5)
+    assert calls == []
+    assert await finished_events(nc, timeout=0, expect=0) == []
+
+
+async def test_progress_and_start_events_are_published(worker, nc) -> None:
+    await publish(nc, due(seconds=0.05))
+    await finished_events(nc)
+    info = await nc.jetstream().stream_info(RUNS_STREAM, subjects_filter="belltower.run.>")
+    subjects = set(info.state.subjects or {})
+    assert {"belltower.run.started.test.sleep", "belltower.run.progress.test.sleep", "belltower.run.finished.succeeded.test.sleep"} <= subjects

@@ -1,0 +1,60 @@
+"""The CLI refuses bad flags before anything is sent, naming the flag."""
+
+import pytest
+from typer.testing import CliRunner
+
+from belltower.cli import app, build_schedule, parse_keep, parse_params
+from belltower.errors import InvalidInput
+from belltower.schedule import Cron, Daily, Every, Once
+
+
+def test_build_schedule_for_each_kind() -> None:
+    assert isinstance(build_schedule("30s", None, None, None, None, "UTC", None, None).rule, Every)
+    assert isinstance(build_schedule(None, "*/5 * * * *", None, None, None, "UTC", None, None).rule, Cron)
+    daily = build_schedule(None, None, "07:30,12:00", "mon,fri", None, "Europe/Paris", None, None)
+    assert daily.rule == Daily(times=["07:30", "12:00"], weekdays=["mon", "fri"]) and daily.tz == "Europe/Paris"
+    once = build_schedule(None, None, None, None, "2030-09-01T07:30", "America/Chicago", None, None)
+    assert isinstance(once.rule, Once) and once.rule.at.utcoffset() is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        ((None, None, None, None, None, "UTC", None, None), "schedule"),
+        (("5s", "* * * * *", None, None, None, "UTC", None, None), "schedule"),
+        (("5s", None, None, "mon", None, "UTC", None, None), "weekdays"),
+        (("5s", None, None, None, None, "Nowhere/Land", None, None), "tz"),
+        ((None, None, "25:00", None, None, "UTC", None, None), "daily_at"),
+        (("5s", None, None, None, None, "UTC", "2030-01-02", "2030-01-01"), "end"),
+    ],
+)
+def test_build_schedule_refuses(args: tuple, field: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        build_schedule(*args)
+    assert err.value.field == field
+
+
+def test_params_and_retention_forms() -> None:
+    assert parse_params(["days=7", "note=a=b"]) == {"days": "7", "note": "a=b"}
+    with pytest.raises(InvalidInput, match="KEY=VALUE"):
+        parse_params(["days"])
+    assert parse_keep("forever") is None
+    assert parse_keep("week") == 7
+    assert parse_keep("90") == 90
+    with pytest.raises(InvalidInput, match="keep_history"):
+        parse_keep("0")
+
+
+def test_bad_cron_exits_2_without_contacting_anything() -> None:
+    result = CliRunner().invoke(
+        app, ["jobs", "create", "--type", "system.canary", "--title", "x", "--cron", "61 * * * *"],
+        env={"BELLTOWER_NATS_URL": "nats://127.0.0.1:1"},
+    )
+    assert result.exit_code == 2
+    assert "cron" in result.output and "Bad minute" in result.output
+
+
+def test_unreachable_nats_exits_3_with_advice() -> None:
+    result = CliRunner().invoke(app, ["jobs", "list"], env={"BELLTOWER_NATS_URL": "nats://127.0.0.1:1"})
+    assert result.exit_code == 3
+    assert "BELLTOWER_NATS_URL" in result.output
