@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -110,6 +111,8 @@ class HistoryService:
     async def list_runs(self, data: bytes) -> list[RunRecord]:
         assert self.store is not None
         query = decode_request(data, RunQuery)
+        if query.job_id is not None:
+            _check_uuid("job", query.job_id, "a job id (UUID) as shown by `belltower jobs list`")
         if query.status is not None and query.status not in _STATUSES:
             raise InvalidInput("status", f"{query.status!r} is not a run status", ", ".join(_STATUSES))
         if not 1 <= query.limit <= MAX_LIMIT:
@@ -121,12 +124,8 @@ class HistoryService:
     async def get_run(self, data: bytes) -> RunRecord:
         assert self.store is not None
         ref = decode_request(data, RunRef)
-        try:
-            record = await self.store.get(ref.run_id)
-        except Exception as exc:
-            if "invalid input syntax for type uuid" in str(exc):
-                raise InvalidInput("run_id", f"{ref.run_id!r} is not a run id", "a UUID as shown by `belltower runs list`") from None
-            raise
+        _check_uuid("run_id", ref.run_id, "a UUID as shown by `belltower runs list`")
+        record = await self.store.get(ref.run_id)
         if record is None:
             raise NotFound(f"no run with id {ref.run_id}; it may not have started yet, or was purged")
         return record
@@ -139,6 +138,13 @@ class HistoryService:
                 raise InvalidInput(f"keep_days.{job}", f"{days} is not a number of days", "1 or more, or null for forever")
         by_job = await self.store.purge(request.keep_days, request.default_days, datetime.now(UTC), request.dry_run)
         return PurgeResult(deleted=sum(by_job.values()), by_job=by_job)
+
+
+def _check_uuid(field: str, value: str, accepted: str) -> None:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise InvalidInput(field, f"{value!r} is not an id", accepted) from None
 
 
 def main() -> None:
