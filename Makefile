@@ -1,0 +1,38 @@
+# Belltower's developer commands. Everything runs through uv in the workspace's .venv.
+
+# `uv` on PATH, else the copy `ensure-uv` installs with pip (python3 -m uv works either way).
+UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+
+.PHONY: dev test lint bench clean dev-reset install ensure-uv
+
+dev: install
+	$(UV) run --no-sync python -m belltower.devstack
+
+test: install
+	$(UV) run --no-sync pytest
+
+lint: install
+	$(UV) run --no-sync ruff check .
+	$(UV) run --no-sync ruff format --check .
+
+bench: install
+	$(UV) run --no-sync python bench/run.py
+
+# Installs every workspace member and the dev group; uv makes this a no-op when nothing changed.
+install: ensure-uv
+	@if [ -f uv.lock ]; then $(UV) sync --all-packages --frozen; else $(UV) sync --all-packages; fi
+
+ensure-uv:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+
+# Removes the virtualenv and caches; `make dev`'s data in .dev/ is kept.
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache .hypothesis
+	find . -path ./.dev -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+# Wipes `make dev`'s NATS store, database, mail and batch folder.
+dev-reset:
+	@pid=$$(cat .dev/devstack.lock 2>/dev/null); \
+	if [ -n "$$pid" ] && kill -0 "$$pid" 2>/dev/null; then \
+		echo "make dev is running (pid $$pid): stop it with Ctrl-C first"; exit 1; fi
+	rm -rf .dev
