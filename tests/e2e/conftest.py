@@ -1,0 +1,146 @@
+"""End-to-end fixtures: the four services as real processes, and the CLI run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from belltower.localservers import bound_to_parent
+
+BIN = Path(sys.executable).parent
+SERVICES = ("scheduler", "history", "notifier-worker", "integration-worker")
+
+
+@dataclass
+class Cli:
+    """Runs ``belltower`` in a subprocess with the stack's environment."""
+
+    env: dict[str, str]
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(BIN / "belltower"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"belltower {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json").stdout)
+
+
+@dataclass
+class Stack:
+    """The services of one test, each a child process with its log in ``logs``."""
+
+    env: dict[str, str]
+    logs: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, **extra_env: str) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            bound_to_parent([BIN / f"belltower-{name}"]),
+            env={**self.env, **extra_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a crash or an OOM kill would: no clean-up runs."""
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.get(name)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.stop(name)
+
+    def log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_ready(self, cli: Cli, job_types: int = 3, timeout: float = 60) -> None:
+        """Until the scheduler answers and every worker pool has registered its job types."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise AssertionError(
+                        f"{name} exited with {proc.returncode}:\n{self.log(name)[-3000:]}"
+                    )
+            result = cli.run("job-types", "--json", check=False, timeout=20)
+            if result.returncode == 0 and len(json.loads(result.stdout)) >= job_types:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"stack not ready: {result.stderr}\n"
+                    + "\n".join(self.log(n)[-2000:] for n in self.procs)
+                )
+            time.sleep(0.3)
+
+
+@pytest.fixture
+def stack_env(fresh_nats, database_url: str, tmp_batch_folder: Path, mail_sink) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BELLTOWER_")}
+    env.update(
+        BELLTOWER_NATS_URL=fresh_nats.url,
+        BELLTOWER_DATABASE_URL=database_url,
+        BELLTOWER_BATCH_FOLDER=str(tmp_batch_folder),
+        BELLTOWER_SMTP_HOST=mail_sink.host,
+        BELLTOWER_SMTP_PORT=str(mail_sink.port),
+        BELLTOWER_ACK_WAIT_S="3",
+        BELLTOWER_LOG_JSON="true",
+        BELLTOWER_LOG_LEVEL="INFO",
+    )
+    return env
+
+
+@pytest.fixture
+def cli(stack_env: dict[str, str]) -> Cli:
+    return Cli(stack_env)
+
+
+@pytest.fixture
+def stack(stack_env: dict[str, str], tmp_path: Path, cli: Cli) -> Iterator[Stack]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    s = Stack(stack_env, logs)
+    try:
+        for name in SERVICES:
+            s.start(name)
+        s.wait_ready(cli)
+        yield s
+    finally:
+        s.stop_all()
