@@ -6,7 +6,9 @@ from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
 
-async def stream_messages(js: JetStreamContext, stream: str, subject_prefix: str = "") -> list[RawStreamMsg]:
+async def stream_messages(
+    js: JetStreamContext, stream: str, subject_prefix: str = ""
+) -> list[RawStreamMsg]:
     """Every message a stream holds now, oldest first, optionally only subjects with a prefix."""
     state = (await js.stream_info(stream)).state
     if not state.messages:

@@ -25,7 +25,9 @@ class Clock:
         return self.now
 
 
-async def add_job(store: Store, schedule: Schedule, *, priority: int = 500, next_due: datetime, title: str = "job") -> JobRow:
+async def add_job(
+    store: Store, schedule: Schedule, *, priority: int = 500, next_due: datetime, title: str = "job"
+) -> JobRow:
     import uuid
 
     row = JobRow(
@@ -45,7 +47,12 @@ async def due_messages(js) -> list[tuple[DueOccurrence, str]]:
 
 
 async def ledger(pool) -> list[dict]:
-    return [dict(r) for r in await pool.fetch("SELECT id::text, job_id::text, scheduled_for, state, reason FROM scheduler.occurrences ORDER BY scheduled_for")]
+    return [
+        dict(r)
+        for r in await pool.fetch(
+            "SELECT id::text, job_id::text, scheduled_for, state, reason FROM scheduler.occurrences ORDER BY scheduled_for"
+        )
+    ]
 
 
 @pytest.fixture
@@ -63,15 +70,25 @@ async def test_due_occurrences_are_published_once_with_their_id(nc, store, pool)
     assert await dispatcher.tick() == 0
 
     sent = await due_messages(nc.jetstream())
-    assert [m.scheduled_for for m, _ in sent] == [T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=2)]
-    assert all(m.occurrence_id == msg_id == occurrence_id(row.id, m.scheduled_for) for m, msg_id in sent)
+    assert [m.scheduled_for for m, _ in sent] == [
+        T0,
+        T0 + timedelta(seconds=1),
+        T0 + timedelta(seconds=2),
+    ]
+    assert all(
+        m.occurrence_id == msg_id == occurrence_id(row.id, m.scheduled_for) for m, msg_id in sent
+    )
     assert {r["state"] for r in await ledger(pool)} == {"dispatched"}
-    assert await pool.fetchval("SELECT next_run_at FROM scheduler.jobs") == T0 + timedelta(seconds=3)
+    assert await pool.fetchval("SELECT next_run_at FROM scheduler.jobs") == T0 + timedelta(
+        seconds=3
+    )
 
 
 async def test_higher_priority_is_published_first_when_due_together(nc, store) -> None:
     for priority in (1, 900, 500, 10_000, 499):
-        await add_job(store, Schedule(rule=Once(at=T0)), priority=priority, next_due=T0, title=f"p{priority}")
+        await add_job(
+            store, Schedule(rule=Once(at=T0)), priority=priority, next_due=T0, title=f"p{priority}"
+        )
     dispatcher = Dispatcher(store, nc.jetstream(), clock=Clock(T0 + timedelta(milliseconds=5)))
     await dispatcher.load()
     await dispatcher.tick()
@@ -83,7 +100,9 @@ async def test_a_restart_or_second_replica_does_not_dispatch_again(nc, store, po
     first = Dispatcher(store, nc.jetstream(), clock=Clock(T0 + timedelta(seconds=1.5)))
     await first.load()
     assert await first.tick() == 2
-    await pool.execute("UPDATE scheduler.jobs SET next_run_at = $1", T0)  # as if the advance was lost
+    await pool.execute(
+        "UPDATE scheduler.jobs SET next_run_at = $1", T0
+    )  # as if the advance was lost
 
     again = Dispatcher(store, nc.jetstream(), clock=Clock(T0 + timedelta(seconds=1.5)))
     await again.load()
@@ -113,7 +132,9 @@ async def test_jetstream_drops_a_republished_occurrence(nc, store, pool) -> None
     dispatcher = Dispatcher(store, nc.jetstream(), clock=Clock(T0))
     await dispatcher.load()
     await dispatcher.tick()
-    await pool.execute("UPDATE scheduler.occurrences SET state = 'pending'")  # published, but not marked
+    await pool.execute(
+        "UPDATE scheduler.occurrences SET state = 'pending'"
+    )  # published, but not marked
     assert await dispatcher.republish_pending() == 1
     assert len(await due_messages(nc.jetstream())) == 1
     assert (await ledger(pool))[0]["job_id"] == row.id
@@ -121,7 +142,12 @@ async def test_jetstream_drops_a_republished_occurrence(nc, store, pool) -> None
 
 async def test_missed_occurrences_are_coalesced_and_recorded(nc, store, pool) -> None:
     await add_job(store, Schedule(rule=Every(seconds=60)), next_due=T0)
-    dispatcher = Dispatcher(store, nc.jetstream(), clock=Clock(T0 + timedelta(minutes=10, seconds=30)), misfire_grace_s=60)
+    dispatcher = Dispatcher(
+        store,
+        nc.jetstream(),
+        clock=Clock(T0 + timedelta(minutes=10, seconds=30)),
+        misfire_grace_s=60,
+    )
     await dispatcher.load()
     assert await dispatcher.tick() == 1
     rows = await ledger(pool)

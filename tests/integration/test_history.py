@@ -53,7 +53,9 @@ def started(occ: str, job: str, at: datetime, attempt: int = 1) -> RunStarted:
     )  # fmt: skip
 
 
-def finished(occ: str, job: str, at: datetime, status: str = "succeeded", text: str = "ok") -> RunFinished:
+def finished(
+    occ: str, job: str, at: datetime, status: str = "succeeded", text: str = "ok"
+) -> RunFinished:
     return RunFinished(
         id=run_id_for(occ), source="test", subject=job, time=at,
         data=RunFinishedData(
@@ -67,7 +69,9 @@ def finished(occ: str, job: str, at: datetime, status: str = "succeeded", text: 
 async def send(nc, subject: str, event, msg_id: str | None = None) -> None:
     import msgspec
 
-    await nc.jetstream().publish(subject, msgspec.json.encode(event), headers={"Nats-Msg-Id": msg_id or event.id})
+    await nc.jetstream().publish(
+        subject, msgspec.json.encode(event), headers={"Nats-Msg-Id": msg_id or event.id}
+    )
 
 
 async def wait_rows(pool, count: int, where: str = "TRUE", timeout: float = 10) -> None:
@@ -89,20 +93,36 @@ async def test_started_then_finished_makes_one_row(history, nc, pool, api) -> No
     await send(nc, run_finished_subject("succeeded", "system.canary"), finished(occ, job, T0))
     await wait_rows(pool, 1, "status = 'succeeded'")
     run = await api.call("history", "runs.get", {"run_id": run_id_for(occ)}, result_type=RunRecord)
-    assert (run.status, run.duration_ms, run.output_text, run.occurrence_id) == ("succeeded", 2000, "ok\n", occ)
+    assert (run.status, run.duration_ms, run.output_text, run.occurrence_id) == (
+        "succeeded",
+        2000,
+        "ok\n",
+        occ,
+    )
 
 
 async def test_redelivered_and_late_events_change_nothing(history, nc, pool) -> None:
     occ, job = str(uuid.uuid4()), str(uuid.uuid4())
-    await send(nc, run_finished_subject("succeeded", "system.canary"), finished(occ, job, T0, text="first"))
+    await send(
+        nc, run_finished_subject("succeeded", "system.canary"), finished(occ, job, T0, text="first")
+    )
     await wait_rows(pool, 1, "finished_at IS NOT NULL")
     # The same run finishing again (a second attempt after a crash) and a late 'started'.
-    await send(nc, run_finished_subject("failed", "system.canary"), finished(occ, job, T0, "failed", "second"), "other-id")
+    await send(
+        nc,
+        run_finished_subject("failed", "system.canary"),
+        finished(occ, job, T0, "failed", "second"),
+        "other-id",
+    )
     await send(nc, run_started_subject("system.canary"), started(occ, job, T0, attempt=2))
     marker_occ = str(uuid.uuid4())
     await send(nc, run_started_subject("system.canary"), started(marker_occ, job, T0))
-    await wait_rows(pool, 1, f"occurrence_id = '{marker_occ}'")  # everything before it was processed
-    rows = await pool.fetch("SELECT status, summary, attempt FROM history.runs WHERE occurrence_id = $1", uuid.UUID(occ))
+    await wait_rows(
+        pool, 1, f"occurrence_id = '{marker_occ}'"
+    )  # everything before it was processed
+    rows = await pool.fetch(
+        "SELECT status, summary, attempt FROM history.runs WHERE occurrence_id = $1", uuid.UUID(occ)
+    )
     assert [tuple(r) for r in rows] == [("succeeded", "first", 1)]
 
 
@@ -122,14 +142,23 @@ async def test_queries_by_job_status_and_dates(history, nc, pool, api) -> None:
     for i in range(6):
         occ = str(uuid.uuid4())
         status = "failed" if i % 3 == 0 else "succeeded"
-        await send(nc, run_finished_subject(status, "system.canary"), finished(occ, job_a if i < 4 else job_b, T0 + timedelta(days=i), status))
+        await send(
+            nc,
+            run_finished_subject(status, "system.canary"),
+            finished(occ, job_a if i < 4 else job_b, T0 + timedelta(days=i), status),
+        )
     await wait_rows(pool, 6)
     by_job = await api.call("history", "runs.list", {"job_id": job_a}, result_type=list[RunRecord])
     assert len(by_job) == 4 and by_job[0].scheduled_for > by_job[-1].scheduled_for
-    failed = await api.call("history", "runs.list", {"status": "failed"}, result_type=list[RunRecord])
+    failed = await api.call(
+        "history", "runs.list", {"status": "failed"}, result_type=list[RunRecord]
+    )
     assert {r.scheduled_for for r in failed} == {T0, T0 + timedelta(days=3)}
     window = await api.call(
-        "history", "runs.list", {"since": T0 + timedelta(days=1), "until": T0 + timedelta(days=3)}, result_type=list[RunRecord]
+        "history",
+        "runs.list",
+        {"since": T0 + timedelta(days=1), "until": T0 + timedelta(days=3)},
+        result_type=list[RunRecord],
     )
     assert [r.scheduled_for for r in window] == [T0 + timedelta(days=2), T0 + timedelta(days=1)]
     assert all(r.output_text == "" for r in window)  # lists leave the output out; runs.get has it
@@ -157,11 +186,23 @@ async def test_purge_follows_each_jobs_retention(history, nc, pool, api) -> None
     for job in (week, forever, deleted_job):
         for age in (1, 10, 100):
             occ = str(uuid.uuid4())
-            await send(nc, run_finished_subject("succeeded", "system.canary"), finished(occ, job, now - timedelta(days=age, seconds=5)))
+            await send(
+                nc,
+                run_finished_subject("succeeded", "system.canary"),
+                finished(occ, job, now - timedelta(days=age, seconds=5)),
+            )
     await wait_rows(pool, 9)
-    dry = await api.call("history", "runs.purge", {"keep_days": {week: 7, forever: None}, "default_days": 30, "dry_run": True})
+    dry = await api.call(
+        "history",
+        "runs.purge",
+        {"keep_days": {week: 7, forever: None}, "default_days": 30, "dry_run": True},
+    )
     assert dry["deleted"] == 3 and await pool.fetchval("SELECT count(*) FROM history.runs") == 9
-    result = await api.call("history", "runs.purge", {"keep_days": {week: 7, forever: None}, "default_days": 30})
+    result = await api.call(
+        "history", "runs.purge", {"keep_days": {week: 7, forever: None}, "default_days": 30}
+    )
     assert result["by_job"] == {week: 2, deleted_job: 1}
-    left = await pool.fetch("SELECT job_id::text AS job, count(*) AS n FROM history.runs GROUP BY job_id")
+    left = await pool.fetch(
+        "SELECT job_id::text AS job, count(*) AS n FROM history.runs GROUP BY job_id"
+    )
     assert {r["job"]: r["n"] for r in left} == {week: 1, forever: 3, deleted_job: 2}

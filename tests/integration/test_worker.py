@@ -93,7 +93,9 @@ async def test_a_run_is_claimed_run_and_reported(worker, nc) -> None:
     assert event.data.status == "succeeded" and "slept 0.1s" in event.data.output_text
     assert event.data.duration_ms >= 100
     claims = await nc.jetstream().key_value(CLAIMS_BUCKET)
-    claim = msgspec.json.decode((await claims.get(claim_key(message.occurrence_id))).value, type=Claim)
+    claim = msgspec.json.decode(
+        (await claims.get(claim_key(message.occurrence_id))).value, type=Claim
+    )
     assert claim.state == "finished"
 
 
@@ -106,7 +108,9 @@ async def test_a_finished_occurrence_delivered_again_is_not_run_again(worker, nc
     deadline = time.monotonic() + 10
     while (await js.stream_info(DUE_STREAM)).state.messages and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-    assert (await js.stream_info(DUE_STREAM)).state.messages == 0, "the second delivery was not acked"
+    assert (await js.stream_info(DUE_STREAM)).state.messages == 0, (
+        "the second delivery was not acked"
+    )
     assert calls == [message.occurrence_id]
     assert len(await finished_events(nc, timeout=0)) == 1
 
@@ -120,7 +124,9 @@ async def test_a_finished_occurrence_delivered_again_is_not_run_again(worker, nc
         ("test.sleep", {"seconds": "lots"}, "failed", "parameters do not fit test.sleep"),
     ],
 )
-async def test_failures_are_recorded_with_a_clear_error(worker, nc, job_type, params, status, words) -> None:
+async def test_failures_are_recorded_with_a_clear_error(
+    worker, nc, job_type, params, status, words
+) -> None:
     await publish(nc, due(job_type, **params))
     [event] = await finished_events(nc)
     assert event.data.status == status
@@ -151,7 +157,9 @@ async def test_a_stale_claim_is_taken_over_and_completed_once(worker, nc) -> Non
 async def test_a_live_claim_held_elsewhere_is_left_alone(worker, nc) -> None:
     message = due()
     claims = await nc.jetstream().key_value(CLAIMS_BUCKET)
-    alive = Claim(state="running", worker="other-host:1", attempt=1, heartbeat_at=time.time() + 3600)
+    alive = Claim(
+        state="running", worker="other-host:1", attempt=1, heartbeat_at=time.time() + 3600
+    )
     await claims.create(claim_key(message.occurrence_id), msgspec.json.encode(alive))
     await publish(nc, message)
     await asyncio.sleep(1.5)
@@ -164,4 +172,8 @@ async def test_progress_and_start_events_are_published(worker, nc) -> None:
     await finished_events(nc)
     info = await nc.jetstream().stream_info(RUNS_STREAM, subjects_filter="belltower.run.>")
     subjects = set(info.state.subjects or {})
-    assert {"belltower.run.started.test.sleep", "belltower.run.progress.test.sleep", "belltower.run.finished.succeeded.test.sleep"} <= subjects
+    assert {
+        "belltower.run.started.test.sleep",
+        "belltower.run.progress.test.sleep",
+        "belltower.run.finished.succeeded.test.sleep",
+    } <= subjects

@@ -26,9 +26,24 @@ INFO = JobType("test.params", "integration", "Params", "", Params, _noop).info()
 
 def test_strings_are_converted_by_schema_type() -> None:
     got = validate_params(
-        INFO, {"days": "7", "ratio": "2.5", "dry_run": "yes", "notify": "a@x.org,b@x.org", "folder": "/tmp", "note": "42"}
+        INFO,
+        {
+            "days": "7",
+            "ratio": "2.5",
+            "dry_run": "yes",
+            "notify": "a@x.org,b@x.org",
+            "folder": "/tmp",
+            "note": "42",
+        },
     )
-    assert got == {"days": 7, "ratio": 2.5, "dry_run": True, "notify": ["a@x.org", "b@x.org"], "folder": "/tmp", "note": "42"}
+    assert got == {
+        "days": 7,
+        "ratio": 2.5,
+        "dry_run": True,
+        "notify": ["a@x.org", "b@x.org"],
+        "folder": "/tmp",
+        "note": "42",
+    }
 
 
 def test_json_values_pass_through() -> None:

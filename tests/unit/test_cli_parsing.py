@@ -10,9 +10,14 @@ from belltower.schedule import Cron, Daily, Every, Once
 
 def test_build_schedule_for_each_kind() -> None:
     assert isinstance(build_schedule("30s", None, None, None, None, "UTC", None, None).rule, Every)
-    assert isinstance(build_schedule(None, "*/5 * * * *", None, None, None, "UTC", None, None).rule, Cron)
+    assert isinstance(
+        build_schedule(None, "*/5 * * * *", None, None, None, "UTC", None, None).rule, Cron
+    )
     daily = build_schedule(None, None, "07:30,12:00", "mon,fri", None, "Europe/Paris", None, None)
-    assert daily.rule == Daily(times=["07:30", "12:00"], weekdays=["mon", "fri"]) and daily.tz == "Europe/Paris"
+    assert (
+        daily.rule == Daily(times=["07:30", "12:00"], weekdays=["mon", "fri"])
+        and daily.tz == "Europe/Paris"
+    )
     once = build_schedule(None, None, None, None, "2030-09-01T07:30", "America/Chicago", None, None)
     assert isinstance(once.rule, Once) and once.rule.at.utcoffset() is not None
 
@@ -47,7 +52,8 @@ def test_params_and_retention_forms() -> None:
 
 def test_bad_cron_exits_2_without_contacting_anything() -> None:
     result = CliRunner().invoke(
-        app, ["jobs", "create", "--type", "system.canary", "--title", "x", "--cron", "61 * * * *"],
+        app,
+        ["jobs", "create", "--type", "system.canary", "--title", "x", "--cron", "61 * * * *"],
         env={"BELLTOWER_NATS_URL": "nats://127.0.0.1:1"},
     )
     assert result.exit_code == 2
@@ -55,6 +61,8 @@ def test_bad_cron_exits_2_without_contacting_anything() -> None:
 
 
 def test_unreachable_nats_exits_3_with_advice() -> None:
-    result = CliRunner().invoke(app, ["jobs", "list"], env={"BELLTOWER_NATS_URL": "nats://127.0.0.1:1"})
+    result = CliRunner().invoke(
+        app, ["jobs", "list"], env={"BELLTOWER_NATS_URL": "nats://127.0.0.1:1"}
+    )
     assert result.exit_code == 3
     assert "BELLTOWER_NATS_URL" in result.output

@@ -1,5 +1,6 @@
 """The schedule engine: what users type, what is refused, and when jobs fire (DST included)."""
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -29,7 +30,9 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h30m", 5400), ("2d", 172800), ("45", 45)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h30m", 5400), ("2d", 172800), ("45", 45)]
+)
 def test_every_accepts_durations(text: str, seconds: int) -> None:
     assert parse_every(text) == seconds
 
@@ -49,7 +52,9 @@ def test_weekdays_are_normalised_and_checked() -> None:
 
 
 def test_naive_datetimes_are_read_in_the_schedule_zone() -> None:
-    assert parse_datetime("2026-03-01T07:30", "America/New_York") == datetime(2026, 3, 1, 7, 30, tzinfo=NY)
+    assert parse_datetime("2026-03-01T07:30", "America/New_York") == datetime(
+        2026, 3, 1, 7, 30, tzinfo=NY
+    )
     assert parse_datetime("2026-03-01T07:30+02:00").utcoffset() == timedelta(hours=2)
     with pytest.raises(InvalidInput, match="start"):
         parse_datetime("yesterday", field="start")
@@ -76,13 +81,17 @@ def test_unknown_zone_and_end_before_start_are_refused() -> None:
         compile_schedule(Schedule(rule=Every(seconds=5), tz="Mars/Olympus_Mons"))
     assert err.value.field == "tz"
     with pytest.raises(InvalidInput) as err:
-        compile_schedule(Schedule(rule=Every(seconds=5), start=utc(2026, 2, 1), end=utc(2026, 1, 1)))
+        compile_schedule(
+            Schedule(rule=Every(seconds=5), start=utc(2026, 2, 1), end=utc(2026, 1, 1))
+        )
     assert err.value.field == "end"
     assert "never run" in err.value.message
 
 
 def test_every_is_aligned_to_start_and_bounded_by_end() -> None:
-    sched = compile_schedule(Schedule(rule=Every(seconds=90), start=utc(2026, 1, 1, 8, 0, 15), end=utc(2026, 1, 1, 8, 5)))
+    sched = compile_schedule(
+        Schedule(rule=Every(seconds=90), start=utc(2026, 1, 1, 8, 0, 15), end=utc(2026, 1, 1, 8, 5))
+    )
     assert sched.upcoming(utc(2026, 1, 1), 10) == [
         utc(2026, 1, 1, 8, 0, 15),
         utc(2026, 1, 1, 8, 1, 45),
@@ -98,10 +107,16 @@ def test_every_without_start_lands_on_clock_multiples() -> None:
 
 
 def test_daily_on_weekdays_in_a_zone() -> None:
-    sched = compile_schedule(Schedule(rule=Daily(times=["07:30"], weekdays=["mon", "wed"]), tz="America/New_York"))
+    sched = compile_schedule(
+        Schedule(rule=Daily(times=["07:30"], weekdays=["mon", "wed"]), tz="America/New_York")
+    )
     # 2026-11-20 is a Friday.
     got = sched.upcoming(utc(2026, 11, 20), 3)
-    assert [d.astimezone(NY).strftime("%a %H:%M") for d in got] == ["Mon 07:30", "Wed 07:30", "Mon 07:30"]
+    assert [d.astimezone(NY).strftime("%a %H:%M") for d in got] == [
+        "Mon 07:30",
+        "Wed 07:30",
+        "Mon 07:30",
+    ]
     assert got[0] == utc(2026, 11, 23, 12, 30)
 
 
@@ -124,7 +139,7 @@ def test_daily_time_in_the_repeated_autumn_hour_runs_once_on_its_first_pass() ->
 def test_every_ignores_dst() -> None:
     sched = compile_schedule(Schedule(rule=Every(seconds=3600), tz="America/New_York"))
     got = sched.upcoming(utc(2026, 3, 8, 5, 30), 3)
-    assert [b - a for a, b in zip(got, got[1:], strict=False)] == [timedelta(hours=1)] * 2
+    assert [b - a for a, b in itertools.pairwise(got)] == [timedelta(hours=1)] * 2
 
 
 def test_once_fires_once() -> None:
@@ -137,12 +152,19 @@ def test_describe_in_words() -> None:
     assert describe(Schedule(rule=Every(seconds=30))) == "every 30 seconds"
     assert describe(Schedule(rule=Every(seconds=7200))) == "every 2 hours"
     assert describe(Schedule(rule=Every(seconds=60))) == "every minute"
-    assert describe(Schedule(rule=Daily(times=["07:00"], weekdays=["mon", "fri"]), tz="Europe/London")) == (
-        "daily at 07:00 on mon, fri (Europe/London)"
-    )
+    assert describe(
+        Schedule(rule=Daily(times=["07:00"], weekdays=["mon", "fri"]), tz="Europe/London")
+    ) == ("daily at 07:00 on mon, fri (Europe/London)")
 
 
-ZONES = ["UTC", "America/New_York", "Europe/London", "Australia/Sydney", "Asia/Kolkata", "America/Santiago"]
+ZONES = [
+    "UTC",
+    "America/New_York",
+    "Europe/London",
+    "Australia/Sydney",
+    "Asia/Kolkata",
+    "America/Santiago",
+]
 
 
 @settings(max_examples=150, deadline=None)
@@ -153,14 +175,23 @@ ZONES = ["UTC", "America/New_York", "Europe/London", "Australia/Sydney", "Asia/K
     zone=st.sampled_from(ZONES),
     start=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2030, 12, 31)),
 )
-def test_daily_matches_cron_oracle(minute: int, hour: int, dow: set[int], zone: str, start: datetime) -> None:
-    """"Daily at HH:MM on weekdays" fires exactly when the equivalent cron line does."""
+def test_daily_matches_cron_oracle(
+    minute: int, hour: int, dow: set[int], zone: str, start: datetime
+) -> None:
+    """ "Daily at HH:MM on weekdays" fires exactly when the equivalent cron line does."""
     names = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
     sched = compile_schedule(
-        Schedule(rule=Daily(times=[f"{hour:02d}:{minute:02d}"], weekdays=[names[d] for d in sorted(dow)]), tz=zone)
+        Schedule(
+            rule=Daily(
+                times=[f"{hour:02d}:{minute:02d}"], weekdays=[names[d] for d in sorted(dow)]
+            ),
+            tz=zone,
+        )
     )
     after = start.replace(tzinfo=UTC)
-    oracle = CronSim(f"{minute} {hour} * * {','.join(map(str, sorted(dow)))}", after.astimezone(ZoneInfo(zone)))
+    oracle = CronSim(
+        f"{minute} {hour} * * {','.join(map(str, sorted(dow)))}", after.astimezone(ZoneInfo(zone))
+    )
     assert sched.upcoming(after, 5) == [next(oracle).astimezone(UTC) for _ in range(5)]
 
 
@@ -170,12 +201,14 @@ def test_daily_matches_cron_oracle(minute: int, hour: int, dow: set[int], zone: 
     offset=st.integers(0, 10**8),
     start=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)),
 )
-def test_every_is_periodic_and_strictly_increasing(seconds: int, offset: int, start: datetime) -> None:
+def test_every_is_periodic_and_strictly_increasing(
+    seconds: int, offset: int, start: datetime
+) -> None:
     anchor = start.replace(tzinfo=UTC)
     sched = compile_schedule(Schedule(rule=Every(seconds=seconds), start=anchor))
     after = anchor + timedelta(seconds=offset, microseconds=offset % 999_983)
     got = sched.upcoming(after, 4)
     assert got[0] > after
     assert got[0] - after <= timedelta(seconds=seconds)
-    assert all(b - a == timedelta(seconds=seconds) for a, b in zip(got, got[1:], strict=False))
+    assert all(b - a == timedelta(seconds=seconds) for a, b in itertools.pairwise(got))
     assert all((t - anchor).total_seconds() % seconds == 0 for t in got)

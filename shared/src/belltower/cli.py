@@ -46,7 +46,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 jobs_app = typer.Typer(help="Define, list and control jobs.", no_args_is_help=True)
-runs_app = typer.Typer(help="Execution history: what ran, how it went, its output.", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Execution history: what ran, how it went, its output.", no_args_is_help=True
+)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(runs_app, name="runs")
 
@@ -54,7 +56,12 @@ EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
 
 NatsUrl = Annotated[
     str | None,
-    typer.Option("--nats-url", envvar="BELLTOWER_NATS_URL", help="NATS server the services use.", show_envvar=True),
+    typer.Option(
+        "--nats-url",
+        envvar="BELLTOWER_NATS_URL",
+        help="NATS server the services use.",
+        show_envvar=True,
+    ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON only.")]
 
@@ -79,7 +86,13 @@ def _call(nats_url: str | None, fn: Callable[[ApiClient], Awaitable[T]]) -> T:
 
 
 def _fail(exc: BelltowerError) -> None:
-    code = EXIT_INVALID if isinstance(exc, InvalidInput) else EXIT_UNAVAILABLE if isinstance(exc, Unavailable) else EXIT_FAILED
+    code = (
+        EXIT_INVALID
+        if isinstance(exc, InvalidInput)
+        else EXIT_UNAVAILABLE
+        if isinstance(exc, Unavailable)
+        else EXIT_FAILED
+    )
     typer.echo(f"error: {exc.message}", err=True)
     raise typer.Exit(code)
 
@@ -121,12 +134,16 @@ def _root() -> None:
 @app.command("job-types")
 def job_types(json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
     """List the job types the running workers can run, with their parameters."""
-    types = _call(nats_url, lambda c: c.call("scheduler", "job_types.list", result_type=list[JobTypeInfo]))
+    types = _call(
+        nats_url, lambda c: c.call("scheduler", "job_types.list", result_type=list[JobTypeInfo])
+    )
     if json_out:
         _json(types)
         return
     if not types:
-        typer.echo("No job types: no worker has registered yet. Start the workers (e.g. `make dev`).")
+        typer.echo(
+            "No job types: no worker has registered yet. Start the workers (e.g. `make dev`)."
+        )
         return
     for info in types:
         typer.echo(f"{info.name}  [{info.pool}]  {info.title}")
@@ -142,7 +159,9 @@ def _params(info: JobTypeInfo) -> dict[str, str]:
     out = {}
     for name, prop in root.get("properties", {}).items():
         kinds = [p.get("type", "?") for p in prop.get("anyOf", [prop])]
-        default = f" (default {json.dumps(prop['default'])})" if "default" in prop else " (required)"
+        default = (
+            f" (default {json.dumps(prop['default'])})" if "default" in prop else " (required)"
+        )
         out[name] = "/".join(map(str, kinds)) + default
     return out
 
@@ -161,15 +180,27 @@ def build_schedule(
     end: str | None,
 ) -> Schedule:
     """The schedule the flags describe, validated; raises InvalidInput naming the flag."""
-    given = [name for name, v in (("every", every), ("cron", cron), ("daily_at", daily_at), ("once_at", once_at)) if v]
+    given = [
+        name
+        for name, v in (
+            ("every", every),
+            ("cron", cron),
+            ("daily_at", daily_at),
+            ("once_at", once_at),
+        )
+        if v
+    ]
     if len(given) != 1:
         raise InvalidInput(
             "schedule",
-            "give exactly one of --every, --cron, --daily-at, --once-at" + (f" (got {', '.join(given)})" if given else ""),
+            "give exactly one of --every, --cron, --daily-at, --once-at"
+            + (f" (got {', '.join(given)})" if given else ""),
             "--every 30s | --cron '0 7 * * mon-fri' | --daily-at 07:30 [--weekdays mon,wed] | --once-at 2026-09-01T07:30",
         )
     if weekdays and not daily_at:
-        raise InvalidInput("weekdays", "only goes with --daily-at", "--daily-at 07:30 --weekdays mon,wed,fri")
+        raise InvalidInput(
+            "weekdays", "only goes with --daily-at", "--daily-at 07:30 --weekdays mon,wed,fri"
+        )
     from .schedule import zone
 
     zone(tz)
@@ -198,7 +229,9 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise InvalidInput("param", f"{pair!r} is not KEY=VALUE", "KEY=VALUE, e.g. --param days=7")
+            raise InvalidInput(
+                "param", f"{pair!r} is not KEY=VALUE", "KEY=VALUE, e.g. --param days=7"
+            )
         params[key.strip()] = value
     return params
 
@@ -214,7 +247,11 @@ def parse_keep(text: str | None) -> int | None:
     except ValueError:
         days = 0
     if days < 1:
-        raise InvalidInput("keep_history", f"{text!r} is not a number of days", "days (e.g. 30), week, month, year or forever")
+        raise InvalidInput(
+            "keep_history",
+            f"{text!r} is not a number of days",
+            "days (e.g. 30), week, month, year or forever",
+        )
     return days
 
 
@@ -222,18 +259,41 @@ def parse_keep(text: str | None) -> int | None:
 def jobs_create(
     type_: Annotated[str, typer.Option("--type", help="Job type, see `belltower job-types`.")],
     title: Annotated[str, typer.Option(help="Title shown in lists and e-mails.")],
-    every: Annotated[str | None, typer.Option(help="Run every interval: 30s, 5m, 1h30m, 1d.")] = None,
-    cron: Annotated[str | None, typer.Option(help="Cron expression, 5 fields or 6 with seconds first.")] = None,
-    daily_at: Annotated[str | None, typer.Option(help="Run daily at HH:MM (comma-separate several times).")] = None,
-    weekdays: Annotated[str | None, typer.Option(help="With --daily-at: mon,tue,wed,thu,fri,sat,sun.")] = None,
+    every: Annotated[
+        str | None, typer.Option(help="Run every interval: 30s, 5m, 1h30m, 1d.")
+    ] = None,
+    cron: Annotated[
+        str | None, typer.Option(help="Cron expression, 5 fields or 6 with seconds first.")
+    ] = None,
+    daily_at: Annotated[
+        str | None, typer.Option(help="Run daily at HH:MM (comma-separate several times).")
+    ] = None,
+    weekdays: Annotated[
+        str | None, typer.Option(help="With --daily-at: mon,tue,wed,thu,fri,sat,sun.")
+    ] = None,
     once_at: Annotated[str | None, typer.Option(help="Run once at an ISO date-time.")] = None,
-    tz: Annotated[str, typer.Option(help="IANA time zone the schedule is read in.", envvar="BELLTOWER_DEFAULT_TZ", show_envvar=True)] = "UTC",
-    priority: Annotated[int, typer.Option(help="Higher runs first when due at the same time.")] = 500,
+    tz: Annotated[
+        str,
+        typer.Option(
+            help="IANA time zone the schedule is read in.",
+            envvar="BELLTOWER_DEFAULT_TZ",
+            show_envvar=True,
+        ),
+    ] = "UTC",
+    priority: Annotated[
+        int, typer.Option(help="Higher runs first when due at the same time.")
+    ] = 500,
     start: Annotated[str | None, typer.Option(help="No run before this ISO date-time.")] = None,
     end: Annotated[str | None, typer.Option(help="No run after this ISO date-time.")] = None,
-    param: Annotated[list[str] | None, typer.Option(help="Job parameter KEY=VALUE; repeat for several.")] = None,
-    keep_history: Annotated[str | None, typer.Option(help="Keep execution history: days, week, month, year or forever.")] = "30",
-    timeout: Annotated[str | None, typer.Option(help="Stop a run after this long, e.g. 10m.")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="Job parameter KEY=VALUE; repeat for several.")
+    ] = None,
+    keep_history: Annotated[
+        str | None, typer.Option(help="Keep execution history: days, week, month, year or forever.")
+    ] = "30",
+    timeout: Annotated[
+        str | None, typer.Option(help="Stop a run after this long, e.g. 10m.")
+    ] = None,
     paused: Annotated[bool, typer.Option(help="Create the job paused.")] = False,
     json_out: JsonFlag = False,
     nats_url: NatsUrl = None,
@@ -291,7 +351,11 @@ def _show_job(job: Job) -> None:
     rows = [
         ("id", job.id),
         ("title", job.title),
-        ("type", job.type + ("" if job.type_installed else "  (not installed: runs will fail until it is)")),
+        (
+            "type",
+            job.type
+            + ("" if job.type_installed else "  (not installed: runs will fail until it is)"),
+        ),
         ("pool", job.pool),
         ("schedule", job.schedule_text),
         ("start", _ts(job.schedule.start)),
@@ -299,7 +363,10 @@ def _show_job(job: Job) -> None:
         ("priority", str(job.priority)),
         ("next run", _ts(job.next_run_at)),
         ("state", "paused" if job.paused else "active"),
-        ("keep history", "forever" if job.keep_history_days is None else f"{job.keep_history_days} days"),
+        (
+            "keep history",
+            "forever" if job.keep_history_days is None else f"{job.keep_history_days} days",
+        ),
         ("timeout", f"{job.timeout_s:g}s" if job.timeout_s else "default"),
         ("params", json.dumps(job.params) if job.params else "-"),
     ]
@@ -310,7 +377,9 @@ def _show_job(job: Job) -> None:
 @jobs_app.command("show")
 def jobs_show(job_id: str, json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
     """Show one job."""
-    job = _call(nats_url, lambda c: c.call("scheduler", "jobs.get", {"id": job_id}, result_type=Job))
+    job = _call(
+        nats_url, lambda c: c.call("scheduler", "jobs.get", {"id": job_id}, result_type=Job)
+    )
     _json(job) if json_out else _show_job(job)
 
 
@@ -324,21 +393,27 @@ def jobs_delete(job_id: str, nats_url: NatsUrl = None) -> None:
 @jobs_app.command("pause")
 def jobs_pause(job_id: str, nats_url: NatsUrl = None) -> None:
     """Stop scheduling a job until it is resumed."""
-    job = _call(nats_url, lambda c: c.call("scheduler", "jobs.pause", {"id": job_id}, result_type=Job))
+    job = _call(
+        nats_url, lambda c: c.call("scheduler", "jobs.pause", {"id": job_id}, result_type=Job)
+    )
     typer.echo(f"paused {job.title} ({job.id})")
 
 
 @jobs_app.command("resume")
 def jobs_resume(job_id: str, nats_url: NatsUrl = None) -> None:
     """Schedule a paused job again, from now on."""
-    job = _call(nats_url, lambda c: c.call("scheduler", "jobs.resume", {"id": job_id}, result_type=Job))
+    job = _call(
+        nats_url, lambda c: c.call("scheduler", "jobs.resume", {"id": job_id}, result_type=Job)
+    )
     typer.echo(f"resumed {job.title} ({job.id}); next run {_ts(job.next_run_at)}")
 
 
 @jobs_app.command("run-now")
 def jobs_run_now(
     job_id: str,
-    wait: Annotated[bool, typer.Option(help="Wait for the run to finish and show how it went.")] = False,
+    wait: Annotated[
+        bool, typer.Option(help="Wait for the run to finish and show how it went.")
+    ] = False,
     wait_timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 300.0,
     json_out: JsonFlag = False,
     nats_url: NatsUrl = None,
@@ -347,20 +422,27 @@ def jobs_run_now(
 
     async def go(client: ApiClient) -> tuple[RunNowResult, RunRecord | None]:
         result = await client.call(
-            "scheduler", "jobs.run_now", {"id": job_id, "requested_by": _who()}, result_type=RunNowResult
+            "scheduler",
+            "jobs.run_now",
+            {"id": job_id, "requested_by": _who()},
+            result_type=RunNowResult,
         )
         if not wait:
             return result, None
         deadline = time.monotonic() + wait_timeout
         while time.monotonic() < deadline:
             try:
-                run = await client.call("history", "runs.get", {"run_id": result.run_id}, result_type=RunRecord)
+                run = await client.call(
+                    "history", "runs.get", {"run_id": result.run_id}, result_type=RunRecord
+                )
                 if run.finished_at is not None:
                     return result, run
             except NotFound:
                 pass
             await asyncio.sleep(0.2)
-        raise Unavailable(f"run {result.run_id} did not finish within {wait_timeout:g}s; see `belltower runs show {result.run_id}`")
+        raise Unavailable(
+            f"run {result.run_id} did not finish within {wait_timeout:g}s; see `belltower runs show {result.run_id}`"
+        )
 
     result, run = _call(nats_url, go)
     if json_out:
@@ -380,8 +462,12 @@ def jobs_run_now(
 @runs_app.command("list")
 def runs_list(
     job: Annotated[str | None, typer.Option(help="Only runs of this job id.")] = None,
-    status: Annotated[str | None, typer.Option(help="succeeded, failed, timed_out or running.")] = None,
-    from_: Annotated[str | None, typer.Option("--from", help="Scheduled at or after this ISO date-time.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="succeeded, failed, timed_out or running.")
+    ] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="Scheduled at or after this ISO date-time.")
+    ] = None,
     to: Annotated[str | None, typer.Option(help="Scheduled before this ISO date-time.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 100,
     json_out: JsonFlag = False,
@@ -400,7 +486,9 @@ def runs_list(
             query["until"] = parse_datetime(to, field="to")
     except BelltowerError as exc:
         _fail(exc)
-    runs = _call(nats_url, lambda c: c.call("history", "runs.list", query, result_type=list[RunRecord]))
+    runs = _call(
+        nats_url, lambda c: c.call("history", "runs.list", query, result_type=list[RunRecord])
+    )
     if json_out:
         _json(runs)
         return
@@ -442,7 +530,12 @@ def _show_run(run: RunRecord) -> None:
         ("worker", run.worker or "-"),
     ]
     if run.progress_total or run.progress_message:
-        rows.append(("progress", f"{run.progress_done or 0}/{run.progress_total or '?'} {run.progress_message or ''}".strip()))
+        rows.append(
+            (
+                "progress",
+                f"{run.progress_done or 0}/{run.progress_total or '?'} {run.progress_message or ''}".strip(),
+            )
+        )
     if run.error:
         rows.append(("error", run.error))
     if run.trace_id:
@@ -456,12 +549,16 @@ def _show_run(run: RunRecord) -> None:
 @runs_app.command("show")
 def runs_show(
     run_id: str,
-    html: Annotated[bool, typer.Option("--html", help="Print the HTML output instead of the text.")] = False,
+    html: Annotated[
+        bool, typer.Option("--html", help="Print the HTML output instead of the text.")
+    ] = False,
     json_out: JsonFlag = False,
     nats_url: NatsUrl = None,
 ) -> None:
     """Show one run with its output."""
-    run = _call(nats_url, lambda c: c.call("history", "runs.get", {"run_id": run_id}, result_type=RunRecord))
+    run = _call(
+        nats_url, lambda c: c.call("history", "runs.get", {"run_id": run_id}, result_type=RunRecord)
+    )
     if json_out:
         _json(run)
     elif html:

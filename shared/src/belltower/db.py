@@ -20,18 +20,26 @@ from .errors import Unavailable
 log = logging.getLogger(__name__)
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, attempts: int = 30) -> asyncpg.Pool:
+async def create_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10, attempts: int = 30
+) -> asyncpg.Pool:
     """A pool to ``url``, retrying while the server starts; Unavailable names the URL if it never does."""
     last: Exception | None = None
     for _ in range(attempts):
         try:
-            return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=60)
+            return await asyncpg.create_pool(
+                url, min_size=min_size, max_size=max_size, command_timeout=60
+            )
         except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
             last = exc
             await asyncio.sleep(1)
         except asyncpg.InvalidCatalogNameError as exc:
-            raise Unavailable(f"database in {_safe(url)} does not exist ({exc}); create it or fix BELLTOWER_DATABASE_URL") from None
-    raise Unavailable(f"cannot reach PostgreSQL at {_safe(url)} ({last}); is it running? set BELLTOWER_DATABASE_URL")
+            raise Unavailable(
+                f"database in {_safe(url)} does not exist ({exc}); create it or fix BELLTOWER_DATABASE_URL"
+            ) from None
+    raise Unavailable(
+        f"cannot reach PostgreSQL at {_safe(url)} ({last}); is it running? set BELLTOWER_DATABASE_URL"
+    )
 
 
 def _safe(url: str) -> str:
@@ -59,16 +67,24 @@ async def migrate(pool: asyncpg.Pool, schema: str, package: str) -> list[int]:
                 f"CREATE TABLE IF NOT EXISTS {schema}.schema_migrations "
                 "(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")}
+            done = {
+                r["version"]
+                for r in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")
+            }
             for version, name, file in files:
                 if version in done:
                     continue
                 async with conn.transaction():
                     await conn.execute(file.read_text())
                     await conn.execute(
-                        f"INSERT INTO {schema}.schema_migrations (version, name) VALUES ($1, $2)", version, name
+                        f"INSERT INTO {schema}.schema_migrations (version, name) VALUES ($1, $2)",
+                        version,
+                        name,
                     )
-                log.info("migration applied", extra={"action": "db.migrate", "schema": schema, "migration": name})
+                log.info(
+                    "migration applied",
+                    extra={"action": "db.migrate", "schema": schema, "migration": name},
+                )
                 applied.append(version)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", lock)

@@ -44,7 +44,9 @@ def run_id_for(occurrence: str) -> str:
     return str(uuid.uuid5(_RUN_NS, occurrence))
 
 
-class DueOccurrence(msgspec.Struct, kw_only=True, tag="belltower.occurrence.due.v1", tag_field="kind"):
+class DueOccurrence(
+    msgspec.Struct, kw_only=True, tag="belltower.occurrence.due.v1", tag_field="kind"
+):
     """An occurrence the scheduler found due; its ``Nats-Msg-Id`` is ``occurrence_id``."""
 
     occurrence_id: str

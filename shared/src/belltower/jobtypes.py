@@ -218,6 +218,8 @@ class JobContext:
         """Seconds left before the run's timeout."""
         return max(0.0, self.deadline - time.monotonic())
 
-    async def progress(self, done: int | None = None, total: int | None = None, message: str = "") -> None:
+    async def progress(
+        self, done: int | None = None, total: int | None = None, message: str = ""
+    ) -> None:
         """Report progress on long work; history and the console show the latest report."""
         await self._progress(done, total, message)

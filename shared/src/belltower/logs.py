@@ -27,7 +27,11 @@ def _extra_fields(_: object, __: str, event: dict) -> dict:
 
 def configure(service: str, settings: Settings) -> None:
     json_logs = settings.log_json if settings.log_json is not None else not sys.stderr.isatty()
-    renderer = structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer(colors=False)
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if json_logs
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[
             structlog.stdlib.add_log_level,

@@ -97,7 +97,9 @@ class ApiClient:
     async def close(self) -> None:
         await self.nc.close()
 
-    async def call(self, service: str, operation: str, payload: Any = None, result_type: Any = Any) -> Any:
+    async def call(
+        self, service: str, operation: str, payload: Any = None, result_type: Any = Any
+    ) -> Any:
         subject = api_subject(service, operation)  # type: ignore[arg-type]
         body = encoder.encode(payload) if payload is not None else b"{}"
         try:
@@ -107,7 +109,9 @@ class ApiClient:
                 f"no {service} is running (nobody answers {subject}); start it, e.g. with `make dev`"
             ) from None
         except TimeoutError:
-            raise Unavailable(f"the {service} did not answer {subject} within {self.timeout:g}s") from None
+            raise Unavailable(
+                f"the {service} did not answer {subject} within {self.timeout:g}s"
+            ) from None
         reply = _reply_decoder.decode(msg.data)
         if not reply.ok:
             err = reply.error or ErrorBody(code="internal", message="error without details")

@@ -34,7 +34,9 @@ CRON_FORM = (
 TIME_FORM = "HH:MM on a 24-hour clock, e.g. 07:30"
 WEEKDAYS_FORM = "a comma-separated list of mon, tue, wed, thu, fri, sat, sun"
 TZ_FORM = "an IANA time zone name, e.g. America/New_York or Europe/London"
-DATETIME_FORM = "ISO 8601, e.g. 2026-09-01T07:30 (in the schedule's time zone) or 2026-09-01T07:30:00+02:00"
+DATETIME_FORM = (
+    "ISO 8601, e.g. 2026-09-01T07:30 (in the schedule's time zone) or 2026-09-01T07:30:00+02:00"
+)
 
 
 class Every(msgspec.Struct, tag="every", tag_field="kind"):
@@ -200,7 +202,9 @@ def compile_schedule(schedule: Schedule) -> CompiledSchedule:
     crons: tuple[str, ...] = ()
     if isinstance(rule, Every):
         if rule.seconds < 1:
-            raise InvalidInput("every", f"{rule.seconds} seconds is shorter than one second", EVERY_FORM)
+            raise InvalidInput(
+                "every", f"{rule.seconds} seconds is shorter than one second", EVERY_FORM
+            )
     elif isinstance(rule, Once):
         if rule.at.tzinfo is None:
             raise InvalidInput("once_at", "has no time zone offset", DATETIME_FORM)
@@ -233,8 +237,12 @@ def _check_cron(expr: str, tzinfo: ZoneInfo) -> str:
     except CronSimError as exc:
         reason = str(exc).rstrip(".")
         if "day-of-month" in reason and _valid_without_month(text):
-            reason = "that day of the month never occurs in the months given, so the job could never run"
-        raise InvalidInput("cron", f"{expr!r} is not a valid cron expression: {reason}", CRON_FORM) from None
+            reason = (
+                "that day of the month never occurs in the months given, so the job could never run"
+            )
+        raise InvalidInput(
+            "cron", f"{expr!r} is not a valid cron expression: {reason}", CRON_FORM
+        ) from None
     return text
 
 
@@ -268,7 +276,6 @@ def _words(seconds: int) -> str:
             n = seconds // size
             return f"{n} {unit}" + ("s" if n != 1 else "") if n != 1 else unit
     return f"{seconds} seconds" if seconds != 1 else "second"
-
 
 
 schedule_encoder = msgspec.json.Encoder()

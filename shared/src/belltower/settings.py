@@ -52,7 +52,9 @@ class Settings(BaseSettings):
     default_timeout_s: float = Field(default=3600.0, gt=0)
     request_timeout_s: float = Field(default=10.0, gt=0)
     log_level: str = "INFO"
-    log_json: bool | None = Field(default=None, description="JSON logs; default: when not a terminal")
+    log_json: bool | None = Field(
+        default=None, description="JSON logs; default: when not a terminal"
+    )
 
 
 @lru_cache(maxsize=1)

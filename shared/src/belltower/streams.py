@@ -57,7 +57,14 @@ async def ensure(js: JetStreamContext, settings: Settings) -> None:
                 await js.add_stream(config)
                 continue
         await js.update_stream(config)
-    await ensure_bucket(js, CATALOG_BUCKET, "Job types each worker pool can run", history=1, ttl=None, settings=settings)
+    await ensure_bucket(
+        js,
+        CATALOG_BUCKET,
+        "Job types each worker pool can run",
+        history=1,
+        ttl=None,
+        settings=settings,
+    )
     await ensure_bucket(
         js,
         CLAIMS_BUCKET,
@@ -69,7 +76,13 @@ async def ensure(js: JetStreamContext, settings: Settings) -> None:
 
 
 async def ensure_bucket(
-    js: JetStreamContext, bucket: str, description: str, *, history: int, ttl: float | None, settings: Settings
+    js: JetStreamContext,
+    bucket: str,
+    description: str,
+    *,
+    history: int,
+    ttl: float | None,
+    settings: Settings,
 ) -> None:
     try:
         await js.key_value(bucket)

@@ -175,7 +175,10 @@ class Worker:
         try:
             due = due_decoder.decode(raw.data)
         except msgspec.DecodeError as exc:
-            log.error("undecodable due message dropped", extra={"action": "worker.bad_message", "error": str(exc)})
+            log.error(
+                "undecodable due message dropped",
+                extra={"action": "worker.bad_message", "error": str(exc)},
+            )
             await msg.reject()
             return
         attempt = raw.metadata.num_delivered if raw.metadata else 1
@@ -185,7 +188,11 @@ class Worker:
             # The broker or the claims bucket failed us: leave the occurrence for redelivery.
             log.warning(
                 "occurrence left for redelivery",
-                extra={"action": "worker.retry_later", "occurrence_id": due.occurrence_id, "error": repr(exc)},
+                extra={
+                    "action": "worker.retry_later",
+                    "occurrence_id": due.occurrence_id,
+                    "error": repr(exc),
+                },
             )
             try:
                 await msg.nack(delay=1.0)
@@ -205,7 +212,11 @@ class Worker:
             self.running.discard(due.occurrence_id)
         payload = _encoder.encode(event)
         finished = Claim(
-            state="finished", worker=self.name, attempt=attempt, heartbeat_at=time.time(), event=msgspec.Raw(payload)
+            state="finished",
+            worker=self.name,
+            attempt=attempt,
+            heartbeat_at=time.time(),
+            event=msgspec.Raw(payload),
         )
         try:
             await self._claims.update(key, _encoder.encode(finished), last=revision)
@@ -219,7 +230,9 @@ class Worker:
         await self._publish_finished(event.data.status, due.job_type, event.id, payload)
         await msg.ack()
 
-    async def _claim(self, msg: NatsMessage, key: str, due: DueOccurrence, attempt: int) -> int | None:
+    async def _claim(
+        self, msg: NatsMessage, key: str, due: DueOccurrence, attempt: int
+    ) -> int | None:
         """Take the occurrence for this worker; None when it is done or someone else holds it."""
         assert self._claims is not None
         claim = Claim(state="running", worker=self.name, attempt=attempt, heartbeat_at=time.time())
@@ -236,7 +249,9 @@ class Worker:
         if held.state == "finished":
             # Finished before, but its event may not have been stored: publish it again (de-duplicated).
             event = msgspec.json.decode(held.event, type=RunFinished)
-            await self._publish_finished(event.data.status, due.job_type, event.id, bytes(held.event))
+            await self._publish_finished(
+                event.data.status, due.job_type, event.id, bytes(held.event)
+            )
             await msg.ack()
             log.info(
                 "occurrence already finished; not run again",
@@ -244,7 +259,9 @@ class Worker:
             )
             return None
         age = time.time() - held.heartbeat_at
-        if age < self.lease_s and not (held.worker == self.name and due.occurrence_id not in self.running):
+        if age < self.lease_s and not (
+            held.worker == self.name and due.occurrence_id not in self.running
+        ):
             await msg.nack(delay=max(0.2, self.lease_s - age))
             return None
         try:
@@ -254,7 +271,11 @@ class Worker:
             return None
         log.info(
             "took over an occurrence whose worker stopped",
-            extra={"action": "worker.takeover", "occurrence_id": due.occurrence_id, "previous": held.worker},
+            extra={
+                "action": "worker.takeover",
+                "occurrence_id": due.occurrence_id,
+                "previous": held.worker,
+            },
         )
         return revision
 
@@ -288,11 +309,17 @@ class Worker:
             ),
         )
         await self._js.publish(
-            run_started_subject(due.job_type), _encoder.encode(started), headers={"Nats-Msg-Id": started.id}
+            run_started_subject(due.job_type),
+            _encoder.encode(started),
+            headers={"Nats-Msg-Id": started.id},
         )
         output = Output()
         job_type = self.registry.get(due.job_type)
-        timeout = due.timeout_s or (job_type.timeout_s if job_type else None) or self.settings.default_timeout_s
+        timeout = (
+            due.timeout_s
+            or (job_type.timeout_s if job_type else None)
+            or self.settings.default_timeout_s
+        )
         state = {"revision": revision, "progress": 0}
 
         async def progress(done: int | None, total: int | None, message: str) -> None:
@@ -314,24 +341,36 @@ class Worker:
             )
             try:
                 await self._js.publish(  # type: ignore[union-attr]
-                    run_progress_subject(due.job_type), _encoder.encode(event), headers={"Nats-Msg-Id": event.id}
+                    run_progress_subject(due.job_type),
+                    _encoder.encode(event),
+                    headers={"Nats-Msg-Id": event.id},
                 )
             except Exception:
-                log.warning("progress not published", extra={"action": "worker.progress_lost"}, exc_info=True)
+                log.warning(
+                    "progress not published",
+                    extra={"action": "worker.progress_lost"},
+                    exc_info=True,
+                )
 
         async def heartbeat() -> None:
             while True:
                 await asyncio.sleep(self.heartbeat_s)
                 try:
                     await msg.in_progress()
-                    beat = Claim(state="running", worker=self.name, attempt=attempt, heartbeat_at=time.time())
+                    beat = Claim(
+                        state="running", worker=self.name, attempt=attempt, heartbeat_at=time.time()
+                    )
                     state["revision"] = await self._claims.update(  # type: ignore[union-attr]
                         key, _encoder.encode(beat), last=state["revision"]
                     )
                 except KeyWrongLastSequenceError:
                     return
                 except Exception:
-                    log.warning("heartbeat failed", extra={"action": "worker.heartbeat_failed"}, exc_info=True)
+                    log.warning(
+                        "heartbeat failed",
+                        extra={"action": "worker.heartbeat_failed"},
+                        exc_info=True,
+                    )
 
         ctx = JobContext(
             run_id=due.run_id,
@@ -408,7 +447,9 @@ class Worker:
         )
         return event, state["revision"]
 
-    async def _execute(self, job_type: JobType[Any] | None, due: DueOccurrence, ctx: JobContext, timeout: float) -> _Outcome:
+    async def _execute(
+        self, job_type: JobType[Any] | None, due: DueOccurrence, ctx: JobContext, timeout: float
+    ) -> _Outcome:
         if job_type is None:
             installed = ", ".join(t.name for t in self.registry.for_pool(self.pool)) or "none"
             message = (
@@ -440,9 +481,13 @@ class Worker:
             return _unexpected_failure(ctx)
         return _Outcome("succeeded")
 
-    async def _publish_finished(self, status: str, job_type: str, event_id: str, payload: bytes) -> None:
+    async def _publish_finished(
+        self, status: str, job_type: str, event_id: str, payload: bytes
+    ) -> None:
         assert self._js is not None
-        await self._js.publish(run_finished_subject(status, job_type), payload, headers={"Nats-Msg-Id": event_id})
+        await self._js.publish(
+            run_finished_subject(status, job_type), payload, headers={"Nats-Msg-Id": event_id}
+        )
 
 
 def _unexpected_failure(ctx: JobContext) -> _Outcome:

@@ -67,7 +67,9 @@ class HistoryService:
         async def handler(msg: NatsMessage) -> bytes:
             return await serve(target, msg.body)
 
-        self.broker.subscriber(api_subject("history", operation), queue="history", title=f"history {operation}")(handler)
+        self.broker.subscriber(
+            api_subject("history", operation), queue="history", title=f"history {operation}"
+        )(handler)
 
     def app(self) -> FastStream:
         app = FastStream(self.broker)
@@ -97,12 +99,22 @@ class HistoryService:
             try:
                 events.append(run_event_decoder.decode(raw.data))
             except msgspec.DecodeError as exc:
-                log.error("undecodable run event dropped", extra={"action": "history.bad_event", "error": str(exc), "subject": raw.subject})
+                log.error(
+                    "undecodable run event dropped",
+                    extra={
+                        "action": "history.bad_event",
+                        "error": str(exc),
+                        "subject": raw.subject,
+                    },
+                )
                 await raw.term()
         try:
             await self.store.record(events)
         except Exception:
-            log.exception("run events not stored; they will be redelivered", extra={"action": "history.store_failed"})
+            log.exception(
+                "run events not stored; they will be redelivered",
+                extra={"action": "history.store_failed"},
+            )
             await msg.nack(delay=2.0)
             return
         await msg.ack()
@@ -114,7 +126,9 @@ class HistoryService:
         if query.job_id is not None:
             _check_uuid("job", query.job_id, "a job id (UUID) as shown by `belltower jobs list`")
         if query.status is not None and query.status not in _STATUSES:
-            raise InvalidInput("status", f"{query.status!r} is not a run status", ", ".join(_STATUSES))
+            raise InvalidInput(
+                "status", f"{query.status!r} is not a run status", ", ".join(_STATUSES)
+            )
         if not 1 <= query.limit <= MAX_LIMIT:
             raise InvalidInput("limit", f"{query.limit} is out of range", f"1 to {MAX_LIMIT}")
         if query.since and query.until and query.until <= query.since:
@@ -127,7 +141,9 @@ class HistoryService:
         _check_uuid("run_id", ref.run_id, "a UUID as shown by `belltower runs list`")
         record = await self.store.get(ref.run_id)
         if record is None:
-            raise NotFound(f"no run with id {ref.run_id}; it may not have started yet, or was purged")
+            raise NotFound(
+                f"no run with id {ref.run_id}; it may not have started yet, or was purged"
+            )
         return record
 
     async def purge(self, data: bytes) -> PurgeResult:
@@ -135,8 +151,14 @@ class HistoryService:
         request = decode_request(data, PurgeRequest)
         for job, days in request.keep_days.items():
             if days is not None and days < 1:
-                raise InvalidInput(f"keep_days.{job}", f"{days} is not a number of days", "1 or more, or null for forever")
-        by_job = await self.store.purge(request.keep_days, request.default_days, datetime.now(UTC), request.dry_run)
+                raise InvalidInput(
+                    f"keep_days.{job}",
+                    f"{days} is not a number of days",
+                    "1 or more, or null for forever",
+                )
+        by_job = await self.store.purge(
+            request.keep_days, request.default_days, datetime.now(UTC), request.dry_run
+        )
         return PurgeResult(deleted=sum(by_job.values()), by_job=by_job)
 
 

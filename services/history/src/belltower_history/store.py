@@ -78,7 +78,9 @@ class Store:
                 continue
             key = event.data.occurrence_id
             held = runs.get(key)
-            if held is None or (isinstance(event, RunFinished) and not isinstance(held, RunFinished)):
+            if held is None or (
+                isinstance(event, RunFinished) and not isinstance(held, RunFinished)
+            ):
                 runs[key] = event
         rows = [_row(e) for e in runs.values()]
         async with self.pool.acquire() as conn, conn.transaction():
@@ -115,11 +117,20 @@ class Store:
         return [RunRecord(**dict(r)) for r in await self.pool.fetch(sql, *args)]
 
     async def get(self, run_or_occurrence_id: str) -> RunRecord | None:
-        sql = _SELECT.format(output="output_text", html="output_html") + " WHERE run_id = $1::uuid OR occurrence_id = $1::uuid"
+        sql = (
+            _SELECT.format(output="output_text", html="output_html")
+            + " WHERE run_id = $1::uuid OR occurrence_id = $1::uuid"
+        )
         row = await self.pool.fetchrow(sql, run_or_occurrence_id)
         return RunRecord(**dict(row)) if row else None
 
-    async def purge(self, keep_days: dict[str, int | None], default_days: int | None, now: datetime, dry_run: bool) -> dict[str, int]:
+    async def purge(
+        self,
+        keep_days: dict[str, int | None],
+        default_days: int | None,
+        now: datetime,
+        dry_run: bool,
+    ) -> dict[str, int]:
         """Delete finished runs older than their job's retention; jobs not listed use ``default_days``.
 
         A job listed with ``None`` keeps its history forever; so do unlisted jobs when
@@ -138,7 +149,8 @@ class Store:
             sql = cte + "SELECT job_id::text AS job_id, count(*) AS n FROM doomed GROUP BY job_id"
         else:
             sql = (
-                cte + ", gone AS (DELETE FROM history.runs r USING doomed d WHERE r.occurrence_id = d.occurrence_id "
+                cte
+                + ", gone AS (DELETE FROM history.runs r USING doomed d WHERE r.occurrence_id = d.occurrence_id "
                 "RETURNING r.job_id) SELECT job_id::text AS job_id, count(*) AS n FROM gone GROUP BY job_id"
             )
         rows = await self.pool.fetch(

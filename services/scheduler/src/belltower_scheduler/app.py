@@ -42,7 +42,9 @@ class SchedulerService:
             target: Callable[[bytes], Awaitable[Any]] = getattr(self.operations, method)
             return await serve(target, msg.body)
 
-        self.broker.subscriber(api_subject("scheduler", operation), queue="scheduler", title=f"scheduler {operation}")(handler)
+        self.broker.subscriber(
+            api_subject("scheduler", operation), queue="scheduler", title=f"scheduler {operation}"
+        )(handler)
 
     def app(self) -> FastStream:
         app = FastStream(self.broker)
@@ -61,11 +63,17 @@ class SchedulerService:
         await streams.ensure(js, self.settings)
         store = Store(self._pool)
         self.dispatcher = Dispatcher(
-            store, js, misfire_grace_s=self.settings.misfire_grace_s, max_batch=self.settings.dispatch_batch
+            store,
+            js,
+            misfire_grace_s=self.settings.misfire_grace_s,
+            max_batch=self.settings.dispatch_batch,
         )
         loaded = await self.dispatcher.load()
         self.operations = Operations(store, self.dispatcher, Catalog(js))
-        log.info("scheduler ready", extra={"action": "scheduler.ready", "jobs": loaded, "migrations_applied": applied})
+        log.info(
+            "scheduler ready",
+            extra={"action": "scheduler.ready", "jobs": loaded, "migrations_applied": applied},
+        )
 
     async def after_startup(self) -> None:
         assert self.dispatcher is not None

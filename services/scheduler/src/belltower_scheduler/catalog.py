@@ -55,7 +55,9 @@ class Catalog:
                     f"unknown job type {name!r}: no worker has registered any job type yet",
                     "a type listed by `belltower job-types` (start the workers first, e.g. with `make dev`)",
                 )
-            raise InvalidInput("type", f"unknown job type {name!r}", "one of " + ", ".join(sorted(types)))
+            raise InvalidInput(
+                "type", f"unknown job type {name!r}", "one of " + ", ".join(sorted(types))
+            )
         return info
 
 
@@ -95,7 +97,9 @@ def _convert(name: str, text: str, prop: dict[str, Any], defs: dict[str, Any]) -
             return int(value)
         except ValueError:
             if "number" not in kinds:
-                raise InvalidInput(f"param.{name}", f"{text!r} is not a whole number", "e.g. 7") from None
+                raise InvalidInput(
+                    f"param.{name}", f"{text!r} is not a whole number", "e.g. 7"
+                ) from None
     if "number" in kinds:
         try:
             return float(value)
@@ -106,7 +110,9 @@ def _convert(name: str, text: str, prop: dict[str, Any], defs: dict[str, Any]) -
             return True
         if value.lower() in _FALSE:
             return False
-        raise InvalidInput(f"param.{name}", f"{text!r} is not true or false", "true/false, yes/no, 1/0")
+        raise InvalidInput(
+            f"param.{name}", f"{text!r} is not true or false", "true/false, yes/no, 1/0"
+        )
     if "array" in kinds:
         items = prop.get("items", {})
         return [_convert(name, part, items, defs) for part in value.split(",") if part.strip()]
@@ -114,7 +120,9 @@ def _convert(name: str, text: str, prop: dict[str, Any], defs: dict[str, Any]) -
         try:
             return msgspec.json.decode(value)
         except msgspec.DecodeError:
-            raise InvalidInput(f"param.{name}", f"{text!r} is not a JSON object", '{"key": "value"}') from None
+            raise InvalidInput(
+                f"param.{name}", f"{text!r} is not a JSON object", '{"key": "value"}'
+            ) from None
     return text
 
 
@@ -126,14 +134,20 @@ def validate_params(info: JobTypeInfo, params: dict[str, Any]) -> dict[str, Any]
         if name not in props:
             accepted = ", ".join(sorted(props)) or f"none: {info.name} takes no parameters"
             raise InvalidInput(f"param.{name}", f"{info.name} has no parameter {name!r}", accepted)
-        converted[name] = _convert(name, value, props[name], defs) if isinstance(value, str) else value
+        converted[name] = (
+            _convert(name, value, props[name], defs) if isinstance(value, str) else value
+        )
     validator = Draft202012Validator(info.params_schema)
     errors = sorted(validator.iter_errors(converted), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
         path = ".".join(str(p) for p in err.absolute_path)
         field = f"param.{path}" if path else "params"
-        raise InvalidInput(field, err.message, _describe(props.get(str(err.absolute_path[0]) if err.absolute_path else ""), defs))
+        raise InvalidInput(
+            field,
+            err.message,
+            _describe(props.get(str(err.absolute_path[0]) if err.absolute_path else ""), defs),
+        )
     return converted
 
 
@@ -141,7 +155,11 @@ def _describe(prop: dict[str, Any] | None, defs: dict[str, Any]) -> str | None:
     if not prop:
         return None
     parts = [" or ".join(_types_of(prop, defs))]
-    for key, word in (("minimum", "at least"), ("maximum", "at most"), ("minLength", "length at least")):
+    for key, word in (
+        ("minimum", "at least"),
+        ("maximum", "at most"),
+        ("minLength", "length at least"),
+    ):
         if key in prop:
             parts.append(f"{word} {prop[key]}")
     if "enum" in prop:

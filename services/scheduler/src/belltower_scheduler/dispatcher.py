@@ -156,7 +156,14 @@ class Dispatcher:
     def _push(self, entry: Entry) -> None:
         if entry.next_due is not None and not entry.paused:
             heapq.heappush(
-                self.heap, (entry.next_due.timestamp(), -entry.priority, next(self._seq), entry.version, entry.id)
+                self.heap,
+                (
+                    entry.next_due.timestamp(),
+                    -entry.priority,
+                    next(self._seq),
+                    entry.version,
+                    entry.id,
+                ),
             )
 
     # -- the loop -----------------------------------------------------------------------------
@@ -262,8 +269,12 @@ class Dispatcher:
         self, planned: list[_Planned], next_runs: list[tuple[str, datetime | None]]
     ) -> int:
         new_ids = await self.store.plan([p.occurrence for p in planned], next_runs)
-        self.stats.coalesced += sum(1 for p in planned if p.occurrence.state == "coalesced" and p.occurrence.id in new_ids)
-        to_send = [p for p in planned if p.occurrence.state == "pending" and p.occurrence.id in new_ids]
+        self.stats.coalesced += sum(
+            1 for p in planned if p.occurrence.state == "coalesced" and p.occurrence.id in new_ids
+        )
+        to_send = [
+            p for p in planned if p.occurrence.state == "pending" and p.occurrence.id in new_ids
+        ]
         to_send.sort(key=lambda p: (p.occurrence.scheduled_for, -p.occurrence.priority))
         return await self._publish(to_send)
 
@@ -296,14 +307,20 @@ class Dispatcher:
             )
             futures.append((occ.id, future))
         done, _ = await asyncio.wait([f for _, f in futures], timeout=self.publish_timeout_s)
-        confirmed = [occ_id for occ_id, f in futures if f in done and not f.cancelled() and f.exception() is None]
+        confirmed = [
+            occ_id
+            for occ_id, f in futures
+            if f in done and not f.cancelled() and f.exception() is None
+        ]
         failed = len(futures) - len(confirmed)
         for _, f in futures:
             if f not in done:
                 f.cancel()
         await self.store.mark_dispatched(confirmed, dispatched_at)
         self.stats.dispatched += len(confirmed)
-        lateness = [(dispatched_at - p.occurrence.scheduled_for).total_seconds() * 1000 for p in batch]
+        lateness = [
+            (dispatched_at - p.occurrence.scheduled_for).total_seconds() * 1000 for p in batch
+        ]
         self.stats.lateness_ms = lateness[-1000:]
         if failed:
             self.stats.publish_failures += failed
@@ -326,8 +343,12 @@ class Dispatcher:
             rows = await self.store.pending()
             if not rows:
                 break
-            orphans = [r["id"] for r in rows if not r["job_exists"] or r["job_id"] not in self.entries]
-            await self.store.mark_skipped(orphans, "the job was deleted before this occurrence was dispatched")
+            orphans = [
+                r["id"] for r in rows if not r["job_exists"] or r["job_id"] not in self.entries
+            ]
+            await self.store.mark_skipped(
+                orphans, "the job was deleted before this occurrence was dispatched"
+            )
             batch = []
             for r in rows:
                 entry = self.entries.get(r["job_id"])
@@ -356,7 +377,10 @@ class Dispatcher:
                 break
         self._retry_pending = incomplete
         if total:
-            log.info("pending occurrences published again", extra={"action": "dispatch.recovered", "count": total})
+            log.info(
+                "pending occurrences published again",
+                extra={"action": "dispatch.recovered", "count": total},
+            )
         return total
 
     async def run_now(self, entry: Entry, requested_by: str | None) -> Occurrence:
@@ -375,5 +399,7 @@ class Dispatcher:
             await self.store.plan([occ], [])
             sent = await self._publish([_Planned(entry, occ)])
         if not sent:
-            raise Unavailable("JetStream did not confirm the run; it stays pending and is retried automatically")
+            raise Unavailable(
+                "JetStream did not confirm the run; it stays pending and is retried automatically"
+            )
         return occ

@@ -56,13 +56,27 @@ class Operations:
         spec = decode_request(data, JobSpec)
         title = spec.title.strip()
         if not title or len(title) > 200:
-            raise InvalidInput("title", "must not be empty and at most 200 characters", "a short name, e.g. 'Nightly cleanup'")
+            raise InvalidInput(
+                "title",
+                "must not be empty and at most 200 characters",
+                "a short name, e.g. 'Nightly cleanup'",
+            )
         if not 0 <= spec.priority <= MAX_PRIORITY:
-            raise InvalidInput("priority", f"{spec.priority} is out of range", f"a whole number from 0 to {MAX_PRIORITY}; default 500, higher runs first")
+            raise InvalidInput(
+                "priority",
+                f"{spec.priority} is out of range",
+                f"a whole number from 0 to {MAX_PRIORITY}; default 500, higher runs first",
+            )
         if spec.keep_history_days is not None and spec.keep_history_days < 1:
-            raise InvalidInput("keep_history_days", f"{spec.keep_history_days} is not a number of days", "1 or more, or null to keep forever")
+            raise InvalidInput(
+                "keep_history_days",
+                f"{spec.keep_history_days} is not a number of days",
+                "1 or more, or null to keep forever",
+            )
         if spec.timeout_s is not None and spec.timeout_s <= 0:
-            raise InvalidInput("timeout_s", f"{spec.timeout_s} is not a duration", "seconds greater than 0")
+            raise InvalidInput(
+                "timeout_s", f"{spec.timeout_s} is not a duration", "seconds greater than 0"
+            )
         compiled = compile_schedule(spec.schedule)
         info = await self.catalog.require(spec.type)
         params = validate_params(info, spec.params)
@@ -130,13 +144,18 @@ class Operations:
         entry = self.dispatcher.entries.get(row.id) or Entry.from_row(row)
         occ = await self.dispatcher.run_now(entry, request.requested_by)
         return RunNowResult(
-            job_id=row.id, occurrence_id=occ.id, run_id=run_id_for(occ.id), dispatched_at=self.dispatcher.clock()
+            job_id=row.id,
+            occurrence_id=occ.id,
+            run_id=run_id_for(occ.id),
+            dispatched_at=self.dispatcher.clock(),
         )
 
     async def purge_ledger(self, data: bytes) -> dict[str, int]:
         request = decode_request(data, LedgerPurgeRequest)
         if request.older_than_days < 1:
-            raise InvalidInput("older_than_days", f"{request.older_than_days} is too small", "1 or more")
+            raise InvalidInput(
+                "older_than_days", f"{request.older_than_days} is too small", "1 or more"
+            )
         before = datetime.now(UTC) - timedelta(days=request.older_than_days)
         return {"deleted": await self.store.purge_ledger(before, request.dry_run)}
 
@@ -175,4 +194,6 @@ def _check_id(job_id: str) -> None:
     try:
         uuid.UUID(job_id)
     except ValueError:
-        raise InvalidInput("id", f"{job_id!r} is not a job id", "a UUID as shown by `belltower jobs list`") from None
+        raise InvalidInput(
+            "id", f"{job_id!r} is not a job id", "a UUID as shown by `belltower jobs list`"
+        ) from None

@@ -13,4 +13,6 @@ class SchedulerSettings(Settings):
         gt=0,
         description="An occurrence later than this when found (the scheduler was down) is coalesced into the latest one",
     )
-    dispatch_batch: int = Field(default=20_000, ge=1, description="Most occurrences planned in one transaction")
+    dispatch_batch: int = Field(
+        default=20_000, ge=1, description="Most occurrences planned in one transaction"
+    )

@@ -92,18 +92,24 @@ class Store:
         )
 
     async def list_jobs(self) -> list[JobRow]:
-        rows = await self.pool.fetch(f"SELECT {JOB_COLUMNS} FROM scheduler.jobs ORDER BY priority DESC, title, id")
+        rows = await self.pool.fetch(
+            f"SELECT {JOB_COLUMNS} FROM scheduler.jobs ORDER BY priority DESC, title, id"
+        )
         return [JobRow.from_record(r) for r in rows]
 
     async def get_job(self, job_id: str) -> JobRow | None:
-        row = await self.pool.fetchrow(f"SELECT {JOB_COLUMNS} FROM scheduler.jobs WHERE id = $1::uuid", job_id)
+        row = await self.pool.fetchrow(
+            f"SELECT {JOB_COLUMNS} FROM scheduler.jobs WHERE id = $1::uuid", job_id
+        )
         return JobRow.from_record(row) if row else None
 
     async def delete_job(self, job_id: str) -> bool:
         status = await self.pool.execute("DELETE FROM scheduler.jobs WHERE id = $1::uuid", job_id)
         return status.endswith(" 1")
 
-    async def set_paused(self, job_id: str, paused: bool, next_run_at: datetime | None, now: datetime) -> None:
+    async def set_paused(
+        self, job_id: str, paused: bool, next_run_at: datetime | None, now: datetime
+    ) -> None:
         await self.pool.execute(
             "UPDATE scheduler.jobs SET paused = $2, next_run_at = $3, updated_at = $4 WHERE id = $1::uuid",
             job_id,
@@ -112,7 +118,9 @@ class Store:
             now,
         )
 
-    async def plan(self, occurrences: Sequence[Occurrence], next_runs: Sequence[tuple[str, datetime | None]]) -> set[str]:
+    async def plan(
+        self, occurrences: Sequence[Occurrence], next_runs: Sequence[tuple[str, datetime | None]]
+    ) -> set[str]:
         """Write planned occurrences and the jobs' next times in one transaction.
 
         Returns the ids of the occurrences that were new: an occurrence already in the ledger
@@ -171,7 +179,9 @@ class Store:
             limit,
         )
 
-    async def ledger(self, job_id: str, since: datetime | None, until: datetime | None, limit: int) -> list[asyncpg.Record]:
+    async def ledger(
+        self, job_id: str, since: datetime | None, until: datetime | None, limit: int
+    ) -> list[asyncpg.Record]:
         return await self.pool.fetch(
             "SELECT id::text AS id, scheduled_for, priority, trigger, requested_by, state, reason, created_at, dispatched_at "
             "FROM scheduler.occurrences WHERE job_id = $1::uuid "

@@ -31,7 +31,9 @@ async def run(ctx: JobContext, params: CleanupParams) -> None:
         raise JobFailed(f"days: {params.days} is negative; give 0 or more days")
     folder = Path(params.folder) if params.folder else Path(ctx.settings.batch_folder)
     if not folder.is_dir():
-        raise JobFailed(f"batch folder {folder} does not exist; set BELLTOWER_BATCH_FOLDER or the job's 'folder' parameter")
+        raise JobFailed(
+            f"batch folder {folder} does not exist; set BELLTOWER_BATCH_FOLDER or the job's 'folder' parameter"
+        )
     cutoff = time.time() - params.days * 86400
     candidates = folder.rglob(params.pattern) if params.recursive else folder.glob(params.pattern)
     old = []
@@ -56,7 +58,9 @@ async def run(ctx: JobContext, params: CleanupParams) -> None:
         freed += size
         if index % 100 == 0:
             await ctx.progress(index, len(old), f"{verb} {index} of {len(old)} files")
-    ctx.output.line(f"{verb} {len(deleted)} files older than {params.days} days from {folder} ({_bytes(freed)})")
+    ctx.output.line(
+        f"{verb} {len(deleted)} files older than {params.days} days from {folder} ({_bytes(freed)})"
+    )
     for path, size, mtime in deleted:
         age = datetime.fromtimestamp(mtime, UTC).isoformat(timespec="seconds")
         ctx.output.line(f"  {path.relative_to(folder)}  {_bytes(size)}  modified {age}")
@@ -65,9 +69,20 @@ async def run(ctx: JobContext, params: CleanupParams) -> None:
     ctx.output.html(
         f"<p>{verb.capitalize()} <strong>{len(deleted)}</strong> files older than {params.days} days "
         f"from <code>{html.escape(str(folder))}</code> ({_bytes(freed)}).</p>"
-        + ("<ul>" + "".join(f"<li><code>{html.escape(str(p.relative_to(folder)))}</code> {_bytes(s)}</li>" for p, s, _ in deleted) + "</ul>" if deleted else "")
+        + (
+            "<ul>"
+            + "".join(
+                f"<li><code>{html.escape(str(p.relative_to(folder)))}</code> {_bytes(s)}</li>"
+                for p, s, _ in deleted
+            )
+            + "</ul>"
+            if deleted
+            else ""
+        )
     )
-    ctx.output.summary = f"{verb} {len(deleted)} files ({_bytes(freed)})" + (f", {len(failed)} could not be deleted" if failed else "")
+    ctx.output.summary = f"{verb} {len(deleted)} files ({_bytes(freed)})" + (
+        f", {len(failed)} could not be deleted" if failed else ""
+    )
     if deleted and params.notify and not params.dry_run:
         names = "\n".join(f"  {p.relative_to(folder)}" for p, _, _ in deleted)
         try:
@@ -77,7 +92,9 @@ async def run(ctx: JobContext, params: CleanupParams) -> None:
                 f"{ctx.output.summary} from {folder}, older than {params.days} days:\n{names}\n",
             )
         except Unavailable as exc:
-            raise JobFailed(f"files were deleted but the alert was not sent: {exc.message}") from None
+            raise JobFailed(
+                f"files were deleted but the alert was not sent: {exc.message}"
+            ) from None
         ctx.output.line(f"alert sent to {', '.join(params.notify)}")
     if failed:
         raise JobFailed(f"{len(failed)} files could not be deleted; see the output")

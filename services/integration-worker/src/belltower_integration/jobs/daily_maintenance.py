@@ -35,10 +35,14 @@ async def run(ctx: JobContext, params: MaintenanceParams) -> None:
     )
     await ctx.progress(2, 3, "trimming the occurrence ledger")
     ledger = await ctx.api.call(
-        "scheduler", "ledger.purge", {"older_than_days": params.ledger_keep_days, "dry_run": params.dry_run}
+        "scheduler",
+        "ledger.purge",
+        {"older_than_days": params.ledger_keep_days, "dry_run": params.dry_run},
     )
     verb = "would delete" if params.dry_run else "deleted"
-    ctx.output.line(f"{verb} {result.deleted} runs past retention, {ledger['deleted']} ledger entries older than {params.ledger_keep_days} days")
+    ctx.output.line(
+        f"{verb} {result.deleted} runs past retention, {ledger['deleted']} ledger entries older than {params.ledger_keep_days} days"
+    )
     rows = []
     for job_id, count in sorted(result.by_job.items(), key=lambda kv: -kv[1]):
         title = titles.get(job_id, "(deleted job)")
@@ -48,7 +52,13 @@ async def run(ctx: JobContext, params: MaintenanceParams) -> None:
         rows.append(f"<tr><td>{html.escape(title)}</td><td>{count}</td><td>{kept}</td></tr>")
     ctx.output.html(
         f"<p>{verb.capitalize()} <strong>{result.deleted}</strong> runs and {ledger['deleted']} ledger entries.</p>"
-        + ("<table><thead><tr><th>Job</th><th>Runs</th><th>Kept</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>" if rows else "")
+        + (
+            "<table><thead><tr><th>Job</th><th>Runs</th><th>Kept</th></tr></thead><tbody>"
+            + "".join(rows)
+            + "</tbody></table>"
+            if rows
+            else ""
+        )
     )
     ctx.output.summary = f"{verb} {result.deleted} runs of {len(result.by_job)} jobs and {ledger['deleted']} ledger entries"
     await ctx.progress(3, 3, "done")

@@ -28,7 +28,9 @@ async def run(ctx: JobContext, params: CanaryParams) -> None:
         await ctx.progress(step, steps, f"step {step} of {steps}")
     if params.fail:
         raise JobFailed(f"canary asked to fail: {params.message}")
-    ctx.output.line(f"canary {params.message}: scheduled for {ctx.scheduled_for.isoformat()}, started {lag_ms:.0f} ms later")
+    ctx.output.line(
+        f"canary {params.message}: scheduled for {ctx.scheduled_for.isoformat()}, started {lag_ms:.0f} ms later"
+    )
     ctx.output.summary = f"canary {params.message}"
 
 
