@@ -32,9 +32,10 @@ async def history(settings, nc) -> AsyncIterator[HistoryService]:
     service = HistoryService(settings, batch_size=50)
     await service.on_startup()
     await service.broker.start()
+    await service.start_consuming()
     yield service
-    await service.broker.stop()
     await service.on_shutdown()
+    await service.broker.stop()
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import msgspec
 from faststream import AckPolicy, FastStream
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats import JStream, NatsMessage, PullSub
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -34,6 +34,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from . import logs, streams, telemetry
+from .broker import make_broker
 from .errors import BelltowerError, InvalidInput, JobFailed
 from .events import (
     DueOccurrence,
@@ -100,7 +101,7 @@ class Worker:
         self.source = f"belltower/{pool}-worker"
         self.heartbeat_s = max(0.2, min(self.settings.ack_wait_s / 3, 10.0))
         self.lease_s = self.heartbeat_s * 3
-        self.broker = NatsBroker(self.settings.nats_url.split(","), name=f"belltower-{pool}-worker")
+        self.broker = make_broker(self.settings, f"{pool}-worker")
         self.db = Database(self.settings.database_url)
         self.mailer = Mailer(self.settings)
         self._js: JetStreamContext | None = None

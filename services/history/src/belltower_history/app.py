@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-from faststream import AckPolicy, Context, FastStream
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
-from faststream.nats.message import NatsBatchMessage
+from faststream import FastStream
+from faststream.nats import NatsMessage
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from belltower import logs, streams, telemetry
 from belltower.api import PurgeRequest, PurgeResult, RunQuery, RunRecord, RunRef
+from belltower.broker import make_broker
 from belltower.db import create_pool, migrate
 from belltower.errors import InvalidInput, NotFound
 from belltower.events import RUN_STATUSES, run_event_decoder
@@ -34,28 +37,14 @@ _STATUSES = (*RUN_STATUSES, "running")
 
 class HistoryService:
     def __init__(self, settings: Settings | None = None, batch_size: int = 500) -> None:
+        self.batch_size = batch_size
+        self._consumer: asyncio.Task[None] | None = None
+        self._subscription: JetStreamContext.PullSubscription | None = None
         self.settings = settings or Settings()
-        self.broker = NatsBroker(self.settings.nats_url.split(","), name="belltower-history")
+        self.broker = make_broker(self.settings, "history")
         self.store: Store | None = None
         self._pool: Any = None
         self.recorded = 0
-        self.broker.subscriber(
-            RUNS_SUBJECTS,
-            stream=JStream(RUNS_STREAM, declare=False),
-            durable=HISTORY_CONSUMER,
-            config=ConsumerConfig(
-                durable_name=HISTORY_CONSUMER,
-                ack_policy=JsAckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self.settings.ack_wait_s,
-                max_ack_pending=batch_size * 8,
-                filter_subject=RUNS_SUBJECTS,
-            ),
-            pull_sub=PullSub(batch_size=batch_size, timeout=0.05, batch=True),
-            ack_policy=AckPolicy.MANUAL,
-            title="history",
-            description="Records every run event in PostgreSQL",
-        )(self.ingest)
         for operation, target in (
             ("runs.list", self.list_runs),
             ("runs.get", self.get_run),
@@ -74,6 +63,7 @@ class HistoryService:
     def app(self) -> FastStream:
         app = FastStream(self.broker)
         app.on_startup(self.on_startup)
+        app.after_startup(self.start_consuming)
         app.on_shutdown(self.on_shutdown)
         return app
 
@@ -88,24 +78,67 @@ class HistoryService:
         log.info("history ready", extra={"action": "history.ready"})
 
     async def on_shutdown(self) -> None:
+        if self._consumer is not None:
+            self._consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._consumer
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
         if self._pool is not None:
             await self._pool.close()
 
-    async def ingest(self, msg: Annotated[NatsBatchMessage, Context("message")]) -> None:
+    async def start_consuming(self) -> None:
+        """Pull run events in batches from the durable ``history`` consumer.
+
+        A plain nats-py fetch loop rather than faststream's batch subscriber: faststream 0.7.8
+        drops a partly gathered batch when nats-py raises a bare ``asyncio.TimeoutError``
+        mid-window, which left those events waiting a whole ack-wait for redelivery.
+        """
+        js = self.broker.connection.jetstream()
+        subscription = await js.pull_subscribe(
+            RUNS_SUBJECTS,
+            durable=HISTORY_CONSUMER,
+            stream=RUNS_STREAM,
+            config=ConsumerConfig(
+                durable_name=HISTORY_CONSUMER,
+                ack_policy=JsAckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self.settings.ack_wait_s,
+                max_ack_pending=self.batch_size * 8,
+                filter_subject=RUNS_SUBJECTS,
+            ),
+        )
+        self._subscription = subscription
+        self._consumer = asyncio.create_task(self._consume(subscription), name="history-ingest")
+
+    async def _consume(self, subscription: JetStreamContext.PullSubscription) -> None:
+        while True:
+            try:
+                batch = await subscription.fetch(self.batch_size, timeout=1.0)
+            except TimeoutError:  # nothing to fetch; also nats-py's own TimeoutError
+                continue
+            except Exception as exc:
+                log.warning(
+                    "fetching run events failed; retrying",
+                    extra={"action": "history.fetch_failed", "error": repr(exc)},
+                )
+                await asyncio.sleep(1.0)
+                continue
+            await self.ingest(batch)
+
+    async def ingest(self, batch: list[Msg]) -> None:
         """Store one batch of run events, then ack it; on a database error leave it for redelivery."""
         assert self.store is not None
-        events = []
-        for raw in msg.raw_message:
+        events, kept = [], []
+        for raw in batch:
             try:
                 events.append(run_event_decoder.decode(raw.data))
+                kept.append(raw)
             except msgspec.DecodeError as exc:
                 log.error(
                     "undecodable run event dropped",
-                    extra={
-                        "action": "history.bad_event",
-                        "error": str(exc),
-                        "subject": raw.subject,
-                    },
+                    extra={"action": "history.bad_event", "error": str(exc), "subject": raw.subject},
                 )
                 await raw.term()
         try:
@@ -115,9 +148,12 @@ class HistoryService:
                 "run events not stored; they will be redelivered",
                 extra={"action": "history.store_failed"},
             )
-            await msg.nack(delay=2.0)
+            for raw in kept:
+                with contextlib.suppress(Exception):
+                    await raw.nak(delay=2.0)
             return
-        await msg.ack()
+        for raw in kept:
+            await raw.ack()
         self.recorded += len(events)
 
     async def list_runs(self, data: bytes) -> list[RunRecord]:

@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faststream import FastStream
-from faststream.nats import NatsBroker, NatsMessage
+from faststream.nats import NatsMessage
 
 from belltower import logs, streams, telemetry
+from belltower.broker import make_broker
 from belltower.db import create_pool, migrate
 from belltower.rpc import serve
 from belltower.subjects import api_subject
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 class SchedulerService:
     def __init__(self, settings: SchedulerSettings | None = None) -> None:
         self.settings = settings or SchedulerSettings()
-        self.broker = NatsBroker(self.settings.nats_url.split(","), name="belltower-scheduler")
+        self.broker = make_broker(self.settings, "scheduler")
         self.dispatcher: Dispatcher | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._pool: Any = None

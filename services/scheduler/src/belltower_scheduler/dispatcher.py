@@ -186,11 +186,8 @@ class Dispatcher:
     def _seconds_to_next(self) -> float:
         while self.heap and self._stale(self.heap[0]):
             heapq.heappop(self.heap)
-        if self._retry_pending:
-            return 2.0
-        if not self.heap:
-            return 60.0
-        return max(0.0, self.heap[0][0] - time.time())
+        until_due = max(0.0, self.heap[0][0] - time.time()) if self.heap else 60.0
+        return min(until_due, 2.0) if self._retry_pending else until_due
 
     def _stale(self, item: tuple[float, int, int, int, str]) -> bool:
         entry = self.entries.get(item[4])
