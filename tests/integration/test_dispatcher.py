@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import msgspec
 import pytest
 
@@ -168,3 +169,20 @@ async def test_paused_and_removed_jobs_are_not_dispatched(nc, store) -> None:
     dispatcher.remove(removed.id)
     assert await dispatcher.tick() == 0
     assert compiled_for(paused.schedule) is dispatcher.entries[paused.id].schedule
+
+
+async def test_a_database_failure_mid_tick_loses_no_occurrence(nc, store, pool) -> None:
+    """The ledger write fails for real; the next tick plans the same occurrences."""
+    row = await add_job(store, Schedule(rule=Every(seconds=1)), next_due=T0)
+    clock = Clock(T0 + timedelta(seconds=1.5))
+    dispatcher = Dispatcher(store, nc.jetstream(), clock=clock)
+    await dispatcher.load()
+    await pool.execute("ALTER TABLE scheduler.occurrences RENAME TO occurrences_away")
+    with pytest.raises(asyncpg.UndefinedTableError):
+        await dispatcher.tick()
+    await pool.execute("ALTER TABLE scheduler.occurrences_away RENAME TO occurrences")
+    clock.now = T0 + timedelta(seconds=2.5)
+    assert await dispatcher.tick() == 3
+    sent = await due_messages(nc.jetstream())
+    assert [m.scheduled_for for m, _ in sent] == [T0 + timedelta(seconds=i) for i in range(3)]
+    assert {m.job_id for m, _ in sent} == {row.id}

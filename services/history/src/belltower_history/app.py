@@ -138,7 +138,11 @@ class HistoryService:
             except msgspec.DecodeError as exc:
                 log.error(
                     "undecodable run event dropped",
-                    extra={"action": "history.bad_event", "error": str(exc), "subject": raw.subject},
+                    extra={
+                        "action": "history.bad_event",
+                        "error": str(exc),
+                        "subject": raw.subject,
+                    },
                 )
                 await raw.term()
         try:

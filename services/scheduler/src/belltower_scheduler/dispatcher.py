@@ -215,14 +215,23 @@ class Dispatcher:
                 due.append(self.entries[item[4]])
         if not due:
             return 0, False
+        previous = [entry.next_due for entry in due]
         planned: list[_Planned] = []
         next_runs: list[tuple[str, datetime | None]] = []
         for entry in due:
             planned.extend(self._plan(entry, now))
             next_runs.append((entry.id, entry.next_due))
-        published = await self._commit_and_publish(planned, next_runs)
-        for entry in due:
-            self._push(entry)
+        try:
+            published = await self._commit_and_publish(planned, next_runs)
+        except BaseException:
+            # The database or the broker failed: plan the same occurrences again next time.
+            # Ids are deterministic, so whatever was committed is not dispatched twice.
+            for entry, next_due in zip(due, previous, strict=True):
+                entry.next_due = next_due
+            raise
+        finally:
+            for entry in due:
+                self._push(entry)
         more = bool(self.heap) and self.heap[0][0] <= now_ts
         return published, more
 
