@@ -177,3 +177,13 @@ async def test_progress_and_start_events_are_published(worker, nc) -> None:
         "belltower.run.progress.test.sleep",
         "belltower.run.finished.succeeded.test.sleep",
     } <= subjects
+
+
+async def test_runs_longer_than_several_heartbeats_keep_their_claim(worker, nc) -> None:
+    """Heart-beats update the claim while the run goes on; the run must still commit its result."""
+    messages = [due(seconds=1.5) for _ in range(16)]
+    for message in messages:
+        await publish(nc, message)
+    events = await finished_events(nc, timeout=30, expect=len(messages))
+    assert sorted(e.data.occurrence_id for e in events) == sorted(m.occurrence_id for m in messages)
+    assert {e.data.status for e in events} == {"succeeded"}

@@ -169,6 +169,11 @@ class Output:
         return html.escape(text)
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 file``, ``2 files``, ``1 ledger entry``, ``3 ledger entries``: for run output."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 ProgressFn = Callable[[int | None, int | None, str], Awaitable[None]]
 
 

@@ -15,6 +15,7 @@ publishes ``run.finished`` and only then acks. Whatever crashes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -219,17 +220,32 @@ class Worker:
             heartbeat_at=time.time(),
             event=msgspec.Raw(payload),
         )
-        try:
-            await self._claims.update(key, _encoder.encode(finished), last=revision)
-        except KeyWrongLastSequenceError:
+        if not await self._commit(key, finished, revision, attempt):
+            # Another worker took the occurrence over; it stays queued until one of us finishes it.
             log.warning(
-                "lost the claim while running; another worker completes this occurrence",
+                "lost the claim while running; the occurrence is left to the worker holding it",
                 extra={"action": "worker.claim_lost", "occurrence_id": due.occurrence_id},
             )
-            await msg.ack()
+            await msg.nack(delay=self.lease_s)
             return
         await self._publish_finished(event.data.status, due.job_type, event.id, payload)
         await msg.ack()
+
+    async def _commit(self, key: str, finished: Claim, revision: int, attempt: int) -> bool:
+        """Write the finished claim; False when the claim now belongs to another worker."""
+        assert self._claims is not None
+        while True:
+            try:
+                await self._claims.update(key, _encoder.encode(finished), last=revision)
+                return True
+            except KeyWrongLastSequenceError:
+                entry = await self._claims.get(key)
+                held = _claim_decoder.decode(entry.value or b"{}")
+                if not (
+                    held.state == "running" and held.worker == self.name and held.attempt == attempt
+                ):
+                    return False
+                revision = entry.revision  # our own heartbeat moved it on
 
     async def _claim(
         self, msg: NatsMessage, key: str, due: DueOccurrence, attempt: int
@@ -353,9 +369,16 @@ class Worker:
                     exc_info=True,
                 )
 
+        stop = asyncio.Event()
+
         async def heartbeat() -> None:
+            # Stopped by an event, never cancelled: a claim update cut off in flight could be
+            # applied without its new revision being kept, and the run would lose its own claim.
             while True:
-                await asyncio.sleep(self.heartbeat_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.heartbeat_s)
+                if stop.is_set():
+                    return
                 try:
                     await msg.in_progress()
                     beat = Claim(
@@ -399,7 +422,7 @@ class Worker:
         try:
             outcome = await self._execute(job_type, due, ctx, timeout)
         finally:
-            beating.cancel()
+            stop.set()
             await asyncio.gather(beating, return_exceptions=True)
         finished_at = utcnow()
         text = output.text

@@ -189,6 +189,12 @@ class HistoryService:
     async def purge(self, data: bytes) -> PurgeResult:
         assert self.store is not None
         request = decode_request(data, PurgeRequest)
+        if request.default_days is not None and request.default_days < 1:
+            raise InvalidInput(
+                "default_days",
+                f"{request.default_days} is not a number of days",
+                "1 or more, or null for forever",
+            )
         for job, days in request.keep_days.items():
             if days is not None and days < 1:
                 raise InvalidInput(

@@ -10,15 +10,16 @@ import html
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
 from belltower.errors import JobFailed, Unavailable
-from belltower.jobtypes import JobContext, JobType
+from belltower.jobtypes import JobContext, JobType, counted
 
 
 class CleanupParams(msgspec.Struct, forbid_unknown_fields=True):
-    days: int = 30
+    days: Annotated[int, msgspec.Meta(ge=0, description="Number of Days Threshold")] = 30
     folder: str | None = None
     pattern: str = "*"
     recursive: bool = False
@@ -27,8 +28,6 @@ class CleanupParams(msgspec.Struct, forbid_unknown_fields=True):
 
 
 async def run(ctx: JobContext, params: CleanupParams) -> None:
-    if params.days < 0:
-        raise JobFailed(f"days: {params.days} is negative; give 0 or more days")
     folder = Path(params.folder) if params.folder else Path(ctx.settings.batch_folder)
     if not folder.is_dir():
         raise JobFailed(
@@ -67,7 +66,7 @@ async def run(ctx: JobContext, params: CleanupParams) -> None:
     for path, error in failed:
         ctx.output.line(f"  not deleted: {path.relative_to(folder)}: {error}")
     ctx.output.html(
-        f"<p>{verb.capitalize()} <strong>{len(deleted)}</strong> files older than {params.days} days "
+        f"<p>{verb.capitalize()} <strong>{len(deleted)}</strong> {'file' if len(deleted) == 1 else 'files'} older than {counted(params.days, 'day')} "
         f"from <code>{html.escape(str(folder))}</code> ({_bytes(freed)}).</p>"
         + (
             "<ul>"
@@ -88,8 +87,8 @@ async def run(ctx: JobContext, params: CleanupParams) -> None:
         try:
             await ctx.mailer.send(
                 params.notify,
-                f"Batch folder cleanup: {len(deleted)} old files deleted",
-                f"{ctx.output.summary} from {folder}, older than {params.days} days:\n{names}\n",
+                f"Batch folder cleanup: {counted(len(deleted), 'old file')} deleted",
+                f"{ctx.output.summary} from {folder}, older than {counted(params.days, 'day')}:\n{names}\n",
             )
         except Unavailable as exc:
             raise JobFailed(
@@ -97,7 +96,7 @@ async def run(ctx: JobContext, params: CleanupParams) -> None:
             ) from None
         ctx.output.line(f"alert sent to {', '.join(params.notify)}")
     if failed:
-        raise JobFailed(f"{len(failed)} files could not be deleted; see the output")
+        raise JobFailed(f"{counted(len(failed), 'file')} could not be deleted; see the output")
 
 
 def _bytes(size: int) -> str:

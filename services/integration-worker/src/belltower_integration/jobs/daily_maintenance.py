@@ -9,16 +9,19 @@ job and the ledger, history for the runs.
 from __future__ import annotations
 
 import html
+from typing import Annotated
 
 import msgspec
 
 from belltower.api import Job, PurgeRequest, PurgeResult
-from belltower.jobtypes import JobContext, JobType
+from belltower.jobtypes import JobContext, JobType, counted
+
+Days = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class MaintenanceParams(msgspec.Struct, forbid_unknown_fields=True):
-    orphan_keep_days: int | None = msgspec.field(default=90)
-    ledger_keep_days: int = 90
+    orphan_keep_days: Days | None = 90
+    ledger_keep_days: Days = 90
     dry_run: bool = False
 
 
@@ -41,7 +44,8 @@ async def run(ctx: JobContext, params: MaintenanceParams) -> None:
     )
     verb = "would delete" if params.dry_run else "deleted"
     ctx.output.line(
-        f"{verb} {result.deleted} runs past retention, {ledger['deleted']} ledger entries older than {params.ledger_keep_days} days"
+        f"{verb} {counted(result.deleted, 'run')} past retention, "
+        f"{counted(ledger['deleted'], 'ledger entry', 'ledger entries')} older than {counted(params.ledger_keep_days, 'day')}"
     )
     rows = []
     for job_id, count in sorted(result.by_job.items(), key=lambda kv: -kv[1]):
@@ -51,7 +55,8 @@ async def run(ctx: JobContext, params: MaintenanceParams) -> None:
         ctx.output.line(f"  {count:>7}  {title}  [{job_id}]  kept {kept}")
         rows.append(f"<tr><td>{html.escape(title)}</td><td>{count}</td><td>{kept}</td></tr>")
     ctx.output.html(
-        f"<p>{verb.capitalize()} <strong>{result.deleted}</strong> runs and {ledger['deleted']} ledger entries.</p>"
+        f"<p>{verb.capitalize()} <strong>{result.deleted}</strong> {'run' if result.deleted == 1 else 'runs'} and "
+        f"{counted(ledger['deleted'], 'ledger entry', 'ledger entries')}.</p>"
         + (
             "<table><thead><tr><th>Job</th><th>Runs</th><th>Kept</th></tr></thead><tbody>"
             + "".join(rows)
@@ -60,7 +65,10 @@ async def run(ctx: JobContext, params: MaintenanceParams) -> None:
             else ""
         )
     )
-    ctx.output.summary = f"{verb} {result.deleted} runs of {len(result.by_job)} jobs and {ledger['deleted']} ledger entries"
+    ctx.output.summary = (
+        f"{verb} {counted(result.deleted, 'run')} of {counted(len(result.by_job), 'job')} and "
+        f"{counted(ledger['deleted'], 'ledger entry', 'ledger entries')}"
+    )
     await ctx.progress(3, 3, "done")
 
 
