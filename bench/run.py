@@ -1,0 +1,196 @@
+"""Belltower's performance figures, measured on real servers: ``make bench``.
+
+Starts its own nats-server (JetStream, temporary store) and PostgreSQL (private cluster on a
+free port), runs the services as the deployment does, and prints one JSON object per figure on
+stdout (progress goes to stderr)::
+
+    uv run python bench/run.py                       # everything, full size (a few minutes)
+    uv run python bench/run.py --scale 0.1           # a quick look
+    uv run python bench/run.py --only dispatch_rate --profile bench/results
+
+Figures: ``dispatch_rate`` (with its raw ``publish_async`` baseline), ``e2e_runs_rate``,
+``history_ingest_rate``, ``bytes_per_schedule`` and ``schedules_load_s``. Each line has
+``name``, ``value``, ``unit``, ``target`` and ``met``; paired figures add ``baseline`` and
+``ratio``. Exit status is 0 when every benchmark ran (``--check``: and met its target), so a
+slow machine does not break ``make bench`` but CI can still gate on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchlib import dispatch, e2e, ingest, memory
+from benchlib.figures import Figure
+from benchlib.stack import Servers, inherited_overrides, log
+
+from belltower.localservers import PostgresServer
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark: the figures it yields (for ``--only``) and how to run it at a size."""
+
+    figures: tuple[str, ...]
+    units: tuple[str, ...]
+    targets: tuple[float, ...]
+    run: Callable[[Servers, argparse.Namespace], Awaitable[list[Figure]]]
+
+
+def _size(args: argparse.Namespace, explicit: int | None, full: int, floor: int) -> int:
+    return explicit if explicit is not None else max(floor, int(full * args.scale))
+
+
+async def _dispatch(servers: Servers, args: argparse.Namespace) -> list[Figure]:
+    n = _size(args, args.dispatch_occurrences, 100_000, 1_000)
+    return [await dispatch.run(servers, n, args.profile)]
+
+
+async def _e2e(servers: Servers, args: argparse.Namespace) -> list[Figure]:
+    n = _size(args, args.e2e_runs, 10_000, 500)
+    return [await e2e.run(servers, n, args.profile, args.e2e_workers)]
+
+
+async def _ingest(servers: Servers, args: argparse.Namespace) -> list[Figure]:
+    runs = _size(args, args.ingest_runs, 50_000, 1_000)
+    return [await ingest.run(servers, runs, args.profile)]
+
+
+async def _memory(servers: Servers, args: argparse.Namespace) -> list[Figure]:
+    n = _size(args, args.schedules, 100_000, 2_000)
+    return await memory.run(servers, n)
+
+
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark(("dispatch_rate",), ("occurrences/s",), (dispatch.TARGET_RATE,), _dispatch),
+    Benchmark(("e2e_runs_rate",), ("runs/s",), (e2e.TARGET_RATE,), _e2e),
+    Benchmark(("history_ingest_rate",), ("events/s",), (ingest.TARGET_RATE,), _ingest),
+    Benchmark(
+        ("bytes_per_schedule", "schedules_load_s"),
+        ("bytes", "s"),
+        (memory.TARGET_BYTES, memory.TARGET_LOAD_S),
+        _memory,
+    ),
+)
+ALL_FIGURES = tuple(name for b in BENCHMARKS for name in b.figures)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=ALL_FIGURES,
+        metavar="NAME",
+        help=f"run only the benchmark producing NAME (repeatable); one of {', '.join(ALL_FIGURES)}",
+    )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every default size (0.1 for a quick run)"
+    )
+    parser.add_argument(
+        "--dispatch-occurrences",
+        type=int,
+        help="occurrences due at once for dispatch_rate (default 100,000)",
+    )
+    parser.add_argument(
+        "--e2e-runs", type=int, help="canary runs due at once for e2e_runs_rate (default 10,000)"
+    )
+    parser.add_argument(
+        "--e2e-workers",
+        type=int,
+        default=1,
+        help="notifier-worker processes for e2e_runs_rate, to see horizontal scaling (default 1)",
+    )
+    parser.add_argument(
+        "--ingest-runs",
+        type=int,
+        help="runs (2 events each) for history_ingest_rate (default 50,000)",
+    )
+    parser.add_argument(
+        "--schedules", type=int, help="jobs loaded for bytes_per_schedule (default 100,000)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="save py-spy profiles of the measured processes here (cProfile of tick() without py-spy)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work folder with the services' logs"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 when a figure misses its target"
+    )
+    args = parser.parse_args(argv)
+    if args.scale <= 0:
+        parser.error("--scale must be positive")
+    return args
+
+
+async def main(args: argparse.Namespace) -> int:
+    selected = [b for b in BENCHMARKS if not args.only or set(b.figures) & set(args.only)]
+    work_dir = Path(tempfile.mkdtemp(prefix="belltower-bench-"))
+    failures = 0
+    missed = 0
+    started = time.monotonic()
+    try:
+        log(f"starting PostgreSQL (work folder {work_dir})")
+        with PostgresServer() as pg:
+            servers = Servers(pg=pg, work_dir=work_dir)
+            for bench in selected:
+                load_before = os.getloadavg()[0]
+                try:
+                    figures = await bench.run(servers, args)
+                except Exception as exc:
+                    failures += 1
+                    log(f"{'/'.join(bench.figures)} failed:\n{traceback.format_exc()}")
+                    figures = [
+                        Figure(
+                            name, None, unit, target, "higher", error=f"{type(exc).__name__}: {exc}"
+                        )
+                        for name, unit, target in zip(
+                            bench.figures, bench.units, bench.targets, strict=True
+                        )
+                    ]
+                for figure in figures:
+                    # Other work on the machine skews every figure: say how busy it was
+                    # (the 1-minute average also still counts the previous benchmark).
+                    figure.extra["host_load_1m_before"] = round(load_before, 2)
+                    if overrides := inherited_overrides():
+                        figure.extra["env_overrides"] = overrides
+                    missed += not figure.met
+                    print(figure.to_json(), flush=True)
+    finally:
+        if args.keep:
+            log(f"work folder kept: {work_dir}")
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    log(f"done in {time.monotonic() - started:.0f} s")
+    if failures:
+        return 1
+    return 1 if args.check and missed else 0
+
+
+def _terminate(signum: int, _: object) -> None:
+    """Turn SIGTERM into an exception so every ``finally`` stops what it started."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        sys.exit(asyncio.run(main(parse_args())))
+    except KeyboardInterrupt:
+        log("interrupted; servers and services stopped")
+        sys.exit(130)
