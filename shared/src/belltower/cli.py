@@ -33,6 +33,7 @@ from .schedule import (
     parse_datetime,
     parse_every,
     parse_weekdays,
+    zone,
 )
 from .settings import get_settings
 
@@ -201,8 +202,6 @@ def build_schedule(
         raise InvalidInput(
             "weekdays", "only goes with --daily-at", "--daily-at 07:30 --weekdays mon,wed,fri"
         )
-    from .schedule import zone
-
     zone(tz)
     rule: Rule
     if every:

@@ -325,11 +325,14 @@ class Worker:
                 trace_id=trace_id,
             ),
         )
-        await self._js.publish(
+        # Not awaited: the run need not wait for the store to confirm its start. The finished
+        # event follows on the same connection, so it is never stored before the start.
+        confirmation = await self._js.publish_async(
             run_started_subject(due.job_type),
             _encoder.encode(started),
             headers={"Nats-Msg-Id": started.id},
         )
+        confirmation.add_done_callback(_log_unconfirmed)
         output = Output()
         job_type = self.registry.get(due.job_type)
         timeout = (
@@ -511,6 +514,14 @@ class Worker:
         assert self._js is not None
         await self._js.publish(
             run_finished_subject(status, job_type), payload, headers={"Nats-Msg-Id": event_id}
+        )
+
+
+def _log_unconfirmed(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning(
+            "a run-started event was not confirmed; history shows the run once it finishes",
+            extra={"action": "worker.start_unconfirmed", "error": repr(future.exception())},
         )
 
 
