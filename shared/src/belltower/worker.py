@@ -114,7 +114,7 @@ class Worker:
     # -- wiring -------------------------------------------------------------------------------
 
     def app(self) -> FastStream:
-        app = FastStream(self.broker)
+        app = FastStream(self.broker, logger=logging.getLogger("faststream.app"))
         app.on_startup(self.on_startup)
         app.on_shutdown(self.on_shutdown)
         return app
