@@ -308,17 +308,7 @@ class Worker:
             subject=due.job_id,
             time=started_at,
             data=RunStartedData(
-                run_id=due.run_id,
-                occurrence_id=due.occurrence_id,
-                job_id=due.job_id,
-                job_type=due.job_type,
-                job_title=due.job_title,
-                pool=due.pool,
-                priority=due.priority,
-                trigger=due.trigger,
-                requested_by=due.requested_by,
-                scheduled_for=due.scheduled_for,
-                dispatched_at=due.dispatched_at,
+                **_carried(due),
                 started_at=started_at,
                 attempt=attempt,
                 worker=self.name,
@@ -437,18 +427,8 @@ class Worker:
             subject=due.job_id,
             time=finished_at,
             data=RunFinishedData(
-                run_id=due.run_id,
-                occurrence_id=due.occurrence_id,
-                job_id=due.job_id,
-                job_type=due.job_type,
-                job_title=due.job_title,
-                pool=due.pool,
+                **_carried(due),
                 status=outcome.status,
-                priority=due.priority,
-                trigger=due.trigger,
-                requested_by=due.requested_by,
-                scheduled_for=due.scheduled_for,
-                dispatched_at=due.dispatched_at,
                 started_at=started_at,
                 finished_at=finished_at,
                 duration_ms=max(0, round((finished_at - started_at).total_seconds() * 1000)),
@@ -515,6 +495,17 @@ class Worker:
         await self._js.publish(
             run_finished_subject(status, job_type), payload, headers={"Nats-Msg-Id": event_id}
         )
+
+
+_CARRIED = (
+    "run_id", "occurrence_id", "job_id", "job_type", "job_title", "pool", "priority", "trigger",
+    "requested_by", "scheduled_for", "dispatched_at",
+)  # fmt: skip
+
+
+def _carried(due: DueOccurrence) -> dict[str, Any]:
+    """The fields every run event repeats from the occurrence it is about."""
+    return {name: getattr(due, name) for name in _CARRIED}
 
 
 def _log_unconfirmed(future: asyncio.Future[Any]) -> None:
