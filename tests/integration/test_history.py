@@ -6,9 +6,10 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from belltower.api import RunRecord
 from belltower.events import (
@@ -21,7 +22,14 @@ from belltower.events import (
     run_id_for,
 )
 from belltower.rpc import ApiClient
-from belltower.subjects import run_finished_subject, run_progress_subject, run_started_subject
+from belltower.subjects import (
+    HISTORY_CONSUMER,
+    RUNS_STREAM,
+    RUNS_SUBJECTS,
+    run_finished_subject,
+    run_progress_subject,
+    run_started_subject,
+)
 from belltower_history.app import HistoryService
 
 T0 = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
@@ -207,3 +215,148 @@ async def test_purge_follows_each_jobs_retention(history, nc, pool, api) -> None
         "SELECT job_id::text AS job, count(*) AS n FROM history.runs GROUP BY job_id"
     )
     assert {r["job"]: r["n"] for r in left} == {week: 1, forever: 3, deleted_job: 2}
+
+
+async def test_a_lone_event_is_stored_without_waiting_for_a_full_batch(history, nc, pool) -> None:
+    occ, job = str(uuid.uuid4()), str(uuid.uuid4())
+    began = time.monotonic()
+    await send(nc, run_started_subject("system.canary"), started(occ, job, T0))
+    await wait_rows(pool, 1, timeout=5)
+    assert time.monotonic() - began < 1.0  # linger is 25 ms; a full batch would be 50 events
+
+
+async def test_timestamps_keep_their_instant_and_optional_fields_their_nulls(
+    history, nc, pool, api
+) -> None:
+    occ, job = str(uuid.uuid4()), str(uuid.uuid4())
+    plus_two = T0.astimezone(timezone(timedelta(hours=2)))
+    event = finished(occ, job, plus_two)
+    event.data.error, event.data.requested_by = "boom", None
+    await send(nc, run_finished_subject("succeeded", "system.canary"), event)
+    await wait_rows(pool, 1)
+    run = await api.call("history", "runs.get", {"run_id": run_id_for(occ)}, result_type=RunRecord)
+    assert (run.scheduled_for, run.finished_at) == (T0, T0 + timedelta(seconds=2))
+    assert (run.error, run.requested_by, run.output_html, run.attempt) == ("boom", None, None, 1)
+    row = await pool.fetchrow(
+        "SELECT status, summary, output_text FROM history.runs WHERE occurrence_id = $1",
+        uuid.UUID(occ),
+    )
+    assert tuple(row) == ("succeeded", "ok", "ok\n")
+
+
+async def test_a_database_error_naks_the_batch_and_it_comes_again(history, nc, pool) -> None:
+    assert history.store is not None
+    write, failures = history.store.write, []
+
+    async def failing_once(prepared):
+        if not failures:
+            failures.append(prepared)
+            raise ConnectionError("database went away")
+        return await write(prepared)
+
+    history.store.write = failing_once  # type: ignore[method-assign]
+    job = str(uuid.uuid4())
+    occs = [str(uuid.uuid4()) for _ in range(5)]
+    for occ in occs:
+        await send(nc, run_finished_subject("succeeded", "system.canary"), finished(occ, job, T0))
+    await wait_rows(pool, 5, timeout=15)
+    assert failures, "the first write should have failed"
+    info = await nc.jetstream().consumer_info(RUNS_STREAM, HISTORY_CONSUMER)
+    assert info.num_redelivered >= 1 or info.delivered.consumer_seq > 5
+
+
+async def test_replicas_share_the_durable_consumer(history, settings, nc, pool) -> None:
+    other = HistoryService(settings, batch_size=5)
+    await other.on_startup()
+    await other.broker.start()
+    await other.start_consuming()
+    try:
+        info = await nc.jetstream().consumer_info(RUNS_STREAM, HISTORY_CONSUMER)
+        assert info.config.deliver_group == HISTORY_CONSUMER
+        assert info.config.ack_policy == AckPolicy.EXPLICIT and info.config.max_ack_pending
+        job = str(uuid.uuid4())
+        for i in range(200):
+            at = T0 + timedelta(minutes=i)
+            await send(
+                nc,
+                run_finished_subject("succeeded", "system.canary"),
+                finished(str(uuid.uuid4()), job, at),
+            )
+        await wait_rows(pool, 200)
+        assert history.recorded > 0 and other.recorded > 0
+        assert history.recorded + other.recorded == 200
+    finally:
+        await other.on_shutdown()
+        await other.broker.stop()
+
+
+async def test_shutdown_is_quick_and_leaves_nothing_unacked(settings, nc, pool) -> None:
+    service = HistoryService(settings, batch_size=50)
+    await service.on_startup()
+    await service.broker.start()
+    await service.start_consuming()
+    job = str(uuid.uuid4())
+    for i in range(100):
+        await send(
+            nc,
+            run_finished_subject("succeeded", "system.canary"),
+            finished(str(uuid.uuid4()), job, T0 + timedelta(minutes=i)),
+        )
+    began = time.monotonic()
+    await service.on_shutdown()
+    await service.broker.stop()
+    assert time.monotonic() - began < 3.0
+    # Whatever it had not stored was nak'ed, not left for ack_wait: a new instance stores it all.
+    again = HistoryService(settings, batch_size=50)
+    await again.on_startup()
+    await again.broker.start()
+    await again.start_consuming()
+    try:
+        await wait_rows(pool, 100)
+        info = await nc.jetstream().consumer_info(RUNS_STREAM, HISTORY_CONSUMER)
+        deadline = time.monotonic() + 5
+        while info.num_ack_pending or info.num_pending:
+            assert time.monotonic() < deadline, info
+            await asyncio.sleep(0.05)
+            info = await nc.jetstream().consumer_info(RUNS_STREAM, HISTORY_CONSUMER)
+    finally:
+        await again.on_shutdown()
+        await again.broker.stop()
+
+
+async def test_a_pull_consumer_of_an_earlier_version_is_replaced_where_it_stood(
+    settings, nc, pool
+) -> None:
+    js = nc.jetstream()
+    job = str(uuid.uuid4())
+    occs = [str(uuid.uuid4()) for _ in range(10)]
+    for i, occ in enumerate(occs):
+        await send(
+            nc,
+            run_finished_subject("succeeded", "system.canary"),
+            finished(occ, job, T0 + timedelta(minutes=i)),
+        )
+    old = await js.pull_subscribe(
+        RUNS_SUBJECTS, durable=HISTORY_CONSUMER, stream=RUNS_STREAM,
+        config=ConsumerConfig(durable_name=HISTORY_CONSUMER, ack_policy=AckPolicy.EXPLICIT, filter_subject=RUNS_SUBJECTS),
+    )  # fmt: skip
+    for msg in await old.fetch(4, timeout=5):
+        await msg.ack()
+    await old.unsubscribe()
+    service = HistoryService(settings, batch_size=50)
+    await service.on_startup()
+    await service.broker.start()
+    await service.start_consuming()
+    try:
+        await wait_rows(pool, 6)
+        await asyncio.sleep(0.3)
+        stored = {
+            r["occ"]
+            for r in await pool.fetch("SELECT occurrence_id::text AS occ FROM history.runs")
+        }
+        assert stored == set(occs[4:])  # the 4 acked by the old consumer are not delivered again
+        info = await js.consumer_info(RUNS_STREAM, HISTORY_CONSUMER)
+        assert info.config.deliver_group == HISTORY_CONSUMER
+    finally:
+        await service.on_shutdown()
+        await service.broker.stop()

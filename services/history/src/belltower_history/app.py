@@ -13,9 +13,6 @@ import msgspec
 from faststream import FastStream
 from faststream.nats import NatsMessage
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy as JsAckPolicy
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from belltower import logs, streams, telemetry
 from belltower.api import PurgeRequest, PurgeResult, RunQuery, RunRecord, RunRef
@@ -27,19 +24,24 @@ from belltower.rpc import decode_request, serve
 from belltower.settings import Settings
 from belltower.subjects import HISTORY_CONSUMER, RUNS_STREAM, RUNS_SUBJECTS, api_subject
 
+from .consumer import BatchConsumer
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 10_000
+NAK_DELAY_S = 2.0
 _STATUSES = (*RUN_STATUSES, "running")
 
 
 class HistoryService:
-    def __init__(self, settings: Settings | None = None, batch_size: int = 500) -> None:
+    def __init__(
+        self, settings: Settings | None = None, batch_size: int = 500, linger_s: float = 0.025
+    ) -> None:
         self.batch_size = batch_size
-        self._consumer: asyncio.Task[None] | None = None
-        self._subscription: JetStreamContext.PullSubscription | None = None
+        self.linger_s = linger_s
+        self._consumer: BatchConsumer | None = None
+        self._write_lock = asyncio.Lock()
         self.settings = settings or Settings()
         self.broker = make_broker(self.settings, "history")
         self.store: Store | None = None
@@ -61,7 +63,7 @@ class HistoryService:
         )(handler)
 
     def app(self) -> FastStream:
-        app = FastStream(self.broker)
+        app = FastStream(self.broker, logger=logging.getLogger("faststream.app"))
         app.on_startup(self.on_startup)
         app.after_startup(self.start_consuming)
         app.on_shutdown(self.on_shutdown)
@@ -79,62 +81,37 @@ class HistoryService:
 
     async def on_shutdown(self) -> None:
         if self._consumer is not None:
-            self._consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._consumer
-        if self._subscription is not None:
-            with contextlib.suppress(Exception):
-                await self._subscription.unsubscribe()
+            await self._consumer.stop()
+            self._consumer = None
         if self._pool is not None:
             await self._pool.close()
 
     async def start_consuming(self) -> None:
-        """Pull run events in batches from the durable ``history`` consumer.
-
-        A plain nats-py fetch loop rather than faststream's batch subscriber: faststream 0.7.8
-        drops a partly gathered batch when nats-py raises a bare ``asyncio.TimeoutError``
-        mid-window, which left those events waiting a whole ack-wait for redelivery.
-        """
-        js = self.broker.connection.jetstream()
-        subscription = await js.pull_subscribe(
-            RUNS_SUBJECTS,
-            durable=HISTORY_CONSUMER,
+        """Receive run events from the durable ``history`` consumer in batches; see :mod:`.consumer`."""
+        self._consumer = BatchConsumer(
+            self.broker.connection.jetstream(),
             stream=RUNS_STREAM,
-            config=ConsumerConfig(
-                durable_name=HISTORY_CONSUMER,
-                ack_policy=JsAckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self.settings.ack_wait_s,
-                max_ack_pending=self.batch_size * 8,
-                filter_subject=RUNS_SUBJECTS,
-            ),
+            durable=HISTORY_CONSUMER,
+            filter_subject=RUNS_SUBJECTS,
+            handler=self.ingest,
+            batch_size=self.batch_size,
+            ack_wait_s=self.settings.ack_wait_s,
+            linger_s=self.linger_s,
         )
-        self._subscription = subscription
-        self._consumer = asyncio.create_task(self._consume(subscription), name="history-ingest")
+        await self._consumer.start()
 
-    async def _consume(self, subscription: JetStreamContext.PullSubscription) -> None:
-        while True:
-            try:
-                batch = await subscription.fetch(self.batch_size, timeout=1.0)
-            except TimeoutError:  # nothing to fetch; also nats-py's own TimeoutError
-                continue
-            except Exception as exc:
-                log.warning(
-                    "fetching run events failed; retrying",
-                    extra={"action": "history.fetch_failed", "error": repr(exc)},
-                )
-                await asyncio.sleep(1.0)
-                continue
-            await self.ingest(batch)
+    async def ingest(self, batch: list[Msg]) -> bool:
+        """Store one batch of run events, then ack it; on a database error nak it for redelivery.
 
-    async def ingest(self, batch: list[Msg]) -> None:
-        """Store one batch of run events, then ack it; on a database error leave it for redelivery."""
+        Returns whether the batch was stored. Acks go out only after the commit, so a crash in
+        between delivers the batch again, which the idempotent writes absorb.
+        """
         assert self.store is not None
         events, kept = [], []
+        decode = run_event_decoder.decode
         for raw in batch:
             try:
-                events.append(run_event_decoder.decode(raw.data))
-                kept.append(raw)
+                events.append(decode(raw.data))
             except msgspec.DecodeError as exc:
                 log.error(
                     "undecodable run event dropped",
@@ -144,9 +121,16 @@ class HistoryService:
                         "subject": raw.subject,
                     },
                 )
-                await raw.term()
+                with contextlib.suppress(Exception):
+                    await raw.term()
+            else:
+                kept.append(raw)
         try:
-            await self.store.record(events)
+            prepared = self.store.prepare(events)
+            # Batches are prepared while the one before is written, but written one at a time,
+            # in the order they arrived.
+            async with self._write_lock:
+                await self.store.write(prepared)
         except Exception:
             log.exception(
                 "run events not stored; they will be redelivered",
@@ -154,11 +138,19 @@ class HistoryService:
             )
             for raw in kept:
                 with contextlib.suppress(Exception):
-                    await raw.nak(delay=2.0)
-            return
+                    await raw.nak(delay=NAK_DELAY_S)
+            return False
         for raw in kept:
-            await raw.ack()
+            try:
+                await raw.ack()
+            except Exception:  # e.g. NATS is reconnecting; the event comes again after ack_wait
+                log.warning(
+                    "acks not sent; those events will be redelivered",
+                    extra={"action": "history.ack_failed"},
+                )
+                break
         self.recorded += len(events)
+        return True
 
     async def list_runs(self, data: bytes) -> list[RunRecord]:
         assert self.store is not None
