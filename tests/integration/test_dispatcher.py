@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import msgspec
+import nats.errors
 import pytest
 
 from belltower.events import DueOccurrence, occurrence_id
@@ -186,3 +187,185 @@ async def test_a_database_failure_mid_tick_loses_no_occurrence(nc, store, pool) 
     sent = await due_messages(nc.jetstream())
     assert [m.scheduled_for for m, _ in sent] == [T0 + timedelta(seconds=i) for i in range(3)]
     assert {m.job_id for m, _ in sent} == {row.id}
+
+
+# -- pipelined ticks: chunks written while earlier ones are published ------------------------
+
+
+class CheckingJetStream:
+    """Real JetStream, but each publish first checks that the occurrence's ledger row is
+    committed (visible from another connection) as ``pending``; can fail after ``fail_after``."""
+
+    def __init__(self, js, pool, fail_after: int | None = None) -> None:
+        self.js = js
+        self.pool = pool
+        self.fail_after = fail_after
+        self.published: list[bytes] = []
+        self.violations: list[str] = []
+
+    async def publish_async(self, subject, payload, headers):
+        if self.fail_after is not None and len(self.published) >= self.fail_after:
+            raise nats.errors.ConnectionClosedError
+        occ_id = headers["Nats-Msg-Id"]
+        state = await self.pool.fetchval(
+            "SELECT state FROM scheduler.occurrences WHERE id = $1::uuid", occ_id
+        )
+        if state != "pending":
+            self.violations.append(f"{occ_id} published while its ledger row is {state}")
+        self.published.append(payload)
+        return await self.js.publish_async(subject, payload, headers=headers)
+
+
+class FailingStore(Store):
+    """The real Store whose ``plan`` fails on its ``fail_on``-th call (a chunk's transaction)."""
+
+    def __init__(self, pool, fail_on: int) -> None:
+        super().__init__(pool)
+        self.fail_on = fail_on
+        self.calls = 0
+
+    async def plan(self, occurrences, next_runs):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
+        return await super().plan(occurrences, next_runs)
+
+
+PRIORITIES = (7, 900, 500, 10_000, 499, 1, 650)
+
+
+async def add_same_instant_jobs(store: Store) -> None:
+    for priority in PRIORITIES:
+        await add_job(
+            store, Schedule(rule=Once(at=T0)), priority=priority, next_due=T0, title=f"p{priority}"
+        )
+
+
+async def test_priority_order_holds_across_chunks(nc, store, pool) -> None:
+    await add_same_instant_jobs(store)
+    checking = CheckingJetStream(nc.jetstream(), pool)
+    dispatcher = Dispatcher(
+        store, checking, plan_chunk=2, clock=Clock(T0 + timedelta(milliseconds=5))
+    )
+    await dispatcher.load()
+    assert await dispatcher.tick() == len(PRIORITIES)
+    assert checking.violations == []
+    assert [m.priority for m, _ in await due_messages(nc.jetstream())] == sorted(
+        PRIORITIES, reverse=True
+    )
+    assert {r["state"] for r in await ledger(pool)} == {"dispatched"}
+
+
+async def test_a_chunk_failing_to_commit_loses_nothing_and_repeats_nothing(nc, pool) -> None:
+    """Chunk 2 of 4 fails to commit while chunk 1 is being published; the next tick sends the rest."""
+    store = FailingStore(pool, fail_on=2)
+    await add_same_instant_jobs(store)
+    checking = CheckingJetStream(nc.jetstream(), pool)
+    clock = Clock(T0 + timedelta(milliseconds=5))
+    dispatcher = Dispatcher(store, checking, plan_chunk=2, clock=clock)
+    await dispatcher.load()
+    with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+        await dispatcher.tick()
+    first = await due_messages(nc.jetstream())
+    assert [m.priority for m, _ in first] == [10_000, 900]  # chunk 1 only, confirmed
+    assert {r["state"] for r in await ledger(pool)} == {"dispatched"}
+
+    clock.now = T0 + timedelta(seconds=1)
+    assert await dispatcher.tick() == len(PRIORITIES) - 2
+    assert checking.violations == []
+    sent = await due_messages(nc.jetstream())
+    assert [m.priority for m, _ in sent] == sorted(PRIORITIES, reverse=True)
+    assert len({msg_id for _, msg_id in sent}) == len(PRIORITIES)
+    assert [r["state"] for r in await ledger(pool)] == ["dispatched"] * len(PRIORITIES)
+    assert (
+        await pool.fetchval("SELECT count(*) FROM scheduler.jobs WHERE next_run_at IS NOT NULL")
+        == 0
+    )
+
+
+async def test_a_broker_failure_mid_chunk_leaves_the_rest_pending_and_republished(
+    nc, store, pool
+) -> None:
+    """Publishing fails inside chunk 2 while chunk 3 is being written: nothing is lost."""
+    await add_same_instant_jobs(store)
+    broken = CheckingJetStream(nc.jetstream(), pool, fail_after=3)
+    clock = Clock(T0 + timedelta(milliseconds=5))
+    dispatcher = Dispatcher(store, broken, plan_chunk=2, clock=clock)
+    await dispatcher.load()
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        await dispatcher.tick()
+    states = [r["state"] for r in await ledger(pool)]
+    assert (
+        states.count("dispatched") == 3
+    )  # what was confirmed is marked even though the tick failed
+    assert states.count("pending") == 3  # the rest of chunk 2 and all of chunk 3, committed
+
+    dispatcher.js = CheckingJetStream(nc.jetstream(), pool)
+    clock.now = T0 + timedelta(seconds=1)
+    assert await dispatcher.tick() == len(PRIORITIES) - 3
+    assert broken.violations == dispatcher.js.violations == []
+    sent = await due_messages(nc.jetstream())
+    assert [m.priority for m, _ in sent] == sorted(PRIORITIES, reverse=True)
+    assert [r["state"] for r in await ledger(pool)] == ["dispatched"] * len(PRIORITIES)
+
+
+async def test_due_message_bytes_are_what_encoding_the_params_dict_gives(nc, store, pool) -> None:
+    """Params are kept as encoded JSON; the message must be byte for byte the dict's encoding."""
+    import uuid
+
+    params = {"zeta": 1.0, "a": [1, "é", None], "long_key_name": {"x": -3, "y": 2.5e-7}, "b": True}
+    row = JobRow(
+        id=str(uuid.uuid4()), title="Ünïcode title", type="system.canary", pool="notifier",
+        params=params, schedule=Schedule(rule=Every(seconds=60)), priority=500, paused=False,
+        keep_history_days=None, timeout_s=1.0, next_run_at=T0, created_at=T0, updated_at=T0,
+    )  # fmt: skip
+    await store.insert_job(row)
+    checking = CheckingJetStream(nc.jetstream(), pool)
+    dispatcher = Dispatcher(store, checking, clock=Clock(T0))
+    await dispatcher.load()
+    assert await dispatcher.tick() == 1
+    [payload] = checking.published
+    message = msgspec.json.decode(payload, type=DueOccurrence)
+    stored = msgspec.json.decode(
+        await pool.fetchval("SELECT params::text FROM scheduler.jobs WHERE id = $1::uuid", row.id)
+    )
+    assert message.params == stored == params
+    assert message.timeout_s == 1.0 and isinstance(message.timeout_s, float)
+    assert payload == msgspec.json.encode(msgspec.structs.replace(message, params=stored))
+    # A job just created through the API (Entry.from_row) keeps the request's key order, as
+    # the dict did before; once loaded from the database it has PostgreSQL's jsonb order.
+    assert Entry.from_row(row).params_json == msgspec.json.encode(params)
+
+
+class SilentJetStream:
+    """A broker that takes every publish and never acknowledges it."""
+
+    def __init__(self) -> None:
+        self.futures: list = []
+
+    async def publish_async(self, subject, payload, headers):
+        import asyncio
+
+        future = asyncio.get_running_loop().create_future()
+        self.futures.append(future)
+        return future
+
+
+async def test_unconfirmed_publishes_stay_pending_and_are_sent_again(nc, store, pool) -> None:
+    await add_same_instant_jobs(store)
+    silent = SilentJetStream()
+    clock = Clock(T0 + timedelta(milliseconds=5))
+    dispatcher = Dispatcher(store, silent, plan_chunk=3, publish_timeout_s=0.2, clock=clock)
+    await dispatcher.load()
+    assert await dispatcher.tick() == 0
+    assert len(silent.futures) == len(PRIORITIES)
+    assert all(f.cancelled() for f in silent.futures)  # the client's pending slots are freed
+    assert dispatcher.stats.publish_failures == len(PRIORITIES)
+    assert {r["state"] for r in await ledger(pool)} == {"pending"}
+
+    dispatcher.js = nc.jetstream()
+    clock.now = T0 + timedelta(seconds=1)
+    assert await dispatcher.tick() == len(PRIORITIES)
+    sent = await due_messages(nc.jetstream())
+    assert [m.priority for m, _ in sent] == sorted(PRIORITIES, reverse=True)
+    assert {r["state"] for r in await ledger(pool)} == {"dispatched"}

@@ -8,6 +8,7 @@ versioned event name, ``subject`` the job id, ``id`` unique per event and equal 
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -28,10 +29,33 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# SHA-1 states that have already absorbed each namespace: a uuid5 is SHA-1(namespace + name),
+# so copying one of these and feeding it only the name skips re-hashing the namespace and
+# building a UUID object, about 5x faster than ``str(uuid.uuid5(...))`` with the same result.
+# The dispatcher computes one of each per occurrence, 100k at a time on a busy morning.
+_OCCURRENCE_SHA1 = hashlib.sha1(_OCCURRENCE_NS.bytes)
+_RUN_SHA1 = hashlib.sha1(_RUN_NS.bytes)
+# RFC 4122 variant bits (10xx) over the top two bits of a hex digit.
+_VARIANT_DIGIT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+
+
+def _uuid5(namespace_sha1: Any, name: str) -> str:
+    """``str(uuid.uuid5(namespace, name))`` from the namespace's pre-fed SHA-1 state.
+
+    The version nibble (hex digit 12) becomes 5 and the variant bits go into digit 16, exactly
+    as ``uuid.UUID(bytes=digest[:16], version=5)`` does; tests/unit/test_ids.py checks the
+    output against ``uuid.uuid5`` over many random names.
+    """
+    h = namespace_sha1.copy()
+    h.update(name.encode())
+    x = h.hexdigest()
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT_DIGIT[x[16]]}{x[17:20]}-{x[20:32]}"
+
+
 def occurrence_id(job_id: str, scheduled_for: datetime) -> str:
     """The id of the occurrence (job, scheduled instant): the same on every replica and restart."""
     instant = scheduled_for.astimezone(UTC).isoformat(timespec="microseconds")
-    return str(uuid.uuid5(_OCCURRENCE_NS, f"{job_id}|{instant}"))
+    return _uuid5(_OCCURRENCE_SHA1, f"{job_id}|{instant}")
 
 
 def manual_occurrence_id() -> str:
@@ -41,7 +65,7 @@ def manual_occurrence_id() -> str:
 
 def run_id_for(occurrence: str) -> str:
     """The run of an occurrence; deterministic so every delivery of it names the same run."""
-    return str(uuid.uuid5(_RUN_NS, occurrence))
+    return _uuid5(_RUN_SHA1, occurrence)
 
 
 class DueOccurrence(

@@ -48,7 +48,7 @@ class SchedulerService:
         )(handler)
 
     def app(self) -> FastStream:
-        app = FastStream(self.broker)
+        app = FastStream(self.broker, logger=logging.getLogger("faststream.app"))
         app.on_startup(self.on_startup)
         app.after_startup(self.after_startup)
         app.on_shutdown(self.on_shutdown)

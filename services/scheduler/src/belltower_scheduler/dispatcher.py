@@ -2,10 +2,13 @@
 
 Jobs live in memory in a heap ordered by their next due instant. Each tick takes what is due,
 writes the occurrences to the ledger as ``pending`` together with the jobs' next times (one
-transaction), publishes the new ones with ``Nats-Msg-Id`` = occurrence id, then marks them
-``dispatched``. A crash between those steps leaves ``pending`` rows that the next start
-publishes again; JetStream drops the copy it already has, and workers and history de-duplicate
-on the same id. An occurrence that is already in the ledger is never published by the planner
+transaction per chunk of ``PLAN_CHUNK``), publishes the new ones with ``Nats-Msg-Id`` =
+occurrence id, then marks them ``dispatched``. The steps are pipelined, as the database and the
+broker are separate processes that can work while this one does: chunk k+1 is written while
+chunk k is published, and acks are awaited and marked in background tasks that the tick
+settles before it returns. A chunk is only ever published after its own transaction committed.
+A crash between those steps leaves ``pending`` rows that the next start publishes again;
+JetStream drops the copy it already has, and workers and history de-duplicate on the same id. An occurrence that is already in the ledger is never published by the planner
 again, so restarts and a second scheduler cannot double-dispatch.
 
 Occurrences later than the misfire grace (the scheduler was down) are coalesced into the most
@@ -19,6 +22,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +31,7 @@ from functools import lru_cache
 from typing import Any
 
 import msgspec
+from asyncpg import Record
 from nats.js import JetStreamContext
 
 from belltower.errors import Unavailable
@@ -38,7 +43,13 @@ from belltower.events import (
     run_id_for,
     utcnow,
 )
-from belltower.schedule import CompiledSchedule, Schedule, compile_schedule, schedule_encoder
+from belltower.schedule import (
+    CompiledSchedule,
+    Schedule,
+    compile_schedule,
+    schedule_decoder,
+    schedule_encoder,
+)
 from belltower.subjects import due_subject
 
 from .store import JobRow, Occurrence, Store
@@ -46,6 +57,11 @@ from .store import JobRow, Occurrence, Store
 log = logging.getLogger(__name__)
 
 MAX_CATCH_UP = 10_000
+
+PLAN_CHUNK = 5_000
+"""Occurrences per ledger transaction. A batch is written and published in chunks so that the
+database writes one chunk while the previous one is being published: big enough that a
+statement's round-trip is amortised, small enough that publishing starts early."""
 
 
 @lru_cache(maxsize=65_536)
@@ -58,15 +74,45 @@ def compiled_for(schedule: Schedule) -> CompiledSchedule:
     return _compiled(schedule_encoder.encode(schedule))
 
 
+_due_subject = lru_cache(maxsize=1_024)(due_subject)
+"""One subject string per (pool, type) instead of one formatted per message."""
+
+_EMPTY_PARAMS = b"{}"
+_shared_values: dict[Any, Any] = {}
+
+
+def _shared(value: Any) -> Any:
+    """One object per distinct small value (priority, timeout), not one per job.
+
+    asyncpg builds a new int or float per row; 100k jobs at priority 500 would otherwise hold
+    100k equal ints. Only used for values with few distinct instances in practice.
+    """
+    # Keyed by type too: 1 == 1.0 == True, and a timeout of 1.0 must stay a float on the wire.
+    return _shared_values.setdefault((type(value), value), value)
+
+
+def _params_json(params: Any) -> bytes:
+    """A job's params as the compact JSON the due message carries, encoded once per job.
+
+    Exactly ``msgspec.json.encode`` of the decoded dict (same key order, same number forms), so
+    the message bytes are what encoding the dict at publish time gave; keeping bytes instead of
+    a dict saves a few hundred bytes per job and the encoding at each dispatch.
+    """
+    if isinstance(params, str):
+        params = msgspec.json.decode(params)
+    encoded = msgspec.json.encode(params)
+    return _EMPTY_PARAMS if encoded == _EMPTY_PARAMS else encoded
+
+
 @dataclass(slots=True)
 class Entry:
-    """What the dispatcher keeps in memory about one job."""
+    """What the dispatcher keeps in memory about one job: about 100k of these live at once."""
 
     id: str
     title: str
     type: str
     pool: str
-    params: dict[str, Any]
+    params_json: bytes
     priority: int
     timeout_s: float | None
     paused: bool
@@ -79,21 +125,83 @@ class Entry:
         return cls(
             id=row.id,
             title=row.title,
-            type=row.type,
-            pool=row.pool,
-            params=row.params,
-            priority=row.priority,
-            timeout_s=row.timeout_s,
+            type=sys.intern(row.type),
+            pool=sys.intern(row.pool),
+            params_json=_params_json(row.params),
+            priority=_shared(row.priority),
+            timeout_s=_shared(row.timeout_s),
             paused=row.paused,
             schedule=compiled_for(row.schedule),
             next_due=row.next_run_at,
         )
 
+    @classmethod
+    def from_record(cls, r: Record) -> Entry:
+        """Straight from a ``scheduler.jobs`` record (see ``Store.job_pages``), without a JobRow.
+
+        Type and pool names are interned and small values shared, since a few of them repeat
+        across all jobs; params stay encoded.
+        """
+        return cls(
+            id=r["id"],
+            title=r["title"],
+            type=sys.intern(r["type"]),
+            pool=sys.intern(r["pool"]),
+            params_json=_params_json(r["params"]),
+            priority=_shared(r["priority"]),
+            timeout_s=_shared(r["timeout_s"]),
+            paused=r["paused"],
+            schedule=compiled_for(schedule_decoder.decode(r["schedule"])),
+            next_due=r["next_run_at"],
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class _Planned(Occurrence):
+    """An occurrence planned for a job: the ledger row plus the job it will be published for.
+
+    One object per occurrence (the Store reads it as an ``Occurrence``); the entry is the one
+    that was planned, even if the job is replaced while the tick awaits the database.
+    """
+
+    entry: Entry
+
 
 @dataclass(slots=True)
-class _Planned:
-    entry: Entry
-    occurrence: Occurrence
+class _Chunk:
+    """Occurrences written in one transaction, with the next times of the jobs whose last
+    occurrence of this batch is among them (never before their occurrences are written)."""
+
+    occurrences: list[_Planned]
+    next_runs: list[tuple[str, datetime | None]] = field(default_factory=list)
+
+
+async def _wait_all(futures: list[asyncio.Future[Any]], timeout: float) -> None:
+    """Wait until every future is done, or ``timeout`` seconds.
+
+    ``asyncio.wait`` costs several times more per future (sets of done and pending, callbacks
+    removed one by one), which shows at 100k publishes a tick; one counter does here.
+    """
+    if not futures:
+        return
+    all_done = asyncio.get_running_loop().create_future()
+    remaining = len(futures)
+
+    def one_done(_: asyncio.Future[Any]) -> None:
+        nonlocal remaining
+        remaining -= 1
+        if remaining == 0 and not all_done.done():
+            all_done.set_result(None)
+
+    for future in futures:
+        future.add_done_callback(one_done)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_done, timeout)
+
+
+def _stream_order(p: _Planned) -> tuple[datetime, int]:
+    """Publication order: by scheduled instant, and within an instant higher priority first."""
+    return (p.scheduled_for, -p.priority)
 
 
 @dataclass
@@ -113,6 +221,7 @@ class Dispatcher:
         *,
         misfire_grace_s: float = 60.0,
         max_batch: int = 20_000,
+        plan_chunk: int = PLAN_CHUNK,
         publish_timeout_s: float = 10.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -120,6 +229,7 @@ class Dispatcher:
         self.js = js
         self.grace = timedelta(seconds=misfire_grace_s)
         self.max_batch = max_batch
+        self.plan_chunk = plan_chunk
         self.publish_timeout_s = publish_timeout_s
         self.clock = clock
         self.entries: dict[str, Entry] = {}
@@ -129,18 +239,22 @@ class Dispatcher:
         self.stats = DispatchStats()
         self._retry_pending = True
         self._lock = asyncio.Lock()
+        self._confirming: list[asyncio.Task[int]] = []
 
     # -- the set of jobs ----------------------------------------------------------------------
 
     async def load(self) -> int:
-        rows = await self.store.list_jobs()
+        """Fill the dispatcher from the jobs table, one cursor page at a time."""
         now = self.clock()
-        for row in rows:
-            entry = Entry.from_row(row)
-            if entry.next_due is None and not entry.paused:
-                entry.next_due = entry.schedule.next_after(now)
-            self.put(entry)
-        return len(rows)
+        count = 0
+        async for records in self.store.job_pages():
+            for record in records:
+                entry = Entry.from_record(record)
+                if entry.next_due is None and not entry.paused:
+                    entry.next_due = entry.schedule.next_after(now)
+                self.put(entry)
+            count += len(records)
+        return count
 
     def put(self, entry: Entry) -> None:
         """Add or replace a job; its previous heap item becomes stale."""
@@ -159,7 +273,7 @@ class Dispatcher:
                 self.heap,
                 (
                     entry.next_due.timestamp(),
-                    -entry.priority,
+                    _shared(-entry.priority),
                     next(self._seq),
                     entry.version,
                     entry.id,
@@ -194,18 +308,29 @@ class Dispatcher:
         return entry is None or entry.version != item[3] or entry.paused
 
     async def tick(self) -> int:
-        """Dispatch everything due now; returns how many occurrences were published."""
+        """Dispatch everything due now; returns how many occurrences were published.
+
+        Publishes are confirmed and marked ``dispatched`` in the background while later chunks
+        are written and published; all of that is settled before the tick returns.
+        """
         async with self._lock:
             total = await self.republish_pending() if self._retry_pending else 0
-            while True:
-                count, more = await self._tick_once()
-                total += count
-                if not more:
-                    break
+            try:
+                while await self._tick_once():
+                    pass
+            except BaseException as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    # Shutting down: do not wait for acks; unmarked rows stay pending.
+                    for task in self._confirming:
+                        task.cancel()
+                await self._settle(quiet=True)
+                raise
+            total += await self._settle()
             self.stats.last_tick_at = self.clock()
             return total
 
-    async def _tick_once(self) -> tuple[int, bool]:
+    async def _tick_once(self) -> bool:
+        """Plan, write and publish one batch of due jobs; True when more are due already."""
         now = self.clock()
         now_ts = now.timestamp()
         due: list[Entry] = []
@@ -214,29 +339,46 @@ class Dispatcher:
             if not self._stale(item):
                 due.append(self.entries[item[4]])
         if not due:
-            return 0, False
+            return False
         previous = [entry.next_due for entry in due]
-        planned: list[_Planned] = []
-        next_runs: list[tuple[str, datetime | None]] = []
-        for entry in due:
-            planned.extend(self._plan(entry, now))
-            next_runs.append((entry.id, entry.next_due))
         try:
-            published = await self._commit_and_publish(planned, next_runs)
+            await self._commit_and_send(self._plan_chunks(due, now))
         except BaseException:
             # The database or the broker failed: plan the same occurrences again next time.
-            # Ids are deterministic, so whatever was committed is not dispatched twice.
+            # Ids are deterministic, so whatever was committed is not planned twice, and what
+            # was committed but not confirmed stays pending for republish_pending.
             for entry, next_due in zip(due, previous, strict=True):
                 entry.next_due = next_due
+            self._retry_pending = True
             raise
         finally:
             for entry in due:
                 self._push(entry)
-        more = bool(self.heap) and self.heap[0][0] <= now_ts
-        return published, more
+        return bool(self.heap) and self.heap[0][0] <= now_ts
 
-    def _plan(self, entry: Entry, now: datetime) -> list[_Planned]:
-        """The occurrences of one job due by ``now``; advances the job's next time."""
+    def _plan_chunks(self, due: list[Entry], now: datetime) -> list[_Chunk]:
+        """The batch's occurrences in stream order, cut into chunks of ``plan_chunk``.
+
+        Sorting the whole batch (not each chunk) keeps "earlier first, then higher priority"
+        across chunk boundaries. A job's next time travels with the chunk holding its last
+        occurrence, so it is never advanced in the database before all its occurrences are
+        written (otherwise a crash in between would lose them).
+        """
+        planned: list[_Planned] = []
+        for entry in due:
+            self._plan(entry, now, planned)
+        planned.sort(key=_stream_order)
+        size = self.plan_chunk
+        chunks = [_Chunk(planned[i : i + size]) for i in range(0, len(planned), size)]
+        if not chunks:
+            chunks.append(_Chunk([]))
+        last_chunk = {p.job_id: i // size for i, p in enumerate(planned)}
+        for entry in due:
+            chunks[last_chunk.get(entry.id, 0)].next_runs.append((entry.id, entry.next_due))
+        return chunks
+
+    def _plan(self, entry: Entry, now: datetime, out: list[_Planned]) -> None:
+        """Append the occurrences of one job due by ``now`` to ``out``; advances its next time."""
         times: list[datetime] = []
         at = entry.next_due
         while at is not None and at <= now and len(times) < MAX_CATCH_UP:
@@ -245,23 +387,24 @@ class Dispatcher:
         if at is not None and at <= now:
             at = entry.schedule.next_after(now)
         entry.next_due = at
+        if len(times) == 1 and now - times[0] <= self.grace:  # the usual case: one, on time
+            out.append(self._occurrence(entry, times[0], "pending", None))
+            return
         on_time = [t for t in times if now - t <= self.grace]
         late = [t for t in times if now - t > self.grace]
         runs = on_time or late[-1:]
         coalesced = late if on_time else late[:-1]
-        out: list[_Planned] = []
         if coalesced:
             into = runs[0].isoformat()
             reason = f"coalesced into the occurrence of {into}: the scheduler was not running at its time"
             for t in coalesced:
-                out.append(_Planned(entry, self._occurrence(entry, t, "coalesced", reason)))
+                out.append(self._occurrence(entry, t, "coalesced", reason))
         for t in runs:
-            out.append(_Planned(entry, self._occurrence(entry, t, "pending", None)))
-        return out
+            out.append(self._occurrence(entry, t, "pending", None))
 
     @staticmethod
-    def _occurrence(entry: Entry, at: datetime, state: str, reason: str | None) -> Occurrence:
-        return Occurrence(
+    def _occurrence(entry: Entry, at: datetime, state: str, reason: str | None) -> _Planned:
+        return _Planned(
             id=occurrence_id(entry.id, at),
             job_id=entry.id,
             scheduled_for=at,
@@ -269,65 +412,102 @@ class Dispatcher:
             trigger="schedule",
             state=state,
             reason=reason,
+            entry=entry,
         )
 
-    async def _commit_and_publish(
-        self, planned: list[_Planned], next_runs: list[tuple[str, datetime | None]]
-    ) -> int:
-        new_ids = await self.store.plan([p.occurrence for p in planned], next_runs)
-        self.stats.coalesced += sum(
-            1 for p in planned if p.occurrence.state == "coalesced" and p.occurrence.id in new_ids
-        )
-        to_send = [
-            p for p in planned if p.occurrence.state == "pending" and p.occurrence.id in new_ids
-        ]
-        to_send.sort(key=lambda p: (p.occurrence.scheduled_for, -p.occurrence.priority))
-        return await self._publish(to_send)
+    async def _commit_and_send(self, chunks: list[_Chunk]) -> None:
+        """Write chunk k+1 to the ledger while chunk k is published.
 
-    async def _publish(self, batch: list[_Planned]) -> int:
+        An occurrence is published only once the transaction holding its ``pending`` row has
+        committed, and only if that transaction inserted it. Confirmation and marking go to
+        ``self._confirming``. On failure the write in flight is waited for, not cancelled: its
+        rows are either committed (and republished as pending) or rolled back.
+        """
+        commit = asyncio.create_task(self._commit(chunks[0]))
+        try:
+            for following in [*chunks[1:], None]:
+                to_send = await commit
+                if following is not None:
+                    commit = asyncio.create_task(self._commit(following))
+                await self._send(to_send, self._confirming)
+        finally:
+            # Whatever happened, the last write started has finished before we return.
+            await asyncio.gather(commit, return_exceptions=True)
+
+    async def _commit(self, chunk: _Chunk) -> list[_Planned]:
+        """Write one chunk; returns its occurrences to publish: new in the ledger and pending."""
+        new_ids = await self.store.plan(chunk.occurrences, chunk.next_runs)
+        to_send = []
+        for p in chunk.occurrences:
+            if p.id in new_ids:
+                if p.state == "pending":
+                    to_send.append(p)
+                elif p.state == "coalesced":
+                    self.stats.coalesced += 1
+        return to_send
+
+    async def _send(self, batch: list[_Planned], confirming: list[asyncio.Task[int]]) -> None:
+        """Publish ``batch`` in order without waiting for acks; a task added to ``confirming``
+        waits for them and marks the confirmed occurrences ``dispatched``.
+
+        The task is added even when publishing fails part-way, so the acks already requested
+        are waited for (or cancelled, which frees the client's pending-publish slots).
+        """
         if not batch:
-            return 0
+            return
         dispatched_at = self.clock()
-        futures: list[tuple[str, asyncio.Future[Any]]] = []
-        for p in batch:
-            occ = p.occurrence
-            message = DueOccurrence(
-                occurrence_id=occ.id,
-                run_id=run_id_for(occ.id),
-                job_id=p.entry.id,
-                job_type=p.entry.type,
-                job_title=p.entry.title,
-                pool=p.entry.pool,
-                params=p.entry.params,
-                priority=occ.priority,
-                trigger=occ.trigger,  # type: ignore[arg-type]
-                requested_by=occ.requested_by,
-                scheduled_for=occ.scheduled_for,
-                dispatched_at=dispatched_at,
-                timeout_s=p.entry.timeout_s,
-            )
-            future = await self.js.publish_async(
-                due_subject(p.entry.pool, p.entry.type),
-                due_encoder.encode(message),
-                headers={"Nats-Msg-Id": occ.id},
-            )
-            futures.append((occ.id, future))
-        done, _ = await asyncio.wait([f for _, f in futures], timeout=self.publish_timeout_s)
-        confirmed = [
-            occ_id
-            for occ_id, f in futures
-            if f in done and not f.cancelled() and f.exception() is None
-        ]
+        publish = self.js.publish_async
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for p in batch:
+                entry = p.entry
+                message = DueOccurrence(
+                    occurrence_id=p.id,
+                    run_id=run_id_for(p.id),
+                    job_id=entry.id,
+                    job_type=entry.type,
+                    job_title=entry.title,
+                    pool=entry.pool,
+                    # Already-encoded JSON, written into the message as is (see _params_json).
+                    params=msgspec.Raw(entry.params_json),  # type: ignore[arg-type]
+                    priority=p.priority,
+                    trigger=p.trigger,  # type: ignore[arg-type]
+                    requested_by=p.requested_by,
+                    scheduled_for=p.scheduled_for,
+                    dispatched_at=dispatched_at,
+                    timeout_s=entry.timeout_s,
+                )
+                futures.append(
+                    await publish(
+                        _due_subject(entry.pool, entry.type),
+                        due_encoder.encode(message),
+                        headers={"Nats-Msg-Id": p.id},
+                    )
+                )
+        finally:
+            if futures:
+                confirming.append(
+                    asyncio.create_task(
+                        self._confirm(batch[: len(futures)], futures, dispatched_at)
+                    )
+                )
+
+    async def _confirm(
+        self, batch: list[_Planned], futures: list[asyncio.Future[Any]], dispatched_at: datetime
+    ) -> int:
+        """Wait for JetStream's acks, then mark what was confirmed ``dispatched``.
+
+        What is not confirmed in time stays ``pending`` and is published again by
+        ``republish_pending``; JetStream drops the copy it already has.
+        """
+        await _wait_all(futures, self.publish_timeout_s)
+        confirmed = []
+        for p, f in zip(batch, futures, strict=True):
+            if not f.done():
+                f.cancel()  # frees the client's pending-publish slot; the row stays pending
+            elif not f.cancelled() and f.exception() is None:
+                confirmed.append(p.id)
         failed = len(futures) - len(confirmed)
-        for _, f in futures:
-            if f not in done:
-                f.cancel()
-        await self.store.mark_dispatched(confirmed, dispatched_at)
-        self.stats.dispatched += len(confirmed)
-        lateness = [
-            (dispatched_at - p.occurrence.scheduled_for).total_seconds() * 1000 for p in batch
-        ]
-        self.stats.lateness_ms = lateness[-1000:]
         if failed:
             self.stats.publish_failures += failed
             self._retry_pending = True
@@ -335,11 +515,48 @@ class Dispatcher:
                 "some occurrences were not confirmed by JetStream; they stay pending and are retried",
                 extra={"action": "dispatch.unconfirmed", "count": failed},
             )
+        await self.store.mark_dispatched(confirmed, dispatched_at)
+        self.stats.dispatched += len(confirmed)
+        self.stats.lateness_ms = [
+            (dispatched_at - p.scheduled_for).total_seconds() * 1000 for p in batch[-1000:]
+        ]
         log.info(
             "occurrences dispatched",
             extra={"action": "dispatch.published", "count": len(confirmed), "unconfirmed": failed},
         )
         return len(confirmed)
+
+    async def _settle(self, quiet: bool = False) -> int:
+        """Wait for every confirmation task of this tick; returns how many were confirmed.
+
+        Raises the first failure (a ``mark dispatched`` that did not reach the database: those
+        occurrences stay pending and are republished), unless ``quiet``, when another failure is
+        already on its way out and these are only logged.
+        """
+        tasks, self._confirming = self._confirming, []
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            self._retry_pending = True
+            if not quiet:
+                raise errors[0]
+            for error in errors:
+                if not isinstance(error, asyncio.CancelledError):
+                    log.warning(
+                        "marking occurrences dispatched failed; they stay pending and are retried",
+                        exc_info=error,
+                        extra={"action": "dispatch.mark_failed"},
+                    )
+        return sum(r for r in results if isinstance(r, int))
+
+    async def _publish(self, batch: list[_Planned]) -> int:
+        """Publish ``batch`` and wait until it is confirmed and marked; returns the confirmed."""
+        confirming: list[asyncio.Task[int]] = []
+        try:
+            await self._send(batch, confirming)
+        finally:
+            results = await asyncio.gather(*confirming)
+        return sum(results)
 
     async def republish_pending(self) -> int:
         """Publish again what a crash or a broker outage left ``pending``."""
@@ -362,16 +579,14 @@ class Dispatcher:
                     continue
                 batch.append(
                     _Planned(
-                        entry,
-                        Occurrence(
-                            id=r["id"],
-                            job_id=r["job_id"],
-                            scheduled_for=r["scheduled_for"],
-                            priority=r["priority"],
-                            trigger=r["trigger"],
-                            state="pending",
-                            requested_by=r["requested_by"],
-                        ),
+                        id=r["id"],
+                        job_id=r["job_id"],
+                        scheduled_for=r["scheduled_for"],
+                        priority=r["priority"],
+                        trigger=r["trigger"],
+                        state="pending",
+                        requested_by=r["requested_by"],
+                        entry=entry,
                     )
                 )
             sent = await self._publish(batch)
@@ -392,7 +607,7 @@ class Dispatcher:
     async def run_now(self, entry: Entry, requested_by: str | None) -> Occurrence:
         """Dispatch one extra occurrence of a job now, outside its schedule."""
         now = self.clock().astimezone(UTC)
-        occ = Occurrence(
+        occ = _Planned(
             id=manual_occurrence_id(),
             job_id=entry.id,
             scheduled_for=now,
@@ -400,10 +615,11 @@ class Dispatcher:
             trigger="manual",
             state="pending",
             requested_by=requested_by,
+            entry=entry,
         )
         async with self._lock:
             await self.store.plan([occ], [])
-            sent = await self._publish([_Planned(entry, occ)])
+            sent = await self._publish([occ])
         if not sent:
             raise Unavailable(
                 "JetStream did not confirm the run; it stays pending and is retried automatically"

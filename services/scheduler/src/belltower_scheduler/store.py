@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -96,6 +96,20 @@ class Store:
             f"SELECT {JOB_COLUMNS} FROM scheduler.jobs ORDER BY priority DESC, title, id"
         )
         return [JobRow.from_record(r) for r in rows]
+
+    async def job_pages(self, page: int = 5_000) -> AsyncIterator[list[asyncpg.Record]]:
+        """Every job row, read through a server-side cursor in lists of ``page`` records.
+
+        Used at start-up to fill the dispatcher: ``list_jobs`` would hold every record (and then
+        every JobRow) at once, and CPython keeps most of that peak as resident memory after it
+        is freed. Reading page by page keeps the peak to one page.
+        """
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            cursor = await conn.cursor(
+                f"SELECT {JOB_COLUMNS} FROM scheduler.jobs ORDER BY priority DESC, title, id"
+            )
+            while records := await cursor.fetch(page):
+                yield records
 
     async def get_job(self, job_id: str) -> JobRow | None:
         row = await self.pool.fetchrow(
