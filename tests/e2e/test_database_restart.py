@@ -19,7 +19,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def private_pg() -> Iterator[PostgresServer]:
-    with PostgresServer(fsync=False) as server:
+    # Durable commits: with synchronous_commit off, a SIGKILL loses the last commits, and
+    # the test would see the database, not Belltower, forget an occurrence.
+    with PostgresServer(fsync=True) as server:
         yield server
 
 

@@ -626,8 +626,9 @@ class PostgresServer(_ServerProcess):
     """A private PostgreSQL cluster, for ``make dev`` and tests.
 
     Without ``data_dir`` the cluster lives in a temporary folder removed by ``close()`` and runs
-    with ``fsync=off`` (durability against power loss is pointless there; a process kill still
-    loses nothing committed). With ``data_dir`` an existing cluster is reused, or one is created
+    with ``fsync=off`` and ``synchronous_commit=off``, fast for tests but not crash-safe: a
+    SIGKILL can lose the last commits. Tests that kill the server pass ``fsync=True``, which
+    keeps every commit durable. With ``data_dir`` an existing cluster is reused, or one is created
     in the empty folder, and kept. Authentication is ``trust`` for local connections and the
     superuser is ``postgres``. When run as root, the server runs as the ``postgres`` (else
     ``nobody``) user, which must own ``data_dir`` and be able to reach it.
