@@ -360,3 +360,30 @@ async def test_a_pull_consumer_of_an_earlier_version_is_replaced_where_it_stood(
     finally:
         await service.on_shutdown()
         await service.broker.stop()
+
+
+async def test_an_event_the_database_refuses_does_not_hold_back_the_others(
+    history, nc, pool
+) -> None:
+    """A malformed event is dropped with an error; the events around it are stored, once."""
+    from belltower.subjects import HISTORY_CONSUMER, RUNS_STREAM
+
+    good = [(str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(3)]
+    await send(nc, run_finished_subject("succeeded", "system.canary"), finished(*good[0], T0))
+    await send(
+        nc,
+        run_finished_subject("succeeded", "system.canary"),
+        finished(str(uuid.uuid4()), "not-a-uuid", T0),
+    )
+    for occ, job in good[1:]:
+        await send(nc, run_finished_subject("succeeded", "system.canary"), finished(occ, job, T0))
+    await wait_rows(pool, 3)
+    js = nc.jetstream()
+    deadline = time.monotonic() + 10
+    while (info := await js.consumer_info(RUNS_STREAM, HISTORY_CONSUMER)).num_ack_pending:
+        assert time.monotonic() < deadline, "the refused event is still being redelivered"
+        await asyncio.sleep(0.1)
+    assert info.num_pending == 0
+    assert sorted(
+        r["occurrence_id"] for r in await pool.fetch("SELECT occurrence_id::text FROM history.runs")
+    ) == sorted(occ for occ, _ in good)

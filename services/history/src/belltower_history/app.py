@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import msgspec
 from faststream import FastStream
 from faststream.nats import NatsMessage
@@ -19,7 +20,7 @@ from belltower.api import PurgeRequest, PurgeResult, RunQuery, RunRecord, RunRef
 from belltower.broker import make_broker
 from belltower.db import create_pool, migrate
 from belltower.errors import InvalidInput, NotFound
-from belltower.events import RUN_STATUSES, run_event_decoder
+from belltower.events import RUN_STATUSES, RunEvent, run_event_decoder
 from belltower.rpc import decode_request, serve
 from belltower.settings import Settings
 from belltower.subjects import HISTORY_CONSUMER, RUNS_STREAM, RUNS_SUBJECTS, api_subject
@@ -28,6 +29,14 @@ from .consumer import BatchConsumer
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+_BAD_DATA = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    ValueError,
+    OverflowError,
+)
+"""Errors that say an event itself is unacceptable, as opposed to the database being away."""
 
 MAX_LIMIT = 10_000
 NAK_DELAY_S = 2.0
@@ -131,6 +140,9 @@ class HistoryService:
             # in the order they arrived.
             async with self._write_lock:
                 await self.store.write(prepared)
+        except _BAD_DATA:
+            # One event PostgreSQL refuses must not hold back the others forever.
+            return await self._ingest_one_by_one(kept, events)
         except Exception:
             log.exception(
                 "run events not stored; they will be redelivered",
@@ -150,6 +162,39 @@ class HistoryService:
                 )
                 break
         self.recorded += len(events)
+        return True
+
+    async def _ingest_one_by_one(self, kept: list[Msg], events: list[RunEvent]) -> bool:
+        """Write a refused batch event by event; an event refused on its own is dropped and logged."""
+        assert self.store is not None
+        for raw, event in zip(kept, events, strict=True):
+            try:
+                async with self._write_lock:
+                    await self.store.record([event])
+            except _BAD_DATA as exc:
+                log.error(
+                    "run event refused by the database and dropped",
+                    extra={
+                        "action": "history.bad_event",
+                        "error": str(exc),
+                        "subject": raw.subject,
+                        "event_id": event.id,
+                    },
+                )
+                with contextlib.suppress(Exception):
+                    await raw.term()
+                continue
+            except Exception:
+                log.exception(
+                    "run event not stored; it will be redelivered",
+                    extra={"action": "history.store_failed"},
+                )
+                with contextlib.suppress(Exception):
+                    await raw.nak(delay=NAK_DELAY_S)
+                continue
+            with contextlib.suppress(Exception):
+                await raw.ack()
+            self.recorded += 1
         return True
 
     async def list_runs(self, data: bytes) -> list[RunRecord]:
