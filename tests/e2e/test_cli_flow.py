@@ -140,6 +140,13 @@ def test_run_now_and_read_the_output(stack, cli) -> None:
     waited = cli.run("jobs", "run-now", job["id"], "--wait")
     assert "status:        succeeded" in waited.stdout
 
+    preview = cli.json("jobs", "preview", job["id"], "--from", "2030-11-01T00:00", "--count", "3")
+    assert [p["at"] for p in preview] == [
+        "2030-11-01T03:00:00-04:00",  # a Friday
+        "2030-11-04T03:00:00-05:00",  # Monday, after the clocks went back
+        "2030-11-06T03:00:00-05:00",
+    ]
+
     cli.run("jobs", "delete", job["id"])
     gone = cli.run("jobs", "show", job["id"], check=False)
     assert gone.returncode == 1 and "no job with id" in gone.stderr

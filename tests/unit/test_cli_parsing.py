@@ -66,3 +66,48 @@ def test_unreachable_nats_exits_3_with_advice() -> None:
     )
     assert result.exit_code == 3
     assert "BELLTOWER_NATS_URL" in result.output
+
+
+def test_schedule_preview_lists_occurrences_in_the_schedule_zone() -> None:
+    result = CliRunner().invoke(
+        app,
+        ["schedule", "preview", "--daily-at", "02:30", "--tz", "America/New_York",
+         "--from", "2026-03-06T12:00", "--count", "3"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:] == [
+        "  2026-03-07T02:30:00-05:00  Sat",
+        "  2026-03-08T03:00:00-04:00  Sun",  # the spring-forward gap: once, at its end
+        "  2026-03-09T02:30:00-04:00  Mon",
+    ]
+
+
+def test_schedule_preview_json_and_a_schedule_that_ends() -> None:
+    import json
+
+    result = CliRunner().invoke(
+        app,
+        ["schedule", "preview", "--once-at", "2031-05-04T07:00", "--tz", "Europe/Paris", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == [
+        {
+            "at": "2031-05-04T07:00:00+02:00",
+            "utc": "2031-05-04T05:00:00+00:00",
+            "rule": "once at 2031-05-04T07:00:00+02:00",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--every", "5s", "--count", "0"], "count:"),
+        (["--every", "5s", "--from", "soon"], "from:"),
+        (["--cron", "0 0 30 2 *"], "never occurs"),
+    ],
+)
+def test_schedule_preview_refuses_bad_input(args: list[str], words: str) -> None:
+    result = CliRunner().invoke(app, ["schedule", "preview", *args])
+    assert result.exit_code == 2
+    assert words in result.output

@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -50,8 +50,10 @@ jobs_app = typer.Typer(help="Define, list and control jobs.", no_args_is_help=Tr
 runs_app = typer.Typer(
     help="Execution history: what ran, how it went, its output.", no_args_is_help=True
 )
+schedule_app = typer.Typer(help="Try schedules out without defining a job.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(runs_app, name="runs")
+app.add_typer(schedule_app, name="schedule")
 
 EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
 
@@ -65,6 +67,29 @@ NatsUrl = Annotated[
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON only.")]
+
+# The schedule flags, shared by `jobs create` and `schedule preview`.
+EveryOpt = Annotated[str | None, typer.Option(help="Run every interval: 30s, 5m, 1h30m, 1d.")]
+CronOpt = Annotated[
+    str | None, typer.Option(help="Cron expression, 5 fields or 6 with seconds first.")
+]
+DailyAtOpt = Annotated[
+    str | None, typer.Option(help="Run daily at HH:MM (comma-separate several times).")
+]
+WeekdaysOpt = Annotated[
+    str | None, typer.Option(help="With --daily-at: mon,tue,wed,thu,fri,sat,sun.")
+]
+OnceAtOpt = Annotated[str | None, typer.Option(help="Run once at an ISO date-time.")]
+TzOpt = Annotated[
+    str,
+    typer.Option(
+        help="IANA time zone the schedule is read in.",
+        envvar="BELLTOWER_DEFAULT_TZ",
+        show_envvar=True,
+    ),
+]
+StartOpt = Annotated[str | None, typer.Option(help="No run before this ISO date-time.")]
+EndOpt = Annotated[str | None, typer.Option(help="No run after this ISO date-time.")]
 
 
 # -- plumbing ---------------------------------------------------------------------------------
@@ -258,32 +283,17 @@ def parse_keep(text: str | None) -> int | None:
 def jobs_create(
     type_: Annotated[str, typer.Option("--type", help="Job type, see `belltower job-types`.")],
     title: Annotated[str, typer.Option(help="Title shown in lists and e-mails.")],
-    every: Annotated[
-        str | None, typer.Option(help="Run every interval: 30s, 5m, 1h30m, 1d.")
-    ] = None,
-    cron: Annotated[
-        str | None, typer.Option(help="Cron expression, 5 fields or 6 with seconds first.")
-    ] = None,
-    daily_at: Annotated[
-        str | None, typer.Option(help="Run daily at HH:MM (comma-separate several times).")
-    ] = None,
-    weekdays: Annotated[
-        str | None, typer.Option(help="With --daily-at: mon,tue,wed,thu,fri,sat,sun.")
-    ] = None,
-    once_at: Annotated[str | None, typer.Option(help="Run once at an ISO date-time.")] = None,
-    tz: Annotated[
-        str,
-        typer.Option(
-            help="IANA time zone the schedule is read in.",
-            envvar="BELLTOWER_DEFAULT_TZ",
-            show_envvar=True,
-        ),
-    ] = "UTC",
+    every: EveryOpt = None,
+    cron: CronOpt = None,
+    daily_at: DailyAtOpt = None,
+    weekdays: WeekdaysOpt = None,
+    once_at: OnceAtOpt = None,
+    tz: TzOpt = "UTC",
     priority: Annotated[
         int, typer.Option(help="Higher runs first when due at the same time.")
     ] = 500,
-    start: Annotated[str | None, typer.Option(help="No run before this ISO date-time.")] = None,
-    end: Annotated[str | None, typer.Option(help="No run after this ISO date-time.")] = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
     param: Annotated[
         list[str] | None, typer.Option(help="Job parameter KEY=VALUE; repeat for several.")
     ] = None,
@@ -564,6 +574,79 @@ def runs_show(
         typer.echo(run.output_html or "(this run has no HTML output)")
     else:
         _show_run(run)
+
+
+# -- previews ---------------------------------------------------------------------------------
+
+
+def _preview(schedule: Schedule, since: str | None, count: int, json_out: bool) -> None:
+    """Print the next ``count`` occurrences after ``since`` (default now) in the schedule's zone."""
+    if count < 1:
+        raise InvalidInput("count", f"{count} is not a number of occurrences", "1 or more")
+    after = parse_datetime(since, schedule.tz, field="from") if since else datetime.now(UTC)
+    compiled = compile_schedule(schedule)
+    local = zone(schedule.tz)
+    times = [t.astimezone(local) for t in compiled.upcoming(after, count)]
+    rule = compiled.describe()
+    if json_out:
+        _json([{"at": t, "utc": t.astimezone(UTC), "rule": rule} for t in times])
+        return
+    typer.echo(f"{rule}, from {after.astimezone(local).isoformat(timespec='seconds')}:")
+    for t in times:
+        typer.echo(f"  {t.isoformat(timespec='seconds')}  {t.strftime('%a')}")
+    if len(times) < count:
+        typer.echo("  (no more occurrences: the schedule ends)")
+
+
+CountOpt = Annotated[int, typer.Option(help="How many occurrences to list.")]
+FromOpt = Annotated[
+    str | None,
+    typer.Option("--from", help="List occurrences after this ISO date-time (default now)."),
+]
+
+
+@schedule_app.command("preview")
+def schedule_preview(
+    every: EveryOpt = None,
+    cron: CronOpt = None,
+    daily_at: DailyAtOpt = None,
+    weekdays: WeekdaysOpt = None,
+    once_at: OnceAtOpt = None,
+    tz: TzOpt = "UTC",
+    start: StartOpt = None,
+    end: EndOpt = None,
+    from_: FromOpt = None,
+    count: CountOpt = 10,
+    json_out: JsonFlag = False,
+) -> None:
+    """List the next occurrences of a schedule given as `jobs create` takes it; needs no services."""
+    try:
+        _preview(
+            build_schedule(every, cron, daily_at, weekdays, once_at, tz, start, end),
+            from_,
+            count,
+            json_out,
+        )
+    except BelltowerError as exc:
+        _fail(exc)
+
+
+@jobs_app.command("preview")
+def jobs_preview(
+    job_id: str,
+    from_: FromOpt = None,
+    count: CountOpt = 10,
+    json_out: JsonFlag = False,
+    nats_url: NatsUrl = None,
+) -> None:
+    """List the next occurrences of a stored job."""
+    job = _call(
+        nats_url, lambda c: c.call("scheduler", "jobs.get", {"id": job_id}, result_type=Job)
+    )
+    try:
+        _preview(job.schedule, from_, count, json_out)
+    except BelltowerError as exc:
+        _fail(exc)
 
 
 def main() -> None:

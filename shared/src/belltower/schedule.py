@@ -266,8 +266,8 @@ def describe(schedule: Schedule) -> str:
         return "once at " + rule.at.astimezone(zone(schedule.tz)).isoformat()
     if isinstance(rule, Cron):
         return f"cron '{rule.expr}'{tz}"
-    days = ", ".join(rule.weekdays) if rule.weekdays else "every day"
-    return f"daily at {', '.join(rule.times)} on {days}{tz}"
+    days = f" on {', '.join(rule.weekdays)}" if rule.weekdays else ""
+    return f"daily at {', '.join(rule.times)}{days}{tz}"
 
 
 def _words(seconds: int) -> str:
