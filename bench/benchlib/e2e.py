@@ -32,6 +32,7 @@ from .data import due_at_once_rows, insert_jobs
 from .figures import Figure
 from .profiling import SpyGroup
 from .stack import (
+    FinishedRuns,
     Servers,
     Service,
     cpu_seconds,
@@ -173,23 +174,14 @@ async def _measure(
     cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
     spies.start()
     await asyncio.sleep(max(0.0, due_wall - time.time()))
-    finished = 0
-
-    async def all_recorded() -> bool:
-        nonlocal finished
-        finished = await pool.fetchval(
-            "SELECT count(*) FROM history.runs WHERE finished_at IS NOT NULL"
-        )
-        return bool(finished >= n)
+    recorded = FinishedRuns(pool, n)
 
     with contextlib.suppress(TimeoutError):  # an incomplete run is reported as such, not raised
-        await wait_until(
-            "all runs recorded", all_recorded, max(120.0, n / 50), *watched, interval=0.05
-        )
+        await wait_until("all runs recorded", recorded, max(120.0, n / 50), *watched, interval=0.05)
     done_wall = time.time()
     await spies.stop()
     cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in processes.items()}
-    return finished, done_wall - due_wall, cpu
+    return recorded.count, done_wall - due_wall, cpu
 
 
 async def _stages(pool: asyncpg.Pool, due_wall: float) -> dict[str, Any]:

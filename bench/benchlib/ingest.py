@@ -22,6 +22,7 @@ from .data import run_events
 from .figures import Figure, publish_all
 from .profiling import SpyGroup
 from .stack import (
+    FinishedRuns,
     Servers,
     Service,
     cpu_seconds,
@@ -76,19 +77,10 @@ async def run(servers: Servers, runs: int, profile_dir: Path | None = None) -> F
                 log(f"history: consuming {events:,} events")
                 pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
                 assert pool is not None
-                recorded = 0
-
-                async def all_recorded() -> bool:
-                    nonlocal recorded
-                    recorded = await pool.fetchval(
-                        "SELECT count(*) FROM history.runs WHERE finished_at IS NOT NULL"
-                    )
-                    return bool(recorded >= runs)
-
                 try:
                     done = await wait_until(
                         "all runs recorded",
-                        all_recorded,
+                        FinishedRuns(pool, runs),
                         max(120.0, events / 500),
                         history,
                         interval=0.05,

@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import psutil
@@ -246,6 +247,24 @@ async def services(*running: Service) -> AsyncIterator[tuple[Service, ...]]:
         yield running
     finally:
         await asyncio.gather(*(s.stop() for s in started), return_exceptions=True)
+
+
+class FinishedRuns:
+    """A ``wait_until`` check: true once history holds ``target`` finished runs.
+
+    ``count`` keeps the last number seen, so an incomplete run can still be reported.
+    """
+
+    def __init__(self, pool: Any, target: int) -> None:
+        self.pool = pool
+        self.target = target
+        self.count = 0
+
+    async def __call__(self) -> bool:
+        self.count = await self.pool.fetchval(
+            "SELECT count(*) FROM history.runs WHERE finished_at IS NOT NULL"
+        )
+        return bool(self.count >= self.target)
 
 
 async def wait_until(
