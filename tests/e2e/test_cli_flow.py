@@ -28,6 +28,12 @@ def test_bad_input_is_refused_naming_the_problem_and_nothing_is_stored(stack, cl
     base = ["jobs", "create", "--type", "system.canary", "--title", "Bad"]
     cases = [
         (["--cron", "61 * * * *"], "cron", "Bad minute"),
+        (
+            ["--every", "1h", "--email", "ok@school.edu,not-an-address"],
+            "result_emails[1]",
+            "e.g. registrar@school.edu",
+        ),
+        (["--every", "1h", "--email-on", "sometimes"], "email_on", "always, failure or default"),
         (["--cron", "0 0 30 2 *"], "cron", "never occurs"),
         (["--every", "5s", "--tz", "Mars/Olympus"], "tz", "unknown time zone"),
         (["--every", "5s", "--param", "nonsense"], "param", "KEY=VALUE"),
@@ -152,21 +158,22 @@ def test_run_now_and_read_the_output(stack, cli) -> None:
     assert gone.returncode == 1 and "no job with id" in gone.stderr
 
 
-def test_a_failing_run_is_recorded_as_failed_and_filterable(stack, cli) -> None:
+def test_a_failing_run_is_recorded_as_failed_and_filterable(stack, cli, mail_sink) -> None:
     job = cli.json(
-        "jobs",
-        "create",
-        "--type",
-        "system.canary",
-        "--title",
-        "Broken",
-        "--every",
-        "1h",
-        "--param",
-        "fail=true",
+        "jobs", "create", "--type", "system.canary", "--title", "Broken", "--every", "1h",
+        "--param", "fail=true", "--email", "registrar@school.edu, it@school.edu", "--email-on", "failure",
+    )  # fmt: skip
+    assert job["result_emails"] == ["registrar@school.edu", "it@school.edu"]
+    assert (
+        "registrar@school.edu, it@school.edu (unsuccessful runs only)"
+        in cli.run("jobs", "show", job["id"]).stdout
     )
     result = cli.run("jobs", "run-now", job["id"], "--wait", check=False)
     assert result.returncode == 1 and "status:        failed" in result.stdout
+    mail = mail_sink.wait_for_sync(timeout=15)
+    assert mail["Subject"] == "[Belltower] Failed: Broken"
+    assert sorted(mail.envelope_to) == ["it@school.edu", "registrar@school.edu"]
+    assert "Trigger:   Run now by " in mail.get_body(("plain",)).get_content()
     failed = cli.json("runs", "list", "--status", "failed")
     assert [r["job_id"] for r in failed] == [job["id"]]
     assert "canary asked to fail" in cli.json("runs", "show", failed[0]["run_id"])["output_text"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from .events import EmailOn
 from .schedule import Schedule
 
 
@@ -25,6 +26,8 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     paused: bool = False
     keep_history_days: int | None = 30
     timeout_s: float | None = None
+    result_emails: list[str] = []
+    result_email_on: EmailOn = "default"
 
 
 class Job(msgspec.Struct, kw_only=True):
@@ -45,6 +48,8 @@ class Job(msgspec.Struct, kw_only=True):
     type_installed: bool
     created_at: datetime
     updated_at: datetime
+    result_emails: list[str] = []
+    result_email_on: EmailOn = "default"
 
 
 class JobTypeInfo(msgspec.Struct, kw_only=True):

@@ -21,6 +21,7 @@ import typer
 
 from .api import Job, JobSpec, JobTypeInfo, RunNowResult, RunRecord
 from .errors import BelltowerError, InvalidInput, NotFound, Unavailable
+from .events import EmailOn
 from .rpc import ApiClient
 from .schedule import (
     Cron,
@@ -279,6 +280,18 @@ def parse_keep(text: str | None) -> int | None:
     return days
 
 
+def parse_emails(values: list[str]) -> list[str]:
+    """Addresses from repeated ``--email`` flags, each of which may hold a comma-separated list."""
+    return [a.strip() for v in values for a in v.replace(";", ",").split(",") if a.strip()]
+
+
+def parse_email_on(text: str) -> EmailOn:
+    value = text.strip().lower()
+    if value not in ("default", "always", "failure"):
+        raise InvalidInput("email_on", f"{text!r} is not a choice", "always, failure or default")
+    return value  # type: ignore[return-value]
+
+
 @jobs_app.command("create")
 def jobs_create(
     type_: Annotated[str, typer.Option("--type", help="Job type, see `belltower job-types`.")],
@@ -304,6 +317,19 @@ def jobs_create(
         str | None, typer.Option(help="Stop a run after this long, e.g. 10m.")
     ] = None,
     paused: Annotated[bool, typer.Option(help="Create the job paused.")] = False,
+    email: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="E-mail each run's result to this address; repeat, or separate with commas."
+        ),
+    ] = None,
+    email_on: Annotated[
+        str,
+        typer.Option(
+            help="When to e-mail results: always, failure, or default "
+            "(BELLTOWER_RESULT_MAIL_ONLY_FAILURES decides)."
+        ),
+    ] = "default",
     json_out: JsonFlag = False,
     nats_url: NatsUrl = None,
 ) -> None:
@@ -318,6 +344,8 @@ def jobs_create(
             paused=paused,
             keep_history_days=parse_keep(keep_history),
             timeout_s=float(parse_every(timeout)) if timeout else None,
+            result_emails=parse_emails(email or []),
+            result_email_on=parse_email_on(email_on),
         )
     except BelltowerError as exc:
         _fail(exc)
@@ -377,10 +405,20 @@ def _show_job(job: Job) -> None:
             "forever" if job.keep_history_days is None else f"{job.keep_history_days} days",
         ),
         ("timeout", f"{job.timeout_s:g}s" if job.timeout_s else "default"),
+        ("result mail", _result_mail_text(job)),
         ("params", json.dumps(job.params) if job.params else "-"),
     ]
     for key, value in rows:
         typer.echo(f"{key + ':':<14}{value}")
+
+
+def _result_mail_text(job: Job) -> str:
+    if not job.result_emails:
+        return "-"
+    when = {"always": "every run", "failure": "unsuccessful runs only"}.get(
+        job.result_email_on, "per the global setting"
+    )
+    return f"{', '.join(job.result_emails)} ({when})"
 
 
 @jobs_app.command("show")

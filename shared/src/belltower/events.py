@@ -68,6 +68,17 @@ def run_id_for(occurrence: str) -> str:
     return _uuid5(_RUN_SHA1, occurrence)
 
 
+EmailOn = Literal["default", "always", "failure"]
+"""When a job's result mail goes out: ``default`` follows BELLTOWER_RESULT_MAIL_ONLY_FAILURES."""
+
+
+class ResultMail(msgspec.Struct, kw_only=True, frozen=True):
+    """Who gets a run's result by e-mail, carried from the job to its finished event."""
+
+    to: tuple[str, ...] = ()
+    on: EmailOn = "default"
+
+
 class DueOccurrence(
     msgspec.Struct, kw_only=True, tag="belltower.occurrence.due.v1", tag_field="kind"
 ):
@@ -86,6 +97,7 @@ class DueOccurrence(
     scheduled_for: datetime
     dispatched_at: datetime
     timeout_s: float | None = None
+    result_mail: ResultMail | None = None
 
 
 class RunStartedData(msgspec.Struct, kw_only=True):
@@ -139,6 +151,7 @@ class RunFinishedData(msgspec.Struct, kw_only=True):
     output_html: str | None = None
     error: str | None = None
     trace_id: str | None = None
+    result_mail: ResultMail | None = None
 
 
 class _CloudEvent(msgspec.Struct, kw_only=True, tag_field="type"):

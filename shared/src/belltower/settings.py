@@ -35,6 +35,19 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     mail_from: str = "belltower@localhost"
+    result_mail_only_failures: bool = Field(
+        default=False,
+        description="Send result e-mails only for unsuccessful runs, unless a job says otherwise",
+    )
+    result_mail_give_up_s: float = Field(
+        default=24 * 3600,
+        gt=0,
+        description="How long a result e-mail is retried while the SMTP server is away",
+    )
+    console_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="Where the web console is reached; result e-mails link to runs there",
+    )
     batch_folder: Path = Field(
         default=Path(".dev/batch"),
         description="Folder where exports are written and file drops are read",

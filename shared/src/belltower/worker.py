@@ -439,6 +439,8 @@ class Worker:
                 output_html=output.html_text,
                 error=outcome.error,
                 trace_id=trace_id,
+                # History turns this into the result e-mail, in the same commit as the run.
+                result_mail=due.result_mail,
             ),
         )
         log.info(

@@ -21,11 +21,13 @@ from belltower.broker import make_broker
 from belltower.db import create_pool, migrate
 from belltower.errors import InvalidInput, NotFound
 from belltower.events import RUN_STATUSES, RunEvent, run_event_decoder
+from belltower.mail import Mailer
 from belltower.rpc import decode_request, serve
 from belltower.settings import Settings
 from belltower.subjects import HISTORY_CONSUMER, RUNS_STREAM, RUNS_SUBJECTS, api_subject
 
 from .consumer import BatchConsumer
+from .resultmail import OutboxSender, ResultMailComposer
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,11 @@ class HistoryService:
         self.settings = settings or Settings()
         self.broker = make_broker(self.settings, "history")
         self.store: Store | None = None
+        self.mail = ResultMailComposer(
+            only_failures=self.settings.result_mail_only_failures,
+            console_url=self.settings.console_url,
+        )
+        self.outbox: OutboxSender | None = None
         self._pool: Any = None
         self.recorded = 0
         for operation, target in (
@@ -84,6 +91,10 @@ class HistoryService:
         self._pool = await create_pool(self.settings.database_url)
         await migrate(self._pool, "history", "belltower_history")
         self.store = Store(self._pool)
+        self.outbox = OutboxSender(
+            self._pool, Mailer(self.settings).send, give_up_s=self.settings.result_mail_give_up_s
+        )
+        self.outbox.start()
         await self.broker.connect()
         await streams.ensure(self.broker.connection.jetstream(), self.settings)
         log.info("history ready", extra={"action": "history.ready"})
@@ -92,6 +103,9 @@ class HistoryService:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        if self.outbox is not None:
+            await self.outbox.stop()
+            self.outbox = None
         if self._pool is not None:
             await self._pool.close()
 
@@ -135,11 +149,13 @@ class HistoryService:
             else:
                 kept.append(raw)
         try:
-            prepared = self.store.prepare(events)
+            prepared = self.store.prepare(events, self.mail)
             # Batches are prepared while the one before is written, but written one at a time,
             # in the order they arrived.
             async with self._write_lock:
                 await self.store.write(prepared)
+            if prepared.mail_json is not None and self.outbox is not None:
+                self.outbox.wake.set()
         except _BAD_DATA:
             # One event PostgreSQL refuses must not hold back the others forever.
             return await self._ingest_one_by_one(kept, events)
@@ -170,7 +186,7 @@ class HistoryService:
         for raw, event in zip(kept, events, strict=True):
             try:
                 async with self._write_lock:
-                    await self.store.record([event])
+                    await self.store.record([event], self.mail)
             except _BAD_DATA as exc:
                 log.error(
                     "run event refused by the database and dropped",

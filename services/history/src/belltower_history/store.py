@@ -19,6 +19,8 @@ from belltower.events import (
     RunStartedData,
 )
 
+from .resultmail import ResultMailComposer
+
 _encode = msgspec.json.Encoder().encode
 
 _RUN_FIELDS = (
@@ -56,6 +58,12 @@ _PROGRESS = (
     "WHERE r.occurrence_id = p.occurrence_id AND r.finished_at IS NULL"
 )
 
+_OUTBOX = (
+    "INSERT INTO history.mail_outbox (occurrence_id, run_id, recipients, subject, body_text, body_html) "
+    "SELECT occurrence_id, run_id, recipients, subject, body_text, body_html FROM json_populate_recordset("
+    "NULL::history.mail_outbox, $1::json) ORDER BY occurrence_id ON CONFLICT (occurrence_id) DO NOTHING"
+)
+
 _SELECT = (
     "SELECT occurrence_id::text, run_id::text, job_id::text, job_type, job_title, status, trigger, requested_by, "
     "priority, scheduled_for, dispatched_at, started_at, finished_at, duration_ms, attempt, worker, summary, "
@@ -70,13 +78,18 @@ class Prepared(NamedTuple):
     runs: int
     runs_json: str | None
     progress_json: str | None
+    mail_json: str | None = None
 
 
 class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def record(self, events: Sequence[RunStarted | RunProgress | RunFinished]) -> int:
+    async def record(
+        self,
+        events: Sequence[RunStarted | RunProgress | RunFinished],
+        mail: ResultMailComposer | None = None,
+    ) -> int:
         """Write a batch of run events in one transaction; re-delivered events change nothing.
 
         A finished event wins over a started one, the first finished event wins over later ones,
@@ -88,11 +101,18 @@ class Store:
         of history's CPU. A started event has no status, finished_at or output, so those are
         NULL in its JSON and the INSERT fills in what a running run has.
         """
-        return await self.write(self.prepare(events))
+        return await self.write(self.prepare(events, mail))
 
     @staticmethod
-    def prepare(events: Sequence[RunStarted | RunProgress | RunFinished]) -> Prepared:
-        """The CPU half of :meth:`record`: pick each run's winning event and encode the rows."""
+    def prepare(
+        events: Sequence[RunStarted | RunProgress | RunFinished],
+        mail: ResultMailComposer | None = None,
+    ) -> Prepared:
+        """The CPU half of :meth:`record`: pick each run's winning event and encode the rows.
+
+        With ``mail``, finished runs whose job asks for a result e-mail also get an outbox row,
+        written in the same transaction (see :mod:`.resultmail`).
+        """
         runs: dict[str, RunStartedData | RunFinishedData] = {}
         progress: dict[str, RunProgressData] = {}
         for event in events:
@@ -103,10 +123,18 @@ class Store:
             held = runs.get(data.occurrence_id)
             if held is None or (type(event) is RunFinished and type(held) is not RunFinishedData):
                 runs[data.occurrence_id] = data
+        mails = []
+        if mail is not None:
+            for data in runs.values():
+                if type(data) is RunFinishedData and data.result_mail is not None:
+                    composed = mail.compose(data)
+                    if composed is not None:
+                        mails.append(composed)
         return Prepared(
             len(runs),
             _encode(list(runs.values())).decode() if runs else None,
             _encode(list(progress.values())).decode() if progress else None,
+            _encode(mails).decode() if mails else None,
         )
 
     async def write(self, prepared: Prepared) -> int:
@@ -118,6 +146,8 @@ class Store:
                 await conn.execute(_UPSERT, prepared.runs_json)
             if prepared.progress_json is not None:
                 await conn.execute(_PROGRESS, prepared.progress_json)
+            if prepared.mail_json is not None:
+                await conn.execute(_OUTBOX, prepared.mail_json)
         return prepared.runs
 
     async def query(self, q: RunQuery) -> list[RunRecord]:

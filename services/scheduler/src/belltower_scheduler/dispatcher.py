@@ -37,6 +37,7 @@ from nats.js import JetStreamContext
 from belltower.errors import Unavailable
 from belltower.events import (
     DueOccurrence,
+    ResultMail,
     due_encoder,
     manual_occurrence_id,
     occurrence_id,
@@ -52,7 +53,7 @@ from belltower.schedule import (
 )
 from belltower.subjects import due_subject
 
-from .store import JobRow, Occurrence, Store
+from .store import JobRow, Occurrence, Store, decode_result_mail
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ class Entry:
     schedule: CompiledSchedule
     next_due: datetime | None
     version: int = 0
+    result_mail: ResultMail | None = None
 
     @classmethod
     def from_row(cls, row: JobRow) -> Entry:
@@ -133,6 +135,7 @@ class Entry:
             paused=row.paused,
             schedule=compiled_for(row.schedule),
             next_due=row.next_run_at,
+            result_mail=row.result_mail,
         )
 
     @classmethod
@@ -153,6 +156,7 @@ class Entry:
             paused=r["paused"],
             schedule=compiled_for(schedule_decoder.decode(r["schedule"])),
             next_due=r["next_run_at"],
+            result_mail=decode_result_mail(r["result_mail"]),
         )
 
 
@@ -476,6 +480,7 @@ class Dispatcher:
                     scheduled_for=p.scheduled_for,
                     dispatched_at=dispatched_at,
                     timeout_s=entry.timeout_s,
+                    result_mail=entry.result_mail,
                 )
                 futures.append(
                     await publish(

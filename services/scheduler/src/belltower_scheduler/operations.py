@@ -6,6 +6,7 @@ error naming the field before anything is written.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +20,7 @@ from belltower.api import (
     RunNowResult,
 )
 from belltower.errors import InvalidInput, NotFound
-from belltower.events import run_id_for
+from belltower.events import EmailOn, ResultMail, run_id_for
 from belltower.rpc import decode_request
 from belltower.schedule import DATETIME_FORM, compile_schedule, describe
 
@@ -77,6 +78,7 @@ class Operations:
             raise InvalidInput(
                 "timeout_s", f"{spec.timeout_s} is not a duration", "seconds greater than 0"
             )
+        result_mail = check_result_mail(spec.result_emails, spec.result_email_on)
         compiled = compile_schedule(spec.schedule)
         info = await self.catalog.require(spec.type)
         params = validate_params(info, spec.params)
@@ -102,6 +104,7 @@ class Operations:
             next_run_at=next_run,
             created_at=now,
             updated_at=now,
+            result_mail=result_mail,
         )
         await self.store.insert_job(row)
         self.dispatcher.put(Entry.from_row(row))
@@ -187,7 +190,37 @@ class Operations:
             type_installed=installed,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            result_emails=list(row.result_mail.to) if row.result_mail else [],
+            result_email_on=row.result_mail.on if row.result_mail else "default",
         )
+
+
+_ADDRESS = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>.]+")
+MAX_RESULT_EMAILS = 50
+
+
+def check_result_mail(addresses: list[str], on: EmailOn) -> ResultMail | None:
+    """The job's result-mail setting, or None when nobody is to be told; refuses a malformed address."""
+    if len(addresses) > MAX_RESULT_EMAILS:
+        raise InvalidInput(
+            "result_emails",
+            f"has {len(addresses)} addresses",
+            f"at most {MAX_RESULT_EMAILS}; use a mailing list address for more",
+        )
+    cleaned: list[str] = []
+    for i, address in enumerate(addresses):
+        address = address.strip()
+        if not _ADDRESS.fullmatch(address):
+            raise InvalidInput(
+                f"result_emails[{i}]",
+                f"{address!r} is not an e-mail address",
+                "one address per entry, e.g. registrar@school.edu",
+            )
+        if address.lower() not in (a.lower() for a in cleaned):
+            cleaned.append(address)
+    if not cleaned and on == "default":
+        return None
+    return ResultMail(to=tuple(cleaned), on=on)
 
 
 def _check_id(job_id: str) -> None:

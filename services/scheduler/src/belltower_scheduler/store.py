@@ -10,11 +10,19 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from belltower.events import ResultMail
 from belltower.schedule import Schedule, schedule_decoder, schedule_encoder
+
+_result_mail_decoder = msgspec.json.Decoder(ResultMail)
+
+
+def decode_result_mail(raw: str | None) -> ResultMail | None:
+    return None if raw is None else _result_mail_decoder.decode(raw)
+
 
 JOB_COLUMNS = (
     "id::text AS id, title, type, pool, params::text AS params, schedule::text AS schedule, priority, paused, "
-    "keep_history_days, timeout_s, next_run_at, created_at, updated_at"
+    "keep_history_days, timeout_s, next_run_at, created_at, updated_at, result_mail::text AS result_mail"
 )
 
 
@@ -33,6 +41,7 @@ class JobRow:
     next_run_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    result_mail: ResultMail | None = None
 
     @classmethod
     def from_record(cls, r: asyncpg.Record) -> JobRow:
@@ -50,6 +59,7 @@ class JobRow:
             next_run_at=r["next_run_at"],
             created_at=r["created_at"],
             updated_at=r["updated_at"],
+            result_mail=decode_result_mail(r["result_mail"]),
         )
 
 
@@ -74,8 +84,8 @@ class Store:
     async def insert_job(self, job: JobRow) -> None:
         await self.pool.execute(
             "INSERT INTO scheduler.jobs (id, title, type, pool, params, schedule, priority, paused, "
-            "keep_history_days, timeout_s, next_run_at, created_at, updated_at) "
-            "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, $12, $13)",
+            "keep_history_days, timeout_s, next_run_at, created_at, updated_at, result_mail) "
+            "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14::jsonb)",
             job.id,
             job.title,
             job.type,
@@ -89,6 +99,7 @@ class Store:
             job.next_run_at,
             job.created_at,
             job.updated_at,
+            None if job.result_mail is None else msgspec.json.encode(job.result_mail).decode(),
         )
 
     async def list_jobs(self) -> list[JobRow]:
