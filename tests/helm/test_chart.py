@@ -154,8 +154,21 @@ def rendered(render: Render) -> dict[str, list[dict[str, Any]]]:
     return {name: render(name, api_versions=apis) for name, apis in SCENARIOS.items()}
 
 
+def own(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Belltower's objects, without those of the NATS chart when it was fetched."""
+    return [
+        d
+        for d in docs
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "belltower"
+    ]
+
+
 def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind]
+    return [d for d in own(docs) if d["kind"] == kind]
+
+
+def config_of(docs: list[dict[str, Any]]) -> dict[str, str]:
+    return by_name(docs, "ConfigMap")["bt-belltower-config"]["data"]
 
 
 def by_name(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
@@ -266,7 +279,7 @@ def test_services_listen_on_the_contract_health_ports(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
     docs = rendered["minimal-external-values.yaml"]
-    config = of_kind(docs, "ConfigMap")[0]["data"]
+    config = config_of(docs)
     assert config["BELLTOWER_HEALTH_HOST"] == "0.0.0.0"
     for name, _pod, container in containers(docs):
         env = {e["name"]: e.get("value") for e in container["env"]}
@@ -287,7 +300,7 @@ def test_every_belltower_variable_is_one_the_services_read(
     known = {f"BELLTOWER_{f.upper()}" for f in SchedulerSettings.model_fields} | CONTRACT_ENV
     assert {f"BELLTOWER_{f.upper()}" for f in Settings.model_fields} <= known
     for docs in rendered.values():
-        names = set(of_kind(docs, "ConfigMap")[0]["data"])
+        names = set(config_of(docs))
         for _name, _pod, container in containers(docs):
             names |= {e["name"] for e in container["env"]}
         unknown = {n for n in names if n.startswith("BELLTOWER_")} - known
@@ -317,9 +330,9 @@ def test_no_credentials_in_plain_text(
 ) -> None:
     docs = rendered[values_file]
     assert of_kind(docs, "Secret") == []
-    leaked = [s for doc in docs for s in _plain_strings(doc) if CREDENTIAL_URL.search(s)]
+    leaked = [s for doc in own(docs) for s in _plain_strings(doc) if CREDENTIAL_URL.search(s)]
     assert leaked == []
-    for key in of_kind(docs, "ConfigMap")[0]["data"]:
+    for key in config_of(docs):
         assert not SECRET_NAME.search(key), key
     for name, _pod, container in containers(docs):
         env = {e["name"]: e for e in container["env"]}
@@ -434,7 +447,7 @@ def test_bundled_services_point_at_the_release_nats_and_cnpg_secret(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
     docs = rendered["bundled-values.yaml"]
-    config = of_kind(docs, "ConfigMap")[0]["data"]
+    config = config_of(docs)
     assert config["BELLTOWER_NATS_URL"] == "nats://bt-nats.schools.svc:4222"
     cluster = by_name(docs, "Cluster")["bt-belltower-pg"]
     assert cluster["spec"]["instances"] == 3
@@ -444,7 +457,13 @@ def test_bundled_services_point_at_the_release_nats_and_cnpg_secret(
         ref = env["BELLTOWER_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": "bt-belltower-pg-app", "key": "uri"}, name
     if _has_fetched_dependencies():
-        assert by_name(docs, "StatefulSet")["bt-nats"]["spec"]["replicas"] == 3
+        (nats,) = [d for d in docs if d["kind"] == "StatefulSet"]
+        assert nats["metadata"]["name"] == "bt-nats" and nats["spec"]["replicas"] == 3
+        (nats_config,) = [d for d in docs if d["metadata"]["name"] == "bt-nats-config"]
+        jetstream = re.search(r'"jetstream": \{[^}]*\}', nats_config["data"]["nats.conf"])
+        assert jetstream, nats_config["data"]["nats.conf"]
+        assert '"sync_interval": "always"' in jetstream.group(0)
+        assert '"max_memory_store": 0' in jetstream.group(0)
 
 
 def test_bundled_postgres_without_the_operator_is_refused(render: Render) -> None:
