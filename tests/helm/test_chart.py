@@ -562,3 +562,38 @@ def test_the_dashboard_charts_every_contract_metric(render: Render) -> None:
     assert used == CONTRACT_METRICS
     off = render("minimal-external-values.yaml", sets=("grafanaDashboard.enabled=false",))
     assert "bt-belltower-dashboard" not in by_name(off, "ConfigMap")
+
+
+def test_keda_finds_the_bundled_nats_monitoring_endpoint_by_itself(render: Render) -> None:
+    docs = render(
+        "bundled-values.yaml",
+        sets=("notifierWorker.keda.enabled=true",),
+        api_versions=(CNPG, KEDA),
+    )
+    (scaled,) = of_kind(docs, "ScaledObject")
+    endpoint = scaled["spec"]["triggers"][0]["metadata"]["natsServerMonitoringEndpoint"]
+    assert endpoint == "bt-nats-headless.schools.svc.cluster.local:8222"
+
+
+def test_traces_are_exported_only_when_an_otlp_endpoint_is_set(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    minimal = config_of(rendered["minimal-external-values.yaml"])
+    assert minimal["OTEL_TRACES_EXPORTER"] == "none"
+    ha = config_of(rendered["ha-values.yaml"])
+    assert ha["OTEL_TRACES_EXPORTER"] == "otlp"
+    assert ha["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability.svc:4318"
+    assert "k8s.namespace.name=schools" in ha["OTEL_RESOURCE_ATTRIBUTES"].split(",")
+    names = {
+        e["value"]
+        for _n, _p, c in containers(rendered["ha-values.yaml"])
+        for e in c["env"]
+        if e["name"] == "OTEL_SERVICE_NAME"
+    }
+    assert names == {
+        "belltower-scheduler",
+        "belltower-notifier-worker",
+        "belltower-integration-worker",
+        "belltower-history",
+        "belltower-console",
+    }
