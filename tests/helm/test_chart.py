@@ -15,25 +15,19 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import promql_parser
 import pytest
-import yaml
 
 from belltower.settings import Settings
 from belltower.subjects import DUE_STREAM, worker_consumer
 from belltower_scheduler.settings import SchedulerSettings
+from tests.helm.support import CHART, REPO, HelmError, Render, has_fetched_dependencies, run_helm
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "deploy" / "helm" / "belltower"
-GET_HELM = REPO / "deploy" / "helm" / "tools" / "get_helm.py"
 SRE_GUIDE = REPO / "docs" / "sre-guide.md"
 KUBERNETES_VERSION = "1.30.0"
 
@@ -88,67 +82,6 @@ HEALTH_PORTS = {
 }
 
 
-class HelmError(Exception):
-    """helm exited non-zero; the message is its stderr."""
-
-
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    done = subprocess.run(
-        [sys.executable, str(GET_HELM)], capture_output=True, text=True, check=False, timeout=900
-    )
-    assert done.returncode == 0, done.stderr
-    return Path(done.stdout.strip())
-
-
-def _has_fetched_dependencies() -> bool:
-    return any((CHART / "charts").glob("nats-*.tgz"))
-
-
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The chart itself when its NATS dependency was fetched, else a copy that declares none."""
-    if _has_fetched_dependencies():
-        return CHART
-    copy = tmp_path_factory.mktemp("chart") / "belltower"
-    shutil.copytree(CHART, copy)
-    meta = yaml.safe_load((copy / "Chart.yaml").read_text())
-    meta.pop("dependencies")
-    (copy / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
-    return copy
-
-
-def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(helm), *args], capture_output=True, text=True, check=False, timeout=120
-    )
-
-
-Render = Callable[..., list[dict[str, Any]]]
-
-
-@pytest.fixture(scope="module")
-def render(helm: Path, chart: Path) -> Render:
-    def _render(
-        values_file: str | None = None,
-        sets: tuple[str, ...] = (),
-        api_versions: tuple[str, ...] = (),
-    ) -> list[dict[str, Any]]:
-        args = ["template", "bt", str(chart), "--namespace", "schools"]
-        if values_file:
-            args += ["-f", str(CHART / "ci" / values_file)]
-        for s in sets:
-            args += ["--set", s]
-        for api in api_versions:
-            args += ["--api-versions", api]
-        done = run_helm(helm, *args)
-        if done.returncode != 0:
-            raise HelmError(done.stderr)
-        return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
-
-    return _render
-
-
 @pytest.fixture(scope="module")
 def rendered(render: Render) -> dict[str, list[dict[str, Any]]]:
     return {name: render(name, api_versions=apis) for name, apis in SCENARIOS.items()}
@@ -199,7 +132,7 @@ def test_lint_of_the_chart_itself_complains_only_of_the_unfetched_dependency(hel
     complaints = [
         line for line in done.stdout.splitlines() if "[WARNING]" in line or "[ERROR]" in line
     ]
-    if _has_fetched_dependencies():
+    if has_fetched_dependencies():
         assert complaints == []
     else:
         assert len(complaints) == 1 and "missing these dependencies: nats" in complaints[0]
@@ -456,7 +389,7 @@ def test_bundled_services_point_at_the_release_nats_and_cnpg_secret(
         env = {e["name"]: e for e in container["env"]}
         ref = env["BELLTOWER_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": "bt-belltower-pg-app", "key": "uri"}, name
-    if _has_fetched_dependencies():
+    if has_fetched_dependencies():
         (nats,) = [d for d in docs if d["kind"] == "StatefulSet"]
         assert nats["metadata"]["name"] == "bt-nats" and nats["spec"]["replicas"] == 3
         (nats_config,) = [d for d in docs if d["metadata"]["name"] == "bt-nats-config"]
