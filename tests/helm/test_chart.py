@@ -312,6 +312,21 @@ def test_each_deployment_has_a_disruption_budget(
     assert scheduler_budget["spec"]["minAvailable"] >= 1
 
 
+def test_replicas_spread_over_nodes_unless_told_otherwise(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    for deployment in of_kind(rendered["minimal-external-values.yaml"], "Deployment"):
+        pod = deployment["spec"]["template"]
+        (spread,) = pod["spec"]["topologySpreadConstraints"]
+        assert spread["topologyKey"] == "kubernetes.io/hostname"
+        assert (
+            spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        )
+    ha = by_name(rendered["ha-values.yaml"], "Deployment")["bt-belltower-scheduler"]
+    (custom,) = ha["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert custom["labelSelector"]["matchLabels"] == {"app.kubernetes.io/component": "scheduler"}
+
+
 def test_workers_scale_on_consumer_lag_with_keda_and_history_on_cpu(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
