@@ -407,6 +407,11 @@ def test_bundled_services_point_at_the_release_nats_and_cnpg_secret(
     if has_fetched_dependencies():
         (nats,) = [d for d in docs if d["kind"] == "StatefulSet"]
         assert nats["metadata"]["name"] == "bt-nats" and nats["spec"]["replicas"] == 3
+        pod = nats["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
         (nats_config,) = [d for d in docs if d["metadata"]["name"] == "bt-nats-config"]
         jetstream = re.search(r'"jetstream": \{[^}]*\}', nats_config["data"]["nats.conf"])
         assert jetstream, nats_config["data"]["nats.conf"]
