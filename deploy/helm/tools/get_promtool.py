@@ -41,7 +41,9 @@ def promtool_version(binary: Path) -> str:
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, check=False, timeout=600)
+    return subprocess.run(
+        list(args), cwd=cwd, capture_output=True, text=True, check=False, timeout=600
+    )
 
 
 def _download(workdir: Path) -> Path:
