@@ -34,7 +34,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from . import logs, streams, telemetry
+from . import health, logs, streams, telemetry
 from .broker import make_broker
 from .errors import BelltowerError, InvalidInput, JobFailed
 from .events import (
@@ -115,6 +115,7 @@ class Worker:
 
     def app(self) -> FastStream:
         app = FastStream(self.broker, logger=logging.getLogger("faststream.app"))
+        self.health = health.serve(app, self.health_server())
         app.on_startup(self.on_startup)
         app.on_shutdown(self.on_shutdown)
         return app
@@ -139,6 +140,16 @@ class Worker:
             title=f"{self.pool}-worker",
             description=f"Runs the occurrences due for the {self.pool} pool",
         )(self.handle)
+
+    def health_server(self) -> health.HealthServer:
+        return health.HealthServer(
+            f"{self.pool}-worker",
+            self.settings,
+            {
+                "nats": health.nats_check(self.broker),
+                "database": health.database_check(lambda: self.db.opened, required=False),
+            },
+        )
 
     async def on_startup(self) -> None:
         logs.configure(f"{self.pool}-worker", self.settings)

@@ -15,7 +15,7 @@ from faststream import FastStream
 from faststream.nats import NatsMessage
 from nats.aio.msg import Msg
 
-from belltower import logs, streams, telemetry
+from belltower import health, logs, streams, telemetry
 from belltower.api import PurgeRequest, PurgeResult, RunQuery, RunRecord, RunRef
 from belltower.broker import make_broker
 from belltower.db import create_pool, migrate
@@ -73,10 +73,21 @@ class HistoryService:
 
     def app(self) -> FastStream:
         app = FastStream(self.broker, logger=logging.getLogger("faststream.app"))
+        self.health = health.serve(app, self.health_server())
         app.on_startup(self.on_startup)
         app.after_startup(self.start_consuming)
         app.on_shutdown(self.on_shutdown)
         return app
+
+    def health_server(self) -> health.HealthServer:
+        return health.HealthServer(
+            "history",
+            self.settings,
+            {
+                "nats": health.nats_check(self.broker),
+                "database": health.database_check(lambda: self._pool),
+            },
+        )
 
     async def on_startup(self) -> None:
         logs.configure("history", self.settings)

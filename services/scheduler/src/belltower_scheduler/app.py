@@ -11,7 +11,7 @@ from typing import Any
 from faststream import FastStream
 from faststream.nats import NatsMessage
 
-from belltower import logs, streams, telemetry
+from belltower import health, logs, streams, telemetry
 from belltower.broker import make_broker
 from belltower.db import create_pool, migrate
 from belltower.rpc import serve
@@ -49,10 +49,21 @@ class SchedulerService:
 
     def app(self) -> FastStream:
         app = FastStream(self.broker, logger=logging.getLogger("faststream.app"))
+        self.health = health.serve(app, self.health_server())
         app.on_startup(self.on_startup)
         app.after_startup(self.after_startup)
         app.on_shutdown(self.on_shutdown)
         return app
+
+    def health_server(self) -> health.HealthServer:
+        return health.HealthServer(
+            "scheduler",
+            self.settings,
+            {
+                "nats": health.nats_check(self.broker),
+                "database": health.database_check(lambda: self._pool),
+            },
+        )
 
     async def on_startup(self) -> None:
         logs.configure("scheduler", self.settings)
