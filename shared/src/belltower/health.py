@@ -84,6 +84,7 @@ class HealthServer:
         settings: Settings,
         checks: Mapping[str, Check],
         asyncapi: Callable[[], dict[str, Any]] | None = None,
+        before_scrape: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.service = service
         self.host = settings.health_host
@@ -91,6 +92,7 @@ class HealthServer:
         self.port = DEFAULT_PORTS.get(service, 0) if port is None else port
         self.checks = dict(checks)
         self.asyncapi = asyncapi
+        self.before_scrape = before_scrape
         self._runner: web.AppRunner | None = None
 
     def application(self) -> web.Application:
@@ -164,6 +166,15 @@ class HealthServer:
         return "ok"
 
     async def metrics(self, _: web.Request) -> web.Response:
+        if self.before_scrape is not None:
+            try:
+                async with asyncio.timeout(CHECK_TIMEOUT_S):
+                    await self.before_scrape()
+            except Exception as exc:  # the scrape still answers, with the last values read
+                log.debug(
+                    "metrics not refreshed before a scrape",
+                    extra={"action": "health.refresh_failed", "error": repr(exc)},
+                )
         return web.Response(
             body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )

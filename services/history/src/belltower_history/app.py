@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,7 @@ from faststream import FastStream
 from faststream.nats import NatsMessage
 from nats.aio.msg import Msg
 
-from belltower import health, logs, streams, telemetry
+from belltower import health, logs, metrics, streams, telemetry
 from belltower.api import PurgeRequest, PurgeResult, RunQuery, RunRecord, RunRef
 from belltower.broker import make_broker
 from belltower.db import create_pool, migrate
@@ -40,6 +41,7 @@ _BAD_DATA = (
 
 MAX_LIMIT = 10_000
 NAK_DELAY_S = 2.0
+FAILING_EVERY_S = 30.0
 _STATUSES = (*RUN_STATUSES, "running")
 
 
@@ -56,6 +58,7 @@ class HistoryService:
         self.store: Store | None = None
         self._pool: Any = None
         self.recorded = 0
+        self._failing_read_at = -FAILING_EVERY_S
         for operation, target in (
             ("runs.list", self.list_runs),
             ("runs.get", self.get_run),
@@ -87,7 +90,17 @@ class HistoryService:
                 "nats": health.nats_check(self.broker),
                 "database": health.database_check(lambda: self._pool),
             },
+            before_scrape=self.refresh_metrics,
         )
+
+    async def refresh_metrics(self) -> None:
+        """Before a scrape: the consumer's backlog, and the failing jobs at most every 30 s."""
+        if self._consumer is not None:
+            await metrics.refresh_consumer_pending(self._consumer.js, RUNS_STREAM, HISTORY_CONSUMER)
+        now = time.monotonic()
+        if self.store is not None and now >= self._failing_read_at + FAILING_EVERY_S:
+            self._failing_read_at = now
+            metrics.JOBS_FAILING.set(await self.store.failing_jobs())
 
     async def on_startup(self) -> None:
         logs.configure("history", self.settings)
@@ -121,6 +134,11 @@ class HistoryService:
         await self._consumer.start()
 
     async def ingest(self, batch: list[Msg]) -> bool:
+        """Store one batch of run events under one span linked to each run's trace."""
+        with telemetry.batch_span(RUNS_SUBJECTS, batch, consumer=HISTORY_CONSUMER):
+            return await self._ingest(batch)
+
+    async def _ingest(self, batch: list[Msg]) -> bool:
         """Store one batch of run events, then ack it; on a database error nak it for redelivery.
 
         Returns whether the batch was stored. Acks go out only after the commit, so a crash in
@@ -173,6 +191,7 @@ class HistoryService:
                 )
                 break
         self.recorded += len(events)
+        metrics.record_history_events(events)
         return True
 
     async def _ingest_one_by_one(self, kept: list[Msg], events: list[RunEvent]) -> bool:
@@ -206,6 +225,7 @@ class HistoryService:
             with contextlib.suppress(Exception):
                 await raw.ack()
             self.recorded += 1
+            metrics.record_history_events([event])
         return True
 
     async def list_runs(self, data: bytes) -> list[RunRecord]:

@@ -11,7 +11,7 @@ from typing import Any
 from faststream import FastStream
 from faststream.nats import NatsMessage
 
-from belltower import health, logs, streams, telemetry
+from belltower import health, logs, metrics, streams, telemetry
 from belltower.broker import make_broker
 from belltower.db import create_pool, migrate
 from belltower.rpc import serve
@@ -65,6 +65,11 @@ class SchedulerService:
             },
         )
 
+    def leading(self) -> int:
+        """1 while this process dispatches: its loop runs (and it holds the lease, once HA has one)."""
+        running = self._loop_task is not None and not self._loop_task.done()
+        return int(running and getattr(self.dispatcher, "is_leader", True))
+
     async def on_startup(self) -> None:
         logs.configure("scheduler", self.settings)
         telemetry.setup("belltower-scheduler")
@@ -81,6 +86,10 @@ class SchedulerService:
             max_batch=self.settings.dispatch_batch,
         )
         loaded = await self.dispatcher.load()
+        metrics.SCHEDULER_JOBS.set_function(
+            lambda: len(self.dispatcher.entries) if self.dispatcher else 0
+        )
+        metrics.SCHEDULER_LEADER.labels("0").set_function(self.leading)
         self.operations = Operations(store, self.dispatcher, Catalog(js))
         log.info(
             "scheduler ready",

@@ -1,0 +1,205 @@
+"""One run followed across the real services, in this process: its trace and its metrics.
+
+The scheduler, a notifier worker and history run in-process on real NATS, PostgreSQL and SMTP,
+so an in-memory span exporter sees every span and the Prometheus registry every series.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from belltower import telemetry
+from belltower.api import Job, JobSpec, RunNowRequest, RunNowResult, RunRecord, RunRef
+from belltower.errors import JobFailed, NotFound
+from belltower.jobtypes import JobContext, Registry
+from belltower.rpc import ApiClient
+from belltower.schedule import Every, Schedule
+from belltower.settings import Settings
+from belltower.worker import Worker
+from belltower_history.app import HistoryService
+from belltower_scheduler.app import SchedulerService
+from belltower_scheduler.settings import SchedulerSettings
+
+pytestmark = pytest.mark.slow
+
+
+class TracedParams(msgspec.Struct):
+    fail: bool = False
+
+
+def traced_registry() -> Registry:
+    registry = Registry()
+
+    @registry.job_type("test.traced", pool="notifier", title="Traced", params=TracedParams)
+    async def traced(ctx: JobContext, params: TracedParams) -> None:
+        pool = await ctx.db.pool()
+        ctx.output.line(f"database says {await pool.fetchval('SELECT 40 + 2')}")
+        await ctx.mailer.send(["office@school.test"], "traced", "a traced run")
+        if params.fail:
+            raise JobFailed("asked to fail")
+
+    return registry
+
+
+@dataclass
+class Services:
+    scheduler: SchedulerService
+    worker: Worker
+    history: HistoryService
+    api: ApiClient
+
+    async def run_now(self, fail: bool = False) -> tuple[RunNowResult, RunRecord]:
+        """Define a paused job, run it now, and wait until history holds its finished run."""
+        job = await self.api.call(
+            "scheduler",
+            "jobs.create",
+            JobSpec(
+                type="test.traced",
+                title="Traced job",
+                schedule=Schedule(rule=Every(seconds=3600)),
+                params={"fail": fail},
+                paused=True,
+            ),
+            Job,
+        )
+        started = await self.api.call(
+            "scheduler", "jobs.run_now", RunNowRequest(id=job.id), RunNowResult
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                record = await self.api.call(
+                    "history", "runs.get", RunRef(run_id=started.run_id), RunRecord
+                )
+                if record.finished_at is not None:
+                    return started, record
+            except NotFound:
+                pass
+            assert time.monotonic() < deadline, "the run did not reach history"
+            await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    previous = telemetry.use(provider)
+    yield exporter
+    telemetry.use(previous)
+
+
+@pytest.fixture
+async def services(settings: Settings, mail_sink, nc, spans) -> AsyncIterator[Services]:
+    common = settings.model_dump() | {"smtp_host": mail_sink.host, "smtp_port": mail_sink.port}
+    history = HistoryService(Settings(**common), batch_size=50)
+    await history.on_startup()
+    await history.broker.start()
+    await history.start_consuming()
+    worker = Worker("notifier", traced_registry(), Settings(**common))
+    await worker.on_startup()
+    await worker.broker.start()
+    scheduler = SchedulerService(SchedulerSettings(**common))
+    await scheduler.on_startup()
+    await scheduler.broker.start()
+    await scheduler.after_startup()
+    try:
+        yield Services(scheduler, worker, history, ApiClient(nc, timeout=10))
+    finally:
+        await scheduler.on_shutdown()
+        await scheduler.broker.stop()
+        await worker.broker.stop()
+        await worker.on_shutdown()
+        await history.on_shutdown()
+        await history.broker.stop()
+
+
+def _trace_of(spans: list[ReadableSpan], trace_id: int) -> list[ReadableSpan]:
+    return [s for s in spans if s.context.trace_id == trace_id]
+
+
+def _one(spans: list[ReadableSpan], **match: Any) -> ReadableSpan:
+    found = [
+        s
+        for s in spans
+        if all(
+            (getattr(s, k) == v) if k in ("name", "kind") else s.attributes.get(k) == v
+            for k, v in match.items()
+        )
+    ]
+    assert len(found) == 1, f"{match}: {[(s.name, s.kind, dict(s.attributes)) for s in spans]}"
+    return found[0]
+
+
+async def test_one_trace_from_dispatch_to_the_handlers_sql_and_smtp_and_its_id_in_history(
+    services: Services, spans: InMemorySpanExporter, mail_sink
+) -> None:
+    started, record = await services.run_now()
+    assert record.status == "succeeded" and "database says 42" in record.output_text
+    all_spans = list(spans.get_finished_spans())
+
+    producer = _one(
+        all_spans, kind=SpanKind.PRODUCER, **{"messaging.message.id": started.occurrence_id}
+    )
+    assert producer.name == "send belltower.due.notifier.test.traced"
+    assert producer.parent is None, "each occurrence starts its own trace"
+    assert producer.attributes["messaging.system"] == "nats"
+    assert producer.attributes["messaging.operation.type"] == "send"
+    assert producer.attributes["messaging.destination.name"] == "belltower.due.notifier.test.traced"
+
+    assert record.trace_id == format(producer.context.trace_id, "032x")
+    in_trace = _trace_of(all_spans, producer.context.trace_id)
+
+    consumer = _one(
+        in_trace,
+        kind=SpanKind.CONSUMER,
+        name=f"process {producer.attributes['messaging.destination.name']}",
+    )
+    assert consumer.parent is not None and consumer.parent.span_id == producer.context.span_id
+    assert consumer.attributes["messaging.operation.type"] == "process"
+    assert consumer.attributes["messaging.message.id"] == started.occurrence_id
+    assert consumer.attributes["messaging.consumer.group.name"] == "notifier-worker"
+
+    run = _one(in_trace, name="run test.traced")
+    assert run.parent is not None and run.parent.span_id == consumer.context.span_id
+    assert run.status.is_ok
+
+    sql = _one(in_trace, **{"db.query.text": "SELECT 40 + 2"})
+    assert sql.parent is not None and sql.parent.span_id == run.context.span_id
+    assert sql.kind == SpanKind.CLIENT and sql.attributes["db.system.name"] == "postgresql"
+    smtp = _one(in_trace, name="smtp send")
+    assert smtp.parent is not None and smtp.parent.span_id == run.context.span_id
+    assert smtp.kind == SpanKind.CLIENT and smtp.attributes["server.port"] == mail_sink.port
+
+    # History's batch write is linked to the run's trace (a batch belongs to many traces); its
+    # span ends after the acks, just after the run became visible.
+    deadline = time.monotonic() + 5
+    while not any(
+        link.context.trace_id == producer.context.trace_id
+        for s in spans.get_finished_spans()
+        if s.name == "process belltower.run.>"
+        for link in s.links
+    ):
+        assert time.monotonic() < deadline, "no history write span linked to the run's trace"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_failed_run_marks_its_span_failed(
+    services: Services, spans: InMemorySpanExporter
+) -> None:
+    _, record = await services.run_now(fail=True)
+    assert record.status == "failed"
+    trace_id = int(record.trace_id or "0", 16)
+    run = _one(_trace_of(list(spans.get_finished_spans()), trace_id), name="run test.traced")
+    assert not run.status.is_ok and run.status.description == "asked to fail"
