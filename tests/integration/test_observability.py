@@ -1,17 +1,21 @@
-"""One run followed across the real services, in this process: its trace and its metrics.
+"""One run followed across the real services, in this process: its trace and the completion
+event integrators receive, and the AsyncAPI document that describes it.
 
 The scheduler, a notifier worker and history run in-process on real NATS, PostgreSQL and SMTP,
-so an in-memory span exporter sees every span and the Prometheus registry every series.
+so an in-memory span exporter sees every span.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import msgspec
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -19,9 +23,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from belltower import telemetry
+from belltower import asyncapi, telemetry
 from belltower.api import Job, JobSpec, RunNowRequest, RunNowResult, RunRecord, RunRef
 from belltower.errors import JobFailed, NotFound
+from belltower.health import HealthServer
 from belltower.jobtypes import JobContext, Registry
 from belltower.rpc import ApiClient
 from belltower.schedule import Every, Schedule
@@ -30,6 +35,7 @@ from belltower.worker import Worker
 from belltower_history.app import HistoryService
 from belltower_scheduler.app import SchedulerService
 from belltower_scheduler.settings import SchedulerSettings
+from tests.support import stream_messages
 
 pytestmark = pytest.mark.slow
 
@@ -203,3 +209,88 @@ async def test_a_failed_run_marks_its_span_failed(
     trace_id = int(record.trace_id or "0", 16)
     run = _one(_trace_of(list(spans.get_finished_spans()), trace_id), name="run test.traced")
     assert not run.status.is_ok and run.status.description == "asked to fail"
+
+
+REPO = Path(__file__).resolve().parents[2]
+DOCUMENTED_FIELDS = {"occurrence_id", "job_id", "job_type", "status", "scheduled_for", "dispatched_at",
+                     "started_at", "finished_at", "duration_ms", "trigger", "summary", "trace_id"}  # fmt: skip
+
+
+def load_example() -> Any:
+    """The integrator guide's subscriber, loaded from its file exactly as published."""
+    path = REPO / "docs" / "examples" / "subscribe_run_finished.py"
+    spec = importlib.util.spec_from_file_location("subscribe_run_finished", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_example_subscriber_uses_nothing_but_nats_py() -> None:
+    source = (REPO / "docs" / "examples" / "subscribe_run_finished.py").read_text()
+    imported = {
+        line.split()[1].split(".")[0]
+        for line in source.splitlines()
+        if line.startswith(("import ", "from "))
+    }
+    assert imported <= {"__future__", "asyncio", "json", "sys", "collections", "nats"}, imported
+
+
+async def test_the_documented_plain_subscriber_receives_a_completion_event(
+    services: Services, settings: Settings, nc
+) -> None:
+    example = load_example()
+    started, record = await services.run_now(fail=True)
+    events = example.run_finished_events(
+        settings.nats_url, "belltower.run.finished.failed.test.>", durable="contract-test"
+    )
+    try:
+        event = await asyncio.wait_for(anext(events), 10)
+    finally:
+        await events.aclose()
+
+    assert event["specversion"] == "1.0"
+    assert event["type"] == "io.belltower.run.finished.v1"
+    assert event["id"] == started.run_id and event["subject"] == record.job_id
+    assert event["source"] == "belltower/notifier-worker"
+    assert event["datacontenttype"] == "application/json" and event["time"]
+    data = event["data"]
+    assert data.keys() >= DOCUMENTED_FIELDS
+    assert data["occurrence_id"] == started.occurrence_id and data["status"] == "failed"
+    assert data["job_type"] == "test.traced" and data["trigger"] == "manual"
+    assert data["summary"] == "asked to fail" and data["trace_id"] == record.trace_id
+    assert data["duration_ms"] == record.duration_ms
+
+    [stored] = await stream_messages(nc.jetstream(), "BELLTOWER_RUNS", "belltower.run.finished.")
+    assert stored.subject == "belltower.run.finished.failed.test.traced"
+    assert stored.headers["Nats-Msg-Id"] == event["id"]
+    assert stored.headers["Content-Type"] == "application/cloudevents+json"
+    assert stored.headers["traceparent"].split("-")[1] == record.trace_id
+
+
+def test_the_committed_asyncapi_document_is_the_one_the_code_generates() -> None:
+    committed = (REPO / "docs" / "asyncapi.yaml").read_text()
+    assert committed == asyncapi.to_yaml(), (
+        "docs/asyncapi.yaml is out of date: run `uv run python -m belltower.asyncapi > docs/asyncapi.yaml`"
+    )
+    document = asyncapi.document()
+    assert document["asyncapi"] == "3.0.0"
+    finished = document["channels"]["runFinished"]
+    assert finished["address"] == "belltower.run.finished.{status}.{job_type}"
+    assert set(finished["parameters"]) == {"status", "job_type"}
+    payload = document["components"]["schemas"]["RunFinishedData"]["properties"]
+    assert payload.keys() >= DOCUMENTED_FIELDS
+
+
+async def test_every_service_serves_the_asyncapi_document(settings: Settings) -> None:
+    server = HealthServer("history", settings.model_copy(update={"health_port": 0}), {})
+    await server.start()
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{server.port}/asyncapi.json") as response,
+        ):
+            assert response.status == 200
+            assert await response.json() == asyncapi.document()
+    finally:
+        await server.stop()

@@ -1,4 +1,5 @@
-"""Each service's health and metrics endpoints: ``/livez``, ``/readyz``, ``/metrics``, ``/asyncapi.json``.
+"""Each service's health and metrics endpoints: ``/livez``, ``/readyz``, ``/metrics``, and the
+AsyncAPI document of its messages on ``/asyncapi.json``.
 
 A small aiohttp server on ``BELLTOWER_HEALTH_HOST``:``BELLTOWER_HEALTH_PORT`` (defaults per
 service in :data:`DEFAULT_PORTS`), next to the service's own event loop. ``/livez`` answers as
@@ -83,7 +84,6 @@ class HealthServer:
         service: str,
         settings: Settings,
         checks: Mapping[str, Check],
-        asyncapi: Callable[[], dict[str, Any]] | None = None,
         before_scrape: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.service = service
@@ -91,7 +91,6 @@ class HealthServer:
         port = settings.health_port
         self.port = DEFAULT_PORTS.get(service, 0) if port is None else port
         self.checks = dict(checks)
-        self.asyncapi = asyncapi
         self.before_scrape = before_scrape
         self._runner: web.AppRunner | None = None
 
@@ -100,8 +99,7 @@ class HealthServer:
         app.router.add_get("/livez", self.livez)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
-        if self.asyncapi is not None:
-            app.router.add_get("/asyncapi.json", self.asyncapi_json)
+        app.router.add_get("/asyncapi.json", self.asyncapi_json)
         return app
 
     async def start(self) -> None:
@@ -180,8 +178,10 @@ class HealthServer:
         )
 
     async def asyncapi_json(self, _: web.Request) -> web.Response:
-        assert self.asyncapi is not None
-        return web.json_response(self.asyncapi())
+        """The AsyncAPI document of Belltower's messages, the same from every service."""
+        from .asyncapi import document
+
+        return web.json_response(document())
 
 
 def serve(app: Any, server: HealthServer) -> HealthServer:

@@ -47,6 +47,7 @@ from .events import (
     RunStartedData,
     RunStatus,
     due_decoder,
+    event_headers,
     utcnow,
 )
 from .jobtypes import Database, JobContext, JobType, Output, Registry
@@ -346,7 +347,7 @@ class Worker:
         confirmation = await self._js.publish_async(
             run_started_subject(due.job_type),
             _encoder.encode(started),
-            headers=telemetry.inject({"Nats-Msg-Id": started.id}),
+            headers=telemetry.inject(event_headers(started.id)),
         )
         confirmation.add_done_callback(_log_unconfirmed)
         output = Output()
@@ -379,7 +380,7 @@ class Worker:
                 await self._js.publish(  # type: ignore[union-attr]
                     run_progress_subject(due.job_type),
                     _encoder.encode(event),
-                    headers={"Nats-Msg-Id": event.id},
+                    headers=telemetry.inject(event_headers(event.id)),
                 )
             except Exception:
                 log.warning(
@@ -525,7 +526,7 @@ class Worker:
         await self._js.publish(
             run_finished_subject(status, job_type),
             payload,
-            headers=telemetry.inject({"Nats-Msg-Id": event_id}),
+            headers=telemetry.inject(event_headers(event_id)),
         )
 
 
