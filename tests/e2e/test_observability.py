@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.request
 
@@ -46,7 +47,8 @@ def test_every_service_is_ready_and_counts_what_it_did(stack, cli) -> None:
 
     job = cli.json("jobs", "create", "--type", "system.canary", "--title", "Canary", "--every", "1h", "--paused")  # fmt: skip
     bad = cli.json("jobs", "create", "--type", "system.canary", "--title", "Broken", "--every", "1h", "--paused", "--param", "fail=true")  # fmt: skip
-    cli.run("jobs", "run-now", job["id"], "--wait")
+    waited = cli.run("jobs", "run-now", job["id"], "--wait").stdout
+    assert re.search(r"trace id:\s+[0-9a-f]{32}\b", waited), waited
     for _ in range(3):
         cli.run("jobs", "run-now", bad["id"], "--wait", check=False)
 
