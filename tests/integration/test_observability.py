@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 import msgspec
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -41,6 +42,7 @@ pytestmark = pytest.mark.slow
 
 
 class TracedParams(msgspec.Struct):
+    url: str
     fail: bool = False
 
 
@@ -52,6 +54,8 @@ def traced_registry() -> Registry:
         pool = await ctx.db.pool()
         ctx.output.line(f"database says {await pool.fetchval('SELECT 40 + 2')}")
         await ctx.mailer.send(["office@school.test"], "traced", "a traced run")
+        async with httpx.AsyncClient() as client:
+            (await client.get(params.url)).raise_for_status()
         if params.fail:
             raise JobFailed("asked to fail")
 
@@ -64,6 +68,8 @@ class Services:
     worker: Worker
     history: HistoryService
     api: ApiClient
+    http_url: str
+    """An HTTP endpoint the traced job calls: a health server of this test's own."""
 
     async def run_now(self, fail: bool = False) -> tuple[RunNowResult, RunRecord]:
         """Define a paused job, run it now, and wait until history holds its finished run."""
@@ -74,7 +80,7 @@ class Services:
                 type="test.traced",
                 title="Traced job",
                 schedule=Schedule(rule=Every(seconds=3600)),
-                params={"fail": fail},
+                params={"fail": fail, "url": self.http_url},
                 paused=True,
             ),
             Job,
@@ -120,9 +126,18 @@ async def services(settings: Settings, mail_sink, nc, spans) -> AsyncIterator[Se
     await scheduler.on_startup()
     await scheduler.broker.start()
     await scheduler.after_startup()
+    http = HealthServer("test", Settings(**common | {"health_port": 0}), {})
+    await http.start()
     try:
-        yield Services(scheduler, worker, history, ApiClient(nc, timeout=10))
+        yield Services(
+            scheduler,
+            worker,
+            history,
+            ApiClient(nc, timeout=10),
+            f"http://127.0.0.1:{http.port}/livez",
+        )
     finally:
+        await http.stop()
         await scheduler.on_shutdown()
         await scheduler.broker.stop()
         await worker.broker.stop()
@@ -148,7 +163,7 @@ def _one(spans: list[ReadableSpan], **match: Any) -> ReadableSpan:
     return found[0]
 
 
-async def test_one_trace_from_dispatch_to_the_handlers_sql_and_smtp_and_its_id_in_history(
+async def test_one_trace_from_dispatch_to_the_handlers_sql_smtp_and_http_and_its_id_in_history(
     services: Services, spans: InMemorySpanExporter, mail_sink
 ) -> None:
     started, record = await services.run_now()
@@ -187,6 +202,9 @@ async def test_one_trace_from_dispatch_to_the_handlers_sql_and_smtp_and_its_id_i
     smtp = _one(in_trace, name="smtp send")
     assert smtp.parent is not None and smtp.parent.span_id == run.context.span_id
     assert smtp.kind == SpanKind.CLIENT and smtp.attributes["server.port"] == mail_sink.port
+    http = _one(in_trace, **{"url.full": services.http_url})
+    assert http.parent is not None and http.parent.span_id == run.context.span_id
+    assert http.kind == SpanKind.CLIENT and http.attributes["http.response.status_code"] == 200
 
     # History's batch write is linked to the run's trace (a batch belongs to many traces); its
     # span ends after the acks, just after the run became visible.

@@ -77,12 +77,14 @@ def _processor(name: str) -> SpanProcessor:
     return BatchSpanProcessor(OTLPSpanExporter())
 
 
-def _opt_in_database_semconv() -> None:
-    """Ask the OTel instrumentations for the stable database attribute names."""
+def _opt_in_stable_semconv() -> None:
+    """Ask the OTel instrumentations for the stable database and HTTP attribute names."""
     current = os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "")
     tokens = {t.strip() for t in current.split(",") if t.strip()}
-    if not tokens & {"database", "database/dup"}:
-        os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = ",".join(sorted(tokens | {"database"}))
+    for signal in ("database", "http"):
+        if not tokens & {signal, f"{signal}/dup"}:
+            tokens.add(signal)
+    os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = ",".join(sorted(tokens))
 
 
 def setup(service: str, *, instrument_clients: bool = False) -> TracerProvider:
@@ -138,7 +140,7 @@ def instrument_client_libraries() -> None:
     global _instrumented
     if _instrumented:
         return
-    _opt_in_database_semconv()
+    _opt_in_stable_semconv()
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
     AsyncPGInstrumentor().instrument(tracer_provider=_provider)
