@@ -126,6 +126,8 @@ async def services(settings: Settings, mail_sink, nc, spans) -> AsyncIterator[Se
     await scheduler.on_startup()
     await scheduler.broker.start()
     await scheduler.after_startup()
+    for service in (history, worker, scheduler):  # their subscriptions reach the server first
+        await service.broker.connection.flush()
     http = HealthServer("test", Settings(**common | {"health_port": 0}), {})
     await http.start()
     try:
@@ -206,17 +208,30 @@ async def test_one_trace_from_dispatch_to_the_handlers_sql_smtp_and_http_and_its
     assert http.parent is not None and http.parent.span_id == run.context.span_id
     assert http.kind == SpanKind.CLIENT and http.attributes["http.response.status_code"] == 200
 
-    # History's batch write is linked to the run's trace (a batch belongs to many traces); its
-    # span ends after the acks, just after the run became visible.
+    # History's batch is linked to the run's trace (a batch belongs to many traces), and the
+    # write appears in the run's own trace under the consumer span whose traceparent the
+    # finished event carried. Both end after the acks, just after the run became visible.
     deadline = time.monotonic() + 5
-    while not any(
-        link.context.trace_id == producer.context.trace_id
-        for s in spans.get_finished_spans()
-        if s.name == "process belltower.run.>"
-        for link in s.links
-    ):
-        assert time.monotonic() < deadline, "no history write span linked to the run's trace"
+    while True:
+        finished = list(spans.get_finished_spans())
+        linked = any(
+            link.context.trace_id == producer.context.trace_id
+            for s in finished
+            if s.name == "process belltower.run.>"
+            for link in s.links
+        )
+        stored = [
+            s
+            for s in _trace_of(finished, producer.context.trace_id)
+            if s.name == "INSERT history.runs"
+        ]
+        if linked and stored:
+            break
+        assert time.monotonic() < deadline, f"history's write is not in the run's trace: {linked=}"
         await asyncio.sleep(0.05)
+    [store] = stored
+    assert store.parent is not None and store.parent.span_id == consumer.context.span_id
+    assert store.attributes["db.system.name"] == "postgresql"
 
 
 async def test_a_failed_run_marks_its_span_failed(

@@ -23,7 +23,7 @@ import contextlib
 import importlib.util
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
@@ -107,8 +107,7 @@ def setup(service: str, *, instrument_clients: bool = False) -> TracerProvider:
         for name in names:
             provider.add_span_processor(_processor(name))
         use(provider, recording=bool(names))
-        with contextlib.suppress(Exception):  # a library may have set a global one already
-            trace.set_tracer_provider(provider)
+        trace.set_tracer_provider(provider)  # also OpenTelemetry's global, for other libraries
         log.info(
             "tracing configured",
             extra={"action": "telemetry.configured", "exporters": names or ["none"]},
@@ -136,7 +135,11 @@ def use(provider: TracerProvider | None, *, recording: bool = True) -> TracerPro
 
 
 def instrument_client_libraries() -> None:
-    """Trace asyncpg queries and httpx requests made while a span is current (idempotent)."""
+    """Trace every asyncpg query and httpx request of this process (idempotent).
+
+    Only workers call it: there the only SQL and HTTP are their handlers', so each query and
+    request is a child of the run that made it.
+    """
     global _instrumented
     if _instrumented:
         return
@@ -254,6 +257,27 @@ def batch_span(destination: str, messages: Sequence[Any], *, consumer: str) -> I
                 if linked.get_span_context().is_valid:
                     current.add_link(linked.get_span_context())
         yield current
+
+
+def span_in_each_trace(
+    messages: Iterable[Any],
+    name: str,
+    *,
+    start_time: int,
+    kind: SpanKind = SpanKind.CLIENT,
+    attributes: Mapping[str, str | int] | None = None,
+) -> None:
+    """Give each message's trace a span of work done for a whole batch (from ``start_time``,
+    in ns, to now), as a child of the span its ``traceparent`` names, so each run's trace
+    shows, say, history storing it. Nothing is read when this process records no spans."""
+    if _unsampled is not None:
+        return
+    for message in messages:
+        parent = _propagator.extract(message.headers or {})
+        if trace.get_current_span(parent).get_span_context().is_valid:
+            _tracer.start_span(
+                name, context=parent, kind=kind, attributes=attributes, start_time=start_time
+            ).end()
 
 
 @contextlib.contextmanager
