@@ -4,6 +4,10 @@ Every series is defined here so the contract is in one place; services record th
 small functions below, one or two calls each, aggregated per batch on the hot paths. Labels
 are bounded (pool, job type, status, reason, policy, partition, stream, consumer): never a
 job id. Each process serves its own registry on ``/metrics`` (see :mod:`belltower.health`).
+
+Replicas of one service report the same value for the gauges read from shared state
+(``belltower_consumer_pending_messages``, ``belltower_jobs_failing``): aggregate those with
+``max``, the counters and histograms with ``sum``.
 """
 
 from __future__ import annotations
