@@ -13,11 +13,13 @@ Replicas of one service report the same value for the gauges read from shared st
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # No ``*_created`` twin series: Prometheus does not use them, and they double the counters.
 disable_created_metrics()
@@ -45,12 +47,43 @@ SCHEDULER_LAG = Histogram(
     "Dispatch time minus due time of each dispatched occurrence",
     buckets=_LAG_BUCKETS,
 )
-SCHEDULER_LEADER = Gauge(
-    "belltower_scheduler_leader",
-    "1 while this scheduler process dispatches the partition, else 0",
-    ["partition"],
-)
-SCHEDULER_JOBS = Gauge("belltower_scheduler_jobs", "Jobs the scheduler holds (paused included)")
+
+
+class _SchedulerState(Collector):
+    """``belltower_scheduler_leader{partition}`` and ``belltower_scheduler_jobs``, read from the
+    scheduler at each scrape through the functions :func:`watch_scheduler` gives."""
+
+    def __init__(self) -> None:
+        self.leader: Callable[[], Mapping[str, int]] = dict
+        self.jobs: Callable[[], int] = int
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        leader = GaugeMetricFamily(
+            "belltower_scheduler_leader",
+            "1 while this scheduler process dispatches the partition, else 0",
+            labels=["partition"],
+        )
+        for partition, value in sorted(self.leader().items()):
+            leader.add_metric([partition], value)
+        yield leader
+        yield GaugeMetricFamily(
+            "belltower_scheduler_jobs",
+            "Jobs the scheduler holds in the partitions it dispatches (paused included)",
+            value=self.jobs(),
+        )
+
+
+_scheduler_state = _SchedulerState()
+REGISTRY.register(_scheduler_state)
+
+
+def watch_scheduler(leader: Callable[[], Mapping[str, int]], jobs: Callable[[], int]) -> None:
+    """Where the scheduler gauges read from: ``leader()`` maps each partition to 1 (this
+    process dispatches it) or 0, ``jobs()`` counts the jobs held."""
+    _scheduler_state.leader = leader
+    _scheduler_state.jobs = jobs
+
+
 RUNS = Counter(
     "belltower_runs_total",
     "Finished runs by pool, job type and status (succeeded, failed, dead_lettered, timed_out)",

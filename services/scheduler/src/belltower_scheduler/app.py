@@ -66,9 +66,8 @@ class SchedulerService:
         )
 
     def leading(self) -> int:
-        """1 while this process dispatches: its loop runs (and it holds the lease, once HA has one)."""
-        running = self._loop_task is not None and not self._loop_task.done()
-        return int(running and getattr(self.dispatcher, "is_leader", True))
+        """1 while this process dispatches: its dispatch loop runs."""
+        return int(self._loop_task is not None and not self._loop_task.done())
 
     async def on_startup(self) -> None:
         logs.configure("scheduler", self.settings)
@@ -86,10 +85,10 @@ class SchedulerService:
             max_batch=self.settings.dispatch_batch,
         )
         loaded = await self.dispatcher.load()
-        metrics.SCHEDULER_JOBS.set_function(
-            lambda: len(self.dispatcher.entries) if self.dispatcher else 0
+        metrics.watch_scheduler(
+            leader=lambda: {"0": self.leading()},
+            jobs=lambda: len(self.dispatcher.entries) if self.dispatcher else 0,
         )
-        metrics.SCHEDULER_LEADER.labels("0").set_function(self.leading)
         self.operations = Operations(store, self.dispatcher, Catalog(js))
         log.info(
             "scheduler ready",
