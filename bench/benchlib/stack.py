@@ -32,7 +32,7 @@ from nats.js import JetStreamContext
 
 from belltower import streams
 from belltower.db import migrate
-from belltower.localservers import NatsServer, PostgresServer, drop_database
+from belltower.localservers import NatsServer, PostgresServer, drop_database, free_port
 from belltower.settings import Settings
 
 DB_OWNER = "belltower"
@@ -147,7 +147,8 @@ class Service:
         self.binary = Path(sys.executable).parent / script
         if not self.binary.exists():
             raise FileNotFoundError(f"{self.binary} not found: run `uv sync --all-packages` first")
-        self.env = {**os.environ, **env}
+        # A free health port per process: several workers run side by side here.
+        self.env = {**os.environ, "BELLTOWER_HEALTH_PORT": str(free_port()), **env}
         self.log_path = log_dir / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from belltower.localservers import bound_to_parent
+from belltower.localservers import bound_to_parent, free_port
 
 BIN = Path(sys.executable).parent
 SERVICES = ("scheduler", "history", "notifier-worker", "integration-worker")
@@ -54,12 +54,15 @@ class Stack:
     env: dict[str, str]
     logs: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    health_ports: dict[str, int] = field(default_factory=dict)
+    """Each service's health and metrics port: a free one, so stacks never clash with `make dev`."""
 
     def start(self, name: str, **extra_env: str) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("ab")
+        port = self.health_ports.setdefault(name, free_port())
         proc = subprocess.Popen(
             bound_to_parent([BIN / f"belltower-{name}"]),
-            env={**self.env, **extra_env},
+            env={**self.env, "BELLTOWER_HEALTH_PORT": str(port), **extra_env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -123,6 +126,7 @@ def stack_env(fresh_nats, database_url: str, tmp_batch_folder: Path, mail_sink) 
         BELLTOWER_ACK_WAIT_S="3",
         BELLTOWER_LOG_JSON="true",
         BELLTOWER_LOG_LEVEL="INFO",
+        OTEL_TRACES_EXPORTER="none",  # a developer's collector settings must not leak in
     )
     return env
 

@@ -23,6 +23,7 @@ import pytest
 
 from belltower.events import RunFinished
 from belltower.subjects import RUNS_STREAM
+from tests.e2e.test_observability import scrape, value
 from tests.support import stream_messages
 
 pytestmark = pytest.mark.slow
@@ -126,6 +127,9 @@ def test_a_worker_killed_mid_run_leads_to_exactly_one_completion(
     run = cli.json("runs", "show", run_id)
     assert run["status"] == "succeeded"
     assert run["attempt"] >= 2, "the run should have been delivered again after the crash"
+    metrics = scrape(stack.health_ports["notifier-worker"])  # the new worker's own counters
+    assert (value(metrics, "belltower_consumer_redeliveries_total", pool="notifier") or 0) >= 1
+    assert value(metrics, "belltower_runs_total", pool="notifier", job_type="system.canary", status="succeeded") == 1  # fmt: skip
     assert (
         len(query(database_url, "SELECT 1 FROM history.runs WHERE run_id = $1", uuid.UUID(run_id)))
         == 1

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from belltower.errors import BelltowerError, ConfigurationError
+from belltower.health import DEFAULT_PORTS as HEALTH_PORTS
 from belltower.localservers import (
     LOCALHOST,
     MailSink,
@@ -180,7 +181,8 @@ async def start_service(service: Service, env: dict[str, str], console: Console)
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env=env,
+        # Each its own health port, whatever BELLTOWER_HEALTH_PORT the shell has.
+        env=env | {"BELLTOWER_HEALTH_PORT": str(HEALTH_PORTS[service.name])},
         start_new_session=True,
     )
     service.output = asyncio.create_task(relay_output(service, console))
@@ -259,6 +261,11 @@ def banner(
         f"  PostgreSQL  {database}",
         f"  SMTP        {mail.host}:{mail.port}   mail is saved to {paths.mail}",
         f"  Batch       {paths.batch}",
+        "  Health      /livez /readyz /metrics /asyncapi.json on",
+        *(
+            f"              http://{LOCALHOST}:{port}  {name}"
+            for name, port in HEALTH_PORTS.items()
+        ),
         f"  Logs        {nats.log_path}"
         + (f"\n              {postgres.log_path}" if postgres else ""),
         "",
@@ -296,6 +303,7 @@ async def start_servers(
 async def run(paths: DevPaths, console: Console) -> int:
     external_db = os.environ.get("BELLTOWER_DATABASE_URL")
     ports = {"NATS": DEV_NATS_PORT, "NATS monitoring": DEV_NATS_MONITOR_PORT, "SMTP": DEV_SMTP_PORT}
+    ports |= {f"{name} health": port for name, port in HEALTH_PORTS.items()}
     if not external_db:
         ports["PostgreSQL"] = DEV_POSTGRES_PORT
     check_ports(ports)

@@ -25,6 +25,14 @@ _RUN_NS = uuid.UUID("b3f0d9a4-0c7e-4f35-9a55-0e3c1e7a2d90")
 MAX_OUTPUT_CHARS = 200_000
 
 
+CLOUDEVENTS_JSON = "application/cloudevents+json"
+
+
+def event_headers(event_id: str) -> dict[str, str]:
+    """NATS headers of a run event: its id for JetStream de-duplication, its content type."""
+    return {"Nats-Msg-Id": event_id, "Content-Type": CLOUDEVENTS_JSON}
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

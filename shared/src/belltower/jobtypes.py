@@ -191,6 +191,11 @@ class Database:
             self._pool = await create_pool(self.url)
         return self._pool
 
+    @property
+    def opened(self) -> asyncpg.Pool | None:
+        """The pool if a run has opened it, else None (for readiness checks)."""
+        return self._pool
+
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()

@@ -1,7 +1,7 @@
 """Logging set-up for entry points: structured, with a stable ``action`` key, JSON off a terminal.
 
 Modules log with ``logging.getLogger(__name__)`` and pass fields in ``extra``; only entry points
-call :func:`configure`.
+call :func:`configure`. A line logged while a span is current carries its ``trace_id``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 
 import structlog
 
+from . import telemetry
 from .settings import Settings
 
 _STD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
@@ -22,6 +23,8 @@ def _extra_fields(_: object, __: str, event: dict) -> dict:
         for key, value in record.__dict__.items():
             if key not in _STD_ATTRS and not key.startswith("_") and key not in event:
                 event[key] = value
+    if "trace_id" not in event and (trace_id := telemetry.current_trace_id()):
+        event["trace_id"] = trace_id  # a line logged during a run leads to the run's trace
     return event
 
 

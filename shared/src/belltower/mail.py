@@ -5,7 +5,9 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 import aiosmtplib
+from opentelemetry.trace import SpanKind
 
+from . import telemetry
 from .errors import Unavailable
 from .settings import Settings
 
@@ -24,18 +26,28 @@ class Mailer:
         msg.set_content(text)
         if html is not None:
             msg.add_alternative(html, subtype="html")
-        try:
-            await aiosmtplib.send(
-                msg,
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_username,
-                password=s.smtp_password,
-                start_tls=s.smtp_starttls,
-                timeout=30,
-            )
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise Unavailable(
-                f"cannot send mail through {s.smtp_host}:{s.smtp_port} ({exc}); "
-                "check BELLTOWER_SMTP_HOST and BELLTOWER_SMTP_PORT"
-            ) from None
+        with telemetry.span(
+            "smtp send",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "server.address": s.smtp_host,
+                "server.port": s.smtp_port,
+                "network.protocol.name": "smtp",
+                "belltower.mail.recipients": len(to),
+            },
+        ):
+            try:
+                await aiosmtplib.send(
+                    msg,
+                    hostname=s.smtp_host,
+                    port=s.smtp_port,
+                    username=s.smtp_username,
+                    password=s.smtp_password,
+                    start_tls=s.smtp_starttls,
+                    timeout=30,
+                )
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                raise Unavailable(
+                    f"cannot send mail through {s.smtp_host}:{s.smtp_port} ({exc}); "
+                    "check BELLTOWER_SMTP_HOST and BELLTOWER_SMTP_PORT"
+                ) from None

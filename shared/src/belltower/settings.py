@@ -64,6 +64,17 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=64, ge=1)
     default_timeout_s: float = Field(default=3600.0, gt=0)
     request_timeout_s: float = Field(default=10.0, gt=0)
+    health_host: str = Field(
+        default="127.0.0.1",
+        description="Address of the /livez, /readyz and /metrics endpoints (0.0.0.0 in a pod)",
+    )
+    health_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of the health and metrics endpoints; default per service "
+        "(scheduler 9101, notifier-worker 9102, integration-worker 9103, history 9104); 0 picks a free one",
+    )
     log_level: str = "INFO"
     log_json: bool | None = Field(
         default=None, description="JSON logs; default: when not a terminal"

@@ -34,7 +34,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from . import logs, streams, telemetry
+from . import health, logs, metrics, streams, telemetry
 from .broker import make_broker
 from .errors import BelltowerError, InvalidInput, JobFailed
 from .events import (
@@ -47,6 +47,7 @@ from .events import (
     RunStartedData,
     RunStatus,
     due_decoder,
+    event_headers,
     utcnow,
 )
 from .jobtypes import Database, JobContext, JobType, Output, Registry
@@ -115,6 +116,7 @@ class Worker:
 
     def app(self) -> FastStream:
         app = FastStream(self.broker, logger=logging.getLogger("faststream.app"))
+        self.health = health.serve(app, self.health_server())
         app.on_startup(self.on_startup)
         app.on_shutdown(self.on_shutdown)
         return app
@@ -140,9 +142,24 @@ class Worker:
             description=f"Runs the occurrences due for the {self.pool} pool",
         )(self.handle)
 
+    def health_server(self) -> health.HealthServer:
+        return health.HealthServer(
+            f"{self.pool}-worker",
+            self.settings,
+            {
+                "nats": health.nats_check(self.broker),
+                "database": health.database_check(lambda: self.db.opened, required=False),
+            },
+            before_scrape=self.refresh_metrics,
+        )
+
+    async def refresh_metrics(self) -> None:
+        if self._js is not None:
+            await metrics.refresh_consumer_pending(self._js, DUE_STREAM, worker_consumer(self.pool))
+
     async def on_startup(self) -> None:
         logs.configure(f"{self.pool}-worker", self.settings)
-        telemetry.setup(f"belltower-{self.pool}-worker")
+        telemetry.setup(f"belltower-{self.pool}-worker", instrument_clients=True)
         await self.broker.connect()
         js = self.broker.connection.jetstream()
         await streams.ensure(js, self.settings)
@@ -184,8 +201,17 @@ class Worker:
             await msg.reject()
             return
         attempt = raw.metadata.num_delivered if raw.metadata else 1
+        if attempt > 1:
+            metrics.CONSUMER_REDELIVERIES.labels(self.pool).inc()
         try:
-            await self._process(msg, due, attempt)
+            with telemetry.consumer_span(
+                raw.subject,
+                due.occurrence_id,
+                raw.headers,
+                consumer=worker_consumer(self.pool),
+                attributes={"belltower.job.type": due.job_type, "belltower.run.attempt": attempt},
+            ):
+                await self._process(msg, due, attempt)
         except Exception as exc:
             # The broker or the claims bucket failed us: leave the occurrence for redelivery.
             log.warning(
@@ -229,6 +255,7 @@ class Worker:
             await msg.nack(delay=self.lease_s)
             return
         await self._publish_finished(event.data.status, due.job_type, event.id, payload)
+        metrics.record_run(self.pool, event.data)
         await msg.ack()
 
     async def _commit(self, key: str, finished: Claim, revision: int, attempt: int) -> bool:
@@ -320,7 +347,7 @@ class Worker:
         confirmation = await self._js.publish_async(
             run_started_subject(due.job_type),
             _encoder.encode(started),
-            headers={"Nats-Msg-Id": started.id},
+            headers=telemetry.inject(event_headers(started.id)),
         )
         confirmation.add_done_callback(_log_unconfirmed)
         output = Output()
@@ -353,7 +380,7 @@ class Worker:
                 await self._js.publish(  # type: ignore[union-attr]
                     run_progress_subject(due.job_type),
                     _encoder.encode(event),
-                    headers={"Nats-Msg-Id": event.id},
+                    headers=telemetry.inject(event_headers(event.id)),
                 )
             except Exception:
                 log.warning(
@@ -413,7 +440,11 @@ class Worker:
         )
         beating = asyncio.create_task(heartbeat())
         try:
-            outcome = await self._execute(job_type, due, ctx, timeout)
+            with telemetry.span(
+                f"run {due.job_type}", attributes={"belltower.job.type": due.job_type}
+            ):
+                outcome = await self._execute(job_type, due, ctx, timeout)
+                telemetry.record_outcome(outcome.status, outcome.error)
         finally:
             stop.set()
             await asyncio.gather(beating, return_exceptions=True)
@@ -495,7 +526,9 @@ class Worker:
     ) -> None:
         assert self._js is not None
         await self._js.publish(
-            run_finished_subject(status, job_type), payload, headers={"Nats-Msg-Id": event_id}
+            run_finished_subject(status, job_type),
+            payload,
+            headers=telemetry.inject(event_headers(event_id)),
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,7 @@ from faststream import FastStream
 from faststream.nats import NatsMessage
 from nats.aio.msg import Msg
 
-from belltower import logs, streams, telemetry
+from belltower import health, logs, metrics, streams, telemetry
 from belltower.api import PurgeRequest, PurgeResult, RunQuery, RunRecord, RunRef
 from belltower.broker import make_broker
 from belltower.db import create_pool, migrate
@@ -42,6 +43,14 @@ _BAD_DATA = (
 
 MAX_LIMIT = 10_000
 NAK_DELAY_S = 2.0
+FAILING_EVERY_S = 30.0
+_FINISHED = "belltower.run.finished."
+_STORE_SPAN = {
+    "db.system.name": "postgresql",
+    "db.operation.name": "INSERT",
+    "db.collection.name": "history.runs",
+    "db.namespace": "history",
+}
 _STATUSES = (*RUN_STATUSES, "running")
 
 
@@ -63,6 +72,7 @@ class HistoryService:
         self.outbox: OutboxSender | None = None
         self._pool: Any = None
         self.recorded = 0
+        self._failing_read_at = -FAILING_EVERY_S
         for operation, target in (
             ("runs.list", self.list_runs),
             ("runs.get", self.get_run),
@@ -80,10 +90,31 @@ class HistoryService:
 
     def app(self) -> FastStream:
         app = FastStream(self.broker, logger=logging.getLogger("faststream.app"))
+        self.health = health.serve(app, self.health_server())
         app.on_startup(self.on_startup)
         app.after_startup(self.start_consuming)
         app.on_shutdown(self.on_shutdown)
         return app
+
+    def health_server(self) -> health.HealthServer:
+        return health.HealthServer(
+            "history",
+            self.settings,
+            {
+                "nats": health.nats_check(self.broker),
+                "database": health.database_check(lambda: self._pool),
+            },
+            before_scrape=self.refresh_metrics,
+        )
+
+    async def refresh_metrics(self) -> None:
+        """Before a scrape: the consumer's backlog, and the failing jobs at most every 30 s."""
+        if self._consumer is not None:
+            await metrics.refresh_consumer_pending(self._consumer.js, RUNS_STREAM, HISTORY_CONSUMER)
+        now = time.monotonic()
+        if self.store is not None and now >= self._failing_read_at + FAILING_EVERY_S:
+            self._failing_read_at = now
+            metrics.JOBS_FAILING.set(await self.store.failing_jobs())
 
     async def on_startup(self) -> None:
         logs.configure("history", self.settings)
@@ -124,6 +155,21 @@ class HistoryService:
         await self._consumer.start()
 
     async def ingest(self, batch: list[Msg]) -> bool:
+        """Store one batch of run events under one span linked to each run's trace; each
+        finished run's own trace gets a span of the write that stored it."""
+        started = time.time_ns()
+        with telemetry.batch_span(RUNS_SUBJECTS, batch, consumer=HISTORY_CONSUMER):
+            stored = await self._ingest(batch)
+        if stored:
+            telemetry.span_in_each_trace(
+                (m for m in batch if m.subject.startswith(_FINISHED)),
+                "INSERT history.runs",
+                start_time=started,
+                attributes=_STORE_SPAN,
+            )
+        return stored
+
+    async def _ingest(self, batch: list[Msg]) -> bool:
         """Store one batch of run events, then ack it; on a database error nak it for redelivery.
 
         Returns whether the batch was stored. Acks go out only after the commit, so a crash in
@@ -178,6 +224,7 @@ class HistoryService:
                 )
                 break
         self.recorded += len(events)
+        metrics.record_history_events(events)
         return True
 
     async def _ingest_one_by_one(self, kept: list[Msg], events: list[RunEvent]) -> bool:
@@ -211,6 +258,7 @@ class HistoryService:
             with contextlib.suppress(Exception):
                 await raw.ack()
             self.recorded += 1
+            metrics.record_history_events([event])
         return True
 
     async def list_runs(self, data: bytes) -> list[RunRecord]:

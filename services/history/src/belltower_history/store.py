@@ -177,6 +177,20 @@ class Store:
         row = await self.pool.fetchrow(sql, run_or_occurrence_id)
         return RunRecord(**dict(row)) if row else None
 
+    async def failing_jobs(self, last: int = 3) -> int:
+        """How many jobs have ``last`` finished runs, all of them not succeeded.
+
+        One index walk per job (``runs_job_time``), newest first, reading at most ``last`` rows each.
+        """
+        return await self.pool.fetchval(
+            "SELECT count(*) FROM (SELECT DISTINCT job_id FROM history.runs) j, LATERAL ("
+            " SELECT count(*) AS n, bool_and(status <> 'succeeded') AS bad FROM ("
+            "  SELECT status FROM history.runs r WHERE r.job_id = j.job_id AND r.finished_at IS NOT NULL"
+            "  ORDER BY r.scheduled_for DESC LIMIT $1) recent) l "
+            "WHERE l.n = $1 AND l.bad",
+            last,
+        )
+
     async def purge(
         self,
         keep_days: dict[str, int | None],

@@ -11,7 +11,7 @@ from typing import Any
 from faststream import FastStream
 from faststream.nats import NatsMessage
 
-from belltower import logs, streams, telemetry
+from belltower import health, logs, metrics, streams, telemetry
 from belltower.broker import make_broker
 from belltower.db import create_pool, migrate
 from belltower.rpc import serve
@@ -49,10 +49,25 @@ class SchedulerService:
 
     def app(self) -> FastStream:
         app = FastStream(self.broker, logger=logging.getLogger("faststream.app"))
+        self.health = health.serve(app, self.health_server())
         app.on_startup(self.on_startup)
         app.after_startup(self.after_startup)
         app.on_shutdown(self.on_shutdown)
         return app
+
+    def health_server(self) -> health.HealthServer:
+        return health.HealthServer(
+            "scheduler",
+            self.settings,
+            {
+                "nats": health.nats_check(self.broker),
+                "database": health.database_check(lambda: self._pool),
+            },
+        )
+
+    def leading(self) -> int:
+        """1 while this process dispatches: its dispatch loop runs."""
+        return int(self._loop_task is not None and not self._loop_task.done())
 
     async def on_startup(self) -> None:
         logs.configure("scheduler", self.settings)
@@ -70,6 +85,10 @@ class SchedulerService:
             max_batch=self.settings.dispatch_batch,
         )
         loaded = await self.dispatcher.load()
+        metrics.watch_scheduler(
+            leader=lambda: {"0": self.leading()},
+            jobs=lambda: len(self.dispatcher.entries) if self.dispatcher else 0,
+        )
         self.operations = Operations(store, self.dispatcher, Catalog(js))
         log.info(
             "scheduler ready",

@@ -34,6 +34,7 @@ import msgspec
 from asyncpg import Record
 from nats.js import JetStreamContext
 
+from belltower import metrics, telemetry
 from belltower.errors import Unavailable
 from belltower.events import (
     DueOccurrence,
@@ -448,6 +449,7 @@ class Dispatcher:
                     to_send.append(p)
                 elif p.state == "coalesced":
                     self.stats.coalesced += 1
+                    metrics.OCCURRENCES_MISSED.labels("coalesce").inc()
         return to_send
 
     async def _send(self, batch: list[_Planned], confirming: list[asyncio.Task[int]]) -> None:
@@ -482,11 +484,12 @@ class Dispatcher:
                     timeout_s=entry.timeout_s,
                     result_mail=entry.result_mail,
                 )
+                subject = _due_subject(entry.pool, entry.type)
                 futures.append(
                     await publish(
-                        _due_subject(entry.pool, entry.type),
+                        subject,
                         due_encoder.encode(message),
-                        headers={"Nats-Msg-Id": p.id},
+                        headers=telemetry.producer_headers(subject, p.id),
                     )
                 )
         finally:
@@ -522,6 +525,7 @@ class Dispatcher:
             )
         await self.store.mark_dispatched(confirmed, dispatched_at)
         self.stats.dispatched += len(confirmed)
+        metrics.record_dispatched(batch, futures, dispatched_at)
         self.stats.lateness_ms = [
             (dispatched_at - p.scheduled_for).total_seconds() * 1000 for p in batch[-1000:]
         ]
@@ -577,6 +581,7 @@ class Dispatcher:
             await self.store.mark_skipped(
                 orphans, "the job was deleted before this occurrence was dispatched"
             )
+            metrics.OCCURRENCES_SKIPPED.labels("job_deleted").inc(len(orphans))
             batch = []
             for r in rows:
                 entry = self.entries.get(r["job_id"])

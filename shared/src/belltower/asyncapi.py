@@ -1,0 +1,188 @@
+"""The AsyncAPI 3.0 document of Belltower's NATS messages, generated from the code.
+
+faststream lays out the servers, channels and operations from publishers declared on a
+documentation-only broker, with the subjects built by :mod:`belltower.subjects`; the message
+payloads are the JSON Schemas msgspec derives from the Structs in :mod:`belltower.events`
+(faststream only derives schemas from pydantic models). ``docs/asyncapi.yaml`` is this
+document (``python -m belltower.asyncapi > docs/asyncapi.yaml``; a test keeps them equal),
+and every service serves it on ``/asyncapi.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import yaml
+from faststream.nats import NatsBroker
+from faststream.specification import AsyncAPI
+
+from .events import RUN_STATUSES, DueOccurrence, RunFinished, RunProgress, RunStarted
+from .settings import DEV_NATS_PORT
+from .subjects import (
+    POOLS,
+    due_subject,
+    run_finished_subject,
+    run_progress_subject,
+    run_started_subject,
+)
+
+VERSION = "1.0.0"
+
+_JOB_TYPE = {
+    "description": (
+        "The job type's dotted name, e.g. `system.canary`: one or more subject tokens, so "
+        "subscribe with `>` after the fixed tokens to match every type."
+    ),
+    "examples": ["system.canary", "files.batch_folder_cleanup"],
+}
+_STATUS = {
+    "description": "How the run ended.",
+    "enum": list(RUN_STATUSES),
+}
+_POOL = {"description": "The worker pool that runs the job type.", "enum": list(POOLS)}
+
+_EVENT_HEADERS = {
+    "type": "object",
+    "properties": {
+        "Nats-Msg-Id": {
+            "type": "string",
+            "description": "Equals the event's `id`: JetStream drops a second copy within its "
+            "duplicate window, and a consumer can de-duplicate on it.",
+        },
+        "Content-Type": {"type": "string", "const": "application/cloudevents+json"},
+        "traceparent": {
+            "type": "string",
+            "description": "W3C trace context of the run (same trace id as `data.trace_id`).",
+        },
+    },
+    "required": ["Nats-Msg-Id"],
+}
+
+
+@dataclass(frozen=True)
+class Channel:
+    key: str
+    subject: str
+    payload: type[msgspec.Struct]
+    title: str
+    description: str
+    parameters: dict[str, dict[str, Any]]
+    cloudevent: bool = True
+
+
+CHANNELS = (
+    Channel(
+        "runFinished",
+        run_finished_subject("{status}", "{job_type}"),
+        RunFinished,
+        "Run finished",
+        "Published once per run when it ends, as a CloudEvents 1.0 structured JSON event "
+        "(type `io.belltower.run.finished.v1`, subject = job id, id = run id). The event for "
+        "integrators: subscribe to `belltower.run.finished.>` for every outcome, "
+        "`belltower.run.finished.failed.>` for failures, "
+        "`belltower.run.finished.*.system.canary` for one job type.",
+        {"status": _STATUS, "job_type": _JOB_TYPE},
+    ),
+    Channel(
+        "runStarted",
+        run_started_subject("{job_type}"),
+        RunStarted,
+        "Run started",
+        "Published when a worker starts an occurrence (CloudEvents 1.0, type "
+        "`io.belltower.run.started.v1`, id = `<run id>.started.<attempt>`).",
+        {"job_type": _JOB_TYPE},
+    ),
+    Channel(
+        "runProgress",
+        run_progress_subject("{job_type}"),
+        RunProgress,
+        "Run progress",
+        "Progress a long run reports (CloudEvents 1.0, type `io.belltower.run.progress.v1`).",
+        {"job_type": _JOB_TYPE},
+    ),
+    Channel(
+        "occurrenceDue",
+        due_subject("{pool}", "{job_type}"),
+        DueOccurrence,
+        "Occurrence due (internal)",
+        "Internal work queue from the scheduler to the worker pools; `Nats-Msg-Id` is the "
+        "occurrence id. Not for integrators: consuming it takes work away from the workers.",
+        {"pool": _POOL, "job_type": _JOB_TYPE},
+        cloudevent=False,
+    ),
+)
+
+
+def broker() -> NatsBroker:
+    """A broker that is never connected, holding one publisher per documented channel."""
+    docs = NatsBroker(
+        f"nats://localhost:{DEV_NATS_PORT}",
+        description="NATS JetStream: streams BELLTOWER_RUNS (run events) and BELLTOWER_DUE (work)",
+    )
+    for channel in CHANNELS:
+        docs.publisher(channel.subject, title=channel.key, description=channel.description)
+    return docs
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    """The AsyncAPI document as JSON-compatible data."""
+    spec: dict[str, Any] = (
+        AsyncAPI(
+            broker(),
+            title="Belltower events",
+            version=VERSION,
+            description=(
+                "Messages Belltower publishes on NATS JetStream. Run events are CloudEvents 1.0 "
+                "in structured JSON mode; subjects run from general to specific so wildcards "
+                "select by event, outcome and job type. See docs/integrators.md."
+            ),
+            schema_version="3.0.0",
+        )
+        .to_specification()
+        .to_jsonable()
+    )
+    order = [c.key for c in CHANNELS]
+    for section in ("channels", "operations"):
+        spec[section] = {key: spec[section][key] for key in order}
+    _, schemas = msgspec.json.schema_components(
+        [c.payload for c in CHANNELS], ref_template="#/components/schemas/{name}"
+    )
+    components = spec.setdefault("components", {})
+    components["schemas"] = dict(sorted(schemas.items()))
+    messages = components.setdefault("messages", {})
+    for channel in CHANNELS:
+        entry = spec["channels"][channel.key]
+        entry["title"] = channel.title
+        entry["parameters"] = channel.parameters
+        for ref in entry["messages"].values():
+            name = ref["$ref"].rsplit("/", 1)[1].replace("%20", " ")
+            message = messages[name]
+            message.pop("correlationId", None)
+            message["name"] = channel.payload.__name__
+            message["title"] = channel.title
+            message["payload"] = {"$ref": f"#/components/schemas/{channel.payload.__name__}"}
+            if channel.cloudevent:
+                message["contentType"] = "application/cloudevents+json"
+                message["headers"] = _EVENT_HEADERS
+    components["messages"] = dict(sorted(messages.items()))
+    # A plain JSON tree: no shared objects, so the YAML has no anchors.
+    return json.loads(json.dumps(spec))
+
+
+def to_yaml() -> str:
+    return yaml.safe_dump(document(), sort_keys=False, allow_unicode=True, width=100)
+
+
+def main() -> None:
+    """Print the document as YAML (``python -m belltower.asyncapi > docs/asyncapi.yaml``)."""
+    sys.stdout.write(to_yaml())
+
+
+if __name__ == "__main__":
+    main()

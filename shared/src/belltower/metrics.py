@@ -1,0 +1,168 @@
+"""Belltower's Prometheus metrics: the names the Helm chart's dashboard and alert rules use.
+
+Every series is defined here so the contract is in one place; services record through the
+small functions below, one or two calls each, aggregated per batch on the hot paths. Labels
+are bounded (pool, job type, status, reason, policy, partition, stream, consumer): never a
+job id. Each process serves its own registry on ``/metrics`` (see :mod:`belltower.health`).
+
+Replicas of one service report the same value for the gauges read from shared state
+(``belltower_consumer_pending_messages``, ``belltower_jobs_failing``): aggregate those with
+``max``, the counters and histograms with ``sum``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+# No ``*_created`` twin series: Prometheus does not use them, and they double the counters.
+disable_created_metrics()
+
+_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600, 1800, 3600)
+
+OCCURRENCES_DISPATCHED = Counter(
+    "belltower_occurrences_dispatched_total",
+    "Occurrences published to JetStream and confirmed, by worker pool and job type",
+    ["pool", "job_type"],
+)
+OCCURRENCES_SKIPPED = Counter(
+    "belltower_occurrences_skipped_total",
+    "Occurrences the scheduler decided not to run, by reason (a short code)",
+    ["reason"],
+)
+OCCURRENCES_MISSED = Counter(
+    "belltower_occurrences_missed_total",
+    "Occurrences not run at their time (the scheduler was down), by the misfire policy applied",
+    ["policy"],
+)
+SCHEDULER_LAG = Histogram(
+    "belltower_scheduler_lag_seconds",
+    "Dispatch time minus due time of each dispatched occurrence",
+    buckets=_LAG_BUCKETS,
+)
+
+
+class _SchedulerState(Collector):
+    """``belltower_scheduler_leader{partition}`` and ``belltower_scheduler_jobs``, read from the
+    scheduler at each scrape through the functions :func:`watch_scheduler` gives."""
+
+    def __init__(self) -> None:
+        self.leader: Callable[[], Mapping[str, int]] = dict
+        self.jobs: Callable[[], int] = int
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        leader = GaugeMetricFamily(
+            "belltower_scheduler_leader",
+            "1 while this scheduler process dispatches the partition, else 0",
+            labels=["partition"],
+        )
+        for partition, value in sorted(self.leader().items()):
+            leader.add_metric([partition], value)
+        yield leader
+        yield GaugeMetricFamily(
+            "belltower_scheduler_jobs",
+            "Jobs the scheduler holds in the partitions it dispatches (paused included)",
+            value=self.jobs(),
+        )
+
+
+_scheduler_state = _SchedulerState()
+REGISTRY.register(_scheduler_state)
+
+
+def watch_scheduler(leader: Callable[[], Mapping[str, int]], jobs: Callable[[], int]) -> None:
+    """Where the scheduler gauges read from: ``leader()`` maps each partition to 1 (this
+    process dispatches it) or 0, ``jobs()`` counts the jobs held."""
+    _scheduler_state.leader = leader
+    _scheduler_state.jobs = jobs
+
+
+RUNS = Counter(
+    "belltower_runs_total",
+    "Finished runs by pool, job type and status (succeeded, failed, dead_lettered, timed_out)",
+    ["pool", "job_type", "status"],
+)
+RUN_DURATION = Histogram(
+    "belltower_run_duration_seconds",
+    "How long a run's handler took, from start to finish",
+    ["pool", "job_type"],
+    buckets=_DURATION_BUCKETS,
+)
+QUEUE_WAIT = Histogram(
+    "belltower_queue_wait_seconds",
+    "Start of a run minus the dispatch of its occurrence: time spent queued",
+    ["pool"],
+    buckets=_LAG_BUCKETS,
+)
+CONSUMER_PENDING = Gauge(
+    "belltower_consumer_pending_messages",
+    "Messages in the stream not yet delivered to the durable consumer (read at each scrape)",
+    ["stream", "consumer"],
+)
+CONSUMER_REDELIVERIES = Counter(
+    "belltower_consumer_redeliveries_total",
+    "Due occurrences delivered again to a worker (a crash, a timeout, a nak)",
+    ["pool"],
+)
+HISTORY_EVENTS = Counter(
+    "belltower_history_events_total",
+    "Run events stored by history, by event (started, progress, finished)",
+    ["event"],
+)
+JOBS_FAILING = Gauge(
+    "belltower_jobs_failing",
+    "Jobs whose last 3 finished runs all failed (read from history at most every 30 s)",
+)
+
+
+def _ok(future: Any) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
+def record_dispatched(
+    batch: Sequence[Any], futures: Sequence[Any], dispatched_at: datetime
+) -> None:
+    """Count the confirmed occurrences of a published batch and observe their lag.
+
+    ``batch`` holds the dispatcher's planned occurrences (``entry.pool``, ``entry.type``,
+    ``scheduled_for``), ``futures`` their publish acknowledgements in the same order.
+    """
+    counts: Tally[tuple[str, str]] = Tally()
+    observe = SCHEDULER_LAG.observe
+    for planned, future in zip(batch, futures, strict=False):
+        if _ok(future):
+            counts[(planned.entry.pool, planned.entry.type)] += 1
+            observe(max(0.0, (dispatched_at - planned.scheduled_for).total_seconds()))
+    for (pool, job_type), n in counts.items():
+        OCCURRENCES_DISPATCHED.labels(pool, job_type).inc(n)
+
+
+def record_run(pool: str, data: Any) -> None:
+    """Count one finished run (a ``RunFinishedData``) with its duration and queue wait."""
+    RUNS.labels(pool, data.job_type, data.status).inc()
+    RUN_DURATION.labels(pool, data.job_type).observe(data.duration_ms / 1000)
+    QUEUE_WAIT.labels(pool).observe(
+        max(0.0, (data.started_at - data.dispatched_at).total_seconds())
+    )
+
+
+_EVENT_NAMES = {"RunStarted": "started", "RunProgress": "progress", "RunFinished": "finished"}
+
+
+def record_history_events(events: Iterable[Any]) -> None:
+    """Count run events history stored, by kind."""
+    for name, n in Tally(type(e).__name__ for e in events).items():
+        HISTORY_EVENTS.labels(_EVENT_NAMES.get(name, name)).inc(n)
+
+
+async def refresh_consumer_pending(js: Any, stream: str, consumer: str) -> None:
+    """Read how many messages wait for ``consumer`` (for the scrape about to be answered)."""
+    info = await js.consumer_info(stream, consumer)
+    CONSUMER_PENDING.labels(stream, consumer).set(info.num_pending or 0)
