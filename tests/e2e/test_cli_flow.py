@@ -106,6 +106,15 @@ def test_a_job_every_second_runs_once_per_second(stack, cli) -> None:
 
     shown = cli.json("jobs", "show", job["id"])
     assert shown["paused"] is True and shown["next_run_at"] is None
+    assert "(cli)" in shown["paused_by"]
+
+    # The ledger agrees with history, and says who paused the job.
+    why = cli.json("jobs", "why", job["id"])
+    ran = {e["occurrence_id"]: e for e in why["occurrences"] if e["state"] == "dispatched"}
+    assert {r["occurrence_id"] for r in runs} <= ran.keys()
+    assert {ran[r["occurrence_id"]]["run_status"] for r in runs} == {"succeeded"}
+    told = cli.run("jobs", "why", job["id"]).stdout
+    assert "PAUSED by" in told and "(cli)" in told and "ran: succeeded" in told
     listed = cli.run("jobs", "list").stdout
     assert "Heartbeat" in listed and "every second" in listed and "paused" in listed
 
@@ -133,9 +142,13 @@ def test_run_now_and_read_the_output(stack, cli) -> None:
     assert run is not None, "the manual run was never recorded"
     assert run["status"] == "succeeded" and run["trigger"] == "manual"
     assert run["requested_by"] and "(cli)" in run["requested_by"]
+    assert run["requested_from"]  # this machine's name and address
     assert "canary hello" in run["output_text"]
     text = cli.run("runs", "show", dispatched["run_id"]).stdout
     assert "status:        succeeded" in text and "canary hello" in text
+    assert f"from {run['requested_from']}" in text
+    why = cli.run("jobs", "why", job["id"]).stdout
+    assert "run now by" in why and dispatched["run_id"] in why
 
     waited = cli.run("jobs", "run-now", job["id"], "--wait")
     assert "status:        succeeded" in waited.stdout

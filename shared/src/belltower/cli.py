@@ -751,8 +751,12 @@ def _show_run(run: RunRecord) -> None:
         ("job", f"{run.job_title} ({run.job_id})"),
         ("type", run.job_type),
         ("status", run.status),
-        ("trigger", run.trigger + (f" by {run.requested_by}" if run.requested_by else "")),
-        ("requested from", run.requested_from or "-"),
+        (
+            "trigger",
+            run.trigger
+            + (f" by {run.requested_by}" if run.requested_by else "")
+            + (f" from {run.requested_from}" if run.requested_from else ""),
+        ),
         ("priority", str(run.priority)),
         ("scheduled for", _ts(run.scheduled_for)),
         ("dispatched at", _ts(run.dispatched_at)),
@@ -774,7 +778,7 @@ def _show_run(run: RunRecord) -> None:
     if run.trace_id:
         rows.append(("trace id", run.trace_id))
     for key, value in rows:
-        typer.echo(f"{key + ':':<16}{value}")
+        typer.echo(f"{key + ':':<15}{value}")
     typer.echo("output:")
     typer.echo("  " + (run.output_text.rstrip("\n") or "(none)").replace("\n", "\n  "))
 
