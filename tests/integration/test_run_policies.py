@@ -316,3 +316,21 @@ def _plain_view(ops: Operations):
         return ops._to_api(row, True)
 
     return view
+
+
+async def test_a_pause_holds_back_and_records_what_was_due_but_not_yet_dispatched(
+    nc, store, pool
+) -> None:
+    """Found by the stateful test: due, not yet ticked, then paused; nothing may be lost."""
+    row = await add_job(store, next_due=T0 + MINUTE)
+    clock = Clock(T0 + MINUTE)
+    d = Dispatcher(store, nc.jetstream(), clock=clock)
+    await d.load()
+    ops = Operations(store, d, catalog=None)  # type: ignore[arg-type]
+    ops._view = _plain_view(ops)  # type: ignore[method-assign]
+    await ops.pause(msgspec.json.encode(PauseRequest(id=row.id, requested_by="carol")))
+    clock.now = T0 + MINUTE + timedelta(seconds=1)
+    assert await d.tick() == 0
+    assert [(t, s, c) for t, s, c in await states(pool, row.id)] == [
+        (T0 + MINUTE, "skipped", "paused")
+    ]

@@ -155,6 +155,13 @@ class Operations:
             skipped = _paused_occurrences(row, compiled, since, now, who)
             if skipped:
                 await self.store.plan(skipped, [])
+        elif paused and not row.paused and row.next_run_at is not None and row.next_run_at <= now:
+            # Due but not planned yet: the pause holds these back too, and says so.
+            who = _by(request.requested_by, request.requested_from)
+            held = _paused_occurrences(
+                row, compiled, row.next_run_at - timedelta(microseconds=1), now, who, now
+            )
+            await self.store.plan(held, [])
         row.paused = paused
         row.next_run_at = None if paused else compiled.next_after(now)
         row.updated_at = now
@@ -340,7 +347,12 @@ def _by(who: str | None, where: str | None) -> str:
 
 
 def _paused_occurrences(
-    row: JobRow, compiled: CompiledSchedule, since: datetime, until: datetime, who: str
+    row: JobRow,
+    compiled: CompiledSchedule,
+    since: datetime,
+    until: datetime,
+    who: str,
+    paused_at: datetime | None = None,
 ) -> list[Occurrence]:
     """The occurrences a pause from ``since`` held back up to ``until``, as skipped ledger rows.
 
@@ -349,7 +361,8 @@ def _paused_occurrences(
     """
     out: list[Occurrence] = []
     at = compiled.next_after(since)
-    reason = f"skipped: the job was paused by {who} at {since.isoformat(timespec='seconds')}"
+    at_text = (paused_at or since).isoformat(timespec="seconds")
+    reason = f"skipped: the job was paused by {who} at {at_text}"
     while at is not None and at <= until:
         if len(out) == MAX_PAUSED_LISTED:
             reason += f", with every later occurrence up to {until.isoformat(timespec='seconds')}"
