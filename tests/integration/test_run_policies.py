@@ -3,6 +3,7 @@ pauses, and the ledger that explains each occurrence."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -198,8 +199,6 @@ async def test_overlap_buffer_holds_one_released_by_the_run_finished_event(nc, s
             await tracker.settle()
             if d._retry_pending:
                 break
-            import asyncio
-
             await asyncio.sleep(0.02)
         assert await d.tick() == 1
         sent = [m.scheduled_for for m, _ in await due_messages(js)]
@@ -334,3 +333,56 @@ async def test_a_pause_holds_back_and_records_what_was_due_but_not_yet_dispatche
     assert [(t, s, c) for t, s, c in await states(pool, row.id)] == [
         (T0 + MINUTE, "skipped", "paused")
     ]
+
+
+async def test_runs_that_finished_while_the_scheduler_was_down_are_caught_up(
+    nc, store, pool
+) -> None:
+    row = await add_job(store, RunPolicy(overlap="skip"))
+    js = nc.jetstream()
+    d = Dispatcher(store, js, clock=Clock(T0))
+    await d.load()
+    await d.track_runs()
+    await d.tick()
+    # The scheduler stops; meanwhile the run finishes and its event is stored in the stream.
+    event = RunFinished(
+        id=run_id_for(occurrence_id(row.id, T0)), source="test", subject=row.id, time=T0,
+        data=finished(row, T0),
+    )  # fmt: skip
+    await js.publish(run_finished_subject("succeeded", row.type), msgspec.json.encode(event))
+
+    clock = Clock(T0 + MINUTE)
+    again = Dispatcher(store, js, clock=clock)
+    await again.load()
+    tracker = RunTracker(js, again, linger_s=0.01)
+    await tracker.start()
+    try:
+        for _ in range(100):
+            await tracker.settle()
+            if row.id not in again.in_flight:
+                break
+            await asyncio.sleep(0.02)
+        assert await again.tick() == 1  # not held back by the run that finished meanwhile
+    finally:
+        await tracker.stop()
+    assert [(s, c) for _, s, c in await states(pool, row.id)] == [("dispatched", None)] * 2
+    assert (
+        await pool.fetchval(
+            "SELECT run_status FROM scheduler.occurrences WHERE scheduled_for = $1", T0
+        )
+        == "succeeded"
+    )
+
+
+async def test_a_run_in_flight_for_too_long_stops_holding_its_job_back(nc, store, pool) -> None:
+    row = await add_job(store, every_s=3600)
+    clock = Clock(T0)
+    d = Dispatcher(store, nc.jetstream(), clock=clock, stale_run_s=5400)
+    await d.load()
+    await d.track_runs()
+    await d.tick()
+    clock.now = T0 + timedelta(hours=1)
+    assert await d.tick() == 0  # overlap: the first run is still going
+    clock.now = T0 + timedelta(hours=2)
+    assert await d.tick() == 1  # 2 h without a finished event: no longer held back
+    assert [c for _, _, c in await states(pool, row.id)] == [None, "overlap", None]

@@ -70,6 +70,7 @@ class SchedulerService:
             js,
             misfire_grace_s=self.settings.misfire_grace_s,
             max_batch=self.settings.dispatch_batch,
+            stale_run_s=self.settings.stale_run_s,
         )
         loaded = await self.dispatcher.load()
         self.runs = RunTracker(js, self.dispatcher)

@@ -254,6 +254,7 @@ class Dispatcher:
         plan_chunk: int = PLAN_CHUNK,
         publish_timeout_s: float = 10.0,
         clock: Callable[[], datetime] = utcnow,
+        stale_run_s: float = 86_400.0,
     ) -> None:
         self.store = store
         self.js = js
@@ -271,6 +272,7 @@ class Dispatcher:
         self._lock = asyncio.Lock()
         self._confirming: list[asyncio.Task[int]] = []
         self.tracking_runs = False
+        self.stale_run = timedelta(seconds=stale_run_s)
         self.in_flight: dict[str, dict[str, datetime]] = {}
         """Job id -> its occurrences dispatched and not finished (id -> scheduled instant)."""
         self.waiting: dict[str, str] = {}
@@ -470,7 +472,10 @@ class Dispatcher:
             at = entry.schedule.next_after(now)
         entry.next_due = at
         blocked = (
-            self.tracking_runs and entry.policy.overlap != "allow" and entry.id in self.in_flight
+            self.tracking_runs
+            and entry.policy.overlap != "allow"
+            and entry.id in self.in_flight
+            and self._still_going(entry.id, now)
         )
         if len(times) == 1 and now - times[0] <= self.grace and not blocked:  # the usual case
             out.append(self._occurrence(entry, times[0], "pending", None))
@@ -492,6 +497,25 @@ class Dispatcher:
             runs = self._overlap(entry, runs, out)
         for t in runs:
             out.append(self._occurrence(entry, t, "pending", None))
+
+    def _still_going(self, job_id: str, now: datetime) -> bool:
+        """Whether a run of the job is in flight; runs older than ``stale_run_s`` are forgotten,
+        as their finished event may never come (no worker for the pool, an expired message)."""
+        going = self.in_flight[job_id]
+        for occ_id, at in list(going.items()):
+            if now - at > self.stale_run:
+                del going[occ_id]
+                log.warning(
+                    "a run in flight for too long no longer holds back its job",
+                    extra={
+                        "action": "dispatch.stale_run",
+                        "job_id": job_id,
+                        "occurrence_id": occ_id,
+                    },
+                )
+        if not going:
+            del self.in_flight[job_id]
+        return bool(going)
 
     def _catch_up(
         self,

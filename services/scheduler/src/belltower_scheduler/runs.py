@@ -50,7 +50,8 @@ class RunTracker:
     async def start(self) -> None:
         """Load what the ledger holds in flight, then follow the events from before the oldest."""
         oldest = await self.dispatcher.track_runs()
-        since = (oldest or utcnow()) - REPLAY_MARGIN
+        now = utcnow()
+        since = min(oldest or now, now) - REPLAY_MARGIN
         for subject, cb in ((STARTED, self._on_started), (FINISHED, self._on_finished)):
             self._subs.append(
                 await self.js.subscribe(

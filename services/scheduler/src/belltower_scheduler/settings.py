@@ -16,3 +16,9 @@ class SchedulerSettings(Settings):
     dispatch_batch: int = Field(
         default=20_000, ge=1, description="Most occurrences planned in one transaction"
     )
+    stale_run_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="A run dispatched this long ago and not finished no longer holds back the next "
+        "occurrence of its job under the overlap policy (its finished event may never come)",
+    )
