@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import msgspec
 
 from belltower.events import RunProgress
-from belltower.subjects import RUNS_STREAM
+from belltower.subjects import CLAIMS_BUCKET, RUNS_STREAM, claim_key
+from belltower.worker import Claim
 from tests.integration.test_worker import calls, due, finished_events, publish, worker  # noqa: F401
 from tests.support import stream_messages
 
@@ -59,3 +61,25 @@ async def test_a_run_that_succeeds_is_not_retried(worker, nc) -> None:  # noqa: 
     [event] = await finished_events(nc)
     assert (event.data.status, event.data.attempt) == ("succeeded", 1)
     assert await retry_notices(nc) == []
+
+
+async def test_deliveries_without_a_result_end_dead_lettered_not_retried_forever(
+    worker,  # noqa: F811
+    nc,
+) -> None:
+    """The worker running it died (its claim stopped heart-beating); with one delivery allowed,
+    the next delivery records the run dead-lettered instead of running it again."""
+    message = msgspec.structs.replace(due(), max_deliveries=1)
+    claims = await nc.jetstream().key_value(CLAIMS_BUCKET)
+    lease = worker.lease_s
+    dying = Claim(
+        state="running", worker="dead-host:1", attempt=1, heartbeat_at=time.time() - lease + 0.5
+    )
+    await claims.create(claim_key(message.occurrence_id), msgspec.json.encode(dying))
+    await publish(nc, message)
+    [event] = await finished_events(nc, timeout=15)
+    assert event.data.status == "dead_lettered"
+    assert event.data.error is not None and event.data.error.startswith(
+        "dead-lettered after 1 deliveries"
+    )
+    assert calls == []
