@@ -306,7 +306,7 @@ class Dispatcher:
         """
         self.tracking_runs = True
         oldest: datetime | None = None
-        for r in await self.store.held():
+        for r in await self.store.held(min(self.clock(), utcnow()) - self.stale_run):
             if r["state"] == "dispatched":
                 self.in_flight.setdefault(r["job_id"], {})[r["id"]] = r["scheduled_for"]
                 at = r["dispatched_at"] or r["scheduled_for"]

@@ -203,7 +203,25 @@ class Store:
         """
         async with self.pool.acquire() as conn, conn.transaction():
             new: set[str] = set()
-            if occurrences:
+            if occurrences and not any(
+                o.cause or o.requested_from or o.chained_from for o in occurrences
+            ):
+                # The usual chunk: scheduled occurrences to dispatch, without the policy columns.
+                rows = await conn.fetch(
+                    "INSERT INTO scheduler.occurrences (id, job_id, scheduled_for, priority, trigger, requested_by, state, reason) "
+                    "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[]) "
+                    "ON CONFLICT (id) DO NOTHING RETURNING id::text",
+                    [o.id for o in occurrences],
+                    [o.job_id for o in occurrences],
+                    [o.scheduled_for for o in occurrences],
+                    [o.priority for o in occurrences],
+                    [o.trigger for o in occurrences],
+                    [o.requested_by for o in occurrences],
+                    [o.state for o in occurrences],
+                    [o.reason for o in occurrences],
+                )
+                new = {r["id"] for r in rows}
+            elif occurrences:
                 rows = await conn.fetch(
                     "INSERT INTO scheduler.occurrences (id, job_id, scheduled_for, priority, trigger, requested_by, state, reason, "
                     "cause, requested_from, chained_from) "
@@ -262,12 +280,16 @@ class Store:
             limit,
         )
 
-    async def held(self) -> list[asyncpg.Record]:
-        """What the overlap and chaining policies hold: runs in flight, buffered and delayed occurrences."""
+    async def held(self, since: datetime) -> list[asyncpg.Record]:
+        """What the overlap and chaining policies hold: runs in flight planned after ``since``,
+        buffered and delayed occurrences."""
         return await self.pool.fetch(
             "SELECT id::text AS id, job_id::text AS job_id, state, scheduled_for, dispatched_at "
-            "FROM scheduler.occurrences WHERE (state = 'dispatched' AND (run_status IS NULL OR run_status = 'running')) "
-            "OR state IN ('waiting', 'delayed')"
+            "FROM scheduler.occurrences WHERE created_at >= $1 AND state = 'dispatched' "
+            "AND (run_status IS NULL OR run_status = 'running') "
+            "UNION ALL SELECT id::text, job_id::text, state, scheduled_for, dispatched_at "
+            "FROM scheduler.occurrences WHERE state IN ('waiting', 'delayed')",
+            since,
         )
 
     async def record_runs(

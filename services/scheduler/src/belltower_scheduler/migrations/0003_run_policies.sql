@@ -15,9 +15,9 @@ ALTER TABLE scheduler.occurrences
     ADD COLUMN run_error      text,
     ADD COLUMN run_finished_at timestamptz;
 
--- Runs the scheduler still considers going (for the overlap policy), found again at start.
-CREATE INDEX occurrences_in_flight ON scheduler.occurrences (job_id)
-    WHERE state = 'dispatched' AND (run_status IS NULL OR run_status = 'running');
+-- Occurrences held back by the overlap and chaining policies, found again at start. (Runs in
+-- flight are found through occurrences_created instead: an index of them would cost every
+-- dispatch an index entry.)
 CREATE INDEX occurrences_held ON scheduler.occurrences (scheduled_for)
     WHERE state IN ('waiting', 'delayed');
 
