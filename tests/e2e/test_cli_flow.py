@@ -178,9 +178,23 @@ def test_a_failing_run_is_recorded_as_failed_and_filterable(stack, cli) -> None:
         "--param",
         "fail=true",
     )
+    # A clean-up job chained on the failure, one second after it.
+    cleanup = cli.json("jobs", "create", "--type", "system.canary", "--title", "Clean up after Broken",
+                       "--once-at", "2099-01-01T00:00", "--after", f"{job['id']}:failed+1s")  # fmt: skip
+    assert cleanup["after"] == {"job": job["id"], "on": "failed", "delay_s": 1.0}
     result = cli.run("jobs", "run-now", job["id"], "--wait", check=False)
     assert result.returncode == 1 and "status:        failed" in result.stdout
     failed = cli.json("runs", "list", "--status", "failed")
     assert [r["job_id"] for r in failed] == [job["id"]]
+    deadline = time.monotonic() + 20
+    while not (
+        chained := cli.json("runs", "list", "--job", cleanup["id"], "--status", "succeeded")
+    ):
+        assert time.monotonic() < deadline, cli.run("jobs", "why", cleanup["id"]).stdout
+        time.sleep(0.2)
+    assert [r["trigger"] for r in chained] == ["chained"]
+    assert iso(chained[0]["scheduled_for"]) == iso(failed[0]["finished_at"]) + timedelta(seconds=1)
+    why = cli.run("jobs", "why", cleanup["id"]).stdout
+    assert f"chained after occurrence {failed[0]['occurrence_id']}" in why
     assert "canary asked to fail" in cli.json("runs", "show", failed[0]["run_id"])["output_text"]
     assert cli.json("runs", "list", "--status", "succeeded", "--job", job["id"]) == []

@@ -879,16 +879,19 @@ class Dispatcher:
                     if planned is not None:
                         chained.append(planned)
         async with self._lock:
+            # Whether or not this replica's write was the first (another replica follows the
+            # same events), the occurrences are published from the ledger's state: releasing
+            # is idempotent, and pending rows are published once, de-duplicated by their id.
             if chained:
-                new = await self.store.plan(chained, [])
+                await self.store.plan(chained, [])
                 for p in chained:
-                    if p.id in new and p.state == "delayed":
+                    if p.state == "delayed":
                         heapq.heappush(self.delayed, (p.scheduled_for.timestamp(), p.id, p.job_id))
-                    elif p.id in new and p.state == "pending":
+                    elif p.state == "pending":
                         self._retry_pending = True
             if released:
+                self._retry_pending = True
                 for occ_id in await self.store.release(released):
-                    self._retry_pending = True
                     log.info(
                         "buffered occurrence released",
                         extra={"action": "dispatch.released", "occurrence_id": occ_id},
@@ -896,8 +899,8 @@ class Dispatcher:
             await self.store.record_runs(
                 [(d.occurrence_id, d.status, d.error, d.finished_at) for d in finished]
             )
-        if self._retry_pending:
-            self.wake.set()
+        if self._retry_pending or chained:
+            self.wake.set()  # the loop's sleep is recomputed, with the delayed occurrences
 
     async def runs_started(self, occurrence_ids: list[str]) -> None:
         """Record that runs started, so the ledger can say "running"."""
