@@ -64,6 +64,29 @@ class RunTracker:
                 )
             )
         self._task = asyncio.create_task(self._flush_forever(), name="run-tracker")
+        await self._caught_up()
+
+    async def _caught_up(self, timeout: float = 10.0) -> None:
+        """Wait until the replay is applied, so the first tick does not see runs in flight that
+        finished while this scheduler was down (it would skip their successors as overlaps)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            try:
+                pending = [
+                    (await sub.consumer_info()).num_pending + sub.pending_msgs  # type: ignore[attr-defined]
+                    for sub in self._subs
+                ]
+            except Exception:
+                pending = [1]
+            if not any(pending):
+                await self.settle(timeout=max(0.0, deadline - loop.time()))
+                return
+            await asyncio.sleep(0.02)
+        log.warning(
+            "run events not fully replayed at start; overlap may hold back a job briefly",
+            extra={"action": "runs.replay_slow"},
+        )
 
     async def stop(self) -> None:
         for sub in self._subs:
