@@ -386,3 +386,49 @@ async def test_a_run_in_flight_for_too_long_stops_holding_its_job_back(nc, store
     clock.now = T0 + timedelta(hours=2)
     assert await d.tick() == 1  # 2 h without a finished event: no longer held back
     assert [c for _, _, c in await states(pool, row.id)] == [None, "overlap", None]
+
+
+async def test_bad_policies_are_refused_naming_the_field(nc, store) -> None:
+    from belltower.api import RetryBackoff
+    from belltower.errors import InvalidInput, NotFound
+
+    ops = Operations(store, Dispatcher(store, nc.jetstream()), catalog=None)  # type: ignore[arg-type]
+    for policy, field in (
+        (RunPolicy(catch_up_window_s=0), "catch_up_window_s"),
+        (RunPolicy(retries=-1), "retries"),
+        (RunPolicy(retries=3, max_deliveries=3), "max_deliveries"),
+        (RunPolicy(retry_backoff=RetryBackoff(initial_s=60, max_s=10)), "retry_backoff"),
+        (RunPolicy(after=After(job="not-a-uuid")), "after.job"),
+        (RunPolicy(after=After(job=str(uuid.uuid4()), delay_s=-1)), None),
+    ):
+        with pytest.raises((InvalidInput, NotFound)) as info:
+            await ops._check_policy(policy)
+        if field is not None:
+            assert info.value.field == field  # type: ignore[union-attr]
+        else:
+            assert "after.job: no job with id" in info.value.message
+
+
+async def test_beyond_the_catch_up_limit_one_row_stands_for_the_rest(
+    nc, store, pool, monkeypatch
+) -> None:
+    import belltower_scheduler.dispatcher as dispatcher_module
+
+    monkeypatch.setattr(dispatcher_module, "MAX_CATCH_UP", 5)
+    row = await add_job(store, RunPolicy(catch_up="skip"))
+    d = Dispatcher(
+        store,
+        nc.jetstream(),
+        clock=Clock(T0 + 10 * MINUTE + timedelta(seconds=30)),
+        misfire_grace_s=10,
+    )
+    await d.load()
+    await d.tick()
+    rows = await pool.fetch(
+        "SELECT scheduled_for, state, reason FROM scheduler.occurrences WHERE job_id = $1::uuid ORDER BY scheduled_for",
+        row.id,
+    )
+    assert [r["scheduled_for"] for r in rows] == [T0 + i * MINUTE for i in range(6)]
+    assert {r["state"] for r in rows} == {"missed"}
+    assert "every later occurrence up to 2030-01-07T08:10:30" in rows[-1]["reason"]
+    assert d.entries[row.id].next_due == T0 + 11 * MINUTE

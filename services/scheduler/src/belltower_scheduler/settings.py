@@ -11,7 +11,8 @@ class SchedulerSettings(Settings):
     misfire_grace_s: float = Field(
         default=60.0,
         gt=0,
-        description="An occurrence later than this when found (the scheduler was down) is coalesced into the latest one",
+        description="An occurrence later than this when found (the scheduler was down) is missed: "
+        "the job's catch-up policy decides whether it runs, and the ledger records it either way",
     )
     dispatch_batch: int = Field(
         default=20_000, ge=1, description="Most occurrences planned in one transaction"
