@@ -83,3 +83,15 @@ async def test_deliveries_without_a_result_end_dead_lettered_not_retried_forever
         "dead-lettered after 1 deliveries"
     )
     assert calls == []
+
+
+async def test_a_run_over_its_timeout_is_stopped_and_retried(worker, nc) -> None:  # noqa: F811
+    message = msgspec.structs.replace(
+        due(seconds=30), timeout_s=0.3, retries=1, backoff_s=(0.1, 1.0, 0.1)
+    )
+    await publish(nc, message)
+    [event] = await finished_events(nc, timeout=15)
+    assert (event.data.status, event.data.attempt) == ("timed_out", 2)
+    assert event.data.error == "timed out after 0.3s"
+    assert event.data.duration_ms < 5_000
+    assert calls.count(message.occurrence_id) == 2

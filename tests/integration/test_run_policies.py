@@ -120,6 +120,7 @@ async def test_catch_up_skip_records_every_missed_occurrence(nc, store, pool) ->
     await d.load()
     assert await d.tick() == 0
     assert [s for _, s, _ in await states(pool, row.id)] == ["missed"] * 6
+    assert d.stats.missed == {"skip": 6}
     assert await due_messages(nc.jetstream()) == []
 
 
@@ -129,6 +130,7 @@ async def test_occurrences_found_after_the_schedule_ended_are_skipped(nc, store,
     await d.load()
     assert await d.tick() == 0
     assert [(s, c) for _, s, c in await states(pool, row.id)] == [("skipped", "end_passed")] * 4
+    assert d.stats.skipped == {"end_passed": 4}
 
 
 # -- overlap ----------------------------------------------------------------------------------

@@ -236,8 +236,13 @@ def _stream_order(p: _Planned) -> tuple[datetime, int]:
 
 @dataclass
 class DispatchStats:
+    """Counters for the metrics: ``skipped`` by cause, ``missed`` by catch-up policy (coalesced
+    occurrences count as missed under ``latest``)."""
+
     dispatched: int = 0
     coalesced: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    missed: dict[str, int] = field(default_factory=dict)
     publish_failures: int = 0
     last_tick_at: datetime | None = None
     lateness_ms: list[float] = field(default_factory=list)
@@ -651,9 +656,18 @@ class Dispatcher:
                         self.in_flight.setdefault(p.job_id, {})[p.id] = p.scheduled_for
                 elif p.state == "coalesced":
                     self.stats.coalesced += 1
+                    self._count(self.stats.missed, "latest")
+                elif p.state == "missed":
+                    self._count(self.stats.missed, p.entry.policy.catch_up)
+                elif p.state == "skipped":
+                    self._count(self.stats.skipped, p.cause or "other")
                 elif p.state == "waiting":
                     self.waiting[p.job_id] = p.id
         return to_send
+
+    @staticmethod
+    def _count(counter: dict[str, int], key: str) -> None:
+        counter[key] = counter.get(key, 0) + 1
 
     async def _send(self, batch: list[_Planned], confirming: list[asyncio.Task[int]]) -> None:
         """Publish ``batch`` in order without waiting for acks; a task added to ``confirming``
