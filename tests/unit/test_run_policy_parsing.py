@@ -44,3 +44,29 @@ def test_unknown_policies_are_refused_before_anything_is_sent() -> None:
         result = CliRunner().invoke(app, [*base, flag, value])
         assert result.exit_code == 2, result.output
         assert flag.strip("-").replace("-", "_") in result.output
+
+
+def test_why_groups_a_run_of_occurrences_with_the_same_fate() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from belltower.api import LedgerEntry
+    from belltower.cli import _why_rows
+
+    t0 = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
+    paused = "skipped: the job was paused by alice at 2030-01-07T08:00:00+00:00"
+    entries = [
+        LedgerEntry(occurrence_id=f"o{i}", run_id=None, scheduled_for=t0 - timedelta(minutes=i),
+                    trigger="schedule", state="skipped", cause="paused", reason=paused)
+        for i in range(3)
+    ] + [
+        LedgerEntry(occurrence_id="r", run_id="run-1", scheduled_for=t0 - timedelta(minutes=3),
+                    trigger="schedule", state="dispatched", run_status="failed", run_error="boom")
+    ]  # fmt: skip
+    rows = _why_rows(entries)
+    assert rows[0] == [
+        "2030-01-07T07:58:00+00:00 … 2030-01-07T08:00:00+00:00 (3)",
+        "schedule",
+        paused,
+    ]
+    assert rows[1][2].startswith("ran: failed (boom); run run-1")
+    assert len(rows) == 2

@@ -627,6 +627,34 @@ def _what_happened(e: LedgerEntry) -> str:
     return origin + (e.reason or e.state)
 
 
+def _why_rows(entries: Sequence[LedgerEntry]) -> list[list[str]]:
+    """One row per occurrence, except that a run of occurrences with the same fate and reason
+    (a long pause, a catch-up) is one row: "FIRST … LAST (N)"."""
+    rows: list[list[str]] = []
+    group: list[LedgerEntry] = []
+
+    def flush() -> None:
+        if not group:
+            return
+        text = _what_happened(group[0])
+        when = _ts(group[0].scheduled_for)
+        if len(group) > 1:  # newest first
+            when = f"{_ts(group[-1].scheduled_for)} … {when} ({len(group)})"
+        rows.append([when, group[0].trigger, text])
+        group.clear()
+
+    for e in entries:
+        if group and not (
+            e.state not in ("dispatched", "pending")
+            and (e.state, e.reason, e.trigger)
+            == (group[0].state, group[0].reason, group[0].trigger)
+        ):
+            flush()
+        group.append(e)
+    flush()
+    return rows
+
+
 @jobs_app.command("why")
 def jobs_why(
     job_id: str,
@@ -672,10 +700,7 @@ def jobs_why(
     if not why.occurrences:
         typer.echo("No occurrence in this period.")
     else:
-        _table(
-            ["scheduled for", "trigger", "what happened"],
-            [[_ts(e.scheduled_for), e.trigger, _what_happened(e)] for e in why.occurrences],
-        )
+        _table(["scheduled for", "trigger", "what happened"], _why_rows(why.occurrences))
     for p in why.pauses:
         resumed = (
             f", resumed at {_ts(p.resumed_at)} by {p.resumed_by or 'someone'}"
