@@ -119,7 +119,7 @@ def test_a_job_every_second_runs_once_per_second(stack, cli) -> None:
     assert "Heartbeat" in listed and "every second" in listed and "paused" in listed
 
 
-def test_run_now_and_read_the_output(stack, cli) -> None:
+def test_run_now_and_read_the_output(stack, cli, database_url) -> None:
     job = cli.json("jobs", "create", "--type", "system.canary", "--title", "Nightly canary", "--daily-at", "03:00",
                    "--weekdays", "mon,wed,fri", "--tz", "America/New_York", "--param", "message=hello")  # fmt: skip
     assert job["schedule"]["rule"] == {
@@ -149,6 +149,17 @@ def test_run_now_and_read_the_output(stack, cli) -> None:
     assert f"from {run['requested_from']}" in text
     why = cli.run("jobs", "why", job["id"]).stdout
     assert "run now by" in why and dispatched["run_id"] in why
+    # Had the scheduler missed the run's events, `jobs why` takes the outcome from history.
+    from tests.e2e.test_faults import query
+
+    forgotten = query(
+        database_url,
+        "UPDATE scheduler.occurrences SET run_status = NULL WHERE job_id = $1::uuid RETURNING id",
+        job["id"],
+    )
+    assert len(forgotten) == 1
+    [entry] = cli.json("jobs", "why", job["id"])["occurrences"]
+    assert entry["run_status"] == "succeeded"
 
     waited = cli.run("jobs", "run-now", job["id"], "--wait")
     assert "status:        succeeded" in waited.stdout

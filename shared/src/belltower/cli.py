@@ -678,7 +678,34 @@ def jobs_why(
             query["until"] = parse_datetime(to, field="to")
     except BelltowerError as exc:
         _fail(exc)
-    why = _call(nats_url, lambda c: c.call("scheduler", "jobs.why", query, result_type=WhyResult))
+
+    async def go(client: ApiClient) -> WhyResult:
+        why = await client.call("scheduler", "jobs.why", query, result_type=WhyResult)
+        unknown = [
+            e
+            for e in why.occurrences
+            if e.state == "dispatched" and e.run_status in (None, "running")
+        ]
+        if unknown:
+            # The ledger learns outcomes from run events; history fills in what it has not seen.
+            runs_query = {"job_id": why.job_id, "limit": 10_000}
+            if why.since:
+                runs_query["since"] = why.since
+            if why.until:
+                runs_query["until"] = why.until
+            try:
+                runs = await client.call(
+                    "history", "runs.list", runs_query, result_type=list[RunRecord]
+                )
+            except BelltowerError:
+                runs = []
+            by_occurrence = {r.occurrence_id: r for r in runs}
+            for e in unknown:
+                if (r := by_occurrence.get(e.occurrence_id)) is not None:
+                    e.run_status, e.run_error = r.status, r.error
+        return why
+
+    why = _call(nats_url, go)
     if json_out:
         _json(why)
         return
