@@ -112,11 +112,20 @@ def test_a_job_every_second_runs_once_per_second(stack, cli) -> None:
 
     shown = cli.json("jobs", "show", job["id"])
     assert shown["paused"] is True and shown["next_run_at"] is None
+    assert "(cli)" in shown["paused_by"]
+
+    # The ledger agrees with history, and says who paused the job.
+    why = cli.json("jobs", "why", job["id"])
+    ran = {e["occurrence_id"]: e for e in why["occurrences"] if e["state"] == "dispatched"}
+    assert {r["occurrence_id"] for r in runs} <= ran.keys()
+    assert {ran[r["occurrence_id"]]["run_status"] for r in runs} == {"succeeded"}
+    told = cli.run("jobs", "why", job["id"]).stdout
+    assert "PAUSED by" in told and "(cli)" in told and "ran: succeeded" in told
     listed = cli.run("jobs", "list").stdout
     assert "Heartbeat" in listed and "every second" in listed and "paused" in listed
 
 
-def test_run_now_and_read_the_output(stack, cli) -> None:
+def test_run_now_and_read_the_output(stack, cli, database_url) -> None:
     job = cli.json("jobs", "create", "--type", "system.canary", "--title", "Nightly canary", "--daily-at", "03:00",
                    "--weekdays", "mon,wed,fri", "--tz", "America/New_York", "--param", "message=hello")  # fmt: skip
     assert job["schedule"]["rule"] == {
@@ -139,9 +148,24 @@ def test_run_now_and_read_the_output(stack, cli) -> None:
     assert run is not None, "the manual run was never recorded"
     assert run["status"] == "succeeded" and run["trigger"] == "manual"
     assert run["requested_by"] and "(cli)" in run["requested_by"]
+    assert run["requested_from"]  # this machine's name and address
     assert "canary hello" in run["output_text"]
     text = cli.run("runs", "show", dispatched["run_id"]).stdout
     assert "status:        succeeded" in text and "canary hello" in text
+    assert f"from {run['requested_from']}" in text
+    why = cli.run("jobs", "why", job["id"]).stdout
+    assert "run now by" in why and dispatched["run_id"] in why
+    # Had the scheduler missed the run's events, `jobs why` takes the outcome from history.
+    from tests.e2e.test_faults import query
+
+    forgotten = query(
+        database_url,
+        "UPDATE scheduler.occurrences SET run_status = NULL WHERE job_id = $1::uuid RETURNING id",
+        job["id"],
+    )
+    assert len(forgotten) == 1
+    [entry] = cli.json("jobs", "why", job["id"])["occurrences"]
+    assert entry["run_status"] == "succeeded"
 
     waited = cli.run("jobs", "run-now", job["id"], "--wait")
     assert "status:        succeeded" in waited.stdout
@@ -168,6 +192,10 @@ def test_a_failing_run_is_recorded_as_failed_and_filterable(stack, cli, mail_sin
         "registrar@school.edu, it@school.edu (unsuccessful runs only)"
         in cli.run("jobs", "show", job["id"]).stdout
     )
+    # A clean-up job chained on the failure, one second after it.
+    cleanup = cli.json("jobs", "create", "--type", "system.canary", "--title", "Clean up after Broken",
+                       "--once-at", "2099-01-01T00:00", "--after", f"{job['id']}:failed+1s")  # fmt: skip
+    assert cleanup["after"] == {"job": job["id"], "on": "failed", "delay_s": 1.0}
     result = cli.run("jobs", "run-now", job["id"], "--wait", check=False)
     assert result.returncode == 1 and "status:        failed" in result.stdout
     mail = mail_sink.wait_for_sync(timeout=15)
@@ -176,5 +204,15 @@ def test_a_failing_run_is_recorded_as_failed_and_filterable(stack, cli, mail_sin
     assert "Trigger:   Run now by " in mail.get_body(("plain",)).get_content()
     failed = cli.json("runs", "list", "--status", "failed")
     assert [r["job_id"] for r in failed] == [job["id"]]
+    deadline = time.monotonic() + 20
+    while not (
+        chained := cli.json("runs", "list", "--job", cleanup["id"], "--status", "succeeded")
+    ):
+        assert time.monotonic() < deadline, cli.run("jobs", "why", cleanup["id"]).stdout
+        time.sleep(0.2)
+    assert [r["trigger"] for r in chained] == ["chained"]
+    assert iso(chained[0]["scheduled_for"]) == iso(failed[0]["finished_at"]) + timedelta(seconds=1)
+    why = cli.run("jobs", "why", cleanup["id"]).stdout
+    assert f"chained after occurrence {failed[0]['occurrence_id']}" in why
     assert "canary asked to fail" in cli.json("runs", "show", failed[0]["run_id"])["output_text"]
     assert cli.json("runs", "list", "--status", "succeeded", "--job", job["id"]) == []

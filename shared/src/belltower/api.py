@@ -7,16 +7,70 @@ the field and the accepted form. The CLI, the console and scripts all speak this
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from .events import EmailOn
 from .schedule import Schedule
 
+CatchUp = Literal["latest", "all", "skip"]
+Overlap = Literal["skip", "buffer", "allow"]
+ChainOn = Literal["succeeded", "failed", "finished"]
+
+
+class RetryBackoff(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Wait ``initial_s`` before the first retry, then ``factor`` times longer each time, at most ``max_s``."""
+
+    initial_s: float = 10.0
+    factor: float = 2.0
+    max_s: float = 600.0
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first)."""
+        return min(self.max_s, self.initial_s * self.factor ** max(0, retry - 1))
+
+
+class After(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Chaining: run this job ``delay_s`` after an occurrence of job ``job`` ends as ``on`` says."""
+
+    job: str
+    on: ChainOn = "succeeded"
+    delay_s: float = 0.0
+
+
+class RunPolicy(
+    msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """How a job's occurrences run: catch-up after downtime, overlap, retries, chaining.
+
+    Stored as one JSON document per job; frozen so jobs with the same policy share one object.
+    """
+
+    catch_up: CatchUp = "latest"
+    catch_up_window_s: float = 86_400.0
+    catch_up_max: int = 10
+    overlap: Overlap = "skip"
+    retries: int = 0
+    retry_backoff: RetryBackoff = RetryBackoff()
+    max_deliveries: int | None = None
+    after: After | None = None
+
+    @property
+    def deliveries(self) -> int:
+        """Most deliveries of one occurrence before it is dead-lettered: by default the retries plus 3."""
+        return self.max_deliveries if self.max_deliveries is not None else self.retries + 3
+
 
 class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """What a user gives to define a job."""
+    """What a user gives to define a job.
+
+    Run policies: ``catch_up`` after the scheduler was down (``latest`` runs the latest missed
+    occurrence once, ``all`` runs those within ``catch_up_window_s`` up to ``catch_up_max``,
+    ``skip`` runs none; each missed one is recorded), ``overlap`` while the previous run is
+    still going (``skip``, ``buffer`` one, ``allow``), ``retries`` with ``retry_backoff``,
+    ``max_deliveries`` before a run is dead-lettered, and ``after`` to chain on another job.
+    """
 
     type: str
     title: str
@@ -28,6 +82,26 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     timeout_s: float | None = None
     result_emails: list[str] = []
     result_email_on: EmailOn = "default"
+    catch_up: CatchUp = "latest"
+    catch_up_window_s: float = 86_400.0
+    catch_up_max: int = 10
+    overlap: Overlap = "skip"
+    retries: int = 0
+    retry_backoff: RetryBackoff = RetryBackoff()
+    max_deliveries: int | None = None
+    after: After | None = None
+
+    def policy(self) -> RunPolicy:
+        return RunPolicy(
+            catch_up=self.catch_up,
+            catch_up_window_s=self.catch_up_window_s,
+            catch_up_max=self.catch_up_max,
+            overlap=self.overlap,
+            retries=self.retries,
+            retry_backoff=self.retry_backoff,
+            max_deliveries=self.max_deliveries,
+            after=self.after,
+        )
 
 
 class Job(msgspec.Struct, kw_only=True):
@@ -50,6 +124,16 @@ class Job(msgspec.Struct, kw_only=True):
     updated_at: datetime
     result_emails: list[str] = []
     result_email_on: EmailOn = "default"
+    catch_up: CatchUp = "latest"
+    catch_up_window_s: float = 86_400.0
+    catch_up_max: int = 10
+    overlap: Overlap = "skip"
+    retries: int = 0
+    retry_backoff: RetryBackoff = RetryBackoff()
+    max_deliveries: int | None = None
+    after: After | None = None
+    paused_by: str | None = None
+    paused_at: datetime | None = None
 
 
 class JobTypeInfo(msgspec.Struct, kw_only=True):
@@ -70,6 +154,72 @@ class JobRef(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class RunNowRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     id: str
     requested_by: str | None = None
+    requested_from: str | None = None
+
+
+class PauseRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Pause or resume a job, saying who asked and from where (kept in the pause ledger)."""
+
+    id: str
+    requested_by: str | None = None
+    requested_from: str | None = None
+
+
+class WhyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The ledger of one job between ``since`` and ``until`` (scheduled instants), newest first."""
+
+    id: str
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 200
+
+
+class LedgerEntry(msgspec.Struct, kw_only=True):
+    """One occurrence and what became of it.
+
+    ``state``: dispatched, pending (being published), waiting (buffered behind a run in flight),
+    delayed (chained, waiting for its delay), skipped, missed or coalesced; ``cause`` a stable
+    code (overlap, paused, end_passed, catch_up, deleted, ...) and ``reason`` the sentence.
+    """
+
+    occurrence_id: str
+    run_id: str | None
+    scheduled_for: datetime
+    trigger: str
+    state: str
+    cause: str | None = None
+    reason: str | None = None
+    requested_by: str | None = None
+    requested_from: str | None = None
+    chained_from: str | None = None
+    dispatched_at: datetime | None = None
+    run_status: str | None = None
+    run_error: str | None = None
+    run_finished_at: datetime | None = None
+
+
+class PauseSpan(msgspec.Struct, kw_only=True):
+    paused_at: datetime
+    paused_by: str | None = None
+    paused_from: str | None = None
+    resumed_at: datetime | None = None
+    resumed_by: str | None = None
+    resumed_from: str | None = None
+
+
+class WhyResult(msgspec.Struct, kw_only=True):
+    """Answers "why didn't my job run?": the job's state, its pauses and its ledger."""
+
+    job_id: str
+    title: str
+    paused: bool
+    next_run_at: datetime | None
+    schedule_text: str
+    schedule_end: datetime | None
+    since: datetime | None
+    until: datetime | None
+    occurrences: list[LedgerEntry]
+    pauses: list[PauseSpan]
 
 
 class RunNowResult(msgspec.Struct, kw_only=True):
@@ -106,6 +256,7 @@ class RunRecord(msgspec.Struct, kw_only=True):
     progress_done: int | None = None
     progress_total: int | None = None
     progress_message: str | None = None
+    requested_from: str | None = None
 
 
 class RunQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

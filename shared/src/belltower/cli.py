@@ -19,7 +19,17 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 import typer
 
-from .api import Job, JobSpec, JobTypeInfo, RunNowResult, RunRecord
+from .api import (
+    After,
+    Job,
+    JobSpec,
+    JobTypeInfo,
+    LedgerEntry,
+    RetryBackoff,
+    RunNowResult,
+    RunRecord,
+    WhyResult,
+)
 from .errors import BelltowerError, InvalidInput, NotFound, Unavailable
 from .events import EmailOn
 from .rpc import ApiClient
@@ -143,11 +153,26 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def _who() -> str:
+    """The OS user asking, as run-now and pause records show it."""
     try:
         user = getpass.getuser()
     except Exception:
         user = "unknown"
-    return f"{user}@{socket.gethostname()} (cli)"
+    return f"{user} (cli)"
+
+
+def _where(nats_url: str | None) -> str:
+    """This machine's name and the address it reaches NATS from (no packet is sent)."""
+    host = socket.gethostname()
+    url = nats_url or get_settings().nats_url
+    target = url.split("//", 1)[-1].split(",", 1)[0].rsplit("@", 1)[-1]
+    name, _, port = target.rpartition(":") if ":" in target else (target, "", "4222")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((name or "127.0.0.1", int(port or 4222)))
+            return f"{host} ({probe.getsockname()[0]})"
+    except (OSError, ValueError):
+        return host
 
 
 @app.callback()
@@ -292,6 +317,43 @@ def parse_email_on(text: str) -> EmailOn:
     return value  # type: ignore[return-value]
 
 
+def parse_backoff(text: str) -> RetryBackoff:
+    """``INITIAL,FACTOR,MAX`` as in ``10s,2,10m``."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        return RetryBackoff(
+            initial_s=float(parse_every(parts[0])) if parts[0] not in ("0", "0s") else 0.0,
+            factor=float(parts[1]),
+            max_s=float(parse_every(parts[2])),
+        )
+    except (ValueError, InvalidInput):
+        raise InvalidInput(
+            "retry_backoff", f"{text!r} is not INITIAL,FACTOR,MAX", "e.g. 10s,2,10m"
+        ) from None
+
+
+def parse_after(text: str) -> After:
+    """``JOB_ID[:on][+delay]``, e.g. ``3f2a...:succeeded+10m``."""
+    head, _, delay = text.partition("+")
+    job, _, on = head.partition(":")
+    on = on.strip() or "succeeded"
+    if on not in ("succeeded", "failed", "finished"):
+        raise InvalidInput(
+            "after", f"{on!r} is not when to run", "JOB_ID[:succeeded|failed|finished][+DELAY]"
+        )
+    if not job.strip():
+        raise InvalidInput(
+            "after", f"{text!r} names no job", "JOB_ID[:on][+DELAY], e.g. ID:succeeded+10m"
+        )
+    return After(
+        job=job.strip(),
+        on=on,  # type: ignore[arg-type]
+        delay_s=float(parse_every(delay.strip())) if delay.strip() else 0.0,
+    )
+
+
 @jobs_app.command("create")
 def jobs_create(
     type_: Annotated[str, typer.Option("--type", help="Job type, see `belltower job-types`.")],
@@ -330,11 +392,55 @@ def jobs_create(
             "(BELLTOWER_RESULT_MAIL_ONLY_FAILURES decides)."
         ),
     ] = "default",
+    catch_up: Annotated[
+        str,
+        typer.Option(
+            help="After the scheduler was down: latest (run the latest missed once), all (run "
+            "those within --catch-up-window, at most --catch-up-max) or skip. Every missed "
+            "occurrence is recorded either way."
+        ),
+    ] = "latest",
+    catch_up_window: Annotated[
+        str, typer.Option(help="With --catch-up all: how late a missed occurrence may still run.")
+    ] = "1d",
+    catch_up_max: Annotated[
+        int, typer.Option(help="With --catch-up all: most missed occurrences run.")
+    ] = 10,
+    overlap: Annotated[
+        str,
+        typer.Option(
+            help="While the previous run is still going: skip, buffer (one waits) or allow."
+        ),
+    ] = "skip",
+    retries: Annotated[
+        int, typer.Option(help="Run again this many times after a failure or timeout.")
+    ] = 0,
+    retry_backoff: Annotated[
+        str,
+        typer.Option(help="Retry waits INITIAL,FACTOR,MAX, e.g. 10s,2,10m (10s, 20s, 40s, ...)."),
+    ] = "10s,2,10m",
+    max_deliveries: Annotated[
+        int | None,
+        typer.Option(
+            help="Deliveries after which a run is recorded dead-lettered (default retries + 3)."
+        ),
+    ] = None,
+    after: Annotated[
+        str | None,
+        typer.Option(
+            help="Chain: run after another job, JOB_ID[:succeeded|failed|finished][+DELAY], "
+            "e.g. 3f2a...:succeeded+10m (default on succeeded, no delay)."
+        ),
+    ] = None,
     json_out: JsonFlag = False,
     nats_url: NatsUrl = None,
 ) -> None:
     """Define a job and schedule it."""
     try:
+        if catch_up not in ("latest", "all", "skip"):
+            raise InvalidInput("catch_up", f"{catch_up!r} is not a policy", "latest, all or skip")
+        if overlap not in ("skip", "buffer", "allow"):
+            raise InvalidInput("overlap", f"{overlap!r} is not a policy", "skip, buffer or allow")
         spec = JobSpec(
             type=type_,
             title=title,
@@ -346,6 +452,14 @@ def jobs_create(
             timeout_s=float(parse_every(timeout)) if timeout else None,
             result_emails=parse_emails(email or []),
             result_email_on=parse_email_on(email_on),
+            catch_up=catch_up,  # type: ignore[arg-type]
+            catch_up_window_s=float(parse_every(catch_up_window)),
+            catch_up_max=catch_up_max,
+            overlap=overlap,  # type: ignore[arg-type]
+            retries=retries,
+            retry_backoff=parse_backoff(retry_backoff),
+            max_deliveries=max_deliveries,
+            after=parse_after(after) if after else None,
         )
     except BelltowerError as exc:
         _fail(exc)
@@ -407,7 +521,15 @@ def _show_job(job: Job) -> None:
         ("timeout", f"{job.timeout_s:g}s" if job.timeout_s else "default"),
         ("result mail", _result_mail_text(job)),
         ("params", json.dumps(job.params) if job.params else "-"),
+        ("catch-up", _catch_up_text(job)),
+        ("overlap", job.overlap),
+        ("retries", _retries_text(job)),
     ]
+    if job.after is not None:
+        delay = f" + {job.after.delay_s:g}s" if job.after.delay_s else ""
+        rows.append(("after", f"job {job.after.job} {job.after.on}{delay}"))
+    if job.paused and job.paused_by:
+        rows.append(("paused by", f"{job.paused_by} at {_ts(job.paused_at)}"))
     for key, value in rows:
         typer.echo(f"{key + ':':<14}{value}")
 
@@ -419,6 +541,19 @@ def _result_mail_text(job: Job) -> str:
         job.result_email_on, "per the global setting"
     )
     return f"{', '.join(job.result_emails)} ({when})"
+
+
+def _catch_up_text(job: Job) -> str:
+    if job.catch_up == "all":
+        return f"all within {job.catch_up_window_s:g}s, at most {job.catch_up_max}"
+    return job.catch_up
+
+
+def _retries_text(job: Job) -> str:
+    b = job.retry_backoff
+    deliveries = job.max_deliveries if job.max_deliveries is not None else job.retries + 3
+    backoff = f", backoff {b.initial_s:g}s x{b.factor:g} up to {b.max_s:g}s" if job.retries else ""
+    return f"{job.retries}{backoff}; dead-lettered after {deliveries} deliveries"
 
 
 @jobs_app.command("show")
@@ -437,21 +572,23 @@ def jobs_delete(job_id: str, nats_url: NatsUrl = None) -> None:
     typer.echo(f"deleted job {job_id}")
 
 
+def _pause_request(job_id: str, nats_url: str | None) -> dict[str, str]:
+    return {"id": job_id, "requested_by": _who(), "requested_from": _where(nats_url)}
+
+
 @jobs_app.command("pause")
 def jobs_pause(job_id: str, nats_url: NatsUrl = None) -> None:
-    """Stop scheduling a job until it is resumed."""
-    job = _call(
-        nats_url, lambda c: c.call("scheduler", "jobs.pause", {"id": job_id}, result_type=Job)
-    )
+    """Stop scheduling a job until it is resumed (who paused it is recorded)."""
+    request = _pause_request(job_id, nats_url)
+    job = _call(nats_url, lambda c: c.call("scheduler", "jobs.pause", request, result_type=Job))
     typer.echo(f"paused {job.title} ({job.id})")
 
 
 @jobs_app.command("resume")
 def jobs_resume(job_id: str, nats_url: NatsUrl = None) -> None:
-    """Schedule a paused job again, from now on."""
-    job = _call(
-        nats_url, lambda c: c.call("scheduler", "jobs.resume", {"id": job_id}, result_type=Job)
-    )
+    """Schedule a paused job again, from now on; the occurrences of the pause are recorded skipped."""
+    request = _pause_request(job_id, nats_url)
+    job = _call(nats_url, lambda c: c.call("scheduler", "jobs.resume", request, result_type=Job))
     typer.echo(f"resumed {job.title} ({job.id}); next run {_ts(job.next_run_at)}")
 
 
@@ -471,7 +608,7 @@ def jobs_run_now(
         result = await client.call(
             "scheduler",
             "jobs.run_now",
-            {"id": job_id, "requested_by": _who()},
+            {"id": job_id, "requested_by": _who(), "requested_from": _where(nats_url)},
             result_type=RunNowResult,
         )
         if not wait:
@@ -503,6 +640,143 @@ def jobs_run_now(
         raise typer.Exit(EXIT_FAILED)
 
 
+def _what_happened(e: LedgerEntry) -> str:
+    """One occurrence's fate in a sentence a registrar can read."""
+    if e.trigger == "manual":
+        origin = "run now" + (f" by {e.requested_by}" if e.requested_by else "")
+        origin += f" from {e.requested_from}" if e.requested_from else ""
+        origin += ": "
+    elif e.trigger == "chained":
+        origin = f"chained after occurrence {e.chained_from}: "
+    else:
+        origin = ""
+    if e.state == "dispatched":
+        if e.run_status is None:
+            outcome = "no result yet"
+        elif e.run_status == "running":
+            outcome = "running"
+        else:
+            outcome = e.run_status + (f" ({e.run_error})" if e.run_error else "")
+        return f"{origin}ran: {outcome}; run {e.run_id}, dispatched {_ts(e.dispatched_at)}"
+    if e.state == "pending":
+        return f"{origin}being dispatched (run {e.run_id})"
+    if e.state == "delayed":
+        return f"{origin}waits for its delay, runs at {_ts(e.scheduled_for)}"
+    return origin + (e.reason or e.state)
+
+
+def _why_rows(entries: Sequence[LedgerEntry]) -> list[list[str]]:
+    """One row per occurrence, except that a run of occurrences with the same fate and reason
+    (a long pause, a catch-up) is one row: "FIRST … LAST (N)"."""
+    rows: list[list[str]] = []
+    group: list[LedgerEntry] = []
+
+    def flush() -> None:
+        if not group:
+            return
+        text = _what_happened(group[0])
+        when = _ts(group[0].scheduled_for)
+        if len(group) > 1:  # newest first
+            when = f"{_ts(group[-1].scheduled_for)} … {when} ({len(group)})"
+        rows.append([when, group[0].trigger, text])
+        group.clear()
+
+    for e in entries:
+        if group and not (
+            e.state not in ("dispatched", "pending")
+            and (e.state, e.reason, e.trigger)
+            == (group[0].state, group[0].reason, group[0].trigger)
+        ):
+            flush()
+        group.append(e)
+    flush()
+    return rows
+
+
+@jobs_app.command("why")
+def jobs_why(
+    job_id: str,
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="Occurrences scheduled at or after this ISO date-time."),
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option(help="Occurrences scheduled before this ISO date-time.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many occurrences, newest first.")] = 200,
+    json_out: JsonFlag = False,
+    nats_url: NatsUrl = None,
+) -> None:
+    """Why did (or didn't) a job run? Every occurrence and what became of it, with the reason."""
+    try:
+        query: dict[str, Any] = {"id": job_id, "limit": limit}
+        if from_:
+            query["since"] = parse_datetime(from_, field="from")
+        if to:
+            query["until"] = parse_datetime(to, field="to")
+    except BelltowerError as exc:
+        _fail(exc)
+
+    async def go(client: ApiClient) -> WhyResult:
+        why = await client.call("scheduler", "jobs.why", query, result_type=WhyResult)
+        unknown = [
+            e
+            for e in why.occurrences
+            if e.state == "dispatched" and e.run_status in (None, "running")
+        ]
+        if unknown:
+            # The ledger learns outcomes from run events; history fills in what it has not seen.
+            runs_query = {"job_id": why.job_id, "limit": 10_000}
+            if why.since:
+                runs_query["since"] = why.since
+            if why.until:
+                runs_query["until"] = why.until
+            try:
+                runs = await client.call(
+                    "history", "runs.list", runs_query, result_type=list[RunRecord]
+                )
+            except BelltowerError:
+                runs = []
+            by_occurrence = {r.occurrence_id: r for r in runs}
+            for e in unknown:
+                if (r := by_occurrence.get(e.occurrence_id)) is not None:
+                    e.run_status, e.run_error = r.status, r.error
+        return why
+
+    why = _call(nats_url, go)
+    if json_out:
+        _json(why)
+        return
+    span = f" from {_ts(why.since)}" if why.since else ""
+    span += f" to {_ts(why.until)}" if why.until else ""
+    typer.echo(f"{why.title} ({why.job_id}){span}")
+    typer.echo(f"  schedule: {why.schedule_text}")
+    open_pause = next((p for p in why.pauses if p.resumed_at is None), None)
+    if why.paused:
+        by = f" by {open_pause.paused_by}" if open_pause and open_pause.paused_by else ""
+        by += f" from {open_pause.paused_from}" if open_pause and open_pause.paused_from else ""
+        at = f" at {_ts(open_pause.paused_at)}" if open_pause else ""
+        typer.echo(f"  state:    PAUSED{by}{at}: it does not run until resumed")
+    elif why.next_run_at is None:
+        end = f" (end {_ts(why.schedule_end)})" if why.schedule_end else ""
+        typer.echo(f"  state:    no further occurrence: the schedule has ended{end}")
+    else:
+        typer.echo(f"  state:    active, next run {_ts(why.next_run_at)}")
+    if not why.occurrences:
+        typer.echo("No occurrence in this period.")
+    else:
+        _table(["scheduled for", "trigger", "what happened"], _why_rows(why.occurrences))
+    for p in why.pauses:
+        resumed = (
+            f", resumed at {_ts(p.resumed_at)} by {p.resumed_by or 'someone'}"
+            + (f" from {p.resumed_from}" if p.resumed_from else "")
+            if p.resumed_at
+            else ", not resumed yet"
+        )
+        where = f" from {p.paused_from}" if p.paused_from else ""
+        typer.echo(f"paused at {_ts(p.paused_at)} by {p.paused_by or 'someone'}{where}{resumed}")
+
+
 # -- runs -------------------------------------------------------------------------------------
 
 
@@ -510,7 +784,8 @@ def jobs_run_now(
 def runs_list(
     job: Annotated[str | None, typer.Option(help="Only runs of this job id.")] = None,
     status: Annotated[
-        str | None, typer.Option(help="succeeded, failed, timed_out or running.")
+        str | None,
+        typer.Option(help="succeeded, failed, timed_out, dead_lettered or running."),
     ] = None,
     from_: Annotated[
         str | None, typer.Option("--from", help="Scheduled at or after this ISO date-time.")
@@ -566,7 +841,12 @@ def _show_run(run: RunRecord) -> None:
         ("job", f"{run.job_title} ({run.job_id})"),
         ("type", run.job_type),
         ("status", run.status),
-        ("trigger", run.trigger + (f" by {run.requested_by}" if run.requested_by else "")),
+        (
+            "trigger",
+            run.trigger
+            + (f" by {run.requested_by}" if run.requested_by else "")
+            + (f" from {run.requested_from}" if run.requested_from else ""),
+        ),
         ("priority", str(run.priority)),
         ("scheduled for", _ts(run.scheduled_for)),
         ("dispatched at", _ts(run.dispatched_at)),

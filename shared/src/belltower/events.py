@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 import msgspec
 
-RunStatus = Literal["succeeded", "failed", "timed_out"]
-RUN_STATUSES: tuple[str, ...] = ("succeeded", "failed", "timed_out")
-Trigger = Literal["schedule", "manual"]
+RunStatus = Literal["succeeded", "failed", "timed_out", "dead_lettered"]
+RUN_STATUSES: tuple[str, ...] = ("succeeded", "failed", "timed_out", "dead_lettered")
+Trigger = Literal["schedule", "manual", "chained"]
 
 _OCCURRENCE_NS = uuid.UUID("6f1c3a52-5a0e-4d0e-9a57-2b1f8f0f4c11")
 _RUN_NS = uuid.UUID("b3f0d9a4-0c7e-4f35-9a55-0e3c1e7a2d90")
@@ -71,6 +71,12 @@ def manual_occurrence_id() -> str:
     return str(uuid.uuid4())
 
 
+def chained_occurrence_id(job_id: str, upstream_occurrence_id: str) -> str:
+    """The occurrence of job ``job_id`` chained after an upstream occurrence: a redelivered
+    upstream event names the same one, so it cannot chain twice."""
+    return _uuid5(_OCCURRENCE_SHA1, f"{job_id}|after|{upstream_occurrence_id}")
+
+
 def run_id_for(occurrence: str) -> str:
     """The run of an occurrence; deterministic so every delivery of it names the same run."""
     return _uuid5(_RUN_SHA1, occurrence)
@@ -106,6 +112,13 @@ class DueOccurrence(
     dispatched_at: datetime
     timeout_s: float | None = None
     result_mail: ResultMail | None = None
+    requested_from: str | None = None
+    retries: int = 0
+    """Runs that end failed or timed out are tried again this many times, after a backoff."""
+    backoff_s: tuple[float, float, float] = (10.0, 2.0, 600.0)
+    """Retry backoff: initial seconds, factor, most seconds."""
+    max_deliveries: int = 3
+    """Deliveries after which the run is recorded ``dead_lettered`` instead of being tried again."""
 
 
 class RunStartedData(msgspec.Struct, kw_only=True):
@@ -124,6 +137,7 @@ class RunStartedData(msgspec.Struct, kw_only=True):
     attempt: int = 1
     worker: str = ""
     trace_id: str | None = None
+    requested_from: str | None = None
 
 
 class RunProgressData(msgspec.Struct, kw_only=True):
@@ -160,6 +174,7 @@ class RunFinishedData(msgspec.Struct, kw_only=True):
     error: str | None = None
     trace_id: str | None = None
     result_mail: ResultMail | None = None
+    requested_from: str | None = None
 
 
 class _CloudEvent(msgspec.Struct, kw_only=True, tag_field="type"):

@@ -10,6 +10,12 @@ publishes ``run.finished`` and only then acks. Whatever crashes:
 - a claim whose holder stopped heart-beating is taken over with a compare-and-set, so a worker
   killed mid-run leads to exactly one recorded completion;
 - history stores a run once per occurrence whatever arrives twice.
+
+Retries use JetStream redelivery: a run that failed or timed out with retries left releases
+its claim and is nak'ed with the backoff delay, so the same occurrence (same id, same run id)
+comes back with the next delivery number as its attempt; history sees one run whose attempt
+grows. Every delivery counts, so an occurrence that keeps crashing workers is not retried
+forever: past the job's ``max_deliveries`` it is recorded ``dead_lettered`` with the reason.
 """
 
 from __future__ import annotations
@@ -233,11 +239,29 @@ class Worker:
         revision = await self._claim(msg, key, due, attempt)
         if revision is None:
             return
-        self.running.add(due.occurrence_id)
-        try:
-            event, revision = await self._run(msg, key, revision, due, attempt)
-        finally:
-            self.running.discard(due.occurrence_id)
+        if attempt > due.max_deliveries:
+            event = self._dead_letter(
+                due,
+                attempt,
+                f"dead-lettered after {attempt - 1} deliveries without a result "
+                "(the workers running it stopped, or the broker failed them)",
+            )
+        else:
+            self.running.add(due.occurrence_id)
+            try:
+                event, revision = await self._run(msg, key, revision, due, attempt)
+            finally:
+                self.running.discard(due.occurrence_id)
+            data = event.data
+            if data.status in ("failed", "timed_out") and attempt <= due.retries:
+                if attempt < due.max_deliveries:
+                    await self._retry_later(msg, key, revision, due, attempt, data.error)
+                    return
+                event = self._dead_letter(
+                    due,
+                    attempt,
+                    f"dead-lettered after {attempt} deliveries; last error: {data.error}",
+                )
         payload = _encoder.encode(event)
         finished = Claim(
             state="finished",
@@ -257,6 +281,87 @@ class Worker:
         await self._publish_finished(event.data.status, due.job_type, event.id, payload)
         metrics.record_run(self.pool, event.data)
         await msg.ack()
+
+    def _dead_letter(self, due: DueOccurrence, attempt: int, reason: str) -> RunFinished:
+        """The final event of an occurrence that is not tried again: status ``dead_lettered``."""
+        now = utcnow()
+        log.warning(
+            "occurrence dead-lettered",
+            extra={
+                "action": "run.dead_lettered",
+                "occurrence_id": due.occurrence_id,
+                "reason": reason,
+            },
+        )
+        return RunFinished(
+            id=due.run_id,
+            source=self.source,
+            subject=due.job_id,
+            time=now,
+            data=RunFinishedData(
+                **_carried(due),
+                status="dead_lettered",
+                started_at=now,
+                finished_at=now,
+                duration_ms=0,
+                attempt=attempt,
+                worker=self.name,
+                summary=reason[:300],
+                output_text=reason + "\n",
+                error=reason,
+            ),
+        )
+
+    async def _retry_later(
+        self,
+        msg: NatsMessage,
+        key: str,
+        revision: int,
+        due: DueOccurrence,
+        attempt: int,
+        error: str | None,
+    ) -> None:
+        """Give the occurrence back for its next attempt after the backoff: release the claim,
+        say so in a progress event (history shows it on the run), nak with the delay."""
+        assert self._claims is not None and self._js is not None
+        initial, factor, most = due.backoff_s
+        delay = min(most, initial * factor ** (attempt - 1))
+        message = (
+            f"attempt {attempt} failed: {error or 'no error given'}; "
+            f"retry {attempt} of {due.retries} in {delay:g}s"
+        )
+        await self._claims.delete(key, last=revision)
+        progress = RunProgress(
+            id=f"{due.run_id}.retry.{attempt}",
+            source=self.source,
+            subject=due.job_id,
+            time=utcnow(),
+            data=RunProgressData(
+                run_id=due.run_id,
+                occurrence_id=due.occurrence_id,
+                job_id=due.job_id,
+                at=utcnow(),
+                message=message,
+            ),
+        )
+        try:
+            await self._js.publish(
+                run_progress_subject(due.job_type),
+                _encoder.encode(progress),
+                headers={"Nats-Msg-Id": progress.id},
+            )
+        except Exception:
+            log.warning("retry notice not published", extra={"action": "worker.progress_lost"})
+        log.info(
+            "run failed; retried later",
+            extra={
+                "action": "run.retry",
+                "occurrence_id": due.occurrence_id,
+                "attempt": attempt,
+                "delay_s": delay,
+            },
+        )
+        await msg.nack(delay=delay)
 
     async def _commit(self, key: str, finished: Claim, revision: int, attempt: int) -> bool:
         """Write the finished claim; False when the claim now belongs to another worker."""
@@ -534,7 +639,7 @@ class Worker:
 
 _CARRIED = (
     "run_id", "occurrence_id", "job_id", "job_type", "job_title", "pool", "priority", "trigger",
-    "requested_by", "scheduled_for", "dispatched_at",
+    "requested_by", "scheduled_for", "dispatched_at", "requested_from",
 )  # fmt: skip
 
 

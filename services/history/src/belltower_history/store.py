@@ -26,12 +26,12 @@ _encode = msgspec.json.Encoder().encode
 _RUN_FIELDS = (
     "occurrence_id", "run_id", "job_id", "job_type", "job_title", "pool", "status", "trigger", "requested_by",
     "priority", "scheduled_for", "dispatched_at", "started_at", "finished_at", "duration_ms", "attempt", "worker",
-    "summary", "output_text", "output_html", "error", "trace_id",
+    "summary", "output_text", "output_html", "error", "trace_id", "requested_from",
 )  # fmt: skip
 _SQL_TYPES = (
     "uuid", "uuid", "uuid", "text", "text", "text", "text", "text", "text",
     "int", "timestamptz", "timestamptz", "timestamptz", "timestamptz", "int", "int", "text",
-    "text", "text", "text", "text", "text",
+    "text", "text", "text", "text", "text", "text",
 )  # fmt: skip
 
 # What a started event, which has none of these fields, leaves in a running run's row.
@@ -67,7 +67,7 @@ _OUTBOX = (
 _SELECT = (
     "SELECT occurrence_id::text, run_id::text, job_id::text, job_type, job_title, status, trigger, requested_by, "
     "priority, scheduled_for, dispatched_at, started_at, finished_at, duration_ms, attempt, worker, summary, "
-    "{output} AS output_text, {html} AS output_html, error, trace_id, progress_done, progress_total, progress_message "
+    "{output} AS output_text, {html} AS output_html, error, trace_id, progress_done, progress_total, progress_message, requested_from "
     "FROM history.runs"
 )
 

@@ -20,6 +20,7 @@ from belltower.subjects import api_subject
 from .catalog import Catalog
 from .dispatcher import Dispatcher
 from .operations import ROUTES, Operations
+from .runs import RunTracker
 from .settings import SchedulerSettings
 from .store import Store
 
@@ -31,6 +32,7 @@ class SchedulerService:
         self.settings = settings or SchedulerSettings()
         self.broker = make_broker(self.settings, "scheduler")
         self.dispatcher: Dispatcher | None = None
+        self.runs: RunTracker | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._pool: Any = None
         self.operations: Operations | None = None
@@ -83,12 +85,15 @@ class SchedulerService:
             js,
             misfire_grace_s=self.settings.misfire_grace_s,
             max_batch=self.settings.dispatch_batch,
+            stale_run_s=self.settings.stale_run_s,
         )
         loaded = await self.dispatcher.load()
         metrics.watch_scheduler(
             leader=lambda: {"0": self.leading()},
             jobs=lambda: len(self.dispatcher.entries) if self.dispatcher else 0,
         )
+        self.runs = RunTracker(js, self.dispatcher)
+        await self.runs.start()
         self.operations = Operations(store, self.dispatcher, Catalog(js))
         log.info(
             "scheduler ready",
@@ -100,6 +105,8 @@ class SchedulerService:
         self._loop_task = asyncio.create_task(self.dispatcher.run_forever(), name="dispatcher")
 
     async def on_shutdown(self) -> None:
+        if self.runs is not None:
+            await self.runs.stop()
         if self._loop_task:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

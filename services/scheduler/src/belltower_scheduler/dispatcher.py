@@ -11,8 +11,15 @@ A crash between those steps leaves ``pending`` rows that the next start publishe
 JetStream drops the copy it already has, and workers and history de-duplicate on the same id. An occurrence that is already in the ledger is never published by the planner
 again, so restarts and a second scheduler cannot double-dispatch.
 
-Occurrences later than the misfire grace (the scheduler was down) are coalesced into the most
-recent one, which runs once; each coalesced occurrence stays in the ledger with its reason.
+Occurrences later than the misfire grace (the scheduler was down) are missed; each job's
+catch-up policy decides which of them run (``latest``: the latest once, the others coalesced;
+``all``: those within the catch-up window up to a maximum; ``skip``: none), and every one is
+recorded with its reason, so none is lost silently.
+
+When run events are tracked (:meth:`Dispatcher.track_runs`, fed by ``runs.RunTracker``), the
+dispatcher knows each job's runs in flight and applies its overlap policy (``skip``, ``buffer``
+one, ``allow``), releases buffered occurrences when the run before finishes, and plans chained
+occurrences of jobs that run ``after`` another one.
 """
 
 from __future__ import annotations
@@ -35,10 +42,13 @@ from asyncpg import Record
 from nats.js import JetStreamContext
 
 from belltower import metrics, telemetry
+from belltower.api import RunPolicy
 from belltower.errors import Unavailable
 from belltower.events import (
     DueOccurrence,
     ResultMail,
+    RunFinishedData,
+    chained_occurrence_id,
     due_encoder,
     manual_occurrence_id,
     occurrence_id,
@@ -54,7 +64,7 @@ from belltower.schedule import (
 )
 from belltower.subjects import due_subject
 
-from .store import JobRow, Occurrence, Store, decode_result_mail
+from .store import JobRow, Occurrence, Store, decode_result_mail, policy_decoder
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +103,23 @@ def _shared(value: Any) -> Any:
     return _shared_values.setdefault((type(value), value), value)
 
 
+@lru_cache(maxsize=4_096)
+def _policy(text: str) -> RunPolicy:
+    """Jobs with the same policy share one (frozen) object."""
+    return policy_decoder.decode(text)
+
+
+@lru_cache(maxsize=4_096)
+def _retry_wire(policy: RunPolicy) -> tuple[int, tuple[float, float, float], int]:
+    """What a due message carries of a policy: retries, backoff, most deliveries."""
+    b = policy.retry_backoff
+    return policy.retries, (b.initial_s, b.factor, b.max_s), policy.deliveries
+
+
+def _when(at: datetime | None) -> str:
+    return at.isoformat(timespec="seconds") if at else "-"
+
+
 def _params_json(params: Any) -> bytes:
     """A job's params as the compact JSON the due message carries, encoded once per job.
 
@@ -120,6 +147,7 @@ class Entry:
     paused: bool
     schedule: CompiledSchedule
     next_due: datetime | None
+    policy: RunPolicy
     version: int = 0
     result_mail: ResultMail | None = None
 
@@ -136,6 +164,7 @@ class Entry:
             paused=row.paused,
             schedule=compiled_for(row.schedule),
             next_due=row.next_run_at,
+            policy=_shared(row.policy),
             result_mail=row.result_mail,
         )
 
@@ -157,6 +186,7 @@ class Entry:
             paused=r["paused"],
             schedule=compiled_for(schedule_decoder.decode(r["schedule"])),
             next_due=r["next_run_at"],
+            policy=_shared(_policy(r["policy"])),
             result_mail=decode_result_mail(r["result_mail"]),
         )
 
@@ -211,8 +241,13 @@ def _stream_order(p: _Planned) -> tuple[datetime, int]:
 
 @dataclass
 class DispatchStats:
+    """Counters for the metrics: ``skipped`` by cause, ``missed`` by catch-up policy (coalesced
+    occurrences count as missed under ``latest``)."""
+
     dispatched: int = 0
     coalesced: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    missed: dict[str, int] = field(default_factory=dict)
     publish_failures: int = 0
     last_tick_at: datetime | None = None
     lateness_ms: list[float] = field(default_factory=list)
@@ -229,6 +264,7 @@ class Dispatcher:
         plan_chunk: int = PLAN_CHUNK,
         publish_timeout_s: float = 10.0,
         clock: Callable[[], datetime] = utcnow,
+        stale_run_s: float = 86_400.0,
     ) -> None:
         self.store = store
         self.js = js
@@ -245,6 +281,16 @@ class Dispatcher:
         self._retry_pending = True
         self._lock = asyncio.Lock()
         self._confirming: list[asyncio.Task[int]] = []
+        self.tracking_runs = False
+        self.stale_run = timedelta(seconds=stale_run_s)
+        self.in_flight: dict[str, dict[str, datetime]] = {}
+        """Job id -> its occurrences dispatched and not finished (id -> scheduled instant)."""
+        self.waiting: dict[str, str] = {}
+        """Job id -> its occurrence buffered behind a run in flight (overlap: buffer)."""
+        self.delayed: list[tuple[float, str, str]] = []
+        """Heap of chained occurrences waiting for their delay: (due timestamp, id, job id)."""
+        self.chained: dict[str, list[str]] = {}
+        """Upstream job id -> ids of the jobs that run after it."""
 
     # -- the set of jobs ----------------------------------------------------------------------
 
@@ -261,16 +307,49 @@ class Dispatcher:
             count += len(records)
         return count
 
+    async def track_runs(self) -> datetime | None:
+        """Start applying the overlap and chaining policies: load what the ledger holds back.
+
+        Returns the instant from which run events must be replayed to catch up with runs that
+        finished while this scheduler was not listening (the oldest dispatch still in flight),
+        or None when nothing is in flight.
+        """
+        self.tracking_runs = True
+        oldest: datetime | None = None
+        for r in await self.store.held(min(self.clock(), utcnow()) - self.stale_run):
+            if r["state"] == "dispatched":
+                self.in_flight.setdefault(r["job_id"], {})[r["id"]] = r["scheduled_for"]
+                at = r["dispatched_at"] or r["scheduled_for"]
+                oldest = at if oldest is None or at < oldest else oldest
+            elif r["state"] == "waiting":
+                self.waiting[r["job_id"]] = r["id"]
+            else:
+                heapq.heappush(self.delayed, (r["scheduled_for"].timestamp(), r["id"], r["job_id"]))
+        self.wake.set()
+        return oldest
+
     def put(self, entry: Entry) -> None:
         """Add or replace a job; its previous heap item becomes stale."""
         previous = self.entries.get(entry.id)
         entry.version = (previous.version + 1) if previous else 0
         self.entries[entry.id] = entry
+        if previous is not None and previous.policy.after is not None:
+            self._unchain(previous)
+        if entry.policy.after is not None:
+            self.chained.setdefault(entry.policy.after.job, []).append(entry.id)
         self._push(entry)
         self.wake.set()
 
     def remove(self, job_id: str) -> None:
-        self.entries.pop(job_id, None)
+        entry = self.entries.pop(job_id, None)
+        if entry is not None and entry.policy.after is not None:
+            self._unchain(entry)
+
+    def _unchain(self, entry: Entry) -> None:
+        assert entry.policy.after is not None
+        followers = self.chained.get(entry.policy.after.job, [])
+        if entry.id in followers:
+            followers.remove(entry.id)
 
     def _push(self, entry: Entry) -> None:
         if entry.next_due is not None and not entry.paused:
@@ -306,6 +385,8 @@ class Dispatcher:
         while self.heap and self._stale(self.heap[0]):
             heapq.heappop(self.heap)
         until_due = max(0.0, self.heap[0][0] - time.time()) if self.heap else 60.0
+        if self.delayed:
+            until_due = min(until_due, max(0.0, self.delayed[0][0] - time.time()))
         return min(until_due, 2.0) if self._retry_pending else until_due
 
     def _stale(self, item: tuple[float, int, int, int, str]) -> bool:
@@ -319,6 +400,8 @@ class Dispatcher:
         are written and published; all of that is settled before the tick returns.
         """
         async with self._lock:
+            if self.delayed and self.delayed[0][0] <= self.clock().timestamp():
+                await self._release_delayed()
             total = await self.republish_pending() if self._retry_pending else 0
             try:
                 while await self._tick_once():
@@ -383,32 +466,157 @@ class Dispatcher:
         return chunks
 
     def _plan(self, entry: Entry, now: datetime, out: list[_Planned]) -> None:
-        """Append the occurrences of one job due by ``now`` to ``out``; advances its next time."""
+        """Append the occurrences of one job due by ``now`` to ``out``; advances its next time.
+
+        Which of them run is the job's catch-up policy (for those later than the misfire
+        grace) and then its overlap policy (against runs dispatched before this batch); every
+        other one is appended with the state and reason the ledger keeps.
+        """
         times: list[datetime] = []
         at = entry.next_due
         while at is not None and at <= now and len(times) < MAX_CATCH_UP:
             times.append(at)
             at = entry.schedule.next_after(at)
-        if at is not None and at <= now:
+        beyond = at if at is not None and at <= now else None
+        if beyond is not None:
             at = entry.schedule.next_after(now)
         entry.next_due = at
-        if len(times) == 1 and now - times[0] <= self.grace:  # the usual case: one, on time
+        blocked = (
+            self.tracking_runs
+            and entry.policy.overlap != "allow"
+            and entry.id in self.in_flight
+            and self._still_going(entry.id, now)
+        )
+        if len(times) == 1 and now - times[0] <= self.grace and not blocked:  # the usual case
             out.append(self._occurrence(entry, times[0], "pending", None))
             return
         on_time = [t for t in times if now - t <= self.grace]
-        late = [t for t in times if now - t > self.grace]
-        runs = on_time or late[-1:]
-        coalesced = late if on_time else late[:-1]
-        if coalesced:
-            into = runs[0].isoformat()
-            reason = f"coalesced into the occurrence of {into}: the scheduler was not running at its time"
-            for t in coalesced:
-                out.append(self._occurrence(entry, t, "coalesced", reason))
+        runs = self._catch_up(entry, now, [t for t in times if now - t > self.grace], on_time, out)
+        if beyond is not None:
+            out.append(
+                self._occurrence(
+                    entry,
+                    beyond,
+                    "missed",
+                    f"missed, with every later occurrence up to {_when(now)} (not listed one by one): "
+                    f"the scheduler was not running and more than {MAX_CATCH_UP:,} occurrences were due",
+                    "catch_up",
+                )
+            )
+        if blocked:
+            runs = self._overlap(entry, runs, out)
         for t in runs:
             out.append(self._occurrence(entry, t, "pending", None))
 
+    def _still_going(self, job_id: str, now: datetime) -> bool:
+        """Whether a run of the job is in flight; runs older than ``stale_run_s`` are forgotten,
+        as their finished event may never come (no worker for the pool, an expired message)."""
+        going = self.in_flight[job_id]
+        for occ_id, at in list(going.items()):
+            if now - at > self.stale_run:
+                del going[occ_id]
+                log.warning(
+                    "a run in flight for too long no longer holds back its job",
+                    extra={
+                        "action": "dispatch.stale_run",
+                        "job_id": job_id,
+                        "occurrence_id": occ_id,
+                    },
+                )
+        if not going:
+            del self.in_flight[job_id]
+        return bool(going)
+
+    def _catch_up(
+        self,
+        entry: Entry,
+        now: datetime,
+        late: list[datetime],
+        on_time: list[datetime],
+        out: list[_Planned],
+    ) -> list[datetime]:
+        """Record the late occurrences the job's catch-up policy does not run; returns the runs."""
+        if not late:
+            return on_time
+        policy = entry.policy
+        end = entry.schedule.schedule.end
+        down = "the scheduler was not running at its time"
+        if end is not None and now > end:
+            for t in late:
+                out.append(
+                    self._occurrence(
+                        entry, t, "skipped",
+                        f"skipped: {down}, and when it was found the schedule had ended ({_when(end)})",
+                        "end_passed",
+                    )
+                )  # fmt: skip
+            return on_time
+        if policy.catch_up == "skip":
+            for t in late:
+                out.append(
+                    self._occurrence(
+                        entry, t, "missed", f"missed: {down}; the job's catch-up policy is skip", "catch_up"
+                    )
+                )  # fmt: skip
+            return on_time
+        if policy.catch_up == "all":
+            window = timedelta(seconds=policy.catch_up_window_s)
+            in_window = [t for t in late if now - t <= window]
+            runs = in_window[-policy.catch_up_max :] if policy.catch_up_max > 0 else []
+            kept = set(runs)
+            for t in late:
+                if t in kept:
+                    continue
+                why = (
+                    f"more than the catch-up window ({policy.catch_up_window_s:g}s) late when found"
+                    if now - t > window
+                    else f"catch-up runs at most {policy.catch_up_max} missed occurrences, the latest ones"
+                )
+                out.append(
+                    self._occurrence(entry, t, "missed", f"missed: {down}; {why}", "catch_up")
+                )
+            return runs + on_time
+        runs = on_time or late[-1:]
+        into = runs[0].isoformat()
+        reason = f"coalesced into the occurrence of {into}: {down}"
+        for t in late if on_time else late[:-1]:
+            out.append(self._occurrence(entry, t, "coalesced", reason, "catch_up"))
+        return runs
+
+    def _overlap(self, entry: Entry, runs: list[datetime], out: list[_Planned]) -> list[datetime]:
+        """A run of the job is still going: skip the runs, or buffer the latest one."""
+        if not runs:
+            return runs
+        going = self.in_flight[entry.id]
+        first = min(going.values())
+        what = f"the run of {_when(first)} was still going" + (
+            f" (and {len(going) - 1} more)" if len(going) > 1 else ""
+        )
+        keep: list[datetime] = []
+        if entry.policy.overlap == "buffer" and entry.id not in self.waiting:
+            keep = runs[-1:]
+            runs = runs[:-1]
+        why = (
+            "overlap: skip"
+            if entry.policy.overlap == "skip"
+            else "overlap: buffer holds one, and one was waiting already"
+        )
+        for t in runs:
+            out.append(self._occurrence(entry, t, "skipped", f"skipped: {what} ({why})", "overlap"))
+        for t in keep:
+            out.append(
+                self._occurrence(
+                    entry, t, "waiting",
+                    f"buffered: {what}; it runs when that run finishes (overlap: buffer)",
+                    "overlap",
+                )
+            )  # fmt: skip
+        return []
+
     @staticmethod
-    def _occurrence(entry: Entry, at: datetime, state: str, reason: str | None) -> _Planned:
+    def _occurrence(
+        entry: Entry, at: datetime, state: str, reason: str | None, cause: str | None = None
+    ) -> _Planned:
         return _Planned(
             id=occurrence_id(entry.id, at),
             job_id=entry.id,
@@ -417,6 +625,7 @@ class Dispatcher:
             trigger="schedule",
             state=state,
             reason=reason,
+            cause=cause,
             entry=entry,
         )
 
@@ -443,14 +652,30 @@ class Dispatcher:
         """Write one chunk; returns its occurrences to publish: new in the ledger and pending."""
         new_ids = await self.store.plan(chunk.occurrences, chunk.next_runs)
         to_send = []
+        tracking = self.tracking_runs
         for p in chunk.occurrences:
             if p.id in new_ids:
                 if p.state == "pending":
                     to_send.append(p)
+                    if tracking:
+                        self.in_flight.setdefault(p.job_id, {})[p.id] = p.scheduled_for
                 elif p.state == "coalesced":
                     self.stats.coalesced += 1
-                    metrics.OCCURRENCES_MISSED.labels("coalesce").inc()
+                    self._count(self.stats.missed, "latest")
+                    metrics.OCCURRENCES_MISSED.labels("latest").inc()
+                elif p.state == "missed":
+                    self._count(self.stats.missed, p.entry.policy.catch_up)
+                    metrics.OCCURRENCES_MISSED.labels(p.entry.policy.catch_up).inc()
+                elif p.state == "skipped":
+                    self._count(self.stats.skipped, p.cause or "other")
+                    metrics.OCCURRENCES_SKIPPED.labels(p.cause or "other").inc()
+                elif p.state == "waiting":
+                    self.waiting[p.job_id] = p.id
         return to_send
+
+    @staticmethod
+    def _count(counter: dict[str, int], key: str) -> None:
+        counter[key] = counter.get(key, 0) + 1
 
     async def _send(self, batch: list[_Planned], confirming: list[asyncio.Task[int]]) -> None:
         """Publish ``batch`` in order without waiting for acks; a task added to ``confirming``
@@ -467,6 +692,7 @@ class Dispatcher:
         try:
             for p in batch:
                 entry = p.entry
+                retries, backoff, deliveries = _retry_wire(entry.policy)
                 message = DueOccurrence(
                     occurrence_id=p.id,
                     run_id=run_id_for(p.id),
@@ -483,6 +709,10 @@ class Dispatcher:
                     dispatched_at=dispatched_at,
                     timeout_s=entry.timeout_s,
                     result_mail=entry.result_mail,
+                    requested_from=p.requested_from,
+                    retries=retries,
+                    backoff_s=backoff,
+                    max_deliveries=deliveries,
                 )
                 subject = _due_subject(entry.pool, entry.type)
                 futures.append(
@@ -596,9 +826,13 @@ class Dispatcher:
                         trigger=r["trigger"],
                         state="pending",
                         requested_by=r["requested_by"],
+                        requested_from=r["requested_from"],
+                        chained_from=r["chained_from"],
                         entry=entry,
                     )
                 )
+                if self.tracking_runs:
+                    self.in_flight.setdefault(r["job_id"], {})[r["id"]] = r["scheduled_for"]
             sent = await self._publish(batch)
             total += sent
             if sent < len(batch):
@@ -614,8 +848,10 @@ class Dispatcher:
             )
         return total
 
-    async def run_now(self, entry: Entry, requested_by: str | None) -> Occurrence:
-        """Dispatch one extra occurrence of a job now, outside its schedule."""
+    async def run_now(
+        self, entry: Entry, requested_by: str | None, requested_from: str | None = None
+    ) -> Occurrence:
+        """Dispatch one extra occurrence of a job now, outside its schedule and its overlap policy."""
         now = self.clock().astimezone(UTC)
         occ = _Planned(
             id=manual_occurrence_id(),
@@ -625,13 +861,115 @@ class Dispatcher:
             trigger="manual",
             state="pending",
             requested_by=requested_by,
+            requested_from=requested_from,
             entry=entry,
         )
         async with self._lock:
             await self.store.plan([occ], [])
+            if self.tracking_runs:
+                self.in_flight.setdefault(entry.id, {})[occ.id] = now
             sent = await self._publish([occ])
         if not sent:
             raise Unavailable(
                 "JetStream did not confirm the run; it stays pending and is retried automatically"
             )
         return occ
+
+    # -- run events: overlap and chaining -------------------------------------------------------
+
+    async def runs_finished(self, finished: list[RunFinishedData]) -> None:
+        """What finished runs change: the ledger's run status, buffered runs released, chained
+        occurrences planned.
+
+        Chained occurrences are written before the runs are recorded, and their ids derive from
+        the upstream occurrence, so a replayed or redelivered event never chains twice.
+        """
+        if not finished:
+            return
+        now = self.clock()
+        chained: list[_Planned] = []
+        released: list[str] = []
+        for data in finished:
+            going = self.in_flight.get(data.job_id)
+            if going is not None:
+                going.pop(data.occurrence_id, None)
+                if not going:
+                    del self.in_flight[data.job_id]
+                    waiting = self.waiting.pop(data.job_id, None)
+                    if waiting is not None:
+                        released.append(waiting)
+            for follower in self.chained.get(data.job_id, ()):
+                entry = self.entries.get(follower)
+                if entry is not None and entry.policy.after is not None:
+                    planned = self._chain(entry, data, now)
+                    if planned is not None:
+                        chained.append(planned)
+        async with self._lock:
+            # Whether or not this replica's write was the first (another replica follows the
+            # same events), the occurrences are published from the ledger's state: releasing
+            # is idempotent, and pending rows are published once, de-duplicated by their id.
+            if chained:
+                await self.store.plan(chained, [])
+                for p in chained:
+                    if p.state == "delayed":
+                        heapq.heappush(self.delayed, (p.scheduled_for.timestamp(), p.id, p.job_id))
+                    elif p.state == "pending":
+                        self._retry_pending = True
+            if released:
+                self._retry_pending = True
+                for occ_id in await self.store.release(released):
+                    log.info(
+                        "buffered occurrence released",
+                        extra={"action": "dispatch.released", "occurrence_id": occ_id},
+                    )
+            await self.store.record_runs(
+                [(d.occurrence_id, d.status, d.error, d.finished_at) for d in finished]
+            )
+        if self._retry_pending or chained:
+            self.wake.set()  # the loop's sleep is recomputed, with the delayed occurrences
+
+    async def runs_started(self, occurrence_ids: list[str]) -> None:
+        """Record that runs started, so the ledger can say "running"."""
+        await self.store.record_runs([(i, "running", None, None) for i in occurrence_ids])
+
+    def _chain(self, entry: Entry, upstream: RunFinishedData, now: datetime) -> _Planned | None:
+        """The occurrence of ``entry`` that ``upstream`` finishing triggers, or None."""
+        after = entry.policy.after
+        assert after is not None
+        ok = upstream.status == "succeeded"
+        if (after.on == "succeeded" and not ok) or (after.on == "failed" and ok):
+            return None
+        at = upstream.finished_at.astimezone(UTC) + timedelta(seconds=after.delay_s)
+        state, reason, cause = ("delayed" if at > now else "pending"), None, None
+        if entry.paused:
+            state, reason, cause = (
+                "skipped",
+                "skipped: the job was paused when its upstream run finished",
+                "paused",
+            )
+        return _Planned(
+            id=chained_occurrence_id(entry.id, upstream.occurrence_id),
+            job_id=entry.id,
+            scheduled_for=at,
+            priority=entry.priority,
+            trigger="chained",
+            state=state,
+            reason=reason,
+            cause=cause,
+            chained_from=upstream.occurrence_id,
+            entry=entry,
+        )
+
+    async def _release_delayed(self) -> None:
+        """Chained occurrences whose delay has passed become pending, published this tick."""
+        now_ts = self.clock().timestamp()
+        due: list[str] = []
+        while self.delayed and self.delayed[0][0] <= now_ts:
+            due.append(heapq.heappop(self.delayed)[1])
+        try:
+            await self.store.release(due)
+        except BaseException:
+            for occ_id in due:  # the ledger still holds them as delayed: try again
+                heapq.heappush(self.delayed, (now_ts, occ_id, ""))
+            raise
+        self._retry_pending = True

@@ -15,18 +15,27 @@ from belltower.api import (
     JobRef,
     JobSpec,
     JobTypeInfo,
+    LedgerEntry,
     LedgerPurgeRequest,
+    PauseRequest,
+    PauseSpan,
     RunNowRequest,
     RunNowResult,
+    RunPolicy,
+    WhyRequest,
+    WhyResult,
 )
 from belltower.errors import InvalidInput, NotFound
-from belltower.events import EmailOn, ResultMail, run_id_for
+from belltower.events import EmailOn, ResultMail, occurrence_id, run_id_for
 from belltower.rpc import decode_request
-from belltower.schedule import DATETIME_FORM, compile_schedule, describe
+from belltower.schedule import DATETIME_FORM, CompiledSchedule, compile_schedule, describe
 
 from .catalog import Catalog, validate_params
 from .dispatcher import Dispatcher, Entry
-from .store import JobRow, Store
+from .store import JobRow, Occurrence, Store
+
+MAX_PAUSED_LISTED = 1_000
+"""Occurrences of a pause recorded one by one when the job resumes; later ones are summed up."""
 
 MAX_PRIORITY = 1_000_000
 
@@ -39,6 +48,7 @@ ROUTES = {
     "jobs.pause": "pause",
     "jobs.resume": "resume",
     "jobs.run_now": "run_now",
+    "jobs.why": "why",
     "ledger.purge": "purge_ledger",
 }
 """API operation name -> method of :class:`Operations`."""
@@ -80,6 +90,7 @@ class Operations:
             )
         result_mail = check_result_mail(spec.result_emails, spec.result_email_on)
         compiled = compile_schedule(spec.schedule)
+        policy = await self._check_policy(spec.policy())
         info = await self.catalog.require(spec.type)
         params = validate_params(info, spec.params)
         now = self.dispatcher.clock()
@@ -104,6 +115,7 @@ class Operations:
             next_run_at=next_run,
             created_at=now,
             updated_at=now,
+            policy=policy,
             result_mail=result_mail,
         )
         await self.store.insert_job(row)
@@ -126,26 +138,153 @@ class Operations:
         return {"deleted": job_id}
 
     async def pause(self, data: bytes) -> Job:
-        return await self._set_paused(decode_request(data, JobRef).id, True)
+        return await self._set_paused(decode_request(data, PauseRequest), True)
 
     async def resume(self, data: bytes) -> Job:
-        return await self._set_paused(decode_request(data, JobRef).id, False)
+        return await self._set_paused(decode_request(data, PauseRequest), False)
 
-    async def _set_paused(self, job_id: str, paused: bool) -> Job:
+    async def _set_paused(self, request: PauseRequest, paused: bool) -> Job:
+        """Pause or resume; on resume the occurrences of the pause are recorded as skipped."""
+        job_id = request.id
         row = await self._row(job_id)
         now = self.dispatcher.clock()
+        compiled = compile_schedule(row.schedule)
+        if row.paused and not paused:
+            pause = await self.store.open_pause(job_id)
+            since = pause["paused_at"] if pause else row.updated_at
+            who = _by(
+                pause["paused_by"] if pause else None, pause["paused_from"] if pause else None
+            )
+            skipped = _paused_occurrences(row, compiled, since, now, who)
+            if skipped:
+                await self.store.plan(skipped, [])
+        elif paused and not row.paused and row.next_run_at is not None and row.next_run_at <= now:
+            # Due but not planned yet: the pause holds these back too, and says so.
+            who = _by(request.requested_by, request.requested_from)
+            held = _paused_occurrences(
+                row, compiled, row.next_run_at - timedelta(microseconds=1), now, who, now
+            )
+            await self.store.plan(held, [])
         row.paused = paused
-        row.next_run_at = None if paused else compile_schedule(row.schedule).next_after(now)
+        row.next_run_at = None if paused else compiled.next_after(now)
         row.updated_at = now
-        await self.store.set_paused(job_id, paused, row.next_run_at, now)
+        await self.store.set_paused(
+            job_id, paused, row.next_run_at, now, request.requested_by, request.requested_from
+        )
         self.dispatcher.put(Entry.from_row(row))
         return await self._view(row)
+
+    async def why(self, data: bytes) -> WhyResult:
+        """The job's ledger with reasons, its pauses, and (while paused) what the pause holds back."""
+        request = decode_request(data, WhyRequest)
+        if not 1 <= request.limit <= 10_000:
+            raise InvalidInput("limit", f"{request.limit} is out of range", "1 to 10000")
+        if request.since and request.until and request.until <= request.since:
+            raise InvalidInput("to", "is not after --from", "a --to later than --from")
+        row = await self._row(request.id)
+        now = self.dispatcher.clock()
+        entries = [
+            LedgerEntry(
+                occurrence_id=r["id"],
+                run_id=run_id_for(r["id"]) if r["state"] in ("dispatched", "pending") else None,
+                scheduled_for=r["scheduled_for"],
+                trigger=r["trigger"],
+                state=r["state"],
+                cause=r["cause"],
+                reason=r["reason"],
+                requested_by=r["requested_by"],
+                requested_from=r["requested_from"],
+                chained_from=r["chained_from"],
+                dispatched_at=r["dispatched_at"],
+                run_status=r["run_status"],
+                run_error=r["run_error"],
+                run_finished_at=r["run_finished_at"],
+            )
+            for r in await self.store.ledger(row.id, request.since, request.until, request.limit)
+        ]
+        pauses = [
+            PauseSpan(**dict(r))
+            for r in await self.store.pauses(row.id, request.since, request.until)
+        ]
+        if row.paused:
+            pause = await self.store.open_pause(row.id)
+            paused_at = pause["paused_at"] if pause else row.updated_at
+            since = paused_at if request.since is None else max(paused_at, request.since)
+            until = min(now, request.until) if request.until else now
+            who = _by(
+                pause["paused_by"] if pause else None, pause["paused_from"] if pause else None
+            )
+            held = _paused_occurrences(row, compile_schedule(row.schedule), since, until, who)
+            entries = [
+                LedgerEntry(
+                    occurrence_id=o.id, run_id=None, scheduled_for=o.scheduled_for, trigger=o.trigger,
+                    state=o.state, cause=o.cause, reason=o.reason,
+                )
+                for o in reversed(held)
+            ] + entries  # fmt: skip
+            entries = entries[: request.limit]
+        return WhyResult(
+            job_id=row.id,
+            title=row.title,
+            paused=row.paused,
+            next_run_at=row.next_run_at,
+            schedule_text=describe(row.schedule),
+            schedule_end=row.schedule.end,
+            since=request.since,
+            until=request.until,
+            occurrences=entries,
+            pauses=pauses,
+        )
+
+    async def _check_policy(self, policy: RunPolicy) -> RunPolicy:
+        """Refuse policy values that make no sense, naming the field."""
+        if policy.catch_up_window_s <= 0:
+            raise InvalidInput(
+                "catch_up_window_s",
+                f"{policy.catch_up_window_s:g} is not a duration",
+                "seconds greater than 0, e.g. 3600",
+            )
+        if not 0 <= policy.catch_up_max <= 10_000:
+            raise InvalidInput(
+                "catch_up_max",
+                f"{policy.catch_up_max} is out of range",
+                "0 to 10000 missed occurrences to run",
+            )
+        if not 0 <= policy.retries <= 100:
+            raise InvalidInput("retries", f"{policy.retries} is out of range", "0 to 100 retries")
+        b = policy.retry_backoff
+        if b.initial_s < 0 or b.factor < 1 or b.max_s < b.initial_s:
+            raise InvalidInput(
+                "retry_backoff",
+                f"initial {b.initial_s:g}s, factor {b.factor:g}, max {b.max_s:g}s cannot be used",
+                "initial_s >= 0, factor >= 1, max_s >= initial_s (e.g. 10, 2, 600)",
+            )
+        if policy.max_deliveries is not None and policy.max_deliveries <= policy.retries:
+            raise InvalidInput(
+                "max_deliveries",
+                f"{policy.max_deliveries} leaves no room for {policy.retries} retries",
+                f"more than the retries (at least {policy.retries + 1}), or null for retries + 3",
+            )
+        if policy.after is not None:
+            after = policy.after
+            _check_id(after.job, "after.job")
+            if await self.store.get_job(after.job) is None:
+                raise NotFound(
+                    f"after.job: no job with id {after.job} to run after; `belltower jobs list` shows the ids"
+                )
+            if after.delay_s < 0:
+                raise InvalidInput(
+                    "after.delay_s",
+                    f"{after.delay_s:g} is negative",
+                    "seconds, 0 or more, e.g. 600 for 10 minutes",
+                )
+        return policy
 
     async def run_now(self, data: bytes) -> RunNowResult:
         request = decode_request(data, RunNowRequest)
         row = await self._row(request.id)
         entry = self.dispatcher.entries.get(row.id) or Entry.from_row(row)
-        occ = await self.dispatcher.run_now(entry, request.requested_by)
+        occ = await self.dispatcher.run_now(entry, request.requested_by, request.requested_from)
         return RunNowResult(
             job_id=row.id,
             occurrence_id=occ.id,
@@ -170,10 +309,15 @@ class Operations:
         return row
 
     async def _view(self, row: JobRow) -> Job:
-        return self._to_api(row, row.type in await self.catalog.types())
+        job = self._to_api(row, row.type in await self.catalog.types())
+        if row.paused and (pause := await self.store.open_pause(row.id)):
+            job.paused_by = _by(pause["paused_by"], pause["paused_from"])
+            job.paused_at = pause["paused_at"]
+        return job
 
     @staticmethod
     def _to_api(row: JobRow, installed: bool) -> Job:
+        p = row.policy
         return Job(
             id=row.id,
             title=row.title,
@@ -192,6 +336,14 @@ class Operations:
             updated_at=row.updated_at,
             result_emails=list(row.result_mail.to) if row.result_mail else [],
             result_email_on=row.result_mail.on if row.result_mail else "default",
+            catch_up=p.catch_up,
+            catch_up_window_s=p.catch_up_window_s,
+            catch_up_max=p.catch_up_max,
+            overlap=p.overlap,
+            retries=p.retries,
+            retry_backoff=p.retry_backoff,
+            max_deliveries=p.max_deliveries,
+            after=p.after,
         )
 
 
@@ -223,10 +375,46 @@ def check_result_mail(addresses: list[str], on: EmailOn) -> ResultMail | None:
     return ResultMail(to=tuple(cleaned), on=on)
 
 
-def _check_id(job_id: str) -> None:
+def _by(who: str | None, where: str | None) -> str:
+    return (who or "someone") + (f" from {where}" if where else "")
+
+
+def _paused_occurrences(
+    row: JobRow,
+    compiled: CompiledSchedule,
+    since: datetime,
+    until: datetime,
+    who: str,
+    paused_at: datetime | None = None,
+) -> list[Occurrence]:
+    """The occurrences a pause from ``since`` held back up to ``until``, as skipped ledger rows.
+
+    At most ``MAX_PAUSED_LISTED`` one by one; the next one stands for the rest, so nothing is
+    left out silently.
+    """
+    out: list[Occurrence] = []
+    at = compiled.next_after(since)
+    at_text = (paused_at or since).isoformat(timespec="seconds")
+    reason = f"skipped: the job was paused by {who} at {at_text}"
+    while at is not None and at <= until:
+        if len(out) == MAX_PAUSED_LISTED:
+            reason += f", with every later occurrence up to {until.isoformat(timespec='seconds')}"
+        out.append(
+            Occurrence(
+                id=occurrence_id(row.id, at), job_id=row.id, scheduled_for=at, priority=row.priority,
+                trigger="schedule", state="skipped", reason=reason, cause="paused",
+            )
+        )  # fmt: skip
+        if len(out) > MAX_PAUSED_LISTED:
+            break
+        at = compiled.next_after(at)
+    return out
+
+
+def _check_id(job_id: str, field: str = "id") -> None:
     try:
         uuid.UUID(job_id)
     except ValueError:
         raise InvalidInput(
-            "id", f"{job_id!r} is not a job id", "a UUID as shown by `belltower jobs list`"
+            field, f"{job_id!r} is not a job id", "a UUID as shown by `belltower jobs list`"
         ) from None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import msgspec
 
+from belltower.api import RunPolicy
 from belltower.events import ResultMail
 from belltower.schedule import Schedule, schedule_decoder, schedule_encoder
 
@@ -22,8 +23,12 @@ def decode_result_mail(raw: str | None) -> ResultMail | None:
 
 JOB_COLUMNS = (
     "id::text AS id, title, type, pool, params::text AS params, schedule::text AS schedule, priority, paused, "
-    "keep_history_days, timeout_s, next_run_at, created_at, updated_at, result_mail::text AS result_mail"
+    "keep_history_days, timeout_s, next_run_at, created_at, updated_at, policy::text AS policy, "
+    "result_mail::text AS result_mail"
 )
+
+policy_decoder = msgspec.json.Decoder(RunPolicy)
+policy_encoder = msgspec.json.Encoder()
 
 
 @dataclass(slots=True)
@@ -41,6 +46,7 @@ class JobRow:
     next_run_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    policy: RunPolicy = field(default_factory=RunPolicy)
     result_mail: ResultMail | None = None
 
     @classmethod
@@ -59,6 +65,7 @@ class JobRow:
             next_run_at=r["next_run_at"],
             created_at=r["created_at"],
             updated_at=r["updated_at"],
+            policy=policy_decoder.decode(r["policy"]),
             result_mail=decode_result_mail(r["result_mail"]),
         )
 
@@ -75,6 +82,9 @@ class Occurrence:
     state: str
     requested_by: str | None = None
     reason: str | None = None
+    cause: str | None = None
+    requested_from: str | None = None
+    chained_from: str | None = None
 
 
 class Store:
@@ -84,8 +94,8 @@ class Store:
     async def insert_job(self, job: JobRow) -> None:
         await self.pool.execute(
             "INSERT INTO scheduler.jobs (id, title, type, pool, params, schedule, priority, paused, "
-            "keep_history_days, timeout_s, next_run_at, created_at, updated_at, result_mail) "
-            "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14::jsonb)",
+            "keep_history_days, timeout_s, next_run_at, created_at, updated_at, policy, result_mail) "
+            "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, $15::jsonb)",
             job.id,
             job.title,
             job.type,
@@ -99,6 +109,7 @@ class Store:
             job.next_run_at,
             job.created_at,
             job.updated_at,
+            policy_encoder.encode(job.policy).decode(),
             None if job.result_mail is None else msgspec.json.encode(job.result_mail).decode(),
         )
 
@@ -133,14 +144,65 @@ class Store:
         return status.endswith(" 1")
 
     async def set_paused(
-        self, job_id: str, paused: bool, next_run_at: datetime | None, now: datetime
+        self,
+        job_id: str,
+        paused: bool,
+        next_run_at: datetime | None,
+        now: datetime,
+        by: str | None = None,
+        source: str | None = None,
     ) -> None:
-        await self.pool.execute(
-            "UPDATE scheduler.jobs SET paused = $2, next_run_at = $3, updated_at = $4 WHERE id = $1::uuid",
+        """Pause or resume a job and keep who did it in the pause ledger, in one transaction."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            was = await conn.fetchval(
+                "SELECT paused FROM scheduler.jobs WHERE id = $1::uuid FOR UPDATE", job_id
+            )
+            await conn.execute(
+                "UPDATE scheduler.jobs SET paused = $2, next_run_at = $3, updated_at = $4 WHERE id = $1::uuid",
+                job_id,
+                paused,
+                next_run_at,
+                now,
+            )
+            if paused and not was:
+                await conn.execute(
+                    "INSERT INTO scheduler.pauses (job_id, paused_at, paused_by, paused_from) "
+                    "VALUES ($1::uuid, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    job_id,
+                    now,
+                    by,
+                    source,
+                )
+            elif was and not paused:
+                await conn.execute(
+                    "UPDATE scheduler.pauses SET resumed_at = $2, resumed_by = $3, resumed_from = $4 "
+                    "WHERE job_id = $1::uuid AND resumed_at IS NULL",
+                    job_id,
+                    now,
+                    by,
+                    source,
+                )
+
+    async def open_pause(self, job_id: str) -> asyncpg.Record | None:
+        """The pause a paused job is in (who, when, from where), if the ledger has it."""
+        return await self.pool.fetchrow(
+            "SELECT paused_at, paused_by, paused_from FROM scheduler.pauses "
+            "WHERE job_id = $1::uuid AND resumed_at IS NULL ORDER BY paused_at DESC LIMIT 1",
             job_id,
-            paused,
-            next_run_at,
-            now,
+        )
+
+    async def pauses(
+        self, job_id: str, since: datetime | None, until: datetime | None
+    ) -> list[asyncpg.Record]:
+        """Pauses that overlap [since, until), oldest first."""
+        return await self.pool.fetch(
+            "SELECT paused_at, paused_by, paused_from, resumed_at, resumed_by, resumed_from "
+            "FROM scheduler.pauses WHERE job_id = $1::uuid "
+            "AND ($2::timestamptz IS NULL OR resumed_at IS NULL OR resumed_at >= $2) "
+            "AND ($3::timestamptz IS NULL OR paused_at < $3) ORDER BY paused_at",
+            job_id,
+            since,
+            until,
         )
 
     async def plan(
@@ -153,7 +215,10 @@ class Store:
         """
         async with self.pool.acquire() as conn, conn.transaction():
             new: set[str] = set()
-            if occurrences:
+            if occurrences and not any(
+                o.cause or o.requested_from or o.chained_from for o in occurrences
+            ):
+                # The usual chunk: scheduled occurrences to dispatch, without the policy columns.
                 rows = await conn.fetch(
                     "INSERT INTO scheduler.occurrences (id, job_id, scheduled_for, priority, trigger, requested_by, state, reason) "
                     "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[]) "
@@ -166,6 +231,26 @@ class Store:
                     [o.requested_by for o in occurrences],
                     [o.state for o in occurrences],
                     [o.reason for o in occurrences],
+                )
+                new = {r["id"] for r in rows}
+            elif occurrences:
+                rows = await conn.fetch(
+                    "INSERT INTO scheduler.occurrences (id, job_id, scheduled_for, priority, trigger, requested_by, state, reason, "
+                    "cause, requested_from, chained_from) "
+                    "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], "
+                    "$9::text[], $10::text[], $11::uuid[]) "
+                    "ON CONFLICT (id) DO NOTHING RETURNING id::text",
+                    [o.id for o in occurrences],
+                    [o.job_id for o in occurrences],
+                    [o.scheduled_for for o in occurrences],
+                    [o.priority for o in occurrences],
+                    [o.trigger for o in occurrences],
+                    [o.requested_by for o in occurrences],
+                    [o.state for o in occurrences],
+                    [o.reason for o in occurrences],
+                    [o.cause for o in occurrences],
+                    [o.requested_from for o in occurrences],
+                    [o.chained_from for o in occurrences],
                 )
                 new = {r["id"] for r in rows}
             if next_runs:
@@ -186,29 +271,75 @@ class Store:
                 at,
             )
 
-    async def mark_skipped(self, ids: Sequence[str], reason: str) -> None:
+    async def mark_skipped(self, ids: Sequence[str], reason: str, cause: str = "deleted") -> None:
         if ids:
             await self.pool.execute(
-                "UPDATE scheduler.occurrences SET state = 'skipped', reason = $2 WHERE id = ANY($1::uuid[]) AND state = 'pending'",
+                "UPDATE scheduler.occurrences SET state = 'skipped', reason = $2, cause = $3 "
+                "WHERE id = ANY($1::uuid[]) AND state IN ('pending', 'waiting', 'delayed')",
                 list(ids),
                 reason,
+                cause,
             )
 
     async def pending(self, limit: int = 10_000) -> list[asyncpg.Record]:
         """Occurrences planned but not yet confirmed as published, with what is needed to publish them."""
         return await self.pool.fetch(
             "SELECT o.id::text AS id, o.job_id::text AS job_id, o.scheduled_for, o.priority, o.trigger, o.requested_by, "
+            "o.requested_from, o.chained_from::text AS chained_from, "
             "j.id IS NOT NULL AS job_exists "
             "FROM scheduler.occurrences o LEFT JOIN scheduler.jobs j ON j.id = o.job_id "
             "WHERE o.state = 'pending' ORDER BY o.scheduled_for, o.priority DESC LIMIT $1",
             limit,
         )
 
+    async def held(self, since: datetime) -> list[asyncpg.Record]:
+        """What the overlap and chaining policies hold: runs in flight planned after ``since``,
+        buffered and delayed occurrences."""
+        return await self.pool.fetch(
+            "SELECT id::text AS id, job_id::text AS job_id, state, scheduled_for, dispatched_at "
+            "FROM scheduler.occurrences WHERE created_at >= $1 AND state = 'dispatched' "
+            "AND (run_status IS NULL OR run_status = 'running') "
+            "UNION ALL SELECT id::text, job_id::text, state, scheduled_for, dispatched_at "
+            "FROM scheduler.occurrences WHERE state IN ('waiting', 'delayed')",
+            since,
+        )
+
+    async def record_runs(
+        self, updates: Sequence[tuple[str, str, str | None, datetime | None]]
+    ) -> None:
+        """Write what run events said about occurrences: (id, status, error, finished at).
+
+        A finished status is never replaced by ``running`` (events can arrive out of order).
+        """
+        if updates:
+            await self.pool.execute(
+                "UPDATE scheduler.occurrences o SET run_status = u.status, run_error = u.error, "
+                "run_finished_at = u.finished_at FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) "
+                "AS u(id, status, error, finished_at) WHERE o.id = u.id "
+                "AND (o.run_status IS NULL OR o.run_status = 'running')",
+                [u[0] for u in updates],
+                [u[1] for u in updates],
+                [u[2] for u in updates],
+                [u[3] for u in updates],
+            )
+
+    async def release(self, ids: Sequence[str]) -> list[str]:
+        """Turn buffered or delayed occurrences into pending ones, to be published; returns those changed."""
+        if not ids:
+            return []
+        rows = await self.pool.fetch(
+            "UPDATE scheduler.occurrences SET state = 'pending' WHERE id = ANY($1::uuid[]) "
+            "AND state IN ('waiting', 'delayed') RETURNING id::text",
+            list(ids),
+        )
+        return [r["id"] for r in rows]
+
     async def ledger(
         self, job_id: str, since: datetime | None, until: datetime | None, limit: int
     ) -> list[asyncpg.Record]:
         return await self.pool.fetch(
-            "SELECT id::text AS id, scheduled_for, priority, trigger, requested_by, state, reason, created_at, dispatched_at "
+            "SELECT id::text AS id, scheduled_for, priority, trigger, requested_by, state, reason, created_at, dispatched_at, "
+            "cause, requested_from, chained_from::text AS chained_from, run_status, run_error, run_finished_at "
             "FROM scheduler.occurrences WHERE job_id = $1::uuid "
             "AND ($2::timestamptz IS NULL OR scheduled_for >= $2) AND ($3::timestamptz IS NULL OR scheduled_for < $3) "
             "ORDER BY scheduled_for DESC LIMIT $4",
@@ -219,7 +350,7 @@ class Store:
         )
 
     async def purge_ledger(self, before: datetime, dry_run: bool) -> int:
-        sql = "FROM scheduler.occurrences WHERE created_at < $1 AND state <> 'pending'"
+        sql = "FROM scheduler.occurrences WHERE created_at < $1 AND state NOT IN ('pending', 'waiting', 'delayed')"
         if dry_run:
             return int(await self.pool.fetchval(f"SELECT count(*) {sql}", before))
         status = await self.pool.execute(f"DELETE {sql}", before)
