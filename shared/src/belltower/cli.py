@@ -23,16 +23,25 @@ from .api import Job, JobSpec, JobTypeInfo, RunNowResult, RunRecord
 from .errors import BelltowerError, InvalidInput, NotFound, Unavailable
 from .rpc import ApiClient
 from .schedule import (
+    DST_GAP_FORM,
+    DST_REPEAT_FORM,
+    JITTER_FORM,
     Cron,
     Daily,
     Every,
+    Occurrence,
     Once,
+    RRule,
     Rule,
     Schedule,
+    Weekly,
     compile_schedule,
     parse_datetime,
     parse_every,
+    parse_monthly,
+    parse_times,
     parse_weekdays,
+    parse_window,
     zone,
 )
 from .settings import get_settings
@@ -69,15 +78,42 @@ NatsUrl = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON only.")]
 
 # The schedule flags, shared by `jobs create` and `schedule preview`.
-EveryOpt = Annotated[str | None, typer.Option(help="Run every interval: 30s, 5m, 1h30m, 1d.")]
+EveryOpt = Annotated[
+    str | None, typer.Option(help="Run every interval of elapsed time: 30s, 5m, 1h30m, 1d.")
+]
 CronOpt = Annotated[
-    str | None, typer.Option(help="Cron expression, 5 fields or 6 with seconds first.")
+    str | None,
+    typer.Option(help="Cron expression: 5 fields, or 6 with seconds first ('0 30 7 * * mon-fri')."),
 ]
 DailyAtOpt = Annotated[
     str | None, typer.Option(help="Run daily at HH:MM (comma-separate several times).")
 ]
+WeeklyOpt = Annotated[
+    str | None,
+    typer.Option(help="Run weekly on these days (mon,wed,fri), at the --at times."),
+]
+MonthlyOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Run monthly, at the --at times, on a day: 15, last (last day), 2nd-tue, last-fri."
+    ),
+]
+AtOpt = Annotated[
+    str | None, typer.Option(help="With --weekly or --monthly: HH:MM (comma-separate several).")
+]
+RRuleOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="iCalendar RRULE, e.g. 'FREQ=MONTHLY;BYDAY=1MO;BYHOUR=6;BYMINUTE=0'; "
+        "DTSTART is --start."
+    ),
+]
 WeekdaysOpt = Annotated[
-    str | None, typer.Option(help="With --daily-at: mon,tue,wed,thu,fri,sat,sun.")
+    str | None,
+    typer.Option(
+        help="mon,tue,...: with --daily-at, the days it runs; with other kinds, occurrences on "
+        "other days are skipped."
+    ),
 ]
 OnceAtOpt = Annotated[str | None, typer.Option(help="Run once at an ISO date-time.")]
 TzOpt = Annotated[
@@ -90,6 +126,30 @@ TzOpt = Annotated[
 ]
 StartOpt = Annotated[str | None, typer.Option(help="No run before this ISO date-time.")]
 EndOpt = Annotated[str | None, typer.Option(help="No run after this ISO date-time.")]
+WindowOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Only run between these local times, HH:MM-HH:MM (may cross midnight: 22:00-06:00)."
+    ),
+]
+JitterOpt = Annotated[
+    str | None,
+    typer.Option(help="Delay each run by a fixed pseudo-random amount up to this, e.g. 5m."),
+]
+DstGapOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="A local time the spring-forward gap skips: run (at the end of the gap) or skip. "
+        "Default: run for fixed times, skip for cron with a wildcard minute or hour."
+    ),
+]
+DstRepeatOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="A local time the autumn change repeats: first, second or both passes. "
+        "Default: first for fixed times, both for cron with a wildcard minute or hour."
+    ),
+]
 
 
 # -- plumbing ---------------------------------------------------------------------------------
@@ -204,6 +264,15 @@ def build_schedule(
     tz: str,
     start: str | None,
     end: str | None,
+    *,
+    weekly: str | None = None,
+    monthly: str | None = None,
+    at: str | None = None,
+    rrule: str | None = None,
+    window: str | None = None,
+    jitter: str | None = None,
+    dst_gap: str | None = None,
+    dst_repeat: str | None = None,
 ) -> Schedule:
     """The schedule the flags describe, validated; raises InvalidInput naming the flag."""
     given = [
@@ -212,6 +281,9 @@ def build_schedule(
             ("every", every),
             ("cron", cron),
             ("daily_at", daily_at),
+            ("weekly", weekly),
+            ("monthly", monthly),
+            ("rrule", rrule),
             ("once_at", once_at),
         )
         if v
@@ -219,16 +291,23 @@ def build_schedule(
     if len(given) != 1:
         raise InvalidInput(
             "schedule",
-            "give exactly one of --every, --cron, --daily-at, --once-at"
-            + (f" (got {', '.join(given)})" if given else ""),
-            "--every 30s | --cron '0 7 * * mon-fri' | --daily-at 07:30 [--weekdays mon,wed] | --once-at 2026-09-01T07:30",
+            "give exactly one of --every, --cron, --daily-at, --weekly, --monthly, --rrule, "
+            "--once-at" + (f" (got {', '.join(given)})" if given else ""),
+            "--every 30s | --cron '0 7 * * mon-fri' | --daily-at 07:30 [--weekdays mon,wed] | "
+            "--weekly mon,wed --at 07:30 | --monthly 2nd-tue --at 07:30 | "
+            "--rrule 'FREQ=DAILY;BYHOUR=7' | --once-at 2026-09-01T07:30",
         )
-    if weekdays and not daily_at:
+    if at and not (weekly or monthly):
+        raise InvalidInput("at", "only goes with --weekly or --monthly", "--weekly mon --at 07:30")
+    if (weekly or monthly) and not at:
         raise InvalidInput(
-            "weekdays", "only goes with --daily-at", "--daily-at 07:30 --weekdays mon,wed,fri"
+            "at", f"--{given[0]} needs the times it runs at", "--at 07:30 or --at 07:30,12:00"
         )
     zone(tz)
     rule: Rule
+    day_filter: list[str] | None = None
+    if weekdays and not daily_at:
+        day_filter = parse_weekdays(weekdays)
     if every:
         rule = Every(seconds=parse_every(every))
     elif cron:
@@ -236,13 +315,30 @@ def build_schedule(
     elif daily_at:
         times = [t.strip() for t in daily_at.split(",") if t.strip()]
         rule = Daily(times=times, weekdays=parse_weekdays(weekdays) if weekdays else None)
+    elif weekly:
+        rule = Weekly(weekdays=parse_weekdays(weekly, "weekly"), times=parse_times(at or "", "at"))
+    elif monthly:
+        rule = parse_monthly(monthly, parse_times(at or "", "at"))
+    elif rrule:
+        rule = RRule(rule=rrule)
     else:
         rule = Once(at=parse_datetime(once_at or "", tz, field="once_at"))
+    for name, value, form in (
+        ("dst_gap", dst_gap, DST_GAP_FORM),
+        ("dst_repeat", dst_repeat, DST_REPEAT_FORM),
+    ):
+        if value is not None and not value.strip():
+            raise InvalidInput(name, "is empty", form)
     schedule = Schedule(
         rule=rule,
         tz=tz,
         start=parse_datetime(start, tz, field="start") if start else None,
         end=parse_datetime(end, tz, field="end") if end else None,
+        window=parse_window(window) if window else None,
+        weekdays=day_filter,
+        jitter_s=parse_every(jitter, "jitter", JITTER_FORM) if jitter else 0,
+        dst_gap=dst_gap.strip().lower() if dst_gap else None,
+        dst_repeat=dst_repeat.strip().lower() if dst_repeat else None,
     )
     compile_schedule(schedule)
     return schedule
@@ -286,9 +382,17 @@ def jobs_create(
     every: EveryOpt = None,
     cron: CronOpt = None,
     daily_at: DailyAtOpt = None,
+    weekly: WeeklyOpt = None,
+    monthly: MonthlyOpt = None,
+    at: AtOpt = None,
+    rrule: RRuleOpt = None,
     weekdays: WeekdaysOpt = None,
     once_at: OnceAtOpt = None,
     tz: TzOpt = "UTC",
+    window: WindowOpt = None,
+    jitter: JitterOpt = None,
+    dst_gap: DstGapOpt = None,
+    dst_repeat: DstRepeatOpt = None,
     priority: Annotated[
         int, typer.Option(help="Higher runs first when due at the same time.")
     ] = 500,
@@ -312,7 +416,24 @@ def jobs_create(
         spec = JobSpec(
             type=type_,
             title=title,
-            schedule=build_schedule(every, cron, daily_at, weekdays, once_at, tz, start, end),
+            schedule=build_schedule(
+                every,
+                cron,
+                daily_at,
+                weekdays,
+                once_at,
+                tz,
+                start,
+                end,
+                weekly=weekly,
+                monthly=monthly,
+                at=at,
+                rrule=rrule,
+                window=window,
+                jitter=jitter,
+                dst_gap=dst_gap,
+                dst_repeat=dst_repeat,
+            ),
             priority=priority,
             params=parse_params(param or []),
             paused=paused,
@@ -580,22 +701,46 @@ def runs_show(
 
 
 def _preview(schedule: Schedule, since: str | None, count: int, json_out: bool) -> None:
-    """Print the next ``count`` occurrences after ``since`` (default now) in the schedule's zone."""
+    """Print the next ``count`` occurrences after ``since`` (default now) in the schedule's zone,
+    with the skipped ones between and why they were skipped."""
     if count < 1:
         raise InvalidInput("count", f"{count} is not a number of occurrences", "1 or more")
     after = parse_datetime(since, schedule.tz, field="from") if since else datetime.now(UTC)
     compiled = compile_schedule(schedule)
     local = zone(schedule.tz)
-    times = [t.astimezone(local) for t in compiled.upcoming(after, count)]
-    rule = compiled.describe()
+    found = compiled.preview(after, count)
+    runnable = sum(1 for o in found if o.skipped is None)
     if json_out:
-        _json([{"at": t, "utc": t.astimezone(UTC), "rule": rule} for t in times])
+        _json([_occurrence_json(o, local) for o in found])
         return
-    typer.echo(f"{rule}, from {after.astimezone(local).isoformat(timespec='seconds')}:")
-    for t in times:
-        typer.echo(f"  {t.isoformat(timespec='seconds')}  {t.strftime('%a')}")
-    if len(times) < count:
+    typer.echo(
+        f"{compiled.describe()}, from {after.astimezone(local).isoformat(timespec='seconds')}:"
+    )
+    for occ in found:
+        t = occ.at.astimezone(local)
+        line = f"  {t.isoformat(timespec='seconds')}  {t.strftime('%a')}"
+        if occ.skipped:
+            line += f"  skipped: {occ.skipped}"
+        if occ.note:
+            line += f"  ({occ.note})"
+        typer.echo(line)
+    if runnable < count:
         typer.echo("  (no more occurrences: the schedule ends)")
+
+
+def _occurrence_json(occ: Occurrence, local: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "at": occ.at.astimezone(local),
+        "utc": occ.at,
+        "rule": occ.rule,
+        "skipped": occ.skipped is not None,
+        "reason": occ.skipped,
+    }
+    if occ.note:
+        out["note"] = occ.note
+    if occ.nominal != occ.at:
+        out["nominal"] = occ.nominal.astimezone(local)
+    return out
 
 
 CountOpt = Annotated[int, typer.Option(help="How many occurrences to list.")]
@@ -610,19 +755,45 @@ def schedule_preview(
     every: EveryOpt = None,
     cron: CronOpt = None,
     daily_at: DailyAtOpt = None,
+    weekly: WeeklyOpt = None,
+    monthly: MonthlyOpt = None,
+    at: AtOpt = None,
+    rrule: RRuleOpt = None,
     weekdays: WeekdaysOpt = None,
     once_at: OnceAtOpt = None,
     tz: TzOpt = "UTC",
     start: StartOpt = None,
     end: EndOpt = None,
+    window: WindowOpt = None,
+    jitter: JitterOpt = None,
+    dst_gap: DstGapOpt = None,
+    dst_repeat: DstRepeatOpt = None,
     from_: FromOpt = None,
     count: CountOpt = 10,
     json_out: JsonFlag = False,
 ) -> None:
     """List the next occurrences of a schedule given as `jobs create` takes it; needs no services."""
     try:
+        schedule = build_schedule(
+            every,
+            cron,
+            daily_at,
+            weekdays,
+            once_at,
+            tz,
+            start,
+            end,
+            weekly=weekly,
+            monthly=monthly,
+            at=at,
+            rrule=rrule,
+            window=window,
+            jitter=jitter,
+            dst_gap=dst_gap,
+            dst_repeat=dst_repeat,
+        )
         _preview(
-            build_schedule(every, cron, daily_at, weekdays, once_at, tz, start, end),
+            schedule,
             from_,
             count,
             json_out,
