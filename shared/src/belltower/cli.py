@@ -13,13 +13,14 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, TypeVar
 
 import msgspec
 import typer
 
-from .api import Job, JobSpec, JobTypeInfo, RunNowResult, RunRecord
+from .api import Calendar, Job, JobSpec, JobTypeInfo, RunNowResult, RunRecord
+from .calendars import days_from_ics, parse_days, read_ics
 from .errors import BelltowerError, InvalidInput, NotFound, Unavailable
 from .rpc import ApiClient
 from .schedule import (
@@ -60,7 +61,12 @@ runs_app = typer.Typer(
     help="Execution history: what ran, how it went, its output.", no_args_is_help=True
 )
 schedule_app = typer.Typer(help="Try schedules out without defining a job.", no_args_is_help=True)
+calendars_app = typer.Typer(
+    help="School calendars: named sets of non-school days that jobs skip or move past.",
+    no_args_is_help=True,
+)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(calendars_app, name="calendars")
 app.add_typer(runs_app, name="runs")
 app.add_typer(schedule_app, name="schedule")
 
@@ -148,6 +154,20 @@ DstRepeatOpt = Annotated[
     typer.Option(
         help="A local time the autumn change repeats: first, second or both passes. "
         "Default: first for fixed times, both for cron with a wildcard minute or hour."
+    ),
+]
+CalendarOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="School calendar whose non-school days the job skips (see `belltower calendars`).",
+        envvar="BELLTOWER_DEFAULT_CALENDAR",
+        show_envvar=True,
+    ),
+]
+OnNonSchoolDayOpt = Annotated[
+    str,
+    typer.Option(
+        help="On a non-school day of --calendar: skip, or next_school_day (same local time)."
     ),
 ]
 
@@ -273,6 +293,8 @@ def build_schedule(
     jitter: str | None = None,
     dst_gap: str | None = None,
     dst_repeat: str | None = None,
+    calendar: str | None = None,
+    on_non_school_day: str = "skip",
 ) -> Schedule:
     """The schedule the flags describe, validated; raises InvalidInput naming the flag."""
     given = [
@@ -339,7 +361,15 @@ def build_schedule(
         jitter_s=parse_every(jitter, "jitter", JITTER_FORM) if jitter else 0,
         dst_gap=dst_gap.strip().lower() if dst_gap else None,
         dst_repeat=dst_repeat.strip().lower() if dst_repeat else None,
+        calendar=calendar.strip() if calendar and calendar.strip() else None,
+        on_non_school_day=on_non_school_day.strip().lower().replace("-", "_"),
     )
+    if schedule.on_non_school_day != "skip" and schedule.calendar is None:
+        raise InvalidInput(
+            "on_non_school_day",
+            "only goes with --calendar",
+            "--calendar NAME --on-non-school-day next_school_day",
+        )
     compile_schedule(schedule)
     return schedule
 
@@ -393,6 +423,8 @@ def jobs_create(
     jitter: JitterOpt = None,
     dst_gap: DstGapOpt = None,
     dst_repeat: DstRepeatOpt = None,
+    calendar: CalendarOpt = None,
+    on_non_school_day: OnNonSchoolDayOpt = "skip",
     priority: Annotated[
         int, typer.Option(help="Higher runs first when due at the same time.")
     ] = 500,
@@ -433,6 +465,8 @@ def jobs_create(
                 jitter=jitter,
                 dst_gap=dst_gap,
                 dst_repeat=dst_repeat,
+                calendar=calendar,
+                on_non_school_day=on_non_school_day,
             ),
             priority=priority,
             params=parse_params(param or []),
@@ -700,13 +734,19 @@ def runs_show(
 # -- previews ---------------------------------------------------------------------------------
 
 
-def _preview(schedule: Schedule, since: str | None, count: int, json_out: bool) -> None:
+def _preview(
+    schedule: Schedule,
+    since: str | None,
+    count: int,
+    json_out: bool,
+    non_school_days: Sequence[date] = (),
+) -> None:
     """Print the next ``count`` occurrences after ``since`` (default now) in the schedule's zone,
     with the skipped ones between and why they were skipped."""
     if count < 1:
         raise InvalidInput("count", f"{count} is not a number of occurrences", "1 or more")
     after = parse_datetime(since, schedule.tz, field="from") if since else datetime.now(UTC)
-    compiled = compile_schedule(schedule)
+    compiled = compile_schedule(schedule, non_school_days=non_school_days)
     local = zone(schedule.tz)
     found = compiled.preview(after, count)
     runnable = sum(1 for o in found if o.skipped is None)
@@ -768,11 +808,16 @@ def schedule_preview(
     jitter: JitterOpt = None,
     dst_gap: DstGapOpt = None,
     dst_repeat: DstRepeatOpt = None,
+    calendar: CalendarOpt = None,
+    on_non_school_day: OnNonSchoolDayOpt = "skip",
     from_: FromOpt = None,
     count: CountOpt = 10,
     json_out: JsonFlag = False,
+    nats_url: NatsUrl = None,
 ) -> None:
-    """List the next occurrences of a schedule given as `jobs create` takes it; needs no services."""
+    """List the next occurrences of a schedule given as `jobs create` takes it.
+
+    Needs no running services, unless --calendar names a school calendar to read."""
     try:
         schedule = build_schedule(
             every,
@@ -791,13 +836,14 @@ def schedule_preview(
             jitter=jitter,
             dst_gap=dst_gap,
             dst_repeat=dst_repeat,
+            calendar=calendar,
+            on_non_school_day=on_non_school_day,
         )
-        _preview(
-            schedule,
-            from_,
-            count,
-            json_out,
-        )
+    except BelltowerError as exc:
+        _fail(exc)
+    days = _calendar_days(nats_url, schedule.calendar)
+    try:
+        _preview(schedule, from_, count, json_out, days)
     except BelltowerError as exc:
         _fail(exc)
 
@@ -814,10 +860,168 @@ def jobs_preview(
     job = _call(
         nats_url, lambda c: c.call("scheduler", "jobs.get", {"id": job_id}, result_type=Job)
     )
+    days = _calendar_days(nats_url, job.schedule.calendar)
     try:
-        _preview(job.schedule, from_, count, json_out)
+        _preview(job.schedule, from_, count, json_out, days)
     except BelltowerError as exc:
         _fail(exc)
+
+
+def _calendar_days(nats_url: str | None, name: str | None) -> list[date]:
+    if name is None:
+        return []
+    cal = _call(
+        nats_url,
+        lambda c: c.call("scheduler", "calendars.get", {"name": name}, result_type=Calendar),
+    )
+    return [d.day for d in cal.days]
+
+
+# -- school calendars -------------------------------------------------------------------------
+
+
+def _show_calendar(cal: Calendar) -> None:
+    typer.echo(f"{cal.name}" + (f"  {cal.description}" if cal.description else ""))
+    typer.echo(f"{len(cal.days)} non-school days; used by {len(cal.jobs)} job(s)")
+    for d in cal.days:
+        typer.echo(f"  {d.day.isoformat()}  {d.day.strftime('%a')}  {d.label}".rstrip())
+
+
+DaysArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Days as YYYY-MM-DD or ranges YYYY-MM-DD..YYYY-MM-DD (both included)."),
+]
+LabelOpt = Annotated[str, typer.Option(help="What the days are, e.g. 'Winter break'.")]
+
+
+@calendars_app.command("create")
+def calendars_create(
+    name: Annotated[str, typer.Argument(help="Calendar name, e.g. district-2026-27.")],
+    days: DaysArg = None,
+    description: Annotated[str, typer.Option(help="What the calendar is for.")] = "",
+    label: LabelOpt = "",
+    json_out: JsonFlag = False,
+    nats_url: NatsUrl = None,
+) -> None:
+    """Create a school calendar, optionally with its first non-school days."""
+    try:
+        parsed = parse_days(days) if days else []
+    except BelltowerError as exc:
+        _fail(exc)
+    body = {
+        "name": name,
+        "description": description,
+        "days": [{"day": d.isoformat(), "label": label} for d in parsed],
+    }
+    cal = _call(
+        nats_url, lambda c: c.call("scheduler", "calendars.create", body, result_type=Calendar)
+    )
+    _json(cal) if json_out else _show_calendar(cal)
+
+
+@calendars_app.command("list")
+def calendars_list(json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
+    """List the school calendars."""
+    cals = _call(nats_url, lambda c: c.call("scheduler", "calendars.list"))
+    if json_out:
+        _json(cals)
+        return
+    if not cals:
+        typer.echo("No calendars yet. Create one with `belltower calendars create NAME`.")
+        return
+    _table(
+        ["name", "days", "description"],
+        [[c["name"], str(c["days"]), c["description"]] for c in cals],
+    )
+
+
+@calendars_app.command("show")
+def calendars_show(name: str, json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
+    """Show a calendar's non-school days and the jobs that use it."""
+    cal = _call(
+        nats_url,
+        lambda c: c.call("scheduler", "calendars.get", {"name": name}, result_type=Calendar),
+    )
+    _json(cal) if json_out else _show_calendar(cal)
+
+
+@calendars_app.command("delete")
+def calendars_delete(name: str, nats_url: NatsUrl = None) -> None:
+    """Delete a calendar no job uses."""
+    _call(nats_url, lambda c: c.call("scheduler", "calendars.delete", {"name": name}))
+    typer.echo(f"deleted calendar {name}")
+
+
+@calendars_app.command("add-days")
+def calendars_add_days(
+    name: str,
+    days: DaysArg = None,
+    label: LabelOpt = "",
+    json_out: JsonFlag = False,
+    nats_url: NatsUrl = None,
+) -> None:
+    """Add non-school days to a calendar (a day already there gets the new label)."""
+    try:
+        parsed = parse_days(days or [])
+    except BelltowerError as exc:
+        _fail(exc)
+    body = {"name": name, "days": [{"day": d.isoformat(), "label": label} for d in parsed]}
+    cal = _call(
+        nats_url, lambda c: c.call("scheduler", "calendars.add_days", body, result_type=Calendar)
+    )
+    _json(cal) if json_out else _show_calendar(cal)
+
+
+@calendars_app.command("import")
+def calendars_import(
+    name: str,
+    ics: Annotated[str, typer.Option("--ics", help="An .ics file, or an http(s) URL of one.")],
+    replace: Annotated[
+        bool, typer.Option(help="Drop the calendar's days first, so it matches the file.")
+    ] = False,
+    create: Annotated[bool, typer.Option(help="Create the calendar if it does not exist.")] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Expand recurring events from this date (default today)."),
+    ] = None,
+    horizon_days: Annotated[
+        int, typer.Option(help="Expand recurring events this many days ahead.")
+    ] = 3 * 366,
+    json_out: JsonFlag = False,
+    nats_url: NatsUrl = None,
+) -> None:
+    """Import non-school days from an iCalendar file or URL: all-day events, multi-day ranges
+    and recurring holidays (expanded within the horizon); each day is labelled with the event."""
+    try:
+        start = parse_days([since], field="since")[0] if since else datetime.now(UTC).date()
+        if horizon_days < 1:
+            raise InvalidInput("horizon_days", f"{horizon_days} is too small", "1 or more days")
+        found = days_from_ics(read_ics(ics), since=start, horizon_days=horizon_days)
+    except BelltowerError as exc:
+        _fail(exc)
+    days = [{"day": d.isoformat(), "label": label} for d, label in found]
+
+    async def go(client: ApiClient) -> Calendar:
+        if create:
+            try:
+                await client.call(
+                    "scheduler", "calendars.get", {"name": name}, result_type=Calendar
+                )
+            except NotFound:
+                await client.call("scheduler", "calendars.create", {"name": name})
+        return await client.call(
+            "scheduler",
+            "calendars.add_days",
+            {"name": name, "days": days, "replace": replace},
+            result_type=Calendar,
+        )
+
+    cal = _call(nats_url, go)
+    if json_out:
+        _json(cal)
+        return
+    typer.echo(f"imported {len(days)} non-school days into {name}")
+    _show_calendar(cal)
 
 
 def main() -> None:

@@ -139,7 +139,11 @@ class Window(msgspec.Struct):
 
 
 class Schedule(msgspec.Struct, kw_only=True):
-    """When a job runs: a rule, the time zone it is read in, bounds, filters and DST policy."""
+    """When a job runs: a rule, the time zone it is read in, bounds, filters and DST policy.
+
+    ``calendar`` names a school calendar whose non-school days are skipped or, with
+    ``on_non_school_day`` "next_school_day", moved to the same local time on the next school day.
+    The engine itself takes the days as a set (``compile_schedule(non_school_days=...)``)."""
 
     rule: Rule
     tz: str = "UTC"
@@ -150,6 +154,8 @@ class Schedule(msgspec.Struct, kw_only=True):
     jitter_s: int = 0
     dst_gap: str | None = None
     dst_repeat: str | None = None
+    calendar: str | None = None
+    on_non_school_day: str = "skip"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -636,7 +642,7 @@ def compile_schedule(
     schedule: Schedule,
     *,
     non_school_days: Iterable[date] = (),
-    on_non_school_day: str = "skip",
+    on_non_school_day: str | None = None,
     seed: str | None = None,
 ) -> CompiledSchedule:
     """Validate a schedule and prepare it for evaluation; raises InvalidInput naming the field.
@@ -664,6 +670,7 @@ def compile_schedule(
         raise InvalidInput(
             "dst_repeat", f"{schedule.dst_repeat!r} is not a DST policy", DST_REPEAT_FORM
         )
+    on_non_school_day = on_non_school_day or schedule.on_non_school_day
     if on_non_school_day not in ("skip", "next_school_day"):
         raise InvalidInput(
             "on_non_school_day",
@@ -940,6 +947,13 @@ def describe(schedule: Schedule) -> str:
         extras += f", only on {', '.join(schedule.weekdays)}"
     if schedule.jitter_s:
         extras += f", jitter up to {_words(schedule.jitter_s)}"
+    if schedule.calendar:
+        action = (
+            "moved to the next school day"
+            if schedule.on_non_school_day == "next_school_day"
+            else "skipped"
+        )
+        extras += f", non-school days of {schedule.calendar!r} {action}"
     if isinstance(rule, Every):
         return "every " + _words(rule.seconds) + extras
     if isinstance(rule, Once):

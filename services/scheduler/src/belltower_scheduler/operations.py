@@ -6,28 +6,38 @@ error naming the field before anything is written.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from belltower.api import (
+    Calendar,
+    CalendarDays,
+    CalendarRef,
+    CalendarSpec,
     Job,
     JobRef,
     JobSpec,
     JobTypeInfo,
     LedgerPurgeRequest,
+    NonSchoolDay,
     RunNowRequest,
     RunNowResult,
 )
 from belltower.errors import InvalidInput, NotFound
 from belltower.events import run_id_for
 from belltower.rpc import decode_request
-from belltower.schedule import DATETIME_FORM, compile_schedule, describe
+from belltower.schedule import DATETIME_FORM, CompiledSchedule, Schedule, compile_schedule, describe
 
 from .catalog import Catalog, validate_params
 from .dispatcher import Dispatcher, Entry
-from .store import JobRow, Store
+from .store import CalendarStore, JobRow, Store
 
 MAX_PRIORITY = 1_000_000
+CALENDAR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+CALENDAR_NAME_FORM = (
+    "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. district-2026-27"
+)
 
 ROUTES = {
     "job_types.list": "job_types",
@@ -39,6 +49,11 @@ ROUTES = {
     "jobs.resume": "resume",
     "jobs.run_now": "run_now",
     "ledger.purge": "purge_ledger",
+    "calendars.create": "calendar_create",
+    "calendars.list": "calendar_list",
+    "calendars.get": "calendar_get",
+    "calendars.delete": "calendar_delete",
+    "calendars.add_days": "calendar_add_days",
 }
 """API operation name -> method of :class:`Operations`."""
 
@@ -48,6 +63,7 @@ class Operations:
         self.store = store
         self.dispatcher = dispatcher
         self.catalog = catalog
+        self.calendars = CalendarStore(store.pool)
 
     async def job_types(self, _: bytes) -> list[JobTypeInfo]:
         return sorted((await self.catalog.types()).values(), key=lambda t: t.name)
@@ -77,7 +93,7 @@ class Operations:
             raise InvalidInput(
                 "timeout_s", f"{spec.timeout_s} is not a duration", "seconds greater than 0"
             )
-        compiled = compile_schedule(spec.schedule)
+        compiled = await self._compile(spec.schedule)
         info = await self.catalog.require(spec.type)
         params = validate_params(info, spec.params)
         now = self.dispatcher.clock()
@@ -132,7 +148,7 @@ class Operations:
         row = await self._row(job_id)
         now = self.dispatcher.clock()
         row.paused = paused
-        row.next_run_at = None if paused else compile_schedule(row.schedule).next_after(now)
+        row.next_run_at = None if paused else (await self._compile(row.schedule)).next_after(now)
         row.updated_at = now
         await self.store.set_paused(job_id, paused, row.next_run_at, now)
         self.dispatcher.put(Entry.from_row(row))
@@ -158,6 +174,85 @@ class Operations:
             )
         before = datetime.now(UTC) - timedelta(days=request.older_than_days)
         return {"deleted": await self.store.purge_ledger(before, request.dry_run)}
+
+    async def _compile(self, schedule: Schedule) -> CompiledSchedule:
+        """The schedule with its calendar's non-school days; an unknown calendar is refused."""
+        if schedule.calendar is None:
+            return compile_schedule(schedule)
+        if await self.calendars.get(schedule.calendar) is None:
+            raise InvalidInput(
+                "calendar",
+                f"no calendar named {schedule.calendar!r}",
+                "a name from `belltower calendars list`",
+            )
+        days = [d for d, _ in await self.calendars.days(schedule.calendar)]
+        return compile_schedule(schedule, non_school_days=days)
+
+    # -- school calendars ----------------------------------------------------------------
+
+    async def calendar_create(self, data: bytes) -> Calendar:
+        spec = decode_request(data, CalendarSpec)
+        _check_calendar_name(spec.name)
+        now = self.dispatcher.clock()
+        days = _days(spec.days)
+        if not await self.calendars.create(spec.name, spec.description.strip(), days, now):
+            raise InvalidInput(
+                "name",
+                f"a calendar named {spec.name!r} already exists",
+                "a new name, or `belltower calendars add-days` to change that one",
+            )
+        return await self._calendar(spec.name)
+
+    async def calendar_list(self, _: bytes) -> list[dict[str, object]]:
+        return [
+            {
+                "name": r["name"],
+                "description": r["description"],
+                "days": r["days"],
+                "updated_at": r["updated_at"],
+            }
+            for r in await self.calendars.names()
+        ]
+
+    async def calendar_get(self, data: bytes) -> Calendar:
+        return await self._calendar(decode_request(data, CalendarRef).name)
+
+    async def calendar_add_days(self, data: bytes) -> Calendar:
+        request = decode_request(data, CalendarDays)
+        days = _days(request.days)
+        if not await self.calendars.add_days(
+            request.name, days, request.replace, self.dispatcher.clock()
+        ):
+            raise NotFound(
+                f"no calendar named {request.name!r}; `belltower calendars list` shows them"
+            )
+        return await self._calendar(request.name)
+
+    async def calendar_delete(self, data: bytes) -> dict[str, str]:
+        name = decode_request(data, CalendarRef).name
+        users = await self.calendars.users(name)
+        if users:
+            raise InvalidInput(
+                "name",
+                f"calendar {name!r} is used by {len(users)} job(s): {', '.join(users[:5])}",
+                "a calendar no job uses; delete those jobs or give them another calendar first",
+            )
+        if not await self.calendars.delete(name):
+            raise NotFound(f"no calendar named {name!r}; `belltower calendars list` shows them")
+        return {"deleted": name}
+
+    async def _calendar(self, name: str) -> Calendar:
+        row = await self.calendars.get(name)
+        if row is None:
+            raise NotFound(f"no calendar named {name!r}; `belltower calendars list` shows them")
+        return Calendar(
+            name=row["name"],
+            description=row["description"],
+            days=[NonSchoolDay(day=d, label=label) for d, label in await self.calendars.days(name)],
+            jobs=await self.calendars.users(name),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
 
     async def _row(self, job_id: str) -> JobRow:
         _check_id(job_id)
@@ -197,3 +292,15 @@ def _check_id(job_id: str) -> None:
         raise InvalidInput(
             "id", f"{job_id!r} is not a job id", "a UUID as shown by `belltower jobs list`"
         ) from None
+
+
+def _check_calendar_name(name: str) -> None:
+    if not CALENDAR_NAME.match(name):
+        raise InvalidInput("name", f"{name!r} is not a calendar name", CALENDAR_NAME_FORM)
+
+
+def _days(days: list[NonSchoolDay]) -> list[tuple]:
+    for d in days:
+        if len(d.label) > 200:
+            raise InvalidInput("days.label", "is longer than 200 characters", "a short label")
+    return [(d.day, d.label.strip()) for d in days]
