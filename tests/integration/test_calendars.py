@@ -172,3 +172,32 @@ async def test_bad_calendar_input_is_refused_and_nothing_is_written(
     code, out, _ = await belltower(settings, "calendars", "delete", "c1")
     assert code == 0
     assert await pool.fetchval("SELECT count(*) FROM scheduler.calendars") == 0
+
+
+async def test_the_dispatcher_skips_non_school_days_and_follows_calendar_changes(nc, pool) -> None:
+    import uuid
+    from datetime import date, timedelta
+
+    from belltower.schedule import Daily, Schedule
+    from belltower_scheduler.store import CalendarStore, JobRow
+
+    t0 = datetime(2030, 1, 7, 8, tzinfo=UTC)  # a Monday
+    now = [t0 + timedelta(seconds=1)]
+    store = Store(pool)
+    await CalendarStore(pool).create("c", "", [(date(2030, 1, 8), "Snow day")], t0)
+    schedule = Schedule(rule=Daily(times=["08:00"]), calendar="c")
+    row = JobRow(
+        id=str(uuid.uuid4()), title="Attendance", type="system.canary", pool="notifier", params={},
+        schedule=schedule, priority=500, paused=False, keep_history_days=30, timeout_s=None,
+        next_run_at=t0, created_at=t0, updated_at=t0,
+    )  # fmt: skip
+    await store.insert_job(row)
+    dispatcher = Dispatcher(store, nc.jetstream(), clock=lambda: now[0])
+    await dispatcher.load()
+    assert await dispatcher.tick() == 1
+    assert dispatcher.entries[row.id].next_due == datetime(2030, 1, 9, 8, tzinfo=UTC)
+
+    dispatcher.set_calendar("c", frozenset({date(2030, 1, 8), date(2030, 1, 9)}))
+    assert dispatcher.entries[row.id].next_due == datetime(2030, 1, 10, 8, tzinfo=UTC)
+    now[0] = datetime(2030, 1, 9, 8, 0, 1, tzinfo=UTC)
+    assert await dispatcher.tick() == 0

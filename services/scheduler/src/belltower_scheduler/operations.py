@@ -201,7 +201,7 @@ class Operations:
                 f"a calendar named {spec.name!r} already exists",
                 "a new name, or `belltower calendars add-days` to change that one",
             )
-        return await self._calendar(spec.name)
+        return await self._calendar(spec.name, changed=True)
 
     async def calendar_list(self, _: bytes) -> list[dict[str, object]]:
         return [
@@ -226,7 +226,7 @@ class Operations:
             raise NotFound(
                 f"no calendar named {request.name!r}; `belltower calendars list` shows them"
             )
-        return await self._calendar(request.name)
+        return await self._calendar(request.name, changed=True)
 
     async def calendar_delete(self, data: bytes) -> dict[str, str]:
         name = decode_request(data, CalendarRef).name
@@ -241,14 +241,18 @@ class Operations:
             raise NotFound(f"no calendar named {name!r}; `belltower calendars list` shows them")
         return {"deleted": name}
 
-    async def _calendar(self, name: str) -> Calendar:
+    async def _calendar(self, name: str, changed: bool = False) -> Calendar:
+        """The calendar as the API shows it; ``changed`` hands its days to the dispatcher."""
         row = await self.calendars.get(name)
         if row is None:
             raise NotFound(f"no calendar named {name!r}; `belltower calendars list` shows them")
+        days = await self.calendars.days(name)
+        if changed:
+            self.dispatcher.set_calendar(name, frozenset(d for d, _ in days))
         return Calendar(
             name=row["name"],
             description=row["description"],
-            days=[NonSchoolDay(day=d, label=label) for d, label in await self.calendars.days(name)],
+            days=[NonSchoolDay(day=d, label=label) for d, label in days],
             jobs=await self.calendars.users(name),
             created_at=row["created_at"],
             updated_at=row["updated_at"],

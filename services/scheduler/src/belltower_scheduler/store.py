@@ -291,6 +291,15 @@ class CalendarStore:
         )
         return [(r["day"], r["label"]) for r in rows]
 
+    async def all_days(self) -> dict[str, frozenset[date]]:
+        """Every calendar's days, for the dispatcher to load at start."""
+        rows = await self.pool.fetch(
+            "SELECT c.name, coalesce(array_agg(d.day) FILTER (WHERE d.day IS NOT NULL), '{}') AS days "
+            "FROM scheduler.calendars c LEFT JOIN scheduler.non_school_days d ON d.calendar = c.name "
+            "GROUP BY c.name"
+        )
+        return {r["name"]: frozenset(r["days"]) for r in rows}
+
     async def users(self, name: str) -> list[str]:
         rows = await self.pool.fetch(
             "SELECT id::text AS id FROM scheduler.jobs WHERE schedule ->> 'calendar' = $1 "
