@@ -164,6 +164,13 @@ CalendarOpt = Annotated[
         show_envvar=True,
     ),
 ]
+PreviewCalendarOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--calendar",
+        help="School calendar whose non-school days to apply (read from the scheduler).",
+    ),
+]
 OnNonSchoolDayOpt = Annotated[
     str,
     typer.Option(
@@ -808,7 +815,7 @@ def schedule_preview(
     jitter: JitterOpt = None,
     dst_gap: DstGapOpt = None,
     dst_repeat: DstRepeatOpt = None,
-    calendar: CalendarOpt = None,
+    calendar: PreviewCalendarOpt = None,
     on_non_school_day: OnNonSchoolDayOpt = "skip",
     from_: FromOpt = None,
     count: CountOpt = 10,

@@ -699,7 +699,9 @@ def compile_schedule(
         weekdays=weekdays,
         non_school_days=non_school_days,
         on_non_school_day=on_non_school_day,
-        seed=seed if seed is not None else schedule_encoder.encode(schedule).decode(),
+        seed=seed
+        if seed is not None
+        else (schedule_encoder.encode(schedule).decode() if schedule.jitter_s else ""),
         _jitter=timedelta(seconds=schedule.jitter_s),
         fast=_plain(schedule, sources, non_school_days),
     )
@@ -724,6 +726,8 @@ def _check_possible(compiled: CompiledSchedule) -> None:
     """
     sched = compiled.schedule
     rule = sched.rule
+    if compiled.fast and sched.end is None and not isinstance(rule, Once):
+        return  # nothing filters, nothing ends: cronsim has refused days that never occur
     if isinstance(rule, Once):
         if (sched.start and rule.at < sched.start) or (sched.end and rule.at > sched.end):
             raise InvalidInput(
