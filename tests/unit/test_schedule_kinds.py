@@ -10,6 +10,8 @@ import pytest
 
 from belltower.errors import InvalidInput
 from belltower.schedule import (
+    AFTER_END,
+    BEFORE_START,
     DST_GAP_SKIPPED,
     NON_SCHOOL_DAY,
     OUTSIDE_WINDOW,
@@ -387,3 +389,23 @@ def test_new_fields_round_trip_through_json() -> None:
         dst_repeat="both",
     )
     assert schedule_decoder.decode(msgspec.json.encode(sched)) == sched
+
+
+def test_preview_shows_a_few_occurrences_before_the_start_and_one_after_the_end() -> None:
+    sched = compile_schedule(
+        Schedule(
+            rule=Daily(times=["07:00"]),
+            start=utc(2026, 9, 1),
+            end=utc(2026, 9, 2, 12),
+        )
+    )
+    got = sched.preview(utc(2026, 8, 1), 5)
+    assert [(o.at.date().isoformat(), o.skipped) for o in got] == [
+        ("2026-08-01", BEFORE_START),
+        ("2026-08-02", BEFORE_START),
+        ("2026-08-03", BEFORE_START),
+        ("2026-09-01", None),
+        ("2026-09-02", None),
+        ("2026-09-03", AFTER_END),
+    ]
+    assert sched.upcoming(utc(2026, 8, 1), 5) == [utc(2026, 9, 1, 7), utc(2026, 9, 2, 7)]

@@ -68,6 +68,7 @@ _DEFAULT_RRULE_ANCHOR = datetime(2000, 1, 1)
 _REFERENCE = datetime(2000, 1, 1, tzinfo=UTC)
 _FOLD_LOOKBACK = timedelta(hours=3)
 _SKIPS_BEFORE_JUMP = 16
+_BEFORE_START_SHOWN = 3
 
 # Reasons an occurrence did not run at its nominal time, as previews and the ledger show them.
 OUTSIDE_WINDOW = "outside window"
@@ -386,8 +387,8 @@ class CompiledSchedule:
         start = sched.start.astimezone(UTC) if sched.start else None
         end = sched.end.astimezone(UTC) if sched.end else None
         if start is not None and cursor < start:
-            if explain and isinstance(sched.rule, Once) and sched.rule.at < start:
-                yield Occurrence(sched.rule.at, sched.rule.at, "once", BEFORE_START)
+            if explain:
+                yield from self._before_start(cursor, after, start)
             cursor = start - timedelta(microseconds=1)
         horizon = after + HORIZON
         heap: list[tuple[datetime, int, Occurrence]] = []
@@ -445,6 +446,19 @@ class CompiledSchedule:
                 if out.skipped is None:
                     last = out.at
                 yield out
+
+    def _before_start(
+        self, cursor: datetime, after: datetime, start: datetime
+    ) -> Iterator[Occurrence]:
+        """The first few candidates that fall before the start, so a preview shows why it waits."""
+        shown = 0
+        for frontier, cands in self._raw(cursor):
+            if frontier >= start or shown >= _BEFORE_START_SHOWN:
+                return
+            for occ in cands:
+                if after < occ.at < start and shown < _BEFORE_START_SHOWN:
+                    shown += 1
+                    yield _skip(occ, BEFORE_START, occ.at)
 
     def _emit(self, occ: Occurrence, after: datetime, last: datetime | None) -> Occurrence | None:
         if occ.at <= after:
