@@ -409,3 +409,13 @@ def test_preview_shows_a_few_occurrences_before_the_start_and_one_after_the_end(
         ("2026-09-03", AFTER_END),
     ]
     assert sched.upcoming(utc(2026, 8, 1), 5) == [utc(2026, 9, 1, 7), utc(2026, 9, 2, 7)]
+
+
+def test_a_jump_just_after_midnight_near_a_dst_change_makes_progress() -> None:
+    """Skips reached back across midnight (DST lookback) must not send the search round again."""
+    sched = compile_schedule(
+        Schedule(rule=Cron(expr="* * * * *"), tz="America/New_York", weekdays=["mon"])
+    )
+    nxt, skipped = sched.next_runnable(datetime(2026, 11, 1, 0, 30, tzinfo=NY))
+    assert nxt == datetime(2026, 11, 2, 0, 0, tzinfo=NY)
+    assert len(skipped) == len({(s.at, s.rule) for s in skipped})  # none reported twice

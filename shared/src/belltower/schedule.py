@@ -394,11 +394,14 @@ class CompiledSchedule:
         heap: list[tuple[datetime, int, Occurrence]] = []
         seq = counter()
         last: datetime | None = None
+        seen = cursor
+        lookback = True
         streak = 0
         while True:
             jump: datetime | None = None
             ended = False
-            for frontier, cands in self._raw(cursor):
+            for frontier, cands in self._raw(cursor, lookback):
+                seen = max(seen, frontier)
                 while heap and heap[0][0] < frontier:
                     occ = heapq.heappop(heap)[2]
                     out = self._emit(occ, after, last)
@@ -438,7 +441,9 @@ class CompiledSchedule:
                 break
             assert jump is not None
             streak = 0
-            cursor = max(jump - timedelta(microseconds=1), cursor)
+            # Never back over candidates already seen (a DST lookback may reach before midnight).
+            cursor = max(jump - timedelta(microseconds=1), seen)
+            lookback = False
         while heap:
             occ = heapq.heappop(heap)[2]
             out = self._emit(occ, after, last)
@@ -467,7 +472,9 @@ class CompiledSchedule:
             return _skip(occ, DUPLICATE, occ.at) if occ.note else None
         return occ
 
-    def _raw(self, cursor: datetime) -> Iterator[tuple[datetime, list[Occurrence]]]:
+    def _raw(
+        self, cursor: datetime, lookback: bool = True
+    ) -> Iterator[tuple[datetime, list[Occurrence]]]:
         """Candidates with an instant after ``cursor``, in batches sharing one wall time, each
         with a frontier no later candidate can precede."""
         rule = self.schedule.rule
@@ -487,13 +494,15 @@ class CompiledSchedule:
             if at > cursor:
                 yield at, [Occurrence(at, at, "once")]
         else:
-            yield from self._wall(cursor)
+            yield from self._wall(cursor, lookback)
 
-    def _wall(self, cursor: datetime) -> Iterator[tuple[datetime, list[Occurrence]]]:
+    def _wall(
+        self, cursor: datetime, lookback: bool
+    ) -> Iterator[tuple[datetime, list[Occurrence]]]:
         tz = self.tzinfo
         begin = cursor
         before = (cursor - _FOLD_LOOKBACK).astimezone(tz).utcoffset()
-        if before != (cursor + _FOLD_LOOKBACK).astimezone(tz).utcoffset():
+        if lookback and before != (cursor + _FOLD_LOOKBACK).astimezone(tz).utcoffset():
             begin = cursor - _FOLD_LOOKBACK  # near a DST change: a repeated wall time may follow
         wall_start = begin.astimezone(tz).replace(tzinfo=None)
         streams = [self._stream(src, wall_start) for src in self.sources]
