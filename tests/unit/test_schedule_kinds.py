@@ -295,6 +295,29 @@ def test_half_hour_dst_of_lord_howe() -> None:
             "same time",
         ),
         (
+            Schedule(rule=Every(seconds=7 * 86400), weekdays=["mon"], start=utc(2026, 1, 6)),
+            "weekdays",
+            "never run",
+        ),
+        (
+            Schedule(
+                rule=Weekly(weekdays=["sat"], times=["09:00"]),
+                weekdays=["sat", "sun"],
+                window=Window(start="10:00", end="12:00"),
+            ),
+            "window",
+            "never run",
+        ),
+        (
+            Schedule(
+                rule=Weekly(weekdays=["sat"], times=["11:00"]),
+                weekdays=["sun"],
+                window=Window(start="10:00", end="12:00"),
+            ),
+            "weekdays",
+            "never run",
+        ),
+        (
             Schedule(rule=Every(seconds=60), window=Window(start="7am", end="17:00")),
             "window",
             "not a time",

@@ -12,6 +12,7 @@ elapsed time and ignore DST. Cron expressions are expanded by cronsim, RRULEs by
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import re
@@ -769,10 +770,7 @@ def _check_possible(compiled: CompiledSchedule) -> None:
         reference = _REFERENCE
     if compiled.next_runnable(reference)[0] is not None:
         return
-    if isinstance(rule, Every | Once) or not (sched.window or sched.weekdays):
-        field_name = _rule_field(rule) if sched.end is None else "end"
-    else:
-        field_name = "window" if sched.window else "weekdays"
+    field_name = _to_blame(compiled, reference)
     years = HORIZON.days // 366
     since = f"of its start {sched.start.isoformat()}" if sched.start else "of any start"
     raise InvalidInput(
@@ -781,6 +779,20 @@ def _check_possible(compiled: CompiledSchedule) -> None:
         "so the job could never run",
         _possible_form(field_name),
     )
+
+
+def _to_blame(compiled: CompiledSchedule, reference: datetime) -> str:
+    """The field that makes a schedule impossible: a filter the rule alone would pass, else the
+    end, else the rule itself."""
+    sched = compiled.schedule
+    if sched.window and sched.weekdays:
+        no_days = dataclasses.replace(compiled, weekdays=None, fast=False)
+        return "weekdays" if no_days.next_runnable(reference)[0] is not None else "window"
+    if sched.window or sched.weekdays:
+        bare = dataclasses.replace(compiled, window=None, weekdays=None, fast=False)
+        if bare.next_runnable(reference)[0] is not None:
+            return "window" if sched.window else "weekdays"
+    return "end" if sched.end is not None else _rule_field(sched.rule)
 
 
 def _rule_field(rule: Rule) -> str:
