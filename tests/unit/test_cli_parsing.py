@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from belltower.cli import app, build_schedule, parse_keep, parse_params
 from belltower.errors import InvalidInput
-from belltower.schedule import Cron, Daily, Every, Once
+from belltower.schedule import Cron, Daily, Every, Monthly, Once, RRule, Weekly, Window
 
 
 def test_build_schedule_for_each_kind() -> None:
@@ -27,7 +27,7 @@ def test_build_schedule_for_each_kind() -> None:
     [
         ((None, None, None, None, None, "UTC", None, None), "schedule"),
         (("5s", "* * * * *", None, None, None, "UTC", None, None), "schedule"),
-        (("5s", None, None, "mon", None, "UTC", None, None), "weekdays"),
+        (("5s", None, None, "mon,funday", None, "UTC", None, None), "weekdays"),
         (("5s", None, None, None, None, "Nowhere/Land", None, None), "tz"),
         ((None, None, "25:00", None, None, "UTC", None, None), "daily_at"),
         (("5s", None, None, None, None, "UTC", "2030-01-02", "2030-01-01"), "end"),
@@ -77,7 +77,8 @@ def test_schedule_preview_lists_occurrences_in_the_schedule_zone() -> None:
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1:] == [
         "  2026-03-07T02:30:00-05:00  Sat",
-        "  2026-03-08T03:00:00-04:00  Sun",  # the spring-forward gap: once, at its end
+        # the spring-forward gap: once, at its end
+        "  2026-03-08T03:00:00-04:00  Sun  (2026-03-08T02:30:00 does not exist (DST gap): runs at the end of the gap)",
         "  2026-03-09T02:30:00-04:00  Mon",
     ]
 
@@ -94,7 +95,9 @@ def test_schedule_preview_json_and_a_schedule_that_ends() -> None:
         {
             "at": "2031-05-04T07:00:00+02:00",
             "utc": "2031-05-04T05:00:00+00:00",
-            "rule": "once at 2031-05-04T07:00:00+02:00",
+            "rule": "once",
+            "skipped": False,
+            "reason": None,
         }
     ]
 
@@ -111,3 +114,86 @@ def test_schedule_preview_refuses_bad_input(args: list[str], words: str) -> None
     result = CliRunner().invoke(app, ["schedule", "preview", *args])
     assert result.exit_code == 2
     assert words in result.output
+
+
+def test_build_schedule_new_kinds_and_options() -> None:
+    weekly = build_schedule(
+        None, None, None, None, None, "Europe/London", None, None, weekly="fri,mon", at="07:30"
+    )
+    assert weekly.rule == Weekly(weekdays=["mon", "fri"], times=["07:30"])
+    monthly = build_schedule(
+        None, None, None, None, None, "UTC", None, None, monthly="last-fri", at="06:00,18:00"
+    )
+    assert monthly.rule == Monthly(times=["06:00", "18:00"], nth=-1, weekday="fri")
+    filtered = build_schedule(
+        "15m", None, None, "mon,tue", None, "UTC", None, None,
+        window="22:00-02:00", jitter="90s", dst_gap="skip", dst_repeat="both",
+    )  # fmt: skip
+    assert filtered.weekdays == ["mon", "tue"] and filtered.window == Window("22:00", "02:00")
+    assert (filtered.jitter_s, filtered.dst_gap, filtered.dst_repeat) == (90, "skip", "both")
+    rrule = build_schedule(None, None, None, None, None, "UTC", None, None, rrule="FREQ=HOURLY")
+    assert rrule.rule == RRule(rule="FREQ=HOURLY")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"weekly": "mon"}, "at"),
+        ({"weekly": "mon", "at": "7"}, "at"),
+        ({"weekly": "someday", "at": "07:00"}, "weekly"),
+        ({"monthly": "99", "at": "07:00"}, "monthly"),
+        ({"rrule": "FREQ=SOMETIMES"}, "rrule"),
+        ({"rrule": "FREQ=DAILY", "window": "9-5"}, "window"),
+        ({"rrule": "FREQ=DAILY", "jitter": "soon"}, "jitter"),
+        ({"rrule": "FREQ=DAILY", "dst_gap": "later"}, "dst_gap"),
+        ({"rrule": "FREQ=DAILY", "dst_repeat": "never"}, "dst_repeat"),
+        ({"rrule": "FREQ=DAILY", "at": "07:00"}, "at"),
+        ({"weekly": "sat", "at": "07:00", "window": "08:00-17:00"}, "window"),
+    ],
+)
+def test_build_schedule_refuses_new_flags(kwargs: dict, field: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        build_schedule(None, None, None, None, None, "UTC", None, None, **kwargs)
+    assert err.value.field == field
+
+
+def test_schedule_preview_shows_skips_and_their_reasons() -> None:
+    import json
+
+    args = ["schedule", "preview", "--cron", "0 */6 * * *", "--window", "05:00-13:00",
+            "--tz", "America/New_York", "--from", "2026-03-07T20:00", "--count", "2"]  # fmt: skip
+    text = CliRunner().invoke(app, args)
+    assert text.exit_code == 0, text.output
+    assert text.output.splitlines()[1:] == [
+        "  2026-03-08T00:00:00-05:00  Sun  skipped: outside window",
+        "  2026-03-08T06:00:00-04:00  Sun",
+        "  2026-03-08T12:00:00-04:00  Sun",
+    ]
+    out = json.loads(CliRunner().invoke(app, [*args, "--json"]).output)
+    assert [(o["at"], o["reason"], o["rule"]) for o in out] == [
+        ("2026-03-08T00:00:00-05:00", "outside window", "cron '0 */6 * * *'"),
+        ("2026-03-08T06:00:00-04:00", None, "cron '0 */6 * * *'"),
+        ("2026-03-08T12:00:00-04:00", None, "cron '0 */6 * * *'"),
+    ]
+    assert [o["skipped"] for o in out] == [True, False, False]
+
+
+def test_schedule_preview_dst_gap_skip_flag() -> None:
+    result = CliRunner().invoke(
+        app,
+        ["schedule", "preview", "--weekly", "sun", "--at", "02:30", "--dst-gap", "skip",
+         "--tz", "America/New_York", "--from", "2026-03-01T12:00", "--count", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:] == [
+        "  2026-03-08T03:00:00-04:00  Sun  skipped: DST gap skipped  (2026-03-08T02:30:00 does not exist (DST gap))",
+        "  2026-03-15T02:30:00-04:00  Sun",
+    ]
+
+
+def test_impossible_schedule_is_refused_by_the_cli_with_why() -> None:
+    result = CliRunner().invoke(
+        app, ["schedule", "preview", "--daily-at", "03:00", "--window", "07:00-17:00"]
+    )
+    assert result.exit_code == 2
+    assert "window:" in result.output and "could never run" in result.output

@@ -6,7 +6,7 @@ the field and the accepted form. The CLI, the console and scripts all speak this
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 import msgspec
@@ -288,6 +288,44 @@ class PurgeResult(msgspec.Struct, kw_only=True):
 class LedgerPurgeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     older_than_days: int
     dry_run: bool = False
+
+
+class NonSchoolDay(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One day without school in a calendar, with what it is (e.g. "Winter break")."""
+
+    day: date
+    label: str = ""
+
+
+class CalendarSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What a user gives to define a school calendar; ``days`` may be added later too."""
+
+    name: str
+    description: str = ""
+    days: list[NonSchoolDay] = []
+
+
+class CalendarDays(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Non-school days to add to a calendar; ``replace`` drops the days it had first (re-import)."""
+
+    name: str
+    days: list[NonSchoolDay]
+    replace: bool = False
+
+
+class CalendarRef(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+
+
+class Calendar(msgspec.Struct, kw_only=True):
+    """A stored school calendar, its non-school days in order, and the jobs that use it."""
+
+    name: str
+    description: str
+    days: list[NonSchoolDay]
+    jobs: list[str]
+    created_at: datetime
+    updated_at: datetime
 
 
 class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):

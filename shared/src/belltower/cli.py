@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -21,6 +21,7 @@ import typer
 
 from .api import (
     After,
+    Calendar,
     Job,
     JobSpec,
     JobTypeInfo,
@@ -30,20 +31,30 @@ from .api import (
     RunRecord,
     WhyResult,
 )
+from .calendars import days_from_ics, parse_days, read_ics
 from .errors import BelltowerError, InvalidInput, NotFound, Unavailable
 from .events import EmailOn
 from .rpc import ApiClient
 from .schedule import (
+    DST_GAP_FORM,
+    DST_REPEAT_FORM,
+    JITTER_FORM,
     Cron,
     Daily,
     Every,
+    Occurrence,
     Once,
+    RRule,
     Rule,
     Schedule,
+    Weekly,
     compile_schedule,
     parse_datetime,
     parse_every,
+    parse_monthly,
+    parse_times,
     parse_weekdays,
+    parse_window,
     zone,
 )
 from .settings import get_settings
@@ -62,7 +73,12 @@ runs_app = typer.Typer(
     help="Execution history: what ran, how it went, its output.", no_args_is_help=True
 )
 schedule_app = typer.Typer(help="Try schedules out without defining a job.", no_args_is_help=True)
+calendars_app = typer.Typer(
+    help="School calendars: named sets of non-school days that jobs skip or move past.",
+    no_args_is_help=True,
+)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(calendars_app, name="calendars")
 app.add_typer(runs_app, name="runs")
 app.add_typer(schedule_app, name="schedule")
 
@@ -80,15 +96,42 @@ NatsUrl = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON only.")]
 
 # The schedule flags, shared by `jobs create` and `schedule preview`.
-EveryOpt = Annotated[str | None, typer.Option(help="Run every interval: 30s, 5m, 1h30m, 1d.")]
+EveryOpt = Annotated[
+    str | None, typer.Option(help="Run every interval of elapsed time: 30s, 5m, 1h30m, 1d.")
+]
 CronOpt = Annotated[
-    str | None, typer.Option(help="Cron expression, 5 fields or 6 with seconds first.")
+    str | None,
+    typer.Option(help="Cron expression: 5 fields, or 6 with seconds first ('0 30 7 * * mon-fri')."),
 ]
 DailyAtOpt = Annotated[
     str | None, typer.Option(help="Run daily at HH:MM (comma-separate several times).")
 ]
+WeeklyOpt = Annotated[
+    str | None,
+    typer.Option(help="Run weekly on these days (mon,wed,fri), at the --at times."),
+]
+MonthlyOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Run monthly, at the --at times, on a day: 15, last (last day), 2nd-tue, last-fri."
+    ),
+]
+AtOpt = Annotated[
+    str | None, typer.Option(help="With --weekly or --monthly: HH:MM (comma-separate several).")
+]
+RRuleOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="iCalendar RRULE, e.g. 'FREQ=MONTHLY;BYDAY=1MO;BYHOUR=6;BYMINUTE=0'; "
+        "DTSTART is --start."
+    ),
+]
 WeekdaysOpt = Annotated[
-    str | None, typer.Option(help="With --daily-at: mon,tue,wed,thu,fri,sat,sun.")
+    str | None,
+    typer.Option(
+        help="mon,tue,...: with --daily-at, the days it runs; with other kinds, occurrences on "
+        "other days are skipped."
+    ),
 ]
 OnceAtOpt = Annotated[str | None, typer.Option(help="Run once at an ISO date-time.")]
 TzOpt = Annotated[
@@ -101,6 +144,51 @@ TzOpt = Annotated[
 ]
 StartOpt = Annotated[str | None, typer.Option(help="No run before this ISO date-time.")]
 EndOpt = Annotated[str | None, typer.Option(help="No run after this ISO date-time.")]
+WindowOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Only run between these local times, HH:MM-HH:MM (may cross midnight: 22:00-06:00)."
+    ),
+]
+JitterOpt = Annotated[
+    str | None,
+    typer.Option(help="Delay each run by a fixed pseudo-random amount up to this, e.g. 5m."),
+]
+DstGapOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="A local time the spring-forward gap skips: run (at the end of the gap) or skip. "
+        "Default: run for fixed times, skip for cron with a wildcard minute or hour."
+    ),
+]
+DstRepeatOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="A local time the autumn change repeats: first, second or both passes. "
+        "Default: first for fixed times, both for cron with a wildcard minute or hour."
+    ),
+]
+CalendarOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="School calendar whose non-school days the job skips (see `belltower calendars`).",
+        envvar="BELLTOWER_DEFAULT_CALENDAR",
+        show_envvar=True,
+    ),
+]
+PreviewCalendarOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--calendar",
+        help="School calendar whose non-school days to apply (read from the scheduler).",
+    ),
+]
+OnNonSchoolDayOpt = Annotated[
+    str,
+    typer.Option(
+        help="On a non-school day of --calendar: skip, or next_school_day (same local time)."
+    ),
+]
 
 
 # -- plumbing ---------------------------------------------------------------------------------
@@ -230,6 +318,17 @@ def build_schedule(
     tz: str,
     start: str | None,
     end: str | None,
+    *,
+    weekly: str | None = None,
+    monthly: str | None = None,
+    at: str | None = None,
+    rrule: str | None = None,
+    window: str | None = None,
+    jitter: str | None = None,
+    dst_gap: str | None = None,
+    dst_repeat: str | None = None,
+    calendar: str | None = None,
+    on_non_school_day: str = "skip",
 ) -> Schedule:
     """The schedule the flags describe, validated; raises InvalidInput naming the flag."""
     given = [
@@ -238,6 +337,9 @@ def build_schedule(
             ("every", every),
             ("cron", cron),
             ("daily_at", daily_at),
+            ("weekly", weekly),
+            ("monthly", monthly),
+            ("rrule", rrule),
             ("once_at", once_at),
         )
         if v
@@ -245,16 +347,23 @@ def build_schedule(
     if len(given) != 1:
         raise InvalidInput(
             "schedule",
-            "give exactly one of --every, --cron, --daily-at, --once-at"
-            + (f" (got {', '.join(given)})" if given else ""),
-            "--every 30s | --cron '0 7 * * mon-fri' | --daily-at 07:30 [--weekdays mon,wed] | --once-at 2026-09-01T07:30",
+            "give exactly one of --every, --cron, --daily-at, --weekly, --monthly, --rrule, "
+            "--once-at" + (f" (got {', '.join(given)})" if given else ""),
+            "--every 30s | --cron '0 7 * * mon-fri' | --daily-at 07:30 [--weekdays mon,wed] | "
+            "--weekly mon,wed --at 07:30 | --monthly 2nd-tue --at 07:30 | "
+            "--rrule 'FREQ=DAILY;BYHOUR=7' | --once-at 2026-09-01T07:30",
         )
-    if weekdays and not daily_at:
+    if at and not (weekly or monthly):
+        raise InvalidInput("at", "only goes with --weekly or --monthly", "--weekly mon --at 07:30")
+    if (weekly or monthly) and not at:
         raise InvalidInput(
-            "weekdays", "only goes with --daily-at", "--daily-at 07:30 --weekdays mon,wed,fri"
+            "at", f"--{given[0]} needs the times it runs at", "--at 07:30 or --at 07:30,12:00"
         )
     zone(tz)
     rule: Rule
+    day_filter: list[str] | None = None
+    if weekdays and not daily_at:
+        day_filter = parse_weekdays(weekdays)
     if every:
         rule = Every(seconds=parse_every(every))
     elif cron:
@@ -262,14 +371,39 @@ def build_schedule(
     elif daily_at:
         times = [t.strip() for t in daily_at.split(",") if t.strip()]
         rule = Daily(times=times, weekdays=parse_weekdays(weekdays) if weekdays else None)
+    elif weekly:
+        rule = Weekly(weekdays=parse_weekdays(weekly, "weekly"), times=parse_times(at or "", "at"))
+    elif monthly:
+        rule = parse_monthly(monthly, parse_times(at or "", "at"))
+    elif rrule:
+        rule = RRule(rule=rrule)
     else:
         rule = Once(at=parse_datetime(once_at or "", tz, field="once_at"))
+    for name, value, form in (
+        ("dst_gap", dst_gap, DST_GAP_FORM),
+        ("dst_repeat", dst_repeat, DST_REPEAT_FORM),
+    ):
+        if value is not None and not value.strip():
+            raise InvalidInput(name, "is empty", form)
     schedule = Schedule(
         rule=rule,
         tz=tz,
         start=parse_datetime(start, tz, field="start") if start else None,
         end=parse_datetime(end, tz, field="end") if end else None,
+        window=parse_window(window) if window else None,
+        weekdays=day_filter,
+        jitter_s=parse_every(jitter, "jitter", JITTER_FORM) if jitter else 0,
+        dst_gap=dst_gap.strip().lower() if dst_gap else None,
+        dst_repeat=dst_repeat.strip().lower() if dst_repeat else None,
+        calendar=calendar.strip() if calendar and calendar.strip() else None,
+        on_non_school_day=on_non_school_day.strip().lower().replace("-", "_"),
     )
+    if schedule.on_non_school_day != "skip" and schedule.calendar is None:
+        raise InvalidInput(
+            "on_non_school_day",
+            "only goes with --calendar",
+            "--calendar NAME --on-non-school-day next_school_day",
+        )
     compile_schedule(schedule)
     return schedule
 
@@ -361,9 +495,19 @@ def jobs_create(
     every: EveryOpt = None,
     cron: CronOpt = None,
     daily_at: DailyAtOpt = None,
+    weekly: WeeklyOpt = None,
+    monthly: MonthlyOpt = None,
+    at: AtOpt = None,
+    rrule: RRuleOpt = None,
     weekdays: WeekdaysOpt = None,
     once_at: OnceAtOpt = None,
     tz: TzOpt = "UTC",
+    window: WindowOpt = None,
+    jitter: JitterOpt = None,
+    dst_gap: DstGapOpt = None,
+    dst_repeat: DstRepeatOpt = None,
+    calendar: CalendarOpt = None,
+    on_non_school_day: OnNonSchoolDayOpt = "skip",
     priority: Annotated[
         int, typer.Option(help="Higher runs first when due at the same time.")
     ] = 500,
@@ -444,7 +588,26 @@ def jobs_create(
         spec = JobSpec(
             type=type_,
             title=title,
-            schedule=build_schedule(every, cron, daily_at, weekdays, once_at, tz, start, end),
+            schedule=build_schedule(
+                every,
+                cron,
+                daily_at,
+                weekdays,
+                once_at,
+                tz,
+                start,
+                end,
+                weekly=weekly,
+                monthly=monthly,
+                at=at,
+                rrule=rrule,
+                window=window,
+                jitter=jitter,
+                dst_gap=dst_gap,
+                dst_repeat=dst_repeat,
+                calendar=calendar,
+                on_non_school_day=on_non_school_day,
+            ),
             priority=priority,
             params=parse_params(param or []),
             paused=paused,
@@ -897,23 +1060,53 @@ def runs_show(
 # -- previews ---------------------------------------------------------------------------------
 
 
-def _preview(schedule: Schedule, since: str | None, count: int, json_out: bool) -> None:
-    """Print the next ``count`` occurrences after ``since`` (default now) in the schedule's zone."""
+def _preview(
+    schedule: Schedule,
+    since: str | None,
+    count: int,
+    json_out: bool,
+    non_school_days: Sequence[date] = (),
+) -> None:
+    """Print the next ``count`` occurrences after ``since`` (default now) in the schedule's zone,
+    with the skipped ones between and why they were skipped."""
     if count < 1:
         raise InvalidInput("count", f"{count} is not a number of occurrences", "1 or more")
     after = parse_datetime(since, schedule.tz, field="from") if since else datetime.now(UTC)
-    compiled = compile_schedule(schedule)
+    compiled = compile_schedule(schedule, non_school_days=non_school_days)
     local = zone(schedule.tz)
-    times = [t.astimezone(local) for t in compiled.upcoming(after, count)]
-    rule = compiled.describe()
+    found = compiled.preview(after, count)
+    runnable = sum(1 for o in found if o.skipped is None)
     if json_out:
-        _json([{"at": t, "utc": t.astimezone(UTC), "rule": rule} for t in times])
+        _json([_occurrence_json(o, local) for o in found])
         return
-    typer.echo(f"{rule}, from {after.astimezone(local).isoformat(timespec='seconds')}:")
-    for t in times:
-        typer.echo(f"  {t.isoformat(timespec='seconds')}  {t.strftime('%a')}")
-    if len(times) < count:
+    typer.echo(
+        f"{compiled.describe()}, from {after.astimezone(local).isoformat(timespec='seconds')}:"
+    )
+    for occ in found:
+        t = occ.at.astimezone(local)
+        line = f"  {t.isoformat(timespec='seconds')}  {t.strftime('%a')}"
+        if occ.skipped:
+            line += f"  skipped: {occ.skipped}"
+        if occ.note:
+            line += f"  ({occ.note})"
+        typer.echo(line)
+    if runnable < count:
         typer.echo("  (no more occurrences: the schedule ends)")
+
+
+def _occurrence_json(occ: Occurrence, local: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "at": occ.at.astimezone(local),
+        "utc": occ.at,
+        "rule": occ.rule,
+        "skipped": occ.skipped is not None,
+        "reason": occ.skipped,
+    }
+    if occ.note:
+        out["note"] = occ.note
+    if occ.nominal != occ.at:
+        out["nominal"] = occ.nominal.astimezone(local)
+    return out
 
 
 CountOpt = Annotated[int, typer.Option(help="How many occurrences to list.")]
@@ -928,23 +1121,55 @@ def schedule_preview(
     every: EveryOpt = None,
     cron: CronOpt = None,
     daily_at: DailyAtOpt = None,
+    weekly: WeeklyOpt = None,
+    monthly: MonthlyOpt = None,
+    at: AtOpt = None,
+    rrule: RRuleOpt = None,
     weekdays: WeekdaysOpt = None,
     once_at: OnceAtOpt = None,
     tz: TzOpt = "UTC",
     start: StartOpt = None,
     end: EndOpt = None,
+    window: WindowOpt = None,
+    jitter: JitterOpt = None,
+    dst_gap: DstGapOpt = None,
+    dst_repeat: DstRepeatOpt = None,
+    calendar: PreviewCalendarOpt = None,
+    on_non_school_day: OnNonSchoolDayOpt = "skip",
     from_: FromOpt = None,
     count: CountOpt = 10,
     json_out: JsonFlag = False,
+    nats_url: NatsUrl = None,
 ) -> None:
-    """List the next occurrences of a schedule given as `jobs create` takes it; needs no services."""
+    """List the next occurrences of a schedule given as `jobs create` takes it.
+
+    Needs no running services, unless --calendar names a school calendar to read."""
     try:
-        _preview(
-            build_schedule(every, cron, daily_at, weekdays, once_at, tz, start, end),
-            from_,
-            count,
-            json_out,
+        schedule = build_schedule(
+            every,
+            cron,
+            daily_at,
+            weekdays,
+            once_at,
+            tz,
+            start,
+            end,
+            weekly=weekly,
+            monthly=monthly,
+            at=at,
+            rrule=rrule,
+            window=window,
+            jitter=jitter,
+            dst_gap=dst_gap,
+            dst_repeat=dst_repeat,
+            calendar=calendar,
+            on_non_school_day=on_non_school_day,
         )
+    except BelltowerError as exc:
+        _fail(exc)
+    days = _calendar_days(nats_url, schedule.calendar)
+    try:
+        _preview(schedule, from_, count, json_out, days)
     except BelltowerError as exc:
         _fail(exc)
 
@@ -961,10 +1186,168 @@ def jobs_preview(
     job = _call(
         nats_url, lambda c: c.call("scheduler", "jobs.get", {"id": job_id}, result_type=Job)
     )
+    days = _calendar_days(nats_url, job.schedule.calendar)
     try:
-        _preview(job.schedule, from_, count, json_out)
+        _preview(job.schedule, from_, count, json_out, days)
     except BelltowerError as exc:
         _fail(exc)
+
+
+def _calendar_days(nats_url: str | None, name: str | None) -> list[date]:
+    if name is None:
+        return []
+    cal = _call(
+        nats_url,
+        lambda c: c.call("scheduler", "calendars.get", {"name": name}, result_type=Calendar),
+    )
+    return [d.day for d in cal.days]
+
+
+# -- school calendars -------------------------------------------------------------------------
+
+
+def _show_calendar(cal: Calendar) -> None:
+    typer.echo(f"{cal.name}" + (f"  {cal.description}" if cal.description else ""))
+    typer.echo(f"{len(cal.days)} non-school days; used by {len(cal.jobs)} job(s)")
+    for d in cal.days:
+        typer.echo(f"  {d.day.isoformat()}  {d.day.strftime('%a')}  {d.label}".rstrip())
+
+
+DaysArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Days as YYYY-MM-DD or ranges YYYY-MM-DD..YYYY-MM-DD (both included)."),
+]
+LabelOpt = Annotated[str, typer.Option(help="What the days are, e.g. 'Winter break'.")]
+
+
+@calendars_app.command("create")
+def calendars_create(
+    name: Annotated[str, typer.Argument(help="Calendar name, e.g. district-2026-27.")],
+    days: DaysArg = None,
+    description: Annotated[str, typer.Option(help="What the calendar is for.")] = "",
+    label: LabelOpt = "",
+    json_out: JsonFlag = False,
+    nats_url: NatsUrl = None,
+) -> None:
+    """Create a school calendar, optionally with its first non-school days."""
+    try:
+        parsed = parse_days(days) if days else []
+    except BelltowerError as exc:
+        _fail(exc)
+    body = {
+        "name": name,
+        "description": description,
+        "days": [{"day": d.isoformat(), "label": label} for d in parsed],
+    }
+    cal = _call(
+        nats_url, lambda c: c.call("scheduler", "calendars.create", body, result_type=Calendar)
+    )
+    _json(cal) if json_out else _show_calendar(cal)
+
+
+@calendars_app.command("list")
+def calendars_list(json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
+    """List the school calendars."""
+    cals = _call(nats_url, lambda c: c.call("scheduler", "calendars.list"))
+    if json_out:
+        _json(cals)
+        return
+    if not cals:
+        typer.echo("No calendars yet. Create one with `belltower calendars create NAME`.")
+        return
+    _table(
+        ["name", "days", "description"],
+        [[c["name"], str(c["days"]), c["description"]] for c in cals],
+    )
+
+
+@calendars_app.command("show")
+def calendars_show(name: str, json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
+    """Show a calendar's non-school days and the jobs that use it."""
+    cal = _call(
+        nats_url,
+        lambda c: c.call("scheduler", "calendars.get", {"name": name}, result_type=Calendar),
+    )
+    _json(cal) if json_out else _show_calendar(cal)
+
+
+@calendars_app.command("delete")
+def calendars_delete(name: str, nats_url: NatsUrl = None) -> None:
+    """Delete a calendar no job uses."""
+    _call(nats_url, lambda c: c.call("scheduler", "calendars.delete", {"name": name}))
+    typer.echo(f"deleted calendar {name}")
+
+
+@calendars_app.command("add-days")
+def calendars_add_days(
+    name: str,
+    days: DaysArg = None,
+    label: LabelOpt = "",
+    json_out: JsonFlag = False,
+    nats_url: NatsUrl = None,
+) -> None:
+    """Add non-school days to a calendar (a day already there gets the new label)."""
+    try:
+        parsed = parse_days(days or [])
+    except BelltowerError as exc:
+        _fail(exc)
+    body = {"name": name, "days": [{"day": d.isoformat(), "label": label} for d in parsed]}
+    cal = _call(
+        nats_url, lambda c: c.call("scheduler", "calendars.add_days", body, result_type=Calendar)
+    )
+    _json(cal) if json_out else _show_calendar(cal)
+
+
+@calendars_app.command("import")
+def calendars_import(
+    name: str,
+    ics: Annotated[str, typer.Option("--ics", help="An .ics file, or an http(s) URL of one.")],
+    replace: Annotated[
+        bool, typer.Option(help="Drop the calendar's days first, so it matches the file.")
+    ] = False,
+    create: Annotated[bool, typer.Option(help="Create the calendar if it does not exist.")] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Expand recurring events from this date (default today)."),
+    ] = None,
+    horizon_days: Annotated[
+        int, typer.Option(help="Expand recurring events this many days ahead.")
+    ] = 3 * 366,
+    json_out: JsonFlag = False,
+    nats_url: NatsUrl = None,
+) -> None:
+    """Import non-school days from an iCalendar file or URL: all-day events, multi-day ranges
+    and recurring holidays (expanded within the horizon); each day is labelled with the event."""
+    try:
+        start = parse_days([since], field="since")[0] if since else datetime.now(UTC).date()
+        if horizon_days < 1:
+            raise InvalidInput("horizon_days", f"{horizon_days} is too small", "1 or more days")
+        found = days_from_ics(read_ics(ics), since=start, horizon_days=horizon_days)
+    except BelltowerError as exc:
+        _fail(exc)
+    days = [{"day": d.isoformat(), "label": label} for d, label in found]
+
+    async def go(client: ApiClient) -> Calendar:
+        if create:
+            try:
+                await client.call(
+                    "scheduler", "calendars.get", {"name": name}, result_type=Calendar
+                )
+            except NotFound:
+                await client.call("scheduler", "calendars.create", {"name": name})
+        return await client.call(
+            "scheduler",
+            "calendars.add_days",
+            {"name": name, "days": days, "replace": replace},
+            result_type=Calendar,
+        )
+
+    cal = _call(nats_url, go)
+    if json_out:
+        _json(cal)
+        return
+    typer.echo(f"imported {len(days)} non-school days into {name}")
+    _show_calendar(cal)
 
 
 def main() -> None:

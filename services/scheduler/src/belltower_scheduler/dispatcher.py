@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -64,7 +64,7 @@ from belltower.schedule import (
 )
 from belltower.subjects import due_subject
 
-from .store import JobRow, Occurrence, Store, decode_result_mail, policy_decoder
+from .store import CalendarStore, JobRow, Occurrence, Store, decode_result_mail, policy_decoder
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,17 @@ statement's round-trip is amortised, small enough that publishing starts early."
 
 
 @lru_cache(maxsize=65_536)
-def _compiled(schedule_json: bytes) -> CompiledSchedule:
-    """Jobs with the same schedule share one compiled form."""
-    return compile_schedule(msgspec.json.decode(schedule_json, type=Schedule))
+def _compiled(schedule_json: bytes, non_school_days: frozenset[date]) -> CompiledSchedule:
+    """Jobs with the same schedule (and calendar days) share one compiled form."""
+    return compile_schedule(
+        msgspec.json.decode(schedule_json, type=Schedule), non_school_days=non_school_days
+    )
 
 
-def compiled_for(schedule: Schedule) -> CompiledSchedule:
-    return _compiled(schedule_encoder.encode(schedule))
+def compiled_for(
+    schedule: Schedule, non_school_days: frozenset[date] = frozenset()
+) -> CompiledSchedule:
+    return _compiled(schedule_encoder.encode(schedule), non_school_days)
 
 
 _due_subject = lru_cache(maxsize=1_024)(due_subject)
@@ -291,6 +295,7 @@ class Dispatcher:
         """Heap of chained occurrences waiting for their delay: (due timestamp, id, job id)."""
         self.chained: dict[str, list[str]] = {}
         """Upstream job id -> ids of the jobs that run after it."""
+        self.calendar_days: dict[str, frozenset[date]] = {}
 
     # -- the set of jobs ----------------------------------------------------------------------
 
@@ -298,9 +303,11 @@ class Dispatcher:
         """Fill the dispatcher from the jobs table, one cursor page at a time."""
         now = self.clock()
         count = 0
+        self.calendar_days = await CalendarStore(self.store.pool).all_days()
         async for records in self.store.job_pages():
             for record in records:
                 entry = Entry.from_record(record)
+                entry.schedule = self.calendared(entry.schedule)
                 if entry.next_due is None and not entry.paused:
                     entry.next_due = entry.schedule.next_after(now)
                 self.put(entry)
@@ -328,8 +335,27 @@ class Dispatcher:
         self.wake.set()
         return oldest
 
+    def calendared(self, compiled: CompiledSchedule) -> CompiledSchedule:
+        """The schedule with its school calendar's non-school days (schedule engine hook)."""
+        name = compiled.schedule.calendar
+        if name is None:
+            return compiled
+        return compiled_for(compiled.schedule, self.calendar_days.get(name, frozenset()))
+
+    def set_calendar(self, name: str, days: frozenset[date]) -> None:
+        """A calendar's days changed: jobs using it are re-planned from now (schedule engine hook)."""
+        self.calendar_days[name] = days
+        now = self.clock()
+        for entry in list(self.entries.values()):
+            if entry.schedule.schedule.calendar == name:
+                entry.schedule = self.calendared(entry.schedule)
+                if entry.next_due is not None and entry.next_due > now:
+                    entry.next_due = entry.schedule.next_after(now)
+                self.put(entry)
+
     def put(self, entry: Entry) -> None:
         """Add or replace a job; its previous heap item becomes stale."""
+        entry.schedule = self.calendared(entry.schedule)
         previous = self.entries.get(entry.id)
         entry.version = (previous.version + 1) if previous else 0
         self.entries[entry.id] = entry

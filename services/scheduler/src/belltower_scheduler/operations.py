@@ -11,12 +11,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from belltower.api import (
+    Calendar,
+    CalendarDays,
+    CalendarRef,
+    CalendarSpec,
     Job,
     JobRef,
     JobSpec,
     JobTypeInfo,
     LedgerEntry,
     LedgerPurgeRequest,
+    NonSchoolDay,
     PauseRequest,
     PauseSpan,
     RunNowRequest,
@@ -28,16 +33,20 @@ from belltower.api import (
 from belltower.errors import InvalidInput, NotFound
 from belltower.events import EmailOn, ResultMail, occurrence_id, run_id_for
 from belltower.rpc import decode_request
-from belltower.schedule import DATETIME_FORM, CompiledSchedule, compile_schedule, describe
+from belltower.schedule import DATETIME_FORM, CompiledSchedule, Schedule, compile_schedule, describe
 
 from .catalog import Catalog, validate_params
 from .dispatcher import Dispatcher, Entry
-from .store import JobRow, Occurrence, Store
+from .store import CalendarStore, JobRow, Occurrence, Store
 
 MAX_PAUSED_LISTED = 1_000
 """Occurrences of a pause recorded one by one when the job resumes; later ones are summed up."""
 
 MAX_PRIORITY = 1_000_000
+CALENDAR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+CALENDAR_NAME_FORM = (
+    "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. district-2026-27"
+)
 
 ROUTES = {
     "job_types.list": "job_types",
@@ -50,6 +59,11 @@ ROUTES = {
     "jobs.run_now": "run_now",
     "jobs.why": "why",
     "ledger.purge": "purge_ledger",
+    "calendars.create": "calendar_create",
+    "calendars.list": "calendar_list",
+    "calendars.get": "calendar_get",
+    "calendars.delete": "calendar_delete",
+    "calendars.add_days": "calendar_add_days",
 }
 """API operation name -> method of :class:`Operations`."""
 
@@ -59,6 +73,7 @@ class Operations:
         self.store = store
         self.dispatcher = dispatcher
         self.catalog = catalog
+        self.calendars = CalendarStore(store.pool)
 
     async def job_types(self, _: bytes) -> list[JobTypeInfo]:
         return sorted((await self.catalog.types()).values(), key=lambda t: t.name)
@@ -89,7 +104,7 @@ class Operations:
                 "timeout_s", f"{spec.timeout_s} is not a duration", "seconds greater than 0"
             )
         result_mail = check_result_mail(spec.result_emails, spec.result_email_on)
-        compiled = compile_schedule(spec.schedule)
+        compiled = await self._compile(spec.schedule)
         policy = await self._check_policy(spec.policy())
         info = await self.catalog.require(spec.type)
         params = validate_params(info, spec.params)
@@ -148,7 +163,7 @@ class Operations:
         job_id = request.id
         row = await self._row(job_id)
         now = self.dispatcher.clock()
-        compiled = compile_schedule(row.schedule)
+        compiled = await self._compile(row.schedule)
         if row.paused and not paused:
             pause = await self.store.open_pause(job_id)
             since = pause["paused_at"] if pause else row.updated_at
@@ -214,7 +229,7 @@ class Operations:
             who = _by(
                 pause["paused_by"] if pause else None, pause["paused_from"] if pause else None
             )
-            held = _paused_occurrences(row, compile_schedule(row.schedule), since, until, who)
+            held = _paused_occurrences(row, await self._compile(row.schedule), since, until, who)
             entries = [
                 LedgerEntry(
                     occurrence_id=o.id, run_id=None, scheduled_for=o.scheduled_for, trigger=o.trigger,
@@ -300,6 +315,89 @@ class Operations:
             )
         before = datetime.now(UTC) - timedelta(days=request.older_than_days)
         return {"deleted": await self.store.purge_ledger(before, request.dry_run)}
+
+    async def _compile(self, schedule: Schedule) -> CompiledSchedule:
+        """The schedule with its calendar's non-school days; an unknown calendar is refused."""
+        if schedule.calendar is None:
+            return compile_schedule(schedule)
+        if await self.calendars.get(schedule.calendar) is None:
+            raise InvalidInput(
+                "calendar",
+                f"no calendar named {schedule.calendar!r}",
+                "a name from `belltower calendars list`",
+            )
+        days = [d for d, _ in await self.calendars.days(schedule.calendar)]
+        return compile_schedule(schedule, non_school_days=days)
+
+    # -- school calendars ----------------------------------------------------------------
+
+    async def calendar_create(self, data: bytes) -> Calendar:
+        spec = decode_request(data, CalendarSpec)
+        _check_calendar_name(spec.name)
+        now = self.dispatcher.clock()
+        days = _days(spec.days)
+        if not await self.calendars.create(spec.name, spec.description.strip(), days, now):
+            raise InvalidInput(
+                "name",
+                f"a calendar named {spec.name!r} already exists",
+                "a new name, or `belltower calendars add-days` to change that one",
+            )
+        return await self._calendar(spec.name, changed=True)
+
+    async def calendar_list(self, _: bytes) -> list[dict[str, object]]:
+        return [
+            {
+                "name": r["name"],
+                "description": r["description"],
+                "days": r["days"],
+                "updated_at": r["updated_at"],
+            }
+            for r in await self.calendars.names()
+        ]
+
+    async def calendar_get(self, data: bytes) -> Calendar:
+        return await self._calendar(decode_request(data, CalendarRef).name)
+
+    async def calendar_add_days(self, data: bytes) -> Calendar:
+        request = decode_request(data, CalendarDays)
+        days = _days(request.days)
+        if not await self.calendars.add_days(
+            request.name, days, request.replace, self.dispatcher.clock()
+        ):
+            raise NotFound(
+                f"no calendar named {request.name!r}; `belltower calendars list` shows them"
+            )
+        return await self._calendar(request.name, changed=True)
+
+    async def calendar_delete(self, data: bytes) -> dict[str, str]:
+        name = decode_request(data, CalendarRef).name
+        users = await self.calendars.users(name)
+        if users:
+            raise InvalidInput(
+                "name",
+                f"calendar {name!r} is used by {len(users)} job(s): {', '.join(users[:5])}",
+                "a calendar no job uses; delete those jobs or give them another calendar first",
+            )
+        if not await self.calendars.delete(name):
+            raise NotFound(f"no calendar named {name!r}; `belltower calendars list` shows them")
+        return {"deleted": name}
+
+    async def _calendar(self, name: str, changed: bool = False) -> Calendar:
+        """The calendar as the API shows it; ``changed`` hands its days to the dispatcher."""
+        row = await self.calendars.get(name)
+        if row is None:
+            raise NotFound(f"no calendar named {name!r}; `belltower calendars list` shows them")
+        days = await self.calendars.days(name)
+        if changed:
+            self.dispatcher.set_calendar(name, frozenset(d for d, _ in days))
+        return Calendar(
+            name=row["name"],
+            description=row["description"],
+            days=[NonSchoolDay(day=d, label=label) for d, label in days],
+            jobs=await self.calendars.users(name),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
 
     async def _row(self, job_id: str) -> JobRow:
         _check_id(job_id)
@@ -418,3 +516,15 @@ def _check_id(job_id: str, field: str = "id") -> None:
         raise InvalidInput(
             field, f"{job_id!r} is not a job id", "a UUID as shown by `belltower jobs list`"
         ) from None
+
+
+def _check_calendar_name(name: str) -> None:
+    if not CALENDAR_NAME.match(name):
+        raise InvalidInput("name", f"{name!r} is not a calendar name", CALENDAR_NAME_FORM)
+
+
+def _days(days: list[NonSchoolDay]) -> list[tuple]:
+    for d in days:
+        if len(d.label) > 200:
+            raise InvalidInput("days.label", "is longer than 200 characters", "a short label")
+    return [(d.day, d.label.strip()) for d in days]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -355,3 +355,101 @@ class Store:
             return int(await self.pool.fetchval(f"SELECT count(*) {sql}", before))
         status = await self.pool.execute(f"DELETE {sql}", before)
         return int(status.split()[-1])
+
+
+class CalendarStore:
+    """School calendars and their non-school days (migration 0002)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def create(
+        self, name: str, description: str, days: Sequence[tuple[date, str]], now: datetime
+    ) -> bool:
+        """Insert a calendar with its days; False when the name is taken (nothing written)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            status = await conn.execute(
+                "INSERT INTO scheduler.calendars (name, description, created_at, updated_at) "
+                "VALUES ($1, $2, $3, $3) ON CONFLICT (name) DO NOTHING",
+                name,
+                description,
+                now,
+            )
+            if not status.endswith(" 1"):
+                return False
+            await self._insert_days(conn, name, days)
+            return True
+
+    async def add_days(
+        self, name: str, days: Sequence[tuple[date, str]], replace: bool, now: datetime
+    ) -> bool:
+        """Add (or with ``replace``, set) a calendar's days in one transaction; False if unknown."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            status = await conn.execute(
+                "UPDATE scheduler.calendars SET updated_at = $2 WHERE name = $1", name, now
+            )
+            if not status.endswith(" 1"):
+                return False
+            if replace:
+                await conn.execute(
+                    "DELETE FROM scheduler.non_school_days WHERE calendar = $1", name
+                )
+            await self._insert_days(conn, name, days)
+            return True
+
+    @staticmethod
+    async def _insert_days(
+        conn: asyncpg.Connection, name: str, days: Sequence[tuple[date, str]]
+    ) -> None:
+        if days:
+            await conn.execute(
+                "INSERT INTO scheduler.non_school_days (calendar, day, label) "
+                "SELECT $1, d, l FROM unnest($2::date[], $3::text[]) AS u(d, l) "
+                "ON CONFLICT (calendar, day) DO UPDATE SET label = EXCLUDED.label",
+                name,
+                [d for d, _ in days],
+                [label for _, label in days],
+            )
+
+    async def get(self, name: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            "SELECT name, description, created_at, updated_at FROM scheduler.calendars "
+            "WHERE name = $1",
+            name,
+        )
+
+    async def names(self) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT c.name, c.description, c.created_at, c.updated_at, "
+            "count(d.day) AS days FROM scheduler.calendars c "
+            "LEFT JOIN scheduler.non_school_days d ON d.calendar = c.name "
+            "GROUP BY c.name ORDER BY c.name"
+        )
+
+    async def days(self, name: str) -> list[tuple[date, str]]:
+        rows = await self.pool.fetch(
+            "SELECT day, label FROM scheduler.non_school_days WHERE calendar = $1 ORDER BY day",
+            name,
+        )
+        return [(r["day"], r["label"]) for r in rows]
+
+    async def all_days(self) -> dict[str, frozenset[date]]:
+        """Every calendar's days, for the dispatcher to load at start."""
+        rows = await self.pool.fetch(
+            "SELECT c.name, coalesce(array_agg(d.day) FILTER (WHERE d.day IS NOT NULL), '{}') AS days "
+            "FROM scheduler.calendars c LEFT JOIN scheduler.non_school_days d ON d.calendar = c.name "
+            "GROUP BY c.name"
+        )
+        return {r["name"]: frozenset(r["days"]) for r in rows}
+
+    async def users(self, name: str) -> list[str]:
+        rows = await self.pool.fetch(
+            "SELECT id::text AS id FROM scheduler.jobs WHERE schedule ->> 'calendar' = $1 "
+            "ORDER BY id",
+            name,
+        )
+        return [r["id"] for r in rows]
+
+    async def delete(self, name: str) -> bool:
+        status = await self.pool.execute("DELETE FROM scheduler.calendars WHERE name = $1", name)
+        return status.endswith(" 1")
