@@ -1,4 +1,9 @@
-"""Wiring of the scheduler process: database, JetStream, dispatcher and the management API."""
+"""Wiring of the scheduler process: database, JetStream, leases, dispatchers and the management API.
+
+Every replica serves the management API; each dispatches only the partitions whose lease it
+holds (see ``lease.py`` and ``partitions.py``). A replica alone takes every partition and loads
+its jobs before it starts answering, as a single scheduler always did.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +23,9 @@ from belltower.rpc import serve
 from belltower.subjects import api_subject
 
 from .catalog import Catalog
-from .dispatcher import Dispatcher
+from .lease import LeaseKeeper
 from .operations import ROUTES, Operations
+from .partitions import Partitions
 from .settings import SchedulerSettings
 from .store import Store
 
@@ -30,7 +36,9 @@ class SchedulerService:
     def __init__(self, settings: SchedulerSettings | None = None) -> None:
         self.settings = settings or SchedulerSettings()
         self.broker = make_broker(self.settings, "scheduler")
-        self.dispatcher: Dispatcher | None = None
+        self.partitions: Partitions | None = None
+        self.leases: LeaseKeeper | None = None
+        """``leases.held``: the partitions this replica dispatches now (partition -> Lease)."""
         self._loop_task: asyncio.Task[None] | None = None
         self._pool: Any = None
         self.operations: Operations | None = None
@@ -63,28 +71,50 @@ class SchedulerService:
         js = self.broker.connection.jetstream()
         await streams.ensure(js, self.settings)
         store = Store(self._pool)
-        self.dispatcher = Dispatcher(
-            store,
+        settings = self.settings
+        self.partitions = Partitions(store, js, self.broker.connection, settings)
+        await self.partitions.subscribe()
+        self.leases = LeaseKeeper(
             js,
-            misfire_grace_s=self.settings.misfire_grace_s,
-            max_batch=self.settings.dispatch_batch,
+            store,
+            settings,
+            replica_id=settings.scheduler_replica_id,
+            partitions=settings.scheduler_partitions,
+            lease_s=settings.scheduler_lease_s,
+            renew_s=settings.renew_s,
+            on_acquired=self.partitions.acquired,
+            on_lost=self.partitions.lost,
         )
-        loaded = await self.dispatcher.load()
-        self.operations = Operations(store, self.dispatcher, Catalog(js))
+        await self.leases.start()
+        await self.leases.step()
+        await self.partitions.loaded()
+        self.operations = Operations(store, self.partitions, Catalog(js))  # type: ignore[arg-type]
         log.info(
             "scheduler ready",
-            extra={"action": "scheduler.ready", "jobs": loaded, "migrations_applied": applied},
+            extra={
+                "action": "scheduler.ready",
+                "replica": settings.scheduler_replica_id,
+                "partitions_held": sorted(self.leases.held),
+                "partitions": settings.scheduler_partitions,
+                "jobs": sum(len(h.dispatcher.entries) for h in self.partitions.held.values()),
+                "migrations_applied": applied,
+            },
         )
 
     async def after_startup(self) -> None:
-        assert self.dispatcher is not None
-        self._loop_task = asyncio.create_task(self.dispatcher.run_forever(), name="dispatcher")
+        assert self.leases is not None
+        self._loop_task = asyncio.create_task(self.leases.run_forever(), name="leases")
 
     async def on_shutdown(self) -> None:
         if self._loop_task:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+        if self.partitions is not None:
+            await self.partitions.stop()  # stop dispatching before giving the leases back
+        if self.leases is not None:
+            with contextlib.suppress(Exception):
+                await self.leases.release_all()
         if self._pool is not None:
             await self._pool.close()
 

@@ -13,6 +13,10 @@ again, so restarts and a second scheduler cannot double-dispatch.
 
 Occurrences later than the misfire grace (the scheduler was down) are coalesced into the most
 recent one, which runs once; each coalesced occurrence stays in the ledger with its reason.
+
+With several replicas, a Dispatcher serves one partition of the jobs under a lease (see
+``lease.py``): it loads and republishes only that partition, checks the lease before planning
+and before publishing, and writes the ledger only under the lease's fencing token.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ from belltower.schedule import (
 )
 from belltower.subjects import due_subject
 
-from .store import JobRow, Occurrence, Store
+from .lease import FENCE_HEADER, Deposed, Lease
+from .store import JobRow, Occurrence, Partition, Store
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +229,8 @@ class Dispatcher:
         plan_chunk: int = PLAN_CHUNK,
         publish_timeout_s: float = 10.0,
         clock: Callable[[], datetime] = utcnow,
+        partition: Partition | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.store = store
         self.js = js
@@ -240,6 +247,8 @@ class Dispatcher:
         self._retry_pending = True
         self._lock = asyncio.Lock()
         self._confirming: list[asyncio.Task[int]] = []
+        self.partition = partition
+        self.lease = lease
 
     # -- the set of jobs ----------------------------------------------------------------------
 
@@ -247,7 +256,7 @@ class Dispatcher:
         """Fill the dispatcher from the jobs table, one cursor page at a time."""
         now = self.clock()
         count = 0
-        async for records in self.store.job_pages():
+        async for records in self.store.job_pages(partition=self.partition):
             for record in records:
                 entry = Entry.from_record(record)
                 if entry.next_due is None and not entry.paused:
@@ -287,6 +296,11 @@ class Dispatcher:
             self.wake.clear()
             try:
                 await self.tick()
+            except Deposed as exc:
+                log.warning(str(exc), extra={"action": "dispatch.deposed"})
+                self._retry_pending = True
+                await asyncio.sleep(1.0)
+                continue
             except Exception:
                 log.exception("dispatch tick failed; retrying", extra={"action": "dispatch.error"})
                 self._retry_pending = True
@@ -331,6 +345,8 @@ class Dispatcher:
 
     async def _tick_once(self) -> bool:
         """Plan, write and publish one batch of due jobs; True when more are due already."""
+        if self.lease is not None:
+            self.lease.check()
         now = self.clock()
         now_ts = now.timestamp()
         due: list[Entry] = []
@@ -436,7 +452,11 @@ class Dispatcher:
 
     async def _commit(self, chunk: _Chunk) -> list[_Planned]:
         """Write one chunk; returns its occurrences to publish: new in the ledger and pending."""
-        new_ids = await self.store.plan(chunk.occurrences, chunk.next_runs)
+        if self.lease is None:
+            new_ids = await self.store.plan(chunk.occurrences, chunk.next_runs)
+        else:
+            fence = (self.lease.key, self.lease.token)
+            new_ids = await self.store.plan(chunk.occurrences, chunk.next_runs, fence=fence)
         to_send = []
         for p in chunk.occurrences:
             if p.id in new_ids:
@@ -455,6 +475,10 @@ class Dispatcher:
         """
         if not batch:
             return
+        headers = {}
+        if self.lease is not None:
+            self.lease.check()
+            headers[FENCE_HEADER] = str(self.lease.token)
         dispatched_at = self.clock()
         publish = self.js.publish_async
         futures: list[asyncio.Future[Any]] = []
@@ -481,7 +505,7 @@ class Dispatcher:
                     await publish(
                         _due_subject(entry.pool, entry.type),
                         due_encoder.encode(message),
-                        headers={"Nats-Msg-Id": p.id},
+                        headers={**headers, "Nats-Msg-Id": p.id},
                     )
                 )
         finally:
@@ -563,7 +587,7 @@ class Dispatcher:
         total = 0
         incomplete = False
         while True:
-            rows = await self.store.pending()
+            rows = await self.store.pending(partition=self.partition)
             if not rows:
                 break
             orphans = [
