@@ -157,30 +157,35 @@ class LeaseKeeper:
         self._kv = await self.js.key_value(LEASES_BUCKET)
 
     async def run_forever(self) -> None:
+        """One loop per partition, so a slow acquisition never delays another's renewal."""
+        await asyncio.gather(*(self._keep(p) for p in range(self.partitions)))
+
+    async def _keep(self, partition: int) -> None:
         while not self._stopping:
             started = time.monotonic()
-            await self.step()
+            await self._round(partition)
             await asyncio.sleep(max(0.0, self.renew_s - (time.monotonic() - started)))
 
     async def step(self) -> None:
-        """One round: renew every lease held, try to take every partition not held."""
-        for partition in range(self.partitions):
-            if self._stopping:
-                return
-            try:
-                if partition in self.held:
-                    await self._renew(self.held[partition])
-                else:
-                    await self._acquire(partition)
-            except Exception:
-                log.warning(
-                    "lease round failed; retrying",
-                    exc_info=True,
-                    extra={"action": "lease.error", "partition": partition},
-                )
-            lease = self.held.get(partition)
-            if lease is not None and not lease.valid:
-                self._lose(lease, "it could not be renewed in time")
+        """One round for every partition: renew the leases held, try to take the others."""
+        await asyncio.gather(*(self._round(p) for p in range(self.partitions)))
+
+    async def _round(self, partition: int) -> None:
+        if self._stopping:
+            return
+        try:
+            if partition in self.held:
+                await self._renew(self.held[partition])
+            else:
+                await self._acquire(partition)
+        except Exception as exc:
+            log.warning(
+                f"lease round failed ({type(exc).__name__}: {exc}); retrying",
+                extra={"action": "lease.error", "partition": partition},
+            )
+        lease = self.held.get(partition)
+        if lease is not None and not lease.valid:
+            self._lose(lease, "it could not be renewed in time")
 
     async def _acquire(self, partition: int) -> None:
         assert self._kv is not None

@@ -201,8 +201,12 @@ class Store:
     @staticmethod
     async def _check_fence(conn: asyncpg.Connection, fence: Fence) -> None:
         key, token = fence
+        # A replica stalled inside this transaction (SIGSTOP, a long pause) would hold the row
+        # lock and so block a new holder's fence: PostgreSQL ends such a transaction after 2 s.
         current = await conn.fetchval(
-            "SELECT token FROM scheduler.leases WHERE partition_key = $1 FOR SHARE", key
+            "SELECT token, set_config('idle_in_transaction_session_timeout', '2000', true) "
+            "FROM scheduler.leases WHERE partition_key = $1 FOR SHARE",
+            key,
         )
         if current != token:
             raise Deposed(
