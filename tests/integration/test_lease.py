@@ -128,20 +128,31 @@ async def test_an_expired_lease_stops_dispatch_before_anything_is_planned(nc, st
     assert await pool.fetchval("SELECT count(*) FROM scheduler.occurrences") == 0
 
 
-async def test_released_leases_are_taken_at_once_and_partitions_split(nc, store, settings) -> None:
+async def test_replicas_share_the_partitions_and_take_back_released_ones(
+    nc, store, settings
+) -> None:
     a_events, b_events = Recorder(), Recorder()
     a = keeper(nc, store, settings, "a", a_events, partitions=3)
     b = keeper(nc, store, settings, "b", b_events, partitions=3)
     await a.start()
     await b.start()
     await a.step()
+    assert sorted(a.held) == [0, 1, 2]  # alone: every partition
+
+    await b.step()  # b is counted now, but every partition is taken
+    assert b.held == {} and b.share == 2
+    await a.step()  # a's share is 2 of 3: it gives one back...
+    assert sorted(a.held) == [0, 1] and a_events.events[-1] == ("lost", 2, a_events.events[2][2])
+    await b.step()  # ...which b takes at once, without waiting for the lease to expire
+    assert sorted(b.held) == [2]
+    await a.step()
     await b.step()
-    assert sorted(a.held) == [0, 1, 2] and b.held == {}
+    assert sorted(a.held) == [0, 1] and sorted(b.held) == [2]
 
     await a.release_all()
+    await asyncio.sleep(1.5)  # a's presence key lapses
     await b.step()
     assert sorted(b.held) == [0, 1, 2]
-    assert [e[0] for e in a_events.events] == ["acquired"] * 3 + ["lost"] * 3
 
 
 async def test_partition_filter_in_sql_matches_partition_of(store) -> None:

@@ -15,6 +15,10 @@ and locally the dispatcher stops as soon as the lease's validity, counted on the
 clock from the last renewal sent, runs out (:meth:`Lease.check`). The occurrence id remains the
 ``Nats-Msg-Id`` end to end, so even a publish already under way when the lease was lost is
 dropped by JetStream as a duplicate.
+
+Replicas share the partitions out: each also keeps a ``replica.<id>`` key alive in the bucket,
+counts the live ones, holds at most its fair share (partitions / replicas, rounded up) and
+gives back one surplus lease per round, which another replica then takes.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -144,6 +149,9 @@ class LeaseKeeper:
         self._ttl = max(1, math.ceil(lease_s))
         self._kv = None
         self._stopping = False
+        self.share = partitions
+        """How many partitions this replica may hold: partitions / live replicas, rounded up."""
+        self._presence_key = f"replica.{re.sub(r'[^-_a-zA-Z0-9]', '_', replica_id)}"
 
     async def start(self) -> None:
         await streams.ensure_bucket(
@@ -158,7 +166,45 @@ class LeaseKeeper:
 
     async def run_forever(self) -> None:
         """One loop per partition, so a slow acquisition never delays another's renewal."""
-        await asyncio.gather(*(self._keep(p) for p in range(self.partitions)))
+        await asyncio.gather(self._census(), *(self._keep(p) for p in range(self.partitions)))
+
+    async def _census(self) -> None:
+        while not self._stopping:
+            started = time.monotonic()
+            await self._count_replicas()
+            await asyncio.sleep(max(0.0, self.renew_s - (time.monotonic() - started)))
+
+    async def _count_replicas(self) -> None:
+        """Say this replica is alive, and set ``share`` from how many are."""
+        try:
+            await asyncio.wait_for(
+                self.js.publish(
+                    f"$KV.{LEASES_BUCKET}.{self._presence_key}",
+                    self._value(0),
+                    msg_ttl=self._ttl,
+                ),
+                self.renew_s,
+            )
+            info = await asyncio.wait_for(
+                self.js.stream_info(
+                    f"KV_{LEASES_BUCKET}", subjects_filter=f"$KV.{LEASES_BUCKET}.replica.>"
+                ),
+                self.renew_s,
+            )
+        except Exception as exc:
+            log.warning(
+                f"counting scheduler replicas failed ({type(exc).__name__}: {exc}); keeping share {self.share}",
+                extra={"action": "lease.census_error"},
+            )
+            return
+        replicas = max(1, len(info.state.subjects or {}))
+        share = math.ceil(self.partitions / replicas)
+        if share != self.share:
+            log.info(
+                "scheduler replicas counted; partitions shared out again",
+                extra={"action": "lease.share", "replicas": replicas, "share": share},
+            )
+        self.share = share
 
     async def _keep(self, partition: int) -> None:
         while not self._stopping:
@@ -168,6 +214,7 @@ class LeaseKeeper:
 
     async def step(self) -> None:
         """One round for every partition: renew the leases held, try to take the others."""
+        await self._count_replicas()
         await asyncio.gather(*(self._round(p) for p in range(self.partitions)))
 
     async def _round(self, partition: int) -> None:
@@ -175,8 +222,11 @@ class LeaseKeeper:
             return
         try:
             if partition in self.held:
-                await self._renew(self.held[partition])
-            else:
+                if len(self.held) > self.share and partition == max(self.held):
+                    await self._release(self.held[partition], "it is another replica's share")
+                else:
+                    await self._renew(self.held[partition])
+            elif len(self.held) < self.share:
                 await self._acquire(partition)
         except Exception as exc:
             log.warning(
@@ -274,18 +324,31 @@ class LeaseKeeper:
     async def release_all(self) -> None:
         """Give every lease back (on a clean shutdown) so a standby takes over at once."""
         self._stopping = True
-        assert self._kv is not None
         for lease in list(self.held.values()):
-            del self.held[lease.partition]
-            lease.valid_until = 0.0
-            self.on_lost(lease, "this replica is shutting down")
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._kv.delete(lease.key, last=lease.revision), 2.0)
-            log.info(
-                "scheduler partition lease released",
-                extra={
-                    "action": "lease.released",
-                    "partition": lease.partition,
-                    "token": lease.token,
-                },
+            await self._release(lease, "this replica is shutting down")
+        with contextlib.suppress(Exception):  # gone from the census in a second
+            await asyncio.wait_for(
+                self.js.publish(
+                    f"$KV.{LEASES_BUCKET}.{self._presence_key}", self._value(0), msg_ttl=1
+                ),
+                2.0,
             )
+
+    async def _release(self, lease: Lease, why: str) -> None:
+        """Stop dispatching the partition, then delete its key so another replica takes it."""
+        assert self._kv is not None
+        if self.held.get(lease.partition) is lease:
+            del self.held[lease.partition]
+        lease.valid_until = 0.0
+        self.on_lost(lease, why)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._kv.delete(lease.key, last=lease.revision), 2.0)
+        log.info(
+            f"scheduler partition lease released: {why}",
+            extra={
+                "action": "lease.released",
+                "partition": lease.partition,
+                "token": lease.token,
+                "replica": self.replica_id,
+            },
+        )
