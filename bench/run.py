@@ -6,10 +6,13 @@ stdout (progress goes to stderr)::
 
     uv run python bench/run.py                       # everything, full size (a few minutes)
     uv run python bench/run.py --scale 0.1           # a quick look
+    uv run python bench/run.py --quick               # a smoke run of everything (about a minute)
     uv run python bench/run.py --only dispatch_rate --profile bench/results
 
 Figures: ``dispatch_rate`` (with its raw ``publish_async`` baseline), ``e2e_runs_rate``,
-``history_ingest_rate``, ``bytes_per_schedule`` and ``schedules_load_s``. Each line has
+``history_ingest_rate``, ``schedules_loaded`` (bytes per schedule at a million schedules) and
+``schedules_load_s``, ``burst_drain_s`` and ``burst_out_of_priority_order`` (100,000 due at
+once), ``lateness_p50_ms`` and ``lateness_p99_ms`` (1,000 due per second) and ``failover_s``. Each line has
 ``name``, ``value``, ``unit``, ``target`` and ``met``; paired figures add ``baseline`` and
 ``ratio``. Exit status is 0 when every benchmark ran (``--check``: and met its target), so a
 slow machine does not break ``make bench`` but CI can still gate on it.
@@ -30,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import dispatch, e2e, ingest, memory
+from benchlib import dispatch, e2e, ingest, memory, scheduling
 from benchlib.figures import Figure
 from benchlib.stack import Servers, inherited_overrides, log
 
@@ -67,8 +70,23 @@ async def _ingest(servers: Servers, args: argparse.Namespace) -> list[Figure]:
 
 
 async def _memory(servers: Servers, args: argparse.Namespace) -> list[Figure]:
-    n = _size(args, args.schedules, 100_000, 2_000)
+    n = _size(args, args.schedules, 1_000_000, 2_000)
     return await memory.run(servers, n)
+
+
+async def _burst(servers: Servers, args: argparse.Namespace) -> list[Figure]:
+    n = _size(args, args.burst_occurrences, 100_000, 1_000)
+    return await scheduling.burst(servers, n)
+
+
+async def _lateness(servers: Servers, args: argparse.Namespace) -> list[Figure]:
+    seconds = args.lateness_seconds or max(3.0, 20.0 * min(1.0, args.scale * 5))
+    return await scheduling.lateness(servers, args.lateness_rate, seconds)
+
+
+async def _failover(servers: Servers, args: argparse.Namespace) -> list[Figure]:
+    n = _size(args, args.failover_jobs, 100_000, 1)
+    return await scheduling.failover(servers, n)
 
 
 BENCHMARKS: tuple[Benchmark, ...] = (
@@ -76,11 +94,24 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(("e2e_runs_rate",), ("runs/s",), (e2e.TARGET_RATE,), _e2e),
     Benchmark(("history_ingest_rate",), ("events/s",), (ingest.TARGET_RATE,), _ingest),
     Benchmark(
-        ("bytes_per_schedule", "schedules_load_s"),
+        ("schedules_loaded", "schedules_load_s"),
         ("bytes", "s"),
         (memory.TARGET_BYTES, memory.TARGET_LOAD_S),
         _memory,
     ),
+    Benchmark(
+        ("burst_drain_s", "burst_out_of_priority_order"),
+        ("s", "share"),
+        (scheduling.TARGET_BURST_S, scheduling.TARGET_OUT_OF_ORDER),
+        _burst,
+    ),
+    Benchmark(
+        ("lateness_p50_ms", "lateness_p99_ms"),
+        ("ms", "ms"),
+        (scheduling.TARGET_P50_MS, scheduling.TARGET_P99_MS),
+        _lateness,
+    ),
+    Benchmark(("failover_s",), ("s",), (scheduling.TARGET_FAILOVER_S,), _failover),
 )
 ALL_FIGURES = tuple(name for b in BENCHMARKS for name in b.figures)
 
@@ -119,7 +150,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="runs (2 events each) for history_ingest_rate (default 50,000)",
     )
     parser.add_argument(
-        "--schedules", type=int, help="jobs loaded for bytes_per_schedule (default 100,000)"
+        "--schedules", type=int, help="jobs loaded for schedules_loaded (default 1,000,000)"
+    )
+    parser.add_argument(
+        "--burst-occurrences",
+        type=int,
+        help="occurrences due at the same instant for burst_drain_s (default 100,000)",
+    )
+    parser.add_argument(
+        "--lateness-rate",
+        type=int,
+        default=1_000,
+        help="occurrences due per second for lateness_p50_ms/p99_ms (default 1,000)",
+    )
+    parser.add_argument(
+        "--lateness-seconds", type=float, help="how long the steady rate is kept (default 20)"
+    )
+    parser.add_argument(
+        "--failover-jobs",
+        type=int,
+        help="jobs the standby loads when it takes over, for failover_s (default 100,000)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run of every benchmark at a small size (same as --scale 0.01)",
     )
     parser.add_argument(
         "--profile",
@@ -133,6 +188,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--check", action="store_true", help="exit 1 when a figure misses its target"
     )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.scale = 0.01
     if args.scale <= 0:
         parser.error("--scale must be positive")
     return args

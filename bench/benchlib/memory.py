@@ -1,4 +1,4 @@
-"""``bytes_per_schedule`` and ``schedules_load_s``: what holding every schedule in memory costs.
+"""``schedules_loaded`` and ``schedules_load_s``: what holding every schedule in memory costs.
 
 The scheduler keeps every job in memory (an ``Entry`` plus a heap item, sharing compiled
 schedules), so its footprint grows with the number of jobs, and a restart or failover reloads
@@ -6,7 +6,8 @@ them all before the first dispatch. Measured twice:
 
 - as deployed: the ``belltower-scheduler`` process started on an empty database and on one with
   ``n`` jobs of varied, realistic schedules; the difference of their resident set sizes once
-  each is serving, divided by ``n``, is ``bytes_per_schedule`` (it includes what the allocator
+  each is serving, divided by ``n``, is ``schedules_loaded`` in bytes per schedule, beyond
+  the definitions' storage in PostgreSQL (it includes what the allocator
   keeps after loading, which is what a pod's memory limit sees);
 - in this process, on the same rows: ``Dispatcher.load()`` timed (``schedules_load_s``), then
   traced with tracemalloc to say which objects the bytes are (extra keys).
@@ -44,9 +45,11 @@ from .stack import (
     wait_until,
 )
 
-TARGET_BYTES = 1024.0
-TARGET_LOAD_S = 5.0
-"""A restarted or failed-over scheduler should be dispatching again within seconds."""
+TARGET_BYTES = 500.0
+TARGET_LOAD_S = 10.0
+"""A restarted or failed-over scheduler should be dispatching again within the takeover target,
+even with a million schedules."""
+_CHUNK = 100_000
 
 _SETTLE_S = 1.0
 
@@ -65,11 +68,17 @@ async def run(servers: Servers, n: int) -> list[Figure]:
                     Service("belltower-scheduler", env, work_dir), nc
                 )
                 log(f"memory: writing {n:,} jobs with varied schedules")
-                rows = varied_rows(n)
-                distinct = len({row[5] for row in rows})
-                await insert_jobs(setup_pool, rows)
+                schedules: set[str] = set()
+                for start in range(
+                    0, n, _CHUNK
+                ):  # in chunks: a million rows at once is gigabytes here
+                    rows = varied_rows(min(_CHUNK, n - start), seed=7 + start)
+                    schedules.update(row[5] for row in rows)
+                    await insert_jobs(setup_pool, rows)
+                    del rows
+                distinct = len(schedules)
+                del schedules
                 await setup_pool.execute("ANALYZE scheduler.jobs")
-                del rows
                 log(f"memory: scheduler process with {n:,} jobs")
                 loaded_rss, loaded_ready_s = await _serving_rss(
                     Service("belltower-scheduler", env, work_dir), nc
@@ -89,7 +98,7 @@ async def run(servers: Servers, n: int) -> list[Figure]:
     common = {"schedules": n, "distinct_schedules": distinct}
     return [
         Figure(
-            name="bytes_per_schedule",
+            name="schedules_loaded",
             value=per_schedule,
             unit="bytes",
             target=TARGET_BYTES,
@@ -130,7 +139,8 @@ async def _serving_rss(scheduler: Service, nc: NatsClient) -> tuple[int, float]:
 
 
 async def _timed_load(dispatcher: Dispatcher) -> float:
-    dispatcher_module._compiled.cache_clear()  # a fresh process compiles every schedule
+    dispatcher_module._compiled.cache_clear()
+    dispatcher_module.compiled_for_text.cache_clear()  # a fresh process compiles every schedule
     started = time.perf_counter()
     await dispatcher.load()
     return time.perf_counter() - started
@@ -139,6 +149,7 @@ async def _timed_load(dispatcher: Dispatcher) -> float:
 async def _traced_load(dispatcher: Dispatcher, n: int) -> dict[str, Any]:
     """Bytes the loaded jobs keep on the Python heap, and the source lines that allocated most of them."""
     dispatcher_module._compiled.cache_clear()
+    dispatcher_module.compiled_for_text.cache_clear()
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()

@@ -97,6 +97,12 @@ def test_scheduler_killed_and_restarted_neither_repeats_nor_loses(stack, cli, da
     wait_until(
         lambda: cli.run("jobs", "list", check=False).returncode == 0, 30, "the scheduler to answer"
     )
+    # The dead process's lease has to expire before the new one dispatches (lease.py).
+    wait_until(
+        lambda: stack.log("scheduler").count("lease.acquired") >= 2,
+        30,
+        "the restarted scheduler to take the lease over",
+    )
     time.sleep(3.0)
     cli.run("jobs", "pause", job["id"])
     ledger = assert_every_second_once(database_url, job["id"])

@@ -21,6 +21,10 @@ RUNS_SUBJECTS = "belltower.run.>"
 
 CATALOG_BUCKET = "belltower_catalog"
 CLAIMS_BUCKET = "belltower_claims"
+LEASES_BUCKET = "belltower_leases"
+"""One key per scheduler partition: which replica dispatches it, renewed with a per-message TTL."""
+SCHEDULER_CHANGES = "belltower.scheduler.changed"
+"""Core NATS: the id of a job whose definition a scheduler replica just changed in PostgreSQL."""
 
 HISTORY_CONSUMER = "history"
 

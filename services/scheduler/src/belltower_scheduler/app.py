@@ -1,4 +1,9 @@
-"""Wiring of the scheduler process: database, JetStream, dispatcher and the management API."""
+"""Wiring of the scheduler process: database, JetStream, leases, dispatchers and the management API.
+
+Every replica serves the management API; each dispatches only the partitions whose lease it
+holds (see ``lease.py`` and ``partitions.py``). A replica alone takes every partition and loads
+its jobs before it starts answering, as a single scheduler always did.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +23,9 @@ from belltower.rpc import serve
 from belltower.subjects import api_subject
 
 from .catalog import Catalog
-from .dispatcher import Dispatcher
+from .lease import LeaseKeeper
 from .operations import ROUTES, Operations
-from .runs import RunTracker
+from .partitions import Partitions
 from .settings import SchedulerSettings
 from .store import Store
 
@@ -31,8 +36,9 @@ class SchedulerService:
     def __init__(self, settings: SchedulerSettings | None = None) -> None:
         self.settings = settings or SchedulerSettings()
         self.broker = make_broker(self.settings, "scheduler")
-        self.dispatcher: Dispatcher | None = None
-        self.runs: RunTracker | None = None
+        self.partitions: Partitions | None = None
+        self.leases: LeaseKeeper | None = None
+        """``leases.held``: the partitions this replica dispatches now (partition -> Lease)."""
         self._loop_task: asyncio.Task[None] | None = None
         self._pool: Any = None
         self.operations: Operations | None = None
@@ -67,9 +73,18 @@ class SchedulerService:
             },
         )
 
-    def leading(self) -> int:
-        """1 while this process dispatches: its dispatch loop runs."""
-        return int(self._loop_task is not None and not self._loop_task.done())
+    def leading(self) -> dict[str, int]:
+        """Per partition, 1 while this replica holds its lease and dispatches it, else 0.
+
+        Every partition is reported, so an alert can find one that nobody leads.
+        """
+        held = self.leases.held if self.leases is not None else {}
+        return {str(p): int(p in held) for p in range(self.settings.scheduler_partitions)}
+
+    def jobs_loaded(self) -> int:
+        if self.partitions is None:
+            return 0
+        return sum(len(h.dispatcher.entries) for h in self.partitions.held.values())
 
     async def on_startup(self) -> None:
         logs.configure("scheduler", self.settings)
@@ -80,37 +95,51 @@ class SchedulerService:
         js = self.broker.connection.jetstream()
         await streams.ensure(js, self.settings)
         store = Store(self._pool)
-        self.dispatcher = Dispatcher(
-            store,
+        settings = self.settings
+        self.partitions = Partitions(store, js, self.broker.connection, settings)
+        await self.partitions.subscribe()
+        self.leases = LeaseKeeper(
             js,
-            misfire_grace_s=self.settings.misfire_grace_s,
-            max_batch=self.settings.dispatch_batch,
-            stale_run_s=self.settings.stale_run_s,
+            store,
+            settings,
+            replica_id=settings.scheduler_replica_id,
+            partitions=settings.scheduler_partitions,
+            lease_s=settings.scheduler_lease_s,
+            renew_s=settings.renew_s,
+            on_acquired=self.partitions.acquired,
+            on_lost=self.partitions.lost,
         )
-        loaded = await self.dispatcher.load()
-        metrics.watch_scheduler(
-            leader=lambda: {"0": self.leading()},
-            jobs=lambda: len(self.dispatcher.entries) if self.dispatcher else 0,
-        )
-        self.runs = RunTracker(js, self.dispatcher)
-        await self.runs.start()
-        self.operations = Operations(store, self.dispatcher, Catalog(js))
+        await self.leases.start()
+        await self.leases.step()
+        await self.partitions.loaded()
+        self.operations = Operations(store, self.partitions, Catalog(js))  # type: ignore[arg-type]
+        metrics.watch_scheduler(leader=self.leading, jobs=self.jobs_loaded)
         log.info(
             "scheduler ready",
-            extra={"action": "scheduler.ready", "jobs": loaded, "migrations_applied": applied},
+            extra={
+                "action": "scheduler.ready",
+                "replica": settings.scheduler_replica_id,
+                "partitions_held": sorted(self.leases.held),
+                "partitions": settings.scheduler_partitions,
+                "jobs": self.jobs_loaded(),
+                "migrations_applied": applied,
+            },
         )
 
     async def after_startup(self) -> None:
-        assert self.dispatcher is not None
-        self._loop_task = asyncio.create_task(self.dispatcher.run_forever(), name="dispatcher")
+        assert self.leases is not None
+        self._loop_task = asyncio.create_task(self.leases.run_forever(), name="leases")
 
     async def on_shutdown(self) -> None:
-        if self.runs is not None:
-            await self.runs.stop()
         if self._loop_task:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+        if self.partitions is not None:
+            await self.partitions.stop()  # stop dispatching before giving the leases back
+        if self.leases is not None:
+            with contextlib.suppress(Exception):
+                await self.leases.release_all()
         if self._pool is not None:
             await self._pool.close()
 

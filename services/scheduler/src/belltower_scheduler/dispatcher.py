@@ -20,6 +20,10 @@ When run events are tracked (:meth:`Dispatcher.track_runs`, fed by ``runs.RunTra
 dispatcher knows each job's runs in flight and applies its overlap policy (``skip``, ``buffer``
 one, ``allow``), releases buffered occurrences when the run before finishes, and plans chained
 occurrences of jobs that run ``after`` another one.
+
+With several replicas, a Dispatcher serves one partition of the jobs under a lease (see
+``lease.py``): it loads and republishes only that partition, checks the lease before planning
+and before publishing, and writes the ledger only under the lease's fencing token.
 """
 
 from __future__ import annotations
@@ -64,7 +68,16 @@ from belltower.schedule import (
 )
 from belltower.subjects import due_subject
 
-from .store import CalendarStore, JobRow, Occurrence, Store, decode_result_mail, policy_decoder
+from .lease import FENCE_HEADER, Deposed, Lease
+from .store import (
+    CalendarStore,
+    JobRow,
+    Occurrence,
+    Partition,
+    Store,
+    decode_result_mail,
+    policy_decoder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +101,13 @@ def compiled_for(
     schedule: Schedule, non_school_days: frozenset[date] = frozenset()
 ) -> CompiledSchedule:
     return _compiled(schedule_encoder.encode(schedule), non_school_days)
+
+
+@lru_cache(maxsize=65_536)
+def compiled_for_text(schedule_text: str) -> CompiledSchedule:
+    """The compiled form of a schedule as PostgreSQL prints it (jsonb prints equal values
+    alike): loading a million jobs decodes each distinct schedule once, not once per job."""
+    return compiled_for(schedule_decoder.decode(schedule_text))
 
 
 _due_subject = lru_cache(maxsize=1_024)(due_subject)
@@ -188,7 +208,7 @@ class Entry:
             priority=_shared(r["priority"]),
             timeout_s=_shared(r["timeout_s"]),
             paused=r["paused"],
-            schedule=compiled_for(schedule_decoder.decode(r["schedule"])),
+            schedule=compiled_for_text(r["schedule"]),
             next_due=r["next_run_at"],
             policy=_shared(_policy(r["policy"])),
             result_mail=decode_result_mail(r["result_mail"]),
@@ -269,6 +289,8 @@ class Dispatcher:
         publish_timeout_s: float = 10.0,
         clock: Callable[[], datetime] = utcnow,
         stale_run_s: float = 86_400.0,
+        partition: Partition | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.store = store
         self.js = js
@@ -296,6 +318,8 @@ class Dispatcher:
         self.chained: dict[str, list[str]] = {}
         """Upstream job id -> ids of the jobs that run after it."""
         self.calendar_days: dict[str, frozenset[date]] = {}
+        self.partition = partition
+        self.lease = lease
 
     # -- the set of jobs ----------------------------------------------------------------------
 
@@ -304,7 +328,7 @@ class Dispatcher:
         now = self.clock()
         count = 0
         self.calendar_days = await CalendarStore(self.store.pool).all_days()
-        async for records in self.store.job_pages():
+        async for records in self.store.job_pages(partition=self.partition):
             for record in records:
                 entry = Entry.from_record(record)
                 entry.schedule = self.calendared(entry.schedule)
@@ -397,6 +421,11 @@ class Dispatcher:
             self.wake.clear()
             try:
                 await self.tick()
+            except Deposed as exc:
+                log.warning(str(exc), extra={"action": "dispatch.deposed"})
+                self._retry_pending = True
+                await asyncio.sleep(1.0)
+                continue
             except Exception:
                 log.exception("dispatch tick failed; retrying", extra={"action": "dispatch.error"})
                 self._retry_pending = True
@@ -445,6 +474,8 @@ class Dispatcher:
 
     async def _tick_once(self) -> bool:
         """Plan, write and publish one batch of due jobs; True when more are due already."""
+        if self.lease is not None:
+            self.lease.check()
         now = self.clock()
         now_ts = now.timestamp()
         due: list[Entry] = []
@@ -676,7 +707,11 @@ class Dispatcher:
 
     async def _commit(self, chunk: _Chunk) -> list[_Planned]:
         """Write one chunk; returns its occurrences to publish: new in the ledger and pending."""
-        new_ids = await self.store.plan(chunk.occurrences, chunk.next_runs)
+        if self.lease is None:
+            new_ids = await self.store.plan(chunk.occurrences, chunk.next_runs)
+        else:
+            fence = (self.lease.key, self.lease.token)
+            new_ids = await self.store.plan(chunk.occurrences, chunk.next_runs, fence=fence)
         to_send = []
         tracking = self.tracking_runs
         for p in chunk.occurrences:
@@ -712,6 +747,10 @@ class Dispatcher:
         """
         if not batch:
             return
+        headers = {}
+        if self.lease is not None:
+            self.lease.check()
+            headers[FENCE_HEADER] = str(self.lease.token)
         dispatched_at = self.clock()
         publish = self.js.publish_async
         futures: list[asyncio.Future[Any]] = []
@@ -745,7 +784,7 @@ class Dispatcher:
                     await publish(
                         subject,
                         due_encoder.encode(message),
-                        headers=telemetry.producer_headers(subject, p.id),
+                        headers={**headers, **telemetry.producer_headers(subject, p.id)},
                     )
                 )
         finally:
@@ -828,7 +867,7 @@ class Dispatcher:
         total = 0
         incomplete = False
         while True:
-            rows = await self.store.pending()
+            rows = await self.store.pending(partition=self.partition)
             if not rows:
                 break
             orphans = [

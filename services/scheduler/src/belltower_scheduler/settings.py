@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import os
+import socket
+
+from pydantic import Field, model_validator
 
 from belltower.settings import Settings
+
+
+def _default_replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class SchedulerSettings(Settings):
@@ -23,3 +30,45 @@ class SchedulerSettings(Settings):
         description="A run dispatched this long ago and not finished no longer holds back the next "
         "occurrence of its job under the overlap policy (its finished event may never come)",
     )
+    scheduler_lease_s: float = Field(
+        default=6.0,
+        ge=1.0,
+        le=300.0,
+        description="How long a partition's lease lasts without renewal: a standby takes over a "
+        "dead replica's partitions about this long after its last renewal",
+    )
+    scheduler_renew_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="How often the holder renews its leases (default: a third of the lease)",
+    )
+    scheduler_partitions: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Schedules are split by job id into this many partitions, each leased on its "
+        "own; the same on every replica",
+    )
+    scheduler_replica_id: str = Field(
+        default_factory=_default_replica_id,
+        min_length=1,
+        max_length=200,
+        description="This replica's name in leases and logs (default: host name and pid)",
+    )
+
+    @model_validator(mode="after")
+    def _renewal_inside_lease(self) -> SchedulerSettings:
+        if (
+            self.scheduler_renew_s is not None
+            and self.scheduler_renew_s >= self.scheduler_lease_s / 2
+        ):
+            raise ValueError(
+                f"BELLTOWER_SCHEDULER_RENEW_S ({self.scheduler_renew_s:g}) must be less than half of "
+                f"BELLTOWER_SCHEDULER_LEASE_S ({self.scheduler_lease_s:g}), so one late renewal does "
+                "not lose the lease"
+            )
+        return self
+
+    @property
+    def renew_s(self) -> float:
+        return self.scheduler_renew_s or self.scheduler_lease_s / 3

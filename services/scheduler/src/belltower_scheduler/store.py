@@ -14,6 +14,8 @@ from belltower.api import RunPolicy
 from belltower.events import ResultMail
 from belltower.schedule import Schedule, schedule_decoder, schedule_encoder
 
+from .lease import Deposed, partition_sql
+
 _result_mail_decoder = msgspec.json.Decoder(ResultMail)
 
 
@@ -87,6 +89,25 @@ class Occurrence:
     chained_from: str | None = None
 
 
+Partition = tuple[int, int]
+"""(index, count): the jobs whose id falls in partition ``index`` of ``count`` (see lease.py)."""
+
+Fence = tuple[str, int]
+"""(lease key, token): the lease a ledger write is made under."""
+
+
+def _partition_filter(column: str, partition: Partition | None, first_param: int) -> str:
+    if partition is None or partition[1] <= 1:
+        return "true"
+    return partition_sql(column, f"${first_param}::bigint", f"${first_param + 1}::bigint")
+
+
+def _partition_args(partition: Partition | None) -> list[int]:
+    if partition is None or partition[1] <= 1:
+        return []
+    return [partition[1], partition[0]]
+
+
 class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -119,7 +140,9 @@ class Store:
         )
         return [JobRow.from_record(r) for r in rows]
 
-    async def job_pages(self, page: int = 5_000) -> AsyncIterator[list[asyncpg.Record]]:
+    async def job_pages(
+        self, page: int = 5_000, partition: Partition | None = None
+    ) -> AsyncIterator[list[asyncpg.Record]]:
         """Every job row, read through a server-side cursor in lists of ``page`` records.
 
         Used at start-up to fill the dispatcher: ``list_jobs`` would hold every record (and then
@@ -128,7 +151,9 @@ class Store:
         """
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             cursor = await conn.cursor(
-                f"SELECT {JOB_COLUMNS} FROM scheduler.jobs ORDER BY priority DESC, title, id"
+                f"SELECT {JOB_COLUMNS} FROM scheduler.jobs WHERE {_partition_filter('id', partition, 1)} "
+                "ORDER BY priority DESC, title, id",
+                *_partition_args(partition),
             )
             while records := await cursor.fetch(page):
                 yield records
@@ -206,14 +231,21 @@ class Store:
         )
 
     async def plan(
-        self, occurrences: Sequence[Occurrence], next_runs: Sequence[tuple[str, datetime | None]]
+        self,
+        occurrences: Sequence[Occurrence],
+        next_runs: Sequence[tuple[str, datetime | None]],
+        fence: Fence | None = None,
     ) -> set[str]:
         """Write planned occurrences and the jobs' next times in one transaction.
 
         Returns the ids of the occurrences that were new: an occurrence already in the ledger
-        (planned by another replica, or before a restart) is not dispatched again.
+        (planned by another replica, or before a restart) is not dispatched again. With a
+        ``fence``, raises :class:`Deposed` and writes nothing unless that lease's token is still
+        the current one; the row lock holds a new holder's :meth:`fence` until this commits.
         """
         async with self.pool.acquire() as conn, conn.transaction():
+            if fence is not None:
+                await self._check_fence(conn, fence)
             new: set[str] = set()
             if occurrences and not any(
                 o.cause or o.requested_from or o.chained_from for o in occurrences
@@ -262,6 +294,37 @@ class Store:
                 )
             return new
 
+    @staticmethod
+    async def _check_fence(conn: asyncpg.Connection, fence: Fence) -> None:
+        key, token = fence
+        # A replica stalled inside this transaction (SIGSTOP, a long pause) would hold the row
+        # lock and so block a new holder's fence: PostgreSQL ends such a transaction after 2 s.
+        current = await conn.fetchval(
+            "SELECT token, set_config('idle_in_transaction_session_timeout', '2000', true) "
+            "FROM scheduler.leases WHERE partition_key = $1 FOR SHARE",
+            key,
+        )
+        if current != token:
+            raise Deposed(
+                f"lease {key} is now held under token {current}, not {token}: this replica was "
+                "deposed, and planned nothing"
+            )
+
+    async def fence(self, key: str, token: int, holder: str, force: bool = False) -> bool:
+        """Record ``token`` as the lease's current one; False if a newer one is already there
+        (unless ``force``). Waits for ledger transactions still running under the old token."""
+        condition = "" if force else "WHERE scheduler.leases.token < excluded.token"
+        row = await self.pool.fetchrow(
+            "INSERT INTO scheduler.leases (partition_key, token, holder, acquired_at) "
+            "VALUES ($1, $2, $3, now()) ON CONFLICT (partition_key) DO UPDATE SET "
+            f"token = excluded.token, holder = excluded.holder, acquired_at = excluded.acquired_at {condition} "
+            "RETURNING token",
+            key,
+            token,
+            holder,
+        )
+        return row is not None
+
     async def mark_dispatched(self, ids: Sequence[str], at: datetime) -> None:
         if ids:
             await self.pool.execute(
@@ -281,15 +344,20 @@ class Store:
                 cause,
             )
 
-    async def pending(self, limit: int = 10_000) -> list[asyncpg.Record]:
-        """Occurrences planned but not yet confirmed as published, with what is needed to publish them."""
+    async def pending(
+        self, limit: int = 10_000, partition: Partition | None = None
+    ) -> list[asyncpg.Record]:
+        """Occurrences planned but not yet confirmed as published, with what is needed to publish
+        them; with ``partition``, only those of its jobs."""
         return await self.pool.fetch(
             "SELECT o.id::text AS id, o.job_id::text AS job_id, o.scheduled_for, o.priority, o.trigger, o.requested_by, "
             "o.requested_from, o.chained_from::text AS chained_from, "
             "j.id IS NOT NULL AS job_exists "
             "FROM scheduler.occurrences o LEFT JOIN scheduler.jobs j ON j.id = o.job_id "
-            "WHERE o.state = 'pending' ORDER BY o.scheduled_for, o.priority DESC LIMIT $1",
+            f"WHERE o.state = 'pending' AND {_partition_filter('o.job_id', partition, 2)} "
+            "ORDER BY o.scheduled_for, o.priority DESC LIMIT $1",
             limit,
+            *_partition_args(partition),
         )
 
     async def held(self, since: datetime) -> list[asyncpg.Record]:

@@ -1,0 +1,103 @@
+"""Every scheduler replica serves the management API; the partition's holder learns of changes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from belltower.schedule import Every, Schedule
+from belltower.subjects import DUE_STREAM
+from belltower_scheduler.dispatcher import Entry
+from belltower_scheduler.lease import LeaseKeeper
+from belltower_scheduler.partitions import Partitions
+from belltower_scheduler.settings import SchedulerSettings
+from belltower_scheduler.store import JobRow, Store
+from tests.support import stream_messages
+
+
+async def replica(nc, store: Store, settings, name: str) -> tuple[Partitions, LeaseKeeper]:
+    own = SchedulerSettings(
+        nats_url=settings.nats_url,
+        database_url=settings.database_url,
+        scheduler_replica_id=name,
+        scheduler_lease_s=3,
+    )
+    partitions = Partitions(store, nc.jetstream(), nc, own)
+    await partitions.subscribe()
+    keeper = LeaseKeeper(
+        nc.jetstream(),
+        store,
+        own,
+        replica_id=name,
+        partitions=1,
+        lease_s=own.scheduler_lease_s,
+        renew_s=own.renew_s,
+        on_acquired=partitions.acquired,
+        on_lost=partitions.lost,
+    )
+    await keeper.start()
+    await keeper.step()
+    await partitions.loaded()
+    return partitions, keeper
+
+
+async def eventually(check, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        assert loop.time() < deadline, "not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def job(paused: bool = False) -> JobRow:
+    now = datetime.now(UTC)
+    return JobRow(
+        id=str(uuid.uuid4()), title="job", type="system.canary", pool="notifier", params={},
+        schedule=Schedule(rule=Every(seconds=3600)), priority=500, paused=paused,
+        keep_history_days=None, timeout_s=None, next_run_at=None if paused else now + timedelta(hours=1),
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+
+
+async def test_a_change_made_on_a_standby_reaches_the_holder(nc, pool, settings) -> None:
+    store = Store(pool)
+    leader, leader_keeper = await replica(nc, store, settings, "leader")
+    standby, standby_keeper = await replica(nc, store, settings, "standby")
+    try:
+        assert sorted(leader_keeper.held) == [0] and standby_keeper.held == {}
+        holder = leader.held[0].dispatcher
+
+        row = job()
+        await store.insert_job(row)
+        standby.put(Entry.from_row(row))  # what Operations.create does after its write
+        await eventually(lambda: row.id in holder.entries)
+        assert standby.entries.get(row.id) is None and leader.entries.get(row.id) is not None
+
+        await store.set_paused(row.id, True, None, row.updated_at)
+        standby.put(Entry.from_row(row))
+        await eventually(lambda: holder.entries[row.id].paused)
+
+        # Run now, answered by the standby: dispatched at once, under no lease.
+        occurrence = await standby.run_now(Entry.from_row(row), "tester")
+        [message] = await stream_messages(nc.jetstream(), DUE_STREAM)
+        assert message.headers["Nats-Msg-Id"] == occurrence.id
+
+        assert await store.delete_job(row.id)
+        standby.remove(row.id)
+        await eventually(lambda: row.id not in holder.entries)
+    finally:
+        for keeper, partitions in ((standby_keeper, standby), (leader_keeper, leader)):
+            await partitions.stop()
+            await keeper.release_all()
+
+
+@pytest.mark.parametrize("count", [1, 5])
+def test_job_ids_spread_over_every_partition(count: int) -> None:
+    from belltower_scheduler.lease import partition_of
+
+    ids = [str(uuid.uuid4()) for _ in range(200)]
+    seen = {partition_of(i, count) for i in ids}
+    assert seen == set(range(count))
