@@ -47,13 +47,14 @@ class JobRunner:
         job_type: str,
         params: dict[str, Any] | None = None,
         *,
-        job_id: str = "job-1",
+        job_id: str | None = None,
         occurrence_id: str | None = None,
         scheduled_for: datetime | None = None,
     ) -> Ran:
         kind = registry.get(job_type)
         assert kind is not None, job_type
         occurrence_id = occurrence_id or uuid.uuid4().hex
+        job_id = job_id or f"job-{job_type}"
         output = Output()
 
         async def progress(done: int | None, total: int | None, message: str) -> None:
