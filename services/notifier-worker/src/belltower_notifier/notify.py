@@ -48,15 +48,16 @@ SEND_CONCURRENCY = 8
 Codes = Annotated[list[str], msgspec.Meta(description="codes to limit to; empty: no limit")]
 
 
+Group = Annotated[
+    str,
+    msgspec.Meta(description="code of the notification group told about every row; empty: none"),
+]
+
+
 class NotifierParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Parameters every notifier takes; each notifier's own Struct adds to them."""
 
-    group: Annotated[
-        str,
-        msgspec.Meta(
-            description="code of the notification group told about every row; empty: none"
-        ),
-    ] = ""
+    group: Group = ""
     divisions: Codes = []
     campuses: Codes = []
     departments: Codes = []

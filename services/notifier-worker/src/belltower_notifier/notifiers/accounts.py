@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from ..notify import Notifier, NotifierParams, Query, Row
+from ..notify import Group, Notifier, NotifierParams, Query, Row
 from .common import (
     NAME,
     STUDENT_COLUMNS,
@@ -16,7 +16,7 @@ from .common import (
 
 
 class BalanceDueParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "BURSAR"
+    group: Group = "BURSAR"
     minimum_balance: Annotated[
         float, Meta(gt=0, description="report balances due of at least this amount")
     ] = 0.01
@@ -52,7 +52,7 @@ balance_due = Notifier(
 
 
 class CreditBalanceParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "BURSAR"
+    group: Group = "BURSAR"
     minimum_credit: Annotated[
         float, Meta(gt=0, description="report credit balances of at least this amount")
     ] = 0.01

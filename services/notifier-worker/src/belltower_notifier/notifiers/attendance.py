@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Annotated, Any
 
-from ..notify import Notifier, NotifierParams, Query, Row
+from ..notify import Group, Notifier, NotifierParams, Query, Row
 from .common import (
     FACULTY,
     NAME,
@@ -23,7 +23,7 @@ from .common import (
 
 
 class AttendanceParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "ADVISING"
+    group: Group = "ADVISING"
     threshold: Threshold = 3
     start_date: Annotated[
         date | None, Meta(description="count absences on or after this day; empty: the whole term")
@@ -109,7 +109,7 @@ attendance_tardies = Notifier(
 
 
 class NoAttendanceParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "ACADEMIC_AFFAIRS"
+    group: Group = "ACADEMIC_AFFAIRS"
     days_threshold: Annotated[
         int,
         Meta(ge=0, le=365, description="a meeting is reported this many days after it was held"),

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ..notify import Notifier, NotifierParams, Query, Row
+from ..notify import Group, Notifier, NotifierParams, Query, Row
 from .common import (
     FACULTY,
     NAME,
@@ -26,7 +26,7 @@ from .common import (
 
 
 class BelowFullTimeParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "REGISTRAR"
+    group: Group = "REGISTRAR"
     full_time_credits: Annotated[
         float, Meta(ge=0, description="full-time threshold in credits; 0: each term's own")
     ] = 0
@@ -88,7 +88,7 @@ below_full_time = Notifier(
 
 
 class EnrollmentConfirmationParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "REGISTRAR"
+    group: Group = "REGISTRAR"
     statuses: Statuses = msgspec.field(default_factory=lambda: ["student"])
     days_threshold: Annotated[
         int, Meta(ge=0, le=365, description="report courses starting this many days after today")
@@ -195,7 +195,7 @@ registration_reminder = Notifier(
 
 
 class ScheduleChangesParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "REGISTRAR"
+    group: Group = "REGISTRAR"
     look_back_days: Annotated[
         int,
         Meta(
@@ -260,7 +260,7 @@ schedule_changes = Notifier(
 
 
 class WithdrawnParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "REGISTRAR"
+    group: Group = "REGISTRAR"
     day_to_look_at: Annotated[
         int, Meta(ge=0, le=3650, description="0: today, 1: yesterday, n: n days ago")
     ] = 0

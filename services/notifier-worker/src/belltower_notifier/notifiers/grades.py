@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated, Any
 
-from ..notify import Notifier, NotifierParams, Query, Row
+from ..notify import Group, Notifier, NotifierParams, Query, Row
 from .common import (
     FACULTY,
     NAME,
@@ -24,7 +24,7 @@ from .common import (
 
 
 class BlankGradesParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "REGISTRAR"
+    group: Group = "REGISTRAR"
     days_after_end: DaysAfterEnd = 7
     start_date: StartDate = None
     notify_faculty: NotifyFaculty = False
@@ -73,7 +73,7 @@ blank_grades = Notifier(
 
 
 class SectionGradesParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "ACADEMIC_AFFAIRS"
+    group: Group = "ACADEMIC_AFFAIRS"
     days_after_end: DaysAfterEnd = 7
     notify_faculty: NotifyFaculty = False
     faculty_channel: Channel = "email"
@@ -168,7 +168,7 @@ grades_not_official = Notifier(
 
 
 class IncompleteGradesParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "REGISTRAR"
+    group: Group = "REGISTRAR"
     start_date: StartDate = None
     days_since_end: Annotated[
         int, Meta(ge=0, description="only sections that ended at least this many days ago")

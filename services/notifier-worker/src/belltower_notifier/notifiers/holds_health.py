@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from belltower.errors import InvalidInput
 
-from ..notify import Notifier, NotifierParams, Query, Row
+from ..notify import Group, Notifier, NotifierParams, Query, Row
 from .common import (
     NAME,
     STUDENT_COLUMNS,
@@ -18,7 +18,7 @@ from .common import (
 
 
 class UserDefinedHoldParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "ADVISING"
+    group: Group = "ADVISING"
     hold_types: Annotated[
         list[str], Meta(description="user-defined hold type codes; empty: every user-defined type")
     ] = []
@@ -81,7 +81,7 @@ user_defined_hold = Notifier(
 
 
 class ImmunizationParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = ""
+    group: Group = ""
     threshold_days: Annotated[
         int, Meta(ge=0, le=3650, description="report immunizations expiring within this many days")
     ] = 30

@@ -9,7 +9,7 @@ import msgspec
 
 from belltower import sis
 
-from ..notify import Notifier, NotifierParams, Query, Row, render
+from ..notify import Group, Notifier, NotifierParams, Query, Row, render
 from .common import (
     NAME,
     STUDENT_COLUMNS,
@@ -22,7 +22,7 @@ from .common import (
 
 
 class BirthdayParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "ADVISING"
+    group: Group = "ADVISING"
     statuses: Statuses = msgspec.field(default_factory=lambda: ["student"])
     age: Annotated[
         int, Meta(ge=0, le=130, description="only people turning this age; 0: any age")
@@ -84,7 +84,7 @@ birthday = Notifier(
 
 
 class MinorStatusParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "REGISTRAR"
+    group: Group = "REGISTRAR"
     first_run_look_back_days: LookBack = 1
 
 
@@ -129,7 +129,7 @@ minor_status = Notifier(
 
 
 class StatusAdditionParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "ADMISSIONS"
+    group: Group = "ADMISSIONS"
     statuses: Annotated[
         list[sis.PersonStatus], Meta(description="module statuses to report; empty: all")
     ] = []
@@ -175,7 +175,7 @@ status_addition = Notifier(
 
 
 class TransferCreditParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "ADMISSIONS"
+    group: Group = "ADMISSIONS"
     first_run_look_back_days: LookBack = 1
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from belltower import sis
 
-from ..notify import Notifier, NotifierParams, Query, Row
+from ..notify import Group, Notifier, NotifierParams, Query, Row
 from .common import (
     NAME,
     SECTION,
@@ -18,7 +18,7 @@ from .common import (
 
 
 class WaitlistParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    group: str = "REGISTRAR"
+    group: Group = "REGISTRAR"
     terms: Annotated[
         list[str],
         Meta(description="term codes to fill waitlists in; empty: every term not yet ended"),
