@@ -624,3 +624,37 @@ async def test_reminders_are_stored_for_the_console(run_job, school, mail_sink, 
     )
     assert len(rows) == 1 and owes["sis_id"] in rows[0]["body_text"]
     assert len(mails_to(mail_sink, reader["email"])) == 1
+
+
+async def test_missing_sis_schema_fails_clearly_until_it_is_created(
+    database_url: str, mail_sink, tmp_batch_folder
+) -> None:
+    import asyncio
+    import os
+    import sys
+
+    from belltower.settings import Settings
+
+    from .conftest import JobRunner
+
+    runner = JobRunner(
+        Settings(database_url=database_url, smtp_host=mail_sink.host, smtp_port=mail_sink.port)
+    )
+    try:
+        ran = await runner("notifier.balance_due", {"group": ""})
+        assert ran.status == "failed"
+        assert "the SIS schema is missing" in (ran.error or "") and "--schema-only" in (
+            ran.error or ""
+        )
+        env = {**os.environ, "BELLTOWER_DATABASE_URL": database_url}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "belltower.sis.demo", "--schema-only",
+            env=env, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0
+        assert out.decode().strip() == "sis migrations applied: [1]"
+        ran = await runner("notifier.balance_due", {"group": ""})
+        assert ran.status == "succeeded" and ran.summary.startswith("0 rows processed")
+    finally:
+        await runner.db.close()

@@ -33,6 +33,7 @@ import jinja2
 import msgspec
 
 from belltower import sis
+from belltower.db import migrate
 from belltower.errors import InvalidInput, JobFailed
 from belltower.jobtypes import JobContext, JobType, counted
 from belltower.mail import MailSession
@@ -41,6 +42,7 @@ Repeat = Literal["every_run", "since_last_run", "once_per_item"]
 Channel = Literal["email", "reminder", "both"]
 Role = Literal["group", "student", "faculty"]
 
+STATE_SCHEMA = "notifier"
 MAX_ROWS_IN_OUTPUT = 200
 SEND_CONCURRENCY = 8
 """SMTP connections a run sends through at once, each carrying many messages."""
@@ -498,8 +500,34 @@ async def _deliver(
     tally.notified += 1
 
 
+_state_ready: set[str] = set()
+"""Database URLs whose ``notifier`` schema this process has brought up to date."""
+
+
+async def _ensure_state(ctx: JobContext, pool: asyncpg.Pool) -> None:
+    """Migrate the notifiers' own schema on first use, so the worker starts without the database."""
+    if ctx.db.url in _state_ready:
+        return
+    await migrate(pool, STATE_SCHEMA, "belltower_notifier")
+    _state_ready.add(ctx.db.url)
+
+
 async def _run(spec: Notifier[Any], ctx: JobContext, params: NotifierParams) -> None:
     pool = await ctx.db.pool()
+    await _ensure_state(ctx, pool)
+    try:
+        await _notify(spec, ctx, params, pool)
+    except asyncpg.UndefinedTableError as exc:
+        raise JobFailed(
+            f"the SIS schema is missing from the database ({exc}): map the school's SIS onto the "
+            "reference schema (docs/sis-schema.md), or load the demo school with "
+            "`python -m belltower.sis.demo` (`--schema-only` for the empty schema)"
+        ) from None
+
+
+async def _notify(
+    spec: Notifier[Any], ctx: JobContext, params: NotifierParams, pool: asyncpg.Pool
+) -> None:
     today = today_for(ctx, params)
     tally = Tally()
     async with pool.acquire() as conn:
