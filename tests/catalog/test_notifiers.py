@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from belltower import sis
 from belltower_notifier.jobs import registry
 from belltower_notifier.notifiers import NOTIFIERS
 
@@ -623,6 +624,8 @@ async def test_reminders_are_stored_for_the_console(run_job, school, mail_sink, 
         "SELECT title, body_text FROM sis.reminders WHERE person_id = $1", reader["id"]
     )
     assert len(rows) == 1 and owes["sis_id"] in rows[0]["body_text"]
+    [unread] = await sis.reminders_for(sis_conn, reader["id"])
+    assert unread["source"] == "notifier.balance_due" and unread["title"].endswith("balance due")
     assert len(mails_to(mail_sink, reader["email"])) == 1
 
 
