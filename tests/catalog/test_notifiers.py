@@ -148,7 +148,7 @@ async def test_below_full_time_since_last_run(run_job, school, mail_sink, sis_co
 
     mail_sink.clear()
     second = await run_job("notifier.below_full_time", ONLY_TST)
-    assert second.summary.startswith("0 rows processed") and mail_sink.messages == []
+    assert ", 0 recipients notified" in second.summary and mail_sink.messages == []
 
     later = await school.person("Later")
     for _ in range(3):
@@ -174,8 +174,8 @@ async def test_status_addition_watermark_moves_only_when_the_run_succeeds(
     assert new["sis_id"] in body and old["sis_id"] not in body and student["sis_id"] not in body
 
     mail_sink.clear()
-    assert (await run_job("notifier.status_addition", params)).summary.startswith("0 rows")
-    assert mail_sink.messages == []
+    again = await run_job("notifier.status_addition", params)
+    assert ", 0 recipients notified" in again.summary and mail_sink.messages == []
 
     missed = await school.person("Missed", status="prospect", added_at=datetime.now(UTC))
     mail_sink.stop()
@@ -403,8 +403,8 @@ async def test_minor_status_indicator_assigned_and_told_once(
     )
     assert ends.month == school.days(-17 * 365).month and ends > school.today
     mail_sink.clear()
-    assert (await run_job("notifier.minor_status", ONLY_TST)).summary.startswith("0 rows")
-    assert mail_sink.messages == []
+    again = await run_job("notifier.minor_status", ONLY_TST)
+    assert ", 0 recipients notified" in again.summary and mail_sink.messages == []
 
 
 async def test_no_attendance_record(run_job, school, mail_sink) -> None:
@@ -455,10 +455,15 @@ async def test_transfer_credit_since_last_run(run_job, school, mail_sink, sis_co
     await credit("ENG101")
     await credit("MAT101")
     ran = await run_job("notifier.transfer_credit", ONLY_TST)
-    body = told(mail_sink, school)
-    assert ran.summary.startswith("1 row processed") and "ENG101, MAT101" in body
+    [mail] = mails_to(mail_sink, school.staff["email"])
+    assert (
+        ran.summary.startswith("2 rows processed")
+        and mail["Subject"] == "1 student received transfer credit"
+    )
+    assert "ENG101" in text_of(mail) and "MAT101" in text_of(mail)
     mail_sink.clear()
-    assert (await run_job("notifier.transfer_credit", ONLY_TST)).summary.startswith("0 rows")
+    again = await run_job("notifier.transfer_credit", ONLY_TST)
+    assert ", 0 recipients notified" in again.summary and mail_sink.messages == []
     await credit("HIS101")
     await run_job("notifier.transfer_credit", ONLY_TST)
     body = told(mail_sink, school)

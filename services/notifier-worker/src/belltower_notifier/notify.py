@@ -7,7 +7,8 @@ to text and HTML) and its repeat policy:
 
 - ``every_run``: whatever matches now is told, every run;
 - ``since_last_run``: only what was added since the job last ran successfully (a watermark per
-  job in ``notifier.watermarks``, moved only when the run succeeds);
+  job in ``notifier.watermarks``, moved only when the run succeeds; the window starts a few
+  minutes before the watermark, and the sent-items ledger keeps that overlap from repeating);
 - ``once_per_item``: each (recipient, item) is told once ever (the ``notifier.sent_items`` ledger).
 
 Every recipient gets one message per run listing all of their rows, by e-mail and/or as an in-app
@@ -43,6 +44,11 @@ Channel = Literal["email", "reminder", "both"]
 Role = Literal["group", "student", "faculty"]
 
 STATE_SCHEMA = "notifier"
+SINCE_LAST_RUN_OVERLAP = timedelta(minutes=5)
+"""How far before its watermark a since-last-run notifier looks again (see ``_open_window``)."""
+SENT_ITEMS_KEPT_SINCE_LAST_RUN = timedelta(days=1)
+"""A since-last-run job needs its sent-items ledger only for the overlap; older entries go."""
+_LEDGERED = ("once_per_item", "since_last_run")
 MAX_ROWS_IN_OUTPUT = 200
 SEND_CONCURRENCY = 8
 """SMTP connections a run sends through at once, each carrying many messages."""
@@ -181,6 +187,8 @@ class Notifier(Generic[P]):
 
 _text_env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 _html_env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=True)
+for _env in (_text_env, _html_env):
+    _env.filters["counted"] = counted  # {{ count | counted('student') }}: "1 student", "3 students"
 
 
 @functools.lru_cache(maxsize=512)
@@ -313,18 +321,27 @@ async def _open_window(
         )
     until: datetime = row["pending_until"]
     if row["mark"] is not None:
-        return row["mark"], until
+        # Look a little before the mark: a row stamped just before the last window closed but
+        # committed after that run selected would otherwise never be seen. The sent-items
+        # ledger keeps the overlap from telling anyone twice.
+        return row["mark"] - SINCE_LAST_RUN_OVERLAP, until
     days = getattr(params, "first_run_look_back_days", 1)
     return until - timedelta(days=days), until
 
 
 async def _close_window(pool: asyncpg.Pool, ctx: JobContext) -> None:
-    await pool.execute(
-        """UPDATE notifier.watermarks SET mark = pending_until, pending_occurrence = NULL, updated_at = now()
-            WHERE job_id = $1 AND pending_occurrence = $2""",
-        ctx.job_id,
-        ctx.occurrence_id,
-    )
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """UPDATE notifier.watermarks SET mark = pending_until, pending_occurrence = NULL, updated_at = now()
+                WHERE job_id = $1 AND pending_occurrence = $2""",
+            ctx.job_id,
+            ctx.occurrence_id,
+        )
+        await conn.execute(
+            "DELETE FROM notifier.sent_items WHERE job_id = $1 AND sent_at < now() - $2::interval",
+            ctx.job_id,
+            SENT_ITEMS_KEPT_SINCE_LAST_RUN,
+        )
 
 
 async def _plan(
@@ -365,7 +382,7 @@ async def _plan(
         if person in people:
             messages.append(Message("faculty", people[person], set(faculty_channels), mine))
 
-    if spec.repeat == "once_per_item" and messages:
+    if spec.repeat in _LEDGERED and messages:
         told = await conn.fetch(
             """SELECT recipient, item_key FROM notifier.sent_items
                 WHERE job_id = $1 AND recipient = ANY($2::text[])""",
@@ -481,7 +498,7 @@ async def _deliver(
                     ctx.occurrence_id, message.recipient, channel, ctx.job_id,
                     message.contact.email if channel == "email" else None, len(message.rows),
                 )  # fmt: skip
-                if spec.repeat == "once_per_item":
+                if spec.repeat in _LEDGERED:
                     await conn.execute(
                         """INSERT INTO notifier.sent_items (job_id, recipient, item_key, occurrence_id)
                            SELECT $1, $2, unnest($3::text[]), $4 ON CONFLICT DO NOTHING""",

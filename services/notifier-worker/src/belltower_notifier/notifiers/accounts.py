@@ -44,7 +44,7 @@ balance_due = Notifier(
     params=BalanceDueParams,
     select=_balance_due,
     columns=(*STUDENT_COLUMNS, ("balance", "Balance due"), ("last_posted_on", "Last posting")),
-    subject="{{ count }} students with a balance due",
+    subject="{{ count | counted('student') }} with a balance due",
     intro="These students have an outstanding balance of at least {{ params.minimum_balance }}:",
     student_subject="You have a balance due",
     student_intro="Your student account has an outstanding balance. Please pay it or contact the bursar's office.",
@@ -93,7 +93,7 @@ credit_balance = Notifier(
         ("credit", "Credit balance"),
         ("last_aid_on", "Last post-award aid"),
     ),
-    subject="{{ count }} students with a credit balance",
+    subject="{{ count | counted('student') }} with a credit balance",
     intro="These students have a credit balance in the current term and before "
     "(last financial aid payment from post-award T-codes shown):",
 )

@@ -78,7 +78,7 @@ attendance = Notifier(
         ("absences", "Absences"),
         ("last_missed", "Last missed"),
     ),
-    subject="{{ count }} students with {{ params.threshold }} or more absences in a class",
+    subject="{{ count | counted('student') }} with {{ params.threshold }} or more absences in a class",
     intro="These students have {{ params.threshold }} or more absences in a class"
     "{% if params.start_date %} since {{ params.start_date }}{% endif %}:",
 )
@@ -101,7 +101,7 @@ attendance_tardies = Notifier(
         ("tardies", "Tardies"),
         ("last_missed", "Last absent or tardy"),
     ),
-    subject="{{ count }} students over the absence or tardy threshold",
+    subject="{{ count | counted('student') }} over the absence or tardy threshold",
     intro="These students have {{ params.threshold }} or more absences or "
     "{{ params.tardy_threshold }} or more tardies in a class"
     "{% if params.start_date %} since {{ params.start_date }}{% endif %}:",
@@ -162,7 +162,7 @@ no_attendance_record = Notifier(
         ("meetings", "Meetings"),
         ("days", "Days without attendance"),
     ),
-    subject="{{ count }} sections with meetings missing attendance",
+    subject="{{ count | counted('section') }} with meetings missing attendance",
     intro="No attendance was recorded for these meetings held at least {{ params.days_threshold }} days ago:",
     faculty_subject="Attendance to record for your sections",
     faculty_intro="Please record attendance for these meetings of sections you lead:",

@@ -39,14 +39,16 @@ async def _below_full_time(q: Query[BelowFullTimeParams]) -> list[Row]:
     args: list[Any] = [q.since, q.until, q.params.full_time_credits or None]
     sql = f"""
         WITH dropped AS (
-            SELECT DISTINCT ON (x.person_id, x.term_id) x.person_id, x.term_id, x.term_credits_before,
+            SELECT DISTINCT ON (x.person_id, x.term_id) x.id AS change_id, x.person_id, x.term_id,
+                   x.term_credits_before,
                    x.changed_at, coalesce($3::numeric, t.full_time_credits) AS threshold
               FROM sis.schedule_changes x JOIN sis.terms t ON t.id = x.term_id
              WHERE x.changed_at > $1 AND x.changed_at <= $2
                AND x.term_credits_before >= coalesce($3::numeric, t.full_time_credits)
                AND x.term_credits_after < coalesce($3::numeric, t.full_time_credits)
              ORDER BY x.person_id, x.term_id, x.changed_at DESC)
-        SELECT p.id AS person_id, {NAME}, t.code AS term, d.term_id, d.term_credits_before AS credits_before,
+        SELECT p.id AS person_id, {NAME}, t.code AS term, d.term_id, d.change_id,
+               d.term_credits_before AS credits_before,
                now_credits.credits AS credits_now, d.threshold, d.changed_at
           FROM dropped d
           JOIN sis.people p ON p.id = d.person_id
@@ -58,7 +60,7 @@ async def _below_full_time(q: Query[BelowFullTimeParams]) -> list[Row]:
                  AND e.status IN ('enrolled', 'completed')) now_credits
          WHERE now_credits.credits < d.threshold AND {q.where(args)}
          ORDER BY name"""
-    return await rows_of(q, sql, args, lambda v: f"term:{v['term_id']}")
+    return await rows_of(q, sql, args, lambda v: f"change:{v['change_id']}")
 
 
 below_full_time = Notifier(
@@ -78,7 +80,7 @@ below_full_time = Notifier(
         ("threshold", "Full time"),
         ("changed_at", "Changed"),
     ),
-    subject="{{ count }} students dropped below full-time status",
+    subject="{{ count | counted('student') }} dropped below full-time status",
     intro="These students were full time and dropped below the threshold since the last run:",
     student_subject="You are no longer enrolled full time",
     student_intro="After your latest schedule change you are below full-time status. "
@@ -124,7 +126,7 @@ enrollment_confirmation = Notifier(
     params=EnrollmentConfirmationParams,
     select=_enrollment_confirmation,
     columns=(*STUDENT_COLUMNS, *SECTION_COLUMNS, ("starts_on", "Starts"), ("meeting_days", "Days")),
-    subject="{{ count }} enrollments in courses starting {{ rows[0].starts_on if rows else today }}",
+    subject="{{ count | counted('enrollment') }} in courses starting {{ rows[0].starts_on if rows else today }}",
     intro="These students are enrolled in courses starting on the day shown:",
     student_subject="Your courses starting {{ rows[0].starts_on }}",
     student_intro="This confirms your enrollment in these courses:",
@@ -183,7 +185,7 @@ registration_reminder = Notifier(
     params=RegistrationReminderParams,
     select=_registration_reminder,
     columns=(*STUDENT_COLUMNS, *SECTION_COLUMNS, ("starts_on", "Starts")),
-    subject="{{ count }} registration reminders for {{ rows[0].starts_on if rows else today }}",
+    subject="{{ count | counted('registration reminder') }} for {{ rows[0].starts_on if rows else today }}",
     intro="These students were reminded:",
     student_subject="{% if params.remind_about == 'classes_start' %}Your classes start on "
     "{{ rows[0].starts_on }}{% else %}Registration opens for you on {{ rows[0].starts_on }}{% endif %}",
@@ -254,7 +256,7 @@ schedule_changes = Notifier(
         ("term", "Term"),
         ("credits", "Enrolled credits"),
     ),
-    subject="{{ count }} students changed their schedule in the last {{ params.look_back_days }} days",
+    subject="{{ count | counted('student') }} changed their schedule in the last {{ params.look_back_days }} days",
     intro="These students added, dropped or withdrew from a course since {{ days_before(params.look_back_days) }}:",
 )
 
@@ -304,7 +306,7 @@ withdrawn = Notifier(
         ("faculty", "Lead faculty"),
         ("withdrawn_on", "Withdrawn"),
     ),
-    subject="{{ count }} course withdrawals processed on {{ days_before(params.day_to_look_at) }}",
+    subject="{{ count | counted('course withdrawal') }} processed on {{ days_before(params.day_to_look_at) }}",
     intro="These withdrawals have a withdrawn process date of {{ days_before(params.day_to_look_at) }}:",
     student_subject="Your course withdrawal",
     student_intro="You have been withdrawn from these courses:",

@@ -72,7 +72,7 @@ user_defined_hold = Notifier(
         ("starts_on", "From"),
         ("ends_on", "Until"),
     ),
-    subject="{{ count }} holds began",
+    subject="{{ count | counted('hold') }} began",
     intro="These user-defined holds began:",
     student_subject="A hold has been placed on your account",
     student_intro="A hold has been placed on your account; contact the office named to have it lifted:",
@@ -113,7 +113,7 @@ immunization_expiration = Notifier(
     params=ImmunizationParams,
     select=_immunization,
     columns=(*STUDENT_COLUMNS, ("immunization", "Immunization"), ("expires_on", "Expires")),
-    subject="{{ count }} immunizations expiring within {{ params.threshold_days }} days",
+    subject="{{ count | counted('immunization') }} expiring within {{ params.threshold_days }} days",
     intro="These immunizations expire within {{ params.threshold_days }} days:",
     student_subject="Your immunization record is about to expire",
     student_intro="According to your health record, these immunizations expire soon. "

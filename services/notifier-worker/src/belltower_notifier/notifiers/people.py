@@ -74,7 +74,7 @@ birthday = Notifier(
     params=BirthdayParams,
     select=_birthday,
     columns=(*STUDENT_COLUMNS, ("status", "Status"), ("birth_date", "Born"), ("age", "Age")),
-    subject="{{ count }} birthdays today",
+    subject="{{ count | counted('birthday') }} today",
     intro="These people have their birthday today ({{ today }}):",
     student_subject="Happy birthday!",
     student_intro="{{ rows[0].greeting }}",
@@ -122,7 +122,7 @@ minor_status = Notifier(
         ("starts_on", "Minor from"),
         ("ends_on", "Minor until"),
     ),
-    subject="{{ count }} students with a new minor status indicator",
+    subject="{{ count | counted('student') }} with a new minor status indicator",
     intro="These students were given a minor status indicator since the last run:",
     repeat="since_last_run",
 )
@@ -167,7 +167,7 @@ status_addition = Notifier(
     params=StatusAdditionParams,
     select=_status_addition,
     columns=(*STUDENT_COLUMNS, ("status", "Status"), ("starts_on", "From"), ("added_at", "Added")),
-    subject="{{ count }} people added since the last run",
+    subject="{{ count | counted('person', 'people') }} added since the last run",
     intro="These people were added{% if params.statuses %} with status {{ params.statuses | join(', ') }}"
     "{% endif %} since {{ since.strftime('%Y-%m-%d %H:%M') }} UTC:",
     repeat="since_last_run",
@@ -182,15 +182,12 @@ class TransferCreditParams(NotifierParams, kw_only=True, forbid_unknown_fields=T
 async def _transfer_credit(q: Query[TransferCreditParams]) -> list[Row]:
     args: list[Any] = [q.since, q.until]
     sql = f"""
-        SELECT p.id AS person_id, {NAME},
-               string_agg(DISTINCT tc.institution, '; ') AS institutions,
-               string_agg(tc.course_code, ', ' ORDER BY tc.course_code) AS courses,
-               sum(tc.credits) AS credits, max(tc.id) AS last_id
+        SELECT p.id AS person_id, {NAME}, tc.id AS transfer_id, tc.institution, tc.course_code,
+               tc.course_title, tc.credits, tc.grade, tc.accepted_on
           FROM sis.transfer_credits tc JOIN sis.people p ON p.id = tc.person_id
          WHERE tc.added_at > $1 AND tc.added_at <= $2 AND {q.where(args)}
-         GROUP BY p.id
-         ORDER BY name"""
-    return await rows_of(q, sql, args, lambda v: f"transfer:{v['last_id']}")
+         ORDER BY name, tc.course_code"""
+    return await rows_of(q, sql, args, lambda v: f"transfer:{v['transfer_id']}")
 
 
 transfer_credit = Notifier(
@@ -204,11 +201,14 @@ transfer_credit = Notifier(
     select=_transfer_credit,
     columns=(
         *STUDENT_COLUMNS,
-        ("institutions", "From"),
-        ("courses", "Courses"),
+        ("institution", "From"),
+        ("course_code", "Course"),
+        ("course_title", "Title"),
         ("credits", "Credits"),
+        ("grade", "Grade"),
     ),
-    subject="{{ count }} students received transfer credit",
+    subject="{{ rows | map(attribute='sis_id') | unique | list | length | counted('student') }} "
+    "received transfer credit",
     intro="These students received transfer credit since the last run:",
     repeat="since_last_run",
 )

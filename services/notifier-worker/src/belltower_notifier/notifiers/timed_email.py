@@ -89,7 +89,7 @@ timed_email = Notifier(
     params=TimedEmailParams,
     select=_timed_email,
     columns=(*STUDENT_COLUMNS, ("activity", "E-mail activity")),
-    subject="{{ count }} timed e-mails sent",
+    subject="{{ count | counted('timed e-mail') }} sent",
     intro="These timed e-mails were sent today:",
     student_subject="{% if rows | length == 1 %}{{ rows[0].activity_subject }}"
     "{% else %}{{ rows | length }} messages for you{% endif %}",

@@ -130,8 +130,8 @@ auto_waitlist_enroll = Notifier(
         ("position", "Waitlist position"),
         ("result", "Result"),
     ),
-    subject="Auto waitlist enroll: {{ rows | selectattr('result', 'eq', 'enrolled') | list | length }} "
-    "students enrolled",
+    subject="Auto waitlist enroll: "
+    "{{ rows | selectattr('result', 'eq', 'enrolled') | list | length | counted('student') }} enrolled",
     intro="Seats opened in these sections; waiting students were enrolled in waitlist order "
     "(students with a registration hold are skipped):",
     student_subject="You are enrolled from the waitlist",
