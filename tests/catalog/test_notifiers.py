@@ -666,3 +666,26 @@ async def test_missing_sis_schema_fails_clearly_until_it_is_created(
         assert ran.status == "succeeded" and ran.summary.startswith("0 rows processed")
     finally:
         await runner.db.close()
+
+
+async def test_a_group_member_who_leads_the_section_gets_one_message(
+    run_job, school, mail_sink, sis_conn
+) -> None:
+    chair = await school.person("Chair", status="faculty")
+    await school.group("CHAIRS", chair, reminder=True)
+    section = await school.section(lead=chair, starts=-60, ends=-10)
+    blank = await school.person("Blank")
+    await school.enroll(blank, section, "completed")
+    params = {"group": "CHAIRS", "divisions": ["TST"], "notify_faculty": True}
+    ran = await run_job("notifier.blank_grades", params)
+    assert ran.summary.startswith("1 row processed, 1 recipient notified (1 e-mail, 1 reminder)")
+    [mail] = mails_to(mail_sink, chair["email"])
+    body = text_of(mail)
+    assert "These students have no grade" in body and "Please enter grades" in body
+    assert body.count(blank["sis_id"]) == 2  # in the group's table and in the faculty table
+    assert (
+        await sis_conn.fetchval(
+            "SELECT count(*) FROM sis.reminders WHERE person_id = $1", chair["id"]
+        )
+        == 1
+    )
