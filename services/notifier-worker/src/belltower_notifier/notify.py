@@ -50,6 +50,8 @@ SENT_ITEMS_KEPT_SINCE_LAST_RUN = timedelta(days=1)
 """A since-last-run job needs its sent-items ledger only for the overlap; older entries go."""
 _LEDGERED = ("once_per_item", "since_last_run")
 MAX_ROWS_IN_OUTPUT = 200
+PROGRESS_EVERY = 100
+"""Report progress after this many messages, so a long mailing shows how far it got."""
 SEND_CONCURRENCY = 8
 """SMTP connections a run sends through at once, each carrying many messages."""
 
@@ -595,12 +597,17 @@ async def _notify(
         tally.processed = len(rows)
         messages = await _plan(spec, conn, ctx, params, rows, tally)
     waiting = list(reversed(messages))
+    done = 0
 
     async def sender() -> None:
+        nonlocal done
         async with ctx.mailer.session() as mail:
             while waiting:
                 message = waiting.pop()
                 await _deliver(spec, pool, mail, ctx, params, today, message, since, until, tally)
+                done += 1
+                if done % PROGRESS_EVERY == 0:
+                    await ctx.progress(done, len(messages), "messages delivered")
 
     await asyncio.gather(*(sender() for _ in range(min(SEND_CONCURRENCY, len(messages)))))
     _report(spec, ctx, rows, tally, since, until, today)
