@@ -605,13 +605,18 @@ async def test_demo_waitlists_fill_open_seats(run_job, sis_conn) -> None:
     ],
 )
 async def test_bad_parameters_fail_the_run_clearly(
-    run_job, school, mail_sink, params, message
+    run_job, school, mail_sink, sis_conn, params, message
 ) -> None:
     owes = await school.person("Owes")
     await school.post(owes, "TUIT", "100")
     ran = await run_job("notifier.balance_due", params)
     assert ran.status == "failed" and message in (ran.error or "")
     assert mail_sink.messages == []
+    # A notifier that acts changes nothing when its parameters are bad.
+    before = await sis_conn.fetchval("SELECT count(*) FROM sis.schedule_changes")
+    acted = await run_job("notifier.auto_waitlist_enroll", params)
+    assert acted.status == "failed" and message in (acted.error or "")
+    assert await sis_conn.fetchval("SELECT count(*) FROM sis.schedule_changes") == before
 
 
 async def test_reminders_are_stored_for_the_console(run_job, school, mail_sink, sis_conn) -> None:

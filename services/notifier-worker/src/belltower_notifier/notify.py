@@ -551,6 +551,28 @@ async def _deliver(
     tally.notified += 1
 
 
+async def _check(conn: asyncpg.Connection, params: NotifierParams) -> None:
+    """Refuse bad parameters before anything is selected, let alone changed (Auto Waitlist Enroll
+    acts before it tells): unknown codes or group, templates that do not parse."""
+    await sis.check_demographics(conn, sis.Demographics(
+        divisions=params.divisions, campuses=params.campuses,
+        departments=params.departments, levels=params.levels,
+    ))  # fmt: skip
+    if params.group:
+        await sis.group_members(conn, params.group)
+    for name in ("subject", "message", "greeting"):
+        source = getattr(params, name, "")
+        if source:
+            try:
+                _template(source)
+            except jinja2.TemplateSyntaxError as exc:
+                raise InvalidInput(
+                    f"param.{name}",
+                    f"template {source!r} does not parse: {exc}",
+                    "Jinja2 text such as 'Hello {{ first_name }}'",
+                ) from None
+
+
 _state_ready: set[str] = set()
 """Database URLs whose ``notifier`` schema this process has brought up to date."""
 
@@ -582,10 +604,7 @@ async def _notify(
     today = today_for(ctx, params)
     tally = Tally()
     async with pool.acquire() as conn:
-        await sis.check_demographics(conn, sis.Demographics(
-            divisions=params.divisions, campuses=params.campuses,
-            departments=params.departments, levels=params.levels,
-        ))  # fmt: skip
+        await _check(conn, params)
         if spec.prepare is not None:
             await spec.prepare(conn, params, today)
         since: datetime | None = None
