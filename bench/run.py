@@ -12,7 +12,8 @@ stdout (progress goes to stderr)::
 Figures: ``dispatch_rate`` (with its raw ``publish_async`` baseline), ``e2e_runs_rate``,
 ``history_ingest_rate``, ``schedules_loaded`` (bytes per schedule at a million schedules) and
 ``schedules_load_s``, ``burst_drain_s`` and ``burst_out_of_priority_order`` (100,000 due at
-once), ``lateness_p50_ms`` and ``lateness_p99_ms`` (1,000 due per second) and ``failover_s``. Each line has
+once), ``lateness_p50_ms`` and ``lateness_p99_ms`` (1,000 due per second), ``failover_s``,
+``sis_demo_load_s`` and ``notifier_mail_rate`` (with a one-connection-per-message baseline). Each line has
 ``name``, ``value``, ``unit``, ``target`` and ``met``; paired figures add ``baseline`` and
 ``ratio``. Exit status is 0 when every benchmark ran (``--check``: and met its target), so a
 slow machine does not break ``make bench`` but CI can still gate on it.
@@ -33,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import dispatch, e2e, ingest, memory, scheduling
+from benchlib import dispatch, e2e, ingest, memory, notifiers, scheduling
 from benchlib.figures import Figure
 from benchlib.stack import Servers, inherited_overrides, log
 
@@ -89,6 +90,11 @@ async def _failover(servers: Servers, args: argparse.Namespace) -> list[Figure]:
     return await scheduling.failover(servers, n)
 
 
+async def _notifiers(servers: Servers, args: argparse.Namespace) -> list[Figure]:
+    students = _size(args, args.students, 2_500, 250)
+    return await notifiers.run(servers, students)
+
+
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(("dispatch_rate",), ("occurrences/s",), (dispatch.TARGET_RATE,), _dispatch),
     Benchmark(("e2e_runs_rate",), ("runs/s",), (e2e.TARGET_RATE,), _e2e),
@@ -112,6 +118,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         _lateness,
     ),
     Benchmark(("failover_s",), ("s",), (scheduling.TARGET_FAILOVER_S,), _failover),
+    Benchmark(
+        ("sis_demo_load_s", "notifier_mail_rate"),
+        ("s", "messages/s"),
+        (notifiers.TARGET_LOAD_S, notifiers.TARGET_RATE),
+        _notifiers,
+    ),
 )
 ALL_FIGURES = tuple(name for b in BENCHMARKS for name in b.figures)
 
@@ -175,6 +187,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quick",
         action="store_true",
         help="a smoke run of every benchmark at a small size (same as --scale 0.01)",
+    )
+    parser.add_argument(
+        "--students",
+        type=int,
+        help="students in the demo school for notifier_mail_rate (default 2,500)",
     )
     parser.add_argument(
         "--profile",
