@@ -1,0 +1,87 @@
+"""Canvas LMS export through the SIS Import API, against a stand-in built to Canvas's contract."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+
+import pytest
+
+from belltower.errors import ConfigurationError
+from belltower_integration.canvas import CanvasClient, CsvFile, bundle
+from tests.standins.canvas import CanvasStandIn
+
+
+@pytest.fixture
+def canvas() -> Iterator[CanvasStandIn]:
+    with CanvasStandIn(polls_until_done=2) as server:
+        yield server
+
+
+def small_bundle(role: str = "student") -> bytes:
+    return bundle(
+        [
+            CsvFile("users.csv", ["user_id", "login_id", "first_name", "last_name", "status"],
+                    [["S1", "s1", "Ada", "Lovelace", "active"], ["F1", "f1", "Alan", "Turing", "active"]]),
+            CsvFile("courses.csv", ["course_id", "short_name", "long_name", "status"],
+                    [["MATH101-FA26", "MATH101", "Calculus I", "active"]]),
+            CsvFile("sections.csv", ["section_id", "course_id", "name", "status"],
+                    [["MATH101-FA26-01", "MATH101-FA26", "MATH101 01", "active"]]),
+            CsvFile("enrollments.csv", ["course_id", "section_id", "user_id", "role", "status"],
+                    [["MATH101-FA26", "MATH101-FA26-01", "S1", role, "active"],
+                     ["MATH101-FA26", "MATH101-FA26-01", "F1", "teacher", "active"]]),
+        ]
+    )  # fmt: skip
+
+
+async def test_client_posts_a_bundle_and_polls_until_imported(canvas: CanvasStandIn) -> None:
+    polled: list[str] = []
+
+    async def on_poll(state: dict) -> None:
+        polled.append(state["workflow_state"])
+
+    async with CanvasClient(canvas.url, canvas.token) as client:
+        created = await client.start_import("self", small_bundle())
+        assert created["workflow_state"] == "created"
+        final = await client.wait(
+            "self", created["id"], timeout_s=30, first_delay_s=0.05, on_poll=on_poll
+        )
+    assert polled == ["importing", "imported"]
+    assert final["data"]["counts"]["enrollments"] == 2
+    received = canvas.imports[created["id"]]
+    assert received.params["import_type"] == "instructure_csv"
+    assert received.files["users.csv"][0] == {
+        "user_id": "S1", "login_id": "s1", "first_name": "Ada", "last_name": "Lovelace", "status": "active"
+    }  # fmt: skip
+    assert received.errors == []
+
+
+async def test_a_bundle_canvas_rejects_ends_failed_with_its_messages(canvas: CanvasStandIn) -> None:
+    async with CanvasClient(canvas.url, canvas.token) as client:
+        created = await client.start_import("self", small_bundle(role="headmaster"))
+        final = await client.wait("self", created["id"], timeout_s=30, first_delay_s=0.05)
+    assert final["workflow_state"] == "failed_with_messages"
+    assert final["processing_errors"] == [["enrollments.csv", "line 2: improper role 'headmaster'"]]
+
+
+async def test_a_wrong_token_is_a_configuration_error_naming_the_secret(
+    canvas: CanvasStandIn,
+) -> None:
+    async with CanvasClient(
+        canvas.url, "expired", token_name="the secret 'canvas-token'"
+    ) as client:
+        with pytest.raises(
+            ConfigurationError, match=r"Invalid access token.*secret 'canvas-token'"
+        ):
+            await client.start_import("self", small_bundle())
+    assert canvas.imports == {}
+
+
+def test_bundle_refuses_a_file_without_canvas_required_columns() -> None:
+    with pytest.raises(ValueError, match=r"users\.csv lacks required column"):
+        bundle([CsvFile("users.csv", ["user_id", "status"], [["S1", "active"]])])
+    data = small_bundle()
+    assert sorted(zipfile.ZipFile(io.BytesIO(data)).namelist()) == [
+        "courses.csv", "enrollments.csv", "sections.csv", "users.csv"
+    ]  # fmt: skip
