@@ -18,6 +18,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -157,3 +158,65 @@ def tmp_batch_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "batch"
     folder.mkdir()
     return folder
+
+
+SIS_TEMPLATE_DATABASE = "belltower_sis_template"
+
+
+@pytest.fixture(scope="session")
+def sis_today() -> date:
+    """The day the demo school is laid out around (today, UTC), fixed for the session."""
+    return datetime.now(UTC).date()
+
+
+@pytest.fixture(scope="session")
+def sis_template_database(pg_server: PostgresEndpoint, sis_today: date) -> Iterator[str]:
+    """A template with the scheduler, history, notifier and ``sis`` schemas and the demo school.
+
+    Built once per session (a few seconds); ``sis_database`` clones it for each test.
+    """
+    import asyncio
+
+    import asyncpg
+
+    from belltower import sis
+    from belltower.db import migrate
+    from belltower.sis import demo
+
+    admin_url = pg_server.url()
+    drop_database(admin_url, SIS_TEMPLATE_DATABASE)
+    create_database(admin_url, SIS_TEMPLATE_DATABASE)
+
+    async def build() -> None:
+        pool = await asyncpg.create_pool(
+            pg_server.url(SIS_TEMPLATE_DATABASE), min_size=1, max_size=1
+        )
+        try:
+            await migrate(pool, "scheduler", "belltower_scheduler")
+            await migrate(pool, "history", "belltower_history")
+            await sis.migrate(pool)
+            for schema, package in EXTRA_SIS_TEMPLATE_MIGRATIONS:
+                await migrate(pool, schema, package)
+            data = demo.generate(sis_today)
+            async with pool.acquire() as conn:
+                await demo.load(conn, data)
+        finally:
+            await pool.close()
+
+    asyncio.run(build())
+    yield SIS_TEMPLATE_DATABASE
+    drop_database(admin_url, SIS_TEMPLATE_DATABASE)
+
+
+EXTRA_SIS_TEMPLATE_MIGRATIONS: list[tuple[str, str]] = []
+"""(schema, package) pairs other services migrate into the SIS template as well."""
+
+
+@pytest.fixture
+def sis_database(pg_server: PostgresEndpoint, sis_template_database: str) -> Iterator[str]:
+    """URL of a fresh database holding the demo school (and every service's schema), dropped after."""
+    admin_url = pg_server.url()
+    name = f"belltower_sis_{uuid.uuid4().hex[:12]}"
+    create_database(admin_url, name, template=sis_template_database)
+    yield pg_server.url(name)
+    drop_database(admin_url, name)
