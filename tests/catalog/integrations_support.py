@@ -81,3 +81,30 @@ async def run_job(
         else:
             raise AssertionError(f"{job_type.name} did not raise {raises.__name__}:\n{run.text}")
     return run
+
+
+@dataclass
+class Env:
+    """A demo-school database, a batch folder and a mail sink, as a worker would see them."""
+
+    settings: Settings
+    db: Database
+
+    async def run(
+        self, job_type: JobType[Any], params: dict[str, Any] | None = None, **kw: Any
+    ) -> Run:
+        return await run_job(job_type, self.settings, self.db, params, **kw)
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        return await (await self.db.pool()).fetch(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await (await self.db.pool()).fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        return await (await self.db.pool()).execute(query, *args)
+
+
+async def open_env(database_url: str, batch_folder: Any, smtp_port: int) -> Env:
+    settings = Settings(database_url=database_url, batch_folder=batch_folder, smtp_port=smtp_port)
+    return Env(settings, Database(database_url))

@@ -85,3 +85,59 @@ def test_bundle_refuses_a_file_without_canvas_required_columns() -> None:
     assert sorted(zipfile.ZipFile(io.BytesIO(data)).namelist()) == [
         "courses.csv", "enrollments.csv", "sections.csv", "users.csv"
     ]  # fmt: skip
+
+
+@pytest.fixture
+async def env(sis_database: str, tmp_batch_folder, mail_sink):
+    from tests.catalog.integrations_support import open_env
+
+    e = await open_env(sis_database, tmp_batch_folder, mail_sink.port)
+    yield e
+    await e.db.close()
+
+
+async def test_canvas_export_sends_the_current_terms_and_follows_the_import(
+    env, canvas: CanvasStandIn, tmp_batch_folder, monkeypatch
+) -> None:
+    from belltower_integration.jobs import canvas_export
+
+    monkeypatch.setenv("BELLTOWER_SECRET_CANVAS_TOKEN", canvas.token)
+    run = await env.run(canvas_export.job_type, {"base_url": canvas.url})
+    [received] = canvas.imports.values()
+    assert received.errors == [] and received.states == ["importing", "imported"]
+    terms = await env.fetch(
+        "SELECT code FROM sis.terms WHERE ends_on >= current_date AND starts_on <= current_date + 30 ORDER BY code"
+    )
+    assert sorted(t["term_id"] for t in received.files["terms.csv"]) == [t["code"] for t in terms]
+    sections = await env.fetchval(
+        "SELECT count(*) FROM sis.sections s JOIN sis.terms t ON t.id = s.term_id WHERE t.code = ANY($1)",
+        [t["code"] for t in terms],
+    )
+    assert len(received.files["sections.csv"]) == sections > 0
+    enrollments = received.files["enrollments.csv"]
+    students = {e["user_id"] for e in enrollments if e["role"] == "student"}
+    teachers = {e["user_id"] for e in enrollments if e["role"] == "teacher"}
+    assert students and teachers
+    assert {u["user_id"] for u in received.files["users.csv"]} == students | teachers
+    section_ids = {s["section_id"] for s in received.files["sections.csv"]}
+    assert all(e["section_id"] in section_ids for e in enrollments)
+    assert [p[2] for p in run.progress][-1] == "Canvas import 1 imported"
+    assert run.output.summary.startswith("Canvas SIS import 1 imported:")
+    assert canvas.token not in run.text and canvas.token not in run.html
+    [copy] = (tmp_batch_folder / "canvas").iterdir()
+    assert zipfile.ZipFile(copy).read("users.csv").startswith(b"user_id,login_id")
+    again = await env.run(canvas_export.job_type, {"base_url": canvas.url, "keep_copy": False})
+    assert canvas.imports[2].files == received.files
+    assert again.output.summary.startswith("Canvas SIS import 2 imported:")
+
+
+async def test_canvas_export_fails_clearly_on_a_refused_token(
+    env, canvas: CanvasStandIn, monkeypatch
+) -> None:
+    from belltower_integration.jobs import canvas_export
+
+    monkeypatch.setenv("BELLTOWER_SECRET_LMS_TOKEN", "wrong")
+    run = await env.run(canvas_export.job_type, {"base_url": canvas.url, "token_secret": "lms-token"},
+                        raises=ConfigurationError)  # fmt: skip
+    assert "Invalid access token" in str(run.error) and "'lms-token'" in str(run.error)
+    assert "wrong" not in str(run.error) and canvas.imports == {}
