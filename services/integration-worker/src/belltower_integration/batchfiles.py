@@ -18,7 +18,7 @@ import io
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -194,21 +194,27 @@ class RetriesFile:
     piling up; records that succeed are removed; an empty retries file is deleted.
     """
 
-    def __init__(self, path: Path, header: Sequence[str], key: str, delimiter: str = ",") -> None:
+    def __init__(
+        self,
+        path: Path,
+        header: Sequence[str],
+        key: str | Callable[[dict[str, str]], str],
+        delimiter: str = ",",
+    ) -> None:
         self.path = path
         self.header = list(header)
-        self.key = key
+        self.key = key if callable(key) else (lambda row, column=key: row.get(column, ""))
         self.delimiter = delimiter
 
     def load(self) -> list[dict[str, str]]:
         if not self.path.exists():
             return []
-        return read_csv(self.path, [self.key], self.delimiter)
+        return read_csv(self.path, self.header, self.delimiter)
 
     def save(self, rows: Iterable[dict[str, str]]) -> int:
         unique: dict[str, dict[str, str]] = {}
         for row in rows:
-            unique[row.get(self.key, "")] = row
+            unique[self.key(row)] = row
         if not unique:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()

@@ -6,7 +6,11 @@ from . import (
     batch_folder_cleanup,
     canvas_export,
     daily_maintenance,
+    frontline_leave,
+    import_names,
+    metlife,
     name_csv_export,
+    neogov,
     schoolmessenger,
     sftp_upload,
 )
@@ -18,5 +22,10 @@ registry.register(sftp_upload.job_type)
 registry.register(canvas_export.job_type)
 registry.register(name_csv_export.job_type)
 registry.register(schoolmessenger.job_type)
+registry.register(frontline_leave.job_type)
+registry.register(neogov.new_hires_type)
+registry.register(neogov.user_data_type)
+registry.register(metlife.job_type)
+registry.register(import_names.job_type)
 
 __all__ = ["registry"]
