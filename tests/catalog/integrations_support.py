@@ -101,6 +101,9 @@ class Env:
     async def fetchval(self, query: str, *args: Any) -> Any:
         return await (await self.db.pool()).fetchval(query, *args)
 
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        return await (await self.db.pool()).fetchrow(query, *args)
+
     async def execute(self, query: str, *args: Any) -> str:
         return await (await self.db.pool()).execute(query, *args)
 

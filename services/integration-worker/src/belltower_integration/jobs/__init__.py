@@ -7,6 +7,7 @@ from . import (
     canvas_export,
     daily_maintenance,
     frontline_leave,
+    import_ics,
     import_names,
     metlife,
     name_csv_export,
@@ -27,5 +28,6 @@ registry.register(neogov.new_hires_type)
 registry.register(neogov.user_data_type)
 registry.register(metlife.job_type)
 registry.register(import_names.job_type)
+registry.register(import_ics.job_type)
 
 __all__ = ["registry"]
