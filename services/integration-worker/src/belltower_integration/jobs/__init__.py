@@ -5,8 +5,10 @@ from belltower.jobtypes import Registry
 from . import (
     batch_folder_cleanup,
     canvas_export,
+    communication_queue,
     daily_maintenance,
     frontline_leave,
+    housekeeping,
     import_ics,
     import_names,
     metlife,
@@ -29,5 +31,9 @@ registry.register(neogov.user_data_type)
 registry.register(metlife.job_type)
 registry.register(import_names.job_type)
 registry.register(import_ics.job_type)
+registry.register(housekeeping.temp_table_cleanup_type)
+registry.register(housekeeping.reconcile_seats_type)
+registry.register(housekeeping.purge_old_files_type)
+registry.register(communication_queue.job_type)
 
 __all__ = ["registry"]
