@@ -195,8 +195,7 @@ def sis_template_database(pg_server: PostgresEndpoint, sis_today: date) -> Itera
             await migrate(pool, "scheduler", "belltower_scheduler")
             await migrate(pool, "history", "belltower_history")
             await sis.migrate(pool)
-            for schema, package in EXTRA_SIS_TEMPLATE_MIGRATIONS:
-                await migrate(pool, schema, package)
+            await migrate(pool, "notifier", "belltower_notifier")
             data = demo.generate(sis_today)
             async with pool.acquire() as conn:
                 await demo.load(conn, data)
@@ -206,10 +205,6 @@ def sis_template_database(pg_server: PostgresEndpoint, sis_today: date) -> Itera
     asyncio.run(build())
     yield SIS_TEMPLATE_DATABASE
     drop_database(admin_url, SIS_TEMPLATE_DATABASE)
-
-
-EXTRA_SIS_TEMPLATE_MIGRATIONS: list[tuple[str, str]] = []
-"""(schema, package) pairs other services migrate into the SIS template as well."""
 
 
 @pytest.fixture

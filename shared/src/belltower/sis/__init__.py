@@ -154,6 +154,22 @@ class Demographics(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 )
         return " AND ".join(parts)
 
+    def where_section(self, section: str, course: str, args: list[Any]) -> str:
+        """SQL conditions on a section (division, campus) and its course (department, level)."""
+        parts = ["TRUE"]
+        for values, table, column in (
+            (self.divisions, "divisions", f"{section}.division_id"),
+            (self.campuses, "campuses", f"{section}.campus_id"),
+            (self.departments, "departments", f"{course}.department_id"),
+            (self.levels, "levels", f"{course}.level_id"),
+        ):
+            if values:
+                args.append([v.upper() for v in values])
+                parts.append(
+                    f"{column} IN (SELECT id FROM sis.{table} WHERE code = ANY(${len(args)}::text[]))"
+                )
+        return " AND ".join(parts)
+
 
 async def check_demographics(db: Executor, filters: Demographics) -> None:
     """Refuse codes the SIS does not know, naming the field and the codes it has."""
@@ -321,8 +337,10 @@ async def term_credits(db: Executor, person_id: int, term_id: int) -> Decimal:
 
 async def enroll_from_waitlist(
     conn: asyncpg.Connection, entry: WaitlistEntry, *, changed_by: str
-) -> int:
+) -> int | None:
     """Enroll a waiting student into the section, in the caller's transaction; returns the enrollment id.
+
+    None when the student already holds a seat in it (the entry is then removed from the list).
 
     Adds one seat to ``enrolled``, resolves the waitlist entry and logs an ``add`` schedule change.
     A student who dropped the section before is re-enrolled on the same enrollment row.
@@ -332,6 +350,17 @@ async def enroll_from_waitlist(
         "WHERE s.id = $1",
         entry.section_id,
     )
+    current = await conn.fetchrow(
+        "SELECT id, status FROM sis.enrollments WHERE person_id = $1 AND section_id = $2",
+        entry.person_id,
+        entry.section_id,
+    )
+    if current is not None and current["status"] in ("enrolled", "completed", "audit"):
+        # Already holds a seat (registered by hand meanwhile): the waitlist entry is moot.
+        await conn.execute(
+            "UPDATE sis.waitlist SET state = 'removed', resolved_at = now() WHERE id = $1", entry.id
+        )
+        return None
     before = await term_credits(conn, entry.person_id, section["term_id"])
     enrollment_id = await conn.fetchval(
         """INSERT INTO sis.enrollments (person_id, section_id, status, credits, registered_at)
@@ -363,6 +392,26 @@ async def enroll_from_waitlist(
         changed_by,
     )
     return int(enrollment_id)
+
+
+async def assign_minor_indicators(db: Executor, today: date) -> int:
+    """Give every student under 18 without a current ``minor`` indicator one, ending on their 18th birthday.
+
+    What a SIS does on its own when a birth date is recorded; returns how many were added.
+    """
+    result = await db.execute(
+        """INSERT INTO sis.person_indicators (person_id, indicator, starts_on, ends_on)
+           SELECT p.id, 'minor', $1::date, (p.birth_date + interval '18 years')::date
+             FROM sis.people p
+            WHERE p.status = 'student' AND p.birth_date IS NOT NULL
+              AND (p.birth_date + interval '18 years')::date > $1::date
+              AND NOT EXISTS (SELECT 1 FROM sis.person_indicators i
+                               WHERE i.person_id = p.id AND i.indicator = 'minor'
+                                 AND (i.ends_on IS NULL OR i.ends_on > $1::date))
+           ON CONFLICT DO NOTHING""",
+        today,
+    )
+    return int(result.split()[-1])
 
 
 # Reminders --------------------------------------------------------------------------------
@@ -411,6 +460,7 @@ __all__ = [
     "Section",
     "WaitlistEntry",
     "add_reminders",
+    "assign_minor_indicators",
     "check_demographics",
     "contacts",
     "enroll_from_waitlist",

@@ -226,7 +226,7 @@ def generate(
                 (pid, "home", True, rng.choice(pools.streets), None, city, region, postal, "US")
             )
             if status == "student" and age_days < 18 * 365:
-                turns_18 = date(born.year + 18, born.month, min(born.day, 28))
+                turns_18 = _years_later(born, 18)
                 indicators.append((pid, "minor", created.date(), turns_18, created))
     # A few people were added in the last days: "Status Addition" and "Minor Status" find them.
     recent = rng.sample(by_status["student"], 12) + rng.sample(by_status["prospect"], 8)
@@ -646,6 +646,14 @@ def generate(
         ],
     )  # fmt: skip
     return data
+
+
+def _years_later(day: date, years: int) -> date:
+    """The same day ``years`` later; 29 February becomes the 28th, as PostgreSQL intervals do."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
 
 
 def _grade(

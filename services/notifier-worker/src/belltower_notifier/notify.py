@@ -1,0 +1,575 @@
+"""The one mechanism every notifier is built on.
+
+A notifier declares what it selects (an async query over the SIS returning rows), the columns a
+message shows, who is told (the notification group in its parameters, and optionally the student
+each row is about or the section's lead faculty member), the message templates (Jinja2, rendered
+to text and HTML) and its repeat policy:
+
+- ``every_run``: whatever matches now is told, every run;
+- ``since_last_run``: only what was added since the job last ran successfully (a watermark per
+  job in ``notifier.watermarks``, moved only when the run succeeds);
+- ``once_per_item``: each (recipient, item) is told once ever (the ``notifier.sent_items`` ledger).
+
+Every recipient gets one message per run listing all of their rows, by e-mail and/or as an in-app
+reminder (``sis.reminders``). Each delivery is recorded under the run's occurrence id, so a
+redelivered occurrence tells nobody twice. The run's output counts rows processed, recipients
+notified, what was skipped and what failed, as text and HTML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Generic, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import asyncpg
+import jinja2
+import msgspec
+
+from belltower import sis
+from belltower.errors import InvalidInput, JobFailed
+from belltower.jobtypes import JobContext, JobType, counted
+
+Repeat = Literal["every_run", "since_last_run", "once_per_item"]
+Channel = Literal["email", "reminder", "both"]
+Role = Literal["group", "student", "faculty"]
+
+MAX_ROWS_IN_OUTPUT = 200
+SEND_CONCURRENCY = 8
+
+Codes = Annotated[list[str], msgspec.Meta(description="codes to limit to; empty: no limit")]
+
+
+class NotifierParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Parameters every notifier takes; each notifier's own Struct adds to them."""
+
+    group: Annotated[
+        str,
+        msgspec.Meta(
+            description="code of the notification group told about every row; empty: none"
+        ),
+    ] = ""
+    divisions: Codes = []
+    campuses: Codes = []
+    departments: Codes = []
+    levels: Codes = []
+    subject: Annotated[
+        str,
+        msgspec.Meta(
+            description="subject of the group's message (Jinja2); empty: the notifier's own"
+        ),
+    ] = ""
+    message: Annotated[
+        str, msgspec.Meta(description="a paragraph added to every message (Jinja2)")
+    ] = ""
+    time_zone: Annotated[
+        str, msgspec.Meta(description="the school's time zone: what 'today' means")
+    ] = "UTC"
+    as_of: Annotated[
+        date | None,
+        msgspec.Meta(
+            description="the day the run counts as today; default: the day it is scheduled for"
+        ),
+    ] = None
+
+
+P = TypeVar("P", bound=NotifierParams)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One thing a notifier found: about ``person_id``; ``item`` identifies it for that person."""
+
+    person_id: int
+    item: str
+    values: dict[str, Any]
+    faculty_id: int | None = None
+    tell_person: bool = True
+    """False for rows the group is told about but the person is not (e.g. a skipped student)."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.person_id}:{self.item}"
+
+
+@dataclass(frozen=True, slots=True)
+class Query(Generic[P]):
+    """What a notifier's select function gets: a connection, its parameters and its window."""
+
+    conn: asyncpg.Connection
+    params: P
+    today: date
+    since: datetime | None
+    until: datetime
+    job_id: str
+    occurrence_id: str
+
+    def demographics(self, statuses: Sequence[sis.PersonStatus] = ("student",)) -> sis.Demographics:
+        """The parameters' limits; module statuses from the parameters when it has them."""
+        p = self.params
+        return sis.Demographics(
+            statuses=list(getattr(p, "statuses", None) or statuses),
+            divisions=p.divisions,
+            campuses=p.campuses,
+            departments=p.departments,
+            levels=p.levels,
+        )
+
+    def where(
+        self,
+        args: list[Any],
+        person: str = "p",
+        statuses: Sequence[sis.PersonStatus] = ("student",),
+    ) -> str:
+        """SQL conditions limiting the people row ``person`` by the parameters."""
+        return self.demographics(statuses).where(person, args)
+
+
+Select = Callable[[Query[Any]], Awaitable[list[Row]]]
+
+
+@dataclass(frozen=True)
+class Notifier(Generic[P]):
+    """A notifier declared once: selection, columns, templates, repeat policy."""
+
+    name: str
+    title: str
+    description: str
+    params: type[P]
+    select: Select
+    columns: tuple[tuple[str, str], ...]
+    subject: str
+    intro: str
+    student_subject: str = ""
+    student_intro: str = ""
+    faculty_subject: str = ""
+    faculty_intro: str = ""
+    repeat: Repeat = "every_run"
+    timeout_s: float | None = None
+    student_table: bool = True
+    """Whether the student's message lists their rows (a greeting or timed e-mail does not)."""
+    prepare: Callable[[asyncpg.Connection, P, date], Awaitable[None]] | None = None
+    """Work done before the selection window opens, e.g. assigning indicators the SIS derives."""
+
+    def job_type(self) -> JobType[P]:
+        return JobType(
+            self.name,
+            "notifier",
+            self.title,
+            self.description,
+            self.params,
+            self.run,
+            self.timeout_s,
+        )
+
+    async def run(self, ctx: JobContext, params: P) -> None:
+        await _run(self, ctx, params)
+
+
+# Rendering ----------------------------------------------------------------------------------
+
+_text_env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+_html_env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=True)
+
+
+@functools.lru_cache(maxsize=512)
+def _template(source: str, html: bool = False) -> jinja2.Template:
+    return (_html_env if html else _text_env).from_string(source)
+
+
+def render(source: str, field_name: str, **context: Any) -> str:
+    """Render a Jinja2 template; a broken one is refused naming the parameter it came from."""
+    try:
+        return _template(source).render(**context).strip()
+    except jinja2.TemplateError as exc:
+        raise InvalidInput(
+            field_name,
+            f"template {source!r} does not render: {exc}",
+            "Jinja2 text such as 'Hello {{ first_name }}'",
+        ) from None
+
+
+def show(value: Any) -> str:
+    """A value as a message shows it."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return f"{value:,.2f}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def text_table(columns: Sequence[tuple[str, str]], rows: Sequence[Row]) -> str:
+    cells = [[show(r.values.get(key)) for key, _ in columns] for r in rows]
+    widths = [
+        max([len(header)] + [len(line[i]) for line in cells])
+        for i, (_, header) in enumerate(columns)
+    ]
+    lines = ["  ".join(h.ljust(w) for (_, h), w in zip(columns, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells
+    ]
+    return "\n".join(lines)
+
+
+_HTML_TABLE = _html_env.from_string(
+    '<table border="1" cellpadding="4" cellspacing="0">'
+    "<thead><tr>{% for h in headers %}<th>{{ h }}</th>{% endfor %}</tr></thead><tbody>"
+    "{% for row in cells %}<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}"
+    "</tbody></table>"
+)
+
+
+def html_table(columns: Sequence[tuple[str, str]], rows: Sequence[Row]) -> str:
+    return _HTML_TABLE.render(
+        headers=[h for _, h in columns],
+        cells=[[show(r.values.get(key)) for key, _ in columns] for r in rows],
+    )
+
+
+# Planning and delivery ----------------------------------------------------------------------
+
+
+@dataclass
+class Message:
+    """One recipient's message for this run: every row of theirs, on their channels."""
+
+    role: Role
+    contact: sis.Contact
+    channels: set[Literal["email", "reminder"]]
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def recipient(self) -> str:
+        return f"{self.role}:{self.contact.person_id}"
+
+
+@dataclass
+class Tally:
+    processed: int = 0
+    notified: int = 0
+    emails: int = 0
+    reminders: int = 0
+    rows_skipped: int = 0
+    recipients_skipped: list[str] = field(default_factory=list)
+    already_delivered: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def _channels(choice: str) -> set[Literal["email", "reminder"]]:
+    return {"email", "reminder"} if choice == "both" else {choice}  # type: ignore[return-value]
+
+
+def today_for(ctx: JobContext, params: NotifierParams) -> date:
+    if params.as_of is not None:
+        return params.as_of
+    try:
+        zone = ZoneInfo(params.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(
+            "param.time_zone",
+            f"unknown time zone {params.time_zone!r}",
+            "an IANA name such as America/Chicago",
+        ) from None
+    return ctx.scheduled_for.astimezone(zone).date()
+
+
+async def _open_window(
+    conn: asyncpg.Connection, ctx: JobContext, params: NotifierParams
+) -> tuple[datetime, datetime]:
+    """The (since, until) of a since-last-run notifier; a redelivered occurrence gets the same one."""
+    row = await conn.fetchrow(
+        """INSERT INTO notifier.watermarks AS w (job_id, job_type, pending_occurrence, pending_until)
+           VALUES ($1, $2, $3, clock_timestamp())
+           ON CONFLICT (job_id) DO UPDATE
+              SET pending_occurrence = EXCLUDED.pending_occurrence,
+                  pending_until = EXCLUDED.pending_until, updated_at = now()
+            WHERE w.pending_occurrence IS DISTINCT FROM EXCLUDED.pending_occurrence
+           RETURNING mark, pending_until""",
+        ctx.job_id,
+        ctx.job_type,
+        ctx.occurrence_id,
+    )
+    if row is None:  # this occurrence opened the window before: reuse it
+        row = await conn.fetchrow(
+            "SELECT mark, pending_until FROM notifier.watermarks WHERE job_id = $1", ctx.job_id
+        )
+    until: datetime = row["pending_until"]
+    if row["mark"] is not None:
+        return row["mark"], until
+    days = getattr(params, "first_run_look_back_days", 1)
+    return until - timedelta(days=days), until
+
+
+async def _close_window(pool: asyncpg.Pool, ctx: JobContext) -> None:
+    await pool.execute(
+        """UPDATE notifier.watermarks SET mark = pending_until, pending_occurrence = NULL, updated_at = now()
+            WHERE job_id = $1 AND pending_occurrence = $2""",
+        ctx.job_id,
+        ctx.occurrence_id,
+    )
+
+
+async def _plan(
+    spec: Notifier[Any],
+    conn: asyncpg.Connection,
+    ctx: JobContext,
+    params: NotifierParams,
+    rows: list[Row],
+    tally: Tally,
+) -> list[Message]:
+    """Who gets which rows: the group all, each student theirs, each lead faculty member theirs."""
+    messages: list[Message] = []
+    if params.group:
+        for member in await sis.group_members(conn, params.group):
+            channels: set[Literal["email", "reminder"]] = set()
+            if member.by_email:
+                channels.add("email")
+            if member.by_reminder:
+                channels.add("reminder")
+            messages.append(Message("group", member.contact, channels, list(rows)))
+    by_student: dict[int, list[Row]] = defaultdict(list)
+    by_faculty: dict[int, list[Row]] = defaultdict(list)
+    if getattr(params, "notify_students", False):
+        for row in rows:
+            if row.tell_person:
+                by_student[row.person_id].append(row)
+    if getattr(params, "notify_faculty", False):
+        for row in rows:
+            if row.faculty_id is not None:
+                by_faculty[row.faculty_id].append(row)
+    people = await sis.contacts(conn, [*by_student, *by_faculty])
+    student_channels = _channels(getattr(params, "student_channel", "email"))
+    faculty_channels = _channels(getattr(params, "faculty_channel", "email"))
+    for person, mine in by_student.items():
+        if person in people:
+            messages.append(Message("student", people[person], set(student_channels), mine))
+    for person, mine in by_faculty.items():
+        if person in people:
+            messages.append(Message("faculty", people[person], set(faculty_channels), mine))
+
+    if spec.repeat == "once_per_item" and messages:
+        told = await conn.fetch(
+            """SELECT recipient, item_key FROM notifier.sent_items
+                WHERE job_id = $1 AND recipient = ANY($2::text[])""",
+            ctx.job_id,
+            sorted({m.recipient for m in messages}),
+        )
+        seen = {(r["recipient"], r["item_key"]) for r in told}
+        kept_keys: set[str] = set()
+        for m in messages:
+            m.rows = [r for r in m.rows if (m.recipient, r.key) not in seen]
+            kept_keys.update(r.key for r in m.rows)
+        tally.rows_skipped = sum(1 for r in rows if r.key not in kept_keys)
+
+    delivered = await conn.fetch(
+        "SELECT recipient, channel FROM notifier.deliveries WHERE occurrence_id = $1",
+        ctx.occurrence_id,
+    )
+    done = {(r["recipient"], r["channel"]) for r in delivered}
+    planned = []
+    for m in messages:
+        if not m.rows:
+            continue
+        before = len(m.channels)
+        m.channels = {c for c in m.channels if (m.recipient, c) not in done}
+        tally.already_delivered += before - len(m.channels)
+        if "email" in m.channels and not m.contact.email:
+            m.channels.discard("email")
+            tally.recipients_skipped.append(
+                f"{m.contact.name} ({m.contact.sis_id}): no e-mail address"
+            )
+        if m.channels:
+            planned.append(m)
+    return planned
+
+
+def _context(
+    spec: Notifier[Any], ctx: JobContext, params: NotifierParams, today: date, message: Message,
+    since: datetime | None, until: datetime,
+) -> dict[str, Any]:  # fmt: skip
+    c = message.contact
+    return {
+        "params": params, "today": today, "since": since, "until": until,
+        "count": len(message.rows), "rows": [r.values for r in message.rows],
+        "role": message.role, "first_name": c.first_name, "last_name": c.last_name,
+        "name": c.name, "sis_id": c.sis_id, "job_title": ctx.job_title, "title": spec.title,
+        "days_before": lambda n: today - timedelta(days=n),
+    }  # fmt: skip
+
+
+def _compose(
+    spec: Notifier[Any], ctx: JobContext, params: NotifierParams, today: date, message: Message,
+    since: datetime | None, until: datetime,
+) -> tuple[str, str, str]:  # fmt: skip
+    """Subject, text body and HTML body of one message."""
+    context = _context(spec, ctx, params, today, message, since, until)
+    subject_source, intro_source = {
+        "group": (params.subject or spec.subject, spec.intro),
+        "student": (spec.student_subject or spec.subject, spec.student_intro or spec.intro),
+        "faculty": (spec.faculty_subject or spec.subject, spec.faculty_intro or spec.intro),
+    }[message.role]
+    subject = render(subject_source, "param.subject" if params.subject else "subject", **context)
+    intro = render(intro_source, "intro", **context)
+    extra = render(params.message, "param.message", **context) if params.message else ""
+    footer = f'Sent by Belltower: "{ctx.job_title}" ({spec.title}), {today.isoformat()}.'
+    greeting = f"Dear {message.contact.first_name},"
+    table = spec.student_table or message.role != "student"
+    text_rows = text_table(spec.columns, message.rows) if table else ""
+    text = (
+        "\n\n".join(part for part in (greeting, intro, extra, text_rows, "-- \n" + footer) if part)
+        + "\n"
+    )
+    esc = jinja2.utils.markupsafe.escape
+    html = "".join(
+        [
+            f"<p>{esc(greeting)}</p><p>{esc(intro)}</p>",
+            f"<p>{esc(extra)}</p>" if extra else "",
+            html_table(spec.columns, message.rows) if table else "",
+            f"<p><small>{esc(footer)}</small></p>",
+        ]
+    )
+    return subject, text, html
+
+
+async def _deliver(
+    spec: Notifier[Any],
+    pool: asyncpg.Pool,
+    ctx: JobContext,
+    params: NotifierParams,
+    today: date,
+    message: Message,
+    since: datetime | None,
+    until: datetime,
+    tally: Tally,
+) -> None:
+    subject, text, html = _compose(spec, ctx, params, today, message, since, until)
+    try:
+        for channel in sorted(message.channels):
+            if channel == "email":
+                assert message.contact.email is not None
+                await ctx.mailer.send([message.contact.email], subject, text, html)
+            else:
+                reminder = sis.Reminder(
+                    person_id=message.contact.person_id, source=spec.name, title=subject,
+                    body_text=text, body_html=html, job_id=ctx.job_id, occurrence_id=ctx.occurrence_id,
+                )  # fmt: skip
+                await sis.add_reminders(pool, [reminder])
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    """INSERT INTO notifier.deliveries
+                              (occurrence_id, recipient, channel, job_id, address, items)
+                       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+                    ctx.occurrence_id, message.recipient, channel, ctx.job_id,
+                    message.contact.email if channel == "email" else None, len(message.rows),
+                )  # fmt: skip
+                if spec.repeat == "once_per_item":
+                    await conn.execute(
+                        """INSERT INTO notifier.sent_items (job_id, recipient, item_key, occurrence_id)
+                           SELECT $1, $2, unnest($3::text[]), $4 ON CONFLICT DO NOTHING""",
+                        ctx.job_id, message.recipient, [r.key for r in message.rows], ctx.occurrence_id,
+                    )  # fmt: skip
+            if channel == "email":
+                tally.emails += 1
+            else:
+                tally.reminders += 1
+    except Exception as exc:
+        text_error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        tally.failed.append(
+            f"{message.role} {message.contact.name} ({message.contact.sis_id}): {text_error}"
+        )
+        return
+    tally.notified += 1
+
+
+async def _run(spec: Notifier[Any], ctx: JobContext, params: NotifierParams) -> None:
+    pool = await ctx.db.pool()
+    today = today_for(ctx, params)
+    tally = Tally()
+    async with pool.acquire() as conn:
+        await sis.check_demographics(conn, sis.Demographics(
+            divisions=params.divisions, campuses=params.campuses,
+            departments=params.departments, levels=params.levels,
+        ))  # fmt: skip
+        if spec.prepare is not None:
+            await spec.prepare(conn, params, today)
+        since: datetime | None = None
+        until: datetime = await conn.fetchval("SELECT clock_timestamp()")
+        if spec.repeat == "since_last_run":
+            since, until = await _open_window(conn, ctx, params)
+        query = Query(conn, params, today, since, until, ctx.job_id, ctx.occurrence_id)
+        rows = await spec.select(query)
+        tally.processed = len(rows)
+        messages = await _plan(spec, conn, ctx, params, rows, tally)
+    gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+    async def one(message: Message) -> None:
+        async with gate:
+            await _deliver(spec, pool, ctx, params, today, message, since, until, tally)
+
+    await asyncio.gather(*(one(m) for m in messages))
+    _report(spec, ctx, rows, tally, since, until, today)
+    if tally.failed:
+        raise JobFailed(
+            f"{counted(len(tally.failed), 'message')} could not be delivered "
+            f"(first: {tally.failed[0]}); the next run tries again"
+        )
+    if spec.repeat == "since_last_run":
+        await _close_window(pool, ctx)
+
+
+def _report(
+    spec: Notifier[Any], ctx: JobContext, rows: list[Row], tally: Tally,
+    since: datetime | None, until: datetime, today: date,
+) -> None:  # fmt: skip
+    out = ctx.output
+    skipped = tally.rows_skipped + len(tally.recipients_skipped)
+    summary = (
+        f"{counted(tally.processed, 'row')} processed, {counted(tally.notified, 'recipient')} notified "
+        f"({counted(tally.emails, 'e-mail')}, {counted(tally.reminders, 'reminder')}), "
+        f"{skipped} skipped, {len(tally.failed)} failed"
+    )
+    out.summary = summary
+    out.line(f"{spec.title} for {today.isoformat()}")
+    if since is not None:
+        out.line(f"window: added after {show(since)} up to {show(until)}")
+    out.line(summary)
+    if tally.rows_skipped:
+        out.line(f"{counted(tally.rows_skipped, 'row')} already notified before: not told again")
+    if tally.already_delivered:
+        out.line(
+            f"{counted(tally.already_delivered, 'delivery', 'deliveries')} already made by this occurrence before"
+        )
+    for line in tally.recipients_skipped:
+        out.line(f"skipped: {line}")
+    for line in tally.failed:
+        out.line(f"failed: {line}")
+    shown = rows[:MAX_ROWS_IN_OUTPUT]
+    if shown:
+        out.line()
+        out.line(text_table(spec.columns, shown))
+        if len(rows) > len(shown):
+            out.line(f"... and {len(rows) - len(shown)} more rows")
+    esc = jinja2.utils.markupsafe.escape
+    out.html(f"<h3>{esc(spec.title)} for {today.isoformat()}</h3><p>{esc(summary)}</p>")
+    problems = [f"skipped: {x}" for x in tally.recipients_skipped] + [
+        f"failed: {x}" for x in tally.failed
+    ]
+    if problems:
+        out.html("<ul>" + "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul>")
+    if shown:
+        out.html(html_table(spec.columns, shown))
+        if len(rows) > len(shown):
+            out.html(f"<p>... and {len(rows) - len(shown)} more rows</p>")
