@@ -187,3 +187,30 @@ async def test_import_names_creates_people_once(env: Env, tmp_batch_folder: Path
     assert "0 processed, 3 skipped, 1 failed" in again.text
     assert await env.fetchval("SELECT count(*) FROM sis.people") == people + 2
     assert len(list((tmp_batch_folder / "import_names" / "done").iterdir())) == 2
+
+
+async def test_frontline_fetches_from_sftp_and_renames_the_file_on_the_server(
+    env: Env, tmp_path: Path, tmp_batch_folder: Path, monkeypatch
+) -> None:
+    from tests.standins.sftp import SftpStandIn
+
+    [a] = await employees(env, 1)
+    root = tmp_path / "frontline-sftp"
+    drop(root / "FromAesop" / "Frontline_Leave.csv",
+         f"absence_id,employee_id,date,leave_type,hours\nB1,{a},2026-04-01,Sick,8\n")  # fmt: skip
+    async with SftpStandIn(root) as server:
+        monkeypatch.setenv("BELLTOWER_SECRET_SFTP_KNOWN_HOSTS", server.known_hosts)
+        monkeypatch.setenv("BELLTOWER_SECRET_FRONTLINE_PASSWORD", server.password)
+        params = {"sftp_host": "127.0.0.1", "sftp_port": server.port, "sftp_username": server.username,
+                  "sftp_password_secret": "frontline-password"}  # fmt: skip
+        first = await env.run(frontline_leave.job_type, params)
+        second = await env.run(frontline_leave.job_type, params)
+    [remote] = (root / "FromAesop").iterdir()
+    assert re.fullmatch(r"Leave_\d{14}\.csv", remote.name)
+    assert "Frontline leave import: 1 processed, 0 skipped, 0 failed" in first.text
+    assert "fetched /FromAesop/Frontline_Leave.csv from 127.0.0.1" in first.text
+    assert second.output.summary == "no Frontline_Leave.csv in FromAesop; nothing to do"
+    assert [p.name.startswith("Leave_") for p in (tmp_batch_folder / "FromAesop").iterdir()] == [
+        True
+    ]
+    assert await env.fetchval("SELECT count(*) FROM sis.leave_requests") == 1

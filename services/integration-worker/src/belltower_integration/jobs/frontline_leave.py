@@ -1,7 +1,9 @@
 """``hr.frontline_leave``: the seeds' Frontline Leave import.
 
-Imports leave requests and substitute fulfilments dropped by Frontline Absence Management. The job
-acts only when ``Frontline_Leave.csv`` is in its folder; once processed, the file is renamed
+Imports leave requests and substitute fulfilments from Frontline Absence Management. With an SFTP
+server configured, the job fetches ``/FromAesop/Frontline_Leave.csv`` and renames it on the server
+at once to ``Leave_YYYYMMDDHHMMSS.csv``; the batch folder's ``FromAesop`` works as a local drop
+too. The job acts only when ``Frontline_Leave.csv`` is there; once processed, the file is renamed
 ``Leave_YYYYMMDDHHMMSS.csv``, so later runs do nothing until Frontline drops a new one (rename it
 back to process it again). Leave is keyed by Frontline's absence id: a re-run updates what it
 imported before, never adds a second copy, and never changes leave that payroll has paid.
@@ -18,12 +20,15 @@ from typing import Annotated
 
 import msgspec
 
+from belltower.errors import InvalidInput
 from belltower.jobtypes import JobContext, JobType
 
 from .. import batchfiles
 from ..employees import by_ein
 from ..notify import recipients, send_results
 from ..report import Tally
+from ..secrets import read_secret
+from ..sftp import SftpTarget, fetch_and_rename
 
 COLUMNS = [
     "absence_id",
@@ -67,6 +72,44 @@ class FrontlineParams(msgspec.Struct, forbid_unknown_fields=True):
     ] = 10.0
     group: str | None = None
     notify: list[str] = []
+    sftp_host: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Fetch the file from this SFTP server first (else the batch folder only)"
+        ),
+    ] = None
+    sftp_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 22
+    sftp_username: str | None = None
+    sftp_remote_dir: str = "/FromAesop"
+    sftp_password_secret: str | None = None
+    sftp_key_secret: str | None = None
+    sftp_known_hosts_secret: str = "sftp-known-hosts"
+
+
+def _sftp_target(params: FrontlineParams) -> SftpTarget:
+    if not params.sftp_username:
+        raise InvalidInput(
+            "param.sftp_username", "is required with sftp_host", "the SFTP user name"
+        )
+    if not params.sftp_password_secret and not params.sftp_key_secret:
+        raise InvalidInput(
+            "param.sftp_password_secret", "neither a password nor a key secret is given",
+            "sftp_password_secret or sftp_key_secret naming a secret",
+        )  # fmt: skip
+    assert params.sftp_host is not None
+    return SftpTarget(
+        host=params.sftp_host,
+        port=params.sftp_port,
+        username=params.sftp_username,
+        remote_dir=params.sftp_remote_dir,
+        known_hosts=read_secret(params.sftp_known_hosts_secret, "param.sftp_known_hosts_secret"),
+        password=read_secret(params.sftp_password_secret, "param.sftp_password_secret")
+        if params.sftp_password_secret
+        else None,
+        private_key=read_secret(params.sftp_key_secret, "param.sftp_key_secret")
+        if params.sftp_key_secret
+        else None,
+    )
 
 
 def _key(row: dict[str, str]) -> str:
@@ -96,7 +139,23 @@ async def run(ctx: JobContext, params: FrontlineParams) -> None:
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     waiting = await asyncio.to_thread(retries.load)
     present = await asyncio.to_thread(drop.is_file)
-    if present and not await asyncio.to_thread(batchfiles.settled, drop, params.settle_s):
+    fetched = False
+    if params.sftp_host and not present:
+        # The seeds' flow: take the file from the server and rename it there at once, so the
+        # next run finds nothing until Frontline drops a new one.
+        renamed = f"Leave_{batchfiles.stamp()}.csv"
+        fetched = present = await fetch_and_rename(
+            _sftp_target(params), params.file_name, drop, renamed
+        )
+        if fetched:
+            tally.fact(
+                f"fetched {params.sftp_remote_dir}/{params.file_name} from {params.sftp_host}, renamed there to {renamed}"
+            )
+    if (
+        present
+        and not fetched
+        and not await asyncio.to_thread(batchfiles.settled, drop, params.settle_s)
+    ):
         tally.fact(
             f"{params.file_name} was modified less than {params.settle_s:g}s ago; left for the next run"
         )
@@ -160,8 +219,9 @@ job_type = JobType(
     pool="integration",
     title="Frontline Leave",
     description=(
-        "Imports leave requests and substitute fulfillments from Frontline Absence Management. "
-        "Processes only when Frontline_Leave.csv is present, then renames it Leave_YYYYMMDDHHMMSS.csv; "
+        "Imports leave requests and substitute fulfillments from Frontline Absence Management "
+        "(from its SFTP server or the batch folder). Processes only when Frontline_Leave.csv is "
+        "present, then renames it Leave_YYYYMMDDHHMMSS.csv; "
         "never creates leave that already exists and never changes leave already paid."
     ),
     params=FrontlineParams,
