@@ -141,3 +141,23 @@ async def test_canvas_export_fails_clearly_on_a_refused_token(
                         raises=ConfigurationError)  # fmt: skip
     assert "Invalid access token" in str(run.error) and "'lms-token'" in str(run.error)
     assert "wrong" not in str(run.error) and canvas.imports == {}
+
+
+async def test_canvas_export_rides_out_throttling_and_fails_with_canvas_messages(
+    env, tmp_batch_folder, monkeypatch
+) -> None:
+    from belltower.errors import JobFailed
+    from belltower_integration.jobs import canvas_export
+
+    with CanvasStandIn(throttle_first=1, fail_with="Term FA26 is locked") as server:
+        monkeypatch.setenv("BELLTOWER_SECRET_CANVAS_TOKEN", server.token)
+        run = await env.run(canvas_export.job_type, {"base_url": server.url, "keep_copy": False},
+                            raises=JobFailed)  # fmt: skip
+        assert [m for m, _ in server.requests].count("POST") == 2  # the 429, then the import
+    assert (
+        str(run.error)
+        == "Canvas SIS import 1 ended 'failed_with_messages': sis_import: Term FA26 is locked"
+    )
+    assert run.output.summary == "Canvas SIS import 1 ended failed_with_messages"
+    assert "failed    sis_import  Term FA26 is locked" in run.text
+    assert not (tmp_batch_folder / "canvas").exists()

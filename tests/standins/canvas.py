@@ -75,9 +75,20 @@ def _check_bundle(data: bytes) -> tuple[dict[str, list[dict[str, str]]], list[li
 class CanvasStandIn:
     """Runs the stand-in on a free local port in a thread; use as a context manager."""
 
-    def __init__(self, token: str = "canvas-test-token", polls_until_done: int = 2) -> None:
+    def __init__(
+        self,
+        token: str = "canvas-test-token",
+        polls_until_done: int = 2,
+        *,
+        throttle_first: int = 0,
+        fail_with: str | None = None,
+    ) -> None:
+        """``throttle_first`` answers that many requests 429 (Canvas's rate limit) before serving;
+        ``fail_with`` makes every import end ``failed_with_messages`` with that message."""
         self.token = token
         self.polls_until_done = polls_until_done
+        self.throttle_first = throttle_first
+        self.fail_with = fail_with
         self.imports: dict[int, ReceivedImport] = {}
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
@@ -128,6 +139,11 @@ class CanvasStandIn:
         self.requests.append(("POST", request.url.path))
         if (refused := self._unauthorized(request)) is not None:
             return refused
+        if self.throttle_first > 0:
+            self.throttle_first -= 1
+            return JSONResponse(
+                {"errors": [{"message": "Rate Limit Exceeded"}]}, 429, headers={"Retry-After": "0"}
+            )
         content_type = request.headers.get("content-type", "")
         params = dict(request.query_params)
         if content_type.startswith("multipart/form-data"):
@@ -150,6 +166,8 @@ class CanvasStandIn:
         if params.get("import_type", "instructure_csv") != "instructure_csv":
             return JSONResponse({"errors": [{"message": "unknown import type"}]}, 400)
         files, errors = _check_bundle(data)
+        if self.fail_with:
+            errors.append(["sis_import", self.fail_with])
         with self._lock:
             new_id = len(self.imports) + 1
             received = ReceivedImport(
