@@ -105,3 +105,16 @@ async def test_sis_database_fixture_holds_the_demo_and_the_services_schemas(
             await sis.group_members(conn, "NOPE")
     finally:
         await conn.close()
+
+
+async def test_make_dev_loads_the_demo_school_once(database_url: str) -> None:
+    import io
+
+    from belltower.devstack import Console, load_demo_school
+
+    out = io.StringIO()
+    await load_demo_school(database_url, Console(out))
+    await load_demo_school(database_url, Console(out))
+    lines = out.getvalue().splitlines()
+    assert "loaded the demo school into schema sis: 3230 people" in lines[0]
+    assert "SIS schema holds 3230 people; demo data not loaded again" in lines[1]

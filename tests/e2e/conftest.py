@@ -101,8 +101,13 @@ class Stack:
                         f"{name} exited with {proc.returncode}:\n{self.log(name)[-3000:]}"
                     )
             result = cli.run("job-types", "--json", check=False, timeout=20)
-            if result.returncode == 0 and len(json.loads(result.stdout)) >= job_types:
-                return
+            if result.returncode == 0:
+                types = json.loads(result.stdout)
+                pools = {t["pool"] for t in types}
+                started = {n.removesuffix("-worker") for n in self.procs if n.endswith("-worker")}
+                # One pool alone may advertise many types: wait for every started worker's pool.
+                if len(types) >= job_types and started <= pools:
+                    return
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"stack not ready: {result.stderr}\n"

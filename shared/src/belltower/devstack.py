@@ -293,6 +293,31 @@ async def start_servers(
     return database_url
 
 
+async def load_demo_school(database_url: str, console: Console) -> None:
+    """Give the notifiers a school to work on: the demo SIS, loaded once into an empty ``sis`` schema."""
+    import asyncpg
+
+    from belltower import sis
+    from belltower.sis import demo
+
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        await sis.migrate(pool)
+        people = await pool.fetchval("SELECT count(*) FROM sis.people")
+        if people:
+            console.say(f"SIS schema holds {people} people; demo data not loaded again")
+            return
+        data = await asyncio.to_thread(demo.generate)
+        async with pool.acquire() as conn:
+            counts = await demo.load(conn, data)
+        console.say(
+            f"loaded the demo school into schema sis: {counts['people']} people, "
+            f"{counts['sections']} sections, {counts['enrollments']} enrollments"
+        )
+    finally:
+        await pool.close()
+
+
 async def run(paths: DevPaths, console: Console) -> int:
     external_db = os.environ.get("BELLTOWER_DATABASE_URL")
     ports = {"NATS": DEV_NATS_PORT, "NATS monitoring": DEV_NATS_MONITOR_PORT, "SMTP": DEV_SMTP_PORT}
@@ -322,6 +347,7 @@ async def run(paths: DevPaths, console: Console) -> int:
     watchers: list[asyncio.Task[None]] = []
     try:
         database_url = await start_servers(nats, postgres, mail, paths, external_db, console)
+        await load_demo_school(database_url, console)
         env = service_environment(nats, database_url, mail, paths.batch.absolute())
         for service in services:
             if stopping.is_set():

@@ -35,6 +35,7 @@ import msgspec
 from belltower import sis
 from belltower.errors import InvalidInput, JobFailed
 from belltower.jobtypes import JobContext, JobType, counted
+from belltower.mail import MailSession
 
 Repeat = Literal["every_run", "since_last_run", "once_per_item"]
 Channel = Literal["email", "reminder", "both"]
@@ -42,6 +43,7 @@ Role = Literal["group", "student", "faculty"]
 
 MAX_ROWS_IN_OUTPUT = 200
 SEND_CONCURRENCY = 8
+"""SMTP connections a run sends through at once, each carrying many messages."""
 
 Codes = Annotated[list[str], msgspec.Meta(description="codes to limit to; empty: no limit")]
 
@@ -447,6 +449,7 @@ def _compose(
 async def _deliver(
     spec: Notifier[Any],
     pool: asyncpg.Pool,
+    mail: MailSession,
     ctx: JobContext,
     params: NotifierParams,
     today: date,
@@ -460,7 +463,7 @@ async def _deliver(
         for channel in sorted(message.channels):
             if channel == "email":
                 assert message.contact.email is not None
-                await ctx.mailer.send([message.contact.email], subject, text, html)
+                await mail.send([message.contact.email], subject, text, html)
             else:
                 reminder = sis.Reminder(
                     person_id=message.contact.person_id, source=spec.name, title=subject,
@@ -513,13 +516,15 @@ async def _run(spec: Notifier[Any], ctx: JobContext, params: NotifierParams) -> 
         rows = await spec.select(query)
         tally.processed = len(rows)
         messages = await _plan(spec, conn, ctx, params, rows, tally)
-    gate = asyncio.Semaphore(SEND_CONCURRENCY)
+    waiting = list(reversed(messages))
 
-    async def one(message: Message) -> None:
-        async with gate:
-            await _deliver(spec, pool, ctx, params, today, message, since, until, tally)
+    async def sender() -> None:
+        async with ctx.mailer.session() as mail:
+            while waiting:
+                message = waiting.pop()
+                await _deliver(spec, pool, mail, ctx, params, today, message, since, until, tally)
 
-    await asyncio.gather(*(one(m) for m in messages))
+    await asyncio.gather(*(sender() for _ in range(min(SEND_CONCURRENCY, len(messages)))))
     _report(spec, ctx, rows, tally, since, until, today)
     if tally.failed:
         raise JobFailed(
