@@ -147,3 +147,28 @@ def test_quiet_hours_window_may_cross_midnight() -> None:
     assert not communication_queue.allowed(time(21), time(8), time(20))
     assert communication_queue.allowed(time(23), time(22), time(6))
     assert not communication_queue.allowed(time(12), time(22), time(6))
+
+
+async def test_communication_queue_keeps_mail_queued_while_smtp_is_down(
+    sis_database: str, tmp_batch_folder: Path
+) -> None:
+    from belltower.localservers import free_port
+
+    env = await open_env(sis_database, tmp_batch_folder, free_port("127.0.0.1"))
+    try:
+        await env.execute(
+            "INSERT INTO sis.communication_queue (channel, to_address, subject, body_text) "
+            "VALUES ('email', 'ada@example.net', 'Report cards', 'Hello')"
+        )
+        first = await env.run(communication_queue.job_type, {"max_attempts": 2})
+        assert first.output.summary.endswith("0 held for quiet hours, 1 failed")
+        assert "cannot send mail through" in first.text and "retried next run" in first.text
+        row = await env.fetchrow("SELECT state, attempts, last_error FROM sis.communication_queue")
+        assert (row["state"], row["attempts"]) == ("queued", 1) and "BELLTOWER_SMTP_PORT" in row[
+            "last_error"
+        ]
+        second = await env.run(communication_queue.job_type, {"max_attempts": 2})
+        assert "giving up" in second.text
+        assert await env.fetchval("SELECT state FROM sis.communication_queue") == "failed"
+    finally:
+        await env.db.close()

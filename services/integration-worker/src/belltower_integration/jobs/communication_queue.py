@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from datetime import time as clock
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
 from belltower.errors import InvalidInput, Unavailable
 from belltower.jobtypes import JobContext, JobType
+from belltower.mail import MailSession
 
 from ..report import Tally
 
@@ -95,51 +96,13 @@ async def run(ctx: JobContext, params: CommunicationQueueParams) -> None:
         tally.skipped += held
         tally.fact(f"{held} call/SMS/push messages held for quiet hours")
     emailed = recorded = 0
-    for index, item in enumerate(due, 1):
-        async with pool.acquire() as conn, conn.transaction():
-            msg = await conn.fetchrow(
-                "SELECT * FROM sis.communication_queue WHERE id = $1 AND state = 'queued' FOR UPDATE SKIP LOCKED",
-                item["id"],
+    async with ctx.mailer.session() as mail:
+        for index, item in enumerate(due, 1):
+            emailed, recorded = await _handle(
+                ctx, pool, item["id"], mail, params, tally, emailed, recorded
             )
-            if msg is None:
-                continue  # sent by an overlapping run meanwhile
-            record = f"#{msg['id']} {msg['channel']} to {msg['to_address']}"
-            if msg["channel"] == "email":
-                try:
-                    await ctx.mailer.send(
-                        [msg["to_address"]], msg["subject"], msg["body_text"], msg["body_html"]
-                    )
-                except Unavailable as exc:
-                    failed = msg["attempts"] + 1 >= params.max_attempts
-                    await conn.execute(
-                        "UPDATE sis.communication_queue SET attempts = attempts + 1, last_error = $2, "
-                        "state = CASE WHEN $3 THEN 'failed' ELSE state END WHERE id = $1",
-                        msg["id"], exc.message, failed,
-                    )  # fmt: skip
-                    tally.fail(
-                        record, exc.message + ("; giving up" if failed else "; retried next run")
-                    )
-                    continue
-                emailed += 1
-            else:
-                await conn.execute(
-                    """INSERT INTO sis.outbox (queue_id, channel, to_address, body_text, provider)
-                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (queue_id) DO NOTHING""",
-                    msg["id"], msg["channel"], msg["to_address"], msg["body_text"], OUTBOX,
-                )  # fmt: skip
-                recorded += 1
-            await conn.execute(
-                "UPDATE sis.communication_queue SET state = 'sent', sent_at = now(), attempts = attempts + 1 WHERE id = $1",
-                msg["id"],
-            )
-            tally.ok(
-                record,
-                "e-mailed"
-                if msg["channel"] == "email"
-                else "recorded in sis.outbox, not delivered",
-            )
-        if index % 100 == 0:
-            await ctx.progress(index, len(due), f"{index} of {len(due)} messages handled")
+            if index % 100 == 0:
+                await ctx.progress(index, len(due), f"{index} of {len(due)} messages handled")
     if recorded:
         tally.fact(
             f"{recorded} call/SMS/push messages were recorded in sis.outbox only: no SMS or voice "
@@ -157,6 +120,60 @@ async def run(ctx: JobContext, params: CommunicationQueueParams) -> None:
         f"{emailed} e-mails sent, {recorded} calls/SMS recorded to the outbox (no provider), "
         f"{held} held for quiet hours, {tally.failed} failed",
     )
+
+
+async def _handle(
+    ctx: JobContext,
+    pool: Any,
+    queue_id: int,
+    mail: MailSession,
+    params: CommunicationQueueParams,
+    tally: Tally,
+    emailed: int,
+    recorded: int,
+) -> tuple[int, int]:
+    """Send or record one queued message, holding its row until it is marked sent."""
+    async with pool.acquire() as conn, conn.transaction():
+        msg = await conn.fetchrow(
+            "SELECT * FROM sis.communication_queue WHERE id = $1 AND state = 'queued' FOR UPDATE SKIP LOCKED",
+            queue_id,
+        )
+        if msg is None:
+            return emailed, recorded  # sent by an overlapping run meanwhile
+        record = f"#{msg['id']} {msg['channel']} to {msg['to_address']}"
+        if msg["channel"] == "email":
+            try:
+                await mail.send(
+                    [msg["to_address"]], msg["subject"], msg["body_text"], msg["body_html"]
+                )
+            except Unavailable as exc:
+                failed = msg["attempts"] + 1 >= params.max_attempts
+                await conn.execute(
+                    "UPDATE sis.communication_queue SET attempts = attempts + 1, last_error = $2, "
+                    "state = CASE WHEN $3 THEN 'failed' ELSE state END WHERE id = $1",
+                    msg["id"], exc.message, failed,
+                )  # fmt: skip
+                tally.fail(
+                    record, exc.message + ("; giving up" if failed else "; retried next run")
+                )
+                return emailed, recorded
+            emailed += 1
+        else:
+            await conn.execute(
+                """INSERT INTO sis.outbox (queue_id, channel, to_address, body_text, provider)
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (queue_id) DO NOTHING""",
+                msg["id"], msg["channel"], msg["to_address"], msg["body_text"], OUTBOX,
+            )  # fmt: skip
+            recorded += 1
+        await conn.execute(
+            "UPDATE sis.communication_queue SET state = 'sent', sent_at = now(), attempts = attempts + 1 WHERE id = $1",
+            msg["id"],
+        )
+        tally.ok(
+            record,
+            "e-mailed" if msg["channel"] == "email" else "recorded in sis.outbox, not delivered",
+        )
+    return emailed, recorded
 
 
 job_type = JobType(
