@@ -26,25 +26,19 @@ from belltower.mail import MailSession
 
 from ..report import Tally
 
-HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+HHMM = r"^(([01][0-9]|2[0-3]):[0-5][0-9])?$"
 OUTBOX = "outbox"
 
 
 class CommunicationQueueParams(msgspec.Struct, forbid_unknown_fields=True):
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
     max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 5
-    do_not_send_before: (
-        Annotated[
-            str, msgspec.Meta(pattern=HHMM, description="HH:MM; default: the school preference")
-        ]
-        | None
-    ) = None
-    do_not_send_after: (
-        Annotated[
-            str, msgspec.Meta(pattern=HHMM, description="HH:MM; default: the school preference")
-        ]
-        | None
-    ) = None
+    do_not_send_before: Annotated[
+        str, msgspec.Meta(pattern=HHMM, description="HH:MM (24-hour); empty: the school preference")
+    ] = ""
+    do_not_send_after: Annotated[
+        str, msgspec.Meta(pattern=HHMM, description="HH:MM (24-hour); empty: the school preference")
+    ] = ""
     time_zone: Annotated[str | None, msgspec.Meta(description="Default: the school's")] = None
 
 
