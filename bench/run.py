@@ -9,7 +9,8 @@ stdout (progress goes to stderr)::
     uv run python bench/run.py --only dispatch_rate --profile bench/results
 
 Figures: ``dispatch_rate`` (with its raw ``publish_async`` baseline), ``e2e_runs_rate``,
-``history_ingest_rate``, ``bytes_per_schedule`` and ``schedules_load_s``. Each line has
+``history_ingest_rate``, ``bytes_per_schedule``, ``schedules_load_s``, ``sis_demo_load_s`` and
+``notifier_mail_rate`` (with a one-connection-per-message baseline). Each line has
 ``name``, ``value``, ``unit``, ``target`` and ``met``; paired figures add ``baseline`` and
 ``ratio``. Exit status is 0 when every benchmark ran (``--check``: and met its target), so a
 slow machine does not break ``make bench`` but CI can still gate on it.
@@ -30,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import dispatch, e2e, ingest, memory
+from benchlib import dispatch, e2e, ingest, memory, notifiers
 from benchlib.figures import Figure
 from benchlib.stack import Servers, inherited_overrides, log
 
@@ -71,6 +72,11 @@ async def _memory(servers: Servers, args: argparse.Namespace) -> list[Figure]:
     return await memory.run(servers, n)
 
 
+async def _notifiers(servers: Servers, args: argparse.Namespace) -> list[Figure]:
+    students = _size(args, args.students, 2_500, 250)
+    return await notifiers.run(servers, students)
+
+
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(("dispatch_rate",), ("occurrences/s",), (dispatch.TARGET_RATE,), _dispatch),
     Benchmark(("e2e_runs_rate",), ("runs/s",), (e2e.TARGET_RATE,), _e2e),
@@ -80,6 +86,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ("bytes", "s"),
         (memory.TARGET_BYTES, memory.TARGET_LOAD_S),
         _memory,
+    ),
+    Benchmark(
+        ("sis_demo_load_s", "notifier_mail_rate"),
+        ("s", "messages/s"),
+        (notifiers.TARGET_LOAD_S, notifiers.TARGET_RATE),
+        _notifiers,
     ),
 )
 ALL_FIGURES = tuple(name for b in BENCHMARKS for name in b.figures)
@@ -120,6 +132,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--schedules", type=int, help="jobs loaded for bytes_per_schedule (default 100,000)"
+    )
+    parser.add_argument(
+        "--students",
+        type=int,
+        help="students in the demo school for notifier_mail_rate (default 2,500)",
     )
     parser.add_argument(
         "--profile",

@@ -22,7 +22,8 @@ from belltower.jobtypes import Database, JobContext, Output
 from belltower.localservers import MailSink
 from belltower.mail import Mailer
 from belltower.settings import Settings
-from belltower_notifier.jobs import registry
+from belltower_integration.jobs import registry as integration_registry
+from belltower_notifier.jobs import registry as notifier_registry
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Ran:
 
 
 class JobRunner:
-    """Runs a registered job type the way the worker does, and returns what history would record."""
+    """Runs a job type of either worker the way the worker does, and returns what history would record."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -47,13 +48,14 @@ class JobRunner:
         job_type: str,
         params: dict[str, Any] | None = None,
         *,
-        job_id: str = "job-1",
+        job_id: str | None = None,
         occurrence_id: str | None = None,
         scheduled_for: datetime | None = None,
     ) -> Ran:
-        kind = registry.get(job_type)
-        assert kind is not None, job_type
+        kind = notifier_registry.get(job_type) or integration_registry.get(job_type)
+        assert kind is not None, f"{job_type} is registered in neither worker"
         occurrence_id = occurrence_id or uuid.uuid4().hex
+        job_id = job_id or f"job-{job_type}"
         output = Output()
 
         async def progress(done: int | None, total: int | None, message: str) -> None:

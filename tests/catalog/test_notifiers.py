@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from belltower import sis
 from belltower_notifier.jobs import registry
 from belltower_notifier.notifiers import NOTIFIERS
 
@@ -147,7 +148,7 @@ async def test_below_full_time_since_last_run(run_job, school, mail_sink, sis_co
 
     mail_sink.clear()
     second = await run_job("notifier.below_full_time", ONLY_TST)
-    assert second.summary.startswith("0 rows processed") and mail_sink.messages == []
+    assert ", 0 recipients notified" in second.summary and mail_sink.messages == []
 
     later = await school.person("Later")
     for _ in range(3):
@@ -173,8 +174,8 @@ async def test_status_addition_watermark_moves_only_when_the_run_succeeds(
     assert new["sis_id"] in body and old["sis_id"] not in body and student["sis_id"] not in body
 
     mail_sink.clear()
-    assert (await run_job("notifier.status_addition", params)).summary.startswith("0 rows")
-    assert mail_sink.messages == []
+    again = await run_job("notifier.status_addition", params)
+    assert ", 0 recipients notified" in again.summary and mail_sink.messages == []
 
     missed = await school.person("Missed", status="prospect", added_at=datetime.now(UTC))
     mail_sink.stop()
@@ -219,8 +220,12 @@ async def test_birthday_specific_age_and_greeting(run_job, school, mail_sink) ->
     assert greeting["Subject"] == "Happy birthday!" and "Happy 20th, Twenty!" in text_of(greeting)
     assert mails_to(mail_sink, thirty["email"]) == []
 
+    # Any age now; a birthday is told once per year, so only the thirty-year-old is new.
     mail_sink.clear()
-    assert (await run_job("notifier.birthday", {**ONLY_TST, "age": 0})).summary.startswith("2 rows")
+    again = await run_job("notifier.birthday", {**ONLY_TST, "age": 0})
+    assert again.summary.startswith("2 rows processed, 1 recipient")
+    body = told(mail_sink, school)
+    assert thirty["sis_id"] in body and twenty["sis_id"] not in body
 
 
 async def test_grade_notifiers_and_lead_faculty(run_job, school, mail_sink) -> None:
@@ -398,8 +403,8 @@ async def test_minor_status_indicator_assigned_and_told_once(
     )
     assert ends.month == school.days(-17 * 365).month and ends > school.today
     mail_sink.clear()
-    assert (await run_job("notifier.minor_status", ONLY_TST)).summary.startswith("0 rows")
-    assert mail_sink.messages == []
+    again = await run_job("notifier.minor_status", ONLY_TST)
+    assert ", 0 recipients notified" in again.summary and mail_sink.messages == []
 
 
 async def test_no_attendance_record(run_job, school, mail_sink) -> None:
@@ -450,10 +455,15 @@ async def test_transfer_credit_since_last_run(run_job, school, mail_sink, sis_co
     await credit("ENG101")
     await credit("MAT101")
     ran = await run_job("notifier.transfer_credit", ONLY_TST)
-    body = told(mail_sink, school)
-    assert ran.summary.startswith("1 row processed") and "ENG101, MAT101" in body
+    [mail] = mails_to(mail_sink, school.staff["email"])
+    assert (
+        ran.summary.startswith("2 rows processed")
+        and mail["Subject"] == "1 student received transfer credit"
+    )
+    assert "ENG101" in text_of(mail) and "MAT101" in text_of(mail)
     mail_sink.clear()
-    assert (await run_job("notifier.transfer_credit", ONLY_TST)).summary.startswith("0 rows")
+    again = await run_job("notifier.transfer_credit", ONLY_TST)
+    assert ", 0 recipients notified" in again.summary and mail_sink.messages == []
     await credit("HIS101")
     await run_job("notifier.transfer_credit", ONLY_TST)
     body = told(mail_sink, school)
@@ -619,4 +629,40 @@ async def test_reminders_are_stored_for_the_console(run_job, school, mail_sink, 
         "SELECT title, body_text FROM sis.reminders WHERE person_id = $1", reader["id"]
     )
     assert len(rows) == 1 and owes["sis_id"] in rows[0]["body_text"]
+    [unread] = await sis.reminders_for(sis_conn, reader["id"])
+    assert unread["source"] == "notifier.balance_due" and unread["title"].endswith("balance due")
     assert len(mails_to(mail_sink, reader["email"])) == 1
+
+
+async def test_missing_sis_schema_fails_clearly_until_it_is_created(
+    database_url: str, mail_sink, tmp_batch_folder
+) -> None:
+    import asyncio
+    import os
+    import sys
+
+    from belltower.settings import Settings
+
+    from .conftest import JobRunner
+
+    runner = JobRunner(
+        Settings(database_url=database_url, smtp_host=mail_sink.host, smtp_port=mail_sink.port)
+    )
+    try:
+        ran = await runner("notifier.balance_due", {"group": ""})
+        assert ran.status == "failed"
+        assert "the SIS schema is missing" in (ran.error or "") and "--schema-only" in (
+            ran.error or ""
+        )
+        env = {**os.environ, "BELLTOWER_DATABASE_URL": database_url}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "belltower.sis.demo", "--schema-only",
+            env=env, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0
+        assert out.decode().strip() == "sis migrations applied: [1]"
+        ran = await runner("notifier.balance_due", {"group": ""})
+        assert ran.status == "succeeded" and ran.summary.startswith("0 rows processed")
+    finally:
+        await runner.db.close()

@@ -184,11 +184,15 @@ def _params(info: JobTypeInfo) -> dict[str, str]:
     root = schema.get("$defs", {}).get(schema.get("$ref", "").removeprefix("#/$defs/"), schema)
     out = {}
     for name, prop in root.get("properties", {}).items():
-        kinds = [p.get("type", "?") for p in prop.get("anyOf", [prop])]
+        kinds = [
+            p.get("type") or "|".join(map(str, p.get("enum", ["?"])))
+            for p in prop.get("anyOf", [prop])
+        ]
         default = (
             f" (default {json.dumps(prop['default'])})" if "default" in prop else " (required)"
         )
-        out[name] = "/".join(map(str, kinds)) + default
+        about = f": {prop['description']}" if prop.get("description") else ""
+        out[name] = "/".join(map(str, kinds)) + default + about
     return out
 
 

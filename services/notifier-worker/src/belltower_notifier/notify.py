@@ -7,7 +7,8 @@ to text and HTML) and its repeat policy:
 
 - ``every_run``: whatever matches now is told, every run;
 - ``since_last_run``: only what was added since the job last ran successfully (a watermark per
-  job in ``notifier.watermarks``, moved only when the run succeeds);
+  job in ``notifier.watermarks``, moved only when the run succeeds; the window starts a few
+  minutes before the watermark, and the sent-items ledger keeps that overlap from repeating);
 - ``once_per_item``: each (recipient, item) is told once ever (the ``notifier.sent_items`` ledger).
 
 Every recipient gets one message per run listing all of their rows, by e-mail and/or as an in-app
@@ -33,6 +34,7 @@ import jinja2
 import msgspec
 
 from belltower import sis
+from belltower.db import migrate
 from belltower.errors import InvalidInput, JobFailed
 from belltower.jobtypes import JobContext, JobType, counted
 from belltower.mail import MailSession
@@ -41,6 +43,12 @@ Repeat = Literal["every_run", "since_last_run", "once_per_item"]
 Channel = Literal["email", "reminder", "both"]
 Role = Literal["group", "student", "faculty"]
 
+STATE_SCHEMA = "notifier"
+SINCE_LAST_RUN_OVERLAP = timedelta(minutes=5)
+"""How far before its watermark a since-last-run notifier looks again (see ``_open_window``)."""
+SENT_ITEMS_KEPT_SINCE_LAST_RUN = timedelta(days=1)
+"""A since-last-run job needs its sent-items ledger only for the overlap; older entries go."""
+_LEDGERED = ("once_per_item", "since_last_run")
 MAX_ROWS_IN_OUTPUT = 200
 SEND_CONCURRENCY = 8
 """SMTP connections a run sends through at once, each carrying many messages."""
@@ -48,15 +56,16 @@ SEND_CONCURRENCY = 8
 Codes = Annotated[list[str], msgspec.Meta(description="codes to limit to; empty: no limit")]
 
 
+Group = Annotated[
+    str,
+    msgspec.Meta(description="code of the notification group told about every row; empty: none"),
+]
+
+
 class NotifierParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Parameters every notifier takes; each notifier's own Struct adds to them."""
 
-    group: Annotated[
-        str,
-        msgspec.Meta(
-            description="code of the notification group told about every row; empty: none"
-        ),
-    ] = ""
+    group: Group = ""
     divisions: Codes = []
     campuses: Codes = []
     departments: Codes = []
@@ -178,6 +187,8 @@ class Notifier(Generic[P]):
 
 _text_env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 _html_env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=True)
+for _env in (_text_env, _html_env):
+    _env.filters["counted"] = counted  # {{ count | counted('student') }}: "1 student", "3 students"
 
 
 @functools.lru_cache(maxsize=512)
@@ -310,18 +321,27 @@ async def _open_window(
         )
     until: datetime = row["pending_until"]
     if row["mark"] is not None:
-        return row["mark"], until
+        # Look a little before the mark: a row stamped just before the last window closed but
+        # committed after that run selected would otherwise never be seen. The sent-items
+        # ledger keeps the overlap from telling anyone twice.
+        return row["mark"] - SINCE_LAST_RUN_OVERLAP, until
     days = getattr(params, "first_run_look_back_days", 1)
     return until - timedelta(days=days), until
 
 
 async def _close_window(pool: asyncpg.Pool, ctx: JobContext) -> None:
-    await pool.execute(
-        """UPDATE notifier.watermarks SET mark = pending_until, pending_occurrence = NULL, updated_at = now()
-            WHERE job_id = $1 AND pending_occurrence = $2""",
-        ctx.job_id,
-        ctx.occurrence_id,
-    )
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """UPDATE notifier.watermarks SET mark = pending_until, pending_occurrence = NULL, updated_at = now()
+                WHERE job_id = $1 AND pending_occurrence = $2""",
+            ctx.job_id,
+            ctx.occurrence_id,
+        )
+        await conn.execute(
+            "DELETE FROM notifier.sent_items WHERE job_id = $1 AND sent_at < now() - $2::interval",
+            ctx.job_id,
+            SENT_ITEMS_KEPT_SINCE_LAST_RUN,
+        )
 
 
 async def _plan(
@@ -362,7 +382,7 @@ async def _plan(
         if person in people:
             messages.append(Message("faculty", people[person], set(faculty_channels), mine))
 
-    if spec.repeat == "once_per_item" and messages:
+    if spec.repeat in _LEDGERED and messages:
         told = await conn.fetch(
             """SELECT recipient, item_key FROM notifier.sent_items
                 WHERE job_id = $1 AND recipient = ANY($2::text[])""",
@@ -478,7 +498,7 @@ async def _deliver(
                     ctx.occurrence_id, message.recipient, channel, ctx.job_id,
                     message.contact.email if channel == "email" else None, len(message.rows),
                 )  # fmt: skip
-                if spec.repeat == "once_per_item":
+                if spec.repeat in _LEDGERED:
                     await conn.execute(
                         """INSERT INTO notifier.sent_items (job_id, recipient, item_key, occurrence_id)
                            SELECT $1, $2, unnest($3::text[]), $4 ON CONFLICT DO NOTHING""",
@@ -497,8 +517,34 @@ async def _deliver(
     tally.notified += 1
 
 
+_state_ready: set[str] = set()
+"""Database URLs whose ``notifier`` schema this process has brought up to date."""
+
+
+async def _ensure_state(ctx: JobContext, pool: asyncpg.Pool) -> None:
+    """Migrate the notifiers' own schema on first use, so the worker starts without the database."""
+    if ctx.db.url in _state_ready:
+        return
+    await migrate(pool, STATE_SCHEMA, "belltower_notifier")
+    _state_ready.add(ctx.db.url)
+
+
 async def _run(spec: Notifier[Any], ctx: JobContext, params: NotifierParams) -> None:
     pool = await ctx.db.pool()
+    await _ensure_state(ctx, pool)
+    try:
+        await _notify(spec, ctx, params, pool)
+    except asyncpg.UndefinedTableError as exc:
+        raise JobFailed(
+            f"the SIS schema is missing from the database ({exc}): map the school's SIS onto the "
+            "reference schema (docs/sis-schema.md), or load the demo school with "
+            "`python -m belltower.sis.demo` (`--schema-only` for the empty schema)"
+        ) from None
+
+
+async def _notify(
+    spec: Notifier[Any], ctx: JobContext, params: NotifierParams, pool: asyncpg.Pool
+) -> None:
     today = today_for(ctx, params)
     tally = Tally()
     async with pool.acquire() as conn:

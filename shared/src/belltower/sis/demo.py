@@ -768,6 +768,16 @@ async def install(
         await pool.close()
 
 
+async def _migrate_only(url: str) -> list[int]:
+    from . import migrate
+
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+    try:
+        return await migrate(pool)
+    finally:
+        await pool.close()
+
+
 def main() -> None:
     from ..settings import get_settings
 
@@ -778,10 +788,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--today", type=date.fromisoformat, default=None, help="YYYY-MM-DD")
     parser.add_argument("--replace", action="store_true", help="empty the sis tables first")
+    parser.add_argument(
+        "--schema-only", action="store_true", help="create or upgrade the sis schema, load nothing"
+    )
     args = parser.parse_args()
+    url = get_settings().database_url
+    if args.schema_only:
+        print(f"sis migrations applied: {asyncio.run(_migrate_only(url)) or 'none (up to date)'}")
+        return
     counts = asyncio.run(
         install(
-            get_settings().database_url, today=args.today, seed=args.seed,
+            url, today=args.today, seed=args.seed,
             size=DemoSize(students=args.students), replace=args.replace,
         )
     )  # fmt: skip

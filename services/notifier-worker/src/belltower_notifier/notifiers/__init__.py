@@ -1,0 +1,37 @@
+"""The seeds' notifiers, each declared on the one mechanism in ``belltower_notifier.notify``.
+
+Titles and descriptions come from the Timed Task Scheduler seed; every selection is SQL over the
+reference SIS schema (docs/sis-schema.md). Rows about a student are limited by the student's
+division, campus, department and level; rows about a section by the section's division and
+campus and its course's department and level.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..notify import Notifier
+from .accounts import balance_due, credit_balance
+from .attendance import attendance, attendance_tardies, no_attendance_record
+from .enrollment import (
+    below_full_time,
+    enrollment_confirmation,
+    registration_reminder,
+    schedule_changes,
+    withdrawn,
+)
+from .grades import blank_grades, final_grades_not_posted, grades_not_official, incomplete_grades
+from .holds_health import immunization_expiration, user_defined_hold
+from .people import birthday, minor_status, status_addition, transfer_credit
+from .timed_email import timed_email
+from .waitlist import auto_waitlist_enroll
+
+NOTIFIERS: tuple[Notifier[Any], ...] = (
+    attendance, attendance_tardies, auto_waitlist_enroll, balance_due, below_full_time, birthday,
+    blank_grades, credit_balance, enrollment_confirmation, final_grades_not_posted,
+    grades_not_official, immunization_expiration, incomplete_grades, minor_status,
+    no_attendance_record, registration_reminder, status_addition, schedule_changes,
+    transfer_credit, user_defined_hold, withdrawn, timed_email,
+)  # fmt: skip
+
+__all__ = ["NOTIFIERS"]
