@@ -161,3 +161,16 @@ async def test_canvas_export_rides_out_throttling_and_fails_with_canvas_messages
     assert run.output.summary == "Canvas SIS import 1 ended failed_with_messages"
     assert "failed    sis_import  Term FA26 is locked" in run.text
     assert not (tmp_batch_folder / "canvas").exists()
+
+
+async def test_canvas_export_imported_with_messages_succeeds_and_lists_the_warnings(
+    env, monkeypatch
+) -> None:
+    from belltower_integration.jobs import canvas_export
+
+    with CanvasStandIn(warn_with="user S000123 has no e-mail address") as server:
+        monkeypatch.setenv("BELLTOWER_SECRET_CANVAS_TOKEN", server.token)
+        run = await env.run(canvas_export.job_type, {"base_url": server.url, "keep_copy": False})
+    assert run.output.summary.startswith("Canvas SIS import 1 imported_with_messages:")
+    assert "skipped   users.csv  user S000123 has no e-mail address" in run.text
+    assert ", 1 skipped, 0 failed" in run.text

@@ -82,13 +82,16 @@ class CanvasStandIn:
         *,
         throttle_first: int = 0,
         fail_with: str | None = None,
+        warn_with: str | None = None,
     ) -> None:
         """``throttle_first`` answers that many requests 429 (Canvas's rate limit) before serving;
-        ``fail_with`` makes every import end ``failed_with_messages`` with that message."""
+        ``fail_with`` makes every import end ``failed_with_messages`` with that message, and
+        ``warn_with`` makes it end ``imported_with_messages`` with that warning."""
         self.token = token
         self.polls_until_done = polls_until_done
         self.throttle_first = throttle_first
         self.fail_with = fail_with
+        self.warn_with = warn_with
         self.imports: dict[int, ReceivedImport] = {}
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
@@ -190,13 +193,14 @@ class CanvasStandIn:
             state = "importing"
         elif received.errors:
             state = "failed_with_messages"
+        elif self.warn_with:
+            state = "imported_with_messages"
         else:
             state = "imported"
         received.states.append(state)
         return JSONResponse(self._body(received, state))
 
-    @staticmethod
-    def _body(received: ReceivedImport, state: str) -> dict[str, Any]:
+    def _body(self, received: ReceivedImport, state: str) -> dict[str, Any]:
         done = state not in ("created", "importing")
         counts = {
             "users": len(received.files.get("users.csv", [])),
@@ -216,6 +220,8 @@ class CanvasStandIn:
                 "counts": counts if done else None,
             },
             "processing_errors": received.errors[:25] if done and received.errors else None,
-            "processing_warnings": None,
+            "processing_warnings": [["users.csv", self.warn_with]]
+            if done and self.warn_with
+            else None,
             "batch_mode": received.params.get("batch_mode") == "true",
         }

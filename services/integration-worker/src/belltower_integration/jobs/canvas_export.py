@@ -217,7 +217,7 @@ async def run(ctx: JobContext, params: CanvasExportParams) -> None:
         final = await client.wait(
             params.account_id,
             import_id,
-            timeout_s=params.poll_timeout_s,
+            timeout_s=max(1.0, min(params.poll_timeout_s, ctx.remaining() - 5)),
             first_delay_s=0.5,
             on_poll=on_poll,
         )
