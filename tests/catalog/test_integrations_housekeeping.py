@@ -172,3 +172,30 @@ async def test_communication_queue_keeps_mail_queued_while_smtp_is_down(
         assert await env.fetchval("SELECT state FROM sis.communication_queue") == "failed"
     finally:
         await env.db.close()
+
+
+async def test_purge_old_files_by_withdrawal_date(env: Env, tmp_batch_folder: Path) -> None:
+    gone, staying = [r["id"] for r in await env.fetch(
+        "SELECT p.id FROM sis.people p WHERE p.status = 'student' AND EXISTS "
+        "(SELECT 1 FROM sis.enrollments e WHERE e.person_id = p.id AND e.status = 'enrolled') ORDER BY p.id LIMIT 2"
+    )]  # fmt: skip
+    await env.execute(
+        "UPDATE sis.enrollments SET status = 'withdrawn', withdrawn_on = current_date - 1000 WHERE person_id = $1",
+        gone,
+    )
+    await env.execute(  # withdrew long ago from one course but still enrolled in others: kept
+        "UPDATE sis.enrollments SET status = 'withdrawn', withdrawn_on = current_date - 1000 WHERE id = "
+        "(SELECT min(id) FROM sis.enrollments WHERE person_id = $1)", staying,
+    )  # fmt: skip
+    (tmp_batch_folder / "documents").mkdir()
+    for person, name in ((gone, "gone.pdf"), (staying, "staying.pdf")):
+        (tmp_batch_folder / "documents" / name).write_bytes(b"%PDF")
+        await env.execute(
+            "INSERT INTO sis.documents (person_id, category, file_path) VALUES ($1, 'B', $2)",
+            person, f"documents/{name}",
+        )  # fmt: skip
+    run = await env.run(
+        housekeeping.purge_old_files_type, {"retention_days": 730, "retain_by": "withdraw_date"}
+    )
+    assert run.output.summary == "purged 1 files, 0 kept on document hold, 0 failed"
+    assert [p.name for p in (tmp_batch_folder / "documents").iterdir()] == ["staying.pdf"]
