@@ -33,7 +33,7 @@ async def test_name_csv_export_lists_students_and_faculty_with_email_and_cell(
     run = await env.run(name_csv_export.job_type)
     rows = read(tmp_batch_folder / "exports" / "NameExport.csv")
     assert rows[0] == ["First Name", "Last Name", "Email Address", "Cell Phone Number"]
-    assert len(rows) - 1 == expected == 2620
+    assert len(rows) - 1 == expected > 2000
     person = await env.fetch(
         """SELECT p.first_name, p.last_name, e.address, f.number FROM sis.people p
              JOIN sis.emails e ON e.person_id = p.id AND e.is_primary
@@ -45,8 +45,8 @@ async def test_name_csv_export_lists_students_and_faculty_with_email_and_cell(
         "SELECT e.address FROM sis.people p JOIN sis.emails e ON e.person_id = p.id WHERE p.status = 'staff' LIMIT 1"
     )
     assert all(staff_email not in row for row in rows)
-    assert run.output.summary == "exports/NameExport.csv: 2620 people, 0 skipped"
-    assert "2620 processed, 0 skipped, 0 failed" in run.html
+    assert run.output.summary == f"exports/NameExport.csv: {expected} people, 0 skipped"
+    assert f"{expected} processed, 0 skipped, 0 failed" in run.html
     assert [p.name for p in (tmp_batch_folder / "exports").iterdir()] == ["NameExport.csv"]
 
 
@@ -63,6 +63,9 @@ async def test_schoolmessenger_writes_students_faculty_staff_and_tells_the_group
     await env.execute(
         "DELETE FROM sis.phones WHERE person_id = (SELECT id FROM sis.people WHERE status = 'staff' ORDER BY id LIMIT 1)"
     )
+    people = await env.fetchval(
+        "SELECT count(*) FROM sis.people WHERE status IN ('student', 'faculty', 'staff')"
+    )
     run = await env.run(schoolmessenger.job_type, {"group": group, "notify": ["it@school.example"]})
     rows = read(tmp_batch_folder / "exports" / "schoolmessenger.csv")
     assert rows[0] == [
@@ -73,12 +76,12 @@ async def test_schoolmessenger_writes_students_faculty_staff_and_tells_the_group
         "Phone Number",
         "Cell Phone Number",
     ]
-    assert len(rows) - 1 == 2500 + 120 + 60 - 1
-    assert run.output.summary == "exports/schoolmessenger.csv: 2679 people, 1 skipped"
+    assert len(rows) - 1 == people - 1
+    assert run.output.summary == f"exports/schoolmessenger.csv: {people - 1} people, 1 skipped"
     assert "no e-mail address and no phone" in run.text
     mail = await mail_sink.wait_for(lambda m: "SchoolMessenger" in m["Subject"], timeout=10)
     assert "it@school.example" in mail.envelope_to and len(mail.envelope_to) == members + 1
-    assert "2679 processed, 1 skipped, 0 failed" in mail.get_body(("plain",)).get_content()
+    assert f"{people - 1} processed, 1 skipped, 0 failed" in mail.get_body(("plain",)).get_content()
     again = await env.run(schoolmessenger.job_type)
     assert read(tmp_batch_folder / "exports" / "schoolmessenger.csv") == rows
     assert again.output.summary == run.output.summary
