@@ -214,3 +214,16 @@ async def test_frontline_fetches_from_sftp_and_renames_the_file_on_the_server(
         True
     ]
     assert await env.fetchval("SELECT count(*) FROM sis.leave_requests") == 1
+
+
+async def test_a_drop_still_arriving_is_left_and_an_empty_one_is_archived(
+    env: Env, tmp_batch_folder: Path
+) -> None:
+    folder = tmp_batch_folder / "FromAesop"
+    drop(folder / "Frontline_Leave.csv", "absence_id,employee_id,date,leave_type,hours\n")
+    arriving = await env.run(frontline_leave.job_type)  # default settle_s: the file is seconds old
+    assert arriving.output.summary == "Frontline_Leave.csv is still arriving; left for the next run"
+    assert (folder / "Frontline_Leave.csv").exists()
+    empty = await env.run(frontline_leave.job_type, NOW)
+    assert "Frontline leave import: 0 processed, 0 skipped, 0 failed" in empty.text
+    assert [p.name.startswith("Leave_") for p in folder.iterdir()] == [True]

@@ -166,8 +166,14 @@ async def run(ctx: JobContext, params: FrontlineParams) -> None:
         tally.fact(f"{params.file_name}: {len(rows)} rows")
     if waiting:
         tally.fact(f"{RETRIES}: {len(waiting)} rows from earlier runs retried")
-    if not rows and not waiting:
-        tally.write(ctx, f"no {params.file_name} in {params.folder}; nothing to do")
+    if not present and not waiting:
+        busy = await asyncio.to_thread(drop.is_file)
+        tally.write(
+            ctx,
+            f"{params.file_name} is still arriving; left for the next run"
+            if busy
+            else f"no {params.file_name} in {params.folder}; nothing to do",
+        )
         return
     # Rows in the new file win over an older copy of the same absence waiting for a retry.
     merged = {_key(r): r for r in waiting} | {_key(r): r for r in rows}
