@@ -227,3 +227,11 @@ async def test_a_drop_still_arriving_is_left_and_an_empty_one_is_archived(
     empty = await env.run(frontline_leave.job_type, NOW)
     assert "Frontline leave import: 0 processed, 0 skipped, 0 failed" in empty.text
     assert [p.name.startswith("Leave_") for p in folder.iterdir()] == [True]
+
+
+async def test_a_long_import_reports_progress(env: Env, tmp_batch_folder: Path) -> None:
+    rows = "".join(f"Pat,Number{i},pat{i}@example.net\n" for i in range(1000))
+    drop(tmp_batch_folder / "import_names" / "names.csv", "first_name,last_name,email\n" + rows)
+    run = await env.run(import_names.job_type, NOW)
+    assert run.progress == [(500, 1000, "500 of 1000 names"), (1000, 1000, "1000 of 1000 names")]
+    assert "Import names: 1000 processed, 0 skipped, 0 failed" in run.text

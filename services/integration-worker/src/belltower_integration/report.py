@@ -80,3 +80,12 @@ class Tally:
             if len(self.notes) > len(shown):
                 parts.append(f"<p>... and {len(self.notes) - len(shown)} more.</p>")
         out.html("".join(parts))
+
+
+PROGRESS_EVERY = 500
+
+
+async def every(ctx: JobContext, done: int, total: int, what: str) -> None:
+    """Report progress every few hundred records, so a long import shows it is moving."""
+    if done % PROGRESS_EVERY == 0:
+        await ctx.progress(done, total, f"{done} of {total} {what}")

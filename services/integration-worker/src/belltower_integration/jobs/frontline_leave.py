@@ -26,7 +26,7 @@ from belltower.jobtypes import JobContext, JobType
 from .. import batchfiles
 from ..employees import by_ein
 from ..notify import recipients, send_results
-from ..report import Tally
+from ..report import Tally, every
 from ..secrets import read_secret
 from ..sftp import SftpTarget, fetch_and_rename
 
@@ -185,7 +185,8 @@ async def run(ctx: JobContext, params: FrontlineParams) -> None:
             [r["employee_id"] for r in merged.values()]
             + [r.get("substitute_id", "") for r in merged.values()],
         )
-        for key, row in merged.items():
+        for index, (key, row) in enumerate(merged.items(), 1):
+            await every(ctx, index, len(merged), "leave records")
             parsed = _parse(row)
             if isinstance(parsed, str):
                 tally.fail(key, parsed)

@@ -22,7 +22,7 @@ from belltower.jobtypes import JobContext, JobType
 
 from .. import batchfiles
 from ..notify import recipients, send_results
-from ..report import Tally
+from ..report import Tally, every
 
 Status = Literal["student", "faculty", "staff", "prospect", "alumni"]
 REQUIRED = ["first_name", "last_name", "email"]
@@ -60,6 +60,7 @@ async def run(ctx: JobContext, params: ImportNamesParams) -> None:
     pool = await ctx.db.pool()
     async with pool.acquire() as conn, conn.transaction():
         for line, row in enumerate(rows, 2):
+            await every(ctx, line - 1, len(rows), "names")
             email = row["email"].strip()
             record = f"line {line}: {row['first_name']} {row['last_name']} <{email}>"
             if not row["first_name"] or not row["last_name"] or "@" not in email:

@@ -24,7 +24,7 @@ from belltower.jobtypes import JobContext, JobType
 from .. import batchfiles
 from ..employees import by_ein
 from ..notify import recipients, send_results
-from ..report import Tally
+from ..report import Tally, every
 
 REQUIRED = ["employee_id", "premium"]
 
@@ -88,6 +88,7 @@ async def run(ctx: JobContext, params: MetLifeParams) -> None:
     async with pool.acquire() as conn, conn.transaction():
         people = await by_ein(conn, [r["employee_id"] for r in rows])
         for line, row in enumerate(rows, 2):
+            await every(ctx, line - 1, len(rows), "billing records")
             name = " ".join(filter(None, [row.get("first_name"), row.get("last_name")]))
             record = f"line {line}: {row['employee_id'] or '(no id)'} {name}".rstrip()
             premium = _money(row["premium"], "premium")

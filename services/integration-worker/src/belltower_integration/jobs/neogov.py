@@ -28,7 +28,7 @@ from belltower.jobtypes import JobContext, JobType
 from .. import batchfiles
 from ..employees import HR_SYSTEM, by_ein
 from ..notify import recipients, send_results
-from ..report import Tally
+from ..report import Tally, every
 
 RETRIES = "neogov_retries.csv"
 HIRE_COLUMNS = ["ein", "first_name", "last_name", "email", "hire_date", "position", "department"]
@@ -87,7 +87,8 @@ async def new_hires(ctx: JobContext, params: NeoGovParams) -> None:
     pool = await ctx.db.pool()
     async with pool.acquire() as conn, conn.transaction():
         existing = await by_ein(conn, [r["ein"] for _, r in rows])
-        for name, row in rows:
+        for index, (name, row) in enumerate(rows, 1):
+            await every(ctx, index, len(rows), "new hires")
             ein = row["ein"]
             record = f"{name}: EIN {ein}"
             if not ein or not row["first_name"] or not row["last_name"]:
@@ -192,7 +193,8 @@ async def user_data(ctx: JobContext, params: NeoGovParams) -> None:
     pool = await ctx.db.pool()
     async with pool.acquire() as conn, conn.transaction():
         people = await by_ein(conn, list(latest))
-        for ein, (name, row) in latest.items():
+        for index, (ein, (name, row)) in enumerate(latest.items(), 1):
+            await every(ctx, index, len(latest), "user records")
             record = f"{name}: EIN {ein}"
             person = people.get(ein)
             if person is None:
