@@ -605,13 +605,18 @@ async def test_demo_waitlists_fill_open_seats(run_job, sis_conn) -> None:
     ],
 )
 async def test_bad_parameters_fail_the_run_clearly(
-    run_job, school, mail_sink, params, message
+    run_job, school, mail_sink, sis_conn, params, message
 ) -> None:
     owes = await school.person("Owes")
     await school.post(owes, "TUIT", "100")
     ran = await run_job("notifier.balance_due", params)
     assert ran.status == "failed" and message in (ran.error or "")
     assert mail_sink.messages == []
+    # A notifier that acts changes nothing when its parameters are bad.
+    before = await sis_conn.fetchval("SELECT count(*) FROM sis.schedule_changes")
+    acted = await run_job("notifier.auto_waitlist_enroll", params)
+    assert acted.status == "failed" and message in (acted.error or "")
+    assert await sis_conn.fetchval("SELECT count(*) FROM sis.schedule_changes") == before
 
 
 async def test_reminders_are_stored_for_the_console(run_job, school, mail_sink, sis_conn) -> None:
@@ -666,3 +671,26 @@ async def test_missing_sis_schema_fails_clearly_until_it_is_created(
         assert ran.status == "succeeded" and ran.summary.startswith("0 rows processed")
     finally:
         await runner.db.close()
+
+
+async def test_a_group_member_who_leads_the_section_gets_one_message(
+    run_job, school, mail_sink, sis_conn
+) -> None:
+    chair = await school.person("Chair", status="faculty")
+    await school.group("CHAIRS", chair, reminder=True)
+    section = await school.section(lead=chair, starts=-60, ends=-10)
+    blank = await school.person("Blank")
+    await school.enroll(blank, section, "completed")
+    params = {"group": "CHAIRS", "divisions": ["TST"], "notify_faculty": True}
+    ran = await run_job("notifier.blank_grades", params)
+    assert ran.summary.startswith("1 row processed, 1 recipient notified (1 e-mail, 1 reminder)")
+    [mail] = mails_to(mail_sink, chair["email"])
+    body = text_of(mail)
+    assert "These students have no grade" in body and "Please enter grades" in body
+    assert body.count(blank["sis_id"]) == 2  # in the group's table and in the faculty table
+    assert (
+        await sis_conn.fetchval(
+            "SELECT count(*) FROM sis.reminders WHERE person_id = $1", chair["id"]
+        )
+        == 1
+    )

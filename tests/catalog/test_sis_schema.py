@@ -118,3 +118,37 @@ async def test_make_dev_loads_the_demo_school_once(database_url: str) -> None:
     lines = out.getvalue().splitlines()
     assert "loaded the demo school into schema sis: 3230 people" in lines[0]
     assert "SIS schema holds 3230 people; demo data not loaded again" in lines[1]
+
+
+async def test_access_layer_reads_people_sections_and_contacts(sis_database: str) -> None:
+    conn = await asyncpg.connect(sis_database)
+    try:
+        grad = sis.Demographics(statuses=["student"], divisions=["gr"], campuses=["ONLINE"])
+        people = await sis.find_people(conn, grad)
+        expected = await conn.fetchval(
+            """SELECT count(*) FROM sis.people p JOIN sis.divisions d ON d.id = p.division_id
+                 JOIN sis.campuses c ON c.id = p.campus_id
+                WHERE p.status = 'student' AND d.code = 'GR' AND c.code = 'ONLINE'"""
+        )
+        assert len(people) == expected > 0
+        assert all(
+            p.division == "GR" and p.campus == "ONLINE" and p.status == "student" for p in people
+        )
+        assert [p.last_name for p in people] == sorted(p.last_name for p in people)
+        assert await sis.get_person(conn, people[0].id) == people[0]
+        assert await sis.get_person(conn, -1) is None
+
+        reach = await sis.contacts(conn, [p.id for p in people[:5]])
+        assert set(reach) == {p.id for p in people[:5]}
+        assert all(c.email and c.email.endswith("@belltower.edu") for c in reach.values())
+
+        [open_section, *_] = await sis.sections_with_waitlist_and_seats(conn)
+        assert open_section.enrolled < open_section.capacity
+        assert await sis.get_section(conn, open_section.id) == open_section
+        queue = await sis.waitlist(conn, open_section.id)
+        assert [w.position for w in queue] == sorted(w.position for w in queue) and queue
+
+        with pytest.raises(InvalidInput, match=r"param.campuses: unknown code\(s\) MOON"):
+            await sis.check_demographics(conn, sis.Demographics(campuses=["moon"]))
+    finally:
+        await conn.close()

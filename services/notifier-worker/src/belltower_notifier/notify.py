@@ -50,6 +50,8 @@ SENT_ITEMS_KEPT_SINCE_LAST_RUN = timedelta(days=1)
 """A since-last-run job needs its sent-items ledger only for the overlap; older entries go."""
 _LEDGERED = ("once_per_item", "since_last_run")
 MAX_ROWS_IN_OUTPUT = 200
+PROGRESS_EVERY = 100
+"""Report progress after this many messages, so a long mailing shows how far it got."""
 SEND_CONCURRENCY = 8
 """SMTP connections a run sends through at once, each carrying many messages."""
 
@@ -256,17 +258,37 @@ def html_table(columns: Sequence[tuple[str, str]], rows: Sequence[Row]) -> str:
 
 
 @dataclass
-class Message:
-    """One recipient's message for this run: every row of theirs, on their channels."""
+class Part:
+    """What one message says to its reader in one role (group member, student, lead faculty)."""
 
     role: Role
+    rows: list[Row]
+
+
+_ROLE_ORDER: dict[Role, int] = {"group": 0, "faculty": 1, "student": 2}
+
+
+@dataclass
+class Message:
+    """One person's message for this run: every row of theirs in every role they have, on their
+    channels. A group member who also leads a reported section gets one message with both parts."""
+
     contact: sis.Contact
     channels: set[Literal["email", "reminder"]]
-    rows: list[Row] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
 
     @property
     def recipient(self) -> str:
-        return f"{self.role}:{self.contact.person_id}"
+        return f"person:{self.contact.person_id}"
+
+    @property
+    def rows(self) -> list[Row]:
+        """Every row the message carries, once each."""
+        seen: dict[str, Row] = {}
+        for part in self.parts:
+            for row in part.rows:
+                seen.setdefault(row.key, row)
+        return list(seen.values())
 
 
 @dataclass
@@ -353,7 +375,16 @@ async def _plan(
     tally: Tally,
 ) -> list[Message]:
     """Who gets which rows: the group all, each student theirs, each lead faculty member theirs."""
-    messages: list[Message] = []
+    messages: dict[int, Message] = {}
+
+    def add(contact: sis.Contact, role: Role, channels: set[Any], mine: list[Row]) -> None:
+        if not mine:
+            return
+        message = messages.setdefault(contact.person_id, Message(contact, set()))
+        message.channels |= channels
+        message.parts.append(Part(role, mine))
+        message.parts.sort(key=lambda part: _ROLE_ORDER[part.role])
+
     if params.group:
         for member in await sis.group_members(conn, params.group):
             channels: set[Literal["email", "reminder"]] = set()
@@ -361,7 +392,7 @@ async def _plan(
                 channels.add("email")
             if member.by_reminder:
                 channels.add("reminder")
-            messages.append(Message("group", member.contact, channels, list(rows)))
+            add(member.contact, "group", channels, list(rows))
     by_student: dict[int, list[Row]] = defaultdict(list)
     by_faculty: dict[int, list[Row]] = defaultdict(list)
     if getattr(params, "notify_students", False):
@@ -377,23 +408,25 @@ async def _plan(
     faculty_channels = _channels(getattr(params, "faculty_channel", "email"))
     for person, mine in by_student.items():
         if person in people:
-            messages.append(Message("student", people[person], set(student_channels), mine))
+            add(people[person], "student", student_channels, mine)
     for person, mine in by_faculty.items():
         if person in people:
-            messages.append(Message("faculty", people[person], set(faculty_channels), mine))
+            add(people[person], "faculty", faculty_channels, mine)
 
     if spec.repeat in _LEDGERED and messages:
         told = await conn.fetch(
             """SELECT recipient, item_key FROM notifier.sent_items
                 WHERE job_id = $1 AND recipient = ANY($2::text[])""",
             ctx.job_id,
-            sorted({m.recipient for m in messages}),
+            sorted({m.recipient for m in messages.values()}),
         )
         seen = {(r["recipient"], r["item_key"]) for r in told}
         kept_keys: set[str] = set()
-        for m in messages:
-            m.rows = [r for r in m.rows if (m.recipient, r.key) not in seen]
-            kept_keys.update(r.key for r in m.rows)
+        for m in messages.values():
+            for part in m.parts:
+                part.rows = [r for r in part.rows if (m.recipient, r.key) not in seen]
+                kept_keys.update(r.key for r in part.rows)
+            m.parts = [part for part in m.parts if part.rows]
         tally.rows_skipped = sum(1 for r in rows if r.key not in kept_keys)
 
     delivered = await conn.fetch(
@@ -402,8 +435,8 @@ async def _plan(
     )
     done = {(r["recipient"], r["channel"]) for r in delivered}
     planned = []
-    for m in messages:
-        if not m.rows:
+    for m in messages.values():
+        if not m.parts:
             continue
         before = len(m.channels)
         m.channels = {c for c in m.channels if (m.recipient, c) not in done}
@@ -419,14 +452,14 @@ async def _plan(
 
 
 def _context(
-    spec: Notifier[Any], ctx: JobContext, params: NotifierParams, today: date, message: Message,
-    since: datetime | None, until: datetime,
+    spec: Notifier[Any], ctx: JobContext, params: NotifierParams, today: date, contact: sis.Contact,
+    part: Part, since: datetime | None, until: datetime,
 ) -> dict[str, Any]:  # fmt: skip
-    c = message.contact
+    c = contact
     return {
         "params": params, "today": today, "since": since, "until": until,
-        "count": len(message.rows), "rows": [r.values for r in message.rows],
-        "role": message.role, "first_name": c.first_name, "last_name": c.last_name,
+        "count": len(part.rows), "rows": [r.values for r in part.rows],
+        "role": part.role, "first_name": c.first_name, "last_name": c.last_name,
         "name": c.name, "sis_id": c.sis_id, "job_title": ctx.job_title, "title": spec.title,
         "days_before": lambda n: today - timedelta(days=n),
     }  # fmt: skip
@@ -436,34 +469,37 @@ def _compose(
     spec: Notifier[Any], ctx: JobContext, params: NotifierParams, today: date, message: Message,
     since: datetime | None, until: datetime,
 ) -> tuple[str, str, str]:  # fmt: skip
-    """Subject, text body and HTML body of one message."""
-    context = _context(spec, ctx, params, today, message, since, until)
-    subject_source, intro_source = {
-        "group": (params.subject or spec.subject, spec.intro),
-        "student": (spec.student_subject or spec.subject, spec.student_intro or spec.intro),
-        "faculty": (spec.faculty_subject or spec.subject, spec.faculty_intro or spec.intro),
-    }[message.role]
-    subject = render(subject_source, "param.subject" if params.subject else "subject", **context)
-    intro = render(intro_source, "intro", **context)
-    extra = render(params.message, "param.message", **context) if params.message else ""
-    footer = f'Sent by Belltower: "{ctx.job_title}" ({spec.title}), {today.isoformat()}.'
-    greeting = f"Dear {message.contact.first_name},"
-    table = spec.student_table or message.role != "student"
-    text_rows = text_table(spec.columns, message.rows) if table else ""
-    text = (
-        "\n\n".join(part for part in (greeting, intro, extra, text_rows, "-- \n" + footer) if part)
-        + "\n"
-    )
+    """Subject, text body and HTML body of one message: the subject of its first part, then
+    each part's opening paragraph and rows."""
     esc = jinja2.utils.markupsafe.escape
-    html = "".join(
-        [
-            f"<p>{esc(greeting)}</p><p>{esc(intro)}</p>",
-            f"<p>{esc(extra)}</p>" if extra else "",
-            html_table(spec.columns, message.rows) if table else "",
-            f"<p><small>{esc(footer)}</small></p>",
-        ]
-    )
-    return subject, text, html
+    greeting = f"Dear {message.contact.first_name},"
+    texts, htmls = [greeting], [f"<p>{esc(greeting)}</p>"]
+    subject = ""
+    for part in message.parts:
+        context = _context(spec, ctx, params, today, message.contact, part, since, until)
+        subject_source, intro_source = {
+            "group": (params.subject or spec.subject, spec.intro),
+            "student": (spec.student_subject or spec.subject, spec.student_intro or spec.intro),
+            "faculty": (spec.faculty_subject or spec.subject, spec.faculty_intro or spec.intro),
+        }[part.role]
+        if not subject:
+            field_name = "param.subject" if part.role == "group" and params.subject else "subject"
+            subject = render(subject_source, field_name, **context)
+        intro = render(intro_source, "intro", **context)
+        texts.append(intro)
+        htmls.append(f"<p>{esc(intro)}</p>")
+        if spec.student_table or part.role != "student":
+            texts.append(text_table(spec.columns, part.rows))
+            htmls.append(html_table(spec.columns, part.rows))
+    if params.message:
+        first = _context(spec, ctx, params, today, message.contact, message.parts[0], since, until)
+        extra = render(params.message, "param.message", **first)
+        texts.append(extra)
+        htmls.append(f"<p>{esc(extra)}</p>")
+    footer = f'Sent by Belltower: "{ctx.job_title}" ({spec.title}), {today.isoformat()}.'
+    texts.append("-- \n" + footer)
+    htmls.append(f"<p><small>{esc(footer)}</small></p>")
+    return subject, "\n\n".join(t for t in texts if t) + "\n", "".join(htmls)
 
 
 async def _deliver(
@@ -510,11 +546,31 @@ async def _deliver(
                 tally.reminders += 1
     except Exception as exc:
         text_error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        tally.failed.append(
-            f"{message.role} {message.contact.name} ({message.contact.sis_id}): {text_error}"
-        )
+        tally.failed.append(f"{message.contact.name} ({message.contact.sis_id}): {text_error}")
         return
     tally.notified += 1
+
+
+async def _check(conn: asyncpg.Connection, params: NotifierParams) -> None:
+    """Refuse bad parameters before anything is selected, let alone changed (Auto Waitlist Enroll
+    acts before it tells): unknown codes or group, templates that do not parse."""
+    await sis.check_demographics(conn, sis.Demographics(
+        divisions=params.divisions, campuses=params.campuses,
+        departments=params.departments, levels=params.levels,
+    ))  # fmt: skip
+    if params.group:
+        await sis.group_members(conn, params.group)
+    for name in ("subject", "message", "greeting"):
+        source = getattr(params, name, "")
+        if source:
+            try:
+                _template(source)
+            except jinja2.TemplateSyntaxError as exc:
+                raise InvalidInput(
+                    f"param.{name}",
+                    f"template {source!r} does not parse: {exc}",
+                    "Jinja2 text such as 'Hello {{ first_name }}'",
+                ) from None
 
 
 _state_ready: set[str] = set()
@@ -548,10 +604,7 @@ async def _notify(
     today = today_for(ctx, params)
     tally = Tally()
     async with pool.acquire() as conn:
-        await sis.check_demographics(conn, sis.Demographics(
-            divisions=params.divisions, campuses=params.campuses,
-            departments=params.departments, levels=params.levels,
-        ))  # fmt: skip
+        await _check(conn, params)
         if spec.prepare is not None:
             await spec.prepare(conn, params, today)
         since: datetime | None = None
@@ -563,12 +616,17 @@ async def _notify(
         tally.processed = len(rows)
         messages = await _plan(spec, conn, ctx, params, rows, tally)
     waiting = list(reversed(messages))
+    done = 0
 
     async def sender() -> None:
+        nonlocal done
         async with ctx.mailer.session() as mail:
             while waiting:
                 message = waiting.pop()
                 await _deliver(spec, pool, mail, ctx, params, today, message, since, until, tally)
+                done += 1
+                if done % PROGRESS_EVERY == 0:
+                    await ctx.progress(done, len(messages), "messages delivered")
 
     await asyncio.gather(*(sender() for _ in range(min(SEND_CONCURRENCY, len(messages)))))
     _report(spec, ctx, rows, tally, since, until, today)
