@@ -57,21 +57,27 @@ async def test_uploads_by_password_renames_into_place_and_moves_the_export(
 
 
 async def test_uploads_by_key_and_refuses_an_unknown_host_key(
-    remote_root: Path, tmp_batch_folder: Path, batch_settings: Settings, monkeypatch
+    remote_root: Path, tmp_path: Path, tmp_batch_folder: Path, batch_settings: Settings, monkeypatch
 ) -> None:
+    """Secrets as mounted files: the test writes the key and the known_hosts file the worker reads."""
     (tmp_batch_folder / "exports").mkdir()
     (tmp_batch_folder / "exports" / "messenger.csv").write_bytes(b"x\r\n")
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    monkeypatch.setenv("BELLTOWER_SECRETS_DIR", str(secrets))
+    monkeypatch.delenv("BELLTOWER_SECRET_SFTP_KNOWN_HOSTS", raising=False)
     db = Database("postgresql://unused")
     async with SftpStandIn(remote_root) as server, SftpStandIn(remote_root) as impostor:
-        monkeypatch.setenv("BELLTOWER_SECRET_SFTP_KEY", server.client_private_key)
-        monkeypatch.setenv("BELLTOWER_SECRET_SFTP_KNOWN_HOSTS", impostor.known_hosts.replace(
-            str(impostor.port), str(server.port)))  # fmt: skip
+        (secrets / "sftp-key").write_text(server.client_private_key)
+        (secrets / "sftp-known-hosts").write_text(
+            impostor.known_hosts.replace(str(impostor.port), str(server.port))
+        )
         refused = await run_job(sftp_upload.job_type, batch_settings, db,
                                 params(server, key_secret="sftp-key"), raises=ConfigurationError)  # fmt: skip
         assert "host key" in str(refused.error) and "not in the known hosts" in str(refused.error)
         assert not (remote_root / "inbound").exists()
         assert (tmp_batch_folder / "exports" / "messenger.csv").exists()
-        monkeypatch.setenv("BELLTOWER_SECRET_SFTP_KNOWN_HOSTS", server.known_hosts)
+        (secrets / "sftp-known-hosts").write_text(server.known_hosts)
         await run_job(
             sftp_upload.job_type, batch_settings, db, params(server, key_secret="sftp-key")
         )
