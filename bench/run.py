@@ -13,7 +13,8 @@ Figures: ``dispatch_rate`` (with its raw ``publish_async`` baseline), ``e2e_runs
 ``history_ingest_rate``, ``schedules_loaded`` (bytes per schedule at a million schedules) and
 ``schedules_load_s``, ``burst_drain_s`` and ``burst_out_of_priority_order`` (100,000 due at
 once), ``lateness_p50_ms`` and ``lateness_p99_ms`` (1,000 due per second), ``failover_s``,
-``sis_demo_load_s`` and ``notifier_mail_rate`` (with a one-connection-per-message baseline). Each line has
+``sis_demo_load_s`` and ``notifier_mail_rate`` (with a one-connection-per-message baseline) and
+``frontline_import_rate`` (with a bare ``executemany`` baseline). Each line has
 ``name``, ``value``, ``unit``, ``target`` and ``met``; paired figures add ``baseline`` and
 ``ratio``. Exit status is 0 when every benchmark ran (``--check``: and met its target), so a
 slow machine does not break ``make bench`` but CI can still gate on it.
@@ -34,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import dispatch, e2e, ingest, memory, notifiers, scheduling
+from benchlib import dispatch, e2e, ingest, integrations, memory, notifiers, scheduling
 from benchlib.figures import Figure
 from benchlib.stack import Servers, inherited_overrides, log
 
@@ -90,6 +91,11 @@ async def _failover(servers: Servers, args: argparse.Namespace) -> list[Figure]:
     return await scheduling.failover(servers, n)
 
 
+async def _integrations(servers: Servers, args: argparse.Namespace) -> list[Figure]:
+    rows = _size(args, args.import_rows, 20_000, 1_000)
+    return await integrations.run(servers, rows)
+
+
 async def _notifiers(servers: Servers, args: argparse.Namespace) -> list[Figure]:
     students = _size(args, args.students, 2_500, 250)
     return await notifiers.run(servers, students)
@@ -123,6 +129,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ("s", "messages/s"),
         (notifiers.TARGET_LOAD_S, notifiers.TARGET_RATE),
         _notifiers,
+    ),
+    Benchmark(
+        ("frontline_import_rate",), ("records/s",), (integrations.TARGET_RATE,), _integrations
     ),
 )
 ALL_FIGURES = tuple(name for b in BENCHMARKS for name in b.figures)
@@ -192,6 +201,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--students",
         type=int,
         help="students in the demo school for notifier_mail_rate (default 2,500)",
+    )
+    parser.add_argument(
+        "--import-rows",
+        type=int,
+        help="rows in the Frontline leave file for frontline_import_rate (default 20,000)",
     )
     parser.add_argument(
         "--profile",

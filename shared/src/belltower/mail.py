@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from email.message import EmailMessage
+from typing import Any
 
 import aiosmtplib
 from opentelemetry.trace import SpanKind
@@ -30,7 +32,7 @@ class Mailer:
             msg.add_alternative(html, subtype="html")
         return msg
 
-    def _span(self, recipients: int):  # noqa: ANN202
+    def _span(self, recipients: int) -> AbstractContextManager[Any]:
         """A CLIENT span per SMTP exchange, child of the run that sends the mail."""
         s = self.settings
         return telemetry.span(

@@ -2,10 +2,38 @@
 
 from belltower.jobtypes import Registry
 
-from . import batch_folder_cleanup, daily_maintenance
+from . import (
+    batch_folder_cleanup,
+    canvas_export,
+    communication_queue,
+    daily_maintenance,
+    frontline_leave,
+    housekeeping,
+    import_ics,
+    import_names,
+    metlife,
+    name_csv_export,
+    neogov,
+    schoolmessenger,
+    sftp_upload,
+)
 
 registry = Registry()
 registry.register(daily_maintenance.job_type)
 registry.register(batch_folder_cleanup.job_type)
+registry.register(sftp_upload.job_type)
+registry.register(canvas_export.job_type)
+registry.register(name_csv_export.job_type)
+registry.register(schoolmessenger.job_type)
+registry.register(frontline_leave.job_type)
+registry.register(neogov.new_hires_type)
+registry.register(neogov.user_data_type)
+registry.register(metlife.job_type)
+registry.register(import_names.job_type)
+registry.register(import_ics.job_type)
+registry.register(housekeeping.temp_table_cleanup_type)
+registry.register(housekeeping.reconcile_seats_type)
+registry.register(housekeeping.purge_old_files_type)
+registry.register(communication_queue.job_type)
 
 __all__ = ["registry"]

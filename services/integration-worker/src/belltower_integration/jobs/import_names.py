@@ -1,0 +1,131 @@
+"""``people.import_names``: the seeds' Import Names.
+
+Creates new name records from a CSV dropped in the batch folder (``import_names/names.csv``:
+first_name, last_name, email, and optionally sis_id, status, birth_date, phone), then renames
+the file with a timestamp into ``import_names/done`` and tells the chosen group the results.
+A person already in the SIS (same SIS id, or same e-mail address) is skipped, so importing the
+same file twice creates no duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from belltower import sis
+from belltower.jobtypes import JobContext, JobType
+
+from .. import batchfiles
+from ..notify import recipients, send_results
+from ..report import Tally, every
+
+Status = Literal["student", "faculty", "staff", "prospect", "alumni"]
+REQUIRED = ["first_name", "last_name", "email"]
+
+
+class ImportNamesParams(msgspec.Struct, forbid_unknown_fields=True):
+    folder: Annotated[str, msgspec.Meta(description="Folder inside the batch folder")] = (
+        "import_names"
+    )
+    file_name: Annotated[str, msgspec.Meta(pattern=r"^[^/\\]+$")] = "names.csv"
+    default_status: Status = "prospect"
+    settle_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    group: str | None = None
+    notify: list[str] = []
+
+
+def generated_sis_id(email: str) -> str:
+    """A stable SIS id for a record that brings none, so a re-import finds the same person."""
+    return "N" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:11].upper()
+
+
+async def run(ctx: JobContext, params: ImportNamesParams) -> None:
+    base = Path(ctx.settings.batch_folder)
+    folder = batchfiles.inside(base, params.folder, "param.folder")
+    drop = folder / params.file_name
+    tally = Tally("Import names")
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    if not await asyncio.to_thread(drop.is_file):
+        tally.write(ctx, f"no {params.file_name} in {params.folder}; nothing to do")
+        return
+    if not await asyncio.to_thread(batchfiles.settled, drop, params.settle_s):
+        tally.write(ctx, f"{params.file_name} is still being written; left for the next run")
+        return
+    rows = await asyncio.to_thread(batchfiles.read_csv, drop, REQUIRED)
+    pool = await ctx.db.pool()
+    async with pool.acquire() as conn, conn.transaction():
+        for line, row in enumerate(rows, 2):
+            await every(ctx, line - 1, len(rows), "names")
+            email = row["email"].strip()
+            record = f"line {line}: {row['first_name']} {row['last_name']} <{email}>"
+            if not row["first_name"] or not row["last_name"] or "@" not in email:
+                tally.fail(record, "first_name, last_name and a valid email are required")
+                continue
+            status = row.get("status") or params.default_status
+            if status not in sis.PERSON_STATUSES:
+                tally.fail(
+                    record, f"status {status!r} is not one of {', '.join(sis.PERSON_STATUSES)}"
+                )
+                continue
+            try:
+                born = date.fromisoformat(row["birth_date"]) if row.get("birth_date") else None
+            except ValueError:
+                tally.fail(record, f"birth_date {row['birth_date']!r} is not YYYY-MM-DD")
+                continue
+            sis_id = row.get("sis_id") or generated_sis_id(email)
+            existing = await conn.fetchval(
+                """SELECT p.sis_id FROM sis.people p WHERE p.sis_id = $1
+                   UNION ALL
+                   SELECT p.sis_id FROM sis.emails e JOIN sis.people p ON p.id = e.person_id
+                    WHERE lower(e.address) = lower($2) LIMIT 1""",
+                sis_id, email,
+            )  # fmt: skip
+            if existing is not None:
+                tally.skip(record, f"already in the SIS as {existing}")
+                continue
+            person = await conn.fetchval(
+                """INSERT INTO sis.people (sis_id, first_name, last_name, birth_date, status)
+                   VALUES ($1, $2, $3, $4, $5) RETURNING id""",
+                sis_id, row["first_name"], row["last_name"], born, status,
+            )  # fmt: skip
+            await conn.execute(
+                "INSERT INTO sis.person_statuses (person_id, status, starts_on) VALUES ($1, $2, $3)",
+                person, status, ctx.scheduled_for.date(),
+            )  # fmt: skip
+            await conn.execute(
+                "INSERT INTO sis.emails (person_id, kind, address, is_primary) VALUES ($1, 'personal', $2, true)",
+                person, email,
+            )  # fmt: skip
+            if row.get("phone"):
+                await conn.execute(
+                    "INSERT INTO sis.phones (person_id, kind, number, is_primary) VALUES ($1, 'cell', $2, true)",
+                    person, row["phone"],
+                )  # fmt: skip
+            tally.ok(record, f"created {sis_id} ({status})")
+    moved = await asyncio.to_thread(
+        batchfiles.archive, drop, folder / "done", f"{drop.stem}_{batchfiles.stamp()}{drop.suffix}"
+    )
+    tally.fact(f"moved to done/{moved.name}")
+    tally.write(ctx)
+    await send_results(
+        ctx, await recipients(ctx, params.group, params.notify), tally.summary, tally
+    )
+
+
+job_type = JobType(
+    name="people.import_names",
+    pool="integration",
+    title="Import Names",
+    description=(
+        "Brings outside user data into the SIS and creates new name records from a CSV file in the "
+        "batch folder, then renames the file with a timestamp and notifies the selected group of "
+        "the results. People already in the SIS are skipped, so a re-run creates no duplicates."
+    ),
+    params=ImportNamesParams,
+    run=run,
+)
