@@ -666,7 +666,7 @@ async def test_missing_sis_schema_fails_clearly_until_it_is_created(
         )  # fmt: skip
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0
-        assert out.decode().strip() == "sis migrations applied: [1]"
+        assert out.decode().strip().startswith("sis migrations applied: [1")
         ran = await runner("notifier.balance_due", {"group": ""})
         assert ran.status == "succeeded" and ran.summary.startswith("0 rows processed")
     finally:
