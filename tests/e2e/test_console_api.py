@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -456,3 +457,61 @@ def test_audit_log_is_append_only_in_the_database(
 
     refused = asyncio.run(tamper())
     assert len(refused) == 3 and all("append-only" in r for r in refused)
+
+
+def test_console_pages_render_and_forms_need_their_csrf_token(
+    console_stack, users: dict[str, httpx.Client]
+) -> None:
+    editor = users["editor"]
+    job = editor.post("/jobs", json=canary(f"Pages {uuid.uuid4().hex[:6]}")).json()
+    run = editor.post(f"/jobs/{job['id']}/run").json()
+    wait_for_run(editor, run["run_id"])
+    with httpx.Client(base_url=console_stack.url, timeout=20) as browser:
+        assert browser.get("/jobs").status_code == 303
+        login = browser.post(
+            "/login", data=dict(zip(("username", "password"), console_stack.admin, strict=True))
+        )
+        assert login.status_code == 303 and "httponly" in login.headers["set-cookie"].lower()
+        for path in (
+            "/jobs",
+            "/jobs?sort=-next_run_at&state=active",
+            "/jobs/new",
+            "/jobs/new?type=system.canary",
+            f"/jobs/{job['id']}",
+            f"/jobs/{job['id']}/edit",
+            f"/jobs/{job['id']}/delete",
+            "/history",
+            f"/history?job_id={job['id']}&status=succeeded&from_date=2020-01-01",
+            f"/history/{run['run_id']}",
+            f"/history/{run['run_id']}/output.html",
+            "/transfer",
+            "/admin/users",
+            "/admin/audit?action=jobs.",
+        ):
+            page = browser.get(path)
+            assert page.status_code == 200, (path, page.text[:500])
+        frame = browser.get(f"/history/{run['run_id']}/output.html")
+        assert frame.headers["content-security-policy"].startswith("sandbox")
+
+        form = {"title": "forged", "kind": "every", "every": "1h", "tz": "UTC", "priority": "500"}
+        before = job_count(editor)
+        refused = browser.post("/jobs/new?type=system.canary", data=form)
+        assert refused.status_code == 403
+        assert browser.post(f"/jobs/{job['id']}/delete", data={}).status_code == 403
+        assert job_count(editor) == before and editor.get(f"/jobs/{job['id']}").status_code == 200
+
+        token = re.search(r'name="csrf_token" value="([^"]+)"', browser.get("/jobs").text).group(1)
+        made = browser.post("/jobs/new?type=system.canary", data={**form, "csrf_token": token})
+        assert made.status_code == 303 and job_count(editor) == before + 1
+        bad = browser.post(
+            "/jobs/new?type=system.canary",
+            data={**form, "every": "soon", "priority": "x", "csrf_token": token},
+        )
+        assert (
+            bad.status_code == 422
+            and 'id="every-error"' in bad.text
+            and 'id="priority-error"' in bad.text
+        )
+        assert job_count(editor) == before + 1
+        deleted = browser.post(f"/jobs/{job['id']}/delete", data={"csrf_token": token})
+        assert deleted.status_code == 303 and editor.get(f"/jobs/{job['id']}").status_code == 404

@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 
 from belltower.api import FieldError, Job, JobTypeInfo
 from belltower.errors import BelltowerError, InvalidInput, NotFound
-from belltower.schedule import WEEKDAYS, Daily, parse_datetime
+from belltower.schedule import WEEKDAYS, Daily, parse_datetime, zone
 
 from . import forms
 from .actions import SORTS, STATES
@@ -41,6 +41,11 @@ def weekdays_of(job: Job) -> str:
     return "—"
 
 
+def in_zone(value: datetime | None, tz: str) -> datetime | None:
+    return value.astimezone(zone(tz)) if value else value
+
+
+templates.env.filters["in_zone"] = in_zone
 templates.env.globals.update(weekdays_of=weekdays_of, ROLES=ROLES, WEEKDAYS=WEEKDAYS)
 
 

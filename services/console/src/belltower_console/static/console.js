@@ -3,7 +3,8 @@
   "use strict";
 
   // Times are rendered in UTC on the server; show them in the reader's own time zone.
-  document.querySelectorAll("time[datetime]").forEach(function (el) {
+  // Times marked data-keep are already in the schedule's own zone, which is what they mean.
+  document.querySelectorAll("time[datetime]:not([data-keep])").forEach(function (el) {
     var d = new Date(el.getAttribute("datetime"));
     if (isNaN(d)) return;
     el.title = el.textContent;
