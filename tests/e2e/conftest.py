@@ -148,7 +148,7 @@ def stack(stack_env: dict[str, str], tmp_path: Path, cli: Cli) -> Iterator[Stack
 
 @dataclass
 class ConsoleStack:
-    """The services plus ``belltower-console`` as processes, shared by one test module."""
+    """The services plus ``belltower-console`` as processes, shared by the console's tests."""
 
     stack: Stack
     cli: Cli
@@ -157,14 +157,15 @@ class ConsoleStack:
     database_url: str
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def console_stack(
     pg_server, template_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ConsoleStack]:
-    """One private NATS, one database, the four services and the console, for a whole module.
+    """One private NATS, one database, the four services and the console, started once.
 
-    Module-scoped because the console's tests are many short requests against one running
-    system; each test makes its own jobs and users, so they do not depend on each other.
+    Session-scoped because the console's API and browser tests are many short requests against
+    one running system; each test makes its own jobs and users, so they do not depend on each
+    other, and starting the stack once saves a start per module.
     """
     import httpx
 

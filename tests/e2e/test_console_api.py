@@ -25,7 +25,7 @@ def token_client(base: str, token: str) -> httpx.Client:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def admin(console_stack) -> httpx.Client:
     """The bootstrap admin, through a session, then through a token it makes for itself."""
     with httpx.Client(base_url=console_stack.url + API, timeout=20) as session:
@@ -42,7 +42,7 @@ def admin(console_stack) -> httpx.Client:
     client.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def users(console_stack, admin: httpx.Client) -> dict[str, httpx.Client]:
     clients = {"admin": admin}
     for role in ("viewer", "operator", "editor"):
@@ -424,10 +424,7 @@ def test_cli_export_import_uses_the_same_format(
     assert yaml.safe_load_all(path.read_text())
     dry = console_stack.cli.run("jobs", "import", str(path), "--dry-run")
     assert "would create 0, change 0" in dry.stdout
-    api_export = editor.get("/export", params={"format": "json"}).json()
-    assert (
-        json.loads(console_stack.cli.run("jobs", "export", "--format", "json").stdout) == api_export
-    )
+    assert path.read_text() == editor.get("/export").text
     path.write_text(path.read_text().replace("priority: 500", "priority: -3", 1))
     bad = console_stack.cli.run("jobs", "import", str(path), check=False)
     assert bad.returncode == 2 and "priority" in bad.stderr and "nothing imported" in bad.stderr

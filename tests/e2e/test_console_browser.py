@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser(console_stack) -> Iterator[object]:
     if not shutil.which(CHROMIUM) and not __import__("os").path.exists(CHROMIUM):
         pytest.skip(
