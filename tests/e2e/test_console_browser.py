@@ -136,3 +136,67 @@ def test_a_viewer_sees_no_edit_controls(console_stack, browser) -> None:
     page.goto(f"/jobs/{job['id']}/edit")
     expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
     page.context.close()
+
+
+def test_a_job_whose_type_is_gone_is_highlighted_with_the_reason(console_stack, browser) -> None:
+    """The integration pool stops advertising a type (as after an upgrade that removed it)."""
+    import asyncio
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    import nats
+
+    from belltower.subjects import CATALOG_BUCKET
+
+    expect = playwright_api.expect
+    base = console_stack.url + "/api/v1"
+    with httpx.Client(base_url=base, timeout=20) as api:
+        login = api.post(
+            "/login", json={"username": console_stack.admin[0], "password": console_stack.admin[1]}
+        )
+        headers = {"X-CSRF-Token": login.json()["csrf_token"]}
+        job = api.post(
+            "/jobs",
+            json={
+                "type": "files.batch_folder_cleanup",
+                "title": f"Cleanup {uuid.uuid4().hex[:6]}",
+                "schedule": {"rule": {"kind": "every", "seconds": 86400}},
+            },
+            headers=headers,
+        ).json()
+
+    async def set_catalog(change) -> bytes:  # type: ignore[no-untyped-def]
+        nc = await nats.connect(console_stack.stack.env["BELLTOWER_NATS_URL"])
+        try:
+            bucket = await nc.jetstream().key_value(CATALOG_BUCKET)
+            old = (await bucket.get("pool.integration")).value
+            await bucket.put("pool.integration", change(old))
+            return old
+        finally:
+            await nc.close()
+
+    def without_cleanup(value: bytes) -> bytes:
+        return json.dumps(
+            [t for t in json.loads(value) if t["name"] != "files.batch_folder_cleanup"]
+        ).encode()
+
+    def in_thread(coro):  # type: ignore[no-untyped-def]
+        """Playwright's sync API keeps an event loop running in this thread."""
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, coro).result()
+
+    original = in_thread(set_catalog(without_cleanup))
+    try:
+        page = new_page(browser, console_stack.url)
+        log_in(page, *console_stack.admin)
+        page.wait_for_timeout(2500)  # the scheduler caches the catalog for 2 s
+        page.goto("/jobs?state=not_installed")
+        row = page.get_by_role("row").filter(has_text=job["title"])
+        expect(row).to_have_class(re.compile("missing"))
+        expect(row).to_contain_text("Type not installed")
+        expect(row).to_contain_text("No worker provides it")
+        row.get_by_role("link", name=job["title"], exact=True).click()
+        expect(page.get_by_role("alert")).to_contain_text("is not installed")
+        page.context.close()
+    finally:
+        in_thread(set_catalog(lambda _: original))
