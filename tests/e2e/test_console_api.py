@@ -252,6 +252,7 @@ def test_tokens_sessions_and_csrf(console_stack, users: dict[str, httpx.Client])
     admin = users["admin"]
     base = console_stack.url + API
     assert httpx.get(base + "/jobs").status_code == 401
+    assert httpx.post(base + "/jobs", json=canary("anonymous")).status_code == 401
     wrong = httpx.get(base + "/jobs", headers={"Authorization": "Bearer bt_wrong"})
     assert wrong.status_code == 401
     short = admin.post(
@@ -309,6 +310,8 @@ def test_tokens_sessions_and_csrf(console_stack, users: dict[str, httpx.Client])
         >= 2
     )
     assert admin.get("/audit", params={"action": "auth.token"}).json()["total"] >= 2
+    anonymous = admin.get("/audit", params={"action": "auth.anonymous"}).json()["items"]
+    assert any("POST /api/v1/jobs" in e["detail"] for e in anonymous)
 
 
 def test_users_admin(users: dict[str, httpx.Client], console_stack) -> None:
@@ -512,3 +515,33 @@ def test_console_pages_render_and_forms_need_their_csrf_token(
         assert job_count(editor) == before + 1
         deleted = browser.post(f"/jobs/{job['id']}/delete", data={"csrf_token": token})
         assert deleted.status_code == 303 and editor.get(f"/jobs/{job['id']}").status_code == 404
+
+
+def test_create_user_from_the_command_line(console_stack) -> None:
+    import subprocess
+
+    from tests.e2e.conftest import BIN
+
+    name = f"cli{uuid.uuid4().hex[:6]}"
+    env = {**console_stack.stack.env, "BELLTOWER_CONSOLE_PASSWORD": "cli-password-12"}
+    made = subprocess.run(
+        [str(BIN / "belltower-console"), "create-user", name, "--role", "editor"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    assert f"created user {name} (editor)" in made.stdout
+    bad = subprocess.run(
+        [str(BIN / "belltower-console"), "create-user", "no spaces", "--role", "boss"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "username" in bad.stderr and "role" in bad.stderr
+    login = httpx.post(
+        console_stack.url + API + "/login", json={"username": name, "password": "cli-password-12"}
+    )
+    assert login.status_code == 200

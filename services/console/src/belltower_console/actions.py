@@ -146,7 +146,12 @@ class Console:
         await self.audit(who, client, "logout", target=who.username)
 
     async def principal(
-        self, bearer: str | None, session_id: str | None, client: str | None, path: str
+        self,
+        bearer: str | None,
+        session_id: str | None,
+        client: str | None,
+        path: str,
+        method: str = "GET",
     ) -> Principal:
         """Who the request is from; a wrong or expired token or session is refused and audited."""
         if bearer is not None:
@@ -161,6 +166,14 @@ class Console:
             found = await self.store.principal_for_session(session_id)
             if found is not None:
                 return found
+        if method not in ("GET", "HEAD", "OPTIONS"):
+            await self.audit(
+                None,
+                client,
+                "auth.anonymous",
+                outcome="denied",
+                detail=f"{method} {path} without a session or token",
+            )
         raise Unauthenticated("log in first, or send an API token as 'Authorization: Bearer ...'")
 
     # -- jobs -----------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ async def principal_of(request: Request) -> Principal:
         request.cookies.get(SESSION_COOKIE),
         client_of(request),
         request.url.path,
+        request.method,
     )
     request.state.principal = who
     return who
