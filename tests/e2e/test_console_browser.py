@@ -16,8 +16,10 @@ pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(console_stack) -> Iterator[object]:
+    """Module-scoped: Playwright's sync API runs an event loop in this thread while it is open,
+    which would stop every later asyncio test of the session from starting its own."""
     if not shutil.which(CHROMIUM) and not __import__("os").path.exists(CHROMIUM):
         pytest.skip(
             "chromium is not installed: `make install` installs it (apt-get install chromium)"
