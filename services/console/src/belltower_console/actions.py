@@ -340,6 +340,9 @@ class Console:
             ]
             if refused:
                 await self.require(who, "editor", client, "jobs.update", job_id, refused)
+        if set(patch) == {"paused"} and isinstance(patch["paused"], bool) and not dry_run:
+            # Pausing works even when the job's type is gone, which a full re-check would refuse.
+            return await self.set_paused(who, client, job_id, patch["paused"])
         before = await self.get_job(job_id)
         document = transfer.document_of(before) | patch
         document["id"] = before.id
