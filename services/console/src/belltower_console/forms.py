@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -15,7 +16,17 @@ import msgspec
 from belltower.api import FieldError, Job, JobTypeInfo
 from belltower.cli import build_schedule
 from belltower.errors import InvalidInput
-from belltower.schedule import WEEKDAYS, Cron, Daily, Every, Once, parse_every
+from belltower.schedule import (
+    WEEKDAYS,
+    Cron,
+    Daily,
+    Every,
+    Once,
+    Schedule,
+    compile_schedule,
+    parse_every,
+    zone,
+)
 
 KINDS = {"every": "Every interval", "daily": "Daily at", "cron": "Cron expression", "once": "Once"}
 KEEP = [
@@ -267,3 +278,12 @@ def _same_number(a: str, b: str) -> bool:
         return float(a) == float(b)
     except ValueError:
         return False
+
+
+def upcoming(schedule: dict[str, Any], count: int) -> list[datetime]:
+    """The next runs of a schedule as the form describes it, in its own time zone."""
+    parsed = msgspec.convert(schedule, Schedule)
+    local = zone(parsed.tz)
+    return [
+        t.astimezone(local) for t in compile_schedule(parsed).upcoming(datetime.now(UTC), count)
+    ]

@@ -220,12 +220,14 @@ def _job_form(
     values: dict[str, Any],
     errors: dict[str, str],
     status: int = 200,
+    upcoming: list[datetime] | None = None,
 ) -> Response:
     return page(
         request,
         "job_form.html",
         who,
         http_status=status,
+        upcoming=upcoming,
         info=info,
         job=job,
         fields=forms.param_fields(info),
@@ -248,6 +250,12 @@ async def _submit_job(request: Request, job: Job | None, type_name: str) -> Resp
     weekdays = [d for d in multi.getlist("weekdays") if d in WEEKDAYS]
     doc, local_errors = forms.read_form(form, [str(d) for d in weekdays], info)
     values = {**form, "weekdays": weekdays, "paused": "paused" in form}
+    if "preview" in form:
+        schedule_errors = [e for e in local_errors if e.field in forms.SCHEDULE_FIELDS]
+        upcoming = [] if schedule_errors else forms.upcoming(doc["schedule"], 10)
+        return _job_form(
+            request, who, info, job, values, forms.by_field(schedule_errors), upcoming=upcoming
+        )
     try:
         if job is None:
             created = await console.create_job(
