@@ -528,11 +528,13 @@ def jobs_import(
         typer.echo(f"nothing imported: {len(result.errors)} error(s)", err=True)
         for err in result.errors:
             accepted = f" (accepted: {err.accepted})" if err.accepted else ""
-            typer.echo(f"  document {err.index}: {err.field}: {err.message}{accepted}", err=True)
+            typer.echo(
+                f"  document {(err.index or 0) + 1}: {err.field}: {err.message}{accepted}", err=True
+            )
     else:
         verb = "would" if dry_run else "did"
         for item in result.items:
-            typer.echo(f"  document {item.index}: {item.action:<9} {item.title} ({item.id})")
+            typer.echo(f"  document {item.index + 1}: {item.action:<9} {item.title} ({item.id})")
         counts = {a: sum(i.action == a for i in result.items) for a in ("create", "change")}
         typer.echo(
             f"{verb} create {counts['create']}, change {counts['change']}, "
