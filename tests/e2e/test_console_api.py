@@ -340,6 +340,22 @@ def test_users_admin(users: dict[str, httpx.Client], console_stack) -> None:
     )
     assert login.status_code == 401
     assert admin.patch("/users/nobody", json={"role": "viewer"}).status_code == 404
+
+    admin.post(
+        "/users", json={"username": "guessme", "password": "right-password-1", "role": "viewer"}
+    )
+    login_url = console_stack.url + API + "/login"
+    for attempt in range(10):
+        assert (
+            httpx.post(
+                login_url, json={"username": "guessme", "password": f"guess {attempt}"}
+            ).status_code
+            == 401
+        )
+    locked = httpx.post(login_url, json={"username": "guessme", "password": "right-password-1"})
+    assert locked.status_code == 401 and "too many failed logins" in locked.json()["detail"]
+    lockouts = admin.get("/audit", params={"actor": "guessme", "outcome": "denied"}).json()["items"]
+    assert lockouts and "locked out" in lockouts[0]["detail"]
     names = {u["username"]: u["role"] for u in admin.get("/users").json()}
     assert names["temp1"] == "editor" and "password_hash" not in json.dumps(
         admin.get("/users").json()

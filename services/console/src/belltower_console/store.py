@@ -201,6 +201,16 @@ class Store:
             _json(entry.after),
         )
 
+    async def failed_logins(self, username: str, within: timedelta) -> int:
+        return int(
+            await self.pool.fetchval(
+                "SELECT count(*) FROM console.audit WHERE action = 'login' AND outcome = 'failed' "
+                "AND actor = $1 AND at > now() - $2::interval",
+                username,
+                within,
+            )
+        )
+
     async def audit_log(
         self,
         *,
