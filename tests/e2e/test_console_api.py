@@ -430,6 +430,13 @@ def test_export_import_round_trip_dry_run_and_all_or_nothing(
     assert applied["applied"] is True and job_count(editor) == before + 1
     titles = {i["job"]["title"] for i in editor.get("/jobs", params={"q": tag}).json()["items"]}
     assert f"Export {tag} new" in titles and any(t.endswith(" renamed") for t in titles)
+    changed = (
+        users["admin"]
+        .get("/audit", params={"action": "jobs.import.change", "q": mine[0]["id"]})
+        .json()["items"]
+    )
+    assert changed[0]["target"] == mine[0]["id"] and changed[0]["actor"] == "editor1"
+    assert changed[0]["after"]["title"] == changed[0]["before"]["title"] + " renamed"
     assert editor.post("/import", content=b"{not: [valid").status_code == 422
 
 

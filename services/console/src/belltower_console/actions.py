@@ -460,18 +460,30 @@ class Console:
         if fmt not in (None, "", *transfer.FORMATS):
             raise InvalidInput("format", f"{fmt!r} is not an import format", "yaml or json")
         documents = transfer.load(text, fmt or None)  # type: ignore[arg-type]
+        before: dict[str, Job] = {}
+        if not dry_run:
+            listed = await self.api.call("scheduler", "jobs.list", result_type=list[Job])
+            before = {j.id: j for j in listed}
         result = await self._import(documents, dry_run)
         if result.applied:
-            await self.audit(
-                who,
-                client,
-                "jobs.import",
-                detail=", ".join(
-                    f"{a} {sum(i.action == a for i in result.items)}"
-                    for a in ("create", "change", "unchanged")
-                ),
-                after=[builtins(i) for i in result.items if i.action != "unchanged"],
+            summary = ", ".join(
+                f"{a} {sum(i.action == a for i in result.items)}"
+                for a in ("create", "change", "unchanged")
             )
+            await self.audit(who, client, "jobs.import", detail=summary)
+            for item in result.items:
+                if item.action == "unchanged":
+                    continue
+                after = await self.get_job(item.id)
+                old = before.get(item.id)
+                await self.audit(
+                    who,
+                    client,
+                    f"jobs.import.{item.action}",
+                    target=item.id,
+                    before=builtins(old) if old else None,
+                    after=builtins(after),
+                )
         return result
 
     # -- users and tokens -----------------------------------------------------------------------
