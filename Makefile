@@ -3,7 +3,7 @@
 # `uv` on PATH, else the copy `ensure-uv` installs with pip (python3 -m uv works either way).
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
-.PHONY: dev test lint bench clean dev-reset install ensure-uv
+.PHONY: dev test lint bench clean dev-reset install ensure-uv ensure-chromium
 
 dev: install
 	$(UV) run --no-sync python -m belltower.devstack
@@ -19,8 +19,18 @@ bench: install
 	$(UV) run --no-sync python bench/run.py
 
 # Installs every workspace member and the dev group; uv makes this a no-op when nothing changed.
-install: ensure-uv
+install: ensure-uv ensure-chromium
 	@if [ -f uv.lock ]; then $(UV) sync --all-packages --frozen; else $(UV) sync --all-packages; fi
+
+# The console's browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+# Installed when missing and we are root with apt-get; otherwise those tests are skipped with a note.
+ensure-chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium for the console's browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "warning: could not install chromium; browser tests will be skipped"; \
+	else echo "note: chromium not found and not root; install it to run the console's browser tests"; fi; }
 
 ensure-uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv

@@ -153,3 +153,79 @@ def stack(stack_env: dict[str, str], tmp_path: Path, cli: Cli) -> Iterator[Stack
         yield s
     finally:
         s.stop_all()
+
+
+@dataclass
+class ConsoleStack:
+    """The services plus ``belltower-console`` as processes, shared by the console's tests."""
+
+    stack: Stack
+    cli: Cli
+    url: str
+    admin: tuple[str, str]
+    database_url: str
+
+
+@pytest.fixture(scope="session")
+def console_stack(
+    pg_server, template_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ConsoleStack]:
+    """One private NATS, one database, the four services and the console, started once.
+
+    Session-scoped because the console's API and browser tests are many short requests against
+    one running system; each test makes its own jobs and users, so they do not depend on each
+    other, and starting the stack once saves a start per module.
+    """
+    import httpx
+
+    from belltower.localservers import (
+        MailSink,
+        NatsServer,
+        create_database,
+        drop_database,
+        free_port,
+    )
+
+    tmp = tmp_path_factory.mktemp("console")
+    admin_url = pg_server.url()
+    name = f"belltower_console_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
+    create_database(admin_url, name, template=template_database)
+    port = free_port()
+    admin = ("admin", "admin-password-1")
+    (tmp / "logs").mkdir()
+    (tmp / "batch").mkdir()
+    with NatsServer() as nats, MailSink(maildir=tmp / "mail") as mail:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BELLTOWER_")}
+        env.update(
+            BELLTOWER_NATS_URL=nats.url,
+            BELLTOWER_DATABASE_URL=pg_server.url(name),
+            BELLTOWER_BATCH_FOLDER=str(tmp / "batch"),
+            BELLTOWER_SMTP_HOST=mail.host,
+            BELLTOWER_SMTP_PORT=str(mail.port),
+            BELLTOWER_ACK_WAIT_S="3",
+            BELLTOWER_LOG_JSON="true",
+            BELLTOWER_CONSOLE_PORT=str(port),
+            BELLTOWER_CONSOLE_ADMIN_USER=admin[0],
+            BELLTOWER_CONSOLE_ADMIN_PASSWORD=admin[1],
+        )
+        cli = Cli(env)
+        stack = Stack(env, tmp / "logs")
+        try:
+            for service in (*SERVICES, "console"):
+                stack.start(service)
+            stack.wait_ready(cli)
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or stack.procs["console"].poll() is not None:
+                    raise AssertionError("console not ready:\n" + stack.log("console")[-3000:])
+                time.sleep(0.2)
+            yield ConsoleStack(stack, cli, url, admin, pg_server.url(name))
+        finally:
+            stack.stop_all()
+            drop_database(admin_url, name)

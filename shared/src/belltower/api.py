@@ -155,6 +155,7 @@ class RunNowRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     id: str
     requested_by: str | None = None
     requested_from: str | None = None
+    """The client address the request came from (the console sets it), shown with ``requested_by``."""
 
 
 class PauseRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -265,6 +266,7 @@ class RunQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 100
+    offset: int = 0
     include_output: bool = False
 
 
@@ -326,6 +328,45 @@ class Calendar(msgspec.Struct, kw_only=True):
     jobs: list[str]
     created_at: datetime
     updated_at: datetime
+
+
+class JobDocument(JobSpec, kw_only=True, forbid_unknown_fields=True):
+    """A job definition as exported and imported: the spec, plus the id it keeps across a round trip."""
+
+    id: str | None = None
+
+
+class ImportRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Documents are decoded one by one by the scheduler, so each error names its document."""
+
+    documents: list[Any]
+    dry_run: bool = False
+
+
+class ImportItem(msgspec.Struct, kw_only=True):
+    index: int
+    action: str
+    """``create``, ``change`` or ``unchanged``."""
+    id: str
+    title: str
+
+
+class FieldError(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One refused field of one document (``index`` is None outside an import)."""
+
+    field: str
+    message: str
+    accepted: str | None = None
+    index: int | None = None
+
+
+class ImportResult(msgspec.Struct, kw_only=True):
+    """``applied`` only when there is no error and it was not a dry run: all or nothing."""
+
+    dry_run: bool
+    applied: bool
+    items: list[ImportItem] = []
+    errors: list[FieldError] = []
 
 
 class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):

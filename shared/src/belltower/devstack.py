@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Iterator
@@ -36,10 +37,12 @@ from belltower.settings import DEV_NATS_PORT, DEV_POSTGRES_PORT, DEV_SMTP_PORT
 DEV_NATS_MONITOR_PORT = 18222
 DATABASE = "belltower"
 DATABASE_OWNER = "belltower"
-SERVICES = ("scheduler", "history", "notifier-worker", "integration-worker")
+SERVICES = ("scheduler", "history", "notifier-worker", "integration-worker", "console")
+DEV_CONSOLE_PORT = 8080
+DEV_ADMIN_USER = "admin"
 CHILD_STOP_TIMEOUT_S = 10.0
 
-_COLOURS = ("\033[36m", "\033[35m", "\033[33m", "\033[32m")
+_COLOURS = ("\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m")
 _RESET = "\033[0m"
 _BOLD = "\033[1m"
 
@@ -84,6 +87,10 @@ class DevPaths:
     @property
     def lock(self) -> Path:
         return self.root / "devstack.lock"
+
+    @property
+    def admin_password(self) -> Path:
+        return self.root / "console-admin-password"
 
 
 class Console:
@@ -152,11 +159,34 @@ def service_binary(script: str) -> Path:
     return path
 
 
+def console_admin(paths: DevPaths) -> tuple[str, str]:
+    """The console's first admin: from the environment, else ``admin`` with a password kept in .dev/.
+
+    The console creates this user only while it has no user at all, so the password printed is
+    the one that works until someone changes it in the console.
+    """
+    user = os.environ.get("BELLTOWER_CONSOLE_ADMIN_USER", DEV_ADMIN_USER)
+    if password := os.environ.get("BELLTOWER_CONSOLE_ADMIN_PASSWORD"):
+        return user, password
+    if paths.admin_password.exists():
+        return user, paths.admin_password.read_text().strip()
+    password = secrets.token_urlsafe(12)
+    paths.admin_password.write_text(password + "\n")
+    paths.admin_password.chmod(0o600)
+    return user, password
+
+
 def service_environment(
-    nats: NatsServer, database_url: str, mail: MailSink, batch: Path
+    nats: NatsServer,
+    database_url: str,
+    mail: MailSink,
+    batch: Path,
+    admin: tuple[str, str] = (DEV_ADMIN_USER, ""),
 ) -> dict[str, str]:
     env = dict(os.environ)
     env |= {
+        "BELLTOWER_CONSOLE_ADMIN_USER": admin[0],
+        "BELLTOWER_CONSOLE_ADMIN_PASSWORD": admin[1],
         "BELLTOWER_NATS_URL": nats.url,
         "BELLTOWER_DATABASE_URL": database_url,
         "BELLTOWER_SMTP_HOST": mail.host,
@@ -250,13 +280,17 @@ def banner(
     postgres: PostgresServer | None,
     mail: MailSink,
     paths: DevPaths,
+    admin: tuple[str, str] = (DEV_ADMIN_USER, ""),
 ) -> None:
     database = _without_password(database_url)
+    console_url = f"http://{LOCALHOST}:{os.environ.get('BELLTOWER_CONSOLE_PORT', DEV_CONSOLE_PORT)}"
     if postgres is None:
         database += "   (from BELLTOWER_DATABASE_URL)"
     lines = [
         "Belltower dev stack is up. Ctrl-C stops it; data in .dev/ is kept (make dev-reset wipes it).",
         "",
+        f"  Console     {console_url}/   log in as {admin[0]} / {admin[1]}",
+        f"  HTTP API    {console_url}/api/v1   (OpenAPI: {console_url}/api/v1/openapi.json)",
         f"  NATS        {nats.url}   monitoring {nats.monitor_url}",
         f"  PostgreSQL  {database}",
         f"  SMTP        {mail.host}:{mail.port}   mail is saved to {paths.mail}",
@@ -327,7 +361,12 @@ async def load_demo_school(database_url: str, console: Console) -> None:
 
 async def run(paths: DevPaths, console: Console) -> int:
     external_db = os.environ.get("BELLTOWER_DATABASE_URL")
-    ports = {"NATS": DEV_NATS_PORT, "NATS monitoring": DEV_NATS_MONITOR_PORT, "SMTP": DEV_SMTP_PORT}
+    ports = {
+        "NATS": DEV_NATS_PORT,
+        "NATS monitoring": DEV_NATS_MONITOR_PORT,
+        "SMTP": DEV_SMTP_PORT,
+        "console": int(os.environ.get("BELLTOWER_CONSOLE_PORT", DEV_CONSOLE_PORT)),
+    }
     ports |= {f"{name} health": port for name, port in HEALTH_PORTS.items()}
     if not external_db:
         ports["PostgreSQL"] = DEV_POSTGRES_PORT
@@ -356,14 +395,15 @@ async def run(paths: DevPaths, console: Console) -> int:
     try:
         database_url = await start_servers(nats, postgres, mail, paths, external_db, console)
         await load_demo_school(database_url, console)
-        env = service_environment(nats, database_url, mail, paths.batch.absolute())
+        admin = console_admin(paths)
+        env = service_environment(nats, database_url, mail, paths.batch.absolute(), admin)
         for service in services:
             if stopping.is_set():
                 break
             await start_service(service, env, console)
             watchers.append(asyncio.create_task(watch_service(service, console, stopping)))
         if not stopping.is_set():
-            banner(console, nats, database_url, postgres, mail, paths)
+            banner(console, nats, database_url, postgres, mail, paths, admin)
         await stopping.wait()
     finally:
         await stop_services(services, console, hurry)

@@ -272,6 +272,8 @@ class HistoryService:
             )
         if not 1 <= query.limit <= MAX_LIMIT:
             raise InvalidInput("limit", f"{query.limit} is out of range", f"1 to {MAX_LIMIT}")
+        if query.offset < 0:
+            raise InvalidInput("offset", f"{query.offset} is negative", "0 or more")
         if query.since and query.until and query.until <= query.since:
             raise InvalidInput("to", "is not after from", "a 'to' later than 'from'")
         return await self.store.query(query)

@@ -161,12 +161,12 @@ class Store:
             if value is not None:
                 args.append(value)
                 where.append(f"{column} {op % len(args)}")
-        args.append(q.limit)
+        args.extend((q.limit, q.offset))
         output, html = ("output_text", "output_html") if q.include_output else ("''", "NULL")
         sql = _SELECT.format(output=output, html=html)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY scheduled_for DESC, occurrence_id LIMIT ${len(args)}"
+        sql += f" ORDER BY scheduled_for DESC, occurrence_id LIMIT ${len(args) - 1} OFFSET ${len(args)}"
         return [RunRecord(**dict(r)) for r in await self.pool.fetch(sql, *args)]
 
     async def get(self, run_or_occurrence_id: str) -> RunRecord | None:

@@ -9,13 +9,21 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
 
 from belltower.api import (
     Calendar,
     CalendarDays,
     CalendarRef,
     CalendarSpec,
+    FieldError,
+    ImportItem,
+    ImportRequest,
+    ImportResult,
     Job,
+    JobDocument,
     JobRef,
     JobSpec,
     JobTypeInfo,
@@ -32,7 +40,7 @@ from belltower.api import (
 )
 from belltower.errors import InvalidInput, NotFound
 from belltower.events import EmailOn, ResultMail, occurrence_id, run_id_for
-from belltower.rpc import decode_request
+from belltower.rpc import decode_request, invalid_from_msgspec
 from belltower.schedule import DATETIME_FORM, CompiledSchedule, Schedule, compile_schedule, describe
 
 from .catalog import Catalog, validate_params
@@ -58,6 +66,7 @@ ROUTES = {
     "jobs.resume": "resume",
     "jobs.run_now": "run_now",
     "jobs.why": "why",
+    "jobs.import": "import_jobs",
     "ledger.purge": "purge_ledger",
     "calendars.create": "calendar_create",
     "calendars.list": "calendar_list",
@@ -80,45 +89,14 @@ class Operations:
 
     async def create(self, data: bytes) -> Job:
         spec = decode_request(data, JobSpec)
-        title = spec.title.strip()
-        if not title or len(title) > 200:
-            raise InvalidInput(
-                "title",
-                "must not be empty and at most 200 characters",
-                "a short name, e.g. 'Nightly cleanup'",
-            )
-        if not 0 <= spec.priority <= MAX_PRIORITY:
-            raise InvalidInput(
-                "priority",
-                f"{spec.priority} is out of range",
-                f"a whole number from 0 to {MAX_PRIORITY}; default 500, higher runs first",
-            )
-        if spec.keep_history_days is not None and spec.keep_history_days < 1:
-            raise InvalidInput(
-                "keep_history_days",
-                f"{spec.keep_history_days} is not a number of days",
-                "1 or more, or null to keep forever",
-            )
-        if spec.timeout_s is not None and spec.timeout_s <= 0:
-            raise InvalidInput(
-                "timeout_s", f"{spec.timeout_s} is not a duration", "seconds greater than 0"
-            )
-        result_mail = check_result_mail(spec.result_emails, spec.result_email_on)
-        compiled = await self._compile(spec.schedule)
-        policy = await self._check_policy(spec.policy())
-        info = await self.catalog.require(spec.type)
-        params = validate_params(info, spec.params)
         now = self.dispatcher.clock()
-        next_run = None if spec.paused else compiled.next_after(now)
-        if next_run is None and not spec.paused:
-            raise InvalidInput(
-                "schedule",
-                f"{describe(spec.schedule)} has no occurrence after now ({now.isoformat(timespec='seconds')}), so the job would never run",
-                f"a schedule with a future occurrence: check the once-at time and the end ({DATETIME_FORM})",
-            )
+        checked = await self._check(spec, now)
+        if isinstance(checked, list):
+            raise checked[0]
+        info, params, next_run, policy, result_mail = checked
         row = JobRow(
             id=str(uuid.uuid4()),
-            title=title,
+            title=spec.title.strip(),
             type=spec.type,
             pool=info.pool,
             params=params,
@@ -136,6 +114,158 @@ class Operations:
         await self.store.insert_job(row)
         self.dispatcher.put(Entry.from_row(row))
         return await self._view(row)
+
+    async def _check(
+        self, spec: JobSpec, now: datetime
+    ) -> (
+        tuple[JobTypeInfo, dict[str, Any], datetime | None, RunPolicy, ResultMail | None]
+        | list[InvalidInput]
+    ):
+        """Every check of a spec; returns what storing it needs, or every error found."""
+        errors: list[InvalidInput] = []
+        title = spec.title.strip()
+        if not title or len(title) > 200:
+            errors.append(
+                InvalidInput(
+                    "title",
+                    "must not be empty and at most 200 characters",
+                    "a short name, e.g. 'Nightly cleanup'",
+                )
+            )
+        if not 0 <= spec.priority <= MAX_PRIORITY:
+            errors.append(
+                InvalidInput(
+                    "priority",
+                    f"{spec.priority} is out of range",
+                    f"a whole number from 0 to {MAX_PRIORITY}; default 500, higher runs first",
+                )
+            )
+        if spec.keep_history_days is not None and spec.keep_history_days < 1:
+            errors.append(
+                InvalidInput(
+                    "keep_history_days",
+                    f"{spec.keep_history_days} is not a number of days",
+                    "1 or more, or null to keep forever",
+                )
+            )
+        if spec.timeout_s is not None and spec.timeout_s <= 0:
+            errors.append(
+                InvalidInput(
+                    "timeout_s", f"{spec.timeout_s} is not a duration", "seconds greater than 0"
+                )
+            )
+        result_mail = policy = compiled = None
+        try:
+            result_mail = check_result_mail(spec.result_emails, spec.result_email_on)
+        except InvalidInput as exc:
+            errors.append(exc)
+        try:
+            compiled = await self._compile(spec.schedule)
+        except InvalidInput as exc:
+            errors.append(exc)
+        try:
+            policy = await self._check_policy(spec.policy())
+        except InvalidInput as exc:
+            errors.append(exc)
+        info = params = None
+        try:
+            info = await self.catalog.require(spec.type)
+            params = validate_params(info, spec.params)
+        except InvalidInput as exc:
+            errors.append(exc)
+        next_run = None
+        if compiled is not None and not spec.paused:
+            next_run = compiled.next_after(now)
+            if next_run is None:
+                errors.append(
+                    InvalidInput(
+                        "schedule",
+                        f"{describe(spec.schedule)} has no occurrence after now ({now.isoformat(timespec='seconds')}), so the job would never run",
+                        f"a schedule with a future occurrence: check the once-at time and the end ({DATETIME_FORM})",
+                    )
+                )
+        if errors:
+            return errors
+        assert info is not None and params is not None and policy is not None
+        return info, params, next_run, policy, result_mail
+
+    async def import_jobs(self, data: bytes) -> ImportResult:
+        """Validate every document, then create or change them all in one transaction, or none.
+
+        A document with an ``id`` that exists changes that job (or leaves it alone when nothing
+        differs); without one, or with an unknown one, it creates a job with that id.
+        """
+        request = decode_request(data, ImportRequest)
+        now = self.dispatcher.clock()
+        errors: list[FieldError] = []
+        items: list[ImportItem] = []
+        rows: list[tuple[str, JobRow]] = []
+        seen: set[str] = set()
+        for index, raw in enumerate(request.documents):
+            try:
+                doc = msgspec.convert(raw, JobDocument)
+            except msgspec.ValidationError as exc:
+                errors.append(_field_error(invalid_from_msgspec(exc), index))
+                continue
+            if doc.id is not None:
+                try:
+                    _check_id(doc.id)
+                except InvalidInput as exc:
+                    errors.append(_field_error(exc, index))
+                    continue
+                if doc.id in seen:
+                    errors.append(
+                        FieldError(
+                            field="id",
+                            message=f"{doc.id} appears in more than one document",
+                            accepted="each job once",
+                            index=index,
+                        )
+                    )
+                    continue
+                seen.add(doc.id)
+            checked = await self._check(doc, now)
+            if isinstance(checked, list):
+                errors.extend(_field_error(exc, index) for exc in checked)
+                continue
+            info, params, next_run, policy, result_mail = checked
+            existing = await self.store.get_job(doc.id) if doc.id else None
+            row = JobRow(
+                id=doc.id or str(uuid.uuid4()),
+                title=doc.title.strip(),
+                type=doc.type,
+                pool=info.pool,
+                params=params,
+                schedule=doc.schedule,
+                priority=doc.priority,
+                paused=doc.paused,
+                keep_history_days=doc.keep_history_days,
+                timeout_s=doc.timeout_s,
+                next_run_at=next_run,
+                created_at=existing.created_at if existing else now,
+                updated_at=now,
+                policy=policy,
+                result_mail=result_mail,
+            )
+            if existing is None:
+                action = "create"
+            elif _same(existing, row):
+                action = "unchanged"
+            else:
+                action = "change"
+                if existing.schedule == row.schedule and existing.paused == row.paused:
+                    row.next_run_at = existing.next_run_at
+            items.append(ImportItem(index=index, action=action, id=row.id, title=row.title))
+            if action != "unchanged":
+                rows.append((action, row))
+        if errors or request.dry_run:
+            return ImportResult(dry_run=request.dry_run, applied=False, items=items, errors=errors)
+        await self.store.apply_import(
+            [r for a, r in rows if a == "create"], [r for a, r in rows if a == "change"]
+        )
+        for _, row in rows:
+            self.dispatcher.put(Entry.from_row(row))
+        return ImportResult(dry_run=False, applied=True, items=items)
 
     async def list(self, _: bytes) -> list[Job]:
         types = await self.catalog.types()
@@ -528,3 +658,33 @@ def _days(days: list[NonSchoolDay]) -> list[tuple]:
         if len(d.label) > 200:
             raise InvalidInput("days.label", "is longer than 200 characters", "a short label")
     return [(d.day, d.label.strip()) for d in days]
+
+
+def _field_error(exc: InvalidInput, index: int) -> FieldError:
+    return FieldError(field=exc.field, message=exc.reason, accepted=exc.accepted, index=index)
+
+
+def _same(a: JobRow, b: JobRow) -> bool:
+    return (
+        a.title,
+        a.type,
+        a.params,
+        a.schedule,
+        a.priority,
+        a.paused,
+        a.keep_history_days,
+        a.timeout_s,
+        a.policy,
+        a.result_mail,
+    ) == (
+        b.title,
+        b.type,
+        b.params,
+        b.schedule,
+        b.priority,
+        b.paused,
+        b.keep_history_days,
+        b.timeout_s,
+        b.policy,
+        b.result_mail,
+    )

@@ -108,31 +108,53 @@ def _partition_args(partition: Partition | None) -> list[int]:
     return [partition[1], partition[0]]
 
 
+_INSERT = (
+    "INSERT INTO scheduler.jobs (id, title, type, pool, params, schedule, priority, paused, "
+    "keep_history_days, timeout_s, next_run_at, created_at, updated_at, policy, result_mail) "
+    "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, $15::jsonb)"
+)
+
+
+def _job_args(job: JobRow) -> tuple[Any, ...]:
+    return (
+        job.id,
+        job.title,
+        job.type,
+        job.pool,
+        msgspec.json.encode(job.params).decode(),
+        schedule_encoder.encode(job.schedule).decode(),
+        job.priority,
+        job.paused,
+        job.keep_history_days,
+        job.timeout_s,
+        job.next_run_at,
+        job.created_at,
+        job.updated_at,
+        policy_encoder.encode(job.policy).decode(),
+        None if job.result_mail is None else msgspec.json.encode(job.result_mail).decode(),
+    )
+
+
 class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
     async def insert_job(self, job: JobRow) -> None:
-        await self.pool.execute(
-            "INSERT INTO scheduler.jobs (id, title, type, pool, params, schedule, priority, paused, "
-            "keep_history_days, timeout_s, next_run_at, created_at, updated_at, policy, result_mail) "
-            "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, $15::jsonb)",
-            job.id,
-            job.title,
-            job.type,
-            job.pool,
-            msgspec.json.encode(job.params).decode(),
-            schedule_encoder.encode(job.schedule).decode(),
-            job.priority,
-            job.paused,
-            job.keep_history_days,
-            job.timeout_s,
-            job.next_run_at,
-            job.created_at,
-            job.updated_at,
-            policy_encoder.encode(job.policy).decode(),
-            None if job.result_mail is None else msgspec.json.encode(job.result_mail).decode(),
-        )
+        await self.pool.execute(_INSERT, *_job_args(job))
+
+    async def apply_import(self, creates: Sequence[JobRow], changes: Sequence[JobRow]) -> None:
+        """Insert and update jobs in one transaction: an import lands whole or not at all."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            for job in creates:
+                await conn.execute(_INSERT, *_job_args(job))
+            for job in changes:
+                await conn.execute(
+                    "UPDATE scheduler.jobs SET title = $2, type = $3, pool = $4, params = $5::jsonb, "
+                    "schedule = $6::jsonb, priority = $7, paused = $8, keep_history_days = $9, "
+                    "timeout_s = $10, next_run_at = $11, created_at = $12, updated_at = $13, "
+                    "policy = $14::jsonb, result_mail = $15::jsonb WHERE id = $1::uuid",
+                    *_job_args(job),
+                )
 
     async def list_jobs(self) -> list[JobRow]:
         rows = await self.pool.fetch(

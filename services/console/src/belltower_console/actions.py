@@ -1,0 +1,649 @@
+"""Everything a console user or API client can do, each checked against the role and audited.
+
+The HTTP API and the web pages are two faces of these methods. Job and run state stays with the
+scheduler and history, reached over NATS request-reply; this keeps only users and the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from belltower import transfer
+from belltower.api import (
+    FieldError,
+    ImportRequest,
+    ImportResult,
+    Job,
+    JobDocument,
+    JobTypeInfo,
+    RunNowResult,
+    RunRecord,
+)
+from belltower.errors import InvalidInput, NotFound
+from belltower.rpc import ApiClient
+from belltower.schedule import compile_schedule, zone
+
+from . import auth
+from .errors import Denied, FieldErrors, Unauthenticated
+from .store import ROLES, AuditEntry, Principal, Store
+
+log = logging.getLogger(__name__)
+
+EDITABLE = tuple(f for f in JobDocument.__struct_fields__ if f != "id")
+OPERATOR_FIELDS = frozenset({"paused"})
+SORTS = ("title", "type", "schedule", "next_run_at", "priority", "state")
+STATES = ("active", "paused", "not_installed")
+MAX_PER_PAGE = 200
+MAX_FAILED_LOGINS = 10
+LOCKOUT_WINDOW = timedelta(minutes=15)
+"""A user name with this many failed logins in the window is refused until the window passes."""
+
+
+def builtins(value: Any) -> Any:
+    return msgspec.to_builtins(value)
+
+
+@dataclass
+class JobRow:
+    """A job as the Jobs tab shows it: the job and how its last run went."""
+
+    job: Job
+    last_run: RunRecord | None = None
+
+
+@dataclass
+class JobPage:
+    items: list[JobRow]
+    total: int
+    page: int
+    per_page: int
+    sort: str
+    filters: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+class Console:
+    def __init__(self, api: ApiClient, store: Store, session_ttl: timedelta) -> None:
+        self.api = api
+        self.store = store
+        self.session_ttl = session_ttl
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def audit(
+        self,
+        who: Principal | None,
+        client: str | None,
+        action: str,
+        *,
+        target: str | None = None,
+        outcome: str = "ok",
+        detail: str | None = None,
+        before: Any = None,
+        after: Any = None,
+        actor: str | None = None,
+    ) -> None:
+        await self.store.audit(
+            AuditEntry(
+                actor=who.username if who else actor,
+                role=who.role if who else None,
+                client=client,
+                action=action,
+                target=target,
+                outcome=outcome,
+                detail=detail,
+                before=before,
+                after=after,
+            )
+        )
+
+    async def require(
+        self,
+        who: Principal,
+        role: str,
+        client: str | None,
+        action: str,
+        target: str | None = None,
+        errors: list[FieldError] | None = None,
+    ) -> None:
+        """Refuse, and record the refusal, unless ``who`` has at least ``role``."""
+        if who.may(role) and not errors:
+            return
+        message = (
+            f"{who.username} ({who.role}) may not set " + ", ".join(e.field for e in errors or [])
+            if errors
+            else f"{who.username} ({who.role}) may not {action}: it needs the {role} role"
+        )
+        await self.audit(who, client, action, target=target, outcome="denied", detail=message)
+        raise Denied(message, errors)
+
+    # -- authentication -------------------------------------------------------------------------
+
+    async def login(self, username: str, password: str, client: str | None) -> tuple[str, str]:
+        """A new session (cookie value, CSRF token) for a right password; every try is audited."""
+        if await self.store.failed_logins(username[:64], LOCKOUT_WINDOW) >= MAX_FAILED_LOGINS:
+            await self.audit(
+                None,
+                client,
+                "login",
+                actor=username[:64],
+                outcome="denied",
+                detail=f"{MAX_FAILED_LOGINS} failed logins within {LOCKOUT_WINDOW}: locked out",
+            )
+            raise Unauthenticated(
+                f"too many failed logins for {username!r}: try again in "
+                f"{int(LOCKOUT_WINDOW.total_seconds() // 60)} minutes, or ask an admin to reset the password"
+            )
+        row = await self.store.user(username) if auth.USERNAME.match(username or "") else None
+        ok = auth.verify(row["password_hash"] if row else None, password or "")
+        if not ok or row is None or row["disabled"]:
+            reason = "disabled account" if ok and row is not None else "wrong user name or password"
+            await self.audit(
+                None, client, "login", actor=username[:64], outcome="failed", detail=reason
+            )
+            raise Unauthenticated("wrong user name or password, or the account is disabled")
+        session_id, csrf = await self.store.add_session(username, client, self.session_ttl)
+        await self.audit(
+            Principal(username, row["role"], "session"), client, "login", target=username
+        )
+        return session_id, csrf
+
+    async def logout(self, who: Principal, session_id: str, client: str | None) -> None:
+        await self.store.end_session(session_id)
+        await self.audit(who, client, "logout", target=who.username)
+
+    async def principal(
+        self,
+        bearer: str | None,
+        session_id: str | None,
+        client: str | None,
+        path: str,
+        method: str = "GET",
+    ) -> Principal:
+        """Who the request is from; a wrong or expired token or session is refused and audited."""
+        if bearer is not None:
+            found = await self.store.principal_for_token(bearer)
+            if found is None:
+                await self.audit(
+                    None, client, "auth.token", outcome="denied", detail=f"bad token for {path}"
+                )
+                raise Unauthenticated("the API token is wrong, expired or revoked")
+            return found
+        if session_id:
+            found = await self.store.principal_for_session(session_id)
+            if found is not None:
+                return found
+        if method not in ("GET", "HEAD", "OPTIONS"):
+            await self.audit(
+                None,
+                client,
+                "auth.anonymous",
+                outcome="denied",
+                detail=f"{method} {path} without a session or token",
+            )
+        raise Unauthenticated("log in first, or send an API token as 'Authorization: Bearer ...'")
+
+    # -- jobs -----------------------------------------------------------------------------------
+
+    async def job_types(self) -> list[JobTypeInfo]:
+        return await self.api.call("scheduler", "job_types.list", result_type=list[JobTypeInfo])
+
+    async def list_jobs(
+        self,
+        *,
+        q: str = "",
+        type_: str = "",
+        state: str = "",
+        sort: str = "title",
+        page: int = 1,
+        per_page: int = 25,
+        with_last_run: bool = True,
+    ) -> JobPage:
+        errors = []
+        if sort.lstrip("-") not in SORTS:
+            errors.append(
+                FieldError(
+                    field="sort",
+                    message=f"{sort!r} is not a sort key",
+                    accepted=", ".join(SORTS) + " (prefix '-' for descending)",
+                )
+            )
+        if state and state not in STATES:
+            errors.append(
+                FieldError(
+                    field="state", message=f"{state!r} is not a state", accepted=", ".join(STATES)
+                )
+            )
+        if page < 1:
+            errors.append(
+                FieldError(field="page", message=f"{page} is not a page", accepted="1 or more")
+            )
+        if not 1 <= per_page <= MAX_PER_PAGE:
+            errors.append(
+                FieldError(
+                    field="per_page",
+                    message=f"{per_page} is out of range",
+                    accepted=f"1 to {MAX_PER_PAGE}",
+                )
+            )
+        if errors:
+            raise FieldErrors(errors)
+        jobs: list[Job] = await self.api.call("scheduler", "jobs.list", result_type=list[Job])
+        needle = q.strip().lower()
+        if needle:
+            jobs = [j for j in jobs if needle in f"{j.title} {j.type} {j.id}".lower()]
+        if type_:
+            jobs = [j for j in jobs if j.type == type_]
+        if state == "paused":
+            jobs = [j for j in jobs if j.paused]
+        elif state == "active":
+            jobs = [j for j in jobs if not j.paused]
+        elif state == "not_installed":
+            jobs = [j for j in jobs if not j.type_installed]
+        key = sort.lstrip("-")
+        far = datetime.max.replace(tzinfo=UTC)
+
+        def sort_key(j: Job) -> Any:
+            return {
+                "title": (j.title.lower(), j.id),
+                "type": (j.type, j.title.lower()),
+                "schedule": (j.schedule_text, j.title.lower()),
+                "next_run_at": (j.next_run_at or far, j.title.lower()),
+                "priority": (j.priority, j.title.lower()),
+                "state": (j.paused, not j.type_installed, j.title.lower()),
+            }[key]
+
+        jobs.sort(key=sort_key, reverse=sort.startswith("-"))
+        total = len(jobs)
+        chosen = jobs[(page - 1) * per_page : page * per_page]
+        rows = [JobRow(j) for j in chosen]
+        if with_last_run and rows:
+            lasts = await asyncio.gather(
+                *(
+                    self.api.call(
+                        "history", "runs.list", {"job_id": r.job.id, "limit": 1}, list[RunRecord]
+                    )
+                    for r in rows
+                ),
+                return_exceptions=True,
+            )
+            for row, last in zip(rows, lasts, strict=True):
+                if isinstance(last, list) and last:
+                    row.last_run = last[0]
+        filters = {"q": q, "type": type_, "state": state}
+        return JobPage(rows, total, page, per_page, sort, {k: v for k, v in filters.items() if v})
+
+    async def get_job(self, job_id: str) -> Job:
+        return await self.api.call("scheduler", "jobs.get", {"id": job_id}, result_type=Job)
+
+    async def _import(self, documents: list[Any], dry_run: bool) -> ImportResult:
+        return await self.api.call(
+            "scheduler",
+            "jobs.import",
+            ImportRequest(documents=documents, dry_run=dry_run),
+            result_type=ImportResult,
+        )
+
+    async def create_job(
+        self, who: Principal, client: str | None, document: Any, dry_run: bool = False
+    ) -> Job | None:
+        """Create a job from a job document (a JobSpec); every field error at once, nothing written."""
+        await self.require(who, "editor", client, "jobs.create")
+        if not isinstance(document, dict):
+            raise FieldErrors(
+                [FieldError(field="body", message="is not an object", accepted="a job document")]
+            )
+        if "id" in document:
+            raise FieldErrors(
+                [
+                    FieldError(
+                        field="id",
+                        message="is given by Belltower, not by the client",
+                        accepted="a document without id (use import to keep ids)",
+                    )
+                ]
+            )
+        result = await self._import([document], dry_run)
+        if result.errors:
+            raise FieldErrors(_unindexed(result.errors))
+        if dry_run:
+            return None
+        job = await self.get_job(result.items[0].id)
+        await self.audit(who, client, "jobs.create", target=job.id, after=builtins(job))
+        return job
+
+    async def update_job(
+        self, who: Principal, client: str | None, job_id: str, patch: Any, dry_run: bool = False
+    ) -> Job:
+        """Change the given fields of a job; a field the role may not set refuses the whole change."""
+        if not isinstance(patch, dict):
+            raise FieldErrors(
+                [FieldError(field="body", message="is not an object", accepted="fields to change")]
+            )
+        unknown = [k for k in patch if k not in EDITABLE]
+        if unknown:
+            raise FieldErrors(
+                [
+                    FieldError(
+                        field=k,
+                        message="is not a field of a job that can be changed",
+                        accepted=", ".join(EDITABLE),
+                    )
+                    for k in unknown
+                ]
+            )
+        await self.require(who, "operator", client, "jobs.update", job_id)
+        if not who.may("editor"):
+            refused = [
+                FieldError(
+                    field=k,
+                    message=f"the {who.role} role may not set this field",
+                    accepted="only "
+                    + ", ".join(sorted(OPERATOR_FIELDS))
+                    + " (editors set the rest)",
+                )
+                for k in patch
+                if k not in OPERATOR_FIELDS
+            ]
+            if refused:
+                await self.require(who, "editor", client, "jobs.update", job_id, refused)
+        if set(patch) == {"paused"} and isinstance(patch["paused"], bool) and not dry_run:
+            # Pausing works even when the job's type is gone, which a full re-check would refuse.
+            return await self.set_paused(who, client, job_id, patch["paused"])
+        before = await self.get_job(job_id)
+        document = transfer.document_of(before) | patch
+        document["id"] = before.id
+        result = await self._import([document], dry_run)
+        if result.errors:
+            raise FieldErrors(_unindexed(result.errors))
+        after = await self.get_job(job_id)
+        if not dry_run and result.items[0].action != "unchanged":
+            await self.audit(
+                who,
+                client,
+                "jobs.update",
+                target=job_id,
+                before=builtins(before),
+                after=builtins(after),
+            )
+        return after
+
+    async def delete_job(self, who: Principal, client: str | None, job_id: str) -> None:
+        await self.require(who, "editor", client, "jobs.delete", job_id)
+        before = await self.get_job(job_id)
+        await self.api.call("scheduler", "jobs.delete", {"id": job_id})
+        await self.audit(who, client, "jobs.delete", target=job_id, before=builtins(before))
+
+    async def set_paused(
+        self, who: Principal, client: str | None, job_id: str, paused: bool
+    ) -> Job:
+        action = "jobs.pause" if paused else "jobs.resume"
+        await self.require(who, "operator", client, action, job_id)
+        before = await self.get_job(job_id)
+        after = await self.api.call("scheduler", action, {"id": job_id}, result_type=Job)
+        await self.audit(
+            who,
+            client,
+            action,
+            target=job_id,
+            before={"paused": before.paused},
+            after={"paused": after.paused},
+        )
+        return after
+
+    async def run_now(self, who: Principal, client: str | None, job_id: str) -> RunNowResult:
+        await self.require(who, "operator", client, "jobs.run_now", job_id)
+        result = await self.api.call(
+            "scheduler",
+            "jobs.run_now",
+            {"id": job_id, "requested_by": who.username, "requested_from": client},
+            result_type=RunNowResult,
+        )
+        await self.audit(
+            who, client, "jobs.run_now", target=job_id, after={"run_id": result.run_id}
+        )
+        return result
+
+    async def preview(self, job_id: str, since: datetime | None, count: int) -> list[datetime]:
+        if not 1 <= count <= 100:
+            raise InvalidInput("count", f"{count} is out of range", "1 to 100")
+        job = await self.get_job(job_id)
+        return preview_schedule(job, since, count)
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    async def runs(
+        self,
+        *,
+        job_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        query: dict[str, Any] = {"limit": limit, "offset": offset}
+        for key, value in (
+            ("job_id", job_id),
+            ("status", status),
+            ("since", since),
+            ("until", until),
+        ):
+            if value:
+                query[key] = value
+        return await self.api.call("history", "runs.list", query, result_type=list[RunRecord])
+
+    async def run(self, run_id: str) -> RunRecord:
+        return await self.api.call("history", "runs.get", {"run_id": run_id}, result_type=RunRecord)
+
+    # -- export and import ----------------------------------------------------------------------
+
+    async def export(self, fmt: str) -> str:
+        if fmt not in transfer.FORMATS:
+            raise InvalidInput("format", f"{fmt!r} is not an export format", "yaml or json")
+        jobs: list[Job] = await self.api.call("scheduler", "jobs.list", result_type=list[Job])
+        return transfer.dump(transfer.documents_of(jobs), fmt)  # type: ignore[arg-type]
+
+    async def import_jobs(
+        self, who: Principal, client: str | None, text: str, fmt: str | None, dry_run: bool
+    ) -> ImportResult:
+        await self.require(who, "editor", client, "jobs.import")
+        if fmt not in (None, "", *transfer.FORMATS):
+            raise InvalidInput("format", f"{fmt!r} is not an import format", "yaml or json")
+        documents = transfer.load(text, fmt or None)  # type: ignore[arg-type]
+        before: dict[str, Job] = {}
+        if not dry_run:
+            listed = await self.api.call("scheduler", "jobs.list", result_type=list[Job])
+            before = {j.id: j for j in listed}
+        result = await self._import(documents, dry_run)
+        if result.applied:
+            summary = ", ".join(
+                f"{a} {sum(i.action == a for i in result.items)}"
+                for a in ("create", "change", "unchanged")
+            )
+            await self.audit(who, client, "jobs.import", detail=summary)
+            for item in result.items:
+                if item.action == "unchanged":
+                    continue
+                after = await self.get_job(item.id)
+                old = before.get(item.id)
+                await self.audit(
+                    who,
+                    client,
+                    f"jobs.import.{item.action}",
+                    target=item.id,
+                    before=builtins(old) if old else None,
+                    after=builtins(after),
+                )
+        return result
+
+    # -- users and tokens -----------------------------------------------------------------------
+
+    async def users(self, who: Principal, client: str | None) -> list[dict[str, Any]]:
+        await self.require(who, "admin", client, "users.list")
+        return [dict(r) for r in await self.store.users()]
+
+    async def add_user(
+        self, who: Principal | None, client: str | None, username: str, password: str, role: str
+    ) -> dict[str, Any]:
+        """Add a local user; ``who`` None is the command line (`belltower-console create-user`)."""
+        if who is not None:
+            await self.require(who, "admin", client, "users.create", username)
+        auth.check_new_user(username, password, role)
+        if not await self.store.add_user(username, auth.hash_password(password), role):
+            raise FieldErrors(
+                [
+                    FieldError(
+                        field="username",
+                        message=f"{username!r} exists already",
+                        accepted="a new name",
+                    )
+                ]
+            )
+        after = {"username": username, "role": role}
+        await self.audit(
+            who,
+            client,
+            "users.create",
+            target=username,
+            after=after,
+            actor="cli" if who is None else None,
+        )
+        return after
+
+    async def update_user(
+        self,
+        who: Principal,
+        client: str | None,
+        username: str,
+        *,
+        role: str | None = None,
+        password: str | None = None,
+        disabled: bool | None = None,
+    ) -> dict[str, Any]:
+        await self.require(who, "admin", client, "users.update", username)
+        row = await self.store.user(username)
+        if row is None:
+            raise NotFound(f"no user {username!r}")
+        auth.check_new_user(None, password, role)
+        if username == who.username and (disabled or (role is not None and role != "admin")):
+            raise FieldErrors(
+                [
+                    FieldError(
+                        field="role",
+                        message="an admin cannot demote or disable themself",
+                        accepted="another admin does it",
+                    )
+                ]
+            )
+        await self.store.update_user(
+            username,
+            role=role,
+            password_hash=auth.hash_password(password) if password else None,
+            disabled=disabled,
+        )
+        before = {"role": row["role"], "disabled": row["disabled"]}
+        after = {
+            "role": role or row["role"],
+            "disabled": row["disabled"] if disabled is None else disabled,
+        }
+        if password:
+            after["password"] = "changed"
+        await self.audit(who, client, "users.update", target=username, before=before, after=after)
+        return {"username": username, **after}
+
+    async def tokens(self, who: Principal, client: str | None) -> list[dict[str, Any]]:
+        await self.require(who, "admin", client, "tokens.list")
+        return [dict(r) for r in await self.store.tokens()]
+
+    async def add_token(
+        self,
+        who: Principal | None,
+        client: str | None,
+        username: str,
+        name: str,
+        expires_in_days: float,
+    ) -> dict[str, Any]:
+        if who is not None:
+            await self.require(who, "admin", client, "tokens.create", username)
+        errors = []
+        if not name.strip() or len(name) > 100:
+            errors.append(
+                FieldError(
+                    field="name",
+                    message="must not be empty",
+                    accepted="up to 100 characters, e.g. 'nightly export script'",
+                )
+            )
+        if not 0 < expires_in_days <= 3660:
+            errors.append(
+                FieldError(
+                    field="expires_in_days",
+                    message=f"{expires_in_days} is out of range",
+                    accepted="more than 0, at most 3660",
+                )
+            )
+        if await self.store.user(username) is None:
+            errors.append(
+                FieldError(
+                    field="username", message=f"no user {username!r}", accepted="an existing user"
+                )
+            )
+        if errors:
+            raise FieldErrors(errors)
+        expires_at = datetime.now(UTC) + timedelta(days=expires_in_days)
+        token_id, secret = await self.store.add_token(username, name.strip(), expires_at)
+        after = {
+            "id": token_id,
+            "name": name.strip(),
+            "username": username,
+            "expires_at": expires_at.isoformat(),
+        }
+        await self.audit(
+            who,
+            client,
+            "tokens.create",
+            target=token_id,
+            after=after,
+            actor="cli" if who is None else None,
+        )
+        return {**after, "token": secret}
+
+    async def revoke_token(self, who: Principal, client: str | None, token_id: str) -> None:
+        await self.require(who, "admin", client, "tokens.revoke", token_id)
+        try:
+            row = await self.store.revoke_token(token_id)
+        except Exception:
+            row = None
+        if row is None:
+            raise NotFound(f"no active token with id {token_id}")
+        await self.audit(who, client, "tokens.revoke", target=token_id, before=dict(row))
+
+    async def audit_log(
+        self, who: Principal, client: str | None, **filters: Any
+    ) -> tuple[list[dict[str, Any]], int]:
+        await self.require(who, "admin", client, "audit.read")
+        return await self.store.audit_log(**filters)
+
+
+def preview_schedule(job: Job, since: datetime | None, count: int) -> list[datetime]:
+    compiled = compile_schedule(job.schedule)
+    local = zone(job.schedule.tz)
+    after = since or datetime.now(UTC)
+    return [t.astimezone(local) for t in compiled.upcoming(after, count)]
+
+
+def _unindexed(errors: list[FieldError]) -> list[FieldError]:
+    return [FieldError(field=e.field, message=e.message, accepted=e.accepted) for e in errors]
+
+
+__all__ = ["ROLES", "Console", "JobPage", "JobRow"]

@@ -1,0 +1,380 @@
+"""The HTTP API, ``/api/v1``: jobs, runs, export/import, users, tokens and the audit log.
+
+Authenticate with ``Authorization: Bearer <token>`` (scripts) or the console's session cookie
+plus its ``X-CSRF-Token`` header on every state-changing request. Refusals are JSON
+``{"detail": ..., "errors": [{"field", "message", "accepted"}]}`` with 401, 403, 404 or 422.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from belltower.schedule import parse_datetime
+
+from .actions import SORTS
+from .http import (
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    MsgspecResponse,
+    check_csrf,
+    client_of,
+    console_of,
+    principal_of,
+)
+from .store import ROLES, Principal
+
+
+async def caller(request: Request) -> Principal:
+    who = await principal_of(request)
+    await check_csrf(request, who, request.headers.get(CSRF_HEADER))
+    return who
+
+
+Caller = Annotated[Principal, Depends(caller)]
+router = APIRouter(prefix="/api/v1", default_response_class=MsgspecResponse)
+
+JOB_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobDocument"}}},
+    }
+}
+
+
+def reply(value: Any, status: int = 200) -> Response:
+    return MsgspecResponse(value, status_code=status)
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    return parse_datetime(value, field=name) if value else None
+
+
+# -- session ------------------------------------------------------------------------------------
+
+
+class Login(BaseModel):
+    username: str
+    password: str
+
+
+@router.post("/login", tags=["session"])
+async def login(body: Login, request: Request) -> Response:
+    """Start a console session (cookie); the reply carries the CSRF token to send back."""
+    settings = request.app.state.settings
+    session_id, csrf = await console_of(request).login(
+        body.username, body.password, client_of(request)
+    )
+    response = reply({"username": body.username, "csrf_token": csrf})
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        max_age=int(settings.console_session_hours * 3600),
+        httponly=True,
+        samesite="lax",
+        secure=settings.console_secure_cookies,
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout", tags=["session"], status_code=204)
+async def logout(who: Caller, request: Request, response: Response) -> None:
+    await console_of(request).logout(
+        who, request.cookies.get(SESSION_COOKIE, ""), client_of(request)
+    )
+    response.delete_cookie(SESSION_COOKIE, path="/")
+
+
+@router.get("/me", tags=["session"])
+async def me(who: Caller) -> Response:
+    return reply(
+        {"username": who.username, "role": who.role, "via": who.via, "csrf_token": who.csrf_token}
+    )
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+
+@router.get("/job-types", tags=["jobs"])
+async def job_types(who: Caller, request: Request) -> Response:
+    """The installed job types, each with its parameters' JSON Schema (``params_schema``)."""
+    return reply(await console_of(request).job_types())
+
+
+@router.get("/jobs", tags=["jobs"])
+async def list_jobs(
+    who: Caller,
+    request: Request,
+    q: str = Query("", description="Text in the title, type or id"),
+    type: str = Query("", description="Only this job type"),
+    state: str = Query("", description="active, paused or not_installed"),
+    sort: str = Query("title", description=f"{', '.join(SORTS)}; prefix '-' for descending"),
+    page: int = Query(1),
+    per_page: int = Query(25),
+) -> Response:
+    found = await console_of(request).list_jobs(
+        q=q, type_=type, state=state, sort=sort, page=page, per_page=per_page
+    )
+    return reply(
+        {
+            "items": [{"job": r.job, "last_run": r.last_run} for r in found.items],
+            "total": found.total,
+            "page": found.page,
+            "per_page": found.per_page,
+            "pages": found.pages,
+            "sort": found.sort,
+        }
+    )
+
+
+@router.post("/jobs", tags=["jobs"], status_code=201, openapi_extra=JOB_BODY)
+async def create_job(
+    who: Caller,
+    request: Request,
+    document: Annotated[dict[str, Any], Body()],
+    dry_run: bool = False,
+) -> Response:
+    """Create a job from a job document; ``dry_run`` only checks it (200, nothing written)."""
+    job = await console_of(request).create_job(who, client_of(request), document, dry_run)
+    if job is None:
+        return reply({"valid": True})
+    created = reply(job, 201)
+    created.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    return created
+
+
+@router.get("/jobs/{job_id}", tags=["jobs"])
+async def get_job(job_id: str, who: Caller, request: Request) -> Response:
+    return reply(await console_of(request).get_job(job_id))
+
+
+@router.patch("/jobs/{job_id}", tags=["jobs"])
+async def update_job(
+    job_id: str,
+    who: Caller,
+    request: Request,
+    patch: Annotated[dict[str, Any], Body(description="The fields of a job document to change")],
+) -> Response:
+    """Change the given fields; operators may set only ``paused``, editors every field."""
+    return reply(await console_of(request).update_job(who, client_of(request), job_id, patch))
+
+
+@router.delete("/jobs/{job_id}", tags=["jobs"], status_code=204)
+async def delete_job(job_id: str, who: Caller, request: Request) -> None:
+    await console_of(request).delete_job(who, client_of(request), job_id)
+
+
+@router.post("/jobs/{job_id}/pause", tags=["jobs"])
+async def pause_job(job_id: str, who: Caller, request: Request) -> Response:
+    return reply(await console_of(request).set_paused(who, client_of(request), job_id, True))
+
+
+@router.post("/jobs/{job_id}/resume", tags=["jobs"])
+async def resume_job(job_id: str, who: Caller, request: Request) -> Response:
+    return reply(await console_of(request).set_paused(who, client_of(request), job_id, False))
+
+
+@router.post("/jobs/{job_id}/run", tags=["jobs"], status_code=202)
+async def run_job(job_id: str, who: Caller, request: Request) -> Response:
+    """Run the job once now; history records the user and their address as the trigger."""
+    return reply(await console_of(request).run_now(who, client_of(request), job_id), 202)
+
+
+@router.get("/jobs/{job_id}/preview", tags=["jobs"])
+async def preview_job(
+    job_id: str,
+    who: Caller,
+    request: Request,
+    from_: str | None = Query(None, alias="from", description="ISO date-time; default now"),
+    count: int = Query(10),
+) -> Response:
+    times = await console_of(request).preview(job_id, _when(from_, "from"), count)
+    return reply({"job_id": job_id, "times": times})
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+@router.get("/runs", tags=["runs"])
+async def list_runs(
+    who: Caller,
+    request: Request,
+    job_id: str | None = None,
+    status: str | None = Query(
+        None, description="succeeded, failed, timed_out, dead_lettered or running"
+    ),
+    from_: str | None = Query(None, alias="from", description="Scheduled at or after (ISO)"),
+    to: str | None = Query(None, description="Scheduled before (ISO)"),
+    limit: int = Query(50),
+    offset: int = Query(0),
+) -> Response:
+    runs = await console_of(request).runs(
+        job_id=job_id,
+        status=status,
+        since=_when(from_, "from"),
+        until=_when(to, "to"),
+        limit=limit,
+        offset=offset,
+    )
+    return reply({"items": runs, "limit": limit, "offset": offset})
+
+
+@router.get("/runs/{run_id}", tags=["runs"])
+async def get_run(run_id: str, who: Caller, request: Request) -> Response:
+    """One run with its output as text and, when the job made one, as HTML."""
+    return reply(await console_of(request).run(run_id))
+
+
+# -- export and import --------------------------------------------------------------------------
+
+
+@router.get("/export", tags=["transfer"], response_class=Response)
+async def export(
+    who: Caller, request: Request, format: Literal["yaml", "json"] = "yaml"
+) -> Response:
+    """Every job definition, as YAML documents or a JSON list, ready for import."""
+    text = await console_of(request).export(format)
+    media = "application/json" if format == "json" else "application/yaml"
+    return Response(
+        text,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="belltower-jobs.{format}"'},
+    )
+
+
+@router.post(
+    "/import",
+    tags=["transfer"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/yaml": {"schema": {"type": "string"}},
+                "application/json": {
+                    "schema": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/JobDocument"},
+                    }
+                },
+            },
+        }
+    },
+)
+async def import_jobs(
+    who: Caller,
+    request: Request,
+    dry_run: bool = False,
+    format: Literal["yaml", "json"] | None = None,
+) -> Response:
+    """Check every document, then apply all or none; ``dry_run`` shows create/change/unchanged."""
+    text = (await request.body()).decode("utf-8", errors="replace")
+    if format is None and "json" in request.headers.get("content-type", ""):
+        format = "json"
+    result = await console_of(request).import_jobs(who, client_of(request), text, format, dry_run)
+    return reply(result, 422 if result.errors else 200)
+
+
+# -- users, tokens, audit (admin) ----------------------------------------------------------------
+
+
+class NewUser(BaseModel):
+    username: str
+    password: str
+    role: Literal["viewer", "operator", "editor", "admin"]
+
+
+class UserChange(BaseModel):
+    role: Literal["viewer", "operator", "editor", "admin"] | None = None
+    password: str | None = None
+    disabled: bool | None = None
+
+
+class NewToken(BaseModel):
+    name: str
+    username: str | None = Field(None, description="Whose token; default the caller")
+    expires_in_days: float = 90
+
+
+@router.get("/users", tags=["admin"])
+async def users(who: Caller, request: Request) -> Response:
+    return reply(await console_of(request).users(who, client_of(request)))
+
+
+@router.post("/users", tags=["admin"], status_code=201)
+async def add_user(body: NewUser, who: Caller, request: Request) -> Response:
+    return reply(
+        await console_of(request).add_user(
+            who, client_of(request), body.username, body.password, body.role
+        ),
+        201,
+    )
+
+
+@router.patch("/users/{username}", tags=["admin"])
+async def update_user(username: str, body: UserChange, who: Caller, request: Request) -> Response:
+    return reply(
+        await console_of(request).update_user(
+            who,
+            client_of(request),
+            username,
+            role=body.role,
+            password=body.password,
+            disabled=body.disabled,
+        )
+    )
+
+
+@router.get("/tokens", tags=["admin"])
+async def tokens(who: Caller, request: Request) -> Response:
+    return reply(await console_of(request).tokens(who, client_of(request)))
+
+
+@router.post("/tokens", tags=["admin"], status_code=201)
+async def add_token(body: NewToken, who: Caller, request: Request) -> Response:
+    """A new API token; its secret is in this reply only, and stored only hashed."""
+    return reply(
+        await console_of(request).add_token(
+            who, client_of(request), body.username or who.username, body.name, body.expires_in_days
+        ),
+        201,
+    )
+
+
+@router.delete("/tokens/{token_id}", tags=["admin"], status_code=204)
+async def revoke_token(token_id: str, who: Caller, request: Request) -> None:
+    await console_of(request).revoke_token(who, client_of(request), token_id)
+
+
+@router.get("/audit", tags=["admin"])
+async def audit(
+    who: Caller,
+    request: Request,
+    actor: str | None = None,
+    action: str | None = Query(None, description="Action or its prefix, e.g. jobs."),
+    outcome: Literal["ok", "denied", "failed"] | None = None,
+    q: str | None = Query(None, description="Text in the target, detail or before/after"),
+    from_: str | None = Query(None, alias="from"),
+    to: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> Response:
+    items, total = await console_of(request).audit_log(
+        who,
+        client_of(request),
+        actor=actor,
+        action=action,
+        outcome=outcome,
+        text=q,
+        since=_when(from_, "from"),
+        until=_when(to, "to"),
+        limit=limit,
+        offset=offset,
+    )
+    return reply({"items": items, "total": total, "limit": limit, "offset": offset})
+
+
+__all__ = ["ROLES", "router"]

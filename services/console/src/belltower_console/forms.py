@@ -1,0 +1,289 @@
+"""The job form: fields generated from a job type's parameter JSON Schema, and back to a document.
+
+Values travel as text, as a user types them; the scheduler converts parameters by their schema
+and checks everything, so the form and the API refuse the same things with the same messages.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from belltower.api import FieldError, Job, JobTypeInfo
+from belltower.cli import build_schedule
+from belltower.errors import InvalidInput
+from belltower.schedule import (
+    WEEKDAYS,
+    Cron,
+    Daily,
+    Every,
+    Once,
+    Schedule,
+    compile_schedule,
+    parse_every,
+    zone,
+)
+
+KINDS = {"every": "Every interval", "daily": "Daily at", "cron": "Cron expression", "once": "Once"}
+KEEP = [
+    ("7", "a week"),
+    ("30", "30 days"),
+    ("31", "a month"),
+    ("92", "three months"),
+    ("366", "a year"),
+    ("forever", "forever"),
+]
+SCHEDULE_FIELDS = {
+    "every",
+    "cron",
+    "daily_at",
+    "weekdays",
+    "once_at",
+    "tz",
+    "start",
+    "end",
+    "schedule",
+}
+
+
+@dataclass
+class ParamField:
+    """One parameter of a job type, as a form control."""
+
+    name: str
+    label: str
+    control: str
+    """checkbox, number, select, textarea or text."""
+    required: bool
+    help: str
+    options: list[str] = field(default_factory=list)
+    step: str = "1"
+    default: str | None = None
+    """The default as the form shows it; a submitted default is left out, so the job keeps following it."""
+
+
+def _root(schema: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    defs = schema.get("$defs", {})
+    ref = schema.get("$ref", "")
+    root = defs.get(ref.removeprefix("#/$defs/"), schema) if ref.startswith("#/$defs/") else schema
+    return root, defs
+
+
+def _kinds(prop: dict[str, Any], defs: dict[str, Any]) -> list[str]:
+    if "$ref" in prop:
+        prop = defs.get(prop["$ref"].removeprefix("#/$defs/"), {})
+    if "anyOf" in prop:
+        return [k for sub in prop["anyOf"] for k in _kinds(sub, defs)]
+    kind = prop.get("type")
+    return (
+        kind if isinstance(kind, list) else [kind] if kind else (["enum"] if "enum" in prop else [])
+    )
+
+
+def param_fields(info: JobTypeInfo) -> list[ParamField]:
+    root, defs = _root(info.params_schema)
+    required = set(root.get("required", []))
+    fields = []
+    for name, prop in root.get("properties", {}).items():
+        kinds = [k for k in _kinds(prop, defs) if k != "null"]
+        enum = prop.get("enum") or next(
+            (s.get("enum") for s in prop.get("anyOf", []) if "enum" in s), None
+        )
+        help_parts = [prop.get("description", "")]
+        if "default" in prop:
+            help_parts.append(f"Default: {json.dumps(prop['default'])}.")
+        if enum:
+            control = "select"
+        elif kinds == ["boolean"]:
+            control = "checkbox"
+        elif kinds and set(kinds) <= {"integer", "number"}:
+            control = "number"
+        elif "object" in kinds:
+            control = "textarea"
+            help_parts.append("A JSON object.")
+        else:
+            control = "text"
+            if "array" in kinds:
+                help_parts.append("Separate several values with commas.")
+        for key, word in (("minimum", "at least"), ("maximum", "at most")):
+            if key in prop:
+                help_parts.append(f"{word.capitalize()} {prop[key]}.")
+        fields.append(
+            ParamField(
+                name=name,
+                label=prop.get("title") or name.replace("_", " ").capitalize(),
+                control=control,
+                required=name in required,
+                help=" ".join(p for p in help_parts if p),
+                options=[str(o) for o in enum or []],
+                step="1" if kinds == ["integer"] else "any",
+                default=as_text(prop["default"]) if "default" in prop else None,
+            )
+        )
+    return fields
+
+
+def as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def values_of(job: Job | None, info: JobTypeInfo | None) -> dict[str, Any]:
+    """The form's initial values: the job's, or the type's defaults for a new one."""
+    values: dict[str, Any] = {
+        "kind": "daily",
+        "every": "1h",
+        "daily_at": "07:00",
+        "weekdays": ["mon", "tue", "wed", "thu", "fri"],
+        "tz": "UTC",
+        "priority": "500",
+        "keep_history": "30",
+        "title": "",
+    }
+    params: dict[str, Any] = {}
+    if info is not None:
+        root, _ = _root(info.params_schema)
+        params = {k: p["default"] for k, p in root.get("properties", {}).items() if "default" in p}
+    if job is not None:
+        rule = job.schedule.rule
+        values.update(
+            title=job.title,
+            tz=job.schedule.tz,
+            priority=str(job.priority),
+            paused=job.paused,
+            keep_history="forever" if job.keep_history_days is None else str(job.keep_history_days),
+            timeout="" if job.timeout_s is None else f"{int(job.timeout_s)}s",
+            start=_local(job.schedule.start),
+            end=_local(job.schedule.end),
+            weekdays=[],
+        )
+        if isinstance(rule, Every):
+            values.update(kind="every", every=f"{rule.seconds}s")
+        elif isinstance(rule, Cron):
+            values.update(kind="cron", cron=rule.expr)
+        elif isinstance(rule, Daily):
+            values.update(
+                kind="daily",
+                daily_at=", ".join(rule.times),
+                weekdays=rule.weekdays or list(WEEKDAYS),
+            )
+        elif isinstance(rule, Once):
+            values.update(kind="once", once_at=_local(rule.at))
+        params |= job.params
+    for name, value in params.items():
+        values[f"param.{name}"] = value if isinstance(value, bool) else as_text(value)
+    return values
+
+
+def _local(value: Any) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M") if value else ""
+
+
+def read_form(
+    form: dict[str, Any], weekdays: list[str], info: JobTypeInfo
+) -> tuple[dict[str, Any], list[FieldError]]:
+    """A job document from the submitted form, and the errors found before asking the scheduler."""
+    errors: list[FieldError] = []
+    text = {k: (v.strip() if isinstance(v, str) else v) for k, v in form.items()}
+    kind = text.get("kind", "")
+    tz = text.get("tz") or "UTC"
+    schedule: Any = {"rule": {"kind": "every", "seconds": 3600}, "tz": "UTC"}
+    try:
+        built = build_schedule(
+            text.get("every") if kind == "every" else None,
+            text.get("cron") if kind == "cron" else None,
+            text.get("daily_at") if kind == "daily" else None,
+            ",".join(weekdays) if kind == "daily" and weekdays and len(weekdays) < 7 else None,
+            text.get("once_at") if kind == "once" else None,
+            tz,
+            text.get("start") or None,
+            text.get("end") or None,
+        )
+        schedule = msgspec.to_builtins(built)
+    except InvalidInput as exc:
+        errors.append(FieldError(field=exc.field, message=exc.reason, accepted=exc.accepted))
+    if kind == "daily" and not weekdays:
+        errors.append(
+            FieldError(field="weekdays", message="no weekday chosen", accepted="at least one day")
+        )
+    try:
+        priority: Any = int(text.get("priority") or "500")
+    except ValueError:
+        errors.append(
+            FieldError(
+                field="priority",
+                message=f"{text.get('priority')!r} is not a whole number",
+                accepted="e.g. 500",
+            )
+        )
+        priority = 500
+    keep = text.get("keep_history") or "30"
+    timeout_s = None
+    if text.get("timeout"):
+        try:
+            timeout_s = float(parse_every(text["timeout"]))
+        except InvalidInput as exc:
+            errors.append(FieldError(field="timeout_s", message=exc.reason, accepted=exc.accepted))
+    params: dict[str, Any] = {}
+    for f in param_fields(info):
+        key = f"param.{f.name}"
+        given = ("true" if key in form else "false") if f.control == "checkbox" else text.get(key)
+        if given in (None, ""):
+            continue
+        number_default = (
+            f.control == "number" and f.default is not None and _same_number(given, f.default)
+        )
+        if given != f.default and not number_default:
+            params[f.name] = given
+    doc = {
+        "type": info.name,
+        "title": text.get("title") or "",
+        "schedule": schedule,
+        "priority": priority,
+        "params": params,
+        "paused": "paused" in form,
+        "keep_history_days": None if keep == "forever" else int(keep) if keep.isdigit() else 30,
+        "timeout_s": timeout_s,
+    }
+    return doc, errors
+
+
+def by_field(errors: list[FieldError]) -> dict[str, str]:
+    """Messages keyed by form control; schedule errors found by msgspec go to the schedule kind."""
+    out: dict[str, str] = {}
+    for err in errors:
+        key = err.field
+        if key.startswith("schedule"):
+            key = "schedule"
+        elif key not in SCHEDULE_FIELDS and not key.startswith("param"):
+            key = {"keep_history_days": "keep_history", "timeout_s": "timeout"}.get(key, key)
+        message = err.message + (f" (accepted: {err.accepted})" if err.accepted else "")
+        out[key] = f"{out[key]}; {message}" if key in out else message
+    return out
+
+
+def _same_number(a: str, b: str) -> bool:
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
+
+
+def upcoming(schedule: dict[str, Any], count: int) -> list[datetime]:
+    """The next runs of a schedule as the form describes it, in its own time zone."""
+    parsed = msgspec.convert(schedule, Schedule)
+    local = zone(parsed.tz)
+    return [
+        t.astimezone(local) for t in compile_schedule(parsed).upcoming(datetime.now(UTC), count)
+    ]

@@ -1,0 +1,636 @@
+"""The web console: Jobs, Execution history, Import/export and, for admins, Users and Audit.
+
+Server-rendered pages (Jinja2) over the same actions as the API. Every state-changing form
+carries the session's CSRF token; a viewer is shown no control it could not use.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from importlib import resources
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from belltower.api import FieldError, Job, JobTypeInfo
+from belltower.errors import BelltowerError, InvalidInput, NotFound
+from belltower.schedule import WEEKDAYS, Daily, parse_datetime, zone
+
+from . import forms
+from .actions import SORTS, STATES
+from .errors import FieldErrors, Unauthenticated
+from .http import SESSION_COOKIE, check_csrf, client_of, console_of, principal_of, status_and_errors
+from .store import ROLES, Principal
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(
+    directory=str(resources.files("belltower_console").joinpath("templates"))
+)
+RUN_STATUSES = ("succeeded", "failed", "timed_out", "dead_lettered", "running")
+PAGE_SIZE = 25
+
+
+def weekdays_of(job: Job) -> str:
+    rule = job.schedule.rule
+    if isinstance(rule, Daily):
+        days = rule.weekdays or list(WEEKDAYS)
+        return "every day" if len(days) == 7 else ", ".join(d.capitalize() for d in days)
+    return "—"
+
+
+def in_zone(value: datetime | None, tz: str) -> datetime | None:
+    return value.astimezone(zone(tz)) if value else value
+
+
+templates.env.filters["in_zone"] = in_zone
+templates.env.globals.update(weekdays_of=weekdays_of, ROLES=ROLES, WEEKDAYS=WEEKDAYS)
+
+
+def page(
+    request: Request, name: str, who: Principal | None, http_status: int = 200, **context: Any
+) -> HTMLResponse:
+    context.update(request=request, who=who, path=request.url.path)
+    response = templates.TemplateResponse(request, name, context, status_code=http_status)
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; frame-src 'self'; img-src 'self' data:; style-src 'self'; "
+        "script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def back(path: str, notice: str | None = None) -> RedirectResponse:
+    target = path + (
+        ("&" if "?" in path else "?") + urlencode({"notice": notice}) if notice else ""
+    )
+    return RedirectResponse(target, status_code=303)
+
+
+def error_page(request: Request, exc: Exception) -> Any:
+    if isinstance(exc, Unauthenticated):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+    status, message, errors = status_and_errors(exc)
+    who = getattr(request.state, "principal", None)
+    return page(
+        request,
+        "error.html",
+        who,
+        http_status=status,
+        status_code=status,
+        message=message,
+        errors=errors,
+    )
+
+
+async def posted(request: Request) -> tuple[Principal, dict[str, Any]]:
+    """The caller of a form post and the form, after its CSRF token is checked."""
+    who = await principal_of(request)
+    form = await request.form()
+    await check_csrf(request, who, str(form.get("csrf_token") or ""))
+    return who, {k: v for k, v in form.items()}
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    return parse_datetime(value, field=name) if value else None
+
+
+# -- session ------------------------------------------------------------------------------------
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str = "/jobs") -> Response:
+    return page(request, "login.html", None, next=_safe_next(next), error=None)
+
+
+def _safe_next(target: str) -> str:
+    return target if target.startswith("/") and not target.startswith("//") else "/jobs"
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await request.form()
+    username, password = str(form.get("username") or ""), str(form.get("password") or "")
+    target = _safe_next(str(form.get("next") or "/jobs"))
+    try:
+        session_id, _ = await console_of(request).login(username, password, client_of(request))
+    except Unauthenticated as exc:
+        return page(
+            request,
+            "login.html",
+            None,
+            http_status=401,
+            next=target,
+            error=exc.message,
+            username=username,
+        )
+    settings = request.app.state.settings
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        max_age=int(settings.console_session_hours * 3600),
+        httponly=True,
+        samesite="lax",
+        secure=settings.console_secure_cookies,
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    who, _ = await posted(request)
+    await console_of(request).logout(
+        who, request.cookies.get(SESSION_COOKIE, ""), client_of(request)
+    )
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/")
+async def home() -> Response:
+    return RedirectResponse("/jobs", status_code=303)
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+
+@router.get("/jobs")
+async def jobs(
+    request: Request,
+    q: str = "",
+    type: str = "",
+    state: str = "",
+    sort: str = "title",
+    page_no: int = 1,
+    notice: str | None = None,
+) -> Response:
+    who = await principal_of(request)
+    console = console_of(request)
+    found = await console.list_jobs(
+        q=q, type_=type, state=state, sort=sort, page=page_no, per_page=PAGE_SIZE
+    )
+    types = await console.job_types()
+
+    def link(**change: Any) -> str:
+        params = {"q": q, "type": type, "state": state, "sort": sort, "page_no": page_no} | change
+        return "/jobs?" + urlencode({k: v for k, v in params.items() if v not in ("", None)})
+
+    return page(
+        request,
+        "jobs.html",
+        who,
+        found=found,
+        types=types,
+        sorts=SORTS,
+        states=STATES,
+        link=link,
+        q=q,
+        type=type,
+        state=state,
+        sort=sort,
+        notice=notice,
+    )
+
+
+async def _type_info(request: Request, name: str) -> JobTypeInfo | None:
+    return next((t for t in await console_of(request).job_types() if t.name == name), None)
+
+
+@router.get("/jobs/new")
+async def new_job(request: Request, type: str = "") -> Response:
+    who = await principal_of(request)
+    await console_of(request).require(who, "editor", client_of(request), "jobs.create")
+    info = await _type_info(request, type) if type else None
+    if info is None:
+        return page(request, "choose_type.html", who, types=await console_of(request).job_types())
+    return _job_form(request, who, info, None, forms.values_of(None, info), {})
+
+
+def _job_form(
+    request: Request,
+    who: Principal,
+    info: JobTypeInfo,
+    job: Job | None,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    status: int = 200,
+    upcoming: list[datetime] | None = None,
+) -> Response:
+    return page(
+        request,
+        "job_form.html",
+        who,
+        http_status=status,
+        upcoming=upcoming,
+        info=info,
+        job=job,
+        fields=forms.param_fields(info),
+        values=values,
+        errors=errors,
+        kinds=forms.KINDS,
+        keep=forms.KEEP,
+    )
+
+
+async def _submit_job(request: Request, job: Job | None, type_name: str) -> Response:
+    who, form = await posted(request)
+    console = console_of(request)
+    info = await _type_info(request, type_name)
+    if info is None:
+        raise InvalidInput(
+            "type", f"job type {type_name!r} is not installed", "a type listed under New job"
+        )
+    multi = await request.form()
+    weekdays = [d for d in multi.getlist("weekdays") if d in WEEKDAYS]
+    doc, local_errors = forms.read_form(form, [str(d) for d in weekdays], info)
+    values = {**form, "weekdays": weekdays, "paused": "paused" in form}
+    if "preview" in form:
+        schedule_errors = [e for e in local_errors if e.field in forms.SCHEDULE_FIELDS]
+        upcoming = [] if schedule_errors else forms.upcoming(doc["schedule"], 10)
+        return _job_form(
+            request, who, info, job, values, forms.by_field(schedule_errors), upcoming=upcoming
+        )
+    try:
+        if job is None:
+            created = await console.create_job(
+                who, client_of(request), doc, dry_run=bool(local_errors)
+            )
+        else:
+            patch = {k: v for k, v in doc.items() if k != "type"}
+            created = await console.update_job(
+                who, client_of(request), job.id, patch, dry_run=bool(local_errors)
+            )
+        remote: list[FieldError] = []
+    except FieldErrors as exc:
+        created, remote = None, exc.errors
+    if local_errors:
+        local = {e.field for e in local_errors}
+        remote = [e for e in remote if not (e.field.startswith("schedule") or e.field in local)]
+    if local_errors or remote:
+        return _job_form(
+            request, who, info, job, values, forms.by_field(local_errors + remote), status=422
+        )
+    assert created is not None
+    return back(f"/jobs/{created.id}", "Saved.")
+
+
+@router.post("/jobs/new")
+async def create_job(request: Request, type: str = "") -> Response:
+    return await _submit_job(request, None, type)
+
+
+@router.get("/jobs/{job_id}")
+async def job_detail(request: Request, job_id: str, notice: str | None = None) -> Response:
+    who = await principal_of(request)
+    console = console_of(request)
+    job = await console.get_job(job_id)
+    upcoming = await console.preview(job_id, None, 10) if not job.paused else []
+    runs = await console.runs(job_id=job_id, limit=10)
+    return page(request, "job.html", who, job=job, upcoming=upcoming, runs=runs, notice=notice)
+
+
+@router.get("/jobs/{job_id}/edit")
+async def edit_job(request: Request, job_id: str) -> Response:
+    who = await principal_of(request)
+    console = console_of(request)
+    await console.require(who, "editor", client_of(request), "jobs.update", job_id)
+    job = await console.get_job(job_id)
+    info = await _type_info(request, job.type)
+    if info is None:
+        raise InvalidInput(
+            "type",
+            f"job type {job.type!r} is not installed, so its parameters cannot be edited",
+            "start the worker that provides it, or delete this job",
+        )
+    return _job_form(request, who, info, job, forms.values_of(job, info), {})
+
+
+@router.post("/jobs/{job_id}/edit")
+async def update_job(request: Request, job_id: str) -> Response:
+    job = await console_of(request).get_job(job_id)
+    return await _submit_job(request, job, job.type)
+
+
+@router.post("/jobs/{job_id}/run")
+async def run_job(request: Request, job_id: str) -> Response:
+    who, _ = await posted(request)
+    result = await console_of(request).run_now(who, client_of(request), job_id)
+    return back(
+        f"/history/{result.run_id}", "Run started: this page shows it once a worker picks it up."
+    )
+
+
+@router.post("/jobs/{job_id}/pause")
+async def pause_job(request: Request, job_id: str) -> Response:
+    who, form = await posted(request)
+    await console_of(request).set_paused(who, client_of(request), job_id, True)
+    return back(_safe_next(str(form.get("next") or f"/jobs/{job_id}")), "Paused.")
+
+
+@router.post("/jobs/{job_id}/resume")
+async def resume_job(request: Request, job_id: str) -> Response:
+    who, form = await posted(request)
+    await console_of(request).set_paused(who, client_of(request), job_id, False)
+    return back(_safe_next(str(form.get("next") or f"/jobs/{job_id}")), "Resumed.")
+
+
+@router.get("/jobs/{job_id}/delete")
+async def confirm_delete(request: Request, job_id: str) -> Response:
+    who = await principal_of(request)
+    await console_of(request).require(who, "editor", client_of(request), "jobs.delete", job_id)
+    return page(request, "confirm_delete.html", who, job=await console_of(request).get_job(job_id))
+
+
+@router.post("/jobs/{job_id}/delete")
+async def delete_job(request: Request, job_id: str) -> Response:
+    who, _ = await posted(request)
+    job = await console_of(request).get_job(job_id)
+    await console_of(request).delete_job(who, client_of(request), job_id)
+    return back("/jobs", f"Deleted “{job.title}”.")
+
+
+# -- history ------------------------------------------------------------------------------------
+
+
+@router.get("/history")
+async def history(
+    request: Request,
+    job_id: str = "",
+    status: str = "",
+    from_date: str = "",
+    to_date: str = "",
+    offset: int = 0,
+) -> Response:
+    who = await principal_of(request)
+    console = console_of(request)
+    until = _when(to_date, "to")
+    if until is not None and len(to_date.strip()) == 10:
+        until += timedelta(days=1)
+    runs = await console.runs(
+        job_id=job_id or None,
+        status=status or None,
+        since=_when(from_date, "from"),
+        until=until,
+        limit=PAGE_SIZE,
+        offset=max(offset, 0),
+    )
+    jobs = sorted(
+        (r.job for r in (await console.list_jobs(per_page=200, with_last_run=False)).items),
+        key=lambda j: j.title.lower(),
+    )
+
+    def link(**change: Any) -> str:
+        params = {
+            "job_id": job_id,
+            "status": status,
+            "from_date": from_date,
+            "to_date": to_date,
+            "offset": offset,
+        } | change
+        return "/history?" + urlencode({k: v for k, v in params.items() if v not in ("", None, 0)})
+
+    return page(
+        request,
+        "history.html",
+        who,
+        runs=runs,
+        jobs=jobs,
+        statuses=RUN_STATUSES,
+        job_id=job_id,
+        status=status,
+        from_date=from_date,
+        to_date=to_date,
+        offset=offset,
+        page_size=PAGE_SIZE,
+        link=link,
+    )
+
+
+@router.get("/history/{run_id}")
+async def run_detail(request: Request, run_id: str, notice: str | None = None) -> Response:
+    who = await principal_of(request)
+    try:
+        run = await console_of(request).run(run_id)
+    except NotFound:
+        if notice:
+            return page(request, "run_pending.html", who, run_id=run_id, notice=notice)
+        raise
+    return page(request, "run.html", who, run=run, notice=notice)
+
+
+@router.get("/history/{run_id}/output.html")
+async def run_output_html(request: Request, run_id: str) -> Response:
+    """A run's HTML output on its own, for a sandboxed frame: no scripts, no outside requests."""
+    await principal_of(request)
+    run = await console_of(request).run(run_id)
+    return HTMLResponse(
+        run.output_html or "<p>This run has no HTML output.</p>",
+        headers={
+            "Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+# -- import and export --------------------------------------------------------------------------
+
+
+@router.get("/transfer")
+async def transfer_page(request: Request) -> Response:
+    who = await principal_of(request)
+    return page(request, "transfer.html", who, result=None, text="")
+
+
+@router.post("/transfer")
+async def import_jobs(request: Request) -> Response:
+    who, form = await posted(request)
+    upload = form.get("file")
+    text = str(form.get("text") or "")
+    if upload is not None and hasattr(upload, "read"):
+        content = await upload.read()
+        if content:
+            text = content.decode("utf-8", errors="replace")
+    dry_run = "apply" not in form
+    try:
+        result = await console_of(request).import_jobs(who, client_of(request), text, None, dry_run)
+    except InvalidInput as exc:
+        return page(
+            request,
+            "transfer.html",
+            who,
+            http_status=422,
+            result=None,
+            text=text,
+            error=exc.message,
+        )
+    return page(
+        request,
+        "transfer.html",
+        who,
+        http_status=422 if result.errors else 200,
+        result=result,
+        text=text,
+    )
+
+
+# -- admin --------------------------------------------------------------------------------------
+
+
+@router.get("/admin/users")
+async def users_page(request: Request, notice: str | None = None) -> Response:
+    who = await principal_of(request)
+    console = console_of(request)
+    return page(
+        request,
+        "users.html",
+        who,
+        users=await console.users(who, client_of(request)),
+        tokens=await console.tokens(who, client_of(request)),
+        notice=notice,
+        new_token=None,
+        errors={},
+    )
+
+
+@router.post("/admin/users")
+async def add_user(request: Request) -> Response:
+    who, form = await posted(request)
+    console = console_of(request)
+    try:
+        await console.add_user(
+            who,
+            client_of(request),
+            str(form.get("username", "")),
+            str(form.get("password", "")),
+            str(form.get("role", "")),
+        )
+    except FieldErrors as exc:
+        return page(
+            request,
+            "users.html",
+            who,
+            http_status=422,
+            users=await console.users(who, client_of(request)),
+            tokens=await console.tokens(who, client_of(request)),
+            notice=None,
+            new_token=None,
+            errors=forms.by_field(exc.errors),
+            form=form,
+        )
+    return back("/admin/users", f"User {form.get('username')} added.")
+
+
+@router.post("/admin/users/{username}")
+async def change_user(request: Request, username: str) -> Response:
+    who, form = await posted(request)
+    await console_of(request).update_user(
+        who,
+        client_of(request),
+        username,
+        role=str(form.get("role")) if form.get("role") else None,
+        password=str(form.get("password")) if form.get("password") else None,
+        disabled="disabled" in form,
+    )
+    return back("/admin/users", f"User {username} saved.")
+
+
+@router.post("/admin/tokens")
+async def add_token(request: Request) -> Response:
+    who, form = await posted(request)
+    console = console_of(request)
+    try:
+        days = float(str(form.get("days") or "90"))
+    except ValueError:
+        days = -1
+    token = await console.add_token(
+        who,
+        client_of(request),
+        str(form.get("username") or who.username),
+        str(form.get("name") or ""),
+        days,
+    )
+    return page(
+        request,
+        "users.html",
+        who,
+        users=await console.users(who, client_of(request)),
+        tokens=await console.tokens(who, client_of(request)),
+        notice=None,
+        new_token=token,
+        errors={},
+    )
+
+
+@router.post("/admin/tokens/{token_id}/revoke")
+async def revoke_token(request: Request, token_id: str) -> Response:
+    who, _ = await posted(request)
+    await console_of(request).revoke_token(who, client_of(request), token_id)
+    return back("/admin/users", "Token revoked.")
+
+
+@router.get("/admin/audit")
+async def audit_page(
+    request: Request,
+    actor: str = "",
+    action: str = "",
+    outcome: str = "",
+    q: str = "",
+    from_date: str = "",
+    to_date: str = "",
+    offset: int = 0,
+) -> Response:
+    who = await principal_of(request)
+    until = _when(to_date, "to")
+    if until is not None and len(to_date.strip()) == 10:
+        until += timedelta(days=1)
+    items, total = await console_of(request).audit_log(
+        who,
+        client_of(request),
+        actor=actor or None,
+        action=action or None,
+        outcome=outcome or None,
+        text=q or None,
+        since=_when(from_date, "from"),
+        until=until,
+        limit=50,
+        offset=max(offset, 0),
+    )
+
+    def link(**change: Any) -> str:
+        params = {
+            "actor": actor,
+            "action": action,
+            "outcome": outcome,
+            "q": q,
+            "from_date": from_date,
+            "to_date": to_date,
+            "offset": offset,
+        } | change
+        return "/admin/audit?" + urlencode(
+            {k: v for k, v in params.items() if v not in ("", None, 0)}
+        )
+
+    return page(
+        request,
+        "audit.html",
+        who,
+        items=items,
+        total=total,
+        actor=actor,
+        action=action,
+        outcome=outcome,
+        q=q,
+        from_date=from_date,
+        to_date=to_date,
+        offset=offset,
+        link=link,
+    )
+
+
+__all__ = ["BelltowerError", "error_page", "router"]

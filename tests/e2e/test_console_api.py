@@ -1,0 +1,570 @@
+"""The HTTP API against the real services: every endpoint, bad input, roles, tokens, CSRF, audit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+API = "/api/v1"
+
+
+def token_client(base: str, token: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=base + API, headers={"Authorization": f"Bearer {token}"}, timeout=20
+    )
+
+
+@pytest.fixture(scope="session")
+def admin(console_stack) -> httpx.Client:
+    """The bootstrap admin, through a session, then through a token it makes for itself."""
+    with httpx.Client(base_url=console_stack.url + API, timeout=20) as session:
+        login = session.post(
+            "/login", json=dict(zip(("username", "password"), console_stack.admin, strict=True))
+        )
+        assert login.status_code == 200, login.text
+        csrf = login.json()["csrf_token"]
+        made = session.post("/tokens", json={"name": "tests"}, headers={"X-CSRF-Token": csrf})
+        assert made.status_code == 201, made.text
+        token = made.json()["token"]
+    client = token_client(console_stack.url, token)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def users(console_stack, admin: httpx.Client) -> dict[str, httpx.Client]:
+    clients = {"admin": admin}
+    for role in ("viewer", "operator", "editor"):
+        name = f"{role}1"
+        made = admin.post(
+            "/users", json={"username": name, "password": f"{role}-password-1", "role": role}
+        )
+        assert made.status_code == 201, made.text
+        token = admin.post("/tokens", json={"name": "t", "username": name}).json()["token"]
+        clients[role] = token_client(console_stack.url, token)
+    yield clients
+    for role in ("viewer", "operator", "editor"):
+        clients[role].close()
+
+
+def canary(title: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "system.canary",
+        "title": title,
+        "schedule": {"rule": {"kind": "every", "seconds": 3600}, "tz": "UTC"},
+        "params": {"message": "hello"},
+        **extra,
+    }
+
+
+def fields(response: httpx.Response) -> set[str]:
+    return {e["field"] for e in response.json().get("errors", [])}
+
+
+def job_count(client: httpx.Client) -> int:
+    return client.get("/jobs", params={"per_page": 200}).json()["total"]
+
+
+def wait_for_run(client: httpx.Client, run_id: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = client.get(f"/runs/{run_id}")
+        if got.status_code == 200 and got.json()["finished_at"]:
+            return got.json()
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not finish")
+
+
+def test_openapi_document_is_published(console_stack) -> None:
+    doc = httpx.get(console_stack.url + API + "/openapi.json").json()
+    assert "/api/v1/jobs" in doc["paths"] and "/api/v1/import" in doc["paths"]
+    assert "JobDocument" in doc["components"]["schemas"]
+    create = doc["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]
+    assert create["schema"]["$ref"] == "#/components/schemas/JobDocument"
+
+
+def test_job_lifecycle_through_the_api(users: dict[str, httpx.Client]) -> None:
+    editor = users["editor"]
+    types = editor.get("/job-types").json()
+    canary_type = next(t for t in types if t["name"] == "system.canary")
+    assert "message" in json.dumps(canary_type["params_schema"])
+
+    created = editor.post("/jobs", json=canary(f"Lifecycle {uuid.uuid4().hex[:6]}", priority=700))
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert created.headers["location"] == f"{API}/jobs/{job['id']}"
+    assert job["priority"] == 700 and job["schedule_text"] and job["next_run_at"]
+
+    assert editor.get(f"/jobs/{job['id']}").json()["title"] == job["title"]
+    listed = editor.get("/jobs", params={"q": job["title"], "sort": "-priority"}).json()
+    assert [i["job"]["id"] for i in listed["items"]] == [job["id"]]
+
+    changed = editor.patch(
+        f"/jobs/{job['id']}", json={"title": job["title"] + " v2", "params": {"message": "v2"}}
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["title"].endswith(" v2") and changed.json()["params"] == {"message": "v2"}
+
+    preview = editor.get(f"/jobs/{job['id']}/preview", params={"count": 3}).json()
+    assert len(preview["times"]) == 3
+
+    assert editor.post(f"/jobs/{job['id']}/pause").json()["paused"] is True
+    assert editor.get(f"/jobs/{job['id']}").json()["next_run_at"] is None
+    assert editor.post(f"/jobs/{job['id']}/resume").json()["paused"] is False
+
+    ran = editor.post(f"/jobs/{job['id']}/run")
+    assert ran.status_code == 202, ran.text
+    run = wait_for_run(editor, ran.json()["run_id"])
+    assert run["status"] == "succeeded" and "canary v2" in run["output_text"]
+    assert run["trigger"] == "manual" and run["requested_by"] == "editor1 from 127.0.0.1"
+    runs = editor.get("/runs", params={"job_id": job["id"], "status": "succeeded"}).json()["items"]
+    assert [r["run_id"] for r in runs] == [run["run_id"]]
+    assert listed["items"][0]["last_run"] is None
+    last = editor.get("/jobs", params={"q": job["title"]}).json()["items"][0]["last_run"]
+    assert last["run_id"] == run["run_id"]
+
+    assert editor.delete(f"/jobs/{job['id']}").status_code == 204
+    assert editor.get(f"/jobs/{job['id']}").status_code == 404
+
+
+def test_list_sorts_filters_and_pages(users: dict[str, httpx.Client]) -> None:
+    editor = users["editor"]
+    tag = uuid.uuid4().hex[:6]
+    for i, prio in enumerate((100, 300, 200)):
+        assert (
+            editor.post(
+                "/jobs", json=canary(f"Page {tag} {i}", priority=prio, paused=i == 2)
+            ).status_code
+            == 201
+        )
+    first = editor.get("/jobs", params={"q": tag, "sort": "-priority", "per_page": 2}).json()
+    assert first["total"] == 3 and first["pages"] == 2
+    assert [i["job"]["priority"] for i in first["items"]] == [300, 200]
+    second = editor.get(
+        "/jobs", params={"q": tag, "sort": "-priority", "per_page": 2, "page": 2}
+    ).json()
+    assert [i["job"]["priority"] for i in second["items"]] == [100]
+    paused = editor.get("/jobs", params={"q": tag, "state": "paused"}).json()
+    assert [i["job"]["title"] for i in paused["items"]] == [f"Page {tag} 2"]
+
+
+def test_bad_input_is_refused_with_field_errors_and_nothing_written(
+    users: dict[str, httpx.Client],
+) -> None:
+    editor = users["editor"]
+    before = job_count(editor)
+    bad = canary("", priority=-5, params={"nope": 1})
+    bad["schedule"] = {"rule": {"kind": "cron", "expr": "61 * * * *"}, "tz": "UTC"}
+    refused = editor.post("/jobs", json=bad)
+    assert refused.status_code == 422, refused.text
+    assert {"title", "priority", "cron", "param.nope"} <= fields(refused)
+    assert all(e["message"] for e in refused.json()["errors"])
+
+    wrong_shape = editor.post(
+        "/jobs", json={**canary("x"), "schedule": {"rule": {"kind": "weekly"}}}
+    )
+    assert wrong_shape.status_code == 422 and any(
+        f.startswith("schedule") for f in fields(wrong_shape)
+    )
+    unknown_type = editor.post("/jobs", json={**canary("x"), "type": "no.such.type"})
+    assert unknown_type.status_code == 422 and fields(unknown_type) == {"type"}
+    with_id = editor.post("/jobs", json={**canary("x"), "id": str(uuid.uuid4())})
+    assert with_id.status_code == 422 and fields(with_id) == {"id"}
+    not_json = editor.post("/jobs", content=b"{nope", headers={"content-type": "application/json"})
+    assert not_json.status_code == 422
+    dry = editor.post("/jobs", json=canary("Dry run only"), params={"dry_run": "true"})
+    assert dry.status_code == 200 and dry.json() == {"valid": True}
+    assert job_count(editor) == before
+
+    job = editor.post("/jobs", json=canary("Bad patch target")).json()
+    patch = editor.patch(f"/jobs/{job['id']}", json={"priority": "high", "colour": "red"})
+    assert patch.status_code == 422 and fields(patch) == {"colour"}
+    patch = editor.patch(f"/jobs/{job['id']}", json={"priority": 2_000_000})
+    assert patch.status_code == 422 and fields(patch) == {"priority"}
+    assert editor.get(f"/jobs/{job['id']}").json()["priority"] == 500
+
+    assert fields(editor.get("/jobs", params={"sort": "colour", "page": 0})) == {"sort", "page"}
+    assert fields(editor.get("/jobs", params={"page": "two"})) == {"page"}
+    assert fields(editor.get("/runs", params={"status": "great"})) == {"status"}
+    assert fields(editor.get("/runs", params={"from": "yesterday"})) == {"from"}
+    assert fields(editor.get("/jobs/not-a-uuid")) == {"id"}
+    assert editor.get(f"/jobs/{uuid.uuid4()}").status_code == 404
+    assert editor.get(f"/runs/{uuid.uuid4()}").status_code == 404
+    assert fields(editor.get(f"/jobs/{job['id']}/preview", params={"count": 0})) == {"count"}
+
+
+def test_roles_can_do_exactly_what_they_should(users: dict[str, httpx.Client]) -> None:
+    editor, operator, viewer, admin = (users[r] for r in ("editor", "operator", "viewer", "admin"))
+    job = editor.post("/jobs", json=canary(f"Roles {uuid.uuid4().hex[:6]}")).json()
+    jid = job["id"]
+
+    assert viewer.get("/jobs").status_code == 200
+    assert viewer.get(f"/jobs/{jid}").status_code == 200
+    assert viewer.get("/runs").status_code == 200
+    assert viewer.get("/export").status_code == 200
+    for response in (
+        viewer.post(f"/jobs/{jid}/run"),
+        viewer.post(f"/jobs/{jid}/pause"),
+        viewer.patch(f"/jobs/{jid}", json={"title": "viewer was here"}),
+        viewer.post("/jobs", json=canary("viewer job")),
+        viewer.delete(f"/jobs/{jid}"),
+        viewer.post("/import", content=b"[]"),
+        viewer.get("/users"),
+        viewer.get("/audit"),
+    ):
+        assert response.status_code == 403, response.request.url
+
+    assert operator.post(f"/jobs/{jid}/pause").status_code == 200
+    assert operator.patch(f"/jobs/{jid}", json={"paused": False}).json()["paused"] is False
+    refused = operator.patch(
+        f"/jobs/{jid}", json={"paused": True, "params": {"message": "operator"}}
+    )
+    assert refused.status_code == 403 and fields(refused) == {"params"}
+    assert operator.post("/jobs", json=canary("operator job")).status_code == 403
+    assert operator.delete(f"/jobs/{jid}").status_code == 403
+    assert operator.post(f"/jobs/{jid}/run").status_code == 202
+    assert editor.get("/users").status_code == 403
+    assert editor.post("/tokens", json={"name": "mine"}).status_code == 403
+
+    unchanged = viewer.get(f"/jobs/{jid}").json()
+    assert unchanged["title"] == job["title"] and unchanged["params"] == {"message": "hello"}
+    assert unchanged["paused"] is False
+
+    denied = admin.get("/audit", params={"actor": "operator1", "outcome": "denied"}).json()["items"]
+    assert any(e["action"] == "jobs.update" and e["target"] == jid for e in denied)
+    assert all(e["client"] == "127.0.0.1" for e in denied)
+    paused = admin.get("/audit", params={"action": "jobs.pause", "q": jid}).json()["items"]
+    assert paused[0]["before"] == {"paused": False} and paused[0]["after"] == {"paused": True}
+
+
+def test_tokens_sessions_and_csrf(console_stack, users: dict[str, httpx.Client]) -> None:
+    admin = users["admin"]
+    base = console_stack.url + API
+    assert httpx.get(base + "/jobs").status_code == 401
+    assert httpx.post(base + "/jobs", json=canary("anonymous")).status_code == 401
+    wrong = httpx.get(base + "/jobs", headers={"Authorization": "Bearer bt_wrong"})
+    assert wrong.status_code == 401
+    short = admin.post(
+        "/tokens", json={"name": "short", "username": "viewer1", "expires_in_days": 0.00002}
+    ).json()
+    with token_client(console_stack.url, short["token"]) as client:
+        assert client.get("/jobs").status_code == 200
+        time.sleep(2.0)
+        assert client.get("/jobs").status_code == 401
+    revoked = admin.post("/tokens", json={"name": "revoked", "username": "viewer1"}).json()
+    assert admin.delete(f"/tokens/{revoked['id']}").status_code == 204
+    with token_client(console_stack.url, revoked["token"]) as client:
+        assert client.get("/jobs").status_code == 401
+    listed = admin.get("/tokens").json()
+    assert all("token" not in t and "secret_hash" not in t for t in listed)
+
+    with httpx.Client(base_url=base, timeout=20) as session:
+        assert (
+            session.post(
+                "/login", json={"username": "editor1", "password": "wrong password"}
+            ).status_code
+            == 401
+        )
+        login = session.post(
+            "/login", json={"username": "editor1", "password": "editor-password-1"}
+        )
+        assert login.status_code == 200
+        cookie = login.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie
+        before = job_count(session)
+        no_csrf = session.post("/jobs", json=canary("csrf-less"))
+        assert no_csrf.status_code == 403 and fields(no_csrf) == {"csrf_token"}
+        wrong_csrf = session.post(
+            "/jobs", json=canary("csrf-wrong"), headers={"X-CSRF-Token": "nope"}
+        )
+        assert wrong_csrf.status_code == 403
+        assert job_count(session) == before
+        ok = session.post(
+            "/jobs", json=canary("csrf-ok"), headers={"X-CSRF-Token": login.json()["csrf_token"]}
+        )
+        assert ok.status_code == 201
+        assert (
+            session.post(
+                "/logout", headers={"X-CSRF-Token": login.json()["csrf_token"]}
+            ).status_code
+            == 204
+        )
+        assert session.get("/jobs").status_code == 401
+
+    audit = admin.get("/audit", params={"action": "login"}).json()["items"]
+    assert any(e["actor"] == "editor1" and e["outcome"] == "failed" for e in audit)
+    assert any(e["actor"] == "editor1" and e["outcome"] == "ok" for e in audit)
+    assert (
+        admin.get("/audit", params={"action": "auth.csrf", "outcome": "denied"}).json()["total"]
+        >= 2
+    )
+    assert admin.get("/audit", params={"action": "auth.token"}).json()["total"] >= 2
+    anonymous = admin.get("/audit", params={"action": "auth.anonymous"}).json()["items"]
+    assert any("POST /api/v1/jobs" in e["detail"] for e in anonymous)
+
+
+def test_users_admin(users: dict[str, httpx.Client], console_stack) -> None:
+    admin = users["admin"]
+    bad = admin.post("/users", json={"username": "bad name", "password": "short", "role": "viewer"})
+    assert bad.status_code == 422 and fields(bad) == {"username", "password"}
+    bad_role = admin.post(
+        "/users", json={"username": "x", "password": "long-enough-1", "role": "root"}
+    )
+    assert bad_role.status_code == 422 and fields(bad_role) == {"role"}
+    assert (
+        admin.post(
+            "/users", json={"username": "temp1", "password": "temp-password-1", "role": "viewer"}
+        ).status_code
+        == 201
+    )
+    dup = admin.post(
+        "/users", json={"username": "temp1", "password": "temp-password-1", "role": "viewer"}
+    )
+    assert dup.status_code == 422 and fields(dup) == {"username"}
+    assert admin.patch("/users/temp1", json={"role": "editor"}).json()["role"] == "editor"
+    assert admin.patch("/users/temp1", json={"disabled": True}).json()["disabled"] is True
+    login = httpx.post(
+        console_stack.url + API + "/login",
+        json={"username": "temp1", "password": "temp-password-1"},
+    )
+    assert login.status_code == 401
+    assert admin.patch("/users/nobody", json={"role": "viewer"}).status_code == 404
+
+    admin.post(
+        "/users", json={"username": "guessme", "password": "right-password-1", "role": "viewer"}
+    )
+    login_url = console_stack.url + API + "/login"
+    for attempt in range(10):
+        assert (
+            httpx.post(
+                login_url, json={"username": "guessme", "password": f"guess {attempt}"}
+            ).status_code
+            == 401
+        )
+    locked = httpx.post(login_url, json={"username": "guessme", "password": "right-password-1"})
+    assert locked.status_code == 401 and "too many failed logins" in locked.json()["detail"]
+    lockouts = admin.get("/audit", params={"actor": "guessme", "outcome": "denied"}).json()["items"]
+    assert lockouts and "locked out" in lockouts[0]["detail"]
+    names = {u["username"]: u["role"] for u in admin.get("/users").json()}
+    assert names["temp1"] == "editor" and "password_hash" not in json.dumps(
+        admin.get("/users").json()
+    )
+
+
+def test_export_import_round_trip_dry_run_and_all_or_nothing(
+    console_stack, users: dict[str, httpx.Client]
+) -> None:
+    editor = users["editor"]
+    tag = uuid.uuid4().hex[:6]
+    daily = canary(f"Export {tag} daily")
+    daily["schedule"] = {
+        "rule": {"kind": "daily", "times": ["07:30"], "weekdays": ["mon", "wed"]},
+        "tz": "America/New_York",
+        "start": "2026-01-01T00:00:00-05:00",
+        "end": "2036-01-01T00:00:00-05:00",
+    }
+    for doc in (canary(f"Export {tag} every", priority=900, keep_history_days=None), daily):
+        assert editor.post("/jobs", json=doc).status_code == 201
+
+    for fmt in ("yaml", "json"):
+        exported = editor.get("/export", params={"format": fmt})
+        assert exported.status_code == 200
+        dry = editor.post(
+            "/import", params={"dry_run": "true", "format": fmt}, content=exported.content
+        )
+        assert dry.status_code == 200, dry.text
+        assert dry.json()["items"] and {i["action"] for i in dry.json()["items"]} == {"unchanged"}
+        again = editor.post("/import", params={"format": fmt}, content=exported.content)
+        assert again.json()["applied"] is True
+        assert editor.get("/export", params={"format": fmt}).text == exported.text
+
+    docs = list(yaml.safe_load_all(editor.get("/export").text))
+    mine = [d for d in docs if tag in d["title"]]
+    mine[0]["title"] += " renamed"
+    fresh = canary(f"Export {tag} new")
+    before = job_count(editor)
+    text = yaml.safe_dump_all([*mine, fresh], sort_keys=False)
+    dry = editor.post("/import", params={"dry_run": "true"}, content=text.encode()).json()
+    assert [i["action"] for i in dry["items"]] == ["change", "unchanged", "create"]
+    assert dry["applied"] is False and job_count(editor) == before
+    assert not any(
+        "renamed" in i["job"]["title"]
+        for i in editor.get("/jobs", params={"q": tag}).json()["items"]
+    )
+
+    bad = canary("", priority=-1)
+    invalid = [
+        *mine,
+        bad,
+        "not a document",
+        {**fresh, "schedule": {"rule": {"kind": "cron", "expr": "x"}}},
+    ]
+    refused = editor.post(
+        "/import",
+        content=json.dumps(invalid).encode(),
+        headers={"content-type": "application/json"},
+    )
+    assert refused.status_code == 422
+    errors = {(e["index"], e["field"]) for e in refused.json()["errors"]}
+    assert {(2, "title"), (2, "priority"), (4, "cron")} <= errors
+    assert any(index == 3 for index, _ in errors)
+    assert refused.json()["applied"] is False
+    assert job_count(editor) == before
+    assert not any(
+        "renamed" in i["job"]["title"]
+        for i in editor.get("/jobs", params={"q": tag}).json()["items"]
+    )
+
+    applied = editor.post("/import", content=text.encode()).json()
+    assert applied["applied"] is True and job_count(editor) == before + 1
+    titles = {i["job"]["title"] for i in editor.get("/jobs", params={"q": tag}).json()["items"]}
+    assert f"Export {tag} new" in titles and any(t.endswith(" renamed") for t in titles)
+    changed = (
+        users["admin"]
+        .get("/audit", params={"action": "jobs.import.change", "q": mine[0]["id"]})
+        .json()["items"]
+    )
+    assert changed[0]["target"] == mine[0]["id"] and changed[0]["actor"] == "editor1"
+    assert changed[0]["after"]["title"] == changed[0]["before"]["title"] + " renamed"
+    assert editor.post("/import", content=b"{not: [valid").status_code == 422
+
+
+def test_cli_export_import_uses_the_same_format(
+    console_stack, users: dict[str, httpx.Client], tmp_path
+) -> None:
+    editor = users["editor"]
+    editor.post("/jobs", json=canary(f"CLI export {uuid.uuid4().hex[:6]}"))
+    path = tmp_path / "jobs.yaml"
+    console_stack.cli.run("jobs", "export", "--output", str(path))
+    assert yaml.safe_load_all(path.read_text())
+    dry = console_stack.cli.run("jobs", "import", str(path), "--dry-run")
+    assert "would create 0, change 0" in dry.stdout
+    assert path.read_text() == editor.get("/export").text
+    path.write_text(path.read_text().replace("priority: 500", "priority: -3", 1))
+    bad = console_stack.cli.run("jobs", "import", str(path), check=False)
+    assert bad.returncode == 2 and "priority" in bad.stderr and "nothing imported" in bad.stderr
+
+
+def test_audit_log_is_append_only_in_the_database(
+    console_stack, users: dict[str, httpx.Client]
+) -> None:
+    assert users["admin"].get("/audit").json()["total"] > 0
+
+    async def tamper() -> list[str]:
+        conn = await asyncpg.connect(console_stack.database_url)
+        refused = []
+        try:
+            for sql in (
+                "UPDATE console.audit SET actor = 'someone else'",
+                "DELETE FROM console.audit",
+                "TRUNCATE console.audit",
+            ):
+                try:
+                    await conn.execute(sql)
+                except asyncpg.PostgresError as exc:
+                    refused.append(str(exc))
+            return refused
+        finally:
+            await conn.close()
+
+    refused = asyncio.run(tamper())
+    assert len(refused) == 3 and all("append-only" in r for r in refused)
+
+
+def test_console_pages_render_and_forms_need_their_csrf_token(
+    console_stack, users: dict[str, httpx.Client]
+) -> None:
+    editor = users["editor"]
+    job = editor.post("/jobs", json=canary(f"Pages {uuid.uuid4().hex[:6]}")).json()
+    run = editor.post(f"/jobs/{job['id']}/run").json()
+    wait_for_run(editor, run["run_id"])
+    with httpx.Client(base_url=console_stack.url, timeout=20) as browser:
+        assert browser.get("/jobs").status_code == 303
+        login = browser.post(
+            "/login", data=dict(zip(("username", "password"), console_stack.admin, strict=True))
+        )
+        assert login.status_code == 303 and "httponly" in login.headers["set-cookie"].lower()
+        for path in (
+            "/jobs",
+            "/jobs?sort=-next_run_at&state=active",
+            "/jobs/new",
+            "/jobs/new?type=system.canary",
+            f"/jobs/{job['id']}",
+            f"/jobs/{job['id']}/edit",
+            f"/jobs/{job['id']}/delete",
+            "/history",
+            f"/history?job_id={job['id']}&status=succeeded&from_date=2020-01-01",
+            f"/history/{run['run_id']}",
+            f"/history/{run['run_id']}/output.html",
+            "/transfer",
+            "/admin/users",
+            "/admin/audit?action=jobs.",
+        ):
+            page = browser.get(path)
+            assert page.status_code == 200, (path, page.text[:500])
+        frame = browser.get(f"/history/{run['run_id']}/output.html")
+        assert frame.headers["content-security-policy"].startswith("sandbox")
+
+        form = {"title": "forged", "kind": "every", "every": "1h", "tz": "UTC", "priority": "500"}
+        before = job_count(editor)
+        refused = browser.post("/jobs/new?type=system.canary", data=form)
+        assert refused.status_code == 403
+        assert browser.post(f"/jobs/{job['id']}/delete", data={}).status_code == 403
+        assert job_count(editor) == before and editor.get(f"/jobs/{job['id']}").status_code == 200
+
+        token = re.search(r'name="csrf_token" value="([^"]+)"', browser.get("/jobs").text).group(1)
+        made = browser.post("/jobs/new?type=system.canary", data={**form, "csrf_token": token})
+        assert made.status_code == 303 and job_count(editor) == before + 1
+        bad = browser.post(
+            "/jobs/new?type=system.canary",
+            data={**form, "every": "soon", "priority": "x", "csrf_token": token},
+        )
+        assert (
+            bad.status_code == 422
+            and 'id="every-error"' in bad.text
+            and 'id="priority-error"' in bad.text
+        )
+        assert job_count(editor) == before + 1
+        deleted = browser.post(f"/jobs/{job['id']}/delete", data={"csrf_token": token})
+        assert deleted.status_code == 303 and editor.get(f"/jobs/{job['id']}").status_code == 404
+
+
+def test_create_user_from_the_command_line(console_stack) -> None:
+    import subprocess
+
+    from tests.e2e.conftest import BIN
+
+    name = f"cli{uuid.uuid4().hex[:6]}"
+    env = {**console_stack.stack.env, "BELLTOWER_CONSOLE_PASSWORD": "cli-password-12"}
+    made = subprocess.run(
+        [str(BIN / "belltower-console"), "create-user", name, "--role", "editor"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    assert f"created user {name} (editor)" in made.stdout
+    bad = subprocess.run(
+        [str(BIN / "belltower-console"), "create-user", "no spaces", "--role", "boss"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "username" in bad.stderr and "role" in bad.stderr
+    login = httpx.post(
+        console_stack.url + API + "/login", json={"username": name, "password": "cli-password-12"}
+    )
+    assert login.status_code == 200
