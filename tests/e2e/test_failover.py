@@ -22,6 +22,7 @@ import nats
 import pytest
 
 from belltower.events import DueOccurrence
+from belltower.localservers import free_port
 from belltower_scheduler.lease import FENCE_HEADER
 from tests.e2e.conftest import Cli, Stack
 from tests.e2e.test_faults import assert_every_second_once, wait_until
@@ -38,6 +39,8 @@ def start_scheduler(stack: Stack, replica: str) -> None:
         "scheduler",
         BELLTOWER_SCHEDULER_REPLICA_ID=replica,
         BELLTOWER_SCHEDULER_LEASE_S=str(LEASE_S),
+        # Each replica serves its own health and metrics port.
+        BELLTOWER_HEALTH_PORT=str(free_port()),
     )
     stack.procs[f"scheduler-{replica}"] = stack.procs.pop("scheduler")
 
