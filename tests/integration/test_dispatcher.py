@@ -369,3 +369,47 @@ async def test_unconfirmed_publishes_stay_pending_and_are_sent_again(nc, store, 
     sent = await due_messages(nc.jetstream())
     assert [m.priority for m, _ in sent] == sorted(PRIORITIES, reverse=True)
     assert {r["state"] for r in await ledger(pool)} == {"dispatched"}
+
+
+async def test_occurrences_the_schedule_skips_are_in_the_ledger_with_their_reason(
+    nc, store, pool
+) -> None:
+    from belltower.schedule import Window
+
+    # Every hour, but only 08:00-10:00 UTC and not at weekends; T0 is Monday 2030-01-07 08:00.
+    schedule = Schedule(
+        rule=Every(seconds=3600), window=Window(start="08:00", end="10:00"), weekdays=["mon"]
+    )
+    row = await add_job(store, schedule, next_due=T0)
+    clock = Clock(T0)
+    dispatcher = Dispatcher(store, nc.jetstream(), clock=clock)
+    await dispatcher.load()
+    for hour in (0, 1, 2):
+        clock.now = T0 + timedelta(hours=hour, seconds=1)
+        assert await dispatcher.tick() == 1
+    clock.now = T0 + timedelta(days=7, hours=0, seconds=1)  # next Monday 08:00
+    again = Dispatcher(store, nc.jetstream(), clock=clock)  # a restart records nothing twice
+    await again.load()
+    assert await again.tick() == 1
+    rows = [r for r in await ledger(pool) if r["job_id"] == row.id]
+    skipped = [r for r in rows if r["state"] == "skipped"]
+    ran = [r["scheduled_for"] for r in rows if r["state"] != "skipped"]
+    assert ran == [T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2), T0 + timedelta(days=7)]
+    assert skipped, "the skipped hours are not in the ledger"
+    assert skipped[0]["scheduled_for"] == T0 + timedelta(hours=3)
+    assert skipped[0]["reason"].startswith("skipped: outside window")
+    assert len({r["scheduled_for"] for r in skipped}) == len(skipped)
+    tuesday = [r for r in skipped if r["scheduled_for"].date() == (T0 + timedelta(days=1)).date()]
+    assert tuesday and all(
+        "weekday filtered" in r["reason"] for r in tuesday if r["scheduled_for"].hour in (8, 9, 10)
+    )
+    causes = {
+        r["cause"]
+        for r in await pool.fetch(
+            "SELECT cause FROM scheduler.occurrences WHERE job_id = $1::uuid AND state = 'skipped'",
+            row.id,
+        )
+    }
+    assert causes <= {"outside_window", "weekday"} and "outside_window" in causes
+    # Nothing skipped was published.
+    assert [m.scheduled_for for m, _ in await due_messages(nc.jetstream())] == ran

@@ -51,6 +51,16 @@ def test_dump_then_load_gives_the_documents_back(fmt: str) -> None:
         "paused",
         "keep_history_days",
         "timeout_s",
+        "result_emails",
+        "result_email_on",
+        "catch_up",
+        "catch_up_window_s",
+        "catch_up_max",
+        "overlap",
+        "retries",
+        "retry_backoff",
+        "max_deliveries",
+        "after",
     }
     assert transfer.load(transfer.dump(docs, fmt)) == docs  # type: ignore[arg-type]
 

@@ -77,6 +77,14 @@ def chained_occurrence_id(job_id: str, upstream_occurrence_id: str) -> str:
     return _uuid5(_OCCURRENCE_SHA1, f"{job_id}|after|{upstream_occurrence_id}")
 
 
+def skipped_occurrence_id(job_id: str, nominal: datetime) -> str:
+    """The ledger row of an occurrence the schedule's own filters skipped (window, weekdays,
+    school calendar, DST gap): an id apart from :func:`occurrence_id`, so such a row can never
+    stand in for a run at the same instant after the job is edited."""
+    instant = nominal.astimezone(UTC).isoformat(timespec="microseconds")
+    return _uuid5(_OCCURRENCE_SHA1, f"{job_id}|skipped|{instant}")
+
+
 def run_id_for(occurrence: str) -> str:
     """The run of an occurrence; deterministic so every delivery of it names the same run."""
     return _uuid5(_RUN_SHA1, occurrence)

@@ -57,9 +57,15 @@ from belltower.events import (
     manual_occurrence_id,
     occurrence_id,
     run_id_for,
+    skipped_occurrence_id,
     utcnow,
 )
 from belltower.schedule import (
+    AFTER_END,
+    DST_GAP_SKIPPED,
+    NON_SCHOOL_DAY,
+    OUTSIDE_WINDOW,
+    WEEKDAY_FILTERED,
     CompiledSchedule,
     Schedule,
     compile_schedule,
@@ -109,6 +115,15 @@ def compiled_for_text(schedule_text: str) -> CompiledSchedule:
     alike): loading a million jobs decodes each distinct schedule once, not once per job."""
     return compiled_for(schedule_decoder.decode(schedule_text))
 
+
+_SKIP_CAUSES = {
+    OUTSIDE_WINDOW: "outside_window",
+    WEEKDAY_FILTERED: "weekday",
+    NON_SCHOOL_DAY: "non_school_day",
+    DST_GAP_SKIPPED: "dst_gap",
+    AFTER_END: "end_passed",
+}
+"""The schedule's own skip reasons that the ledger records, and their stable cause codes."""
 
 _due_subject = lru_cache(maxsize=1_024)(due_subject)
 """One subject string per (pool, type) instead of one formatted per message."""
@@ -533,10 +548,10 @@ class Dispatcher:
         at = entry.next_due
         while at is not None and at <= now and len(times) < MAX_CATCH_UP:
             times.append(at)
-            at = entry.schedule.next_after(at)
+            at = self._next(entry, at, out)
         beyond = at if at is not None and at <= now else None
         if beyond is not None:
-            at = entry.schedule.next_after(now)
+            at = self._next(entry, now, out)
         entry.next_due = at
         blocked = (
             self.tracking_runs
@@ -564,6 +579,30 @@ class Dispatcher:
             runs = self._overlap(entry, runs, out)
         for t in runs:
             out.append(self._occurrence(entry, t, "pending", None))
+
+    def _next(self, entry: Entry, after: datetime, out: list[_Planned]) -> datetime | None:
+        """The job's next runnable instant after ``after``; the occurrences its schedule skips on
+        the way (outside the window, a filtered weekday, a non-school day, a DST gap) go to
+        ``out`` as ledger rows, so `jobs why` can say why nothing ran then."""
+        at, skipped = entry.schedule.next_runnable(after)
+        for occ in skipped:
+            cause = _SKIP_CAUSES.get(occ.skipped or "")
+            if cause is None:
+                continue
+            out.append(
+                _Planned(
+                    id=skipped_occurrence_id(entry.id, occ.nominal),
+                    job_id=entry.id,
+                    scheduled_for=occ.nominal,
+                    priority=entry.priority,
+                    trigger="schedule",
+                    state="skipped",
+                    reason=f"skipped: {occ.skipped} ({occ.rule})",
+                    cause=cause,
+                    entry=entry,
+                )
+            )
+        return at
 
     def _still_going(self, job_id: str, now: datetime) -> bool:
         """Whether a run of the job is in flight; runs older than ``stale_run_s`` are forgotten,
