@@ -568,3 +568,41 @@ def test_create_user_from_the_command_line(console_stack) -> None:
         console_stack.url + API + "/login", json={"username": name, "password": "cli-password-12"}
     )
     assert login.status_code == 200
+
+
+def test_editing_in_the_console_keeps_what_the_form_cannot_show(
+    console_stack, users: dict[str, httpx.Client]
+) -> None:
+    editor = users["editor"]
+    schedule = {
+        "rule": {"kind": "weekly", "weekdays": ["mon", "thu"], "times": ["07:30"]},
+        "tz": "America/New_York",
+        "window": {"start": "07:00", "end": "17:00"},
+    }
+    job = editor.post(
+        "/jobs",
+        json=canary(
+            f"Weekly {uuid.uuid4().hex[:6]}",
+            schedule=schedule,
+            result_emails=["registrar@school.edu"],
+            retries=2,
+        ),
+    )
+    assert job.status_code in (200, 201), job.text
+    job = job.json()
+    with httpx.Client(base_url=console_stack.url, timeout=20) as browser:
+        browser.post(
+            "/login", data=dict(zip(("username", "password"), console_stack.admin, strict=True))
+        )
+        page = browser.get(f"/jobs/{job['id']}/edit").text
+        assert "Keep the current schedule: " in page
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        form = {"title": "Weekly renamed", "kind": "keep", "tz": "America/New_York",
+                "priority": "500", "keep_history": "30", "csrf_token": token}  # fmt: skip
+        saved = browser.post(f"/jobs/{job['id']}/edit", data=form)
+        assert saved.status_code == 303, saved.text[:500]
+    after = editor.get(f"/jobs/{job['id']}").json()
+    assert after["title"] == "Weekly renamed"
+    assert after["schedule"]["rule"] == job["schedule"]["rule"]
+    assert after["schedule"]["window"] == {"start": "07:00", "end": "17:00"}
+    assert after["result_emails"] == ["registrar@school.edu"] and after["retries"] == 2

@@ -168,7 +168,11 @@ def values_of(job: Job | None, info: JobTypeInfo | None) -> dict[str, Any]:
             end=_local(job.schedule.end),
             weekdays=[],
         )
-        if isinstance(rule, Every):
+        if not form_can_express(job.schedule):
+            # Weekly, monthly, RRULE, windows, calendars, jitter, DST choices: the form would
+            # lose them, so an edit keeps the schedule unless the user picks another one.
+            values.update(kind=KEEP_SCHEDULE, kept_schedule=job.schedule_text)
+        elif isinstance(rule, Every):
             values.update(kind="every", every=f"{rule.seconds}s")
         elif isinstance(rule, Cron):
             values.update(kind="cron", cron=rule.expr)
@@ -186,6 +190,25 @@ def values_of(job: Job | None, info: JobTypeInfo | None) -> dict[str, Any]:
     return values
 
 
+KEEP_SCHEDULE = "keep"
+"""The form's frequency choice that leaves a stored job's schedule as it is."""
+
+
+def form_can_express(schedule: Schedule) -> bool:
+    """Whether the form's frequency fields can show ``schedule`` without losing any of it."""
+    plain = (
+        schedule.window is None
+        and schedule.jitter_s == 0
+        and schedule.dst_gap is None
+        and schedule.dst_repeat is None
+        and schedule.calendar is None
+    )
+    rule = schedule.rule
+    if isinstance(rule, Daily):
+        return plain
+    return plain and schedule.weekdays is None and isinstance(rule, Every | Cron | Once)
+
+
 def _local(value: Any) -> str:
     return value.strftime("%Y-%m-%dT%H:%M") if value else ""
 
@@ -199,7 +222,11 @@ def read_form(
     kind = text.get("kind", "")
     tz = text.get("tz") or "UTC"
     schedule: Any = {"rule": {"kind": "every", "seconds": 3600}, "tz": "UTC"}
+    if kind == KEEP_SCHEDULE:
+        schedule = None
     try:
+        if kind == KEEP_SCHEDULE:
+            raise _Kept
         built = build_schedule(
             text.get("every") if kind == "every" else None,
             text.get("cron") if kind == "cron" else None,
@@ -211,6 +238,8 @@ def read_form(
             text.get("end") or None,
         )
         schedule = msgspec.to_builtins(built)
+    except _Kept:
+        pass
     except InvalidInput as exc:
         errors.append(FieldError(field=exc.field, message=exc.reason, accepted=exc.accepted))
     if kind == "daily" and not weekdays:
@@ -249,7 +278,7 @@ def read_form(
     doc = {
         "type": info.name,
         "title": text.get("title") or "",
-        "schedule": schedule,
+        **({} if schedule is None else {"schedule": schedule}),
         "priority": priority,
         "params": params,
         "paused": "paused" in form,
@@ -257,6 +286,10 @@ def read_form(
         "timeout_s": timeout_s,
     }
     return doc, errors
+
+
+class _Kept(Exception):
+    """The form keeps the stored schedule: nothing to build."""
 
 
 def by_field(errors: list[FieldError]) -> dict[str, str]:

@@ -250,9 +250,14 @@ async def _submit_job(request: Request, job: Job | None, type_name: str) -> Resp
     weekdays = [d for d in multi.getlist("weekdays") if d in WEEKDAYS]
     doc, local_errors = forms.read_form(form, [str(d) for d in weekdays], info)
     values = {**form, "weekdays": weekdays, "paused": "paused" in form}
+    if job is not None and not forms.form_can_express(job.schedule):
+        values["kept_schedule"] = job.schedule_text
     if "preview" in form:
         schedule_errors = [e for e in local_errors if e.field in forms.SCHEDULE_FIELDS]
-        upcoming = [] if schedule_errors else forms.upcoming(doc["schedule"], 10)
+        if "schedule" not in doc and job is not None:  # the stored schedule, kept
+            upcoming = [] if job.paused else await console.preview(job.id, None, 10)
+        else:
+            upcoming = [] if schedule_errors else forms.upcoming(doc["schedule"], 10)
         return _job_form(
             request, who, info, job, values, forms.by_field(schedule_errors), upcoming=upcoming
         )
