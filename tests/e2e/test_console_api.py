@@ -92,6 +92,10 @@ def test_openapi_document_is_published(console_stack) -> None:
     assert "JobDocument" in doc["components"]["schemas"]
     create = doc["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]
     assert create["schema"]["$ref"] == "#/components/schemas/JobDocument"
+    for path in ("/livez", "/readyz"):
+        assert httpx.get(console_stack.url + path).status_code == 200, path
+    metrics = httpx.get(console_stack.url + "/metrics")
+    assert metrics.status_code == 200 and "process_cpu_seconds_total" in metrics.text
 
 
 def test_job_lifecycle_through_the_api(users: dict[str, httpx.Client]) -> None:

@@ -11,10 +11,11 @@ from typing import Any
 
 import msgspec
 import nats
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from belltower import logs
 from belltower.api import FieldError, ImportResult, Job, JobDocument, JobTypeInfo, RunRecord
@@ -101,6 +102,11 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         if request.url.path.startswith("/api/"):
             return api_error(errors)
         return web.error_page(request, errors)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus scrapes the console on its own port, as the chart's ServiceMonitor expects."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/livez", include_in_schema=False)
     async def livez() -> dict[str, str]:
