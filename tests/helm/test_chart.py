@@ -73,6 +73,7 @@ CONTRACT_ENV = {
     "BELLTOWER_SCHEDULER_LEASE_S",
     "BELLTOWER_SCHEDULER_PARTITIONS",
     "BELLTOWER_DEFAULT_TZ",
+    "BELLTOWER_SECRETS_DIR",
 }
 HEALTH_PORTS = {
     "scheduler": 9101,
@@ -271,7 +272,7 @@ def test_no_credentials_in_plain_text(
         env = {e["name"]: e for e in container["env"]}
         assert "secretKeyRef" in env["BELLTOWER_DATABASE_URL"]["valueFrom"], name
         for var in env.values():
-            if SECRET_NAME.search(var["name"]):
+            if SECRET_NAME.search(var["name"]) and not var["name"].endswith("_DIR"):
                 assert "value" not in var and "secretKeyRef" in var["valueFrom"], (name, var)
 
 
@@ -550,3 +551,21 @@ def test_traces_are_exported_only_when_an_otlp_endpoint_is_set(
         "belltower-history",
         "belltower-console",
     }
+
+
+def test_job_secrets_are_mounted_read_only_for_the_integration_worker(render: Render) -> None:
+    docs = render(
+        "minimal-external-values.yaml", sets=("integrationWorker.jobSecrets.existingSecret=jobs",)
+    )
+    deployments = by_name(docs, "Deployment")
+    worker = deployments["bt-belltower-integration-worker"]["spec"]["template"]["spec"]
+    container = worker["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "job-secrets")
+    assert mount["readOnly"] is True
+    assert env["BELLTOWER_SECRETS_DIR"]["value"] == mount["mountPath"]
+    volume = next(v for v in worker["volumes"] if v["name"] == "job-secrets")
+    assert volume["secret"]["secretName"] == "jobs"
+    scheduler = deployments["bt-belltower-scheduler"]["spec"]["template"]["spec"]["containers"][0]
+    replica = {e["name"]: e for e in scheduler["env"]}["BELLTOWER_SCHEDULER_REPLICA_ID"]
+    assert replica["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
