@@ -131,7 +131,8 @@ def test_job_lifecycle_through_the_api(users: dict[str, httpx.Client]) -> None:
     assert ran.status_code == 202, ran.text
     run = wait_for_run(editor, ran.json()["run_id"])
     assert run["status"] == "succeeded" and "canary v2" in run["output_text"]
-    assert run["trigger"] == "manual" and run["requested_by"] == "editor1 from 127.0.0.1"
+    assert run["trigger"] == "manual" and run["requested_by"] == "editor1"
+    assert run["requested_from"] == "127.0.0.1"
     runs = editor.get("/runs", params={"job_id": job["id"], "status": "succeeded"}).json()["items"]
     assert [r["run_id"] for r in runs] == [run["run_id"]]
     assert listed["items"][0]["last_run"] is None
