@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from belltower.localservers import bound_to_parent, free_port
+from belltower.localservers import MailSink, bound_to_parent, free_port
 
 BIN = Path(sys.executable).parent
 SERVICES = ("scheduler", "history", "notifier-worker", "integration-worker")
@@ -164,6 +164,8 @@ class ConsoleStack:
     url: str
     admin: tuple[str, str]
     database_url: str
+    mail: MailSink
+    """The SMTP server the stack sends to (result e-mails, notifiers)."""
 
 
 @pytest.fixture(scope="session")
@@ -179,7 +181,6 @@ def console_stack(
     import httpx
 
     from belltower.localservers import (
-        MailSink,
         NatsServer,
         create_database,
         drop_database,
@@ -225,7 +226,7 @@ def console_stack(
                 if time.monotonic() > deadline or stack.procs["console"].poll() is not None:
                     raise AssertionError("console not ready:\n" + stack.log("console")[-3000:])
                 time.sleep(0.2)
-            yield ConsoleStack(stack, cli, url, admin, pg_server.url(name))
+            yield ConsoleStack(stack, cli, url, admin, pg_server.url(name), mail)
         finally:
             stack.stop_all()
             drop_database(admin_url, name)

@@ -68,6 +68,15 @@ def canary(title: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def form_login(browser: httpx.Client, username: str, password: str) -> httpx.Response:
+    """Log in through the console's form, with the token its page hands out."""
+    page = browser.get("/login").text
+    token = re.search(r'name="login_csrf" value="([^"]+)"', page).group(1)
+    return browser.post(
+        "/login", data={"username": username, "password": password, "login_csrf": token}
+    )
+
+
 def fields(response: httpx.Response) -> set[str]:
     return {e["field"] for e in response.json().get("errors", [])}
 
@@ -496,9 +505,13 @@ def test_console_pages_render_and_forms_need_their_csrf_token(
     wait_for_run(editor, run["run_id"])
     with httpx.Client(base_url=console_stack.url, timeout=20) as browser:
         assert browser.get("/jobs").status_code == 303
-        login = browser.post(
+        forged = browser.post(
             "/login", data=dict(zip(("username", "password"), console_stack.admin, strict=True))
         )
+        assert forged.status_code == 403 and "belltower_session" not in forged.headers.get(
+            "set-cookie", ""
+        )
+        login = form_login(browser, *console_stack.admin)
         assert login.status_code == 303 and "httponly" in login.headers["set-cookie"].lower()
         for path in (
             "/jobs",
@@ -596,14 +609,15 @@ def test_editing_in_the_console_keeps_what_the_form_cannot_show(
     assert job.status_code in (200, 201), job.text
     job = job.json()
     with httpx.Client(base_url=console_stack.url, timeout=20) as browser:
-        browser.post(
-            "/login", data=dict(zip(("username", "password"), console_stack.admin, strict=True))
-        )
+        form_login(browser, *console_stack.admin)
         page = browser.get(f"/jobs/{job['id']}/edit").text
         assert "Keep the current schedule: " in page
         token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        shown = re.search(r'name="result_emails" value="([^"]*)"', page).group(1)
+        assert shown == "registrar@school.edu"
         form = {"title": "Weekly renamed", "kind": "keep", "tz": "America/New_York",
-                "priority": "500", "keep_history": "30", "csrf_token": token}  # fmt: skip
+                "priority": "500", "keep_history": "30", "result_emails": shown,
+                "csrf_token": token}  # fmt: skip
         saved = browser.post(f"/jobs/{job['id']}/edit", data=form)
         assert saved.status_code == 303, saved.text[:500]
     after = editor.get(f"/jobs/{job['id']}").json()

@@ -65,6 +65,7 @@ def test_create_a_job_in_the_form_run_it_and_read_its_output(console_stack, brow
     expect(page.get_by_label("Every", exact=True)).to_have_value("1h")
     page.get_by_label("Priority").fill("-4")
     page.get_by_label("Message").fill("from the browser")
+    page.get_by_label("E-mail each run's result to").fill("registrar@school.edu, nobody")
     page.get_by_role("button", name="Create job").click()
 
     # Refused: the messages sit next to their fields, and nothing was created.
@@ -72,6 +73,11 @@ def test_create_a_job_in_the_form_run_it_and_read_its_output(console_stack, brow
     expect(page.locator("#priority-error")).to_contain_text("out of range")
     expect(page.get_by_label("Title")).to_have_attribute("aria-invalid", "true")
     expect(page.get_by_label("Message")).to_have_value("from the browser")
+    expect(page.locator("#result_emails-error")).to_contain_text(
+        "'nobody' is not an e-mail address"
+    )
+    page.get_by_label("E-mail each run's result to").fill("registrar@school.edu")
+    page.get_by_label("Which runs").select_option("always")
 
     page.get_by_label("Title").fill(title)
     page.get_by_label("Priority").fill("650")
@@ -83,6 +89,9 @@ def test_create_a_job_in_the_form_run_it_and_read_its_output(console_stack, brow
     page.get_by_role("button", name="Run now").click()
     expect(page.get_by_text("Succeeded").first).to_be_visible(timeout=30_000)
     expect(page.locator("pre.output-text")).to_contain_text("canary from the browser")
+    mail = console_stack.mail.wait_for_sync(lambda m: title in m["Subject"], timeout=30)
+    assert mail.envelope_to == ["registrar@school.edu"]
+    assert "Trigger:   Run now by admin from 127.0.0.1" in mail.get_body(("plain",)).get_content()
 
     page.get_by_role("link", name="Execution history").click()
     row = page.get_by_role("row").filter(has_text=title)

@@ -164,6 +164,8 @@ def values_of(job: Job | None, info: JobTypeInfo | None) -> dict[str, Any]:
             paused=job.paused,
             keep_history="forever" if job.keep_history_days is None else str(job.keep_history_days),
             timeout="" if job.timeout_s is None else f"{int(job.timeout_s)}s",
+            result_emails=", ".join(job.result_emails),
+            result_email_on=job.result_email_on,
             start=_local(job.schedule.start),
             end=_local(job.schedule.end),
             weekdays=[],
@@ -284,6 +286,12 @@ def read_form(
         "paused": "paused" in form,
         "keep_history_days": None if keep == "forever" else int(keep) if keep.isdigit() else 30,
         "timeout_s": timeout_s,
+        "result_emails": [
+            a.strip()
+            for a in (text.get("result_emails") or "").replace(";", ",").split(",")
+            if a.strip()
+        ],
+        "result_email_on": text.get("result_email_on") or "default",
     }
     return doc, errors
 
@@ -299,6 +307,8 @@ def by_field(errors: list[FieldError]) -> dict[str, str]:
         key = err.field
         if key.startswith("schedule"):
             key = "schedule"
+        elif key.startswith("result_emails"):
+            key = "result_emails"
         elif key not in SCHEDULE_FIELDS and not key.startswith("param"):
             key = {"keep_history_days": "keep_history", "timeout_s": "timeout"}.get(key, key)
         message = err.message + (f" (accepted: {err.accepted})" if err.accepted else "")

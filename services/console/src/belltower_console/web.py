@@ -6,6 +6,7 @@ carries the session's CSRF token; a viewer is shown no control it could not use.
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -101,9 +102,31 @@ def _when(value: str | None, name: str) -> datetime | None:
 # -- session ------------------------------------------------------------------------------------
 
 
+LOGIN_CSRF_COOKIE = "belltower_login_csrf"
+"""Double-submit token of the login form: a page on another site cannot read the cookie, so it
+cannot post a login that would sign the victim's browser in to the attacker's account."""
+
+
+def _login_page(request: Request, http_status: int = 200, **context: Any) -> Response:
+    token = secrets.token_urlsafe(32)
+    response = page(
+        request, "login.html", None, http_status=http_status, login_csrf=token, **context
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        max_age=3600,
+        httponly=True,
+        samesite="strict",
+        secure=request.app.state.settings.console_secure_cookies,
+        path="/login",
+    )
+    return response
+
+
 @router.get("/login")
 async def login_form(request: Request, next: str = "/jobs") -> Response:
-    return page(request, "login.html", None, next=_safe_next(next), error=None)
+    return _login_page(request, next=_safe_next(next), error=None)
 
 
 def _safe_next(target: str) -> str:
@@ -115,20 +138,24 @@ async def login(request: Request) -> Response:
     form = await request.form()
     username, password = str(form.get("username") or ""), str(form.get("password") or "")
     target = _safe_next(str(form.get("next") or "/jobs"))
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not expected or not secrets.compare_digest(expected, str(form.get("login_csrf") or "")):
+        return _login_page(
+            request,
+            http_status=403,
+            next=target,
+            error="This login form has expired or did not come from this site; please log in again.",
+            username=username,
+        )
     try:
         session_id, _ = await console_of(request).login(username, password, client_of(request))
     except Unauthenticated as exc:
-        return page(
-            request,
-            "login.html",
-            None,
-            http_status=401,
-            next=target,
-            error=exc.message,
-            username=username,
+        return _login_page(
+            request, http_status=401, next=target, error=exc.message, username=username
         )
     settings = request.app.state.settings
     response = RedirectResponse(target, status_code=303)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     response.set_cookie(
         SESSION_COOKIE,
         session_id,
