@@ -625,3 +625,35 @@ def test_editing_in_the_console_keeps_what_the_form_cannot_show(
     assert after["schedule"]["rule"] == job["schedule"]["rule"]
     assert after["schedule"]["window"] == {"start": "07:00", "end": "17:00"}
     assert after["result_emails"] == ["registrar@school.edu"] and after["retries"] == 2
+
+
+def test_admins_change_the_site_settings_and_only_they_can(
+    console_stack, admin: httpx.Client, users: dict[str, httpx.Client]
+) -> None:
+    editor = users["editor"]
+    assert editor.get("/settings").status_code == 403
+    assert editor.patch("/settings", json={"result_mail_only_failures": True}).status_code == 403
+    assert admin.get("/settings").json() == {"result_mail_only_failures": None}
+    try:
+        changed = admin.patch("/settings", json={"result_mail_only_failures": True})
+        assert changed.status_code == 200 and changed.json() == {"result_mail_only_failures": True}
+        assert admin.get("/settings").json() == {"result_mail_only_failures": True}
+        refused = admin.patch("/settings", json={"result_mail_only_failures": "sometimes"})
+        assert refused.status_code == 422 and "result_mail_only_failures" in fields(refused)
+        entry = admin.get("/audit", params={"action": "settings.update"}).json()["items"][0]
+        assert entry["before"] == {"result_mail_only_failures": None}
+        assert entry["after"] == {"result_mail_only_failures": True}
+        with httpx.Client(base_url=console_stack.url, timeout=20) as browser:
+            form_login(browser, *console_stack.admin)
+            page = browser.get("/admin/settings")
+            assert page.status_code == 200
+            assert '<option value="true" selected>' in page.text
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+            saved = browser.post(
+                "/admin/settings", data={"result_mail_only_failures": "false", "csrf_token": token}
+            )
+            assert saved.status_code == 303
+        assert admin.get("/settings").json() == {"result_mail_only_failures": False}
+    finally:
+        admin.patch("/settings", json={"result_mail_only_failures": None})
+    assert admin.get("/settings").json() == {"result_mail_only_failures": None}

@@ -225,3 +225,32 @@ def test_who_gets_mail_follows_the_job_and_the_global_setting() -> None:
         "1 min 23 s",
         "2 h 01 min",
     ]
+
+
+async def test_the_admins_setting_in_nats_wins_over_the_environment(
+    settings, nc, pool, mail_sink
+) -> None:
+    from belltower import sitesettings
+
+    service = await history_with(
+        settings, {"smtp_host": mail_sink.host, "smtp_port": mail_sink.port}
+    )
+    try:
+        assert service.site is not None and service.mail.only_failures is False
+        await sitesettings.save(
+            nc.jetstream(), sitesettings.SiteSettings(result_mail_only_failures=True)
+        )
+        await service.site.refresh()  # what the follower does every few seconds
+        assert service.mail.only_failures is True
+        default = ResultMail(to=("registrar@school.edu",))
+        await publish(nc, finished(default, summary="quiet"))
+        await publish(nc, finished(default, status="failed", summary="loud"))
+        await wait_for(pool, "SELECT count(*) FROM history.runs", 2)
+        await wait_for(pool, "SELECT count(*) FROM history.mail_outbox WHERE state = 'sent'", 1)
+        assert [m["Subject"] for m in mail_sink.messages] == ["[Belltower] Failed: Name CSV Export"]
+        await sitesettings.save(nc.jetstream(), sitesettings.SiteSettings())
+        await service.site.refresh()
+        assert service.mail.only_failures is False  # unset: the environment's default again
+    finally:
+        await service.on_shutdown()
+        await service.broker.stop()

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from belltower import transfer
+from belltower import sitesettings, transfer
 from belltower.api import (
     FieldError,
     ImportRequest,
@@ -26,7 +26,7 @@ from belltower.api import (
     RunRecord,
 )
 from belltower.errors import InvalidInput, NotFound
-from belltower.rpc import ApiClient
+from belltower.rpc import ApiClient, invalid_from_msgspec
 from belltower.schedule import compile_schedule, zone
 
 from . import auth
@@ -488,6 +488,40 @@ class Console:
 
     # -- users and tokens -----------------------------------------------------------------------
 
+    # -- site settings ------------------------------------------------------------------------
+
+    async def site_settings(self, who: Principal, client: str | None) -> dict[str, Any]:
+        """The run-time settings (``null``: as the services' environment says)."""
+        await self.require(who, "admin", client, "settings.read")
+        return _settings_view(await sitesettings.load(self.api.nc.jetstream()))
+
+    async def change_site_settings(
+        self, who: Principal, client: str | None, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        await self.require(who, "admin", client, "settings.update")
+        js = self.api.nc.jetstream()
+        before = await sitesettings.load(js)
+        try:
+            after = msgspec.convert(
+                {**_settings_view(before), **changes}, sitesettings.SiteSettings
+            )
+        except msgspec.ValidationError as exc:
+            bad = invalid_from_msgspec(exc)
+            raise FieldErrors(
+                [FieldError(field=bad.field, message=bad.reason, accepted=bad.accepted)]
+            ) from None
+        if after != before:
+            await sitesettings.save(js, after)
+            await self.audit(
+                who,
+                client,
+                "settings.update",
+                target="site",
+                before=_settings_view(before),
+                after=_settings_view(after),
+            )
+        return _settings_view(after)
+
     async def users(self, who: Principal, client: str | None) -> list[dict[str, Any]]:
         await self.require(who, "admin", client, "users.list")
         return [dict(r) for r in await self.store.users()]
@@ -647,3 +681,8 @@ def _unindexed(errors: list[FieldError]) -> list[FieldError]:
 
 
 __all__ = ["ROLES", "Console", "JobPage", "JobRow"]
+
+
+def _settings_view(settings: sitesettings.SiteSettings) -> dict[str, Any]:
+    """Every setting by name, ``None`` for those left to the environment."""
+    return {name: getattr(settings, name) for name in settings.__struct_fields__}

@@ -299,6 +299,26 @@ class NewToken(BaseModel):
     expires_in_days: float = 90
 
 
+@router.get("/settings", tags=["admin"])
+async def site_settings(who: Caller, request: Request) -> Response:
+    """Run-time settings; ``null`` leaves a setting to the services' environment."""
+    return reply(await console_of(request).site_settings(who, client_of(request)))
+
+
+class SettingsChange(BaseModel):
+    result_mail_only_failures: bool | None = Field(
+        None,
+        description="Result e-mails only for unsuccessful runs unless a job says otherwise; "
+        "null: BELLTOWER_RESULT_MAIL_ONLY_FAILURES decides",
+    )
+
+
+@router.patch("/settings", tags=["admin"])
+async def change_site_settings(body: SettingsChange, who: Caller, request: Request) -> Response:
+    changes = body.model_dump(exclude_unset=True)
+    return reply(await console_of(request).change_site_settings(who, client_of(request), changes))
+
+
 @router.get("/users", tags=["admin"])
 async def users(who: Caller, request: Request) -> Response:
     return reply(await console_of(request).users(who, client_of(request)))

@@ -606,6 +606,24 @@ async def revoke_token(request: Request, token_id: str) -> Response:
     return back("/admin/users", "Token revoked.")
 
 
+@router.get("/admin/settings")
+async def settings_page(request: Request, notice: str | None = None) -> Response:
+    who = await principal_of(request)
+    settings = await console_of(request).site_settings(who, client_of(request))
+    return page(request, "settings.html", who, settings=settings, notice=notice)
+
+
+@router.post("/admin/settings")
+async def save_settings(request: Request) -> Response:
+    who, form = await posted(request)
+    choice = str(form.get("result_mail_only_failures") or "")
+    value = {"true": True, "false": False}.get(choice)
+    await console_of(request).change_site_settings(
+        who, client_of(request), {"result_mail_only_failures": value}
+    )
+    return back("/admin/settings", "Settings saved.")
+
+
 @router.get("/admin/audit")
 async def audit_page(
     request: Request,

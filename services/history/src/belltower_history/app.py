@@ -16,7 +16,7 @@ from faststream import FastStream
 from faststream.nats import NatsMessage
 from nats.aio.msg import Msg
 
-from belltower import health, logs, metrics, streams, telemetry
+from belltower import health, logs, metrics, sitesettings, streams, telemetry
 from belltower.api import PurgeRequest, PurgeResult, RunQuery, RunRecord, RunRef
 from belltower.broker import make_broker
 from belltower.db import create_pool, migrate
@@ -70,6 +70,7 @@ class HistoryService:
             console_url=self.settings.console_url,
         )
         self.outbox: OutboxSender | None = None
+        self.site: sitesettings.Follower | None = None
         self._pool: Any = None
         self.recorded = 0
         self._failing_read_at = -FAILING_EVERY_S
@@ -128,9 +129,30 @@ class HistoryService:
         self.outbox.start()
         await self.broker.connect()
         await streams.ensure(self.broker.connection.jetstream(), self.settings)
+        self.site = sitesettings.Follower(
+            self.broker.connection.jetstream(),
+            self._apply_site_settings,
+            replicas=self.settings.stream_replicas,
+        )
+        await self.site.start()
         log.info("history ready", extra={"action": "history.ready"})
 
+    def _apply_site_settings(self, site: sitesettings.SiteSettings) -> None:
+        """An admin's choice in the console wins over the environment's default."""
+        only = site.result_mail_only_failures
+        self.mail.only_failures = self.settings.result_mail_only_failures if only is None else only
+        log.info(
+            "site settings applied",
+            extra={
+                "action": "history.settings",
+                "result_mail_only_failures": self.mail.only_failures,
+            },
+        )
+
     async def on_shutdown(self) -> None:
+        if self.site is not None:
+            await self.site.stop()
+            self.site = None
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
