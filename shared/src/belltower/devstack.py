@@ -205,14 +205,20 @@ async def relay_output(service: Service, console: Console) -> None:
         console.service_line(service, raw.decode(errors="replace").rstrip("\n"))
 
 
+def _health_port(name: str) -> dict[str, str]:
+    port = HEALTH_PORTS.get(name)
+    return {} if port is None else {"BELLTOWER_HEALTH_PORT": str(port)}
+
+
 async def start_service(service: Service, env: dict[str, str], console: Console) -> None:
     service.process = await asyncio.create_subprocess_exec(
         *bound_to_parent([service_binary(service.script)]),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        # Each its own health port, whatever BELLTOWER_HEALTH_PORT the shell has.
-        env=env | {"BELLTOWER_HEALTH_PORT": str(HEALTH_PORTS[service.name])},
+        # Each its own health port, whatever BELLTOWER_HEALTH_PORT the shell has; the console
+        # serves its probes and metrics on its own port.
+        env=env | _health_port(service.name),
         start_new_session=True,
     )
     service.output = asyncio.create_task(relay_output(service, console))
