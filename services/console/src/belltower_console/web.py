@@ -516,17 +516,32 @@ async def import_jobs(request: Request) -> Response:
 
 @router.get("/admin/users")
 async def users_page(request: Request, notice: str | None = None) -> Response:
-    who = await principal_of(request)
+    return await _users_page(request, await principal_of(request), notice=notice)
+
+
+async def _users_page(
+    request: Request,
+    who: Principal,
+    *,
+    http_status: int = 200,
+    notice: str | None = None,
+    new_token: Any = None,
+    errors: dict[str, str] | None = None,
+    form: Any = None,
+) -> Response:
+    """The users and tokens page, with what the last action left to show."""
     console = console_of(request)
     return page(
         request,
         "users.html",
         who,
+        http_status=http_status,
         users=await console.users(who, client_of(request)),
         tokens=await console.tokens(who, client_of(request)),
         notice=notice,
-        new_token=None,
-        errors={},
+        new_token=new_token,
+        errors=errors or {},
+        form=form,
     )
 
 
@@ -543,17 +558,8 @@ async def add_user(request: Request) -> Response:
             str(form.get("role", "")),
         )
     except FieldErrors as exc:
-        return page(
-            request,
-            "users.html",
-            who,
-            http_status=422,
-            users=await console.users(who, client_of(request)),
-            tokens=await console.tokens(who, client_of(request)),
-            notice=None,
-            new_token=None,
-            errors=forms.by_field(exc.errors),
-            form=form,
+        return await _users_page(
+            request, who, http_status=422, errors=forms.by_field(exc.errors), form=form
         )
     return back("/admin/users", f"User {form.get('username')} added.")
 
@@ -587,16 +593,7 @@ async def add_token(request: Request) -> Response:
         str(form.get("name") or ""),
         days,
     )
-    return page(
-        request,
-        "users.html",
-        who,
-        users=await console.users(who, client_of(request)),
-        tokens=await console.tokens(who, client_of(request)),
-        notice=None,
-        new_token=token,
-        errors={},
-    )
+    return await _users_page(request, who, new_token=token)
 
 
 @router.post("/admin/tokens/{token_id}/revoke")
