@@ -1,8 +1,11 @@
 """``schedules_loaded`` and ``schedules_load_s``: what holding every schedule in memory costs.
 
-The scheduler keeps every job in memory (an ``Entry`` plus a heap item, sharing compiled
-schedules), so its footprint grows with the number of jobs, and a restart or failover reloads
-them all before the first dispatch. Measured twice:
+The scheduler keeps every job in memory: an ``Entry`` (its id, title, encoded params, next due
+instant and a few references) and a slot in the due queue's bucket for that instant, sharing
+compiled schedules, the fields that repeat across jobs (a shared spec of type, pool, priority,
+timeout, policy, result mail) and the datetimes of instants that several jobs are due at. Its
+footprint grows with the number of jobs, and a restart or failover reloads them all before the
+first dispatch. Measured twice:
 
 - as deployed: the ``belltower-scheduler`` process started on an empty database and on one with
   ``n`` jobs of varied, realistic schedules; the difference of their resident set sizes once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -166,7 +167,7 @@ async def test_paused_and_removed_jobs_are_not_dispatched(nc, store) -> None:
     dispatcher = Dispatcher(store, nc.jetstream(), clock=Clock(T0 + timedelta(seconds=0.5)))
     await dispatcher.load()
     entry = dispatcher.entries[paused.id]
-    dispatcher.put(Entry(**{**{f: getattr(entry, f) for f in Entry.__slots__}, "paused": True}))
+    dispatcher.put(replace(entry, spec=replace(entry.spec, paused=True)))
     dispatcher.remove(removed.id)
     assert await dispatcher.tick() == 0
     assert compiled_for(paused.schedule) is dispatcher.entries[paused.id].schedule

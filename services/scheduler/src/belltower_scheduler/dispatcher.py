@@ -1,7 +1,7 @@
 """Finds due occurrences and publishes them, exactly once each.
 
-Jobs live in memory in a heap ordered by their next due instant. Each tick takes what is due,
-writes the occurrences to the ledger as ``pending`` together with the jobs' next times (one
+Jobs live in memory in a queue by their next due instant (``due.py``). Each tick takes what is
+due, writes the occurrences to the ledger as ``pending`` together with the jobs' next times (one
 transaction per chunk of ``PLAN_CHUNK``), publishes the new ones with ``Nats-Msg-Id`` =
 occurrence id, then marks them ``dispatched``. The steps are pipelined, as the database and the
 broker are separate processes that can work while this one does: chunk k+1 is written while
@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import itertools
 import logging
 import sys
 import time
@@ -74,6 +73,7 @@ from belltower.schedule import (
 )
 from belltower.subjects import due_subject
 
+from .due import DueQueue
 from .lease import FENCE_HEADER, Deposed, Lease
 from .store import (
     CalendarStore,
@@ -129,17 +129,6 @@ _due_subject = lru_cache(maxsize=1_024)(due_subject)
 """One subject string per (pool, type) instead of one formatted per message."""
 
 _EMPTY_PARAMS = b"{}"
-_shared_values: dict[Any, Any] = {}
-
-
-def _shared(value: Any) -> Any:
-    """One object per distinct small value (priority, timeout), not one per job.
-
-    asyncpg builds a new int or float per row; 100k jobs at priority 500 would otherwise hold
-    100k equal ints. Only used for values with few distinct instances in practice.
-    """
-    # Keyed by type too: 1 == 1.0 == True, and a timeout of 1.0 must stay a float on the wire.
-    return _shared_values.setdefault((type(value), value), value)
 
 
 @lru_cache(maxsize=4_096)
@@ -172,61 +161,145 @@ def _params_json(params: Any) -> bytes:
     return _EMPTY_PARAMS if encoded == _EMPTY_PARAMS else encoded
 
 
+@dataclass(frozen=True, slots=True)
+class EntrySpec:
+    """What a job has in common with many others: its type, pool, priority, timeout, run
+    policy, result mail and whether it is paused. Equal specs are one shared object (see
+    :func:`job_spec`), so each :class:`Entry` holds one reference instead of seven."""
+
+    type: str
+    pool: str
+    priority: int
+    timeout_s: float | None
+    policy: RunPolicy
+    result_mail: ResultMail | None
+    paused: bool
+
+
+@lru_cache(maxsize=4_096, typed=True)
+def job_spec(
+    job_type: str,
+    pool: str,
+    priority: int,
+    timeout_s: float | None,
+    policy: RunPolicy,
+    result_mail: ResultMail | None,
+    paused: bool,
+) -> EntrySpec:
+    """The shared spec for these values (typed: a timeout of 1.0 stays a float on the wire)."""
+    return EntrySpec(
+        sys.intern(job_type), sys.intern(pool), priority, timeout_s, policy, result_mail, paused
+    )
+
+
+@lru_cache(maxsize=4_096, typed=True)
+def _spec_from_text(
+    job_type: str,
+    pool: str,
+    priority: int,
+    timeout_s: float | None,
+    policy: str,
+    result_mail: str | None,
+    paused: bool,
+) -> EntrySpec:
+    """:func:`job_spec` from the columns as a ``scheduler.jobs`` record holds them: a million
+    rows with a handful of distinct combinations decode each policy and result mail once."""
+    return job_spec(
+        job_type,
+        pool,
+        priority,
+        timeout_s,
+        _policy(policy),
+        decode_result_mail(result_mail),
+        paused,
+    )
+
+
 @dataclass(slots=True)
 class Entry:
-    """What the dispatcher keeps in memory about one job: about 100k of these live at once."""
+    """What the dispatcher keeps in memory about one job: up to a million of these live at once.
+
+    Only what differs from job to job has a slot of its own; the rest is the shared ``spec``,
+    read through properties of the same names. ``queued`` is the due-queue bucket the entry is
+    waiting in (see ``due.py``), or None.
+    """
 
     id: str
     title: str
-    type: str
-    pool: str
     params_json: bytes
-    priority: int
-    timeout_s: float | None
-    paused: bool
     schedule: CompiledSchedule
     next_due: datetime | None
-    policy: RunPolicy
-    version: int = 0
-    result_mail: ResultMail | None = None
+    spec: EntrySpec
+    queued: list[Entry] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def type(self) -> str:
+        return self.spec.type
+
+    @property
+    def pool(self) -> str:
+        return self.spec.pool
+
+    @property
+    def priority(self) -> int:
+        return self.spec.priority
+
+    @property
+    def timeout_s(self) -> float | None:
+        return self.spec.timeout_s
+
+    @property
+    def policy(self) -> RunPolicy:
+        return self.spec.policy
+
+    @property
+    def result_mail(self) -> ResultMail | None:
+        return self.spec.result_mail
+
+    @property
+    def paused(self) -> bool:
+        return self.spec.paused
 
     @classmethod
     def from_row(cls, row: JobRow) -> Entry:
         return cls(
             id=row.id,
             title=row.title,
-            type=sys.intern(row.type),
-            pool=sys.intern(row.pool),
             params_json=_params_json(row.params),
-            priority=_shared(row.priority),
-            timeout_s=_shared(row.timeout_s),
-            paused=row.paused,
             schedule=compiled_for(row.schedule),
             next_due=row.next_run_at,
-            policy=_shared(row.policy),
-            result_mail=row.result_mail,
+            spec=job_spec(
+                row.type,
+                row.pool,
+                row.priority,
+                row.timeout_s,
+                row.policy,
+                row.result_mail,
+                row.paused,
+            ),
         )
 
     @classmethod
     def from_record(cls, r: Record) -> Entry:
         """Straight from a ``scheduler.jobs`` record (see ``Store.job_pages``), without a JobRow.
 
-        Type and pool names are interned and small values shared, since a few of them repeat
-        across all jobs; params stay encoded.
+        Params stay encoded; the spec is shared with every job that has the same values.
         """
         return cls(
-            id=r["id"],
-            title=r["title"],
-            type=sys.intern(r["type"]),
-            pool=sys.intern(r["pool"]),
-            params_json=_params_json(r["params"]),
-            priority=_shared(r["priority"]),
-            timeout_s=_shared(r["timeout_s"]),
-            paused=r["paused"],
-            schedule=compiled_for_text(r["schedule"]),
-            next_due=r["next_run_at"],
-            policy=_shared(_policy(r["policy"])),
-            result_mail=decode_result_mail(r["result_mail"]),
+            r["id"],
+            r["title"],
+            _params_json(r["params"]),
+            compiled_for_text(r["schedule"]),
+            r["next_run_at"],
+            _spec_from_text(
+                r["type"],
+                r["pool"],
+                r["priority"],
+                r["timeout_s"],
+                r["policy"],
+                r["result_mail"],
+                r["paused"],
+            ),
         )
 
 
@@ -315,8 +388,7 @@ class Dispatcher:
         self.publish_timeout_s = publish_timeout_s
         self.clock = clock
         self.entries: dict[str, Entry] = {}
-        self.heap: list[tuple[float, int, int, int, str]] = []
-        self._seq = itertools.count()
+        self.queue = DueQueue(self.entries)
         self.wake = asyncio.Event()
         self.stats = DispatchStats()
         self._retry_pending = True
@@ -393,10 +465,9 @@ class Dispatcher:
                 self.put(entry)
 
     def put(self, entry: Entry) -> None:
-        """Add or replace a job; its previous heap item becomes stale."""
+        """Add or replace a job; a replaced entry's queued item becomes stale."""
         entry.schedule = self.calendared(entry.schedule)
         previous = self.entries.get(entry.id)
-        entry.version = (previous.version + 1) if previous else 0
         self.entries[entry.id] = entry
         if previous is not None and previous.policy.after is not None:
             self._unchain(previous)
@@ -417,17 +488,7 @@ class Dispatcher:
             followers.remove(entry.id)
 
     def _push(self, entry: Entry) -> None:
-        if entry.next_due is not None and not entry.paused:
-            heapq.heappush(
-                self.heap,
-                (
-                    entry.next_due.timestamp(),
-                    _shared(-entry.priority),
-                    next(self._seq),
-                    entry.version,
-                    entry.id,
-                ),
-            )
+        self.queue.push(entry)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -452,16 +513,11 @@ class Dispatcher:
                     await asyncio.wait_for(self.wake.wait(), timeout=delay)
 
     def _seconds_to_next(self) -> float:
-        while self.heap and self._stale(self.heap[0]):
-            heapq.heappop(self.heap)
-        until_due = max(0.0, self.heap[0][0] - time.time()) if self.heap else 60.0
+        first = self.queue.first()
+        until_due = max(0.0, first - time.time()) if first is not None else 60.0
         if self.delayed:
             until_due = min(until_due, max(0.0, self.delayed[0][0] - time.time()))
         return min(until_due, 2.0) if self._retry_pending else until_due
-
-    def _stale(self, item: tuple[float, int, int, int, str]) -> bool:
-        entry = self.entries.get(item[4])
-        return entry is None or entry.version != item[3] or entry.paused
 
     async def tick(self) -> int:
         """Dispatch everything due now; returns how many occurrences were published.
@@ -493,11 +549,7 @@ class Dispatcher:
             self.lease.check()
         now = self.clock()
         now_ts = now.timestamp()
-        due: list[Entry] = []
-        while self.heap and self.heap[0][0] <= now_ts and len(due) < self.max_batch:
-            item = heapq.heappop(self.heap)
-            if not self._stale(item):
-                due.append(self.entries[item[4]])
+        due = self.queue.take(now_ts, self.max_batch)
         if not due:
             return False
         previous = [entry.next_due for entry in due]
@@ -514,7 +566,7 @@ class Dispatcher:
         finally:
             for entry in due:
                 self._push(entry)
-        return bool(self.heap) and self.heap[0][0] <= now_ts
+        return self.queue.due_by(now_ts)
 
     def _plan_chunks(self, due: list[Entry], now: datetime) -> list[_Chunk]:
         """The batch's occurrences in stream order, cut into chunks of ``plan_chunk``.
