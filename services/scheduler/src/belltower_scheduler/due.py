@@ -93,8 +93,7 @@ class DueQueue:
             if stale < len(bucket):
                 del bucket[:stale]
                 return ts
-            heapq.heappop(instants)
-            del self._buckets[ts]
+            self._drop_first()
         return None
 
     def take(self, now_ts: float, limit: int) -> list[Entry]:
@@ -119,9 +118,16 @@ class DueQueue:
             if seen < len(bucket):
                 del bucket[:seen]
             else:
-                heapq.heappop(instants)
-                del self._buckets[ts]
+                self._drop_first()
         return due
+
+    def _drop_first(self) -> None:
+        """Forget the earliest instant, whose bucket holds nothing live any more.
+
+        The bucket is emptied too: stale entries still name it as where they are queued, and
+        it would otherwise hold them (and they it) until the cyclic collector ran.
+        """
+        self._buckets.pop(heapq.heappop(self._instants)).clear()
 
     def due_by(self, now_ts: float) -> bool:
         """Whether an instant at or before ``now_ts`` is queued (its jobs may all be stale)."""
