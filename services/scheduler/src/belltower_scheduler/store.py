@@ -29,6 +29,13 @@ JOB_COLUMNS = (
     "result_mail::text AS result_mail"
 )
 
+LOAD_COLUMNS = (
+    "id::text AS id, title, type, pool, params::text AS params, schedule::text AS schedule, priority, paused, "
+    "timeout_s, next_run_at, policy::text AS policy, result_mail::text AS result_mail"
+)
+"""What the dispatcher keeps of a job (``Entry.from_record``): a million rows at start-up
+are not worth decoding timestamps and numbers that are dropped straight away."""
+
 policy_decoder = msgspec.json.Decoder(RunPolicy)
 policy_encoder = msgspec.json.Encoder()
 
@@ -165,7 +172,8 @@ class Store:
     async def job_pages(
         self, page: int = 5_000, partition: Partition | None = None
     ) -> AsyncIterator[list[asyncpg.Record]]:
-        """Every job row, read through a server-side cursor in lists of ``page`` records.
+        """Every job row (its ``LOAD_COLUMNS``), read through a server-side cursor in lists of
+        ``page`` records.
 
         Used at start-up to fill the dispatcher: ``list_jobs`` would hold every record (and then
         every JobRow) at once, and CPython keeps most of that peak as resident memory after it
@@ -173,7 +181,7 @@ class Store:
         """
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             cursor = await conn.cursor(
-                f"SELECT {JOB_COLUMNS} FROM scheduler.jobs WHERE {_partition_filter('id', partition, 1)} "
+                f"SELECT {LOAD_COLUMNS} FROM scheduler.jobs WHERE {_partition_filter('id', partition, 1)} "
                 "ORDER BY priority DESC, title, id",
                 *_partition_args(partition),
             )
