@@ -446,6 +446,8 @@ class Dispatcher:
         now = self.clock()
         count = 0
         self.calendar_days = await CalendarStore(self.store.pool).all_days()
+        entries = self.entries
+        push = self.queue.push
         with _collector_paused():
             async for records in self.store.job_pages(partition=self.partition):
                 for record in records:
@@ -453,8 +455,17 @@ class Dispatcher:
                     if entry.next_due is None and not entry.paused:
                         entry.schedule = self.calendared(entry.schedule)
                         entry.next_due = entry.schedule.next_after(now)
-                    self.put(entry)
+                    if (
+                        entry.schedule.schedule.calendar is None
+                        and entry.spec.policy.after is None
+                        and entry.id not in entries
+                    ):
+                        entries[entry.id] = entry  # what put() comes to for most jobs
+                        push(entry)
+                    else:
+                        self.put(entry)
                 count += len(records)
+        self.wake.set()
         return count
 
     async def track_runs(self) -> datetime | None:
