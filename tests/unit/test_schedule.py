@@ -76,6 +76,15 @@ def test_bad_cron_is_refused_naming_the_field(expr: str, words: str) -> None:
     assert words in err.value.message
 
 
+def test_a_cron_expression_is_judged_alike_every_time_and_in_every_zone() -> None:
+    """The check is cached per expression: a refusal is not, and the zone plays no part."""
+    for tz in ("UTC", "America/New_York", "UTC"):
+        with pytest.raises(InvalidInput, match="Bad minute"):
+            compile_schedule(Schedule(rule=Cron(expr="61 * * * *"), tz=tz))
+        compiled = compile_schedule(Schedule(rule=Cron(expr="30  7 * * 1-5"), tz=tz))
+        assert compiled.crons == ("30 7 * * 1-5",)
+
+
 def test_unknown_zone_and_end_before_start_are_refused() -> None:
     with pytest.raises(InvalidInput) as err:
         compile_schedule(Schedule(rule=Every(seconds=5), tz="Mars/Olympus_Mons"))

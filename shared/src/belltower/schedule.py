@@ -854,7 +854,7 @@ def _sources(schedule: Schedule, tzinfo: ZoneInfo) -> tuple[_Source, ...]:
             raise InvalidInput("once_at", "has no time zone offset", DATETIME_FORM)
         return ()
     if isinstance(rule, Cron):
-        expr = _check_cron(rule.expr, tzinfo)
+        expr = _check_cron(rule.expr)
         fields = expr.split()
         minute, hour = fields[-5], fields[-4]
         wild = minute.startswith("*") or hour.startswith("*")
@@ -949,10 +949,19 @@ def _parse_rrule(text: str, schedule: Schedule, tzinfo: ZoneInfo) -> _rrule.rrul
     return parsed
 
 
-def _check_cron(expr: str, tzinfo: ZoneInfo) -> str:
+def _check_cron(expr: str) -> str:
     text = " ".join(expr.split())
+    _check_cron_text(text, expr)
+    return text
+
+
+@lru_cache(maxsize=4096)
+def _check_cron_text(text: str, expr: str) -> None:
+    """Whether cronsim parses ``text`` (the time zone plays no part in that), once per
+    expression: a scheduler loading a million jobs compiles thousands of schedules that share
+    a few thousand cron expressions in different zones. Refusals are not cached."""
     try:
-        CronSim(text, datetime(2000, 1, 1, tzinfo=tzinfo))
+        CronSim(text, datetime(2000, 1, 1, tzinfo=UTC))
     except CronSimError as exc:
         reason = str(exc).rstrip(".")
         if "day-of-month" in reason and _valid_without_month(text):
@@ -962,7 +971,6 @@ def _check_cron(expr: str, tzinfo: ZoneInfo) -> str:
         raise InvalidInput(
             "cron", f"{expr!r} is not a valid cron expression: {reason}", CRON_FORM
         ) from None
-    return text
 
 
 def _valid_without_month(text: str) -> bool:
