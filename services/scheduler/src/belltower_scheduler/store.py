@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -329,7 +330,7 @@ class Store:
         if current != token:
             raise Deposed(
                 f"lease {key} is now held under token {current}, not {token}: this replica was "
-                "deposed, and planned nothing"
+                "deposed, and wrote nothing"
             )
 
     async def fence(self, key: str, token: int, holder: str, force: bool = False) -> bool:
@@ -347,24 +348,47 @@ class Store:
         )
         return row is not None
 
-    async def mark_dispatched(self, ids: Sequence[str], at: datetime) -> None:
-        if ids:
-            await self.pool.execute(
-                "UPDATE scheduler.occurrences SET state = 'dispatched', dispatched_at = $2 "
-                "WHERE id = ANY($1::uuid[]) AND state = 'pending'",
-                list(ids),
-                at,
-            )
+    @contextlib.asynccontextmanager
+    async def _writer(
+        self, fence: Fence | None
+    ) -> AsyncIterator[asyncpg.Pool | asyncpg.Connection]:
+        """Where a ledger write runs: the pool as it is, or with a ``fence`` a transaction that
+        first checks the lease's token (one indexed ``SELECT ... FOR SHARE``, see
+        :meth:`_check_fence`), so a deposed replica's write raises :class:`Deposed` and changes
+        nothing."""
+        if fence is None:
+            yield self.pool
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._check_fence(conn, fence)
+            yield conn
 
-    async def mark_skipped(self, ids: Sequence[str], reason: str, cause: str = "deleted") -> None:
+    async def mark_dispatched(
+        self, ids: Sequence[str], at: datetime, fence: Fence | None = None
+    ) -> None:
+        """Mark occurrences JetStream confirmed as ``dispatched``; with a ``fence``, only under
+        that lease's current token (else :class:`Deposed`, and they stay pending)."""
         if ids:
-            await self.pool.execute(
-                "UPDATE scheduler.occurrences SET state = 'skipped', reason = $2, cause = $3 "
-                "WHERE id = ANY($1::uuid[]) AND state IN ('pending', 'waiting', 'delayed')",
-                list(ids),
-                reason,
-                cause,
-            )
+            async with self._writer(fence) as db:
+                await db.execute(
+                    "UPDATE scheduler.occurrences SET state = 'dispatched', dispatched_at = $2 "
+                    "WHERE id = ANY($1::uuid[]) AND state = 'pending'",
+                    list(ids),
+                    at,
+                )
+
+    async def mark_skipped(
+        self, ids: Sequence[str], reason: str, cause: str = "deleted", fence: Fence | None = None
+    ) -> None:
+        if ids:
+            async with self._writer(fence) as db:
+                await db.execute(
+                    "UPDATE scheduler.occurrences SET state = 'skipped', reason = $2, cause = $3 "
+                    "WHERE id = ANY($1::uuid[]) AND state IN ('pending', 'waiting', 'delayed')",
+                    list(ids),
+                    reason,
+                    cause,
+                )
 
     async def pending(
         self, limit: int = 10_000, partition: Partition | None = None
@@ -395,33 +419,40 @@ class Store:
         )
 
     async def record_runs(
-        self, updates: Sequence[tuple[str, str, str | None, datetime | None]]
+        self,
+        updates: Sequence[tuple[str, str, str | None, datetime | None]],
+        fence: Fence | None = None,
     ) -> None:
         """Write what run events said about occurrences: (id, status, error, finished at).
 
         A finished status is never replaced by ``running`` (events can arrive out of order).
+        With a ``fence``, raises :class:`Deposed` and writes nothing unless that lease's token is
+        still the current one.
         """
         if updates:
-            await self.pool.execute(
-                "UPDATE scheduler.occurrences o SET run_status = u.status, run_error = u.error, "
-                "run_finished_at = u.finished_at FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) "
-                "AS u(id, status, error, finished_at) WHERE o.id = u.id "
-                "AND (o.run_status IS NULL OR o.run_status = 'running')",
-                [u[0] for u in updates],
-                [u[1] for u in updates],
-                [u[2] for u in updates],
-                [u[3] for u in updates],
-            )
+            async with self._writer(fence) as db:
+                await db.execute(
+                    "UPDATE scheduler.occurrences o SET run_status = u.status, run_error = u.error, "
+                    "run_finished_at = u.finished_at FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) "
+                    "AS u(id, status, error, finished_at) WHERE o.id = u.id "
+                    "AND (o.run_status IS NULL OR o.run_status = 'running')",
+                    [u[0] for u in updates],
+                    [u[1] for u in updates],
+                    [u[2] for u in updates],
+                    [u[3] for u in updates],
+                )
 
-    async def release(self, ids: Sequence[str]) -> list[str]:
-        """Turn buffered or delayed occurrences into pending ones, to be published; returns those changed."""
+    async def release(self, ids: Sequence[str], fence: Fence | None = None) -> list[str]:
+        """Turn buffered or delayed occurrences into pending ones, to be published; returns those
+        changed. With a ``fence``, only under that lease's current token (else :class:`Deposed`)."""
         if not ids:
             return []
-        rows = await self.pool.fetch(
-            "UPDATE scheduler.occurrences SET state = 'pending' WHERE id = ANY($1::uuid[]) "
-            "AND state IN ('waiting', 'delayed') RETURNING id::text",
-            list(ids),
-        )
+        async with self._writer(fence) as db:
+            rows = await db.fetch(
+                "UPDATE scheduler.occurrences SET state = 'pending' WHERE id = ANY($1::uuid[]) "
+                "AND state IN ('waiting', 'delayed') RETURNING id::text",
+                list(ids),
+            )
         return [r["id"] for r in rows]
 
     async def ledger(
