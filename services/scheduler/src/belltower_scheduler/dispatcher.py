@@ -77,6 +77,7 @@ from belltower.subjects import due_subject
 from .lease import FENCE_HEADER, Deposed, Lease
 from .store import (
     CalendarStore,
+    Fence,
     JobRow,
     Occurrence,
     Partition,
@@ -429,6 +430,12 @@ class Dispatcher:
                 ),
             )
 
+    def _fence(self) -> Fence | None:
+        """What every ledger write of this dispatcher is fenced by: its lease's key and token
+        (:class:`Deposed`, writing nothing, once another replica holds the partition), or None
+        without a lease (a lone scheduler, or run-now for a partition held elsewhere)."""
+        return None if self.lease is None else (self.lease.key, self.lease.token)
+
     # -- the loop -----------------------------------------------------------------------------
 
     async def run_forever(self) -> None:
@@ -438,6 +445,8 @@ class Dispatcher:
                 await self.tick()
             except Deposed as exc:
                 log.warning(str(exc), extra={"action": "dispatch.deposed"})
+                if self.lease is not None:
+                    self.lease.depose()  # nothing more is planned or published under it
                 self._retry_pending = True
                 await asyncio.sleep(1.0)
                 continue
@@ -857,7 +866,7 @@ class Dispatcher:
                 "some occurrences were not confirmed by JetStream; they stay pending and are retried",
                 extra={"action": "dispatch.unconfirmed", "count": failed},
             )
-        await self.store.mark_dispatched(confirmed, dispatched_at)
+        await self.store.mark_dispatched(confirmed, dispatched_at, fence=self._fence())
         self.stats.dispatched += len(confirmed)
         metrics.record_dispatched(batch, futures, dispatched_at)
         self.stats.lateness_ms = [
@@ -913,7 +922,9 @@ class Dispatcher:
                 r["id"] for r in rows if not r["job_exists"] or r["job_id"] not in self.entries
             ]
             await self.store.mark_skipped(
-                orphans, "the job was deleted before this occurrence was dispatched"
+                orphans,
+                "the job was deleted before this occurrence was dispatched",
+                fence=self._fence(),
             )
             metrics.OCCURRENCES_SKIPPED.labels("job_deleted").inc(len(orphans))
             batch = []
@@ -969,7 +980,7 @@ class Dispatcher:
             entry=entry,
         )
         async with self._lock:
-            await self.store.plan([occ], [])
+            await self.store.plan([occ], [], fence=self._fence())
             if self.tracking_runs:
                 self.in_flight.setdefault(entry.id, {})[occ.id] = now
             sent = await self._publish([occ])
@@ -986,7 +997,10 @@ class Dispatcher:
         occurrences planned.
 
         Chained occurrences are written before the runs are recorded, and their ids derive from
-        the upstream occurrence, so a replayed or redelivered event never chains twice.
+        the upstream occurrence, so a replayed or redelivered event never chains twice. Every
+        write is fenced by the lease: a deposed leader gets :class:`Deposed` and writes nothing,
+        and its in-memory changes are dropped with it (see ``runs.py`` for why a standby keeps
+        no such state and how the new leader still gets the events).
         """
         if not finished:
             return
@@ -1013,7 +1027,7 @@ class Dispatcher:
             # same events), the occurrences are published from the ledger's state: releasing
             # is idempotent, and pending rows are published once, de-duplicated by their id.
             if chained:
-                await self.store.plan(chained, [])
+                await self.store.plan(chained, [], fence=self._fence())
                 for p in chained:
                     if p.state == "delayed":
                         heapq.heappush(self.delayed, (p.scheduled_for.timestamp(), p.id, p.job_id))
@@ -1021,20 +1035,23 @@ class Dispatcher:
                         self._retry_pending = True
             if released:
                 self._retry_pending = True
-                for occ_id in await self.store.release(released):
+                for occ_id in await self.store.release(released, fence=self._fence()):
                     log.info(
                         "buffered occurrence released",
                         extra={"action": "dispatch.released", "occurrence_id": occ_id},
                     )
             await self.store.record_runs(
-                [(d.occurrence_id, d.status, d.error, d.finished_at) for d in finished]
+                [(d.occurrence_id, d.status, d.error, d.finished_at) for d in finished],
+                fence=self._fence(),
             )
         if self._retry_pending or chained:
             self.wake.set()  # the loop's sleep is recomputed, with the delayed occurrences
 
     async def runs_started(self, occurrence_ids: list[str]) -> None:
         """Record that runs started, so the ledger can say "running"."""
-        await self.store.record_runs([(i, "running", None, None) for i in occurrence_ids])
+        await self.store.record_runs(
+            [(i, "running", None, None) for i in occurrence_ids], fence=self._fence()
+        )
 
     def _chain(self, entry: Entry, upstream: RunFinishedData, now: datetime) -> _Planned | None:
         """The occurrence of ``entry`` that ``upstream`` finishing triggers, or None."""
@@ -1071,7 +1088,7 @@ class Dispatcher:
         while self.delayed and self.delayed[0][0] <= now_ts:
             due.append(heapq.heappop(self.delayed)[1])
         try:
-            await self.store.release(due)
+            await self.store.release(due, fence=self._fence())
         except BaseException:
             for occ_id in due:  # the ledger still holds them as delayed: try again
                 heapq.heappush(self.delayed, (now_ts, occ_id, ""))

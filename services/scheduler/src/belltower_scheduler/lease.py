@@ -108,6 +108,12 @@ class Lease:
     def valid(self) -> bool:
         return time.monotonic() < self.valid_until
 
+    def depose(self) -> None:
+        """A fenced ledger write found a newer token in PostgreSQL: stop trusting this lease here
+        at once (:meth:`check` fails); the keeper's next renewal finds the key taken and reports
+        the loss, which stops the partition's dispatcher and run tracker."""
+        self.valid_until = 0.0
+
     def check(self) -> None:
         """Raise :class:`Deposed` unless the lease is still valid here and now."""
         if not self.valid:
