@@ -9,7 +9,8 @@ holder dies or stalls, the server expires the key and a standby's next ``create`
 The KV revision of the winning ``create`` is the partition's **fencing token**. The holder
 writes it to ``scheduler.leases`` before dispatching anything; a newer holder's token replaces
 it, and every ledger transaction of the dispatcher checks, under a row lock, that the stored
-token is still its own (:meth:`Store.plan`). So a deposed replica that has not noticed yet (a
+token is still its own (:meth:`Store.plan`, and its other writes with a ``fence``: run statuses,
+releases, marking dispatched). So a deposed replica that has not noticed yet (a
 long GC pause, SIGSTOP, a network partition) cannot plan, hence cannot publish, an occurrence;
 and locally the dispatcher stops as soon as the lease's validity, counted on the monotonic
 clock from the last renewal sent, runs out (:meth:`Lease.check`). The occurrence id remains the
