@@ -75,6 +75,7 @@ from belltower.schedule import (
 from belltower.subjects import due_subject
 
 from .lease import FENCE_HEADER, Deposed, Lease
+from .publisher import CONFIRMED, Batch, BatchPublisher
 from .store import (
     CalendarStore,
     Fence,
@@ -251,32 +252,18 @@ class _Chunk:
     next_runs: list[tuple[str, datetime | None]] = field(default_factory=list)
 
 
-async def _wait_all(futures: list[asyncio.Future[Any]], timeout: float) -> None:
-    """Wait until every future is done, or ``timeout`` seconds.
-
-    ``asyncio.wait`` costs several times more per future (sets of done and pending, callbacks
-    removed one by one), which shows at 100k publishes a tick; one counter does here.
-    """
-    if not futures:
-        return
-    all_done = asyncio.get_running_loop().create_future()
-    remaining = len(futures)
-
-    def one_done(_: asyncio.Future[Any]) -> None:
-        nonlocal remaining
-        remaining -= 1
-        if remaining == 0 and not all_done.done():
-            all_done.set_result(None)
-
-    for future in futures:
-        future.add_done_callback(one_done)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(all_done, timeout)
-
-
 def _stream_order(p: _Planned) -> tuple[datetime, int]:
     """Publication order: by scheduled instant, and within an instant higher priority first."""
     return (p.scheduled_for, -p.priority)
+
+
+@dataclass(slots=True)
+class _Sent:
+    """A published batch whose acknowledgements are still to be looked at."""
+
+    batch: list[_Planned]
+    acks: Batch
+    dispatched_at: datetime
 
 
 @dataclass
@@ -307,9 +294,12 @@ class Dispatcher:
         stale_run_s: float = 86_400.0,
         partition: Partition | None = None,
         lease: Lease | None = None,
+        publisher: BatchPublisher | None = None,
     ) -> None:
         self.store = store
         self.js = js
+        # nats-py's JetStreamContext has no public accessor for its connection.
+        self.publisher = publisher or BatchPublisher(js._nc, stall_s=publish_timeout_s)
         self.grace = timedelta(seconds=misfire_grace_s)
         self.max_batch = max_batch
         self.plan_chunk = plan_chunk
@@ -322,7 +312,8 @@ class Dispatcher:
         self.stats = DispatchStats()
         self._retry_pending = True
         self._lock = asyncio.Lock()
-        self._confirming: list[asyncio.Task[int]] = []
+        self._sent: list[_Sent] = []
+        """Batches published this tick, confirmed and marked once the tick has published all."""
         self.tracking_runs = False
         self.stale_run = timedelta(seconds=stale_run_s)
         self.in_flight: dict[str, dict[str, datetime]] = {}
@@ -334,6 +325,8 @@ class Dispatcher:
         self.chained: dict[str, list[str]] = {}
         """Upstream job id -> ids of the jobs that run after it."""
         self.calendar_days: dict[str, frozenset[date]] = {}
+        self._next_memo: dict[tuple[int, datetime], tuple[datetime | None, list[Any]]] = {}
+        """Within one planning pass: (compiled schedule's id, instant) -> its next runnable."""
         self.partition = partition
         self.lease = lease
 
@@ -475,8 +468,11 @@ class Dispatcher:
     async def tick(self) -> int:
         """Dispatch everything due now; returns how many occurrences were published.
 
-        Publishes are confirmed and marked ``dispatched`` in the background while later chunks
-        are written and published; all of that is settled before the tick returns.
+        Everything due is written and published first; JetStream's acknowledgements are then
+        looked at and the confirmed occurrences marked ``dispatched``, before the tick returns.
+        Marking is bookkeeping: doing it after the last publish keeps the process's CPU and the
+        database for getting the work out (a crash in between leaves the rows ``pending``, and
+        their republication is de-duplicated by JetStream).
         """
         async with self._lock:
             if self.delayed and self.delayed[0][0] <= self.clock().timestamp():
@@ -488,9 +484,9 @@ class Dispatcher:
             except BaseException as exc:
                 if isinstance(exc, asyncio.CancelledError):
                     # Shutting down: do not wait for acks; unmarked rows stay pending.
-                    for task in self._confirming:
-                        task.cancel()
-                await self._settle(quiet=True)
+                    self._abandon_sent()
+                else:
+                    await self._settle(quiet=True)
                 raise
             total += await self._settle()
             self.stats.last_tick_at = self.clock()
@@ -534,8 +530,12 @@ class Dispatcher:
         written (otherwise a crash in between would lose them).
         """
         planned: list[_Planned] = []
-        for entry in due:
-            self._plan(entry, now, planned)
+        self._next_memo.clear()
+        try:
+            for entry in due:
+                self._plan(entry, now, planned)
+        finally:
+            self._next_memo.clear()
         planned.sort(key=_stream_order)
         size = self.plan_chunk
         chunks = [_Chunk(planned[i : i + size]) for i in range(0, len(planned), size)]
@@ -593,7 +593,12 @@ class Dispatcher:
         """The job's next runnable instant after ``after``; the occurrences its schedule skips on
         the way (outside the window, a filtered weekday, a non-school day, a DST gap) go to
         ``out`` as ledger rows, so `jobs why` can say why nothing ran then."""
-        at, skipped = entry.schedule.next_runnable(after)
+        # Jobs sharing a schedule and a due time (everything at 07:00) share the answer.
+        key = (id(entry.schedule), after)
+        found = self._next_memo.get(key)
+        if found is None:
+            found = self._next_memo[key] = entry.schedule.next_runnable(after)
+        at, skipped = found
         for occ in skipped:
             cause = _SKIP_CAUSES.get(occ.skipped or "")
             if cause is None:
@@ -738,8 +743,8 @@ class Dispatcher:
         """Write chunk k+1 to the ledger while chunk k is published.
 
         An occurrence is published only once the transaction holding its ``pending`` row has
-        committed, and only if that transaction inserted it. Confirmation and marking go to
-        ``self._confirming``. On failure the write in flight is waited for, not cancelled: its
+        committed, and only if that transaction inserted it. What was published goes to
+        ``self._sent``, for ``_settle``. On failure the write in flight is waited for, not cancelled: its
         rows are either committed (and republished as pending) or rolled back.
         """
         commit = asyncio.create_task(self._commit(chunks[0]))
@@ -748,7 +753,7 @@ class Dispatcher:
                 to_send = await commit
                 if following is not None:
                     commit = asyncio.create_task(self._commit(following))
-                await self._send(to_send, self._confirming)
+                await self._send(to_send, self._sent)
         finally:
             # Whatever happened, the last write started has finished before we return.
             await asyncio.gather(commit, return_exceptions=True)
@@ -786,12 +791,12 @@ class Dispatcher:
     def _count(counter: dict[str, int], key: str) -> None:
         counter[key] = counter.get(key, 0) + 1
 
-    async def _send(self, batch: list[_Planned], confirming: list[asyncio.Task[int]]) -> None:
-        """Publish ``batch`` in order without waiting for acks; a task added to ``confirming``
-        waits for them and marks the confirmed occurrences ``dispatched``.
+    async def _send(self, batch: list[_Planned], sent: list[_Sent]) -> None:
+        """Publish ``batch`` in order without waiting for acks; what was published is added to
+        ``sent``, for ``_confirm`` to wait for its acks and mark it ``dispatched``.
 
-        The task is added even when publishing fails part-way, so the acks already requested
-        are waited for (or cancelled, which frees the client's pending-publish slots).
+        It is added even when publishing fails part-way, so the acks already requested are
+        waited for (or given up, which frees their place in the publisher's window).
         """
         if not batch:
             return
@@ -800,8 +805,8 @@ class Dispatcher:
             self.lease.check()
             headers[FENCE_HEADER] = str(self.lease.token)
         dispatched_at = self.clock()
-        publish = self.js.publish_async
-        futures: list[asyncio.Future[Any]] = []
+        publisher = self.publisher
+        acks = publisher.batch()
         try:
             for p in batch:
                 entry = p.entry
@@ -828,47 +833,47 @@ class Dispatcher:
                     max_deliveries=deliveries,
                 )
                 subject = _due_subject(entry.pool, entry.type)
-                futures.append(
-                    await publish(
-                        subject,
-                        due_encoder.encode(message),
-                        headers={**headers, **telemetry.producer_headers(subject, p.id)},
-                    )
+                await publisher.publish(
+                    acks,
+                    subject,
+                    due_encoder.encode(message),
+                    {**headers, **telemetry.producer_headers(subject, p.id)},
                 )
         finally:
-            if futures:
-                confirming.append(
-                    asyncio.create_task(
-                        self._confirm(batch[: len(futures)], futures, dispatched_at)
-                    )
-                )
+            if acks.outcome:
+                sent.append(_Sent(batch[: len(acks.outcome)], acks, dispatched_at))
+            else:
+                publisher.forget(acks)
 
-    async def _confirm(
-        self, batch: list[_Planned], futures: list[asyncio.Future[Any]], dispatched_at: datetime
-    ) -> int:
+    async def _confirm(self, sent: _Sent) -> int:
         """Wait for JetStream's acks, then mark what was confirmed ``dispatched``.
 
         What is not confirmed in time stays ``pending`` and is published again by
         ``republish_pending``; JetStream drops the copy it already has.
         """
-        await _wait_all(futures, self.publish_timeout_s)
-        confirmed = []
-        for p, f in zip(batch, futures, strict=True):
-            if not f.done():
-                f.cancel()  # frees the client's pending-publish slot; the row stays pending
-            elif not f.cancelled() and f.exception() is None:
-                confirmed.append(p.id)
-        failed = len(futures) - len(confirmed)
+        batch, acks, dispatched_at = sent.batch, sent.acks, sent.dispatched_at
+        try:
+            await acks.wait(self.publish_timeout_s)
+        finally:
+            self.publisher.forget(acks)  # what is unacknowledged now stays pending
+        outcome = acks.outcome
+        confirmed = [p.id for p, o in zip(batch, outcome, strict=True) if o == CONFIRMED]
+        failed = len(batch) - len(confirmed)
         if failed:
             self.stats.publish_failures += failed
             self._retry_pending = True
             log.warning(
                 "some occurrences were not confirmed by JetStream; they stay pending and are retried",
-                extra={"action": "dispatch.unconfirmed", "count": failed},
+                extra={
+                    "action": "dispatch.unconfirmed",
+                    "count": failed,
+                    "refused": len(acks.errors),
+                    "first_error": acks.errors[0] if acks.errors else None,
+                },
             )
         await self.store.mark_dispatched(confirmed, dispatched_at, fence=self._fence())
         self.stats.dispatched += len(confirmed)
-        metrics.record_dispatched(batch, futures, dispatched_at)
+        metrics.record_dispatched(batch, outcome, dispatched_at)
         self.stats.lateness_ms = [
             (dispatched_at - p.scheduled_for).total_seconds() * 1000 for p in batch[-1000:]
         ]
@@ -879,14 +884,14 @@ class Dispatcher:
         return len(confirmed)
 
     async def _settle(self, quiet: bool = False) -> int:
-        """Wait for every confirmation task of this tick; returns how many were confirmed.
+        """Confirm and mark every batch published this tick; returns how many were confirmed.
 
         Raises the first failure (a ``mark dispatched`` that did not reach the database: those
         occurrences stay pending and are republished), unless ``quiet``, when another failure is
         already on its way out and these are only logged.
         """
-        tasks, self._confirming = self._confirming, []
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+        sent, self._sent = self._sent, []
+        results = await asyncio.gather(*map(self._confirm, sent), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             self._retry_pending = True
@@ -901,13 +906,20 @@ class Dispatcher:
                     )
         return sum(r for r in results if isinstance(r, int))
 
+    def _abandon_sent(self) -> None:
+        """Stop waiting for the acks of this tick's batches (shutting down): the client's
+        pending-publish slots are freed, and the rows stay ``pending`` for the next start."""
+        sent, self._sent = self._sent, []
+        for batch in sent:
+            self.publisher.forget(batch.acks)
+
     async def _publish(self, batch: list[_Planned]) -> int:
         """Publish ``batch`` and wait until it is confirmed and marked; returns the confirmed."""
-        confirming: list[asyncio.Task[int]] = []
+        sent: list[_Sent] = []
         try:
-            await self._send(batch, confirming)
+            await self._send(batch, sent)
         finally:
-            results = await asyncio.gather(*confirming)
+            results = await asyncio.gather(*map(self._confirm, sent))
         return sum(results)
 
     async def republish_pending(self) -> int:

@@ -274,11 +274,13 @@ class Store:
                 o.cause or o.requested_from or o.chained_from for o in occurrences
             ):
                 # The usual chunk: scheduled occurrences to dispatch, without the policy columns.
-                rows = await conn.fetch(
+                # Usually every one is new: the row count says so, and no id travels back.
+                ids = [o.id for o in occurrences]
+                status = await conn.execute(
                     "INSERT INTO scheduler.occurrences (id, job_id, scheduled_for, priority, trigger, requested_by, state, reason) "
                     "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[]) "
-                    "ON CONFLICT (id) DO NOTHING RETURNING id::text",
-                    [o.id for o in occurrences],
+                    "ON CONFLICT (id) DO NOTHING",
+                    ids,
                     [o.job_id for o in occurrences],
                     [o.scheduled_for for o in occurrences],
                     [o.priority for o in occurrences],
@@ -287,7 +289,17 @@ class Store:
                     [o.state for o in occurrences],
                     [o.reason for o in occurrences],
                 )
-                new = {r["id"] for r in rows}
+                if int(status.rsplit(" ", 1)[-1]) == len(ids):
+                    new = set(ids)
+                else:
+                    # Some were there already (another replica, a retry): the new ones are those
+                    # this transaction wrote.
+                    rows = await conn.fetch(
+                        "SELECT id::text FROM scheduler.occurrences WHERE id = ANY($1::uuid[]) "
+                        "AND xmin = pg_current_xact_id()::xid",
+                        ids,
+                    )
+                    new = {r["id"] for r in rows}
             elif occurrences:
                 rows = await conn.fetch(
                     "INSERT INTO scheduler.occurrences (id, job_id, scheduled_for, priority, trigger, requested_by, state, reason, "
