@@ -351,8 +351,9 @@ class Dispatcher:
         """Start applying the overlap and chaining policies: load what the ledger holds back.
 
         Returns the instant from which run events must be replayed to catch up with runs that
-        finished while this scheduler was not listening (the oldest dispatch still in flight),
-        or None when nothing is in flight.
+        finished while this scheduler was not listening (the oldest dispatch still in flight, or
+        the oldest pending occurrence, which a crash may have left published and unmarked), or
+        None when nothing is in flight.
         """
         self.tracking_runs = True
         oldest: datetime | None = None
@@ -360,6 +361,9 @@ class Dispatcher:
             if r["state"] == "dispatched":
                 self.in_flight.setdefault(r["job_id"], {})[r["id"]] = r["scheduled_for"]
                 at = r["dispatched_at"] or r["scheduled_for"]
+                oldest = at if oldest is None or at < oldest else oldest
+            elif r["state"] == "pending":  # republish_pending puts it in flight, unless it ran
+                at = r["dispatched_at"]
                 oldest = at if oldest is None or at < oldest else oldest
             elif r["state"] == "waiting":
                 self.waiting[r["job_id"]] = r["id"]
@@ -958,7 +962,9 @@ class Dispatcher:
                         entry=entry,
                     )
                 )
-                if self.tracking_runs:
+                # Published before a crash and already run (the replay of run events said so):
+                # JetStream drops the copy, and its run holds nothing back.
+                if self.tracking_runs and r["run_status"] in (None, "running"):
                     self.in_flight.setdefault(r["job_id"], {})[r["id"]] = r["scheduled_for"]
             sent = await self._publish(batch)
             total += sent

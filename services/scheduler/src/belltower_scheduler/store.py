@@ -409,7 +409,7 @@ class Store:
         them; with ``partition``, only those of its jobs."""
         return await self.pool.fetch(
             "SELECT o.id::text AS id, o.job_id::text AS job_id, o.scheduled_for, o.priority, o.trigger, o.requested_by, "
-            "o.requested_from, o.chained_from::text AS chained_from, "
+            "o.requested_from, o.chained_from::text AS chained_from, o.run_status, "
             "j.id IS NOT NULL AS job_exists "
             "FROM scheduler.occurrences o LEFT JOIN scheduler.jobs j ON j.id = o.job_id "
             f"WHERE o.state = 'pending' AND {_partition_filter('o.job_id', partition, 2)} "
@@ -420,13 +420,17 @@ class Store:
 
     async def held(self, since: datetime) -> list[asyncpg.Record]:
         """What the overlap and chaining policies hold: runs in flight planned after ``since``,
-        buffered and delayed occurrences."""
+        buffered and delayed occurrences, and pending ones planned after ``since`` (perhaps
+        published before a crash, so perhaps run: their ``dispatched_at`` is when they were
+        planned, the earliest their run can have finished)."""
         return await self.pool.fetch(
             "SELECT id::text AS id, job_id::text AS job_id, state, scheduled_for, dispatched_at "
             "FROM scheduler.occurrences WHERE created_at >= $1 AND state = 'dispatched' "
             "AND (run_status IS NULL OR run_status = 'running') "
             "UNION ALL SELECT id::text, job_id::text, state, scheduled_for, dispatched_at "
-            "FROM scheduler.occurrences WHERE state IN ('waiting', 'delayed')",
+            "FROM scheduler.occurrences WHERE state IN ('waiting', 'delayed') "
+            "UNION ALL SELECT id::text, job_id::text, state, scheduled_for, created_at "
+            "FROM scheduler.occurrences WHERE state = 'pending' AND created_at >= $1",
             since,
         )
 
