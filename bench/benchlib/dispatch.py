@@ -29,7 +29,7 @@ from belltower.events import utcnow
 from belltower.subjects import DUE_STREAM
 from belltower_scheduler.dispatcher import Dispatcher
 from belltower_scheduler.settings import SchedulerSettings
-from belltower_scheduler.store import Occurrence, Store
+from belltower_scheduler.store import Fence, Occurrence, Store
 
 from .data import due_at_once_rows, insert_jobs, raw_due_messages
 from .figures import Figure, publish_all
@@ -73,14 +73,19 @@ class TimedStore(Store):
         self.marking = _BusyClock()
 
     async def plan(
-        self, occurrences: Sequence[Occurrence], next_runs: Sequence[tuple[str, datetime | None]]
+        self,
+        occurrences: Sequence[Occurrence],
+        next_runs: Sequence[tuple[str, datetime | None]],
+        fence: Fence | None = None,
     ) -> set[str]:
         with self.planning:
-            return await super().plan(occurrences, next_runs)
+            return await super().plan(occurrences, next_runs, fence=fence)
 
-    async def mark_dispatched(self, ids: Sequence[str], at: datetime) -> None:
+    async def mark_dispatched(
+        self, ids: Sequence[str], at: datetime, fence: Fence | None = None
+    ) -> None:
         with self.marking:
-            await super().mark_dispatched(ids, at)
+            await super().mark_dispatched(ids, at, fence=fence)
 
 
 async def run(servers: Servers, n: int, profile_dir: Path | None = None) -> Figure:
