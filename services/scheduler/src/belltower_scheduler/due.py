@@ -11,10 +11,11 @@ among equal priorities: a bucket is sorted (stably) when it is drained, if anyth
 since its last sort.
 
 Nothing is removed from a bucket when a job changes. Each entry remembers the bucket it is
-queued in (``Entry.queued``); an item is live only while its entry is still the job's current
-one (replaced and removed jobs are not), is not paused, and still names that bucket. A job
-moved to another instant, or taken and queued again, thereby leaves a stale item behind, and
-stale items are dropped when their bucket is drained or reaches the front.
+queued in (``Entry.queued``, cleared when it is taken); an item is live only while its entry is
+still the job's current one (replaced and removed jobs are not), is not paused, and still names
+that bucket. A job replaced, removed or moved to another instant thereby leaves a stale item
+behind, and stale items are dropped when their bucket is drained or reaches the front. Pushing
+an entry again where it is queued already adds nothing.
 """
 
 from __future__ import annotations
