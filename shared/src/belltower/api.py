@@ -221,6 +221,8 @@ class WhyResult(msgspec.Struct, kw_only=True):
     until: datetime | None
     occurrences: list[LedgerEntry]
     pauses: list[PauseSpan]
+    on_demand: bool = False
+    """The job has no schedule of its own: it runs only when started by hand or chained."""
 
 
 class RunNowResult(msgspec.Struct, kw_only=True):

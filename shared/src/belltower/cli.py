@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
 import socket
 import sys
 import time
@@ -43,11 +44,14 @@ from .schedule import (
     DST_GAP_FORM,
     DST_REPEAT_FORM,
     JITTER_FORM,
+    ON_DEMAND_FORM,
+    ON_DEMAND_TEXT,
     Cron,
     Daily,
     Every,
     Occurrence,
     Once,
+    OnDemand,
     RRule,
     Rule,
     Schedule,
@@ -138,6 +142,14 @@ WeekdaysOpt = Annotated[
     ),
 ]
 OnceAtOpt = Annotated[str | None, typer.Option(help="Run once at an ISO date-time.")]
+OnDemandOpt = Annotated[
+    bool,
+    typer.Option(
+        "--on-demand",
+        help="No schedule of its own: run only when started by hand (`jobs run-now`) or, with "
+        "--after, when the upstream job finishes.",
+    ),
+]
 TzOpt = Annotated[
     str,
     typer.Option(
@@ -337,9 +349,10 @@ def build_schedule(
     dst_repeat: str | None = None,
     calendar: str | None = None,
     on_non_school_day: str = "skip",
+    on_demand: bool = False,
 ) -> Schedule:
     """The schedule the flags describe, validated; raises InvalidInput naming the flag."""
-    given = [
+    kinds = [
         name
         for name, v in (
             ("every", every),
@@ -352,14 +365,19 @@ def build_schedule(
         )
         if v
     ]
+    if on_demand:
+        return _on_demand_schedule(kinds, tz, calendar, on_non_school_day, start=start, end=end,
+                                   weekdays=weekdays, at=at, window=window, jitter=jitter,
+                                   dst_gap=dst_gap, dst_repeat=dst_repeat)  # fmt: skip
+    given = kinds
     if len(given) != 1:
         raise InvalidInput(
             "schedule",
             "give exactly one of --every, --cron, --daily-at, --weekly, --monthly, --rrule, "
-            "--once-at" + (f" (got {', '.join(given)})" if given else ""),
+            "--once-at, --on-demand" + (f" (got {', '.join(given)})" if given else ""),
             "--every 30s | --cron '0 7 * * mon-fri' | --daily-at 07:30 [--weekdays mon,wed] | "
             "--weekly mon,wed --at 07:30 | --monthly 2nd-tue --at 07:30 | "
-            "--rrule 'FREQ=DAILY;BYHOUR=7' | --once-at 2026-09-01T07:30",
+            "--rrule 'FREQ=DAILY;BYHOUR=7' | --once-at 2026-09-01T07:30 | --on-demand",
         )
     if at and not (weekly or monthly):
         raise InvalidInput("at", "only goes with --weekly or --monthly", "--weekly mon --at 07:30")
@@ -412,6 +430,36 @@ def build_schedule(
             "only goes with --calendar",
             "--calendar NAME --on-non-school-day next_school_day",
         )
+    compile_schedule(schedule)
+    return schedule
+
+
+def _on_demand_schedule(
+    kinds: list[str], tz: str, calendar: str | None, on_non_school_day: str, **others: str | None
+) -> Schedule:
+    """``--on-demand``: refuses every other schedule flag, naming the first one given."""
+    if kinds:
+        flag = "--" + kinds[0].replace("_", "-")
+        raise InvalidInput(
+            "on_demand",
+            f"cannot be combined with {flag}: an on-demand job has no schedule of its own",
+            ON_DEMAND_FORM,
+        )
+    if calendar and calendar == os.environ.get("BELLTOWER_DEFAULT_CALENDAR"):
+        calendar = None  # the site's default calendar, not asked for: nothing to skip
+    extra = [name for name, value in others.items() if value] + (["calendar"] if calendar else [])
+    if on_non_school_day.strip().lower().replace("-", "_") != "skip":
+        extra.append("on_non_school_day")
+    if extra:
+        flag = "--" + extra[0].replace("_", "-")
+        raise InvalidInput(
+            extra[0],
+            f"{flag} does not apply to --on-demand: the job has no occurrences of its own to "
+            "bound or filter",
+            ON_DEMAND_FORM,
+        )
+    zone(tz)
+    schedule = Schedule(rule=OnDemand(), tz=tz)
     compile_schedule(schedule)
     return schedule
 
@@ -509,6 +557,7 @@ def jobs_create(
     rrule: RRuleOpt = None,
     weekdays: WeekdaysOpt = None,
     once_at: OnceAtOpt = None,
+    on_demand: OnDemandOpt = False,
     tz: TzOpt = "UTC",
     window: WindowOpt = None,
     jitter: JitterOpt = None,
@@ -615,6 +664,7 @@ def jobs_create(
                 dst_repeat=dst_repeat,
                 calendar=calendar,
                 on_non_school_day=on_non_school_day,
+                on_demand=on_demand,
             ),
             priority=priority,
             params=parse_params(param or []),
@@ -661,7 +711,7 @@ def jobs_list(json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
                 j.type + ("" if j.type_installed else " (NOT INSTALLED)"),
                 j.schedule_text,
                 str(j.priority),
-                _ts(j.next_run_at),
+                _next_run_text(j),
                 "paused" if j.paused else "active",
             ]
             for j in jobs
@@ -683,7 +733,7 @@ def _show_job(job: Job) -> None:
         ("start", _ts(job.schedule.start)),
         ("end", _ts(job.schedule.end)),
         ("priority", str(job.priority)),
-        ("next run", _ts(job.next_run_at)),
+        ("next run", _next_run_text(job)),
         ("state", "paused" if job.paused else "active"),
         (
             "keep history",
@@ -703,6 +753,12 @@ def _show_job(job: Job) -> None:
         rows.append(("paused by", f"{job.paused_by} at {_ts(job.paused_at)}"))
     for key, value in rows:
         typer.echo(f"{key + ':':<14}{value}")
+
+
+def _next_run_text(job: Job) -> str:
+    if isinstance(job.schedule.rule, OnDemand) and job.next_run_at is None:
+        return "on demand" + (" or after upstream" if job.after else "")
+    return _ts(job.next_run_at)
 
 
 def _result_mail_text(job: Job) -> str:
@@ -928,6 +984,8 @@ def jobs_why(
         by += f" from {open_pause.paused_from}" if open_pause and open_pause.paused_from else ""
         at = f" at {_ts(open_pause.paused_at)}" if open_pause else ""
         typer.echo(f"  state:    PAUSED{by}{at}: it does not run until resumed")
+    elif why.on_demand:
+        typer.echo("  state:    active, on demand: it runs when started by hand or chained")
     elif why.next_run_at is None:
         end = f" (end {_ts(why.schedule_end)})" if why.schedule_end else ""
         typer.echo(f"  state:    no further occurrence: the schedule has ended{end}")
@@ -1143,11 +1201,33 @@ def _preview(
     count: int,
     json_out: bool,
     non_school_days: Sequence[date] = (),
+    after: After | None = None,
+    job_id: str | None = None,
 ) -> None:
     """Print the next ``count`` occurrences after ``since`` (default now) in the schedule's zone,
-    with the skipped ones between and why they were skipped."""
+    with the skipped ones between and why they were skipped.
+
+    An on-demand schedule has none: it says when the job runs instead (with ``--json``, an
+    object with ``on_demand: true`` and no occurrences, where other schedules give a list)."""
     if count < 1:
         raise InvalidInput("count", f"{count} is not a number of occurrences", "1 or more")
+    if isinstance(schedule.rule, OnDemand):
+        compile_schedule(schedule)
+        runs = _on_demand_runs(after, job_id)
+        if json_out:
+            _json(
+                {
+                    "schedule": ON_DEMAND_TEXT,
+                    "on_demand": True,
+                    "runs": runs,
+                    "after": msgspec.to_builtins(after) if after else None,
+                    "occurrences": [],
+                }
+            )
+            return
+        typer.echo(f"{ON_DEMAND_TEXT}: no scheduled occurrences.")
+        typer.echo(f"  {runs}.")
+        return
     after = parse_datetime(since, schedule.tz, field="from") if since else datetime.now(UTC)
     compiled = compile_schedule(schedule, non_school_days=non_school_days)
     local = zone(schedule.tz)
@@ -1169,6 +1249,20 @@ def _preview(
         typer.echo(line)
     if runnable < count:
         typer.echo("  (no more occurrences: the schedule ends)")
+
+
+def _on_demand_runs(after: After | None, job_id: str | None = None) -> str:
+    """When an on-demand job runs, in a sentence."""
+    by_hand = f"It runs only when started by hand (`belltower jobs run-now {job_id or 'JOB_ID'}`)"
+    if after is None:
+        return f"{by_hand}, or when its upstream job finishes if it was created with --after"
+    delay = f", {_words_s(after.delay_s)} later" if after.delay_s else ""
+    when = {"succeeded": "succeeds", "failed": "fails", "finished": "finishes"}[after.on]
+    return f"{by_hand} or when its upstream job {after.job} {when}{delay}"
+
+
+def _words_s(seconds: float) -> str:
+    return f"{seconds:g}s" if seconds < 60 or seconds % 60 else f"{seconds / 60:g} min"
 
 
 def _occurrence_json(occ: Occurrence, local: Any) -> dict[str, Any]:
@@ -1204,6 +1298,7 @@ def schedule_preview(
     rrule: RRuleOpt = None,
     weekdays: WeekdaysOpt = None,
     once_at: OnceAtOpt = None,
+    on_demand: OnDemandOpt = False,
     tz: TzOpt = "UTC",
     start: StartOpt = None,
     end: EndOpt = None,
@@ -1241,6 +1336,7 @@ def schedule_preview(
             dst_repeat=dst_repeat,
             calendar=calendar,
             on_non_school_day=on_non_school_day,
+            on_demand=on_demand,
         )
     except BelltowerError as exc:
         _fail(exc)
@@ -1265,7 +1361,7 @@ def jobs_preview(
     )
     days = _calendar_days(nats_url, job.schedule.calendar)
     try:
-        _preview(job.schedule, from_, count, json_out, days)
+        _preview(job.schedule, from_, count, json_out, days, job.after, job.id)
     except BelltowerError as exc:
         _fail(exc)
 
