@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 
 from belltower.api import FieldError, Job, JobTypeInfo
 from belltower.errors import BelltowerError, InvalidInput, NotFound
-from belltower.schedule import WEEKDAYS, Daily, parse_datetime, zone
+from belltower.schedule import WEEKDAYS, Daily, OnDemand, parse_datetime, zone
 
 from . import forms
 from .actions import SORTS, STATES
@@ -46,8 +46,14 @@ def in_zone(value: datetime | None, tz: str) -> datetime | None:
     return value.astimezone(zone(tz)) if value else value
 
 
+def on_demand(job: Job) -> bool:
+    return isinstance(job.schedule.rule, OnDemand)
+
+
 templates.env.filters["in_zone"] = in_zone
-templates.env.globals.update(weekdays_of=weekdays_of, ROLES=ROLES, WEEKDAYS=WEEKDAYS)
+templates.env.globals.update(
+    weekdays_of=weekdays_of, on_demand=on_demand, ROLES=ROLES, WEEKDAYS=WEEKDAYS
+)
 
 
 def page(
