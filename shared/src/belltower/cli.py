@@ -37,7 +37,7 @@ from .api import (
     WhyResult,
 )
 from .calendars import days_from_ics, parse_days, read_ics
-from .errors import BelltowerError, InvalidInput, NotFound, Unavailable
+from .errors import BelltowerError, Conflict, InvalidInput, NotFound, Unavailable
 from .events import EmailOn
 from .rpc import ApiClient
 from .schedule import (
@@ -90,7 +90,7 @@ app.add_typer(calendars_app, name="calendars")
 app.add_typer(runs_app, name="runs")
 app.add_typer(schedule_app, name="schedule")
 
-EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
+EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_CONFLICT = 1, 2, 3, 4
 
 NatsUrl = Annotated[
     str | None,
@@ -232,6 +232,8 @@ def _fail(exc: BelltowerError) -> None:
         if isinstance(exc, InvalidInput)
         else EXIT_UNAVAILABLE
         if isinstance(exc, Unavailable)
+        else EXIT_CONFLICT
+        if isinstance(exc, Conflict)
         else EXIT_FAILED
     )
     typer.echo(f"error: {exc.message}", err=True)
@@ -826,18 +828,33 @@ def jobs_run_now(
         bool, typer.Option(help="Wait for the run to finish and show how it went.")
     ] = False,
     wait_timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 300.0,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Run now even while a run of the job is still going (overriding its overlap "
+            "policy: skip refuses, buffer queues the run behind the one going).",
+        ),
+    ] = False,
     json_out: JsonFlag = False,
     nats_url: NatsUrl = None,
 ) -> None:
-    """Run a job once now, outside its schedule (recorded as a manual run)."""
+    """Run a job once now, outside its schedule (recorded as a manual run).
+
+    The job's overlap policy applies while a run of it is still going: skip refuses (exit 4,
+    naming that run; --force runs anyway), buffer queues this run behind it, allow runs at once."""
 
     async def go(client: ApiClient) -> tuple[RunNowResult, RunRecord | None]:
-        result = await client.call(
-            "scheduler",
-            "jobs.run_now",
-            {"id": job_id, "requested_by": _who(), "requested_from": _where(nats_url)},
-            result_type=RunNowResult,
-        )
+        request: dict[str, Any] = {
+            "id": job_id,
+            "requested_by": _who(),
+            "requested_from": _where(nats_url),
+        }
+        if force:
+            request["force"] = True
+        result = await client.call("scheduler", "jobs.run_now", request, result_type=RunNowResult)
+        if result.state == "waiting" and not json_out:
+            typer.echo(f"queued run {result.run_id}: {result.note}", err=True)
         if not wait:
             return result, None
         deadline = time.monotonic() + wait_timeout
@@ -859,7 +876,8 @@ def jobs_run_now(
     if json_out:
         _json(run if run is not None else result)
     elif run is None:
-        typer.echo(f"dispatched run {result.run_id} (occurrence {result.occurrence_id})")
+        done = "queued" if result.state == "waiting" else "dispatched"
+        typer.echo(f"{done} run {result.run_id} (occurrence {result.occurrence_id})")
         typer.echo(f"see it with: belltower runs show {result.run_id}")
     else:
         _show_run(run)

@@ -437,12 +437,16 @@ class Operations:
         request = decode_request(data, RunNowRequest)
         row = await self._row(request.id)
         entry = self.dispatcher.entries.get(row.id) or Entry.from_row(row)
-        occ = await self.dispatcher.run_now(entry, request.requested_by, request.requested_from)
+        occ = await self.dispatcher.run_now(
+            entry, request.requested_by, request.requested_from, force=request.force
+        )
         return RunNowResult(
             job_id=row.id,
             occurrence_id=occ.id,
             run_id=run_id_for(occ.id),
             dispatched_at=self.dispatcher.clock(),
+            state="waiting" if occ.state == "waiting" else "dispatched",
+            note=occ.reason if occ.state == "waiting" else None,
         )
 
     async def purge_ledger(self, data: bytes) -> dict[str, int]:
