@@ -61,7 +61,8 @@ async def rows_of(pool, job_id: str) -> list[dict]:
     return [
         dict(r)
         for r in await pool.fetch(
-            "SELECT id::text, trigger, state, cause, reason, requested_by, chained_from::text "
+            "SELECT id::text, trigger, state, cause, reason, requested_by, requested_from, "
+            "chained_from::text "
             "FROM scheduler.occurrences WHERE job_id = $1::uuid ORDER BY created_at, scheduled_for",
             job_id,
         )
@@ -210,16 +211,19 @@ async def test_run_now_under_skip_is_refused_naming_the_run_going(nc, store, poo
     assert (refusal["trigger"], refusal["state"], refusal["cause"], refusal["requested_by"]) == (
         "manual", "skipped", "overlap", "alice (cli)",
     )  # fmt: skip
-    assert refusal["reason"].startswith(
-        "refused: run now by alice (cli) from office-pc (10.0.0.7) while run "
+    assert refusal["reason"] == (
+        f"refused: run {run_id_for(going)} of this job (schedule, dispatched "
+        "2030-01-07T08:00:00+00:00, not started by a worker yet) was still going (overlap: skip)"
     )
+    assert refusal["requested_from"] == "office-pc (10.0.0.7)"
 
     # --force runs it alongside, and the ledger says the policy was overridden.
     forced = await d.run_now(d.entries[row.id], "alice (cli)", force=True)
     assert await sent_for(js, row.id) == [("schedule", going), ("manual", forced.id)]
     [*_, kept] = await rows_of(pool, row.id)
     assert (kept["state"], kept["cause"]) == ("dispatched", "overlap_overridden")
-    assert "with --force while run" in kept["reason"] and "overridden" in kept["reason"]
+    assert kept["reason"].startswith(f"forced: run {run_id_for(going)} of this job")
+    assert kept["reason"].endswith("was still going (overlap: skip, overridden)")
 
     # After the run finishes, run now needs no force.
     await d.runs_finished([done(row, going, clock.now), done(row, forced.id, clock.now)])
@@ -235,8 +239,9 @@ async def test_run_now_under_buffer_queues_behind_the_run_going(nc, store, pool)
     enc = msgspec.json.encode
     result = await ops.run_now(enc(RunNowRequest(id=row.id, requested_by="carol (console)")))
     assert isinstance(result, RunNowResult) and result.state == "waiting"
-    assert result.note is not None and result.note.startswith("buffered: run now by carol")
-    assert f"run {run_id_for(going)} of this job" in result.note
+    assert result.note is not None
+    assert result.note.startswith(f"buffered: run {run_id_for(going)} of this job (schedule, ")
+    assert result.note.endswith("it runs when that run finishes (overlap: buffer)")
     assert await sent_for(js, row.id) == [("schedule", going)]
 
     # A second one while one waits: buffer holds one, so it is refused, naming the waiting one.

@@ -1038,17 +1038,17 @@ class Dispatcher:
         what = f"run {run} of this job ({trigger}dispatched {when}, {status})" + (
             f" and {len(going) - 1} more" if len(going) > 1 else ""
         )
-        who = (occ.requested_by or "someone") + (
-            f" from {occ.requested_from}" if occ.requested_from else ""
-        )
+        # Who asked is in the row's requested_by and requested_from, and `jobs why` shows them.
         if force:
-            occ.reason = f"run now by {who} with --force while {what} was still going (overlap: {entry.policy.overlap}, overridden)"
+            occ.reason = (
+                f"forced: {what} was still going (overlap: {entry.policy.overlap}, overridden)"
+            )
             occ.cause = "overlap_overridden"
             return None
         if entry.policy.overlap == "buffer" and waiting is None:
             occ.state = "waiting"
             occ.cause = "overlap"
-            occ.reason = f"buffered: run now by {who} while {what} was still going; it runs when that run finishes (overlap: buffer)"
+            occ.reason = f"buffered: {what} was still going; it runs when that run finishes (overlap: buffer)"
             return None
         occ.state = "skipped"
         occ.cause = "overlap"
@@ -1058,7 +1058,7 @@ class Dispatcher:
             else f"its overlap policy is buffer and occurrence {waiting['id'] if waiting else '?'} "
             "already waits for it"
         )
-        occ.reason = f"refused: run now by {who} while {what} was still going (overlap: {entry.policy.overlap})"
+        occ.reason = f"refused: {what} was still going (overlap: {entry.policy.overlap})"
         return (
             f"not run: {what} is still going, and {why}. Wait for it to finish "
             f"(`belltower runs show {run}`), or run anyway with `belltower jobs run-now --force "
