@@ -13,6 +13,7 @@ from belltower.events import DueOccurrence, occurrence_id
 from belltower.schedule import Every, Once, Schedule
 from belltower.subjects import DUE_STREAM
 from belltower_scheduler.dispatcher import Dispatcher, Entry, compiled_for
+from belltower_scheduler.publisher import BatchPublisher
 from belltower_scheduler.store import JobRow, Store
 from tests.support import stream_messages
 
@@ -113,6 +114,21 @@ async def test_a_restart_or_second_replica_does_not_dispatch_again(nc, store, po
     assert len(await ledger(pool)) == 2
 
 
+async def test_planning_returns_only_the_occurrences_it_wrote(nc, store, pool) -> None:
+    """Some of a chunk already in the ledger (another replica, a retry): only the others are new."""
+    row = await add_job(store, Schedule(rule=Every(seconds=60)), next_due=T0)
+    dispatcher = Dispatcher(store, nc.jetstream(), clock=Clock(T0))
+    await dispatcher.load()
+    entry = dispatcher.entries[row.id]
+    a, b, c = (
+        dispatcher._occurrence(entry, T0 + timedelta(minutes=i), "pending", None) for i in range(3)
+    )
+    assert await store.plan([a, b], []) == {a.id, b.id}
+    assert await store.plan([a, b, c], []) == {c.id}
+    assert await store.plan([a, b, c], []) == set()
+    assert len(await ledger(pool)) == 3
+
+
 async def test_pending_occurrences_left_by_a_crash_are_published_on_start(nc, store, pool) -> None:
     row = await add_job(store, Schedule(rule=Every(seconds=60)), next_due=T0 + timedelta(minutes=1))
     crashed = Dispatcher(store, nc.jetstream(), clock=Clock(T0))
@@ -192,18 +208,21 @@ async def test_a_database_failure_mid_tick_loses_no_occurrence(nc, store, pool) 
 # -- pipelined ticks: chunks written while earlier ones are published ------------------------
 
 
-class CheckingJetStream:
-    """Real JetStream, but each publish first checks that the occurrence's ledger row is
+class CheckingNats:
+    """A real NATS connection, but each publish first checks that the occurrence's ledger row is
     committed (visible from another connection) as ``pending``; can fail after ``fail_after``."""
 
-    def __init__(self, js, pool, fail_after: int | None = None) -> None:
-        self.js = js
+    def __init__(self, nc, pool, fail_after: int | None = None) -> None:
+        self.nc = nc
         self.pool = pool
         self.fail_after = fail_after
         self.published: list[bytes] = []
         self.violations: list[str] = []
 
-    async def publish_async(self, subject, payload, headers):
+    def __getattr__(self, name):
+        return getattr(self.nc, name)
+
+    async def publish(self, subject, payload=b"", reply="", headers=None):
         if self.fail_after is not None and len(self.published) >= self.fail_after:
             raise nats.errors.ConnectionClosedError
         occ_id = headers["Nats-Msg-Id"]
@@ -213,7 +232,11 @@ class CheckingJetStream:
         if state != "pending":
             self.violations.append(f"{occ_id} published while its ledger row is {state}")
         self.published.append(payload)
-        return await self.js.publish_async(subject, payload, headers=headers)
+        await self.nc.publish(subject, payload, reply=reply, headers=headers)
+
+
+def checked_dispatcher(store, nc, checking: CheckingNats, **options) -> Dispatcher:
+    return Dispatcher(store, nc.jetstream(), publisher=BatchPublisher(checking), **options)
 
 
 class FailingStore(Store):
@@ -243,9 +266,9 @@ async def add_same_instant_jobs(store: Store) -> None:
 
 async def test_priority_order_holds_across_chunks(nc, store, pool) -> None:
     await add_same_instant_jobs(store)
-    checking = CheckingJetStream(nc.jetstream(), pool)
-    dispatcher = Dispatcher(
-        store, checking, plan_chunk=2, clock=Clock(T0 + timedelta(milliseconds=5))
+    checking = CheckingNats(nc, pool)
+    dispatcher = checked_dispatcher(
+        store, nc, checking, plan_chunk=2, clock=Clock(T0 + timedelta(milliseconds=5))
     )
     await dispatcher.load()
     assert await dispatcher.tick() == len(PRIORITIES)
@@ -260,9 +283,9 @@ async def test_a_chunk_failing_to_commit_loses_nothing_and_repeats_nothing(nc, p
     """Chunk 2 of 4 fails to commit while chunk 1 is being published; the next tick sends the rest."""
     store = FailingStore(pool, fail_on=2)
     await add_same_instant_jobs(store)
-    checking = CheckingJetStream(nc.jetstream(), pool)
+    checking = CheckingNats(nc, pool)
     clock = Clock(T0 + timedelta(milliseconds=5))
-    dispatcher = Dispatcher(store, checking, plan_chunk=2, clock=clock)
+    dispatcher = checked_dispatcher(store, nc, checking, plan_chunk=2, clock=clock)
     await dispatcher.load()
     with pytest.raises(asyncpg.ConnectionDoesNotExistError):
         await dispatcher.tick()
@@ -288,9 +311,9 @@ async def test_a_broker_failure_mid_chunk_leaves_the_rest_pending_and_republishe
 ) -> None:
     """Publishing fails inside chunk 2 while chunk 3 is being written: nothing is lost."""
     await add_same_instant_jobs(store)
-    broken = CheckingJetStream(nc.jetstream(), pool, fail_after=3)
+    broken = CheckingNats(nc, pool, fail_after=3)
     clock = Clock(T0 + timedelta(milliseconds=5))
-    dispatcher = Dispatcher(store, broken, plan_chunk=2, clock=clock)
+    dispatcher = checked_dispatcher(store, nc, broken, plan_chunk=2, clock=clock)
     await dispatcher.load()
     with pytest.raises(nats.errors.ConnectionClosedError):
         await dispatcher.tick()
@@ -300,10 +323,11 @@ async def test_a_broker_failure_mid_chunk_leaves_the_rest_pending_and_republishe
     )  # what was confirmed is marked even though the tick failed
     assert states.count("pending") == 3  # the rest of chunk 2 and all of chunk 3, committed
 
-    dispatcher.js = CheckingJetStream(nc.jetstream(), pool)
+    mended = CheckingNats(nc, pool)
+    dispatcher.publisher = BatchPublisher(mended)
     clock.now = T0 + timedelta(seconds=1)
     assert await dispatcher.tick() == len(PRIORITIES) - 3
-    assert broken.violations == dispatcher.js.violations == []
+    assert broken.violations == mended.violations == []
     sent = await due_messages(nc.jetstream())
     assert [m.priority for m, _ in sent] == sorted(PRIORITIES, reverse=True)
     assert [r["state"] for r in await ledger(pool)] == ["dispatched"] * len(PRIORITIES)
@@ -320,8 +344,8 @@ async def test_due_message_bytes_are_what_encoding_the_params_dict_gives(nc, sto
         keep_history_days=None, timeout_s=1.0, next_run_at=T0, created_at=T0, updated_at=T0,
     )  # fmt: skip
     await store.insert_job(row)
-    checking = CheckingJetStream(nc.jetstream(), pool)
-    dispatcher = Dispatcher(store, checking, clock=Clock(T0))
+    checking = CheckingNats(nc, pool)
+    dispatcher = checked_dispatcher(store, nc, checking, clock=Clock(T0))
     await dispatcher.load()
     assert await dispatcher.tick() == 1
     [payload] = checking.published
@@ -337,33 +361,40 @@ async def test_due_message_bytes_are_what_encoding_the_params_dict_gives(nc, sto
     assert Entry.from_row(row).params_json == msgspec.json.encode(params)
 
 
-class SilentJetStream:
-    """A broker that takes every publish and never acknowledges it."""
+class SilentNats:
+    """A connection whose publishes are taken and never reach the broker, so never acknowledged."""
 
-    def __init__(self) -> None:
-        self.futures: list = []
+    def __init__(self, nc) -> None:
+        self.nc = nc
+        self.published = 0
 
-    async def publish_async(self, subject, payload, headers):
-        import asyncio
+    def __getattr__(self, name):
+        return getattr(self.nc, name)
 
-        future = asyncio.get_running_loop().create_future()
-        self.futures.append(future)
-        return future
+    async def publish(self, subject, payload=b"", reply="", headers=None):
+        self.published += 1
 
 
 async def test_unconfirmed_publishes_stay_pending_and_are_sent_again(nc, store, pool) -> None:
     await add_same_instant_jobs(store)
-    silent = SilentJetStream()
+    silent = SilentNats(nc)
     clock = Clock(T0 + timedelta(milliseconds=5))
-    dispatcher = Dispatcher(store, silent, plan_chunk=3, publish_timeout_s=0.2, clock=clock)
+    dispatcher = Dispatcher(
+        store,
+        nc.jetstream(),
+        publisher=BatchPublisher(silent),
+        plan_chunk=3,
+        publish_timeout_s=0.2,
+        clock=clock,
+    )
     await dispatcher.load()
     assert await dispatcher.tick() == 0
-    assert len(silent.futures) == len(PRIORITIES)
-    assert all(f.cancelled() for f in silent.futures)  # the client's pending slots are freed
+    assert silent.published == len(PRIORITIES)
+    assert dispatcher.publisher.in_flight == 0  # given up on: their places in the window are free
     assert dispatcher.stats.publish_failures == len(PRIORITIES)
     assert {r["state"] for r in await ledger(pool)} == {"pending"}
 
-    dispatcher.js = nc.jetstream()
+    dispatcher.publisher = BatchPublisher(nc)
     clock.now = T0 + timedelta(seconds=1)
     assert await dispatcher.tick() == len(PRIORITIES)
     sent = await due_messages(nc.jetstream())

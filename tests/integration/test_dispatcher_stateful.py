@@ -34,21 +34,25 @@ from belltower.settings import Settings
 from belltower.subjects import DUE_STREAM
 from belltower_scheduler.dispatcher import Dispatcher, Entry
 from belltower_scheduler.operations import Operations
+from belltower_scheduler.publisher import BatchPublisher
 from belltower_scheduler.store import JobRow, Store
 
 T0 = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
 
 
-class CountingJetStream:
-    """Real JetStream; counts every publish by its ``Nats-Msg-Id``."""
+class CountingNats:
+    """A real NATS connection; counts every publish by its ``Nats-Msg-Id``."""
 
-    def __init__(self, js) -> None:
-        self.js = js
+    def __init__(self, nc) -> None:
+        self.nc = nc
         self.published: Counter[str] = Counter()
 
-    async def publish_async(self, subject, payload, headers):
+    def __getattr__(self, name):
+        return getattr(self.nc, name)
+
+    async def publish(self, subject, payload=b"", reply="", headers=None):
         self.published[headers["Nats-Msg-Id"]] += 1
-        return await self.js.publish_async(subject, payload, headers=headers)
+        await self.nc.publish(subject, payload, reply=reply, headers=headers)
 
 
 class Clock:
@@ -84,7 +88,7 @@ def make_machine(nats_url: str, database_url: str) -> type[RuleBasedStateMachine
             run(self.nc.jetstream().purge_stream(DUE_STREAM))
             self.store = Store(self.pool)
             self.clock = Clock()
-            self.js = CountingJetStream(self.nc.jetstream())
+            self.counting = CountingNats(self.nc)
             self.created: dict[str, datetime] = {}
             self.paused_at: dict[str, datetime] = {}
             self.manual: list[str] = []
@@ -94,7 +98,13 @@ def make_machine(nats_url: str, database_url: str) -> type[RuleBasedStateMachine
             self._start()
 
         def _start(self) -> None:
-            self.dispatcher = Dispatcher(self.store, self.js, clock=self.clock, misfire_grace_s=60)
+            self.dispatcher = Dispatcher(
+                self.store,
+                self.nc.jetstream(),
+                clock=self.clock,
+                misfire_grace_s=60,
+                publisher=BatchPublisher(self.counting),
+            )
             run(self.dispatcher.load())
             run(self.dispatcher.track_runs())
             self.ops = Operations(self.store, self.dispatcher, catalog=None)  # type: ignore[arg-type]
@@ -219,7 +229,7 @@ def make_machine(nats_url: str, database_url: str) -> type[RuleBasedStateMachine
 
         @invariant()
         def nothing_published_twice(self) -> None:
-            twice = [i for i, n in self.js.published.items() if n > 1]
+            twice = [i for i, n in self.counting.published.items() if n > 1]
             assert twice == [], f"published more than once: {twice}"
 
         def _check_ledger(self) -> None:
@@ -231,7 +241,9 @@ def make_machine(nats_url: str, database_url: str) -> type[RuleBasedStateMachine
                 if r["trigger"] == "schedule":
                     by_job.setdefault(r["job_id"], []).append(r["scheduled_for"])
             dispatched = {r["id"] for r in rows if r["state"] == "dispatched"}
-            assert dispatched <= set(self.js.published), "marked dispatched but never published"
+            assert dispatched <= set(self.counting.published), (
+                "marked dispatched but never published"
+            )
             assert set(self.manual) <= dispatched, "a run-now occurrence was not dispatched"
             state = {r["id"]: r["state"] for r in rows}
             lost = [
@@ -240,7 +252,9 @@ def make_machine(nats_url: str, database_url: str) -> type[RuleBasedStateMachine
             assert lost == [], "a queued run-now occurrence was lost"
             refused = [r for r in rows if r["trigger"] == "manual" and r["state"] == "skipped"]
             assert all(r["cause"] in ("overlap", "deleted") for r in refused)
-            assert not {r["id"] for r in refused} & set(self.js.published), "refused but published"
+            assert not {r["id"] for r in refused} & set(self.counting.published), (
+                "refused but published"
+            )
             assert len([r for r in refused if r["cause"] == "overlap"]) == self.refused
             for job, created in self.created.items():
                 every = run(self.store.get_job(job)).schedule.rule.seconds  # type: ignore[union-attr]

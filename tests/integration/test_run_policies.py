@@ -376,6 +376,41 @@ async def test_runs_that_finished_while_the_scheduler_was_down_are_caught_up(
     )
 
 
+async def test_a_run_published_but_left_pending_by_a_crash_is_caught_up_too(
+    nc, store, pool
+) -> None:
+    """Published, then the scheduler died before marking it; the run finished meanwhile. The
+    restarted scheduler replays from the pending row, so the run does not hold the job back."""
+    row = await add_job(store, RunPolicy(overlap="skip"))
+    js = nc.jetstream()
+    d = Dispatcher(store, js, clock=Clock(T0))
+    await d.load()
+    await d.track_runs()
+    await d.tick()
+    await pool.execute("UPDATE scheduler.occurrences SET state = 'pending', dispatched_at = NULL")
+    event = RunFinished(
+        id=run_id_for(occurrence_id(row.id, T0)), source="test", subject=row.id, time=T0,
+        data=finished(row, T0),
+    )  # fmt: skip
+    await js.publish(run_finished_subject("succeeded", row.type), msgspec.json.encode(event))
+
+    again = Dispatcher(store, js, clock=Clock(T0 + MINUTE))
+    await again.load()
+    tracker = RunTracker(js, again, linger_s=0.01)
+    await tracker.start()
+    try:
+        for _ in range(200):
+            await tracker.settle()
+            if await pool.fetchval("SELECT run_status FROM scheduler.occurrences") == "succeeded":
+                break
+            await asyncio.sleep(0.02)
+        assert await again.tick() == 2  # the pending one again (JetStream drops it), and the next
+    finally:
+        await tracker.stop()
+    assert [(s, c) for _, s, c in await states(pool, row.id)] == [("dispatched", None)] * 2
+    assert len(await due_messages(js)) == 2
+
+
 async def test_a_run_in_flight_for_too_long_stops_holding_its_job_back(nc, store, pool) -> None:
     row = await add_job(store, every_s=3600)
     clock = Clock(T0)

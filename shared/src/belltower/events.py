@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 import msgspec
@@ -60,10 +61,16 @@ def _uuid5(namespace_sha1: Any, name: str) -> str:
     return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT_DIGIT[x[16]]}{x[17:20]}-{x[20:32]}"
 
 
+@lru_cache(maxsize=4_096)
+def _utc_text(at: datetime) -> str:
+    """An instant as the ids spell it. Cached: many jobs share an instant (everything at 07:00),
+    and equal instants in other zones are equal keys with the same UTC text."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def occurrence_id(job_id: str, scheduled_for: datetime) -> str:
     """The id of the occurrence (job, scheduled instant): the same on every replica and restart."""
-    instant = scheduled_for.astimezone(UTC).isoformat(timespec="microseconds")
-    return _uuid5(_OCCURRENCE_SHA1, f"{job_id}|{instant}")
+    return _uuid5(_OCCURRENCE_SHA1, f"{job_id}|{_utc_text(scheduled_for)}")
 
 
 def manual_occurrence_id() -> str:
@@ -81,8 +88,7 @@ def skipped_occurrence_id(job_id: str, nominal: datetime) -> str:
     """The ledger row of an occurrence the schedule's own filters skipped (window, weekdays,
     school calendar, DST gap): an id apart from :func:`occurrence_id`, so such a row can never
     stand in for a run at the same instant after the job is edited."""
-    instant = nominal.astimezone(UTC).isoformat(timespec="microseconds")
-    return _uuid5(_OCCURRENCE_SHA1, f"{job_id}|skipped|{instant}")
+    return _uuid5(_OCCURRENCE_SHA1, f"{job_id}|skipped|{_utc_text(nominal)}")
 
 
 def run_id_for(occurrence: str) -> str:

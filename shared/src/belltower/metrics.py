@@ -122,22 +122,16 @@ JOBS_FAILING = Gauge(
 )
 
 
-def _ok(future: Any) -> bool:
-    return future.done() and not future.cancelled() and future.exception() is None
-
-
-def record_dispatched(
-    batch: Sequence[Any], futures: Sequence[Any], dispatched_at: datetime
-) -> None:
+def record_dispatched(batch: Sequence[Any], confirmed: bytes, dispatched_at: datetime) -> None:
     """Count the confirmed occurrences of a published batch and observe their lag.
 
     ``batch`` holds the dispatcher's planned occurrences (``entry.pool``, ``entry.type``,
-    ``scheduled_for``), ``futures`` their publish acknowledgements in the same order.
+    ``scheduled_for``); ``confirmed[i]`` is 1 where JetStream acknowledged the i-th.
     """
     counts: Tally[tuple[str, str]] = Tally()
     observe = SCHEDULER_LAG.observe
-    for planned, future in zip(batch, futures, strict=False):
-        if _ok(future):
+    for planned, ok in zip(batch, confirmed, strict=False):
+        if ok == 1:
             counts[(planned.entry.pool, planned.entry.type)] += 1
             observe(max(0.0, (dispatched_at - planned.scheduled_for).total_seconds()))
     for (pool, job_type), n in counts.items():

@@ -75,8 +75,10 @@ from belltower.schedule import (
 from belltower.subjects import due_subject
 
 from .lease import FENCE_HEADER, Deposed, Lease
+from .publisher import CONFIRMED, Batch, BatchPublisher
 from .store import (
     CalendarStore,
+    Fence,
     JobRow,
     Occurrence,
     Partition,
@@ -251,32 +253,18 @@ class _Chunk:
     next_runs: list[tuple[str, datetime | None]] = field(default_factory=list)
 
 
-async def _wait_all(futures: list[asyncio.Future[Any]], timeout: float) -> None:
-    """Wait until every future is done, or ``timeout`` seconds.
-
-    ``asyncio.wait`` costs several times more per future (sets of done and pending, callbacks
-    removed one by one), which shows at 100k publishes a tick; one counter does here.
-    """
-    if not futures:
-        return
-    all_done = asyncio.get_running_loop().create_future()
-    remaining = len(futures)
-
-    def one_done(_: asyncio.Future[Any]) -> None:
-        nonlocal remaining
-        remaining -= 1
-        if remaining == 0 and not all_done.done():
-            all_done.set_result(None)
-
-    for future in futures:
-        future.add_done_callback(one_done)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(all_done, timeout)
-
-
 def _stream_order(p: _Planned) -> tuple[datetime, int]:
     """Publication order: by scheduled instant, and within an instant higher priority first."""
     return (p.scheduled_for, -p.priority)
+
+
+@dataclass(slots=True)
+class _Sent:
+    """A published batch whose acknowledgements are still to be looked at."""
+
+    batch: list[_Planned]
+    acks: Batch
+    dispatched_at: datetime
 
 
 @dataclass(slots=True)
@@ -317,9 +305,12 @@ class Dispatcher:
         stale_run_s: float = 86_400.0,
         partition: Partition | None = None,
         lease: Lease | None = None,
+        publisher: BatchPublisher | None = None,
     ) -> None:
         self.store = store
         self.js = js
+        # nats-py's JetStreamContext has no public accessor for its connection.
+        self.publisher = publisher or BatchPublisher(js._nc, stall_s=publish_timeout_s)
         self.grace = timedelta(seconds=misfire_grace_s)
         self.max_batch = max_batch
         self.plan_chunk = plan_chunk
@@ -332,7 +323,8 @@ class Dispatcher:
         self.stats = DispatchStats()
         self._retry_pending = True
         self._lock = asyncio.Lock()
-        self._confirming: list[asyncio.Task[int]] = []
+        self._sent: list[_Sent] = []
+        """Batches published this tick, confirmed and marked once the tick has published all."""
         self.tracking_runs = False
         self.stale_run = timedelta(seconds=stale_run_s)
         self.in_flight: dict[str, dict[str, datetime]] = {}
@@ -344,6 +336,8 @@ class Dispatcher:
         self.chained: dict[str, list[str]] = {}
         """Upstream job id -> ids of the jobs that run after it."""
         self.calendar_days: dict[str, frozenset[date]] = {}
+        self._next_memo: dict[tuple[int, datetime], tuple[datetime | None, list[Any]]] = {}
+        """Within one planning pass: (compiled schedule's id, instant) -> its next runnable."""
         self.partition = partition
         self.lease = lease
         self._finished_recently: dict[str, None] = {}
@@ -371,8 +365,9 @@ class Dispatcher:
         """Start applying the overlap and chaining policies: load what the ledger holds back.
 
         Returns the instant from which run events must be replayed to catch up with runs that
-        finished while this scheduler was not listening (the oldest dispatch still in flight),
-        or None when nothing is in flight.
+        finished while this scheduler was not listening (the oldest dispatch still in flight, or
+        the oldest pending occurrence, which a crash may have left published and unmarked), or
+        None when nothing is in flight.
         """
         self.tracking_runs = True
         oldest: datetime | None = None
@@ -380,6 +375,9 @@ class Dispatcher:
             if r["state"] == "dispatched":
                 self.in_flight.setdefault(r["job_id"], {})[r["id"]] = r["scheduled_for"]
                 at = r["dispatched_at"] or r["scheduled_for"]
+                oldest = at if oldest is None or at < oldest else oldest
+            elif r["state"] == "pending":  # republish_pending puts it in flight, unless it ran
+                at = r["dispatched_at"]
                 oldest = at if oldest is None or at < oldest else oldest
             elif r["state"] == "waiting":
                 self.waiting[r["job_id"]] = r["id"]
@@ -443,6 +441,12 @@ class Dispatcher:
                 ),
             )
 
+    def _fence(self) -> Fence | None:
+        """What every ledger write of this dispatcher is fenced by: its lease's key and token
+        (:class:`Deposed`, writing nothing, once another replica holds the partition), or None
+        without a lease (a lone scheduler, or run-now for a partition held elsewhere)."""
+        return None if self.lease is None else (self.lease.key, self.lease.token)
+
     # -- the loop -----------------------------------------------------------------------------
 
     async def run_forever(self) -> None:
@@ -452,6 +456,8 @@ class Dispatcher:
                 await self.tick()
             except Deposed as exc:
                 log.warning(str(exc), extra={"action": "dispatch.deposed"})
+                if self.lease is not None:
+                    self.lease.depose()  # nothing more is planned or published under it
                 self._retry_pending = True
                 await asyncio.sleep(1.0)
                 continue
@@ -480,8 +486,11 @@ class Dispatcher:
     async def tick(self) -> int:
         """Dispatch everything due now; returns how many occurrences were published.
 
-        Publishes are confirmed and marked ``dispatched`` in the background while later chunks
-        are written and published; all of that is settled before the tick returns.
+        Everything due is written and published first; JetStream's acknowledgements are then
+        looked at and the confirmed occurrences marked ``dispatched``, before the tick returns.
+        Marking is bookkeeping: doing it after the last publish keeps the process's CPU and the
+        database for getting the work out (a crash in between leaves the rows ``pending``, and
+        their republication is de-duplicated by JetStream).
         """
         async with self._lock:
             if self.delayed and self.delayed[0][0] <= self.clock().timestamp():
@@ -493,9 +502,9 @@ class Dispatcher:
             except BaseException as exc:
                 if isinstance(exc, asyncio.CancelledError):
                     # Shutting down: do not wait for acks; unmarked rows stay pending.
-                    for task in self._confirming:
-                        task.cancel()
-                await self._settle(quiet=True)
+                    self._abandon_sent()
+                else:
+                    await self._settle(quiet=True)
                 raise
             total += await self._settle()
             self.stats.last_tick_at = self.clock()
@@ -539,8 +548,12 @@ class Dispatcher:
         written (otherwise a crash in between would lose them).
         """
         planned: list[_Planned] = []
-        for entry in due:
-            self._plan(entry, now, planned)
+        self._next_memo.clear()
+        try:
+            for entry in due:
+                self._plan(entry, now, planned)
+        finally:
+            self._next_memo.clear()
         planned.sort(key=_stream_order)
         size = self.plan_chunk
         chunks = [_Chunk(planned[i : i + size]) for i in range(0, len(planned), size)]
@@ -598,7 +611,12 @@ class Dispatcher:
         """The job's next runnable instant after ``after``; the occurrences its schedule skips on
         the way (outside the window, a filtered weekday, a non-school day, a DST gap) go to
         ``out`` as ledger rows, so `jobs why` can say why nothing ran then."""
-        at, skipped = entry.schedule.next_runnable(after)
+        # Jobs sharing a schedule and a due time (everything at 07:00) share the answer.
+        key = (id(entry.schedule), after)
+        found = self._next_memo.get(key)
+        if found is None:
+            found = self._next_memo[key] = entry.schedule.next_runnable(after)
+        at, skipped = found
         for occ in skipped:
             cause = _SKIP_CAUSES.get(occ.skipped or "")
             if cause is None:
@@ -743,8 +761,8 @@ class Dispatcher:
         """Write chunk k+1 to the ledger while chunk k is published.
 
         An occurrence is published only once the transaction holding its ``pending`` row has
-        committed, and only if that transaction inserted it. Confirmation and marking go to
-        ``self._confirming``. On failure the write in flight is waited for, not cancelled: its
+        committed, and only if that transaction inserted it. What was published goes to
+        ``self._sent``, for ``_settle``. On failure the write in flight is waited for, not cancelled: its
         rows are either committed (and republished as pending) or rolled back.
         """
         commit = asyncio.create_task(self._commit(chunks[0]))
@@ -753,7 +771,7 @@ class Dispatcher:
                 to_send = await commit
                 if following is not None:
                     commit = asyncio.create_task(self._commit(following))
-                await self._send(to_send, self._confirming)
+                await self._send(to_send, self._sent)
         finally:
             # Whatever happened, the last write started has finished before we return.
             await asyncio.gather(commit, return_exceptions=True)
@@ -791,12 +809,12 @@ class Dispatcher:
     def _count(counter: dict[str, int], key: str) -> None:
         counter[key] = counter.get(key, 0) + 1
 
-    async def _send(self, batch: list[_Planned], confirming: list[asyncio.Task[int]]) -> None:
-        """Publish ``batch`` in order without waiting for acks; a task added to ``confirming``
-        waits for them and marks the confirmed occurrences ``dispatched``.
+    async def _send(self, batch: list[_Planned], sent: list[_Sent]) -> None:
+        """Publish ``batch`` in order without waiting for acks; what was published is added to
+        ``sent``, for ``_confirm`` to wait for its acks and mark it ``dispatched``.
 
-        The task is added even when publishing fails part-way, so the acks already requested
-        are waited for (or cancelled, which frees the client's pending-publish slots).
+        It is added even when publishing fails part-way, so the acks already requested are
+        waited for (or given up, which frees their place in the publisher's window).
         """
         if not batch:
             return
@@ -805,8 +823,8 @@ class Dispatcher:
             self.lease.check()
             headers[FENCE_HEADER] = str(self.lease.token)
         dispatched_at = self.clock()
-        publish = self.js.publish_async
-        futures: list[asyncio.Future[Any]] = []
+        publisher = self.publisher
+        acks = publisher.batch()
         try:
             for p in batch:
                 entry = p.entry
@@ -833,47 +851,47 @@ class Dispatcher:
                     max_deliveries=deliveries,
                 )
                 subject = _due_subject(entry.pool, entry.type)
-                futures.append(
-                    await publish(
-                        subject,
-                        due_encoder.encode(message),
-                        headers={**headers, **telemetry.producer_headers(subject, p.id)},
-                    )
+                await publisher.publish(
+                    acks,
+                    subject,
+                    due_encoder.encode(message),
+                    {**headers, **telemetry.producer_headers(subject, p.id)},
                 )
         finally:
-            if futures:
-                confirming.append(
-                    asyncio.create_task(
-                        self._confirm(batch[: len(futures)], futures, dispatched_at)
-                    )
-                )
+            if acks.outcome:
+                sent.append(_Sent(batch[: len(acks.outcome)], acks, dispatched_at))
+            else:
+                publisher.forget(acks)
 
-    async def _confirm(
-        self, batch: list[_Planned], futures: list[asyncio.Future[Any]], dispatched_at: datetime
-    ) -> int:
+    async def _confirm(self, sent: _Sent) -> int:
         """Wait for JetStream's acks, then mark what was confirmed ``dispatched``.
 
         What is not confirmed in time stays ``pending`` and is published again by
         ``republish_pending``; JetStream drops the copy it already has.
         """
-        await _wait_all(futures, self.publish_timeout_s)
-        confirmed = []
-        for p, f in zip(batch, futures, strict=True):
-            if not f.done():
-                f.cancel()  # frees the client's pending-publish slot; the row stays pending
-            elif not f.cancelled() and f.exception() is None:
-                confirmed.append(p.id)
-        failed = len(futures) - len(confirmed)
+        batch, acks, dispatched_at = sent.batch, sent.acks, sent.dispatched_at
+        try:
+            await acks.wait(self.publish_timeout_s)
+        finally:
+            self.publisher.forget(acks)  # what is unacknowledged now stays pending
+        outcome = acks.outcome
+        confirmed = [p.id for p, o in zip(batch, outcome, strict=True) if o == CONFIRMED]
+        failed = len(batch) - len(confirmed)
         if failed:
             self.stats.publish_failures += failed
             self._retry_pending = True
             log.warning(
                 "some occurrences were not confirmed by JetStream; they stay pending and are retried",
-                extra={"action": "dispatch.unconfirmed", "count": failed},
+                extra={
+                    "action": "dispatch.unconfirmed",
+                    "count": failed,
+                    "refused": len(acks.errors),
+                    "first_error": acks.errors[0] if acks.errors else None,
+                },
             )
-        await self.store.mark_dispatched(confirmed, dispatched_at)
+        await self.store.mark_dispatched(confirmed, dispatched_at, fence=self._fence())
         self.stats.dispatched += len(confirmed)
-        metrics.record_dispatched(batch, futures, dispatched_at)
+        metrics.record_dispatched(batch, outcome, dispatched_at)
         self.stats.lateness_ms = [
             (dispatched_at - p.scheduled_for).total_seconds() * 1000 for p in batch[-1000:]
         ]
@@ -884,14 +902,14 @@ class Dispatcher:
         return len(confirmed)
 
     async def _settle(self, quiet: bool = False) -> int:
-        """Wait for every confirmation task of this tick; returns how many were confirmed.
+        """Confirm and mark every batch published this tick; returns how many were confirmed.
 
         Raises the first failure (a ``mark dispatched`` that did not reach the database: those
         occurrences stay pending and are republished), unless ``quiet``, when another failure is
         already on its way out and these are only logged.
         """
-        tasks, self._confirming = self._confirming, []
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+        sent, self._sent = self._sent, []
+        results = await asyncio.gather(*map(self._confirm, sent), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             self._retry_pending = True
@@ -906,13 +924,20 @@ class Dispatcher:
                     )
         return sum(r for r in results if isinstance(r, int))
 
+    def _abandon_sent(self) -> None:
+        """Stop waiting for the acks of this tick's batches (shutting down): the client's
+        pending-publish slots are freed, and the rows stay ``pending`` for the next start."""
+        sent, self._sent = self._sent, []
+        for batch in sent:
+            self.publisher.forget(batch.acks)
+
     async def _publish(self, batch: list[_Planned]) -> int:
         """Publish ``batch`` and wait until it is confirmed and marked; returns the confirmed."""
-        confirming: list[asyncio.Task[int]] = []
+        sent: list[_Sent] = []
         try:
-            await self._send(batch, confirming)
+            await self._send(batch, sent)
         finally:
-            results = await asyncio.gather(*confirming)
+            results = await asyncio.gather(*map(self._confirm, sent))
         return sum(results)
 
     async def republish_pending(self) -> int:
@@ -927,7 +952,9 @@ class Dispatcher:
                 r["id"] for r in rows if not r["job_exists"] or r["job_id"] not in self.entries
             ]
             await self.store.mark_skipped(
-                orphans, "the job was deleted before this occurrence was dispatched"
+                orphans,
+                "the job was deleted before this occurrence was dispatched",
+                fence=self._fence(),
             )
             metrics.OCCURRENCES_SKIPPED.labels("job_deleted").inc(len(orphans))
             batch = []
@@ -949,7 +976,9 @@ class Dispatcher:
                         entry=entry,
                     )
                 )
-                if self.tracking_runs:
+                # Published before a crash and already run (the replay of run events said so):
+                # JetStream drops the copy, and its run holds nothing back.
+                if self.tracking_runs and r["run_status"] in (None, "running"):
                     self.in_flight.setdefault(r["job_id"], {})[r["id"]] = r["scheduled_for"]
             sent = await self._publish(batch)
             total += sent
@@ -998,7 +1027,7 @@ class Dispatcher:
             refusal = None
             if entry.policy.overlap != "allow":
                 refusal = await self._manual_overlap(entry, occ, now, force)
-            await self.store.plan([occ], [])
+            await self.store.plan([occ], [], fence=self._fence())
             if refusal is not None:
                 self._count(self.stats.skipped, "overlap")
                 metrics.OCCURRENCES_SKIPPED.labels("overlap").inc()
@@ -1102,7 +1131,7 @@ class Dispatcher:
             # What it waited for finished before we learnt of it: it runs now.
             del self.waiting[job_id]
             async with self._lock:
-                await self.store.release([waiting])
+                await self.store.release([waiting], fence=self._fence())
             self._retry_pending = True
             self.wake.set()
 
@@ -1113,7 +1142,10 @@ class Dispatcher:
         occurrences planned.
 
         Chained occurrences are written before the runs are recorded, and their ids derive from
-        the upstream occurrence, so a replayed or redelivered event never chains twice.
+        the upstream occurrence, so a replayed or redelivered event never chains twice. Every
+        write is fenced by the lease: a deposed leader gets :class:`Deposed` and writes nothing,
+        and its in-memory changes are dropped with it (see ``runs.py`` for why a standby keeps
+        no such state and how the new leader still gets the events).
         """
         if not finished:
             return
@@ -1147,7 +1179,7 @@ class Dispatcher:
             # same events), the occurrences are published from the ledger's state: releasing
             # is idempotent, and pending rows are published once, de-duplicated by their id.
             if chained:
-                new = await self.store.plan(chained, [])
+                new = await self.store.plan(chained, [], fence=self._fence())
                 for p in chained:
                     if p.state == "delayed":
                         heapq.heappush(self.delayed, (p.scheduled_for.timestamp(), p.id, p.job_id))
@@ -1162,20 +1194,23 @@ class Dispatcher:
                         metrics.OCCURRENCES_SKIPPED.labels("overlap").inc()
             if released:
                 self._retry_pending = True
-                for occ_id in await self.store.release(released):
+                for occ_id in await self.store.release(released, fence=self._fence()):
                     log.info(
                         "buffered occurrence released",
                         extra={"action": "dispatch.released", "occurrence_id": occ_id},
                     )
             await self.store.record_runs(
-                [(d.occurrence_id, d.status, d.error, d.finished_at) for d in finished]
+                [(d.occurrence_id, d.status, d.error, d.finished_at) for d in finished],
+                fence=self._fence(),
             )
         if self._retry_pending or chained:
             self.wake.set()  # the loop's sleep is recomputed, with the delayed occurrences
 
     async def runs_started(self, occurrence_ids: list[str]) -> None:
         """Record that runs started, so the ledger can say "running"."""
-        await self.store.record_runs([(i, "running", None, None) for i in occurrence_ids])
+        await self.store.record_runs(
+            [(i, "running", None, None) for i in occurrence_ids], fence=self._fence()
+        )
 
     def _chain(
         self, entry: Entry, upstream: RunFinishedData, now: datetime, claims: _Claims
@@ -1266,8 +1301,11 @@ class Dispatcher:
             else:
                 held.append((occ_id, job_id, *outcome))
         try:
-            released = await self.store.release(release)
-            changed = await self.store.hold_delayed([(i, s, r, c) for i, _, s, r, c in held])
+            fence = self._fence()
+            released = await self.store.release(release, fence=fence)
+            changed = await self.store.hold_delayed(
+                [(i, s, r, c) for i, _, s, r, c in held], fence=fence
+            )
         except BaseException:
             for occ_id, job_id in due:  # the ledger still holds them as delayed: try again
                 heapq.heappush(self.delayed, (now_ts, occ_id, job_id))

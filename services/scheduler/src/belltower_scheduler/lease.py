@@ -9,7 +9,8 @@ holder dies or stalls, the server expires the key and a standby's next ``create`
 The KV revision of the winning ``create`` is the partition's **fencing token**. The holder
 writes it to ``scheduler.leases`` before dispatching anything; a newer holder's token replaces
 it, and every ledger transaction of the dispatcher checks, under a row lock, that the stored
-token is still its own (:meth:`Store.plan`). So a deposed replica that has not noticed yet (a
+token is still its own (:meth:`Store.plan`, and its other writes with a ``fence``: run statuses,
+releases, marking dispatched). So a deposed replica that has not noticed yet (a
 long GC pause, SIGSTOP, a network partition) cannot plan, hence cannot publish, an occurrence;
 and locally the dispatcher stops as soon as the lease's validity, counted on the monotonic
 clock from the last renewal sent, runs out (:meth:`Lease.check`). The occurrence id remains the
@@ -107,6 +108,12 @@ class Lease:
     @property
     def valid(self) -> bool:
         return time.monotonic() < self.valid_until
+
+    def depose(self) -> None:
+        """A fenced ledger write found a newer token in PostgreSQL: stop trusting this lease here
+        at once (:meth:`check` fails); the keeper's next renewal finds the key taken and reports
+        the loss, which stops the partition's dispatcher and run tracker."""
+        self.valid_until = 0.0
 
     def check(self) -> None:
         """Raise :class:`Deposed` unless the lease is still valid here and now."""

@@ -296,7 +296,13 @@ class Operations:
         return await self._set_paused(decode_request(data, PauseRequest), False)
 
     async def _set_paused(self, request: PauseRequest, paused: bool) -> Job:
-        """Pause or resume; on resume the occurrences of the pause are recorded as skipped."""
+        """Pause or resume; on resume the occurrences of the pause are recorded as skipped.
+
+        Those skipped rows are not fenced by a lease: any replica answers the API (a queue
+        group), often one that does not hold the job's partition, and they record this
+        request, not a leader's decision. Their ids are the scheduled occurrences' own, so
+        whichever of them and the leader's plan is written first stands, as with one replica.
+        """
         job_id = request.id
         row = await self._row(job_id)
         now = self.dispatcher.clock()

@@ -5,6 +5,21 @@ as in flight, so runs that finished while this scheduler was down or not leading
 with, and no poll of history is needed. Events are gathered for a few milliseconds and handed to
 the dispatcher in batches; handling them is idempotent, so the replay's overlap with what was
 seen before a restart changes nothing.
+
+Only a partition's leader follows its run events and writes what they say, under its lease's
+fencing token (``Dispatcher.runs_finished``). A standby follows none and keeps no overlap or
+chaining state: when it takes over, ``track_runs`` rebuilds runs in flight, buffered and delayed
+occurrences from the ledger and the tracker replays the events since the oldest dispatch still
+in flight. That takeover is correct because nobody but the token's holder writes those rows, and
+it needs the ledger anyway for what the old leader dispatched; state kept on the side by a
+standby could only drift from it.
+
+A leader deposed without knowing it yet (stalled past its lease, then resumed) gets ``Deposed``
+from its first fenced write, having written nothing. It then stops trusting its lease (the
+dispatcher's loop stops, and the lease keeper's next round reports the loss, which stops this
+tracker); the events it held are not lost: the consumers are ordered ones, which acknowledge
+nothing, so every event stays in the stream, and the run it did not record is still in flight
+in the ledger, so the new leader's replay delivers the event to it.
 """
 
 from __future__ import annotations
@@ -23,6 +38,7 @@ from belltower.events import RunFinished, RunFinishedData, RunStarted, run_event
 from belltower.subjects import RUNS_STREAM
 
 from .dispatcher import Dispatcher
+from .lease import Deposed
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +146,19 @@ class RunTracker:
                 if started:
                     await self.dispatcher.runs_started(started)
                 await self.dispatcher.runs_finished(finished)
+            except Deposed as exc:
+                # Nothing was written; the new leader replays these events (see above). They
+                # stay queued only until this tracker is stopped, in case the lease is renewed.
+                log.warning(
+                    f"run events left to the partition's new leader: {exc}",
+                    extra={"action": "runs.deposed"},
+                )
+                if self.dispatcher.lease is not None:
+                    self.dispatcher.lease.depose()
+                self._started[:0] = started
+                self._finished[:0] = finished
+                self._ready.set()
+                await asyncio.sleep(1.0)
             except Exception:
                 log.exception(
                     "run events not applied; retrying", extra={"action": "runs.apply_failed"}

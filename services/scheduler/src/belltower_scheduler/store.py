@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -273,11 +274,13 @@ class Store:
                 o.cause or o.requested_from or o.chained_from for o in occurrences
             ):
                 # The usual chunk: scheduled occurrences to dispatch, without the policy columns.
-                rows = await conn.fetch(
+                # Usually every one is new: the row count says so, and no id travels back.
+                ids = [o.id for o in occurrences]
+                status = await conn.execute(
                     "INSERT INTO scheduler.occurrences (id, job_id, scheduled_for, priority, trigger, requested_by, state, reason) "
                     "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[]) "
-                    "ON CONFLICT (id) DO NOTHING RETURNING id::text",
-                    [o.id for o in occurrences],
+                    "ON CONFLICT (id) DO NOTHING",
+                    ids,
                     [o.job_id for o in occurrences],
                     [o.scheduled_for for o in occurrences],
                     [o.priority for o in occurrences],
@@ -286,7 +289,17 @@ class Store:
                     [o.state for o in occurrences],
                     [o.reason for o in occurrences],
                 )
-                new = {r["id"] for r in rows}
+                if int(status.rsplit(" ", 1)[-1]) == len(ids):
+                    new = set(ids)
+                else:
+                    # Some were there already (another replica, a retry): the new ones are those
+                    # this transaction wrote.
+                    rows = await conn.fetch(
+                        "SELECT id::text FROM scheduler.occurrences WHERE id = ANY($1::uuid[]) "
+                        "AND xmin = pg_current_xact_id()::xid",
+                        ids,
+                    )
+                    new = {r["id"] for r in rows}
             elif occurrences:
                 rows = await conn.fetch(
                     "INSERT INTO scheduler.occurrences (id, job_id, scheduled_for, priority, trigger, requested_by, state, reason, "
@@ -329,7 +342,7 @@ class Store:
         if current != token:
             raise Deposed(
                 f"lease {key} is now held under token {current}, not {token}: this replica was "
-                "deposed, and planned nothing"
+                "deposed, and wrote nothing"
             )
 
     async def fence(self, key: str, token: int, holder: str, force: bool = False) -> bool:
@@ -347,24 +360,47 @@ class Store:
         )
         return row is not None
 
-    async def mark_dispatched(self, ids: Sequence[str], at: datetime) -> None:
-        if ids:
-            await self.pool.execute(
-                "UPDATE scheduler.occurrences SET state = 'dispatched', dispatched_at = $2 "
-                "WHERE id = ANY($1::uuid[]) AND state = 'pending'",
-                list(ids),
-                at,
-            )
+    @contextlib.asynccontextmanager
+    async def _writer(
+        self, fence: Fence | None
+    ) -> AsyncIterator[asyncpg.Pool | asyncpg.Connection]:
+        """Where a ledger write runs: the pool as it is, or with a ``fence`` a transaction that
+        first checks the lease's token (one indexed ``SELECT ... FOR SHARE``, see
+        :meth:`_check_fence`), so a deposed replica's write raises :class:`Deposed` and changes
+        nothing."""
+        if fence is None:
+            yield self.pool
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._check_fence(conn, fence)
+            yield conn
 
-    async def mark_skipped(self, ids: Sequence[str], reason: str, cause: str = "deleted") -> None:
+    async def mark_dispatched(
+        self, ids: Sequence[str], at: datetime, fence: Fence | None = None
+    ) -> None:
+        """Mark occurrences JetStream confirmed as ``dispatched``; with a ``fence``, only under
+        that lease's current token (else :class:`Deposed`, and they stay pending)."""
         if ids:
-            await self.pool.execute(
-                "UPDATE scheduler.occurrences SET state = 'skipped', reason = $2, cause = $3 "
-                "WHERE id = ANY($1::uuid[]) AND state IN ('pending', 'waiting', 'delayed')",
-                list(ids),
-                reason,
-                cause,
-            )
+            async with self._writer(fence) as db:
+                await db.execute(
+                    "UPDATE scheduler.occurrences SET state = 'dispatched', dispatched_at = $2 "
+                    "WHERE id = ANY($1::uuid[]) AND state = 'pending'",
+                    list(ids),
+                    at,
+                )
+
+    async def mark_skipped(
+        self, ids: Sequence[str], reason: str, cause: str = "deleted", fence: Fence | None = None
+    ) -> None:
+        if ids:
+            async with self._writer(fence) as db:
+                await db.execute(
+                    "UPDATE scheduler.occurrences SET state = 'skipped', reason = $2, cause = $3 "
+                    "WHERE id = ANY($1::uuid[]) AND state IN ('pending', 'waiting', 'delayed')",
+                    list(ids),
+                    reason,
+                    cause,
+                )
 
     async def pending(
         self, limit: int = 10_000, partition: Partition | None = None
@@ -373,7 +409,7 @@ class Store:
         them; with ``partition``, only those of its jobs."""
         return await self.pool.fetch(
             "SELECT o.id::text AS id, o.job_id::text AS job_id, o.scheduled_for, o.priority, o.trigger, o.requested_by, "
-            "o.requested_from, o.chained_from::text AS chained_from, "
+            "o.requested_from, o.chained_from::text AS chained_from, o.run_status, "
             "j.id IS NOT NULL AS job_exists "
             "FROM scheduler.occurrences o LEFT JOIN scheduler.jobs j ON j.id = o.job_id "
             f"WHERE o.state = 'pending' AND {_partition_filter('o.job_id', partition, 2)} "
@@ -384,13 +420,17 @@ class Store:
 
     async def held(self, since: datetime) -> list[asyncpg.Record]:
         """What the overlap and chaining policies hold: runs in flight planned after ``since``,
-        buffered and delayed occurrences."""
+        buffered and delayed occurrences, and pending ones planned after ``since`` (perhaps
+        published before a crash, so perhaps run: their ``dispatched_at`` is when they were
+        planned, the earliest their run can have finished)."""
         return await self.pool.fetch(
             "SELECT id::text AS id, job_id::text AS job_id, state, scheduled_for, dispatched_at "
             "FROM scheduler.occurrences WHERE created_at >= $1 AND state = 'dispatched' "
             "AND (run_status IS NULL OR run_status = 'running') "
             "UNION ALL SELECT id::text, job_id::text, state, scheduled_for, dispatched_at "
-            "FROM scheduler.occurrences WHERE state IN ('waiting', 'delayed')",
+            "FROM scheduler.occurrences WHERE state IN ('waiting', 'delayed') "
+            "UNION ALL SELECT id::text, job_id::text, state, scheduled_for, created_at "
+            "FROM scheduler.occurrences WHERE state = 'pending' AND created_at >= $1",
             since,
         )
 
@@ -406,51 +446,62 @@ class Store:
             since,
         )
 
-    async def hold_delayed(self, rows: Sequence[tuple[str, str, str, str]]) -> set[str]:
+    async def hold_delayed(
+        self, rows: Sequence[tuple[str, str, str, str]], fence: Fence | None = None
+    ) -> set[str]:
         """Give delayed (chained) occurrences whose delay has passed the state the overlap policy
         chose, skipped or waiting, with reason and cause: (id, state, reason, cause). Returns the
-        ids changed; one no longer delayed (released already) is left alone."""
+        ids changed; one no longer delayed (released already) is left alone. With a ``fence``,
+        only under that lease's current token (else :class:`Deposed`)."""
         if not rows:
             return set()
-        changed = await self.pool.fetch(
-            "UPDATE scheduler.occurrences o SET state = u.state, reason = u.reason, cause = u.cause "
-            "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, state, reason, cause) "
-            "WHERE o.id = u.id AND o.state = 'delayed' RETURNING o.id::text AS id",
-            [r[0] for r in rows],
-            [r[1] for r in rows],
-            [r[2] for r in rows],
-            [r[3] for r in rows],
-        )
+        async with self._writer(fence) as db:
+            changed = await db.fetch(
+                "UPDATE scheduler.occurrences o SET state = u.state, reason = u.reason, cause = u.cause "
+                "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, state, reason, cause) "
+                "WHERE o.id = u.id AND o.state = 'delayed' RETURNING o.id::text AS id",
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
+                [r[3] for r in rows],
+            )
         return {r["id"] for r in changed}
 
     async def record_runs(
-        self, updates: Sequence[tuple[str, str, str | None, datetime | None]]
+        self,
+        updates: Sequence[tuple[str, str, str | None, datetime | None]],
+        fence: Fence | None = None,
     ) -> None:
         """Write what run events said about occurrences: (id, status, error, finished at).
 
         A finished status is never replaced by ``running`` (events can arrive out of order).
+        With a ``fence``, raises :class:`Deposed` and writes nothing unless that lease's token is
+        still the current one.
         """
         if updates:
-            await self.pool.execute(
-                "UPDATE scheduler.occurrences o SET run_status = u.status, run_error = u.error, "
-                "run_finished_at = u.finished_at FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) "
-                "AS u(id, status, error, finished_at) WHERE o.id = u.id "
-                "AND (o.run_status IS NULL OR o.run_status = 'running')",
-                [u[0] for u in updates],
-                [u[1] for u in updates],
-                [u[2] for u in updates],
-                [u[3] for u in updates],
-            )
+            async with self._writer(fence) as db:
+                await db.execute(
+                    "UPDATE scheduler.occurrences o SET run_status = u.status, run_error = u.error, "
+                    "run_finished_at = u.finished_at FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) "
+                    "AS u(id, status, error, finished_at) WHERE o.id = u.id "
+                    "AND (o.run_status IS NULL OR o.run_status = 'running')",
+                    [u[0] for u in updates],
+                    [u[1] for u in updates],
+                    [u[2] for u in updates],
+                    [u[3] for u in updates],
+                )
 
-    async def release(self, ids: Sequence[str]) -> list[str]:
-        """Turn buffered or delayed occurrences into pending ones, to be published; returns those changed."""
+    async def release(self, ids: Sequence[str], fence: Fence | None = None) -> list[str]:
+        """Turn buffered or delayed occurrences into pending ones, to be published; returns those
+        changed. With a ``fence``, only under that lease's current token (else :class:`Deposed`)."""
         if not ids:
             return []
-        rows = await self.pool.fetch(
-            "UPDATE scheduler.occurrences SET state = 'pending' WHERE id = ANY($1::uuid[]) "
-            "AND state IN ('waiting', 'delayed') RETURNING id::text",
-            list(ids),
-        )
+        async with self._writer(fence) as db:
+            rows = await db.fetch(
+                "UPDATE scheduler.occurrences SET state = 'pending' WHERE id = ANY($1::uuid[]) "
+                "AND state IN ('waiting', 'delayed') RETURNING id::text",
+                list(ids),
+            )
         return [r["id"] for r in rows]
 
     async def ledger(
