@@ -1153,17 +1153,24 @@ class Dispatcher:
         chained: list[_Planned] = []
         released: list[str] = []
         claims = _Claims()
+        # What this changes in memory, put back if the ledger writes fail: the events are
+        # handed over again (runs.py), and must find the same runs in flight and buffered.
+        popped: list[tuple[str, str, datetime]] = []
+        unbuffered: list[tuple[str, str]] = []
         for data in finished:
             self._finished_recently[data.occurrence_id] = None
             if len(self._finished_recently) > _FINISHED_KEPT:
                 del self._finished_recently[next(iter(self._finished_recently))]
             going = self.in_flight.get(data.job_id)
             if going is not None:
-                going.pop(data.occurrence_id, None)
+                at = going.pop(data.occurrence_id, None)
+                if at is not None:
+                    popped.append((data.job_id, data.occurrence_id, at))
                 if not going:
                     del self.in_flight[data.job_id]
                     waiting = self.waiting.pop(data.job_id, None)
                     if waiting is not None:
+                        unbuffered.append((data.job_id, waiting))
                         released.append(waiting)
                         claims.going[data.job_id] = (
                             f"its buffered occurrence {waiting} was starting"
@@ -1174,6 +1181,21 @@ class Dispatcher:
                     planned = self._chain(entry, data, now, claims)
                     if planned is not None:
                         chained.append(planned)
+        try:
+            await self._apply_finished(finished, chained, released)
+        except BaseException:
+            for job_id, occ_id, at in popped:
+                self.in_flight.setdefault(job_id, {})[occ_id] = at
+            for job_id, occ_id in unbuffered:
+                self.waiting.setdefault(job_id, occ_id)
+            raise
+        if self._retry_pending or chained:
+            self.wake.set()  # the loop's sleep is recomputed, with the delayed occurrences
+
+    async def _apply_finished(
+        self, finished: list[RunFinishedData], chained: list[_Planned], released: list[str]
+    ) -> None:
+        """The ledger writes of :meth:`runs_finished`, and what they make due or held."""
         async with self._lock:
             # Whether or not this replica's write was the first (another replica follows the
             # same events), the occurrences are published from the ledger's state: releasing
@@ -1203,8 +1225,6 @@ class Dispatcher:
                 [(d.occurrence_id, d.status, d.error, d.finished_at) for d in finished],
                 fence=self._fence(),
             )
-        if self._retry_pending or chained:
-            self.wake.set()  # the loop's sleep is recomputed, with the delayed occurrences
 
     async def runs_started(self, occurrence_ids: list[str]) -> None:
         """Record that runs started, so the ledger can say "running"."""
