@@ -657,3 +657,54 @@ def test_admins_change_the_site_settings_and_only_they_can(
     finally:
         admin.patch("/settings", json={"result_mail_only_failures": None})
     assert admin.get("/settings").json() == {"result_mail_only_failures": None}
+
+
+def test_run_now_while_a_run_is_going_and_an_on_demand_job_from_the_form(
+    console_stack, users: dict[str, httpx.Client]
+) -> None:
+    editor = users["editor"]
+    slow = canary(
+        f"Slow {uuid.uuid4().hex[:6]}",
+        schedule={"rule": {"kind": "on_demand"}, "tz": "UTC"},
+        params={"sleep_s": 5},
+    )
+    job = editor.post("/jobs", json=slow).json()
+    assert job["schedule_text"].startswith("on demand only") and job["next_run_at"] is None
+    assert editor.get(f"/jobs/{job['id']}/preview").json()["times"] == []
+    first = editor.post(f"/jobs/{job['id']}/run")
+    assert first.status_code == 202 and first.json()["state"] == "dispatched"
+
+    refused = editor.post(f"/jobs/{job['id']}/run")
+    assert refused.status_code == 409, refused.text
+    assert f"run {first.json()['run_id']} of this job" in refused.json()["detail"]
+    with httpx.Client(base_url=console_stack.url, timeout=20) as browser:
+        form_login(browser, *console_stack.admin)
+        page = browser.get(f"/jobs/{job['id']}").text
+        assert "On demand: nothing is scheduled" in page
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        shown = browser.post(f"/jobs/{job['id']}/run", data={"csrf_token": token})
+        assert shown.status_code == 409 and 'id="run-refused"' in shown.text
+        assert 'name="force" value="1"' in shown.text and "Run anyway" in shown.text
+
+        made = browser.post(
+            "/jobs/new?type=system.canary",
+            data={
+                "title": f"By hand {uuid.uuid4().hex[:6]}",
+                "kind": "on_demand",
+                "tz": "UTC",
+                "priority": "500",
+                "csrf_token": token,
+            },
+        )
+        assert made.status_code == 303, made.text[:500]
+        created = editor.get(made.headers["location"].split("?")[0])
+        assert created.json()["schedule"]["rule"] == {"kind": "on_demand"}
+        edit = browser.get(f"{made.headers['location'].split('?')[0]}/edit").text
+        assert '<option value="on_demand" selected>' in edit
+
+    forced = editor.post(f"/jobs/{job['id']}/run", params={"force": "true"})
+    assert forced.status_code == 202, forced.text
+    assert wait_for_run(editor, forced.json()["run_id"])["status"] == "succeeded"
+    audit = users["admin"].get("/audit", params={"action": "jobs.run_now"}).json()["items"]
+    expected = {"run_id": forced.json()["run_id"], "state": "dispatched", "force": True}
+    assert any(a["after"] == expected for a in audit)

@@ -59,10 +59,18 @@ def assert_every_second_once(database_url: str, job_id: str) -> list[asyncpg.Rec
     gaps = [(a, b) for a, b in itertools.pairwise(times) if b - a != timedelta(seconds=1)]
     assert not gaps, f"occurrences missing from the ledger between {gaps}"
     # Skipped is a recorded outcome too: the overlap policy (skip) when a run's finished event
-    # was held up by the fault; nothing else may skip an occurrence here.
+    # was held up by the fault, and the pause that ends each test when an occurrence fell due
+    # just before it (only the last ones can be that); nothing else may skip an occurrence here.
     outcomes = {(r["state"], r["cause"]) for r in ledger}
-    assert outcomes <= {("dispatched", None), ("coalesced", "catch_up"), ("skipped", "overlap")}, (
-        outcomes
+    assert outcomes <= {
+        ("dispatched", None),
+        ("coalesced", "catch_up"),
+        ("skipped", "overlap"),
+        ("skipped", "paused"),
+    }, outcomes
+    paused = [i for i, r in enumerate(ledger) if r["cause"] == "paused"]
+    assert paused == list(range(len(ledger) - len(paused), len(ledger))), (
+        f"skipped as paused before the pause: {paused}"
     )
     dispatched = {r["id"] for r in ledger if r["state"] == "dispatched"}
 

@@ -27,6 +27,7 @@ from hypothesis.stateful import (
 
 from belltower import streams
 from belltower.api import PauseRequest, RunPolicy
+from belltower.errors import Conflict
 from belltower.events import RunFinishedData, run_id_for
 from belltower.schedule import Every, Schedule
 from belltower.settings import Settings
@@ -91,6 +92,9 @@ def make_machine(nats_url: str, database_url: str) -> type[RuleBasedStateMachine
             self.created: dict[str, datetime] = {}
             self.paused_at: dict[str, datetime] = {}
             self.manual: list[str] = []
+            self.queued: list[str] = []
+            """Run-now occurrences the overlap policy (buffer) queued behind a run going."""
+            self.refused = 0
             self._start()
 
         def _start(self) -> None:
@@ -182,10 +186,15 @@ def make_machine(nats_url: str, database_url: str) -> type[RuleBasedStateMachine
         @rule(job=jobs)
         def run_now(self, job: str) -> None:
             if job in self.created:
-                result = run(
-                    self.ops.run_now(msgspec.json.encode({"id": job, "requested_by": "t"}))
-                )
-                self.manual.append(result.occurrence_id)
+                try:
+                    result = run(
+                        self.ops.run_now(msgspec.json.encode({"id": job, "requested_by": "t"}))
+                    )
+                except Conflict:  # overlap: a run of the job is going (skip, or buffer full)
+                    self.refused += 1
+                    return
+                queued = result.state == "waiting"
+                (self.queued if queued else self.manual).append(result.occurrence_id)
 
         @rule(seconds=st.integers(1, 400), tick=st.booleans())
         def advance(self, seconds: int, tick: bool) -> None:
@@ -225,7 +234,7 @@ def make_machine(nats_url: str, database_url: str) -> type[RuleBasedStateMachine
 
         def _check_ledger(self) -> None:
             rows = run(self.pool.fetch(
-                "SELECT job_id::text AS job_id, scheduled_for, state, trigger, id::text AS id FROM scheduler.occurrences"
+                "SELECT job_id::text AS job_id, scheduled_for, state, trigger, id::text AS id, cause FROM scheduler.occurrences"
             ))  # fmt: skip
             by_job: dict[str, list[datetime]] = {}
             for r in rows:
@@ -236,6 +245,17 @@ def make_machine(nats_url: str, database_url: str) -> type[RuleBasedStateMachine
                 "marked dispatched but never published"
             )
             assert set(self.manual) <= dispatched, "a run-now occurrence was not dispatched"
+            state = {r["id"]: r["state"] for r in rows}
+            lost = [
+                q for q in self.queued if state.get(q) not in ("waiting", "pending", "dispatched")
+            ]
+            assert lost == [], "a queued run-now occurrence was lost"
+            refused = [r for r in rows if r["trigger"] == "manual" and r["state"] == "skipped"]
+            assert all(r["cause"] in ("overlap", "deleted") for r in refused)
+            assert not {r["id"] for r in refused} & set(self.counting.published), (
+                "refused but published"
+            )
+            assert len([r for r in refused if r["cause"] == "overlap"]) == self.refused
             for job, created in self.created.items():
                 every = run(self.store.get_job(job)).schedule.rule.seconds  # type: ignore[union-attr]
                 until = self.paused_at.get(job, self.clock.now)

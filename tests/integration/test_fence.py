@@ -203,6 +203,43 @@ async def test_a_delayed_occurrence_is_released_only_by_the_current_holder(nc, s
     assert trigger == "chained" and await state_of(pool, occ_id) == "dispatched"
 
 
+async def test_a_delayed_occurrence_held_back_by_overlap_is_recorded_only_by_the_current_holder(
+    nc, store, pool
+) -> None:
+    upstream = await add_job(store, title="download", next_due=None)
+    follower = await add_job(
+        store,
+        RunPolicy(after=After(job=upstream.id, delay_s=60)),
+        next_due=None,
+        title="import",
+    )
+    clock = Clock(T0 + timedelta(seconds=10))
+    b = leader(store, nc, clock)
+    await b.load()
+    await b.track_runs()
+    going = await b.run_now(b.entries[follower.id], "alice")  # the follower's run, going
+    await b.runs_finished([finished(upstream, T0)])  # chained, delayed until T0 + 65 s
+    clock.now = T0 + 2 * MINUTE
+    a = deposed(store, nc, clock)
+    await a.load()
+    await a.track_runs()
+    before = await snapshot(pool)
+
+    with pytest.raises(Deposed):
+        await a.tick()  # the delay has passed, a run is going: skip it, were it allowed to
+    assert await snapshot(pool) == before
+
+    await b.tick()
+    rows = await pool.fetch(
+        "SELECT state, cause FROM scheduler.occurrences WHERE job_id = $1::uuid AND trigger = 'chained'",
+        follower.id,
+    )
+    assert [(r["state"], r["cause"]) for r in rows] == [("skipped", "overlap")]
+    assert [i for m, i in await due_messages(nc.jetstream()) if m.job_id == follower.id] == [
+        going.id
+    ]
+
+
 async def test_run_now_is_planned_only_by_the_current_holder(nc, store, pool) -> None:
     row = await add_job(store, next_due=None)
     clock = Clock(T0)

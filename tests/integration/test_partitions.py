@@ -94,6 +94,64 @@ async def test_a_change_made_on_a_standby_reaches_the_holder(nc, pool, settings)
             await keeper.release_all()
 
 
+async def test_run_now_on_a_standby_follows_the_overlap_policy_and_the_holder_adopts_it(
+    nc, pool, settings
+) -> None:
+    """The standby has no run events: it reads the run going from the ledger; the holder, told
+    by the change notice, holds the job back behind the manual run and releases the queued one."""
+    import msgspec
+
+    from belltower.api import RunPolicy
+    from belltower.events import RunFinished, RunFinishedData, run_id_for
+    from belltower.subjects import run_finished_subject
+
+    store = Store(pool)
+    leader, leader_keeper = await replica(nc, store, settings, "leader")
+    standby, standby_keeper = await replica(nc, store, settings, "standby")
+    try:
+        holder = leader.held[0].dispatcher
+        row = job()
+        row.policy = RunPolicy(overlap="buffer")
+        await store.insert_job(row)
+        standby.put(Entry.from_row(row))
+        await eventually(lambda: row.id in holder.entries)
+
+        first = await standby.run_now(Entry.from_row(row), "tester")
+        await eventually(lambda: first.id in holder.in_flight.get(row.id, {}))
+        queued = await standby.run_now(Entry.from_row(row), "tester")
+        assert queued.state == "waiting"
+        await eventually(lambda: holder.waiting.get(row.id) == queued.id)
+
+        now = datetime.now(UTC)
+        data = RunFinishedData(
+            run_id=run_id_for(first.id), occurrence_id=first.id, job_id=row.id, job_type=row.type,
+            job_title=row.title, pool=row.pool, status="succeeded", priority=500, trigger="manual",
+            scheduled_for=first.scheduled_for, dispatched_at=now, started_at=now, finished_at=now,
+            duration_ms=1,
+        )  # fmt: skip
+        event = RunFinished(id=data.run_id, source="test", subject=row.id, time=now, data=data)
+        await nc.jetstream().publish(
+            run_finished_subject("succeeded", row.type), msgspec.json.encode(event)
+        )
+        sent: list[str] = []
+
+        async def published() -> None:
+            sent[:] = [
+                m.headers["Nats-Msg-Id"] for m in await stream_messages(nc.jetstream(), DUE_STREAM)
+            ]
+
+        for _ in range(250):
+            await published()
+            if queued.id in sent:
+                break
+            await asyncio.sleep(0.02)
+        assert sent == [first.id, queued.id]
+    finally:
+        for keeper, partitions in ((standby_keeper, standby), (leader_keeper, leader)):
+            await partitions.stop()
+            await keeper.release_all()
+
+
 @pytest.mark.parametrize("count", [1, 5])
 def test_job_ids_spread_over_every_partition(count: int) -> None:
     from belltower_scheduler.lease import partition_of

@@ -214,6 +214,38 @@ async def test_overlap_buffer_holds_one_released_by_the_run_finished_event(nc, s
         await tracker.stop()
 
 
+class RecordFailsOnce(Store):
+    """The real Store whose first ``record_runs`` fails (the database went away)."""
+
+    failed = False
+
+    async def record_runs(self, updates, fence=None):
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("the database went away")
+        await super().record_runs(updates, fence=fence)
+
+
+async def test_a_buffered_run_is_released_when_the_event_is_applied_again_after_a_failure(
+    nc, pool
+) -> None:
+    store = RecordFailsOnce(pool)
+    row = await add_job(store, RunPolicy(overlap="buffer"))
+    clock = Clock(T0)
+    d = Dispatcher(store, nc.jetstream(), clock=clock)
+    await d.load()
+    await d.track_runs()
+    assert await d.tick() == 1
+    clock.now = T0 + MINUTE
+    assert await d.tick() == 0  # 08:01 waits behind 08:00
+    with pytest.raises(ConnectionError):
+        await d.runs_finished([finished(row, T0)])
+    assert row.id in d.in_flight and row.id in d.waiting  # as before the failed attempt
+    await d.runs_finished([finished(row, T0)])  # the run tracker hands the events over again
+    assert await d.tick() == 1
+    assert [s for _, s, _ in await states(pool, row.id)] == ["dispatched", "dispatched"]
+
+
 async def test_a_restarted_scheduler_still_knows_the_run_in_flight(nc, store, pool) -> None:
     row = await add_job(store)
     d = Dispatcher(store, nc.jetstream(), clock=Clock(T0))

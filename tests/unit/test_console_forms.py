@@ -74,3 +74,33 @@ def test_form_errors_are_keyed_by_the_control_they_belong_to() -> None:
     _, errors = read_form({**form, "tz": "UTC"}, [], INFO)
     assert "not a valid cron expression" in by_field(errors)["cron"]
     assert "whole number" in keys["priority"]
+
+
+def test_the_form_creates_and_shows_an_on_demand_job() -> None:
+    from datetime import UTC, datetime
+
+    from belltower.api import Job
+    from belltower.schedule import OnDemand, Schedule
+    from belltower_console.forms import KINDS, form_can_express, upcoming, values_of
+
+    assert "on_demand" in KINDS
+    form = {"title": "Import after download", "kind": "on_demand", "tz": "UTC", "param.school": "N"}
+    doc, errors = read_form(form, [], INFO)
+    assert errors == []
+    assert doc["schedule"]["rule"] == {"kind": "on_demand"}
+    assert upcoming(doc["schedule"], 10) == []
+
+    now = datetime(2026, 9, 1, tzinfo=UTC)
+    job = Job(
+        id="3f2a0c1e-0000-4000-8000-000000000002", title="t", type="test.kind", pool="notifier",
+        params={"school": "N"}, schedule=Schedule(rule=OnDemand()), schedule_text="on demand",
+        priority=500, paused=False, next_run_at=None, keep_history_days=30, timeout_s=None,
+        type_installed=True, created_at=now, updated_at=now,
+    )  # fmt: skip
+    assert form_can_express(job.schedule)
+    assert values_of(job, INFO)["kind"] == "on_demand"
+
+    # A start date left in the form is refused, naming the field, not silently dropped.
+    doc, errors = read_form({**form, "start": "2030-01-01T07:00"}, [], INFO)
+    assert [e.field for e in errors] == ["start"]
+    assert "does not apply to --on-demand" in by_field(errors)["start"]

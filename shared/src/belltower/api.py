@@ -156,6 +156,9 @@ class RunNowRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     requested_by: str | None = None
     requested_from: str | None = None
     """The client address the request came from (the console sets it), shown with ``requested_by``."""
+    force: bool = False
+    """Run now even though a run of the job is still going and its overlap policy would refuse
+    (skip) or queue (buffer) this one; the ledger records that the policy was overridden."""
 
 
 class PauseRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -221,13 +224,20 @@ class WhyResult(msgspec.Struct, kw_only=True):
     until: datetime | None
     occurrences: list[LedgerEntry]
     pauses: list[PauseSpan]
+    on_demand: bool = False
+    """The job has no schedule of its own: it runs only when started by hand or chained."""
 
 
 class RunNowResult(msgspec.Struct, kw_only=True):
+    """``state`` "dispatched", or "waiting" when the job's overlap policy (buffer) queued the run
+    behind one still going; ``note`` says which, and ``dispatched_at`` is then when it was asked."""
+
     job_id: str
     occurrence_id: str
     run_id: str
     dispatched_at: datetime
+    state: Literal["dispatched", "waiting"] = "dispatched"
+    note: str | None = None
 
 
 class RunRecord(msgspec.Struct, kw_only=True):

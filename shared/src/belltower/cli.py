@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
 import socket
 import sys
 import time
@@ -36,18 +37,21 @@ from .api import (
     WhyResult,
 )
 from .calendars import days_from_ics, parse_days, read_ics
-from .errors import BelltowerError, InvalidInput, NotFound, Unavailable
+from .errors import BelltowerError, Conflict, InvalidInput, NotFound, Unavailable
 from .events import EmailOn
 from .rpc import ApiClient
 from .schedule import (
     DST_GAP_FORM,
     DST_REPEAT_FORM,
     JITTER_FORM,
+    ON_DEMAND_FORM,
+    ON_DEMAND_TEXT,
     Cron,
     Daily,
     Every,
     Occurrence,
     Once,
+    OnDemand,
     RRule,
     Rule,
     Schedule,
@@ -86,7 +90,7 @@ app.add_typer(calendars_app, name="calendars")
 app.add_typer(runs_app, name="runs")
 app.add_typer(schedule_app, name="schedule")
 
-EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE = 1, 2, 3
+EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_CONFLICT = 1, 2, 3, 4
 
 NatsUrl = Annotated[
     str | None,
@@ -138,6 +142,14 @@ WeekdaysOpt = Annotated[
     ),
 ]
 OnceAtOpt = Annotated[str | None, typer.Option(help="Run once at an ISO date-time.")]
+OnDemandOpt = Annotated[
+    bool,
+    typer.Option(
+        "--on-demand",
+        help="No schedule of its own: run only when started by hand (`jobs run-now`) or, with "
+        "--after, when the upstream job finishes.",
+    ),
+]
 TzOpt = Annotated[
     str,
     typer.Option(
@@ -220,6 +232,8 @@ def _fail(exc: BelltowerError) -> None:
         if isinstance(exc, InvalidInput)
         else EXIT_UNAVAILABLE
         if isinstance(exc, Unavailable)
+        else EXIT_CONFLICT
+        if isinstance(exc, Conflict)
         else EXIT_FAILED
     )
     typer.echo(f"error: {exc.message}", err=True)
@@ -337,9 +351,10 @@ def build_schedule(
     dst_repeat: str | None = None,
     calendar: str | None = None,
     on_non_school_day: str = "skip",
+    on_demand: bool = False,
 ) -> Schedule:
     """The schedule the flags describe, validated; raises InvalidInput naming the flag."""
-    given = [
+    kinds = [
         name
         for name, v in (
             ("every", every),
@@ -352,14 +367,19 @@ def build_schedule(
         )
         if v
     ]
+    if on_demand:
+        return _on_demand_schedule(kinds, tz, calendar, on_non_school_day, start=start, end=end,
+                                   weekdays=weekdays, at=at, window=window, jitter=jitter,
+                                   dst_gap=dst_gap, dst_repeat=dst_repeat)  # fmt: skip
+    given = kinds
     if len(given) != 1:
         raise InvalidInput(
             "schedule",
             "give exactly one of --every, --cron, --daily-at, --weekly, --monthly, --rrule, "
-            "--once-at" + (f" (got {', '.join(given)})" if given else ""),
+            "--once-at, --on-demand" + (f" (got {', '.join(given)})" if given else ""),
             "--every 30s | --cron '0 7 * * mon-fri' | --daily-at 07:30 [--weekdays mon,wed] | "
             "--weekly mon,wed --at 07:30 | --monthly 2nd-tue --at 07:30 | "
-            "--rrule 'FREQ=DAILY;BYHOUR=7' | --once-at 2026-09-01T07:30",
+            "--rrule 'FREQ=DAILY;BYHOUR=7' | --once-at 2026-09-01T07:30 | --on-demand",
         )
     if at and not (weekly or monthly):
         raise InvalidInput("at", "only goes with --weekly or --monthly", "--weekly mon --at 07:30")
@@ -412,6 +432,36 @@ def build_schedule(
             "only goes with --calendar",
             "--calendar NAME --on-non-school-day next_school_day",
         )
+    compile_schedule(schedule)
+    return schedule
+
+
+def _on_demand_schedule(
+    kinds: list[str], tz: str, calendar: str | None, on_non_school_day: str, **others: str | None
+) -> Schedule:
+    """``--on-demand``: refuses every other schedule flag, naming the first one given."""
+    if kinds:
+        flag = "--" + kinds[0].replace("_", "-")
+        raise InvalidInput(
+            "on_demand",
+            f"cannot be combined with {flag}: an on-demand job has no schedule of its own",
+            ON_DEMAND_FORM,
+        )
+    if calendar and calendar == os.environ.get("BELLTOWER_DEFAULT_CALENDAR"):
+        calendar = None  # the site's default calendar, not asked for: nothing to skip
+    extra = [name for name, value in others.items() if value] + (["calendar"] if calendar else [])
+    if on_non_school_day.strip().lower().replace("-", "_") != "skip":
+        extra.append("on_non_school_day")
+    if extra:
+        flag = "--" + extra[0].replace("_", "-")
+        raise InvalidInput(
+            extra[0],
+            f"{flag} does not apply to --on-demand: the job has no occurrences of its own to "
+            "bound or filter",
+            ON_DEMAND_FORM,
+        )
+    zone(tz)
+    schedule = Schedule(rule=OnDemand(), tz=tz)
     compile_schedule(schedule)
     return schedule
 
@@ -509,6 +559,7 @@ def jobs_create(
     rrule: RRuleOpt = None,
     weekdays: WeekdaysOpt = None,
     once_at: OnceAtOpt = None,
+    on_demand: OnDemandOpt = False,
     tz: TzOpt = "UTC",
     window: WindowOpt = None,
     jitter: JitterOpt = None,
@@ -615,6 +666,7 @@ def jobs_create(
                 dst_repeat=dst_repeat,
                 calendar=calendar,
                 on_non_school_day=on_non_school_day,
+                on_demand=on_demand,
             ),
             priority=priority,
             params=parse_params(param or []),
@@ -661,7 +713,7 @@ def jobs_list(json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
                 j.type + ("" if j.type_installed else " (NOT INSTALLED)"),
                 j.schedule_text,
                 str(j.priority),
-                _ts(j.next_run_at),
+                _next_run_text(j),
                 "paused" if j.paused else "active",
             ]
             for j in jobs
@@ -683,7 +735,7 @@ def _show_job(job: Job) -> None:
         ("start", _ts(job.schedule.start)),
         ("end", _ts(job.schedule.end)),
         ("priority", str(job.priority)),
-        ("next run", _ts(job.next_run_at)),
+        ("next run", _next_run_text(job)),
         ("state", "paused" if job.paused else "active"),
         (
             "keep history",
@@ -703,6 +755,12 @@ def _show_job(job: Job) -> None:
         rows.append(("paused by", f"{job.paused_by} at {_ts(job.paused_at)}"))
     for key, value in rows:
         typer.echo(f"{key + ':':<14}{value}")
+
+
+def _next_run_text(job: Job) -> str:
+    if isinstance(job.schedule.rule, OnDemand) and job.next_run_at is None:
+        return "on demand" + (" or after upstream" if job.after else "")
+    return _ts(job.next_run_at)
 
 
 def _result_mail_text(job: Job) -> str:
@@ -770,18 +828,33 @@ def jobs_run_now(
         bool, typer.Option(help="Wait for the run to finish and show how it went.")
     ] = False,
     wait_timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 300.0,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Run now even while a run of the job is still going (overriding its overlap "
+            "policy: skip refuses, buffer queues the run behind the one going).",
+        ),
+    ] = False,
     json_out: JsonFlag = False,
     nats_url: NatsUrl = None,
 ) -> None:
-    """Run a job once now, outside its schedule (recorded as a manual run)."""
+    """Run a job once now, outside its schedule (recorded as a manual run).
+
+    The job's overlap policy applies while a run of it is still going: skip refuses (exit 4,
+    naming that run; --force runs anyway), buffer queues this run behind it, allow runs at once."""
 
     async def go(client: ApiClient) -> tuple[RunNowResult, RunRecord | None]:
-        result = await client.call(
-            "scheduler",
-            "jobs.run_now",
-            {"id": job_id, "requested_by": _who(), "requested_from": _where(nats_url)},
-            result_type=RunNowResult,
-        )
+        request: dict[str, Any] = {
+            "id": job_id,
+            "requested_by": _who(),
+            "requested_from": _where(nats_url),
+        }
+        if force:
+            request["force"] = True
+        result = await client.call("scheduler", "jobs.run_now", request, result_type=RunNowResult)
+        if result.state == "waiting" and not json_out:
+            typer.echo(f"queued run {result.run_id}: {result.note}", err=True)
         if not wait:
             return result, None
         deadline = time.monotonic() + wait_timeout
@@ -803,7 +876,8 @@ def jobs_run_now(
     if json_out:
         _json(run if run is not None else result)
     elif run is None:
-        typer.echo(f"dispatched run {result.run_id} (occurrence {result.occurrence_id})")
+        done = "queued" if result.state == "waiting" else "dispatched"
+        typer.echo(f"{done} run {result.run_id} (occurrence {result.occurrence_id})")
         typer.echo(f"see it with: belltower runs show {result.run_id}")
     else:
         _show_run(run)
@@ -928,6 +1002,8 @@ def jobs_why(
         by += f" from {open_pause.paused_from}" if open_pause and open_pause.paused_from else ""
         at = f" at {_ts(open_pause.paused_at)}" if open_pause else ""
         typer.echo(f"  state:    PAUSED{by}{at}: it does not run until resumed")
+    elif why.on_demand:
+        typer.echo("  state:    active, on demand: it runs when started by hand or chained")
     elif why.next_run_at is None:
         end = f" (end {_ts(why.schedule_end)})" if why.schedule_end else ""
         typer.echo(f"  state:    no further occurrence: the schedule has ended{end}")
@@ -1143,11 +1219,33 @@ def _preview(
     count: int,
     json_out: bool,
     non_school_days: Sequence[date] = (),
+    after: After | None = None,
+    job_id: str | None = None,
 ) -> None:
     """Print the next ``count`` occurrences after ``since`` (default now) in the schedule's zone,
-    with the skipped ones between and why they were skipped."""
+    with the skipped ones between and why they were skipped.
+
+    An on-demand schedule has none: it says when the job runs instead (with ``--json``, an
+    object with ``on_demand: true`` and no occurrences, where other schedules give a list)."""
     if count < 1:
         raise InvalidInput("count", f"{count} is not a number of occurrences", "1 or more")
+    if isinstance(schedule.rule, OnDemand):
+        compile_schedule(schedule)
+        runs = _on_demand_runs(after, job_id)
+        if json_out:
+            _json(
+                {
+                    "schedule": ON_DEMAND_TEXT,
+                    "on_demand": True,
+                    "runs": runs,
+                    "after": msgspec.to_builtins(after) if after else None,
+                    "occurrences": [],
+                }
+            )
+            return
+        typer.echo(f"{ON_DEMAND_TEXT}: no scheduled occurrences.")
+        typer.echo(f"  {runs}.")
+        return
     after = parse_datetime(since, schedule.tz, field="from") if since else datetime.now(UTC)
     compiled = compile_schedule(schedule, non_school_days=non_school_days)
     local = zone(schedule.tz)
@@ -1169,6 +1267,20 @@ def _preview(
         typer.echo(line)
     if runnable < count:
         typer.echo("  (no more occurrences: the schedule ends)")
+
+
+def _on_demand_runs(after: After | None, job_id: str | None = None) -> str:
+    """When an on-demand job runs, in a sentence."""
+    by_hand = f"It runs only when started by hand (`belltower jobs run-now {job_id or 'JOB_ID'}`)"
+    if after is None:
+        return f"{by_hand}, or when its upstream job finishes if it was created with --after"
+    delay = f", {_words_s(after.delay_s)} later" if after.delay_s else ""
+    when = {"succeeded": "succeeds", "failed": "fails", "finished": "finishes"}[after.on]
+    return f"{by_hand} or when its upstream job {after.job} {when}{delay}"
+
+
+def _words_s(seconds: float) -> str:
+    return f"{seconds:g}s" if seconds < 60 or seconds % 60 else f"{seconds / 60:g} min"
 
 
 def _occurrence_json(occ: Occurrence, local: Any) -> dict[str, Any]:
@@ -1204,6 +1316,7 @@ def schedule_preview(
     rrule: RRuleOpt = None,
     weekdays: WeekdaysOpt = None,
     once_at: OnceAtOpt = None,
+    on_demand: OnDemandOpt = False,
     tz: TzOpt = "UTC",
     start: StartOpt = None,
     end: EndOpt = None,
@@ -1241,6 +1354,7 @@ def schedule_preview(
             dst_repeat=dst_repeat,
             calendar=calendar,
             on_non_school_day=on_non_school_day,
+            on_demand=on_demand,
         )
     except BelltowerError as exc:
         _fail(exc)
@@ -1265,7 +1379,7 @@ def jobs_preview(
     )
     days = _calendar_days(nats_url, job.schedule.calendar)
     try:
-        _preview(job.schedule, from_, count, json_out, days)
+        _preview(job.schedule, from_, count, json_out, days, job.after, job.id)
     except BelltowerError as exc:
         _fail(exc)
 

@@ -46,6 +46,13 @@ class NotFound(BelltowerError):
     code = "not_found"
 
 
+class Conflict(BelltowerError):
+    """The request is valid but clashes with the current state (a run of the job is still going);
+    the message says what it clashes with and how to proceed anyway."""
+
+    code = "conflict"
+
+
 class Unavailable(BelltowerError):
     """A service or server Belltower needs did not answer."""
 

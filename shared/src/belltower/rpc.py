@@ -12,7 +12,7 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError, TimeoutError
 
 from .api import ErrorBody, Reply, encoder
-from .errors import BelltowerError, InvalidInput, NotFound, Unavailable
+from .errors import BelltowerError, Conflict, InvalidInput, NotFound, Unavailable
 from .subjects import api_subject
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,8 @@ class ApiClient:
                 raise NotFound(err.message)
             if err.code == "unavailable":
                 raise Unavailable(err.message)
+            if err.code == "conflict":
+                raise Conflict(err.message)
             raise BelltowerError(err.message)
         if result_type is Any:
             return reply.result

@@ -61,6 +61,12 @@ WINDOW_FORM = "HH:MM-HH:MM in local time, e.g. 07:00-17:00 or 22:00-06:00 across
 JITTER_FORM = "a duration such as 30s or 5m, shorter than one day"
 DST_GAP_FORM = "run (once, at the end of the gap) or skip"
 DST_REPEAT_FORM = "first (first pass), second (second pass) or both"
+ON_DEMAND_FORM = (
+    "--on-demand alone (no other schedule flag, no start, end, window, weekdays, jitter, DST "
+    "choice or calendar), optionally with --after JOB to run when that job finishes"
+)
+ON_DEMAND_TEXT = "on demand only (run now, or after its upstream job)"
+"""How an on-demand schedule is described in lists, previews and the ledger's explanations."""
 
 HORIZON = timedelta(days=366 * 8)
 """How far ahead a schedule is searched for its next runnable occurrence before it is called dead."""
@@ -130,7 +136,12 @@ class Once(msgspec.Struct, tag="once", tag_field="kind"):
     at: datetime
 
 
-Rule = Every | Cron | Daily | Weekly | Monthly | RRule | Once
+class OnDemand(msgspec.Struct, tag="on_demand", tag_field="kind"):
+    """No occurrence of its own: the job runs only when started by hand (run now) or, with a
+    chaining policy (``after``), when its upstream job finishes."""
+
+
+Rule = Every | Cron | Daily | Weekly | Monthly | RRule | Once | OnDemand
 
 
 class Window(msgspec.Struct):
@@ -337,6 +348,8 @@ class CompiledSchedule:
             after = sched.start - timedelta(microseconds=1)
         rule = sched.rule
         found: datetime | None
+        if isinstance(rule, OnDemand):
+            return None
         if isinstance(rule, Every):
             anchor = sched.start or _EPOCH
             elapsed = (after - anchor).total_seconds()
@@ -383,6 +396,8 @@ class CompiledSchedule:
         """Every occurrence strictly after ``after`` in order of its instant, runnable or not,
         until the end, the last occurrence, or ``HORIZON`` past ``after`` with nothing runnable."""
         sched = self.schedule
+        if isinstance(sched.rule, OnDemand):
+            return  # never produces an occurrence by itself
         after = after.astimezone(UTC)
         cursor = after - self._jitter
         start = sched.start.astimezone(UTC) if sched.start else None
@@ -676,6 +691,8 @@ def compile_schedule(
     given the same seed compute the same instants (default: the schedule itself).
     """
     tzinfo = zone(schedule.tz)
+    if isinstance(schedule.rule, OnDemand):
+        _check_on_demand(schedule, on_non_school_day)
     non_school_days = frozenset(non_school_days)
     for name in ("start", "end"):
         value = getattr(schedule, name)
@@ -733,6 +750,37 @@ def compile_schedule(
     return compiled
 
 
+def _check_on_demand(schedule: Schedule, on_non_school_day: str | None) -> None:
+    """Refuse what would filter or bound an on-demand schedule's occurrences: it has none, so
+    such a setting would be silently meaningless."""
+    given = [
+        (name, value)
+        for name, value in (
+            ("start", schedule.start),
+            ("end", schedule.end),
+            ("window", schedule.window),
+            ("weekdays", schedule.weekdays),
+            ("jitter", schedule.jitter_s or None),
+            ("dst_gap", schedule.dst_gap),
+            ("dst_repeat", schedule.dst_repeat),
+            ("calendar", schedule.calendar),
+            (
+                "on_non_school_day",
+                (on_non_school_day or schedule.on_non_school_day) != "skip" or None,
+            ),
+        )
+        if value is not None
+    ]
+    if given:
+        name = given[0][0]
+        raise InvalidInput(
+            name,
+            "does not apply to an on-demand schedule, which has no occurrences of its own "
+            "(it runs only when started by hand or after its upstream job)",
+            ON_DEMAND_FORM,
+        )
+
+
 def _plain(schedule: Schedule, sources: tuple[_Source, ...], non_school_days: frozenset) -> bool:
     """Whether nothing can be skipped or moved, and cron lines can go to cronsim as they are."""
     if schedule.window or schedule.weekdays or schedule.jitter_s or non_school_days:
@@ -750,6 +798,8 @@ def _check_possible(compiled: CompiledSchedule) -> None:
     """
     sched = compiled.schedule
     rule = sched.rule
+    if isinstance(rule, OnDemand):
+        return  # runs only when asked: never "could never run"
     if compiled.fast and sched.end is None and not isinstance(rule, Once):
         return  # nothing filters, nothing ends: cronsim has refused days that never occur
     if isinstance(rule, Once):
@@ -804,6 +854,7 @@ def _rule_field(rule: Rule) -> str:
         Monthly: "monthly",
         RRule: "rrule",
         Once: "once_at",
+        OnDemand: "on_demand",
     }[type(rule)]
 
 
@@ -853,6 +904,8 @@ def _sources(schedule: Schedule, tzinfo: ZoneInfo) -> tuple[_Source, ...]:
         if rule.at.tzinfo is None:
             raise InvalidInput("once_at", "has no time zone offset", DATETIME_FORM)
         return ()
+    if isinstance(rule, OnDemand):
+        return ()
     if isinstance(rule, Cron):
         expr = _check_cron(rule.expr)
         fields = expr.split()
@@ -886,7 +939,9 @@ def _sources(schedule: Schedule, tzinfo: ZoneInfo) -> tuple[_Source, ...]:
             _Source(f"rrule '{_rrule_text(rule.rule)}'", rrule=parsed, follows_wall_clock=wild),
         )
     raise InvalidInput(
-        "schedule", f"unknown rule {rule!r}", "every, cron, daily, weekly, monthly, rrule or once"
+        "schedule",
+        f"unknown rule {rule!r}",
+        "every, cron, daily, weekly, monthly, rrule, once or on_demand",
     )
 
 
@@ -986,6 +1041,8 @@ def _valid_without_month(text: str) -> bool:
 def describe(schedule: Schedule) -> str:
     """The schedule in words, as the jobs list shows it."""
     rule = schedule.rule
+    if isinstance(rule, OnDemand):
+        return ON_DEMAND_TEXT
     tz = f" ({schedule.tz})"
     extras = ""
     if schedule.window is not None:

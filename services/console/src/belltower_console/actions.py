@@ -400,17 +400,24 @@ class Console:
         )
         return after
 
-    async def run_now(self, who: Principal, client: str | None, job_id: str) -> RunNowResult:
+    async def run_now(
+        self, who: Principal, client: str | None, job_id: str, force: bool = False
+    ) -> RunNowResult:
+        """Run the job once now. While a run of it is still going its overlap policy applies
+        (skip refuses with Conflict, buffer queues this one), unless ``force``."""
         await self.require(who, "operator", client, "jobs.run_now", job_id)
-        result = await self.api.call(
-            "scheduler",
-            "jobs.run_now",
-            {"id": job_id, "requested_by": who.username, "requested_from": client},
-            result_type=RunNowResult,
-        )
-        await self.audit(
-            who, client, "jobs.run_now", target=job_id, after={"run_id": result.run_id}
-        )
+        request: dict[str, Any] = {
+            "id": job_id,
+            "requested_by": who.username,
+            "requested_from": client,
+        }
+        if force:
+            request["force"] = True
+        result = await self.api.call("scheduler", "jobs.run_now", request, result_type=RunNowResult)
+        after: dict[str, Any] = {"run_id": result.run_id, "state": result.state}
+        if force:
+            after["force"] = True
+        await self.audit(who, client, "jobs.run_now", target=job_id, after=after)
         return result
 
     async def preview(self, job_id: str, since: datetime | None, count: int) -> list[datetime]:

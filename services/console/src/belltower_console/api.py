@@ -179,9 +179,18 @@ async def resume_job(job_id: str, who: Caller, request: Request) -> Response:
 
 
 @router.post("/jobs/{job_id}/run", tags=["jobs"], status_code=202)
-async def run_job(job_id: str, who: Caller, request: Request) -> Response:
+async def run_job(
+    job_id: str,
+    who: Caller,
+    request: Request,
+    force: bool = Query(
+        False,
+        description="Run even while a run of the job is still going, overriding its overlap "
+        "policy (skip refuses with 409 naming that run; buffer queues the run, state waiting)",
+    ),
+) -> Response:
     """Run the job once now; history records the user and their address as the trigger."""
-    return reply(await console_of(request).run_now(who, client_of(request), job_id), 202)
+    return reply(await console_of(request).run_now(who, client_of(request), job_id, force), 202)
 
 
 @router.get("/jobs/{job_id}/preview", tags=["jobs"])

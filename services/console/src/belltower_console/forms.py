@@ -22,13 +22,20 @@ from belltower.schedule import (
     Daily,
     Every,
     Once,
+    OnDemand,
     Schedule,
     compile_schedule,
     parse_every,
     zone,
 )
 
-KINDS = {"every": "Every interval", "daily": "Daily at", "cron": "Cron expression", "once": "Once"}
+KINDS = {
+    "every": "Every interval",
+    "daily": "Daily at",
+    "cron": "Cron expression",
+    "once": "Once",
+    "on_demand": "On demand only (run now, or after its upstream job)",
+}
 KEEP = [
     ("7", "a week"),
     ("30", "30 days"),
@@ -47,6 +54,7 @@ SCHEDULE_FIELDS = {
     "start",
     "end",
     "schedule",
+    "on_demand",
 }
 
 
@@ -186,6 +194,8 @@ def values_of(job: Job | None, info: JobTypeInfo | None) -> dict[str, Any]:
             )
         elif isinstance(rule, Once):
             values.update(kind="once", once_at=_local(rule.at))
+        elif isinstance(rule, OnDemand):
+            values.update(kind="on_demand")
         params |= job.params
     for name, value in params.items():
         values[f"param.{name}"] = value if isinstance(value, bool) else as_text(value)
@@ -208,7 +218,7 @@ def form_can_express(schedule: Schedule) -> bool:
     rule = schedule.rule
     if isinstance(rule, Daily):
         return plain
-    return plain and schedule.weekdays is None and isinstance(rule, Every | Cron | Once)
+    return plain and schedule.weekdays is None and isinstance(rule, Every | Cron | Once | OnDemand)
 
 
 def _local(value: Any) -> str:
@@ -238,6 +248,7 @@ def read_form(
             tz,
             text.get("start") or None,
             text.get("end") or None,
+            on_demand=kind == "on_demand",
         )
         schedule = msgspec.to_builtins(built)
     except _Kept:
@@ -305,7 +316,7 @@ def by_field(errors: list[FieldError]) -> dict[str, str]:
     out: dict[str, str] = {}
     for err in errors:
         key = err.field
-        if key.startswith("schedule"):
+        if key.startswith("schedule") or key == "on_demand":
             key = "schedule"
         elif key.startswith("result_emails"):
             key = "result_emails"

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from belltower.api import FieldError
-from belltower.errors import BelltowerError, InvalidInput, NotFound, Unavailable
+from belltower.errors import BelltowerError, Conflict, InvalidInput, NotFound, Unavailable
 
 from .actions import Console
 from .errors import Denied, FieldErrors, Unauthenticated
@@ -104,6 +104,8 @@ def status_and_errors(exc: Exception) -> tuple[int, str, list[FieldError]]:
         return 401, exc.message, []
     if isinstance(exc, NotFound):
         return 404, exc.message, []
+    if isinstance(exc, Conflict):
+        return 409, exc.message, []
     if isinstance(exc, Unavailable):
         return 503, exc.message, []
     if isinstance(exc, BelltowerError):

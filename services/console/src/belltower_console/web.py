@@ -17,8 +17,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from belltower.api import FieldError, Job, JobTypeInfo
-from belltower.errors import BelltowerError, InvalidInput, NotFound
-from belltower.schedule import WEEKDAYS, Daily, parse_datetime, zone
+from belltower.errors import BelltowerError, Conflict, InvalidInput, NotFound
+from belltower.schedule import WEEKDAYS, Daily, OnDemand, parse_datetime, zone
 
 from . import forms
 from .actions import SORTS, STATES
@@ -46,8 +46,14 @@ def in_zone(value: datetime | None, tz: str) -> datetime | None:
     return value.astimezone(zone(tz)) if value else value
 
 
+def on_demand(job: Job) -> bool:
+    return isinstance(job.schedule.rule, OnDemand)
+
+
 templates.env.filters["in_zone"] = in_zone
-templates.env.globals.update(weekdays_of=weekdays_of, ROLES=ROLES, WEEKDAYS=WEEKDAYS)
+templates.env.globals.update(
+    weekdays_of=weekdays_of, on_demand=on_demand, ROLES=ROLES, WEEKDAYS=WEEKDAYS
+)
 
 
 def page(
@@ -320,11 +326,25 @@ async def create_job(request: Request, type: str = "") -> Response:
 @router.get("/jobs/{job_id}")
 async def job_detail(request: Request, job_id: str, notice: str | None = None) -> Response:
     who = await principal_of(request)
+    return await _job_page(request, who, job_id, notice)
+
+
+async def _job_page(
+    request: Request,
+    who: Principal,
+    job_id: str,
+    notice: str | None = None,
+    refused: str | None = None,
+    http_status: int = 200,
+) -> Response:
     console = console_of(request)
     job = await console.get_job(job_id)
     upcoming = await console.preview(job_id, None, 10) if not job.paused else []
     runs = await console.runs(job_id=job_id, limit=10)
-    return page(request, "job.html", who, job=job, upcoming=upcoming, runs=runs, notice=notice)
+    return page(
+        request, "job.html", who, http_status=http_status, job=job, upcoming=upcoming,
+        runs=runs, notice=notice, refused=refused,
+    )  # fmt: skip
 
 
 @router.get("/jobs/{job_id}/edit")
@@ -351,8 +371,16 @@ async def update_job(request: Request, job_id: str) -> Response:
 
 @router.post("/jobs/{job_id}/run")
 async def run_job(request: Request, job_id: str) -> Response:
-    who, _ = await posted(request)
-    result = await console_of(request).run_now(who, client_of(request), job_id)
+    """Run now; while a run of the job is still going, a refusal (overlap: skip) is shown on
+    the job's page with a "Run anyway" button, and a queued run (overlap: buffer) says so."""
+    who, form = await posted(request)
+    force = form.get("force") == "1"
+    try:
+        result = await console_of(request).run_now(who, client_of(request), job_id, force)
+    except Conflict as exc:
+        return await _job_page(request, who, job_id, refused=exc.message, http_status=409)
+    if result.state == "waiting":
+        return back(f"/jobs/{job_id}", f"Run queued: {result.note}")
     return back(
         f"/history/{result.run_id}", "Run started: this page shows it once a worker picks it up."
     )

@@ -47,7 +47,7 @@ from nats.js import JetStreamContext
 
 from belltower import metrics, telemetry
 from belltower.api import RunPolicy
-from belltower.errors import Unavailable
+from belltower.errors import Conflict, Unavailable
 from belltower.events import (
     DueOccurrence,
     ResultMail,
@@ -91,6 +91,7 @@ from .store import (
 log = logging.getLogger(__name__)
 
 MAX_CATCH_UP = 10_000
+_FINISHED_KEPT = 100_000
 
 PLAN_CHUNK = 5_000
 """Occurrences per ledger transaction. A batch is written and published in chunks so that the
@@ -367,6 +368,16 @@ class _Sent:
     dispatched_at: datetime
 
 
+@dataclass(slots=True)
+class _Claims:
+    """Occurrences decided in one batch of run events or releases, before the ledger has them:
+    jobs given a run that is about to start (job id -> what it is) and jobs given a buffered one,
+    so a second occurrence of the same batch sees them under the overlap policy."""
+
+    going: dict[str, str] = field(default_factory=dict)
+    waiting: set[str] = field(default_factory=set)
+
+
 @dataclass
 class DispatchStats:
     """Counters for the metrics: ``skipped`` by cause, ``missed`` by catch-up policy (coalesced
@@ -429,6 +440,9 @@ class Dispatcher:
         """Within one planning pass: (compiled schedule's id, instant) -> its next runnable."""
         self.partition = partition
         self.lease = lease
+        self._finished_recently: dict[str, None] = {}
+        """Occurrences whose finished event was applied (the latest ``_FINISHED_KEPT``), so that
+        :meth:`adopt` does not take a run that finished meanwhile for one in flight."""
 
     # -- the set of jobs ----------------------------------------------------------------------
 
@@ -1077,9 +1091,21 @@ class Dispatcher:
         return total
 
     async def run_now(
-        self, entry: Entry, requested_by: str | None, requested_from: str | None = None
+        self,
+        entry: Entry,
+        requested_by: str | None,
+        requested_from: str | None = None,
+        *,
+        force: bool = False,
     ) -> Occurrence:
-        """Dispatch one extra occurrence of a job now, outside its schedule and its overlap policy."""
+        """Dispatch one extra occurrence of a job now, outside its schedule.
+
+        While a run of the job is still going (as the ledger says, whichever replica dispatched
+        it), its overlap policy applies: ``skip`` refuses with :class:`Conflict` naming that run,
+        ``buffer`` queues this one as the job's waiting occurrence (state ``waiting``, released
+        when the run finishes) unless one waits already, ``allow`` runs at once. ``force`` runs
+        at once whatever the policy. Every outcome is a ledger row, so `jobs why` explains it.
+        """
         now = self.clock().astimezone(UTC)
         occ = _Planned(
             id=manual_occurrence_id(),
@@ -1093,7 +1119,18 @@ class Dispatcher:
             entry=entry,
         )
         async with self._lock:
+            refusal = None
+            if entry.policy.overlap != "allow":
+                refusal = await self._manual_overlap(entry, occ, now, force)
             await self.store.plan([occ], [], fence=self._fence())
+            if refusal is not None:
+                self._count(self.stats.skipped, "overlap")
+                metrics.OCCURRENCES_SKIPPED.labels("overlap").inc()
+                raise Conflict(refusal)
+            if occ.state == "waiting":
+                if self.tracking_runs:
+                    self.waiting[entry.id] = occ.id
+                return occ
             if self.tracking_runs:
                 self.in_flight.setdefault(entry.id, {})[occ.id] = now
             sent = await self._publish([occ])
@@ -1102,6 +1139,96 @@ class Dispatcher:
                 "JetStream did not confirm the run; it stays pending and is retried automatically"
             )
         return occ
+
+    async def _manual_overlap(
+        self, entry: Entry, occ: _Planned, now: datetime, force: bool
+    ) -> str | None:
+        """Apply the overlap policy to a run-now: sets ``occ``'s state and reason; returns the
+        refusal to give the person asking, or None when it runs (now, or buffered)."""
+        rows = await self.store.unfinished(entry.id, now - self.stale_run)
+        going = [r for r in rows if r["state"] in ("pending", "dispatched")]
+        waiting = next((r for r in rows if r["state"] == "waiting"), None)
+        if self.tracking_runs:
+            # The holder goes by the runs it follows, as for scheduled occurrences: the ledger's
+            # run status may lag behind or have missed an event that the run tracker applied.
+            going, waiting = self._tracked(entry.id, now, rows)
+        if not going:
+            return None
+        first = going[0]
+        run = run_id_for(first["id"])
+        status = "running" if first["run_status"] == "running" else "not started by a worker yet"
+        when = _when(first["dispatched_at"] or first["scheduled_for"])
+        trigger = f"{first['trigger']}, " if first["trigger"] else ""
+        what = f"run {run} of this job ({trigger}dispatched {when}, {status})" + (
+            f" and {len(going) - 1} more" if len(going) > 1 else ""
+        )
+        # Who asked is in the row's requested_by and requested_from, and `jobs why` shows them.
+        if force:
+            occ.reason = (
+                f"forced: {what} was still going (overlap: {entry.policy.overlap}, overridden)"
+            )
+            occ.cause = "overlap_overridden"
+            return None
+        if entry.policy.overlap == "buffer" and waiting is None:
+            occ.state = "waiting"
+            occ.cause = "overlap"
+            occ.reason = f"buffered: {what} was still going; it runs when that run finishes (overlap: buffer)"
+            return None
+        occ.state = "skipped"
+        occ.cause = "overlap"
+        why = (
+            "its overlap policy is skip"
+            if entry.policy.overlap == "skip"
+            else f"its overlap policy is buffer and occurrence {waiting['id'] if waiting else '?'} "
+            "already waits for it"
+        )
+        occ.reason = f"refused: {what} was still going (overlap: {entry.policy.overlap})"
+        return (
+            f"not run: {what} is still going, and {why}. Wait for it to finish "
+            f"(`belltower runs show {run}`), or run anyway with `belltower jobs run-now --force "
+            f"{entry.id}` (API: force=true)"
+        )
+
+    def _tracked(
+        self, job_id: str, now: datetime, rows: list[Record]
+    ) -> tuple[list[Any], Any | None]:
+        """The job's runs in flight and buffered occurrence as this dispatcher follows them,
+        described by their ledger rows where it has them."""
+        by_id: dict[str, Any] = {r["id"]: r for r in rows}
+        going: list[Any] = []
+        if job_id in self.in_flight and self._still_going(job_id, now):
+            for occ_id, at in sorted(self.in_flight[job_id].items(), key=lambda item: item[1]):
+                going.append(by_id.get(occ_id) or {
+                    "id": occ_id, "state": "dispatched", "trigger": None, "scheduled_for": at,
+                    "dispatched_at": None, "run_status": None,
+                })  # fmt: skip
+        waiting_id = self.waiting.get(job_id)
+        return going, (by_id.get(waiting_id) or {"id": waiting_id}) if waiting_id else None
+
+    async def adopt(self, job_id: str) -> None:
+        """Learn what another replica wrote for one of this dispatcher's jobs (a run-now it
+        answered): its runs in flight and its buffered occurrence, so that the overlap policy
+        holds back this job's next occurrences and the buffered one is released when they finish.
+        """
+        if not self.tracking_runs or job_id not in self.entries:
+            return
+        now = self.clock()
+        rows = await self.store.unfinished(job_id, now - self.stale_run)
+        for r in rows:
+            if r["state"] == "waiting":
+                self.waiting[job_id] = r["id"]
+            elif r["id"] not in self._finished_recently:
+                self.in_flight.setdefault(job_id, {})[r["id"]] = r["scheduled_for"]
+        waiting = self.waiting.get(job_id)
+        if waiting is not None and not (
+            job_id in self.in_flight and self._still_going(job_id, now)
+        ):
+            # What it waited for finished before we learnt of it: it runs now.
+            del self.waiting[job_id]
+            async with self._lock:
+                await self.store.release([waiting], fence=self._fence())
+            self._retry_pending = True
+            self.wake.set()
 
     # -- run events: overlap and chaining -------------------------------------------------------
 
@@ -1120,32 +1247,68 @@ class Dispatcher:
         now = self.clock()
         chained: list[_Planned] = []
         released: list[str] = []
+        claims = _Claims()
+        # What this changes in memory, put back if the ledger writes fail: the events are
+        # handed over again (runs.py), and must find the same runs in flight and buffered.
+        popped: list[tuple[str, str, datetime]] = []
+        unbuffered: list[tuple[str, str]] = []
         for data in finished:
+            self._finished_recently[data.occurrence_id] = None
+            if len(self._finished_recently) > _FINISHED_KEPT:
+                del self._finished_recently[next(iter(self._finished_recently))]
             going = self.in_flight.get(data.job_id)
             if going is not None:
-                going.pop(data.occurrence_id, None)
+                at = going.pop(data.occurrence_id, None)
+                if at is not None:
+                    popped.append((data.job_id, data.occurrence_id, at))
                 if not going:
                     del self.in_flight[data.job_id]
                     waiting = self.waiting.pop(data.job_id, None)
                     if waiting is not None:
+                        unbuffered.append((data.job_id, waiting))
                         released.append(waiting)
+                        claims.going[data.job_id] = (
+                            f"its buffered occurrence {waiting} was starting"
+                        )
             for follower in self.chained.get(data.job_id, ()):
                 entry = self.entries.get(follower)
                 if entry is not None and entry.policy.after is not None:
-                    planned = self._chain(entry, data, now)
+                    planned = self._chain(entry, data, now, claims)
                     if planned is not None:
                         chained.append(planned)
+        try:
+            await self._apply_finished(finished, chained, released)
+        except BaseException:
+            for job_id, occ_id, at in popped:
+                self.in_flight.setdefault(job_id, {})[occ_id] = at
+            for job_id, occ_id in unbuffered:
+                self.waiting.setdefault(job_id, occ_id)
+            raise
+        if self._retry_pending or chained:
+            self.wake.set()  # the loop's sleep is recomputed, with the delayed occurrences
+
+    async def _apply_finished(
+        self, finished: list[RunFinishedData], chained: list[_Planned], released: list[str]
+    ) -> None:
+        """The ledger writes of :meth:`runs_finished`, and what they make due or held."""
         async with self._lock:
             # Whether or not this replica's write was the first (another replica follows the
             # same events), the occurrences are published from the ledger's state: releasing
             # is idempotent, and pending rows are published once, de-duplicated by their id.
             if chained:
-                await self.store.plan(chained, [], fence=self._fence())
+                new = await self.store.plan(chained, [], fence=self._fence())
                 for p in chained:
                     if p.state == "delayed":
                         heapq.heappush(self.delayed, (p.scheduled_for.timestamp(), p.id, p.job_id))
                     elif p.state == "pending":
                         self._retry_pending = True
+                        if p.id in new:  # in flight from now: a later event's chain sees it
+                            self.in_flight.setdefault(p.job_id, {})[p.id] = p.scheduled_for
+                    elif p.state == "waiting" and p.id in new:
+                        self.waiting[p.job_id] = p.id
+                    elif p.state == "skipped" and p.id in new and p.cause == "overlap":
+                        self._count(self.stats.skipped, "overlap")
+                        metrics.OCCURRENCES_SKIPPED.labels("overlap").inc()
             if released:
                 self._retry_pending = True
                 for occ_id in await self.store.release(released, fence=self._fence()):
@@ -1157,8 +1320,6 @@ class Dispatcher:
                 [(d.occurrence_id, d.status, d.error, d.finished_at) for d in finished],
                 fence=self._fence(),
             )
-        if self._retry_pending or chained:
-            self.wake.set()  # the loop's sleep is recomputed, with the delayed occurrences
 
     async def runs_started(self, occurrence_ids: list[str]) -> None:
         """Record that runs started, so the ledger can say "running"."""
@@ -1166,8 +1327,13 @@ class Dispatcher:
             [(i, "running", None, None) for i in occurrence_ids], fence=self._fence()
         )
 
-    def _chain(self, entry: Entry, upstream: RunFinishedData, now: datetime) -> _Planned | None:
-        """The occurrence of ``entry`` that ``upstream`` finishing triggers, or None."""
+    def _chain(
+        self, entry: Entry, upstream: RunFinishedData, now: datetime, claims: _Claims
+    ) -> _Planned | None:
+        """The occurrence of ``entry`` that ``upstream`` finishing triggers, or None.
+
+        One due at once is subject to the job's overlap policy now; one with a delay, when
+        the delay has passed (:meth:`_release_delayed`)."""
         after = entry.policy.after
         assert after is not None
         ok = upstream.status == "succeeded"
@@ -1181,6 +1347,14 @@ class Dispatcher:
                 "skipped: the job was paused when its upstream run finished",
                 "paused",
             )
+        elif state == "pending":
+            held = self._overlapped(entry, now, claims)
+            if held is not None:
+                state, reason, cause = held
+            else:
+                claims.going[entry.id] = (
+                    f"its chained run after {upstream.occurrence_id} was starting"
+                )
         return _Planned(
             id=chained_occurrence_id(entry.id, upstream.occurrence_id),
             job_id=entry.id,
@@ -1194,16 +1368,71 @@ class Dispatcher:
             entry=entry,
         )
 
+    def _overlapped(
+        self, entry: Entry, now: datetime, claims: _Claims
+    ) -> tuple[str, str, str] | None:
+        """For an occurrence that is due now outside the planner (chained): None when it may
+        run, else the (state, reason, cause) its job's overlap policy gives it while a run of
+        the job is still going: skipped, or waiting as the one buffered occurrence."""
+        if not self.tracking_runs or entry.policy.overlap == "allow":
+            return None
+        if entry.id in self.in_flight and self._still_going(entry.id, now):
+            going = self.in_flight[entry.id]
+            what = f"the run of {_when(min(going.values()))} was still going" + (
+                f" (and {len(going) - 1} more)" if len(going) > 1 else ""
+            )
+        elif entry.id in claims.going:
+            what = claims.going[entry.id]
+        else:
+            return None
+        if entry.policy.overlap == "buffer":
+            if entry.id not in self.waiting and entry.id not in claims.waiting:
+                claims.waiting.add(entry.id)
+                why = "it runs when that run finishes (overlap: buffer)"
+                return "waiting", f"buffered: {what}; {why}", "overlap"
+            why = "overlap: buffer holds one, and one was waiting already"
+        else:
+            why = "overlap: skip"
+        return "skipped", f"skipped: {what} ({why})", "overlap"
+
     async def _release_delayed(self) -> None:
-        """Chained occurrences whose delay has passed become pending, published this tick."""
-        now_ts = self.clock().timestamp()
-        due: list[str] = []
+        """Chained occurrences whose delay has passed become pending, published this tick, or,
+        while a run of their job is still going, skipped or buffered as its overlap policy says."""
+        now = self.clock()
+        now_ts = now.timestamp()
+        due: list[tuple[str, str]] = []
         while self.delayed and self.delayed[0][0] <= now_ts:
-            due.append(heapq.heappop(self.delayed)[1])
+            _, occ_id, job_id = heapq.heappop(self.delayed)
+            due.append((occ_id, job_id))
+        release: list[str] = []
+        held: list[tuple[str, str, str, str, str]] = []
+        claims = _Claims()
+        for occ_id, job_id in due:
+            entry = self.entries.get(job_id)
+            outcome = self._overlapped(entry, now, claims) if entry is not None else None
+            if outcome is None:
+                release.append(occ_id)
+                claims.going.setdefault(job_id, f"its chained occurrence {occ_id} was starting")
+            else:
+                held.append((occ_id, job_id, *outcome))
         try:
-            await self.store.release(due, fence=self._fence())
+            fence = self._fence()
+            released = await self.store.release(release, fence=fence)
+            changed = await self.store.hold_delayed(
+                [(i, s, r, c) for i, _, s, r, c in held], fence=fence
+            )
         except BaseException:
-            for occ_id in due:  # the ledger still holds them as delayed: try again
-                heapq.heappush(self.delayed, (now_ts, occ_id, ""))
+            for occ_id, job_id in due:  # the ledger still holds them as delayed: try again
+                heapq.heappush(self.delayed, (now_ts, occ_id, job_id))
             raise
+        if self.tracking_runs:
+            jobs = dict(due)
+            for occ_id in released:  # in flight from now, as a scheduled one once planned
+                self.in_flight.setdefault(jobs[occ_id], {})[occ_id] = now
+        for occ_id, job_id, state, _, _ in held:
+            if occ_id in changed and state == "waiting":
+                self.waiting[job_id] = occ_id
+            elif occ_id in changed:
+                self._count(self.stats.skipped, "overlap")
+                metrics.OCCURRENCES_SKIPPED.labels("overlap").inc()
         self._retry_pending = True

@@ -41,7 +41,14 @@ from belltower.api import (
 from belltower.errors import InvalidInput, NotFound
 from belltower.events import EmailOn, ResultMail, occurrence_id, run_id_for
 from belltower.rpc import decode_request, invalid_from_msgspec
-from belltower.schedule import DATETIME_FORM, CompiledSchedule, Schedule, compile_schedule, describe
+from belltower.schedule import (
+    DATETIME_FORM,
+    CompiledSchedule,
+    OnDemand,
+    Schedule,
+    compile_schedule,
+    describe,
+)
 
 from .catalog import Catalog, validate_params
 from .dispatcher import Dispatcher, Entry
@@ -176,7 +183,7 @@ class Operations:
         next_run = None
         if compiled is not None and not spec.paused:
             next_run = compiled.next_after(now)
-            if next_run is None:
+            if next_run is None and not isinstance(spec.schedule.rule, OnDemand):
                 errors.append(
                     InvalidInput(
                         "schedule",
@@ -381,6 +388,7 @@ class Operations:
             next_run_at=row.next_run_at,
             schedule_text=describe(row.schedule),
             schedule_end=row.schedule.end,
+            on_demand=isinstance(row.schedule.rule, OnDemand),
             since=request.since,
             until=request.until,
             occurrences=entries,
@@ -435,12 +443,16 @@ class Operations:
         request = decode_request(data, RunNowRequest)
         row = await self._row(request.id)
         entry = self.dispatcher.entries.get(row.id) or Entry.from_row(row)
-        occ = await self.dispatcher.run_now(entry, request.requested_by, request.requested_from)
+        occ = await self.dispatcher.run_now(
+            entry, request.requested_by, request.requested_from, force=request.force
+        )
         return RunNowResult(
             job_id=row.id,
             occurrence_id=occ.id,
             run_id=run_id_for(occ.id),
             dispatched_at=self.dispatcher.clock(),
+            state="waiting" if occ.state == "waiting" else "dispatched",
+            note=occ.reason if occ.state == "waiting" else None,
         )
 
     async def purge_ledger(self, data: bytes) -> dict[str, int]:

@@ -85,7 +85,7 @@ class Partitions:
         self.clock = clock
         self.held: dict[int, _Held] = {}
         self.entries = _Entries(self)
-        self._manual = Dispatcher(store, js, clock=clock)
+        self._manual = Dispatcher(store, js, clock=clock, stale_run_s=settings.stale_run_s)
         """Dispatches run-now requests for jobs of partitions held by other replicas."""
         self._background: set[asyncio.Task[None]] = set()
 
@@ -185,11 +185,23 @@ class Partitions:
         self._announce(job_id)
 
     async def run_now(
-        self, entry: Entry, requested_by: str | None, requested_from: str | None = None
+        self,
+        entry: Entry,
+        requested_by: str | None,
+        requested_from: str | None = None,
+        *,
+        force: bool = False,
     ) -> Occurrence:
+        """Run now through the partition's dispatcher when held here; otherwise the ledger row is
+        written here and the holder, told by the change notice, adopts the run in flight (or the
+        buffered one) so its overlap policy and release see it."""
         held = self._holding(entry.id)
-        dispatcher = held.dispatcher if held and held.loaded.done() else self._manual
-        return await dispatcher.run_now(entry, requested_by, requested_from)
+        if held and held.loaded.done():
+            return await held.dispatcher.run_now(entry, requested_by, requested_from, force=force)
+        try:
+            return await self._manual.run_now(entry, requested_by, requested_from, force=force)
+        finally:
+            self._announce(entry.id)
 
     def set_calendar(self, name: str, days: frozenset[date]) -> None:
         """A calendar's days changed: every partition held here, and the holders elsewhere."""
@@ -255,3 +267,4 @@ class Partitions:
             held.dispatcher.remove(job_id)
         else:
             held.dispatcher.put(Entry.from_row(row))
+            await held.dispatcher.adopt(job_id)

@@ -442,6 +442,39 @@ class Store:
             since,
         )
 
+    async def unfinished(self, job_id: str, since: datetime) -> list[asyncpg.Record]:
+        """One job's occurrences that hold back the next under its overlap policy: planned or
+        dispatched after ``since`` and not finished (earliest first), and its buffered ones."""
+        return await self.pool.fetch(
+            "SELECT id::text AS id, state, trigger, scheduled_for, dispatched_at, run_status "
+            "FROM scheduler.occurrences WHERE job_id = $1::uuid AND ((state IN ('pending', 'dispatched') "
+            "AND scheduled_for >= $2 AND (run_status IS NULL OR run_status = 'running')) "
+            "OR state = 'waiting') ORDER BY scheduled_for, created_at",
+            job_id,
+            since,
+        )
+
+    async def hold_delayed(
+        self, rows: Sequence[tuple[str, str, str, str]], fence: Fence | None = None
+    ) -> set[str]:
+        """Give delayed (chained) occurrences whose delay has passed the state the overlap policy
+        chose, skipped or waiting, with reason and cause: (id, state, reason, cause). Returns the
+        ids changed; one no longer delayed (released already) is left alone. With a ``fence``,
+        only under that lease's current token (else :class:`Deposed`)."""
+        if not rows:
+            return set()
+        async with self._writer(fence) as db:
+            changed = await db.fetch(
+                "UPDATE scheduler.occurrences o SET state = u.state, reason = u.reason, cause = u.cause "
+                "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, state, reason, cause) "
+                "WHERE o.id = u.id AND o.state = 'delayed' RETURNING o.id::text AS id",
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
+                [r[3] for r in rows],
+            )
+        return {r["id"] for r in changed}
+
     async def record_runs(
         self,
         updates: Sequence[tuple[str, str, str | None, datetime | None]],
