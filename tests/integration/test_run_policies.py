@@ -246,6 +246,39 @@ async def test_a_buffered_run_is_released_when_the_event_is_applied_again_after_
     assert [s for _, s, _ in await states(pool, row.id)] == ["dispatched", "dispatched"]
 
 
+async def test_a_buffered_or_delayed_occurrence_of_a_job_paused_meanwhile_does_not_run(
+    nc, store, pool
+) -> None:
+    buffered = await add_job(store, RunPolicy(overlap="buffer"), title="buffered")
+    upstream = await add_job(store, every_s=3600, title="download")
+    chained = await add_job(
+        store,
+        RunPolicy(after=After(job=upstream.id, on="succeeded", delay_s=600)),
+        next_due=None,
+        every_s=86_400 * 365,
+        title="import",
+    )
+    clock = Clock(T0)
+    d = Dispatcher(store, nc.jetstream(), clock=clock)
+    await d.load()
+    await d.track_runs()
+    ops = Operations(store, d, catalog=None)  # type: ignore[arg-type]
+    ops._view = _plain_view(ops)  # type: ignore[method-assign]
+    assert await d.tick() == 2  # buffered's 08:00 and download's 08:00
+    clock.now = T0 + MINUTE
+    assert await d.tick() == 0  # buffered's 08:01 waits behind its 08:00
+    await d.runs_finished([finished(upstream, T0)])  # import is due at 08:10
+    for row in (buffered, chained):
+        await ops.pause(msgspec.json.encode(PauseRequest(id=row.id, requested_by="alice (cli)")))
+
+    await d.runs_finished([finished(buffered, T0)])
+    clock.now = T0 + 11 * MINUTE
+    assert await d.tick() == 0
+    assert (await states(pool, buffered.id))[1:] == [(T0 + MINUTE, "skipped", "paused")]
+    assert [(s, c) for _, s, c in await states(pool, chained.id)] == [("skipped", "paused")]
+    assert {m.job_id for m, _ in await due_messages(nc.jetstream())} == {buffered.id, upstream.id}
+
+
 async def test_a_restarted_scheduler_still_knows_the_run_in_flight(nc, store, pool) -> None:
     row = await add_job(store)
     d = Dispatcher(store, nc.jetstream(), clock=Clock(T0))

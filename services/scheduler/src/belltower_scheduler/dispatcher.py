@@ -1252,6 +1252,7 @@ class Dispatcher:
         # handed over again (runs.py), and must find the same runs in flight and buffered.
         popped: list[tuple[str, str, datetime]] = []
         unbuffered: list[tuple[str, str]] = []
+        paused: list[str] = []  # buffered occurrences of jobs paused meanwhile: not run
         for data in finished:
             self._finished_recently[data.occurrence_id] = None
             if len(self._finished_recently) > _FINISHED_KEPT:
@@ -1264,7 +1265,11 @@ class Dispatcher:
                 if not going:
                     del self.in_flight[data.job_id]
                     waiting = self.waiting.pop(data.job_id, None)
-                    if waiting is not None:
+                    job = self.entries.get(data.job_id)
+                    if waiting is not None and job is not None and job.paused:
+                        unbuffered.append((data.job_id, waiting))
+                        paused.append(waiting)
+                    elif waiting is not None:
                         unbuffered.append((data.job_id, waiting))
                         released.append(waiting)
                         claims.going[data.job_id] = (
@@ -1277,7 +1282,7 @@ class Dispatcher:
                     if planned is not None:
                         chained.append(planned)
         try:
-            await self._apply_finished(finished, chained, released)
+            await self._apply_finished(finished, chained, released, paused)
         except BaseException:
             for job_id, occ_id, at in popped:
                 self.in_flight.setdefault(job_id, {})[occ_id] = at
@@ -1288,7 +1293,11 @@ class Dispatcher:
             self.wake.set()  # the loop's sleep is recomputed, with the delayed occurrences
 
     async def _apply_finished(
-        self, finished: list[RunFinishedData], chained: list[_Planned], released: list[str]
+        self,
+        finished: list[RunFinishedData],
+        chained: list[_Planned],
+        released: list[str],
+        paused: list[str],
     ) -> None:
         """The ledger writes of :meth:`runs_finished`, and what they make due or held."""
         async with self._lock:
@@ -1309,6 +1318,15 @@ class Dispatcher:
                     elif p.state == "skipped" and p.id in new and p.cause == "overlap":
                         self._count(self.stats.skipped, "overlap")
                         metrics.OCCURRENCES_SKIPPED.labels("overlap").inc()
+            if paused:
+                await self.store.mark_skipped(
+                    paused,
+                    "skipped: the job was paused when the run it was buffered behind finished",
+                    cause="paused",
+                    fence=self._fence(),
+                )
+                self.stats.skipped["paused"] = self.stats.skipped.get("paused", 0) + len(paused)
+                metrics.OCCURRENCES_SKIPPED.labels("paused").inc(len(paused))
             if released:
                 self._retry_pending = True
                 for occ_id in await self.store.release(released, fence=self._fence()):
@@ -1409,6 +1427,10 @@ class Dispatcher:
         claims = _Claims()
         for occ_id, job_id in due:
             entry = self.entries.get(job_id)
+            if entry is not None and entry.paused:
+                reason = "skipped: the job was paused when its chained occurrence's delay ran out"
+                held.append((occ_id, job_id, "skipped", reason, "paused"))
+                continue
             outcome = self._overlapped(entry, now, claims) if entry is not None else None
             if outcome is None:
                 release.append(occ_id)
@@ -1429,10 +1451,10 @@ class Dispatcher:
             jobs = dict(due)
             for occ_id in released:  # in flight from now, as a scheduled one once planned
                 self.in_flight.setdefault(jobs[occ_id], {})[occ_id] = now
-        for occ_id, job_id, state, _, _ in held:
+        for occ_id, job_id, state, _, cause in held:
             if occ_id in changed and state == "waiting":
                 self.waiting[job_id] = occ_id
             elif occ_id in changed:
-                self._count(self.stats.skipped, "overlap")
-                metrics.OCCURRENCES_SKIPPED.labels("overlap").inc()
+                self._count(self.stats.skipped, cause)
+                metrics.OCCURRENCES_SKIPPED.labels(cause).inc()
         self._retry_pending = True
