@@ -1225,23 +1225,15 @@ def _preview(
     """Print the next ``count`` occurrences after ``since`` (default now) in the schedule's zone,
     with the skipped ones between and why they were skipped.
 
-    An on-demand schedule has none: it says when the job runs instead (with ``--json``, an
-    object with ``on_demand: true`` and no occurrences, where other schedules give a list)."""
+    An on-demand schedule has none: it says when the job runs instead (``--json`` gives the
+    empty list, the same shape as every other schedule's preview)."""
     if count < 1:
         raise InvalidInput("count", f"{count} is not a number of occurrences", "1 or more")
     if isinstance(schedule.rule, OnDemand):
         compile_schedule(schedule)
         runs = _on_demand_runs(after, job_id)
         if json_out:
-            _json(
-                {
-                    "schedule": ON_DEMAND_TEXT,
-                    "on_demand": True,
-                    "runs": runs,
-                    "after": msgspec.to_builtins(after) if after else None,
-                    "occurrences": [],
-                }
-            )
+            _json([])
             return
         typer.echo(f"{ON_DEMAND_TEXT}: no scheduled occurrences.")
         typer.echo(f"  {runs}.")
