@@ -58,6 +58,7 @@ async def test_no_stream_and_a_refusing_stream_fail_with_the_reason(nc) -> None:
     await publisher.publish(batch, "pubfull.a", b"2", msg_id())  # over max_msgs: refused
     await batch.wait(10)
     assert list(batch.outcome) == [FAILED, CONFIRMED, FAILED]
+    assert batch.refused == 2
     assert "503" in batch.errors[0]
     assert "maximum messages" in batch.errors[1]
     assert publisher.in_flight == 0

@@ -980,7 +980,7 @@ class Dispatcher:
                 extra={
                     "action": "dispatch.unconfirmed",
                     "count": failed,
-                    "refused": len(acks.errors),
+                    "refused": acks.refused,
                     "first_error": acks.errors[0] if acks.errors else None,
                 },
             )

@@ -34,6 +34,7 @@ FAILED = 2
 """A message's outcome in :attr:`Batch.outcome`."""
 
 _NO_RESPONDERS = "503"
+KEPT_ERRORS = 5
 
 
 class Stalled(Exception):
@@ -48,11 +49,21 @@ class Batch:
     outcome: bytearray = field(default_factory=bytearray)
     unacked: int = 0
     errors: list[str] = field(default_factory=list)
+    """The first few refusals' reasons (:data:`KEPT_ERRORS`), for the log."""
     _all_acked: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def confirmed(self) -> int:
         return self.outcome.count(CONFIRMED)
+
+    @property
+    def refused(self) -> int:
+        return self.outcome.count(FAILED)
+
+    def _refuse(self, index: int, reason: str) -> None:
+        self.outcome[index] = FAILED
+        if len(self.errors) < KEPT_ERRORS:  # a stream refusing 100k messages says one thing
+            self.errors.append(reason)
 
     async def wait(self, timeout: float) -> None:
         """Until every message is acknowledged (confirmed or refused), or ``timeout`` seconds.
@@ -148,11 +159,9 @@ class BatchPublisher:
             return  # a late or repeated ack
         data = msg.data
         if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
-            batch.outcome[index] = FAILED
-            batch.errors.append("no stream listens on the subject (503 no responders)")
+            batch._refuse(index, "no stream listens on the subject (503 no responders)")
         elif b'"error"' in data:
-            batch.outcome[index] = FAILED
-            batch.errors.append(data.decode(errors="replace"))
+            batch._refuse(index, data.decode(errors="replace"))
         else:
             batch.outcome[index] = CONFIRMED
         batch.unacked -= 1
