@@ -84,6 +84,9 @@ def sis_settings(sis_database: str, mail_sink: MailSink, tmp_batch_folder) -> Se
         smtp_host=mail_sink.host,
         smtp_port=mail_sink.port,
         batch_folder=tmp_batch_folder,
+        # The stand-ins for outside services listen on this machine, over plain http.
+        outbound_allow_http=True,
+        outbound_allow_hosts=["127.0.0.1"],
     )
 
 

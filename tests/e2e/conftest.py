@@ -129,6 +129,9 @@ def stack_env(fresh_nats, database_url: str, tmp_batch_folder: Path, mail_sink) 
         BELLTOWER_SMTP_HOST=mail_sink.host,
         BELLTOWER_SMTP_PORT=str(mail_sink.port),
         BELLTOWER_ACK_WAIT_S="3",
+        # The stand-ins for outside services listen on this machine, over plain http.
+        BELLTOWER_OUTBOUND_ALLOW_HTTP="true",
+        BELLTOWER_OUTBOUND_ALLOW_HOSTS='["127.0.0.1"]',
         BELLTOWER_LOG_JSON="true",
         BELLTOWER_LOG_LEVEL="INFO",
         OTEL_TRACES_EXPORTER="none",  # a developer's collector settings must not leak in

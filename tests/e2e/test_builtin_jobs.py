@@ -139,15 +139,20 @@ def test_batch_folder_cleanup_misconfigured_fails_naming_the_problem(
 ) -> None:
     old_file = write(tmp_batch_folder / "old.csv", 10, 100)
 
-    missing = cleanup_job(cli, "Cleanup of a missing folder", "folder=/nonexistent/x",
+    missing = cleanup_job(cli, "Cleanup of a missing folder", "folder=nonexistent/x",
                           "notify=it@school.example")  # fmt: skip
     code, run = run_now(cli, missing)
     assert code == 1 and run["status"] == "failed", run
-    assert "/nonexistent/x" in run["error"] and "BELLTOWER_BATCH_FOLDER" in run["error"]
-    assert "/nonexistent/x does not exist" in run["output_text"]
+    assert "nonexistent/x" in run["error"] and "BELLTOWER_BATCH_FOLDER" in run["error"]
+    assert "nonexistent/x does not exist" in run["output_text"]
     failed = cli.run("jobs", "run-now", missing, "--wait", check=False)
     assert failed.returncode == 1 and "status:        failed" in failed.stdout
-    assert re.search(r"error:\s+batch folder /nonexistent/x does not exist", failed.stdout)
+    assert re.search(r"error:\s+batch folder \S*nonexistent/x does not exist", failed.stdout)
+
+    outside = cli.run("jobs", "create", "--type", "files.batch_folder_cleanup", "--title", "Etc",
+                      "--every", "1d", "--param", "folder=/etc", check=False)  # fmt: skip
+    assert outside.returncode == 2, outside.stdout
+    assert "param.folder" in outside.stderr and "leaves the batch folder" in outside.stderr
 
     negative = cli.run("jobs", "create", "--type", "files.batch_folder_cleanup", "--title", "Negative days",
                        "--every", "1d", "--param", "days=-1", check=False)  # fmt: skip

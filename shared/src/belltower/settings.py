@@ -52,6 +52,15 @@ class Settings(BaseSettings):
         default=Path(".dev/batch"),
         description="Folder where exports are written and file drops are read",
     )
+    outbound_allow_http: bool = Field(
+        default=False,
+        description="Let jobs fetch plain http:// addresses (https only by default)",
+    )
+    outbound_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts or networks (CIDR) jobs may reach although private or loopback, "
+        'e.g. ["lms.district.internal", "10.20.0.0/16"] (JSON list)',
+    )
     stream_replicas: int = Field(default=1, ge=1, le=5)
     due_max_age_s: float = Field(default=7 * 86400, gt=0)
     runs_max_age_s: float = Field(default=7 * 86400, gt=0)

@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from belltower.errors import InvalidInput, JobFailed
+from belltower import fences
+from belltower.errors import JobFailed
 
 STAMP_FORMAT = "%Y%m%d%H%M%S"
 
@@ -34,17 +35,23 @@ def stamp(at: datetime | None = None) -> str:
 
 
 def inside(base: Path, relative: str | None, field: str) -> Path:
-    """``relative`` resolved under ``base``; refuses a path that would leave the batch folder."""
-    if not relative:
-        return base
-    candidate = Path(relative)
-    if candidate.is_absolute() or ".." in candidate.parts:
-        raise InvalidInput(
-            field,
-            f"{relative!r} leaves the batch folder",
-            "a relative path inside BELLTOWER_BATCH_FOLDER, without '..'",
-        )
-    return base / candidate
+    """``relative`` resolved under ``base`` (symlinks followed); refuses a path that would leave
+    the batch folder, by its text or by where it resolves."""
+    return fences.confine(base, relative, field)
+
+
+def within(base: Path, path: Path, field: str) -> Path:
+    """``path`` as given, once it is known to resolve inside ``base`` (a symlink dropped into
+    the folder cannot lead a job to read or write outside it)."""
+    fences.inside_root(base, path, field)
+    return path
+
+
+def confined(base: Path, paths: Iterable[Path]) -> list[Path]:
+    """The ``paths`` (found by a glob or a listing) that resolve inside ``base``; the others,
+    symlinks leading out, are left alone."""
+    root = base.resolve()
+    return [p for p in paths if p.resolve().is_relative_to(root)]
 
 
 def _fsync_dir(folder: Path) -> None:

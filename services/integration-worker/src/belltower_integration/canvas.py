@@ -21,7 +21,9 @@ from typing import Any
 import httpx
 
 from belltower.errors import ConfigurationError, JobFailed, Unavailable
+from belltower.settings import Settings
 
+from . import outbound
 from .batchfiles import csv_text
 
 TERMINAL_STATES = frozenset(
@@ -81,13 +83,20 @@ class CanvasClient:
         *,
         timeout_s: float = 60.0,
         token_name: str = "the Canvas token",
+        settings: Settings | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token_name = token_name
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            timeout=timeout_s,
+        options: dict[str, Any] = {
+            "base_url": self.base_url,
+            "headers": {"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            "timeout": timeout_s,
+        }
+        # With the worker's settings, every connection is fenced to public (or allowed) hosts.
+        self._http = (
+            outbound.client(settings, "param.base_url", **options)
+            if settings is not None
+            else httpx.AsyncClient(**options)
         )
 
     async def __aenter__(self) -> CanvasClient:

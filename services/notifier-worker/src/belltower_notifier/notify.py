@@ -20,7 +20,6 @@ notified, what was skipped and what failed, as text and HTML.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ import asyncpg
 import jinja2
 import msgspec
 
-from belltower import sis
+from belltower import sis, templates
 from belltower.db import migrate
 from belltower.errors import InvalidInput, JobFailed
 from belltower.jobtypes import JobContext, JobType, counted
@@ -73,13 +72,14 @@ class NotifierParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     departments: Codes = []
     levels: Codes = []
     subject: Annotated[
-        str,
+        templates.TemplateText,
         msgspec.Meta(
             description="subject of the group's message (Jinja2); empty: the notifier's own"
         ),
     ] = ""
     message: Annotated[
-        str, msgspec.Meta(description="a paragraph added to every message (Jinja2)")
+        templates.TemplateText,
+        msgspec.Meta(description="a paragraph added to every message (Jinja2)"),
     ] = ""
     time_zone: Annotated[
         str, msgspec.Meta(description="the school's time zone: what 'today' means")
@@ -187,27 +187,11 @@ class Notifier(Generic[P]):
 
 # Rendering ----------------------------------------------------------------------------------
 
-_text_env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
-_html_env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=True)
-for _env in (_text_env, _html_env):
-    _env.filters["counted"] = counted  # {{ count | counted('student') }}: "1 student", "3 students"
-
-
-@functools.lru_cache(maxsize=512)
-def _template(source: str, html: bool = False) -> jinja2.Template:
-    return (_html_env if html else _text_env).from_string(source)
-
 
 def render(source: str, field_name: str, **context: Any) -> str:
-    """Render a Jinja2 template; a broken one is refused naming the parameter it came from."""
-    try:
-        return _template(source).render(**context).strip()
-    except jinja2.TemplateError as exc:
-        raise InvalidInput(
-            field_name,
-            f"template {source!r} does not render: {exc}",
-            "Jinja2 text such as 'Hello {{ first_name }}'",
-        ) from None
+    """Render a template in the sandbox; a broken, forbidden or runaway one is refused naming
+    the parameter it came from (see ``belltower.templates``)."""
+    return templates.render(source, field_name, context).strip()
 
 
 def show(value: Any) -> str:
@@ -239,7 +223,7 @@ def text_table(columns: Sequence[tuple[str, str]], rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-_HTML_TABLE = _html_env.from_string(
+_HTML_TABLE = jinja2.Environment(autoescape=True).from_string(
     '<table border="1" cellpadding="4" cellspacing="0">'
     "<thead><tr>{% for h in headers %}<th>{{ h }}</th>{% endfor %}</tr></thead><tbody>"
     "{% for row in cells %}<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}"
@@ -563,14 +547,7 @@ async def _check(conn: asyncpg.Connection, params: NotifierParams) -> None:
     for name in ("subject", "message", "greeting"):
         source = getattr(params, name, "")
         if source:
-            try:
-                _template(source)
-            except jinja2.TemplateSyntaxError as exc:
-                raise InvalidInput(
-                    f"param.{name}",
-                    f"template {source!r} does not parse: {exc}",
-                    "Jinja2 text such as 'Hello {{ first_name }}'",
-                ) from None
+            templates.check_template(source, f"param.{name}")
 
 
 _state_ready: set[str] = set()

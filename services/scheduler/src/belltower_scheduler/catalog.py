@@ -7,6 +7,7 @@ are converted by the parameter's JSON Schema type before the schema is checked.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -17,6 +18,8 @@ from nats.js.errors import KeyNotFoundError
 
 from belltower.api import JobTypeInfo
 from belltower.errors import InvalidInput
+from belltower.fences import format_checker
+from belltower.settings import get_settings
 from belltower.subjects import CATALOG_BUCKET, POOLS
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -137,18 +140,42 @@ def validate_params(info: JobTypeInfo, params: dict[str, Any]) -> dict[str, Any]
         converted[name] = (
             _convert(name, value, props[name], defs) if isinstance(value, str) else value
         )
-    validator = Draft202012Validator(info.params_schema)
+    validator = Draft202012Validator(info.params_schema, format_checker=_fences())
     errors = sorted(validator.iter_errors(converted), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
         path = ".".join(str(p) for p in err.absolute_path)
         field = f"param.{path}" if path else "params"
+        fence = _fence_refusal(err)
+        if fence is not None:  # a fence (path, URL, template): its own reason and form
+            raise InvalidInput(field, fence.reason, fence.accepted)
         raise InvalidInput(
             field,
             err.message,
             _describe(props.get(str(err.absolute_path[0]) if err.absolute_path else ""), defs),
         )
     return converted
+
+
+def _fence_refusal(err: Any) -> InvalidInput | None:
+    """The fence's refusal behind a schema error, also inside ``anyOf`` (an optional path)."""
+    if isinstance(err.cause, InvalidInput):
+        return err.cause
+    for sub in err.context or ():
+        found = _fence_refusal(sub)
+        if found is not None:
+            return found
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _fences() -> Any:
+    """The checker of fenced parameters (batch paths, public URLs, templates), per the site's
+    outbound settings."""
+    settings = get_settings()
+    return format_checker(
+        allow_http=settings.outbound_allow_http, allow_hosts=settings.outbound_allow_hosts
+    )
 
 
 def _describe(prop: dict[str, Any] | None, defs: dict[str, Any]) -> str | None:

@@ -14,21 +14,30 @@ from typing import Annotated
 
 import msgspec
 
+from belltower import fences
 from belltower.errors import JobFailed, Unavailable
+from belltower.fences import BatchGlob, BatchPath
 from belltower.jobtypes import JobContext, JobType, counted
+
+from .. import batchfiles
 
 
 class CleanupParams(msgspec.Struct, forbid_unknown_fields=True):
     days: Annotated[int, msgspec.Meta(ge=0, description="Number of Days Threshold")] = 30
-    folder: str | None = None
-    pattern: str = "*"
+    folder: Annotated[
+        BatchPath | None,
+        msgspec.Meta(description="Folder inside the batch folder; default: the batch folder"),
+    ] = None
+    pattern: Annotated[BatchGlob, msgspec.Meta(description="Files to consider, e.g. *.csv")] = "*"
     recursive: bool = False
     dry_run: bool = False
     notify: list[str] = []
 
 
 async def run(ctx: JobContext, params: CleanupParams) -> None:
-    folder = Path(params.folder) if params.folder else Path(ctx.settings.batch_folder)
+    base = Path(ctx.settings.batch_folder)
+    folder = batchfiles.inside(base, params.folder, "param.folder")
+    fences.check_relative(params.pattern, "param.pattern", glob=True)
     if not folder.is_dir():
         raise JobFailed(
             f"batch folder {folder} does not exist; set BELLTOWER_BATCH_FOLDER or the job's 'folder' parameter"
@@ -36,7 +45,7 @@ async def run(ctx: JobContext, params: CleanupParams) -> None:
     cutoff = time.time() - params.days * 86400
     candidates = folder.rglob(params.pattern) if params.recursive else folder.glob(params.pattern)
     old = []
-    for path in sorted(candidates):
+    for path in sorted(batchfiles.confined(base, candidates)):
         if path.is_symlink() or not path.is_file():
             continue
         stat = path.stat()

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import msgspec
 
 from belltower.errors import InvalidInput, JobFailed
+from belltower.fences import PublicUrl
 from belltower.jobtypes import JobContext, JobType
 
 from .. import batchfiles
@@ -26,9 +27,8 @@ from ..secrets import read_secret
 
 class CanvasExportParams(msgspec.Struct, forbid_unknown_fields=True):
     base_url: Annotated[
-        str,
+        PublicUrl,
         msgspec.Meta(
-            pattern=r"^https?://[^/\s]+(/.*)?$",
             description="Canvas address, e.g. https://school.instructure.com",
         ),
     ]
@@ -202,7 +202,10 @@ async def run(ctx: JobContext, params: CanvasExportParams) -> None:
         )  # fmt: skip
 
     async with CanvasClient(
-        params.base_url, token, token_name=f"the secret {params.token_secret!r}"
+        params.base_url,
+        token,
+        token_name=f"the secret {params.token_secret!r}",
+        settings=ctx.settings,
     ) as client:
         created = await client.start_import(
             params.account_id,

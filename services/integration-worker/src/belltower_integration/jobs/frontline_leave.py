@@ -21,6 +21,7 @@ from typing import Annotated
 import msgspec
 
 from belltower.errors import InvalidInput
+from belltower.fences import BatchPath
 from belltower.jobtypes import JobContext, JobType
 
 from .. import batchfiles
@@ -59,9 +60,9 @@ RETURNING (xmax = 0) AS inserted
 
 
 class FrontlineParams(msgspec.Struct, forbid_unknown_fields=True):
-    folder: Annotated[str, msgspec.Meta(description="Drop folder inside the batch folder")] = (
-        "FromAesop"
-    )
+    folder: Annotated[
+        BatchPath, msgspec.Meta(description="Drop folder inside the batch folder")
+    ] = "FromAesop"
     file_name: Annotated[str, msgspec.Meta(pattern=r"^[^/\\]+$")] = "Frontline_Leave.csv"
     skip_substitutes: Annotated[
         bool, msgspec.Meta(description="Skip processing of substitutes")
@@ -133,7 +134,7 @@ def _parse(row: dict[str, str]) -> tuple[date, Decimal] | str:
 async def run(ctx: JobContext, params: FrontlineParams) -> None:
     base = Path(ctx.settings.batch_folder)
     folder = batchfiles.inside(base, params.folder, "param.folder")
-    drop = folder / params.file_name
+    drop = batchfiles.within(base, folder / params.file_name, "param.file_name")
     retries = batchfiles.RetriesFile(folder / RETRIES, COLUMNS, _key)
     tally = Tally("Frontline leave import")
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)

@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import httpx
 import icalendar
 import msgspec
 import recurring_ical_events
 
-from belltower.errors import InvalidInput, JobFailed, Unavailable
+from belltower.errors import InvalidInput, JobFailed
+from belltower.fences import BatchPathOrUrl, is_url
 from belltower.jobtypes import JobContext, JobType
 
-from .. import batchfiles
+from .. import batchfiles, outbound
 from ..report import Tally
 
 UPSERT = """
@@ -44,7 +44,7 @@ RETURNING (xmax = 0) AS inserted
 
 class ImportIcsParams(msgspec.Struct, forbid_unknown_fields=True):
     source: Annotated[
-        str,
+        BatchPathOrUrl,
         msgspec.Meta(
             min_length=1,
             description="An https:// (or webcal://) .ics address, or a file path inside the batch folder",
@@ -62,24 +62,8 @@ class ImportIcsParams(msgspec.Struct, forbid_unknown_fields=True):
 
 
 async def _load(ctx: JobContext, source: str) -> bytes:
-    if source.startswith(("http://", "https://", "webcal://")):
-        url = (
-            "https://" + source.removeprefix("webcal://")
-            if source.startswith("webcal://")
-            else source
-        )
-        try:
-            async with httpx.AsyncClient(timeout=60, follow_redirects=True) as client:
-                response = await client.get(url)
-        except httpx.TransportError as exc:
-            raise Unavailable(
-                f"could not fetch {url}: {exc!r}; check the address and the network"
-            ) from None
-        if response.status_code != 200:
-            raise JobFailed(
-                f"{url} answered {response.status_code}; check the job's source parameter"
-            )
-        return response.content
+    if is_url(source):
+        return await outbound.fetch(ctx.settings, source, "param.source")
     path = batchfiles.inside(Path(ctx.settings.batch_folder), source, "param.source")
     try:
         return await asyncio.to_thread(path.read_bytes)
@@ -100,8 +84,11 @@ def _events(
 ) -> dict[str, dict[str, Any]]:
     try:
         cal = icalendar.Calendar.from_ical(data)
-    except ValueError as exc:
-        raise JobFailed(f"the source is not an iCalendar file: {exc}") from None
+    except ValueError:
+        # Not the parser's message: it quotes the content, which is the outside server's text.
+        raise JobFailed(
+            "the source is not an iCalendar file (no valid VCALENDAR); check the job's source"
+        ) from None
     found: dict[str, dict[str, Any]] = {}
     for event in recurring_ical_events.of(cal).between(start, end):
         if event.name != "VEVENT" or not event.get("UID"):

@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from belltower import sis
+from belltower.fences import BatchPath
 from belltower.jobtypes import JobContext, JobType
 
 from .. import batchfiles
@@ -29,7 +30,7 @@ REQUIRED = ["first_name", "last_name", "email"]
 
 
 class ImportNamesParams(msgspec.Struct, forbid_unknown_fields=True):
-    folder: Annotated[str, msgspec.Meta(description="Folder inside the batch folder")] = (
+    folder: Annotated[BatchPath, msgspec.Meta(description="Folder inside the batch folder")] = (
         "import_names"
     )
     file_name: Annotated[str, msgspec.Meta(pattern=r"^[^/\\]+$")] = "names.csv"
@@ -47,7 +48,7 @@ def generated_sis_id(email: str) -> str:
 async def run(ctx: JobContext, params: ImportNamesParams) -> None:
     base = Path(ctx.settings.batch_folder)
     folder = batchfiles.inside(base, params.folder, "param.folder")
-    drop = folder / params.file_name
+    drop = batchfiles.within(base, folder / params.file_name, "param.file_name")
     tally = Tally("Import names")
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     if not await asyncio.to_thread(drop.is_file):

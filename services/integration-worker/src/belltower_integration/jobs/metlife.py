@@ -19,6 +19,7 @@ from typing import Annotated
 import msgspec
 
 from belltower.errors import InvalidInput
+from belltower.fences import BatchPath
 from belltower.jobtypes import JobContext, JobType
 
 from .. import batchfiles
@@ -43,7 +44,9 @@ class MetLifeParams(msgspec.Struct, forbid_unknown_fields=True):
     deduction_code: Annotated[
         str, msgspec.Meta(description="Deduction code that identifies MetLife Supplemental Life")
     ] = "METLIFE_SUPP_LIFE"
-    folder: Annotated[str, msgspec.Meta(description="Folder inside the batch folder")] = "metlife"
+    folder: Annotated[BatchPath, msgspec.Meta(description="Folder inside the batch folder")] = (
+        "metlife"
+    )
     file_name: Annotated[str, msgspec.Meta(pattern=r"^[^/\\]+$")] = "MetLife.csv"
     settle_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
     group: str | None = None
@@ -63,7 +66,7 @@ def _money(text: str, column: str) -> Decimal | str:
 async def run(ctx: JobContext, params: MetLifeParams) -> None:
     base = Path(ctx.settings.batch_folder)
     folder = batchfiles.inside(base, params.folder, "param.folder")
-    drop = folder / params.file_name
+    drop = batchfiles.within(base, folder / params.file_name, "param.file_name")
     await asyncio.to_thread((folder / "received").mkdir, parents=True, exist_ok=True)
     tally = Tally("MetLife incoming")
     if not await asyncio.to_thread(drop.is_file):

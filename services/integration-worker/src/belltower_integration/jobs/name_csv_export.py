@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from belltower.fences import BatchPath
 from belltower.jobtypes import JobContext, JobType
 
 from .. import batchfiles
@@ -35,7 +36,9 @@ SELECT p.sis_id, p.first_name, p.last_name,
 
 class NameCsvParams(msgspec.Struct, forbid_unknown_fields=True):
     statuses: Annotated[tuple[Status, ...], msgspec.Meta(min_length=1)] = ("student", "faculty")
-    folder: Annotated[str, msgspec.Meta(description="Folder inside the batch folder")] = "exports"
+    folder: Annotated[BatchPath, msgspec.Meta(description="Folder inside the batch folder")] = (
+        "exports"
+    )
     file_name: Annotated[str, msgspec.Meta(pattern=r"^[^/\\]+$")] = "NameExport.csv"
 
 

@@ -23,6 +23,7 @@ from typing import Annotated
 import asyncpg
 import msgspec
 
+from belltower.fences import BatchPath
 from belltower.jobtypes import JobContext, JobType
 
 from .. import batchfiles
@@ -36,9 +37,9 @@ USER_COLUMNS = ["ein", "username", "email"]
 
 
 class NeoGovParams(msgspec.Struct, forbid_unknown_fields=True):
-    folder: Annotated[str, msgspec.Meta(description="NeoGov folder inside the batch folder")] = (
-        "neogov"
-    )
+    folder: Annotated[
+        BatchPath, msgspec.Meta(description="NeoGov folder inside the batch folder")
+    ] = "neogov"
     settle_s: Annotated[
         float, msgspec.Meta(ge=0, description="Leave files modified this recently for the next run")
     ] = 10.0
@@ -52,9 +53,14 @@ def _drops(folder: Path, settle_s: float) -> tuple[list[Path], list[Path]]:
         folder.mkdir(parents=True, exist_ok=True)
         return [], []
     files = sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.name != RETRIES and not p.name.startswith(".")
+        batchfiles.confined(
+            folder,
+            (
+                p
+                for p in folder.iterdir()
+                if p.is_file() and p.name != RETRIES and not p.name.startswith(".")
+            ),
+        )
     )
     ready = [p for p in files if batchfiles.settled(p, settle_s)]
     return ready, [p for p in files if p not in ready]

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from belltower.fences import BatchPath
 from belltower.jobtypes import JobContext, JobType
 
 from .. import batchfiles
@@ -42,7 +43,9 @@ class SchoolMessengerParams(msgspec.Struct, forbid_unknown_fields=True):
         "faculty",
         "staff",
     )
-    folder: Annotated[str, msgspec.Meta(description="Folder inside the batch folder")] = "exports"
+    folder: Annotated[BatchPath, msgspec.Meta(description="Folder inside the batch folder")] = (
+        "exports"
+    )
     file_name: Annotated[str, msgspec.Meta(pattern=r"^[^/\\]+$")] = "schoolmessenger.csv"
     group: Annotated[
         str | None, msgspec.Meta(description="Notification group told that the export ran")

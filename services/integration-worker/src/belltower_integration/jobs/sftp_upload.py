@@ -14,6 +14,7 @@ from typing import Annotated
 import msgspec
 
 from belltower.errors import InvalidInput
+from belltower.fences import BatchGlob, BatchPath
 from belltower.jobtypes import JobContext, JobType
 
 from .. import batchfiles
@@ -26,7 +27,7 @@ class SftpUploadParams(msgspec.Struct, forbid_unknown_fields=True):
     host: Annotated[str, msgspec.Meta(min_length=1, description="SFTP server host name")]
     username: Annotated[str, msgspec.Meta(min_length=1)]
     pattern: Annotated[
-        str,
+        BatchGlob,
         msgspec.Meta(
             min_length=1,
             description="Files to send, a glob inside the batch folder, e.g. exports/*.csv",
@@ -44,7 +45,7 @@ class SftpUploadParams(msgspec.Struct, forbid_unknown_fields=True):
         str, msgspec.Meta(description="Name of the secret holding the server's known_hosts line")
     ] = "sftp-known-hosts"
     sent_folder: Annotated[
-        str,
+        BatchPath,
         msgspec.Meta(
             description="Where sent files are moved, inside the batch folder; '' keeps them"
         ),
@@ -52,7 +53,8 @@ class SftpUploadParams(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _matching(folder: Path, pattern: str) -> list[Path]:
-    return sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))
+    found = (p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))
+    return sorted(batchfiles.confined(folder, found))
 
 
 async def run(ctx: JobContext, params: SftpUploadParams) -> None:

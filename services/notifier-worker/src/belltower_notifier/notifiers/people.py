@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import msgspec
 
 from belltower import sis
+from belltower.templates import TemplateText
 
 from ..notify import Group, Notifier, NotifierParams, Query, Row, render
 from .common import (
@@ -32,7 +33,7 @@ class BirthdayParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
     ] = False
     student_channel: Channel = "email"
     greeting: Annotated[
-        str, Meta(description="the greeting (Jinja2: first_name, last_name, age)")
+        TemplateText, Meta(description="the greeting (Jinja2: first_name, last_name, age)")
     ] = "Happy birthday, {{ first_name }}! Best wishes from all of us."
 
 
