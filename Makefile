@@ -3,13 +3,17 @@
 # `uv` on PATH, else the copy `ensure-uv` installs with pip (python3 -m uv works either way).
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
-.PHONY: dev test lint bench clean dev-reset install ensure-uv ensure-chromium
+.PHONY: dev test test-unit lint bench clean dev-reset install ensure-uv ensure-chromium
 
 dev: install
 	$(UV) run --no-sync python -m belltower.devstack
 
 test: install
 	$(UV) run --no-sync pytest
+
+# The fast tier: pure logic, no servers (seconds).
+test-unit: install
+	$(UV) run --no-sync pytest -m unit -q
 
 lint: install
 	$(UV) run --no-sync ruff check .

@@ -215,3 +215,16 @@ def sis_database(pg_server: PostgresEndpoint, sis_template_database: str) -> Ite
     create_database(admin_url, name, template=sis_template_database)
     yield pg_server.url(name)
     drop_database(admin_url, name)
+
+
+TIERS = ("unit", "integration", "catalog", "e2e", "helm")
+"""The suite's tiers, one folder each; ``pytest -m unit`` (``make test-unit``) runs the fast one."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier, from the folder it lives in."""
+    root = Path(__file__).parent
+    for item in items:
+        tier = item.path.relative_to(root).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
