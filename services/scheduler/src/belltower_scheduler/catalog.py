@@ -88,6 +88,15 @@ def _types_of(prop: dict[str, Any], defs: dict[str, Any]) -> list[str]:
     return []
 
 
+def _boolean(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise InvalidInput(f"param.{name}", f"{text!r} is not true or false", "true/false, yes/no, 1/0")
+
+
 def _convert(name: str, text: str, prop: dict[str, Any], defs: dict[str, Any]) -> Any:
     kinds = _types_of(prop, defs)
     if "string" in kinds or not kinds:
@@ -109,13 +118,7 @@ def _convert(name: str, text: str, prop: dict[str, Any], defs: dict[str, Any]) -
         except ValueError:
             raise InvalidInput(f"param.{name}", f"{text!r} is not a number", "e.g. 2.5") from None
     if "boolean" in kinds:
-        if value.lower() in _TRUE:
-            return True
-        if value.lower() in _FALSE:
-            return False
-        raise InvalidInput(
-            f"param.{name}", f"{text!r} is not true or false", "true/false, yes/no, 1/0"
-        )
+        return _boolean(name, text)
     if "array" in kinds:
         items = prop.get("items", {})
         return [_convert(name, part, items, defs) for part in value.split(",") if part.strip()]

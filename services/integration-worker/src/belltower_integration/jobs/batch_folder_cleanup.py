@@ -34,14 +34,9 @@ class CleanupParams(msgspec.Struct, forbid_unknown_fields=True):
     notify: list[str] = []
 
 
-async def run(ctx: JobContext, params: CleanupParams) -> None:
-    base = Path(ctx.settings.batch_folder)
-    folder = batchfiles.inside(base, params.folder, "param.folder")
-    fences.check_relative(params.pattern, "param.pattern", glob=True)
-    if not folder.is_dir():
-        raise JobFailed(
-            f"batch folder {folder} does not exist; set BELLTOWER_BATCH_FOLDER or the job's 'folder' parameter"
-        )
+def _old_files(base: Path, folder: Path, params: CleanupParams) -> list[tuple[Path, int, float]]:
+    """Regular files matching the pattern, older than the threshold, that resolve inside the
+    batch folder (a symlink, or a file reached through one, is left alone)."""
     cutoff = time.time() - params.days * 86400
     candidates = folder.rglob(params.pattern) if params.recursive else folder.glob(params.pattern)
     old = []
@@ -51,6 +46,18 @@ async def run(ctx: JobContext, params: CleanupParams) -> None:
         stat = path.stat()
         if stat.st_mtime < cutoff:
             old.append((path, stat.st_size, stat.st_mtime))
+    return old
+
+
+async def run(ctx: JobContext, params: CleanupParams) -> None:
+    base = Path(ctx.settings.batch_folder)
+    folder = batchfiles.inside(base, params.folder, "param.folder")
+    fences.check_relative(params.pattern, "param.pattern", glob=True)
+    if not folder.is_dir():
+        raise JobFailed(
+            f"batch folder {folder} does not exist; set BELLTOWER_BATCH_FOLDER or the job's 'folder' parameter"
+        )
+    old = _old_files(base, folder, params)
     verb = "would delete" if params.dry_run else "deleted"
     deleted, failed, freed = [], [], 0
     for index, (path, size, mtime) in enumerate(old, 1):
