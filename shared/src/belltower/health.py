@@ -143,7 +143,7 @@ class HealthServer:
         results = await asyncio.gather(*(self._run(check) for check in self.checks.values()))
         checks = dict(zip(self.checks, results, strict=True))
         failed = [name for name, result in checks.items() if result != "ok"]
-        body = {
+        body: dict[str, object] = {
             "status": "not ready" if failed else "ready",
             "service": self.service,
             "checks": checks,

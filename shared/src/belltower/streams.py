@@ -51,7 +51,7 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
 async def ensure(js: JetStreamContext, settings: Settings) -> None:
     for config in stream_configs(settings):
         try:
-            await js.stream_info(config.name)
+            await js.stream_info(str(config.name))
         except NotFoundError:
             with contextlib.suppress(BadRequestError):  # created meanwhile by another service
                 await js.add_stream(config)

@@ -117,7 +117,7 @@ class Store:
         progress: dict[str, RunProgressData] = {}
         for event in events:
             data = event.data
-            if type(event) is RunProgress:
+            if isinstance(data, RunProgressData):
                 progress[data.occurrence_id] = data
                 continue
             held = runs.get(data.occurrence_id)
@@ -151,7 +151,8 @@ class Store:
         return prepared.runs
 
     async def query(self, q: RunQuery) -> list[RunRecord]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         for column, op, value in (
             ("job_id", "= $%d::uuid", q.job_id),
             ("status", "= $%d", q.status),

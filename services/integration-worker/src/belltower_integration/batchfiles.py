@@ -73,8 +73,10 @@ def atomic_open(path: Path, mode: str = "w", *, encoding: str | None = "utf-8") 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     tmp = Path(tmp_name)
     try:
-        kwargs = {"newline": ""} if "b" not in mode else {}
-        with os.fdopen(fd, mode, encoding=encoding if "b" not in mode else None, **kwargs) as f:
+        text = "b" not in mode
+        with os.fdopen(
+            fd, mode, encoding=encoding if text else None, newline="" if text else None
+        ) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -55,7 +55,7 @@ ROLES = frozenset({"student", "teacher", "ta", "observer", "designer"})
 class CsvFile:
     name: str
     header: Sequence[str]
-    rows: list[Sequence[object]]
+    rows: Sequence[Sequence[object]]
 
 
 def bundle(files: Iterable[CsvFile]) -> bytes:

@@ -288,7 +288,11 @@ class Tally:
 
 
 def _channels(choice: str) -> set[Literal["email", "reminder"]]:
-    return {"email", "reminder"} if choice == "both" else {choice}  # type: ignore[return-value]
+    if choice == "both":
+        return {"email", "reminder"}
+    if choice == "email":
+        return {"email"}
+    return {"reminder"}
 
 
 def today_for(ctx: JobContext, params: NotifierParams) -> date:

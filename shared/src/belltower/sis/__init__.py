@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import asyncpg
 import msgspec
@@ -28,7 +28,7 @@ PACKAGE = "belltower.sis"
 PersonStatus = Literal["student", "faculty", "staff", "prospect", "alumni"]
 PERSON_STATUSES: tuple[PersonStatus, ...] = ("student", "faculty", "staff", "prospect", "alumni")
 
-Executor = asyncpg.Connection | asyncpg.Pool
+Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
 async def migrate(pool: asyncpg.Pool) -> list[int]:
