@@ -18,6 +18,7 @@ test-unit: install
 lint: install
 	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync ruff format --check .
+	$(UV) run --no-sync mypy
 
 bench: install
 	$(UV) run --no-sync python bench/run.py
