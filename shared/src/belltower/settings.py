@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +61,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Hosts or networks (CIDR) jobs may reach although private or loopback, "
         'e.g. ["lms.district.internal", "10.20.0.0/16"] (JSON list)',
+    )
+    stream_drift: Literal["migrate", "refuse"] = Field(
+        default="migrate",
+        description="When a stream's settings differ from the declared ones at start: update "
+        "the stream, or refuse to start naming the differences",
     )
     stream_replicas: int = Field(default=1, ge=1, le=5)
     due_max_age_s: float = Field(default=7 * 86400, gt=0)

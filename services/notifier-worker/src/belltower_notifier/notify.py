@@ -362,7 +362,17 @@ async def _plan(
     rows: list[Row],
     tally: Tally,
 ) -> list[Message]:
-    """Who gets which rows: the group all, each student theirs, each lead faculty member theirs."""
+    """Who gets which rows: the group all, each student theirs, each lead faculty member theirs;
+    less what the ledger says was told before, and what this occurrence already delivered."""
+    messages = await _recipients(conn, params, rows)
+    if spec.repeat in _LEDGERED and messages:
+        await _drop_told(conn, ctx, messages, rows, tally)
+    return await _undelivered(conn, ctx, messages, tally)
+
+
+async def _recipients(
+    conn: asyncpg.Connection, params: NotifierParams, rows: list[Row]
+) -> dict[int, Message]:
     messages: dict[int, Message] = {}
 
     def add(contact: sis.Contact, role: Role, channels: set[Any], mine: list[Row]) -> None:
@@ -375,22 +385,16 @@ async def _plan(
 
     if params.group:
         for member in await sis.group_members(conn, params.group):
-            channels: set[Literal["email", "reminder"]] = set()
-            if member.by_email:
-                channels.add("email")
-            if member.by_reminder:
-                channels.add("reminder")
+            channels = {"email"} if member.by_email else set()
+            channels |= {"reminder"} if member.by_reminder else set()
             add(member.contact, "group", channels, list(rows))
     by_student: dict[int, list[Row]] = defaultdict(list)
     by_faculty: dict[int, list[Row]] = defaultdict(list)
-    if getattr(params, "notify_students", False):
-        for row in rows:
-            if row.tell_person:
-                by_student[row.person_id].append(row)
-    if getattr(params, "notify_faculty", False):
-        for row in rows:
-            if row.faculty_id is not None:
-                by_faculty[row.faculty_id].append(row)
+    for row in rows:
+        if row.tell_person and getattr(params, "notify_students", False):
+            by_student[row.person_id].append(row)
+        if row.faculty_id is not None and getattr(params, "notify_faculty", False):
+            by_faculty[row.faculty_id].append(row)
     people = await sis.contacts(conn, [*by_student, *by_faculty])
     student_channels = _channels(getattr(params, "student_channel", "email"))
     faculty_channels = _channels(getattr(params, "faculty_channel", "email"))
@@ -400,23 +404,38 @@ async def _plan(
     for person, mine in by_faculty.items():
         if person in people:
             add(people[person], "faculty", faculty_channels, mine)
+    return messages
 
-    if spec.repeat in _LEDGERED and messages:
-        told = await conn.fetch(
-            """SELECT recipient, item_key FROM notifier.sent_items
-                WHERE job_id = $1 AND recipient = ANY($2::text[])""",
-            ctx.job_id,
-            sorted({m.recipient for m in messages.values()}),
-        )
-        seen = {(r["recipient"], r["item_key"]) for r in told}
-        kept_keys: set[str] = set()
-        for m in messages.values():
-            for part in m.parts:
-                part.rows = [r for r in part.rows if (m.recipient, r.key) not in seen]
-                kept_keys.update(r.key for r in part.rows)
-            m.parts = [part for part in m.parts if part.rows]
-        tally.rows_skipped = sum(1 for r in rows if r.key not in kept_keys)
 
+async def _drop_told(
+    conn: asyncpg.Connection,
+    ctx: JobContext,
+    messages: dict[int, Message],
+    rows: list[Row],
+    tally: Tally,
+) -> None:
+    """Remove the rows each recipient was told about before (the sent-items ledger)."""
+    told = await conn.fetch(
+        """SELECT recipient, item_key FROM notifier.sent_items
+            WHERE job_id = $1 AND recipient = ANY($2::text[])""",
+        ctx.job_id,
+        sorted({m.recipient for m in messages.values()}),
+    )
+    seen = {(r["recipient"], r["item_key"]) for r in told}
+    kept_keys: set[str] = set()
+    for m in messages.values():
+        for part in m.parts:
+            part.rows = [r for r in part.rows if (m.recipient, r.key) not in seen]
+            kept_keys.update(r.key for r in part.rows)
+        m.parts = [part for part in m.parts if part.rows]
+    tally.rows_skipped = sum(1 for r in rows if r.key not in kept_keys)
+
+
+async def _undelivered(
+    conn: asyncpg.Connection, ctx: JobContext, messages: dict[int, Message], tally: Tally
+) -> list[Message]:
+    """The messages still to send on some channel: not delivered by this occurrence before
+    (a redelivery), and with an address for e-mail."""
     delivered = await conn.fetch(
         "SELECT recipient, channel FROM notifier.deliveries WHERE occurrence_id = $1",
         ctx.occurrence_id,
