@@ -388,6 +388,20 @@ async def test_immunization_expiration_once_per_item(run_job, school, mail_sink,
     body = text_of(mails_to(mail_sink, soon["email"])[0])
     assert "FLU" in body and "MMR" not in body
 
+    # The MMR record is renewed, and its new expiry comes near: told once more, about the new date.
+    await sis_conn.execute(
+        "UPDATE sis.immunizations SET expires_on = $2 WHERE person_id = $1 AND kind = 'MMR'",
+        soon["id"], school.days(20),
+    )  # fmt: skip
+    mail_sink.clear()
+    fourth = await run_job("notifier.immunization_expiration", params)
+    assert fourth.status == "succeeded"
+    body = text_of(mails_to(mail_sink, soon["email"])[0])
+    assert "MMR" in body and school.days(20).isoformat() in body and "FLU" not in body
+    mail_sink.clear()
+    fifth = await run_job("notifier.immunization_expiration", params)
+    assert fifth.status == "succeeded" and mails_to(mail_sink, soon["email"]) == []
+
 
 async def test_minor_status_indicator_assigned_and_told_once(
     run_job, school, mail_sink, sis_conn

@@ -96,7 +96,11 @@ async def _immunization(q: Query[ImmunizationParams]) -> list[Row]:
           FROM sis.immunizations i JOIN sis.people p ON p.id = i.person_id
          WHERE i.expires_on >= $1 AND i.expires_on <= $2 AND {q.where(args)}
          ORDER BY i.expires_on, name"""
-    return await rows_of(q, sql, args, lambda v: f"immunization:{v['immunization_id']}")
+    # The expiry date is part of the item: a record renewed (a new date) that nears its new
+    # expiry is told again, once; the same date is never told twice.
+    return await rows_of(
+        q, sql, args, lambda v: f"immunization:{v['immunization_id']}:{v['expires_on']}"
+    )
 
 
 immunization_expiration = Notifier(
