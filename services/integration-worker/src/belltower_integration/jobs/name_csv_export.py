@@ -1,7 +1,8 @@
 """``exports.name_csv``: the seeds' Name CSV Export.
 
 Writes a CSV of the First Name, Last Name, Email Address and Cell Phone Number of every person
-with a Student or Faculty status to the batch folder, atomically: the file under its final name
+with a Student or Faculty status (primary or any other current one, from the status history)
+to the batch folder, atomically: the file under its final name
 is always complete, and a repeated run rewrites it whole.
 """
 
@@ -30,6 +31,9 @@ SELECT p.sis_id, p.first_name, p.last_name,
          ORDER BY f.is_primary DESC, f.id LIMIT 1) AS cell
   FROM sis.people p
  WHERE p.status = ANY($1::text[])
+    OR EXISTS (SELECT 1 FROM sis.person_statuses s
+                WHERE s.person_id = p.id AND s.status = ANY($1::text[])
+                  AND s.starts_on <= current_date AND (s.ends_on IS NULL OR s.ends_on >= current_date))
  ORDER BY p.last_name, p.first_name, p.sis_id
 """
 
@@ -49,12 +53,13 @@ async def run(ctx: JobContext, params: NameCsvParams) -> None:
     rows = await pool.fetch(SQL, list(params.statuses))
     tally = Tally("Name CSV export")
     out = []
+    unreachable = 0
     for r in rows:
-        if not r["email"] and not r["cell"]:
-            tally.skip(r["sis_id"], "no e-mail address and no cell phone")
-            continue
+        unreachable += not r["email"] and not r["cell"]
         out.append([r["first_name"], r["last_name"], r["email"], r["cell"]])
         tally.ok()
+    if unreachable:
+        tally.fact(f"{unreachable} of them have neither an e-mail address nor a cell phone")
     size = await asyncio.to_thread(batchfiles.write_csv, target, HEADER, out)
     tally.fact(f"wrote {size} rows to {target.relative_to(base)}")
     tally.write(

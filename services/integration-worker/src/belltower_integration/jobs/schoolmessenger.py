@@ -33,6 +33,9 @@ SELECT p.sis_id, p.last_name, p.first_name, p.status,
          ORDER BY f.is_primary DESC, f.id LIMIT 1) AS cell
   FROM sis.people p
  WHERE p.status = ANY($1::text[])
+    OR EXISTS (SELECT 1 FROM sis.person_statuses s
+                WHERE s.person_id = p.id AND s.status = ANY($1::text[])
+                  AND s.starts_on <= current_date AND (s.ends_on IS NULL OR s.ends_on >= current_date))
  ORDER BY p.sis_id
 """
 
@@ -62,16 +65,17 @@ async def run(ctx: JobContext, params: SchoolMessengerParams) -> None:
     tally = Tally("SchoolMessenger export")
     by_status: dict[str, int] = {}
     out = []
+    unreachable = 0
     for r in rows:
-        if not (r["email"] or r["phone"] or r["cell"]):
-            tally.skip(r["sis_id"], "no e-mail address and no phone")
-            continue
+        unreachable += not (r["email"] or r["phone"] or r["cell"])
         out.append(
             [r["sis_id"], r["last_name"], r["first_name"], r["email"], r["phone"], r["cell"]]
         )
         by_status[r["status"]] = by_status.get(r["status"], 0) + 1
         tally.ok()
     await asyncio.to_thread(batchfiles.write_csv, target, HEADER, out)
+    if unreachable:
+        tally.fact(f"{unreachable} of them have no e-mail address and no phone number")
     tally.fact(
         f"wrote {target.relative_to(base)}: "
         + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
