@@ -13,7 +13,7 @@ from datetime import date
 
 import pytest
 
-from belltower.sis import demo
+from belltower_dev import demo
 
 DEFAULT_COUNTS = {
     "divisions": 3, "campuses": 3, "levels": 4, "departments": 12, "people": 3230,

@@ -22,9 +22,15 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
+
+from belltower import sis
 from belltower.errors import BelltowerError, ConfigurationError
 from belltower.health import DEFAULT_PORTS as HEALTH_PORTS
-from belltower.localservers import (
+from belltower.settings import DEV_NATS_PORT, DEV_POSTGRES_PORT, DEV_SMTP_PORT
+
+from . import demo
+from .localservers import (
     LOCALHOST,
     MailSink,
     NatsServer,
@@ -32,7 +38,6 @@ from belltower.localservers import (
     bound_to_parent,
     port_in_use,
 )
-from belltower.settings import DEV_NATS_PORT, DEV_POSTGRES_PORT, DEV_SMTP_PORT
 
 DEV_NATS_MONITOR_PORT = 18222
 DATABASE = "belltower"
@@ -342,11 +347,6 @@ async def start_servers(
 
 async def load_demo_school(database_url: str, console: Console) -> None:
     """Give the notifiers a school to work on: the demo SIS, loaded once into an empty ``sis`` schema."""
-    import asyncpg
-
-    from belltower import sis
-    from belltower.sis import demo
-
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
     try:
         await sis.migrate(pool)
