@@ -98,7 +98,7 @@ class DevPaths:
         return self.root / "console-admin-password"
 
 
-class Console:
+class Terminal:
     """Writes the stack's own messages and the services' prefixed output lines."""
 
     def __init__(self, stream: TextIO) -> None:
@@ -204,7 +204,7 @@ def service_environment(
     return env
 
 
-async def relay_output(service: Service, console: Console) -> None:
+async def relay_output(service: Service, console: Terminal) -> None:
     assert service.process is not None and service.process.stdout is not None
     async for raw in service.process.stdout:
         console.service_line(service, raw.decode(errors="replace").rstrip("\n"))
@@ -215,7 +215,7 @@ def _health_port(name: str) -> dict[str, str]:
     return {} if port is None else {"BELLTOWER_HEALTH_PORT": str(port)}
 
 
-async def start_service(service: Service, env: dict[str, str], console: Console) -> None:
+async def start_service(service: Service, env: dict[str, str], console: Terminal) -> None:
     service.process = await asyncio.create_subprocess_exec(
         *bound_to_parent([service_binary(service.script)]),
         stdin=asyncio.subprocess.DEVNULL,
@@ -229,7 +229,7 @@ async def start_service(service: Service, env: dict[str, str], console: Console)
     service.output = asyncio.create_task(relay_output(service, console))
 
 
-async def watch_service(service: Service, console: Console, stopping: asyncio.Event) -> None:
+async def watch_service(service: Service, console: Terminal, stopping: asyncio.Event) -> None:
     """Report a service that exits on its own; the rest of the stack keeps running."""
     assert service.process is not None
     code = await service.process.wait()
@@ -253,7 +253,7 @@ def signal_group(process: asyncio.subprocess.Process, sig: int) -> None:
         os.killpg(process.pid, sig)
 
 
-async def stop_services(services: list[Service], console: Console, hurry: asyncio.Event) -> None:
+async def stop_services(services: list[Service], console: Terminal, hurry: asyncio.Event) -> None:
     """SIGTERM every running service, SIGKILL those still running after the timeout."""
     running = [s for s in services if s.process is not None and s.process.returncode is None]
     if not running:
@@ -285,7 +285,7 @@ def _without_password(url: str) -> str:
 
 
 def banner(
-    console: Console,
+    console: Terminal,
     nats: NatsServer,
     database_url: str,
     postgres: PostgresServer | None,
@@ -328,7 +328,7 @@ async def start_servers(
     mail: MailSink,
     paths: DevPaths,
     external_db: str | None,
-    console: Console,
+    console: Terminal,
 ) -> str:
     """Start the servers the services need and return the database URL they are to use."""
     console.say(f"starting nats-server on {nats.url} (store {paths.nats})")
@@ -345,7 +345,7 @@ async def start_servers(
     return database_url
 
 
-async def load_demo_school(database_url: str, console: Console) -> None:
+async def load_demo_school(database_url: str, console: Terminal) -> None:
     """Give the notifiers a school to work on: the demo SIS, loaded once into an empty ``sis`` schema."""
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
     try:
@@ -365,7 +365,7 @@ async def load_demo_school(database_url: str, console: Console) -> None:
         await pool.close()
 
 
-async def run(paths: DevPaths, console: Console) -> int:
+async def run(paths: DevPaths, console: Terminal) -> int:
     external_db = os.environ.get("BELLTOWER_DATABASE_URL")
     ports = {
         "NATS": DEV_NATS_PORT,
@@ -423,7 +423,7 @@ async def run(paths: DevPaths, console: Console) -> int:
 
 
 def main() -> None:
-    console = Console(sys.stdout)
+    console = Terminal(sys.stdout)
     paths = DevPaths(Path(".dev").absolute())
     try:
         with single_instance(paths):
