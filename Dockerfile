@@ -25,6 +25,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-workspace --package "belltower-${SERVICE}"
 COPY . /src
 # Then the workspace packages themselves, installed (not linked) so the sources stay behind.
+# --no-dev also leaves out belltower-dev (dev/: local servers, demo school, make dev).
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --package "belltower-${SERVICE}" && \
     test -x "/app/.venv/bin/belltower-${SERVICE}" && \

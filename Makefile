@@ -6,7 +6,7 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 .PHONY: dev test test-unit lint bench clean dev-reset install ensure-uv ensure-chromium
 
 dev: install
-	$(UV) run --no-sync python -m belltower.devstack
+	$(UV) run --no-sync python -m belltower_dev.devstack
 
 test: install
 	$(UV) run --no-sync pytest

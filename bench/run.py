@@ -39,7 +39,7 @@ from benchlib import dispatch, e2e, ingest, integrations, memory, notifiers, sch
 from benchlib.figures import Figure
 from benchlib.stack import Servers, inherited_overrides, log
 
-from belltower.localservers import PostgresServer
+from belltower_dev.localservers import PostgresServer
 
 
 @dataclass(frozen=True)

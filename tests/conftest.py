@@ -24,8 +24,8 @@ from typing import Protocol
 
 import pytest
 
-from belltower import localservers
-from belltower.localservers import (
+from belltower_dev import localservers
+from belltower_dev.localservers import (
     MailSink,
     NatsServer,
     PostgresServer,
@@ -181,7 +181,7 @@ def sis_template_database(pg_server: PostgresEndpoint, sis_today: date) -> Itera
 
     from belltower import sis
     from belltower.db import migrate
-    from belltower.sis import demo
+    from belltower_dev import demo
 
     admin_url = pg_server.url()
     drop_database(admin_url, SIS_TEMPLATE_DATABASE)

@@ -23,7 +23,7 @@ from belltower import sis
 from belltower.jobtypes import Database, JobContext, Output
 from belltower.mail import Mailer
 from belltower.settings import Settings
-from belltower.sis import demo
+from belltower_dev import demo
 from belltower_integration.jobs import frontline_leave
 
 from .figures import Figure

@@ -21,10 +21,10 @@ import asyncpg
 from belltower import sis
 from belltower.db import migrate
 from belltower.jobtypes import Database, JobContext, Output
-from belltower.localservers import MailSink
 from belltower.mail import Mailer
 from belltower.settings import Settings
-from belltower.sis import demo
+from belltower_dev import demo
+from belltower_dev.localservers import MailSink
 from belltower_notifier.jobs import registry
 
 from .figures import Figure

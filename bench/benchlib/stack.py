@@ -32,8 +32,8 @@ from nats.js import JetStreamContext
 
 from belltower import streams
 from belltower.db import migrate
-from belltower.localservers import NatsServer, PostgresServer, drop_database, free_port
 from belltower.settings import Settings
+from belltower_dev.localservers import NatsServer, PostgresServer, drop_database, free_port
 
 DB_OWNER = "belltower"
 """The role the services connect as, like ``make dev``'s database."""

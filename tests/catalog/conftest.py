@@ -19,9 +19,9 @@ import pytest
 
 from belltower.errors import BelltowerError
 from belltower.jobtypes import Database, JobContext, Output
-from belltower.localservers import MailSink
 from belltower.mail import Mailer
 from belltower.settings import Settings
+from belltower_dev.localservers import MailSink
 from belltower_integration.jobs import registry as integration_registry
 from belltower_notifier.jobs import registry as notifier_registry
 

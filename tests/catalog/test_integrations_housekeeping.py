@@ -152,7 +152,7 @@ def test_quiet_hours_window_may_cross_midnight() -> None:
 async def test_communication_queue_keeps_mail_queued_while_smtp_is_down(
     sis_database: str, tmp_batch_folder: Path
 ) -> None:
-    from belltower.localservers import free_port
+    from belltower_dev.localservers import free_port
 
     env = await open_env(sis_database, tmp_batch_folder, free_port("127.0.0.1"))
     try:

@@ -9,7 +9,7 @@ import pytest
 
 from belltower import sis
 from belltower.errors import InvalidInput
-from belltower.sis import demo
+from belltower_dev import demo
 
 pytestmark = pytest.mark.slow
 
@@ -110,11 +110,11 @@ async def test_sis_database_fixture_holds_the_demo_and_the_services_schemas(
 async def test_make_dev_loads_the_demo_school_once(database_url: str) -> None:
     import io
 
-    from belltower.devstack import Console, load_demo_school
+    from belltower_dev.devstack import Terminal, load_demo_school
 
     out = io.StringIO()
-    await load_demo_school(database_url, Console(out))
-    await load_demo_school(database_url, Console(out))
+    await load_demo_school(database_url, Terminal(out))
+    await load_demo_school(database_url, Terminal(out))
     lines = out.getvalue().splitlines()
     assert "loaded the demo school into schema sis: 3230 people" in lines[0]
     assert "SIS schema holds 3230 people; demo data not loaded again" in lines[1]

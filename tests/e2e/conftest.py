@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from belltower.localservers import MailSink, bound_to_parent, free_port
+from belltower_dev.localservers import MailSink, bound_to_parent, free_port
 
 BIN = Path(sys.executable).parent
 SERVICES = ("scheduler", "history", "notifier-worker", "integration-worker")
@@ -183,7 +183,7 @@ def console_stack(
     """
     import httpx
 
-    from belltower.localservers import (
+    from belltower_dev.localservers import (
         NatsServer,
         create_database,
         drop_database,

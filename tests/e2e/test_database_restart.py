@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from belltower.localservers import PostgresServer, create_database
+from belltower_dev.localservers import PostgresServer, create_database
 from tests.e2e.test_faults import assert_every_second_once, query, wait_until
 
 pytestmark = pytest.mark.slow

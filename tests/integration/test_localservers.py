@@ -16,7 +16,7 @@ import pytest
 from nats.js.api import StorageType
 
 from belltower.errors import ConfigurationError
-from belltower.localservers import (
+from belltower_dev.localservers import (
     MailSink,
     NatsServer,
     PostgresServer,

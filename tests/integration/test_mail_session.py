@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from belltower.errors import Unavailable
-from belltower.localservers import MailSink
 from belltower.mail import Mailer
 from belltower.settings import Settings
+from belltower_dev.localservers import MailSink
 
 
 async def test_a_session_sends_many_and_reconnects_after_the_server_restarts(

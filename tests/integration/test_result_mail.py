@@ -13,9 +13,9 @@ import pytest
 
 from belltower.api import RunRecord
 from belltower.events import ResultMail, RunFinished, RunFinishedData, run_id_for
-from belltower.localservers import MailSink, free_port
 from belltower.rpc import ApiClient
 from belltower.subjects import run_finished_subject
+from belltower_dev.localservers import MailSink, free_port
 from belltower_history.app import HistoryService
 from belltower_history.resultmail import ResultMailComposer, duration_text
 

@@ -13,7 +13,7 @@ import pytest
 
 from belltower import streams
 from belltower.errors import ConfigurationError
-from belltower.localservers import NatsServer
+from belltower_dev.localservers import NatsServer
 from belltower.settings import Settings
 from belltower.subjects import DUE_STREAM
 

@@ -593,8 +593,8 @@ async def _run(spec: Notifier[Any], ctx: JobContext, params: NotifierParams) -> 
     except asyncpg.UndefinedTableError as exc:
         raise JobFailed(
             f"the SIS schema is missing from the database ({exc}): map the school's SIS onto the "
-            "reference schema (docs/sis-schema.md), or load the demo school with "
-            "`python -m belltower.sis.demo` (`--schema-only` for the empty schema)"
+            "reference schema (docs/sis-schema.md), create the empty reference schema with "
+            "`python -m belltower.sis`, or load the demo school with `python -m belltower_dev.demo`"
         ) from None
 
 

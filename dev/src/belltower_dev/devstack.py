@@ -22,9 +22,15 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
+
+from belltower import sis
 from belltower.errors import BelltowerError, ConfigurationError
 from belltower.health import DEFAULT_PORTS as HEALTH_PORTS
-from belltower.localservers import (
+from belltower.settings import DEV_NATS_PORT, DEV_POSTGRES_PORT, DEV_SMTP_PORT
+
+from . import demo
+from .localservers import (
     LOCALHOST,
     MailSink,
     NatsServer,
@@ -32,7 +38,6 @@ from belltower.localservers import (
     bound_to_parent,
     port_in_use,
 )
-from belltower.settings import DEV_NATS_PORT, DEV_POSTGRES_PORT, DEV_SMTP_PORT
 
 DEV_NATS_MONITOR_PORT = 18222
 DATABASE = "belltower"
@@ -93,7 +98,7 @@ class DevPaths:
         return self.root / "console-admin-password"
 
 
-class Console:
+class Terminal:
     """Writes the stack's own messages and the services' prefixed output lines."""
 
     def __init__(self, stream: TextIO) -> None:
@@ -199,7 +204,7 @@ def service_environment(
     return env
 
 
-async def relay_output(service: Service, console: Console) -> None:
+async def relay_output(service: Service, console: Terminal) -> None:
     assert service.process is not None and service.process.stdout is not None
     async for raw in service.process.stdout:
         console.service_line(service, raw.decode(errors="replace").rstrip("\n"))
@@ -210,7 +215,18 @@ def _health_port(name: str) -> dict[str, str]:
     return {} if port is None else {"BELLTOWER_HEALTH_PORT": str(port)}
 
 
-async def start_service(service: Service, env: dict[str, str], console: Console) -> None:
+CONSOLE_ONLY = ("BELLTOWER_CONSOLE_ADMIN_USER", "BELLTOWER_CONSOLE_ADMIN_PASSWORD")
+"""The console's first-admin credentials: no other service needs them, so none is given them."""
+
+
+def environment_for(service_name: str, env: dict[str, str]) -> dict[str, str]:
+    """``env`` less the secrets ``service_name`` has no use for."""
+    if service_name == "console":
+        return env
+    return {k: v for k, v in env.items() if k not in CONSOLE_ONLY}
+
+
+async def start_service(service: Service, env: dict[str, str], console: Terminal) -> None:
     service.process = await asyncio.create_subprocess_exec(
         *bound_to_parent([service_binary(service.script)]),
         stdin=asyncio.subprocess.DEVNULL,
@@ -218,13 +234,13 @@ async def start_service(service: Service, env: dict[str, str], console: Console)
         stderr=asyncio.subprocess.STDOUT,
         # Each its own health port, whatever BELLTOWER_HEALTH_PORT the shell has; the console
         # serves its probes and metrics on its own port.
-        env=env | _health_port(service.name),
+        env=environment_for(service.name, env) | _health_port(service.name),
         start_new_session=True,
     )
     service.output = asyncio.create_task(relay_output(service, console))
 
 
-async def watch_service(service: Service, console: Console, stopping: asyncio.Event) -> None:
+async def watch_service(service: Service, console: Terminal, stopping: asyncio.Event) -> None:
     """Report a service that exits on its own; the rest of the stack keeps running."""
     assert service.process is not None
     code = await service.process.wait()
@@ -248,7 +264,7 @@ def signal_group(process: asyncio.subprocess.Process, sig: int) -> None:
         os.killpg(process.pid, sig)
 
 
-async def stop_services(services: list[Service], console: Console, hurry: asyncio.Event) -> None:
+async def stop_services(services: list[Service], console: Terminal, hurry: asyncio.Event) -> None:
     """SIGTERM every running service, SIGKILL those still running after the timeout."""
     running = [s for s in services if s.process is not None and s.process.returncode is None]
     if not running:
@@ -280,7 +296,7 @@ def _without_password(url: str) -> str:
 
 
 def banner(
-    console: Console,
+    console: Terminal,
     nats: NatsServer,
     database_url: str,
     postgres: PostgresServer | None,
@@ -323,7 +339,7 @@ async def start_servers(
     mail: MailSink,
     paths: DevPaths,
     external_db: str | None,
-    console: Console,
+    console: Terminal,
 ) -> str:
     """Start the servers the services need and return the database URL they are to use."""
     console.say(f"starting nats-server on {nats.url} (store {paths.nats})")
@@ -340,13 +356,8 @@ async def start_servers(
     return database_url
 
 
-async def load_demo_school(database_url: str, console: Console) -> None:
+async def load_demo_school(database_url: str, console: Terminal) -> None:
     """Give the notifiers a school to work on: the demo SIS, loaded once into an empty ``sis`` schema."""
-    import asyncpg
-
-    from belltower import sis
-    from belltower.sis import demo
-
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
     try:
         await sis.migrate(pool)
@@ -365,7 +376,7 @@ async def load_demo_school(database_url: str, console: Console) -> None:
         await pool.close()
 
 
-async def run(paths: DevPaths, console: Console) -> int:
+async def run(paths: DevPaths, console: Terminal) -> int:
     external_db = os.environ.get("BELLTOWER_DATABASE_URL")
     ports = {
         "NATS": DEV_NATS_PORT,
@@ -423,7 +434,7 @@ async def run(paths: DevPaths, console: Console) -> int:
 
 
 def main() -> None:
-    console = Console(sys.stdout)
+    console = Terminal(sys.stdout)
     paths = DevPaths(Path(".dev").absolute())
     try:
         with single_instance(paths):

@@ -1,0 +1,58 @@
+"""The demo school is the same rows, ids included, for the same seed and day.
+
+Tests and ``make dev`` rely on what the demo holds (3230 people, a student's balance, the
+minors), so splitting or tidying the generator must not change one value. The digests pin the
+exact rows; change them only together with a deliberate change of the demo (or of Faker, whose
+names it draws), and say so in the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+
+import pytest
+
+from belltower_dev import demo
+
+DEFAULT_COUNTS = {
+    "divisions": 3, "campuses": 3, "levels": 4, "departments": 12, "people": 3230,
+    "person_external_ids": 3160, "person_statuses": 3230, "person_indicators": 88,
+    "addresses": 3230, "emails": 4838, "phones": 4154, "terms": 3, "courses": 120,
+    "sections": 545, "section_meetings": 20213, "enrollments": 15132, "schedule_changes": 379,
+    "grades": 5949, "waitlist": 1920, "attendance": 54288, "hold_types": 5, "holds": 208,
+    "transaction_codes": 8, "transactions": 6018, "immunizations": 7547, "transfer_credits": 493,
+    "notification_groups": 6, "notification_group_members": 18, "registration_appointments": 1954,
+    "email_activities": 2,
+}  # fmt: skip
+SMALL = demo.DemoSize(students=300, faculty=20, staff=12, prospects=30, alumni=30)
+
+
+def digest(data: demo.DemoData) -> str:
+    """SHA-256 of every table's name, columns and rows, in load order."""
+    h = hashlib.sha256()
+    for table, (columns, rows) in data.tables.items():
+        h.update(repr((table, columns)).encode())
+        for row in rows:
+            h.update(repr(row).encode())
+    return h.hexdigest()
+
+
+def test_the_default_demo_school_keeps_its_tables_rows_and_values() -> None:
+    data = demo.generate(date(2026, 3, 2))
+    assert {table: len(rows) for table, (_, rows) in data.tables.items()} == DEFAULT_COUNTS
+    assert list(data.tables) == list(DEFAULT_COUNTS), "load order changed"
+    assert digest(data) == "8c43bd856509e16012ce6777c142073cb62f877b89ffe6366ecb361fca717ff8"
+
+
+@pytest.mark.parametrize(
+    ("today", "seed", "expected"),
+    [
+        (date(2024, 2, 29), 7, "9a99158748d2cb6bc2d3c9ac917c207f835d00ab9c404f899ccd09be68b376fa"),
+        (date(2026, 12, 31), 1, "29597a63306a7b98dc461ed9c8e43e6e9a75320dd5ccb9905a42e64409b766c3"),
+    ],
+)
+def test_a_small_demo_school_keeps_its_rows_for_another_day_and_seed(
+    today: date, seed: int, expected: str
+) -> None:
+    assert digest(demo.generate(today, seed=seed, size=SMALL)) == expected
