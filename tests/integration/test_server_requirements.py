@@ -13,9 +13,9 @@ import pytest
 
 from belltower import streams
 from belltower.errors import ConfigurationError
-from belltower_dev.localservers import NatsServer
 from belltower.settings import Settings
 from belltower.subjects import DUE_STREAM
+from belltower_dev.localservers import NatsServer
 
 
 def test_versions_before_2_11_are_refused_naming_found_and_needed() -> None:
