@@ -13,7 +13,8 @@ import pytest
 from belltower.events import DueOccurrence, occurrence_id
 from belltower.schedule import Every, Once, Schedule
 from belltower.subjects import DUE_STREAM
-from belltower_scheduler.dispatcher import Dispatcher, Entry, compiled_for
+from belltower_scheduler.dispatcher import Dispatcher
+from belltower_scheduler.entry import Entry, compiled_for
 from belltower_scheduler.publisher import BatchPublisher
 from belltower_scheduler.store import JobRow, Store
 from tests.support import stream_messages

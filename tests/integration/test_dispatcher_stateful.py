@@ -32,7 +32,8 @@ from belltower.events import RunFinishedData, run_id_for
 from belltower.schedule import Every, Schedule
 from belltower.settings import Settings
 from belltower.subjects import DUE_STREAM
-from belltower_scheduler.dispatcher import Dispatcher, Entry
+from belltower_scheduler.dispatcher import Dispatcher
+from belltower_scheduler.entry import Entry
 from belltower_scheduler.operations import Operations
 from belltower_scheduler.publisher import BatchPublisher
 from belltower_scheduler.store import JobRow, Store

@@ -14,8 +14,10 @@ import pytest
 from belltower.api import After, RunPolicy
 from belltower.events import RunFinished, occurrence_id, run_id_for, utcnow
 from belltower.subjects import DUE_STREAM, run_finished_subject
-from belltower_scheduler.dispatcher import Dispatcher, Entry
-from belltower_scheduler.lease import Deposed, Lease, LeaseKeeper, lease_key
+from belltower_scheduler.dispatcher import Dispatcher
+from belltower_scheduler.entry import Entry
+from belltower_scheduler.fencing import Deposed, lease_key
+from belltower_scheduler.lease import Lease, LeaseKeeper
 from belltower_scheduler.partitions import Partitions
 from belltower_scheduler.settings import SchedulerSettings
 from belltower_scheduler.store import Occurrence, Store

@@ -11,7 +11,8 @@ import pytest
 from belltower.schedule import Every, Schedule
 from belltower.subjects import DUE_STREAM
 from belltower_scheduler.dispatcher import Dispatcher
-from belltower_scheduler.lease import FENCE_HEADER, Deposed, Lease, LeaseKeeper, partition_of
+from belltower_scheduler.fencing import FENCE_HEADER, Deposed, partition_of
+from belltower_scheduler.lease import Lease, LeaseKeeper
 from belltower_scheduler.settings import SchedulerSettings
 from belltower_scheduler.store import JobRow, Store
 from tests.support import stream_messages

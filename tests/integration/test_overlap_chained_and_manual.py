@@ -14,7 +14,8 @@ from belltower.api import After, RunNowRequest, RunNowResult, RunPolicy, WhyRequ
 from belltower.errors import Conflict
 from belltower.events import RunFinishedData, chained_occurrence_id, occurrence_id, run_id_for
 from belltower.schedule import Every, OnDemand, Schedule
-from belltower_scheduler.dispatcher import Dispatcher, Entry
+from belltower_scheduler.dispatcher import Dispatcher
+from belltower_scheduler.entry import Entry
 from belltower_scheduler.operations import Operations
 from belltower_scheduler.store import JobRow, Store
 from tests.integration.test_dispatcher import Clock, due_messages

@@ -10,7 +10,7 @@ import pytest
 
 from belltower.schedule import Every, Schedule
 from belltower.subjects import DUE_STREAM
-from belltower_scheduler.dispatcher import Entry
+from belltower_scheduler.entry import Entry
 from belltower_scheduler.lease import LeaseKeeper
 from belltower_scheduler.partitions import Partitions
 from belltower_scheduler.settings import SchedulerSettings
@@ -154,7 +154,7 @@ async def test_run_now_on_a_standby_follows_the_overlap_policy_and_the_holder_ad
 
 @pytest.mark.parametrize("count", [1, 5])
 def test_job_ids_spread_over_every_partition(count: int) -> None:
-    from belltower_scheduler.lease import partition_of
+    from belltower_scheduler.fencing import partition_of
 
     ids = [str(uuid.uuid4()) for _ in range(200)]
     seen = {partition_of(i, count) for i in ids}

@@ -514,9 +514,9 @@ async def test_bad_policies_are_refused_naming_the_field(nc, store) -> None:
 async def test_beyond_the_catch_up_limit_one_row_stands_for_the_rest(
     nc, store, pool, monkeypatch
 ) -> None:
-    import belltower_scheduler.dispatcher as dispatcher_module
+    import belltower_scheduler.planner as planner_module
 
-    monkeypatch.setattr(dispatcher_module, "MAX_CATCH_UP", 5)
+    monkeypatch.setattr(planner_module, "MAX_CATCH_UP", 5)
     row = await add_job(store, RunPolicy(catch_up="skip"))
     d = Dispatcher(
         store,
