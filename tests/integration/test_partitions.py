@@ -15,6 +15,7 @@ from belltower_scheduler.lease import LeaseKeeper
 from belltower_scheduler.partitions import Partitions
 from belltower_scheduler.settings import SchedulerSettings
 from belltower_scheduler.store import JobRow, Store
+from tests.helpers.scheduler import eventually
 from tests.support import stream_messages
 
 
@@ -42,14 +43,6 @@ async def replica(nc, store: Store, settings, name: str) -> tuple[Partitions, Le
     await keeper.step()
     await partitions.loaded()
     return partitions, keeper
-
-
-async def eventually(check, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        assert loop.time() < deadline, "not reached in time"
-        await asyncio.sleep(0.02)
 
 
 def job(paused: bool = False) -> JobRow:
