@@ -24,6 +24,11 @@ occurrences of jobs that run ``after`` another one.
 With several replicas, a Dispatcher serves one partition of the jobs under a lease (see
 ``lease.py``): it loads and republishes only that partition, checks the lease before planning
 and before publishing, and writes the ledger only under the lease's fencing token.
+
+The rooms: ``entry.py`` (what is kept per job), ``planner.py`` (planning, no I/O),
+``pipeline.py`` (ledger writes, publishing, confirming), ``inflight.py`` (runs in flight,
+run-now, chaining, delayed occurrences), ``fencing.py`` (partitions and lease tokens); this
+module holds the set of jobs and the loop.
 """
 
 from __future__ import annotations
