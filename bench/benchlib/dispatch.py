@@ -28,8 +28,9 @@ from belltower.db import create_pool
 from belltower.events import utcnow
 from belltower.subjects import DUE_STREAM
 from belltower_scheduler.dispatcher import Dispatcher
+from belltower_scheduler.fencing import Fence
 from belltower_scheduler.settings import SchedulerSettings
-from belltower_scheduler.store import Fence, Occurrence, Store
+from belltower_scheduler.store import Occurrence, Store
 
 from .data import due_at_once_rows, insert_jobs, raw_due_messages
 from .figures import Figure, publish_all

@@ -28,7 +28,7 @@ from typing import Any
 from nats.aio.client import Client as NatsClient
 
 from belltower.db import create_pool
-from belltower_scheduler import dispatcher as dispatcher_module
+from belltower_scheduler import entry as entry_module
 from belltower_scheduler.dispatcher import Dispatcher
 from belltower_scheduler.store import Store
 
@@ -142,8 +142,8 @@ async def _serving_rss(scheduler: Service, nc: NatsClient) -> tuple[int, float]:
 
 
 async def _timed_load(dispatcher: Dispatcher) -> float:
-    dispatcher_module._compiled.cache_clear()
-    dispatcher_module.compiled_for_text.cache_clear()  # a fresh process compiles every schedule
+    entry_module._compiled.cache_clear()
+    entry_module.compiled_for_text.cache_clear()  # a fresh process compiles every schedule
     started = time.perf_counter()
     await dispatcher.load()
     return time.perf_counter() - started
@@ -151,8 +151,8 @@ async def _timed_load(dispatcher: Dispatcher) -> float:
 
 async def _traced_load(dispatcher: Dispatcher, n: int) -> dict[str, Any]:
     """Bytes the loaded jobs keep on the Python heap, and the source lines that allocated most of them."""
-    dispatcher_module._compiled.cache_clear()
-    dispatcher_module.compiled_for_text.cache_clear()
+    entry_module._compiled.cache_clear()
+    entry_module.compiled_for_text.cache_clear()
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()

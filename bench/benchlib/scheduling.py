@@ -38,7 +38,7 @@ from belltower.events import DueOccurrence, utcnow
 from belltower.schedule import Every, Schedule
 from belltower.subjects import DUE_STREAM, DUE_SUBJECTS
 from belltower_scheduler.dispatcher import Dispatcher
-from belltower_scheduler.lease import FENCE_HEADER
+from belltower_scheduler.fencing import FENCE_HEADER
 from belltower_scheduler.settings import SchedulerSettings
 from belltower_scheduler.store import Store
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import asyncpg
 import msgspec
@@ -12,42 +12,11 @@ import pytest
 
 from belltower.events import DueOccurrence, occurrence_id
 from belltower.schedule import Every, Once, Schedule
-from belltower.subjects import DUE_STREAM
-from belltower_scheduler.dispatcher import Dispatcher, Entry, compiled_for
+from belltower_scheduler.dispatcher import Dispatcher
+from belltower_scheduler.entry import Entry, compiled_for
 from belltower_scheduler.publisher import BatchPublisher
 from belltower_scheduler.store import JobRow, Store
-from tests.support import stream_messages
-
-T0 = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-async def add_job(
-    store: Store, schedule: Schedule, *, priority: int = 500, next_due: datetime, title: str = "job"
-) -> JobRow:
-    import uuid
-
-    row = JobRow(
-        id=str(uuid.uuid4()), title=title, type="system.canary", pool="notifier", params={}, schedule=schedule,
-        priority=priority, paused=False, keep_history_days=30, timeout_s=None, next_run_at=next_due,
-        created_at=T0, updated_at=T0,
-    )  # fmt: skip
-    await store.insert_job(row)
-    return row
-
-
-async def due_messages(js) -> list[tuple[DueOccurrence, str]]:
-    return [
-        (msgspec.json.decode(m.data, type=DueOccurrence), m.headers["Nats-Msg-Id"])
-        for m in await stream_messages(js, DUE_STREAM)
-    ]
+from tests.helpers.scheduler import T0, Clock, add_job, due_messages
 
 
 async def ledger(pool) -> list[dict]:
@@ -66,7 +35,7 @@ async def store(pool) -> Store:
 
 async def test_due_occurrences_are_published_once_with_their_id(nc, store, pool) -> None:
     clock = Clock(T0 + timedelta(seconds=2.5))
-    row = await add_job(store, Schedule(rule=Every(seconds=1)), next_due=T0)
+    row = await add_job(store, schedule=Schedule(rule=Every(seconds=1)), next_due=T0)
     dispatcher = Dispatcher(store, nc.jetstream(), clock=clock)
     await dispatcher.load()
 
@@ -91,7 +60,11 @@ async def test_due_occurrences_are_published_once_with_their_id(nc, store, pool)
 async def test_higher_priority_is_published_first_when_due_together(nc, store) -> None:
     for priority in (1, 900, 500, 10_000, 499):
         await add_job(
-            store, Schedule(rule=Once(at=T0)), priority=priority, next_due=T0, title=f"p{priority}"
+            store,
+            schedule=Schedule(rule=Once(at=T0)),
+            priority=priority,
+            next_due=T0,
+            title=f"p{priority}",
         )
     dispatcher = Dispatcher(store, nc.jetstream(), clock=Clock(T0 + timedelta(milliseconds=5)))
     await dispatcher.load()
@@ -100,7 +73,7 @@ async def test_higher_priority_is_published_first_when_due_together(nc, store) -
 
 
 async def test_a_restart_or_second_replica_does_not_dispatch_again(nc, store, pool) -> None:
-    await add_job(store, Schedule(rule=Every(seconds=1)), next_due=T0)
+    await add_job(store, schedule=Schedule(rule=Every(seconds=1)), next_due=T0)
     first = Dispatcher(store, nc.jetstream(), clock=Clock(T0 + timedelta(seconds=1.5)))
     await first.load()
     assert await first.tick() == 2
@@ -117,7 +90,7 @@ async def test_a_restart_or_second_replica_does_not_dispatch_again(nc, store, po
 
 async def test_planning_returns_only_the_occurrences_it_wrote(nc, store, pool) -> None:
     """Some of a chunk already in the ledger (another replica, a retry): only the others are new."""
-    row = await add_job(store, Schedule(rule=Every(seconds=60)), next_due=T0)
+    row = await add_job(store, schedule=Schedule(rule=Every(seconds=60)), next_due=T0)
     dispatcher = Dispatcher(store, nc.jetstream(), clock=Clock(T0))
     await dispatcher.load()
     entry = dispatcher.entries[row.id]
@@ -131,7 +104,9 @@ async def test_planning_returns_only_the_occurrences_it_wrote(nc, store, pool) -
 
 
 async def test_pending_occurrences_left_by_a_crash_are_published_on_start(nc, store, pool) -> None:
-    row = await add_job(store, Schedule(rule=Every(seconds=60)), next_due=T0 + timedelta(minutes=1))
+    row = await add_job(
+        store, schedule=Schedule(rule=Every(seconds=60)), next_due=T0 + timedelta(minutes=1)
+    )
     crashed = Dispatcher(store, nc.jetstream(), clock=Clock(T0))
     await crashed.load()
     occ = crashed._occurrence(crashed.entries[row.id], T0, "pending", None)
@@ -147,7 +122,7 @@ async def test_pending_occurrences_left_by_a_crash_are_published_on_start(nc, st
 
 
 async def test_jetstream_drops_a_republished_occurrence(nc, store, pool) -> None:
-    row = await add_job(store, Schedule(rule=Every(seconds=60)), next_due=T0)
+    row = await add_job(store, schedule=Schedule(rule=Every(seconds=60)), next_due=T0)
     dispatcher = Dispatcher(store, nc.jetstream(), clock=Clock(T0))
     await dispatcher.load()
     await dispatcher.tick()
@@ -160,7 +135,7 @@ async def test_jetstream_drops_a_republished_occurrence(nc, store, pool) -> None
 
 
 async def test_missed_occurrences_are_coalesced_and_recorded(nc, store, pool) -> None:
-    await add_job(store, Schedule(rule=Every(seconds=60)), next_due=T0)
+    await add_job(store, schedule=Schedule(rule=Every(seconds=60)), next_due=T0)
     dispatcher = Dispatcher(
         store,
         nc.jetstream(),
@@ -178,8 +153,12 @@ async def test_missed_occurrences_are_coalesced_and_recorded(nc, store, pool) ->
 
 
 async def test_paused_and_removed_jobs_are_not_dispatched(nc, store) -> None:
-    paused = await add_job(store, Schedule(rule=Every(seconds=1)), next_due=T0, title="paused")
-    removed = await add_job(store, Schedule(rule=Every(seconds=1)), next_due=T0, title="removed")
+    paused = await add_job(
+        store, schedule=Schedule(rule=Every(seconds=1)), next_due=T0, title="paused"
+    )
+    removed = await add_job(
+        store, schedule=Schedule(rule=Every(seconds=1)), next_due=T0, title="removed"
+    )
     dispatcher = Dispatcher(store, nc.jetstream(), clock=Clock(T0 + timedelta(seconds=0.5)))
     await dispatcher.load()
     entry = dispatcher.entries[paused.id]
@@ -191,7 +170,7 @@ async def test_paused_and_removed_jobs_are_not_dispatched(nc, store) -> None:
 
 async def test_a_database_failure_mid_tick_loses_no_occurrence(nc, store, pool) -> None:
     """The ledger write fails for real; the next tick plans the same occurrences."""
-    row = await add_job(store, Schedule(rule=Every(seconds=1)), next_due=T0)
+    row = await add_job(store, schedule=Schedule(rule=Every(seconds=1)), next_due=T0)
     clock = Clock(T0 + timedelta(seconds=1.5))
     dispatcher = Dispatcher(store, nc.jetstream(), clock=clock)
     await dispatcher.load()
@@ -261,7 +240,11 @@ PRIORITIES = (7, 900, 500, 10_000, 499, 1, 650)
 async def add_same_instant_jobs(store: Store) -> None:
     for priority in PRIORITIES:
         await add_job(
-            store, Schedule(rule=Once(at=T0)), priority=priority, next_due=T0, title=f"p{priority}"
+            store,
+            schedule=Schedule(rule=Once(at=T0)),
+            priority=priority,
+            next_due=T0,
+            title=f"p{priority}",
         )
 
 
@@ -412,7 +395,7 @@ async def test_occurrences_the_schedule_skips_are_in_the_ledger_with_their_reaso
     schedule = Schedule(
         rule=Every(seconds=3600), window=Window(start="08:00", end="10:00"), weekdays=["mon"]
     )
-    row = await add_job(store, schedule, next_due=T0)
+    row = await add_job(store, schedule=schedule, next_due=T0)
     clock = Clock(T0)
     dispatcher = Dispatcher(store, nc.jetstream(), clock=clock)
     await dispatcher.load()

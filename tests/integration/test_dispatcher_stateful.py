@@ -32,12 +32,12 @@ from belltower.events import RunFinishedData, run_id_for
 from belltower.schedule import Every, Schedule
 from belltower.settings import Settings
 from belltower.subjects import DUE_STREAM
-from belltower_scheduler.dispatcher import Dispatcher, Entry
+from belltower_scheduler.dispatcher import Dispatcher
+from belltower_scheduler.entry import Entry
 from belltower_scheduler.operations import Operations
 from belltower_scheduler.publisher import BatchPublisher
 from belltower_scheduler.store import JobRow, Store
-
-T0 = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
+from tests.helpers.scheduler import Clock
 
 
 class CountingNats:
@@ -53,14 +53,6 @@ class CountingNats:
     async def publish(self, subject, payload=b"", reply="", headers=None):
         self.published[headers["Nats-Msg-Id"]] += 1
         await self.nc.publish(subject, payload, reply=reply, headers=headers)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def make_machine(nats_url: str, database_url: str) -> type[RuleBasedStateMachine]:

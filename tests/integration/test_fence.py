@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import msgspec
 import pytest
@@ -14,28 +14,27 @@ import pytest
 from belltower.api import After, RunPolicy
 from belltower.events import RunFinished, occurrence_id, run_id_for, utcnow
 from belltower.subjects import DUE_STREAM, run_finished_subject
-from belltower_scheduler.dispatcher import Dispatcher, Entry
-from belltower_scheduler.lease import Deposed, Lease, LeaseKeeper, lease_key
+from belltower_scheduler.dispatcher import Dispatcher
+from belltower_scheduler.entry import Entry
+from belltower_scheduler.fencing import Deposed, lease_key
+from belltower_scheduler.lease import Lease, LeaseKeeper
 from belltower_scheduler.partitions import Partitions
 from belltower_scheduler.settings import SchedulerSettings
 from belltower_scheduler.store import Occurrence, Store
-from tests.integration.test_dispatcher import Clock, due_messages
-from tests.integration.test_partitions import eventually
-from tests.integration.test_run_policies import add_job, finished
+from tests.helpers.scheduler import (
+    MINUTE,
+    T0,
+    Clock,
+    add_job,
+    due_messages,
+    eventually,
+    finished,
+    held_lease,
+)
 from tests.support import stream_messages
 
-T0 = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
-MINUTE = timedelta(minutes=1)
 OLD, NEW = 5, 7
 """Fencing tokens: replica "a" held the partition under OLD, then "b" took it under NEW."""
-
-
-def lease(token: int, replica: str) -> Lease:
-    # Valid on the local clock for ever: only PostgreSQL's token can refuse the writes, as for a
-    # replica resumed after a stall that has not yet noticed its lease ran out.
-    return Lease(
-        partition=0, count=1, token=token, revision=token, valid_until=float("inf"), replica=replica
-    )
 
 
 @pytest.fixture
@@ -48,11 +47,11 @@ async def store(pool) -> Store:
 
 
 def deposed(store: Store, nc, clock: Clock) -> Dispatcher:
-    return Dispatcher(store, nc.jetstream(), clock=clock, lease=lease(OLD, "a"))
+    return Dispatcher(store, nc.jetstream(), clock=clock, lease=held_lease(OLD, "a"))
 
 
 def leader(store: Store, nc, clock: Clock) -> Dispatcher:
-    return Dispatcher(store, nc.jetstream(), clock=clock, lease=lease(NEW, "b"))
+    return Dispatcher(store, nc.jetstream(), clock=clock, lease=held_lease(NEW, "b"))
 
 
 async def snapshot(pool) -> list[dict]:

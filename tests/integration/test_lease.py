@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import UTC, datetime
 
 import pytest
 
-from belltower.schedule import Every, Schedule
 from belltower.subjects import DUE_STREAM
 from belltower_scheduler.dispatcher import Dispatcher
-from belltower_scheduler.lease import FENCE_HEADER, Deposed, Lease, LeaseKeeper, partition_of
+from belltower_scheduler.fencing import FENCE_HEADER, Deposed, partition_of
+from belltower_scheduler.lease import Lease, LeaseKeeper
 from belltower_scheduler.settings import SchedulerSettings
-from belltower_scheduler.store import JobRow, Store
+from belltower_scheduler.store import Store
+from tests.helpers.scheduler import T0, add_job
 from tests.support import stream_messages
-
-T0 = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
 
 
 class Recorder:
@@ -44,16 +41,6 @@ def keeper(nc, store: Store, settings, name: str, recorder: Recorder, partitions
         on_acquired=recorder.acquired,
         on_lost=recorder.lost,
     )
-
-
-async def add_job(store: Store, job_id: str | None = None) -> JobRow:
-    row = JobRow(
-        id=job_id or str(uuid.uuid4()), title="job", type="system.canary", pool="notifier", params={},
-        schedule=Schedule(rule=Every(seconds=1)), priority=500, paused=False, keep_history_days=None,
-        timeout_s=None, next_run_at=T0, created_at=T0, updated_at=T0,
-    )  # fmt: skip
-    await store.insert_job(row)
-    return row
 
 
 @pytest.fixture
@@ -96,7 +83,7 @@ async def test_one_holder_and_a_fenced_takeover_when_it_stops_renewing(
     assert await pool.fetchval("SELECT holder FROM scheduler.leases") == "b"
 
     # The stalled holder's ledger writes are refused, and nothing is written.
-    row = await add_job(store)
+    row = await add_job(store, every_s=1)
     dispatcher = Dispatcher(store, nc.jetstream(), clock=lambda: T0, lease=old)
     await dispatcher.load()
     old.valid_until = float("inf")  # as if its clock had not noticed yet: PostgreSQL still refuses
@@ -119,7 +106,7 @@ async def test_one_holder_and_a_fenced_takeover_when_it_stops_renewing(
 
 
 async def test_an_expired_lease_stops_dispatch_before_anything_is_planned(nc, store, pool) -> None:
-    await add_job(store)
+    await add_job(store, every_s=1)
     lease = Lease(partition=0, count=1, token=1, revision=1, valid_until=0.0, replica="x")
     dispatcher = Dispatcher(store, nc.jetstream(), clock=lambda: T0, lease=lease)
     await dispatcher.load()
@@ -157,7 +144,7 @@ async def test_replicas_share_the_partitions_and_take_back_released_ones(
 
 
 async def test_partition_filter_in_sql_matches_partition_of(store) -> None:
-    jobs = [await add_job(store) for _ in range(40)]
+    jobs = [await add_job(store, every_s=1) for _ in range(40)]
     for count in (1, 3, 4):
         seen: list[str] = []
         for index in range(count):

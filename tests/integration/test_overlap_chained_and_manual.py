@@ -4,8 +4,7 @@ refused to a person who asked, and overridden on purpose."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import msgspec
 import pytest
@@ -13,14 +12,21 @@ import pytest
 from belltower.api import After, RunNowRequest, RunNowResult, RunPolicy, WhyRequest
 from belltower.errors import Conflict
 from belltower.events import RunFinishedData, chained_occurrence_id, occurrence_id, run_id_for
-from belltower.schedule import Every, OnDemand, Schedule
-from belltower_scheduler.dispatcher import Dispatcher, Entry
+from belltower.schedule import Every, Schedule
+from belltower_scheduler.dispatcher import Dispatcher
+from belltower_scheduler.entry import Entry
 from belltower_scheduler.operations import Operations
 from belltower_scheduler.store import JobRow, Store
-from tests.integration.test_dispatcher import Clock, due_messages
-
-T0 = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
-MINUTE = timedelta(minutes=1)
+from tests.helpers.scheduler import (
+    MINUTE,
+    T0,
+    Clock,
+    add_job,
+    add_on_demand_job,
+    due_messages,
+    run_finished,
+    tracking_dispatcher,
+)
 
 
 @pytest.fixture
@@ -28,33 +34,9 @@ async def store(pool) -> Store:
     return Store(pool)
 
 
-async def add_job(
-    store: Store, policy: RunPolicy = RunPolicy(), *, schedule: Schedule | None = None,
-    next_due: datetime | None = None, title: str = "job",
-) -> JobRow:  # fmt: skip
-    row = JobRow(
-        id=str(uuid.uuid4()), title=title, type="system.canary", pool="notifier", params={},
-        schedule=schedule or Schedule(rule=OnDemand()), priority=500, paused=False,
-        keep_history_days=30, timeout_s=None, next_run_at=next_due, created_at=T0, updated_at=T0,
-        policy=policy,
-    )  # fmt: skip
-    await store.insert_job(row)
-    return row
-
-
-def done(row: JobRow, occ_id: str, at: datetime, status: str = "succeeded") -> RunFinishedData:
-    """The finished event of the run of occurrence ``occ_id`` of ``row``, ending at ``at``."""
-    return RunFinishedData(
-        run_id=run_id_for(occ_id), occurrence_id=occ_id, job_id=row.id, job_type=row.type,
-        job_title=row.title, pool=row.pool, status=status, priority=500, trigger="schedule",
-        scheduled_for=at, dispatched_at=at, started_at=at, finished_at=at, duration_ms=0,
-        error=None if status == "succeeded" else "boom",
-    )  # fmt: skip
-
-
 def upstream_done(upstream: JobRow, at: datetime) -> RunFinishedData:
     """The upstream's scheduled occurrence of ``at`` finished at ``at`` + 5 s."""
-    return done(upstream, occurrence_id(upstream.id, at), at + timedelta(seconds=5))
+    return run_finished(upstream, occurrence_id(upstream.id, at), at + timedelta(seconds=5))
 
 
 async def rows_of(pool, job_id: str) -> list[dict]:
@@ -73,22 +55,17 @@ async def sent_for(js, job_id: str) -> list[tuple[str, str]]:
     return [(m.trigger, i) for m, i in await due_messages(js) if m.job_id == job_id]
 
 
-async def tracking(store: Store, js, clock: Clock) -> Dispatcher:
-    d = Dispatcher(store, js, clock=clock)
-    await d.load()
-    await d.track_runs()
-    return d
-
-
 # -- chained occurrences --------------------------------------------------------------------------
 
 
 async def test_a_chained_occurrence_is_skipped_while_the_jobs_run_is_going(nc, store, pool) -> None:
     js = nc.jetstream()
-    upstream = await add_job(store, title="download")
-    follower = await add_job(store, RunPolicy(after=After(job=upstream.id)), title="import")
+    upstream = await add_on_demand_job(store, title="download")
+    follower = await add_on_demand_job(
+        store, RunPolicy(after=After(job=upstream.id)), title="import"
+    )
     clock = Clock(T0)
-    d = await tracking(store, js, clock)
+    d = await tracking_dispatcher(store, js, clock)
     manual = await d.run_now(d.entries[follower.id], "alice (cli)")  # the follower's run, going
 
     clock.now = T0 + MINUTE
@@ -106,7 +83,7 @@ async def test_a_chained_occurrence_is_skipped_while_the_jobs_run_is_going(nc, s
     assert d.stats.skipped == {"overlap": 1}
 
     # Once the follower's run has finished, the next upstream run chains it as usual.
-    await d.runs_finished([done(follower, manual.id, T0 + MINUTE)])
+    await d.runs_finished([run_finished(follower, manual.id, T0 + MINUTE)])
     clock.now = T0 + 2 * MINUTE
     await d.runs_finished([upstream_done(upstream, T0 + MINUTE)])
     await d.tick()
@@ -116,12 +93,12 @@ async def test_a_chained_occurrence_is_skipped_while_the_jobs_run_is_going(nc, s
 
 async def test_a_chained_occurrence_is_buffered_and_released_once(nc, store, pool) -> None:
     js = nc.jetstream()
-    upstream = await add_job(store, title="download")
-    follower = await add_job(
+    upstream = await add_on_demand_job(store, title="download")
+    follower = await add_on_demand_job(
         store, RunPolicy(after=After(job=upstream.id, on="finished"), overlap="buffer")
     )
     clock = Clock(T0)
-    d = await tracking(store, js, clock)
+    d = await tracking_dispatcher(store, js, clock)
     manual = await d.run_now(d.entries[follower.id], "alice (cli)")
 
     clock.now = T0 + 2 * MINUTE
@@ -144,7 +121,7 @@ async def test_a_chained_occurrence_is_buffered_and_released_once(nc, store, poo
 
     # The follower's run ends: the waiting occurrence is released, published once. The same
     # events coming again (redelivery, replay after a restart) release and chain nothing more.
-    finish = done(follower, manual.id, T0 + 2 * MINUTE)
+    finish = run_finished(follower, manual.id, T0 + 2 * MINUTE)
     await d.runs_finished([finish])
     await d.tick()
     await d.runs_finished(
@@ -160,10 +137,10 @@ async def test_a_delayed_chained_occurrence_meets_the_overlap_policy_when_its_de
     nc, store, pool
 ) -> None:
     js = nc.jetstream()
-    upstream = await add_job(store, title="download")
-    follower = await add_job(store, RunPolicy(after=After(job=upstream.id, delay_s=600)))
+    upstream = await add_on_demand_job(store, title="download")
+    follower = await add_on_demand_job(store, RunPolicy(after=After(job=upstream.id, delay_s=600)))
     clock = Clock(T0 + MINUTE)
-    d = await tracking(store, js, clock)
+    d = await tracking_dispatcher(store, js, clock)
     await d.runs_finished([upstream_done(upstream, T0)])  # due at 08:10:05
     chained = chained_occurrence_id(follower.id, occurrence_id(upstream.id, T0))
     assert [r["state"] for r in await rows_of(pool, follower.id)] == ["delayed"]
@@ -188,7 +165,7 @@ async def scheduled_run_going(
     """A job every hour whose 08:00 run was dispatched and has not finished."""
     row = await add_job(store, policy, schedule=Schedule(rule=Every(seconds=3600)), next_due=T0)
     clock = Clock(T0)
-    d = await tracking(store, js, clock)
+    d = await tracking_dispatcher(store, js, clock)
     assert await d.tick() == 1
     clock.now = T0 + 10 * MINUTE
     return row, d, clock
@@ -226,7 +203,9 @@ async def test_run_now_under_skip_is_refused_naming_the_run_going(nc, store, poo
     assert kept["reason"].endswith("was still going (overlap: skip, overridden)")
 
     # After the run finishes, run now needs no force.
-    await d.runs_finished([done(row, going, clock.now), done(row, forced.id, clock.now)])
+    await d.runs_finished(
+        [run_finished(row, going, clock.now), run_finished(row, forced.id, clock.now)]
+    )
     again = await d.run_now(d.entries[row.id], "alice (cli)")
     assert (await sent_for(js, row.id))[-1] == ("manual", again.id)
 
@@ -250,7 +229,7 @@ async def test_run_now_under_buffer_queues_behind_the_run_going(nc, store, pool)
     assert f"occurrence {result.occurrence_id} already waits for it" in refused.value.message
 
     # The run going finishes: the queued run is published, once, as the manual run it is.
-    finish = done(row, going, clock.now)
+    finish = run_finished(row, going, clock.now)
     await d.runs_finished([finish])
     await d.tick()
     await d.runs_finished([finish])
@@ -296,7 +275,7 @@ async def test_a_replica_not_holding_the_job_sees_the_run_going_and_the_holder_a
     await holder.adopt(row.id)
     assert holder.waiting[row.id] == queued.id
 
-    await holder.runs_finished([done(row, occurrence_id(row.id, T0), clock.now)])
+    await holder.runs_finished([run_finished(row, occurrence_id(row.id, T0), clock.now)])
     await holder.tick()
     assert await sent_for(js, row.id) == [
         ("schedule", occurrence_id(row.id, T0)),
@@ -314,11 +293,11 @@ async def test_the_holder_adopts_a_run_now_dispatched_elsewhere_but_not_one_alre
     js = nc.jetstream()
     row = await add_job(store, schedule=Schedule(rule=Every(seconds=3600)), next_due=T0 + MINUTE)
     clock = Clock(T0)
-    holder = await tracking(store, js, clock)
+    holder = await tracking_dispatcher(store, js, clock)
     other = Dispatcher(store, js, clock=clock)
     finished_first = await other.run_now(Entry.from_row(row), "erin (cli)")
     # Its finished event reaches the holder before the change notice does.
-    await holder.runs_finished([done(row, finished_first.id, T0)])
+    await holder.runs_finished([run_finished(row, finished_first.id, T0)])
     still_going = await other.run_now(Entry.from_row(row), "erin (cli)")
     await holder.adopt(row.id)
     assert set(holder.in_flight[row.id]) == {still_going.id}

@@ -10,11 +10,12 @@ import pytest
 
 from belltower.schedule import Every, Schedule
 from belltower.subjects import DUE_STREAM
-from belltower_scheduler.dispatcher import Entry
+from belltower_scheduler.entry import Entry
 from belltower_scheduler.lease import LeaseKeeper
 from belltower_scheduler.partitions import Partitions
 from belltower_scheduler.settings import SchedulerSettings
 from belltower_scheduler.store import JobRow, Store
+from tests.helpers.scheduler import eventually
 from tests.support import stream_messages
 
 
@@ -42,14 +43,6 @@ async def replica(nc, store: Store, settings, name: str) -> tuple[Partitions, Le
     await keeper.step()
     await partitions.loaded()
     return partitions, keeper
-
-
-async def eventually(check, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        assert loop.time() < deadline, "not reached in time"
-        await asyncio.sleep(0.02)
 
 
 def job(paused: bool = False) -> JobRow:
@@ -154,7 +147,7 @@ async def test_run_now_on_a_standby_follows_the_overlap_policy_and_the_holder_ad
 
 @pytest.mark.parametrize("count", [1, 5])
 def test_job_ids_spread_over_every_partition(count: int) -> None:
-    from belltower_scheduler.lease import partition_of
+    from belltower_scheduler.fencing import partition_of
 
     ids = [str(uuid.uuid4()) for _ in range(200)]
     seen = {partition_of(i, count) for i in ids}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import msgspec
 import pytest
@@ -13,40 +13,21 @@ import pytest
 from belltower.api import After, PauseRequest, RunPolicy, WhyRequest, WhyResult
 from belltower.events import (
     RunFinished,
-    RunFinishedData,
     chained_occurrence_id,
     occurrence_id,
     run_id_for,
 )
-from belltower.schedule import Every, Schedule
 from belltower.subjects import run_finished_subject
 from belltower_scheduler.dispatcher import Dispatcher
 from belltower_scheduler.operations import Operations
 from belltower_scheduler.runs import RunTracker
-from belltower_scheduler.store import JobRow, Store
-from tests.integration.test_dispatcher import Clock, due_messages
-
-T0 = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
-MINUTE = timedelta(minutes=1)
+from belltower_scheduler.store import Store
+from tests.helpers.scheduler import MINUTE, T0, Clock, add_job, due_messages, finished
 
 
 @pytest.fixture
 async def store(pool) -> Store:
     return Store(pool)
-
-
-async def add_job(
-    store: Store, policy: RunPolicy = RunPolicy(), *, every_s: int = 60, end: datetime | None = None,
-    next_due: datetime | None = T0, paused: bool = False, title: str = "job",
-) -> JobRow:  # fmt: skip
-    row = JobRow(
-        id=str(uuid.uuid4()), title=title, type="system.canary", pool="notifier", params={},
-        schedule=Schedule(rule=Every(seconds=every_s), end=end), priority=500, paused=paused,
-        keep_history_days=30, timeout_s=None, next_run_at=next_due, created_at=T0, updated_at=T0,
-        policy=policy,
-    )  # fmt: skip
-    await store.insert_job(row)
-    return row
 
 
 async def states(pool, job_id: str) -> list[tuple[datetime, str, str | None]]:
@@ -55,16 +36,6 @@ async def states(pool, job_id: str) -> list[tuple[datetime, str, str | None]]:
         job_id,
     )
     return [(r["scheduled_for"], r["state"], r["cause"]) for r in rows]
-
-
-def finished(row: JobRow, at: datetime, status: str = "succeeded", done: datetime | None = None):
-    occ = occurrence_id(row.id, at)
-    return RunFinishedData(
-        run_id=run_id_for(occ), occurrence_id=occ, job_id=row.id, job_type=row.type, job_title=row.title,
-        pool=row.pool, status=status, priority=500, trigger="schedule", scheduled_for=at,
-        dispatched_at=at, started_at=at, finished_at=done or at + timedelta(seconds=5), duration_ms=5000,
-        error=None if status == "succeeded" else "boom",
-    )  # fmt: skip
 
 
 # -- catch-up -----------------------------------------------------------------------------------
@@ -514,9 +485,9 @@ async def test_bad_policies_are_refused_naming_the_field(nc, store) -> None:
 async def test_beyond_the_catch_up_limit_one_row_stands_for_the_rest(
     nc, store, pool, monkeypatch
 ) -> None:
-    import belltower_scheduler.dispatcher as dispatcher_module
+    import belltower_scheduler.planner as planner_module
 
-    monkeypatch.setattr(dispatcher_module, "MAX_CATCH_UP", 5)
+    monkeypatch.setattr(planner_module, "MAX_CATCH_UP", 5)
     row = await add_job(store, RunPolicy(catch_up="skip"))
     d = Dispatcher(
         store,

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from belltower.api import RunPolicy
 from belltower.schedule import Every, Schedule
-from belltower_scheduler.dispatcher import Entry, compiled_for, job_spec
 from belltower_scheduler.due import DueQueue
+from belltower_scheduler.entry import Entry, compiled_for, job_spec
 
 T0 = datetime(2030, 1, 7, 7, 30, tzinfo=UTC)
 SCHEDULE = compiled_for(Schedule(rule=Every(seconds=60)))

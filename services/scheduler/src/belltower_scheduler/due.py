@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from .dispatcher import Entry
+    from .entry import Entry
 
 _priority = attrgetter("spec.priority")
 

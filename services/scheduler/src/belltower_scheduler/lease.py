@@ -1,6 +1,6 @@
 """Which scheduler replica dispatches which partition: leases in NATS KV, fenced in PostgreSQL.
 
-Jobs are split into ``count`` partitions by their id (:func:`partition_of`). Each partition has
+Jobs are split into ``count`` partitions by their id (``fencing.partition_of``). Each partition has
 one key in the ``belltower_leases`` bucket. A replica takes a partition by creating its key
 (compare-and-set on "no such key") with a per-message TTL of the lease time, and keeps it by
 rewriting it, again compare-and-set on the revision it last wrote, every ``renew_s``. When the
@@ -32,24 +32,19 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, KeyWrongLastSequenceError
 
 from belltower import streams
-from belltower.errors import BelltowerError
 from belltower.settings import Settings
 from belltower.subjects import LEASES_BUCKET
 
-if TYPE_CHECKING:
-    from .store import Store
+from .fencing import Deposed, lease_key
+from .store import Store
 
 log = logging.getLogger(__name__)
-
-FENCE_HEADER = "Belltower-Lease-Token"
-"""Header on every due message a lease holder publishes: the token of the lease it held."""
 
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 _VALIDITY_SHARE = 0.9
@@ -59,29 +54,6 @@ up before anyone else can take over."""
 
 
 _STANDBY_POLL_S = 0.5
-
-
-class Deposed(BelltowerError):
-    """This replica no longer holds the partition's lease; it must not dispatch for it."""
-
-    code = "deposed"
-
-
-def partition_of(job_id: str, count: int) -> int:
-    """The partition of a job: its id's last 32 bits modulo ``count``, stable across processes
-    and versions (unlike ``hash``), and computable in SQL (:func:`partition_sql`)."""
-    return int(job_id[-8:], 16) % count if count > 1 else 0
-
-
-def partition_sql(column: str, count_param: str, index_param: str) -> str:
-    """SQL condition equal to ``partition_of(column) == index`` (the same last 32 bits)."""
-    return f"(('x' || right({column}::text, 8))::bit(32)::bigint % {count_param}) = {index_param}"
-
-
-def lease_key(partition: int, count: int) -> str:
-    """The partition's KV key; the count is part of it, so replicas configured with different
-    counts never share a key (their ledgers still refuse double dispatch)."""
-    return f"scheduler.p{partition}of{count}"
 
 
 class _Holder(msgspec.Struct, frozen=True):

@@ -51,7 +51,8 @@ from belltower.schedule import (
 )
 
 from .catalog import Catalog, validate_params
-from .dispatcher import Dispatcher, Entry
+from .dispatcher import Dispatcher
+from .entry import Entry
 from .store import CalendarStore, JobRow, Occurrence, Store
 
 MAX_PAUSED_LISTED = 1_000

@@ -25,8 +25,10 @@ from nats.js import JetStreamContext
 from belltower.events import utcnow
 from belltower.subjects import SCHEDULER_CHANGES
 
-from .dispatcher import Dispatcher, Entry
-from .lease import Lease, partition_of
+from .dispatcher import Dispatcher
+from .entry import Entry
+from .fencing import partition_of
+from .lease import Lease
 from .runs import RunTracker
 from .settings import SchedulerSettings
 from .store import CalendarStore, Occurrence, Store

@@ -38,7 +38,7 @@ from belltower.events import RunFinished, RunFinishedData, RunStarted, run_event
 from belltower.subjects import RUNS_STREAM
 
 from .dispatcher import Dispatcher
-from .lease import Deposed
+from .fencing import Deposed
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from belltower.api import RunPolicy
 from belltower.events import ResultMail
 from belltower.schedule import Schedule, schedule_decoder, schedule_encoder
 
-from .lease import Deposed, partition_sql
+from .fencing import Deposed, Fence, Partition, partition_sql
 
 _result_mail_decoder = msgspec.json.Decoder(ResultMail)
 
@@ -95,13 +95,6 @@ class Occurrence:
     cause: str | None = None
     requested_from: str | None = None
     chained_from: str | None = None
-
-
-Partition = tuple[int, int]
-"""(index, count): the jobs whose id falls in partition ``index`` of ``count`` (see lease.py)."""
-
-Fence = tuple[str, int]
-"""(lease key, token): the lease a ledger write is made under."""
 
 
 def _partition_filter(column: str, partition: Partition | None, first_param: int) -> str:

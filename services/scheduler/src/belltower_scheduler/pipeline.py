@@ -1,0 +1,321 @@
+"""The dispatcher's way out: write planned occurrences to the ledger, publish them to JetStream,
+confirm the acks and mark them ``dispatched``, and publish again what a crash or an outage
+left ``pending``. Chunk k+1 is written while chunk k is published; a chunk is only ever
+published after its own transaction committed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+
+import msgspec
+
+from belltower import metrics, telemetry
+from belltower.api import RunPolicy
+from belltower.events import DueOccurrence, due_encoder, run_id_for
+from belltower.subjects import due_subject
+
+from .entry import Entry
+from .fencing import FENCE_HEADER, Fence, Partition
+from .lease import Lease
+from .planner import Chunk, Planned, Planner
+from .publisher import CONFIRMED, Batch, BatchPublisher
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+_due_subject = lru_cache(maxsize=1_024)(due_subject)
+"""One subject string per (pool, type) instead of one formatted per message."""
+
+
+@lru_cache(maxsize=4_096)
+def _retry_wire(policy: RunPolicy) -> tuple[int, tuple[float, float, float], int]:
+    """What a due message carries of a policy: retries, backoff, most deliveries."""
+    b = policy.retry_backoff
+    return policy.retries, (b.initial_s, b.factor, b.max_s), policy.deliveries
+
+
+@dataclass(slots=True)
+class Sent:
+    """A published batch whose acknowledgements are still to be looked at."""
+
+    batch: list[Planned]
+    acks: Batch
+    dispatched_at: datetime
+
+
+@dataclass
+class DispatchStats:
+    """Counters for the metrics: ``skipped`` by cause, ``missed`` by catch-up policy (coalesced
+    occurrences count as missed under ``latest``)."""
+
+    dispatched: int = 0
+    coalesced: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    missed: dict[str, int] = field(default_factory=dict)
+    publish_failures: int = 0
+    last_tick_at: datetime | None = None
+    lateness_ms: list[float] = field(default_factory=list)
+
+
+class Pipeline(Planner):
+    """Commit, send, confirm and settle what the planner planned (the dispatcher's second room)."""
+
+    store: Store
+    publisher: BatchPublisher
+    publish_timeout_s: float
+    lease: Lease | None
+    partition: Partition | None
+    clock: Callable[[], datetime]
+    entries: dict[str, Entry]
+    stats: DispatchStats
+    _retry_pending: bool
+    _sent: list[Sent]
+
+    def _fence(self) -> Fence | None:
+        """What every ledger write of this dispatcher is fenced by: its lease's key and token
+        (:class:`Deposed`, writing nothing, once another replica holds the partition), or None
+        without a lease (a lone scheduler, or run-now for a partition held elsewhere)."""
+        return None if self.lease is None else (self.lease.key, self.lease.token)
+
+    async def _commit_and_send(self, chunks: list[Chunk]) -> None:
+        """Write chunk k+1 to the ledger while chunk k is published.
+
+        An occurrence is published only once the transaction holding its ``pending`` row has
+        committed, and only if that transaction inserted it. What was published goes to
+        ``self._sent``, for ``_settle``. On failure the write in flight is waited for, not cancelled: its
+        rows are either committed (and republished as pending) or rolled back.
+        """
+        commit = asyncio.create_task(self._commit(chunks[0]))
+        try:
+            for following in [*chunks[1:], None]:
+                to_send = await commit
+                if following is not None:
+                    commit = asyncio.create_task(self._commit(following))
+                await self._send(to_send, self._sent)
+        finally:
+            # Whatever happened, the last write started has finished before we return.
+            await asyncio.gather(commit, return_exceptions=True)
+
+    async def _commit(self, chunk: Chunk) -> list[Planned]:
+        """Write one chunk; returns its occurrences to publish: new in the ledger and pending."""
+        if self.lease is None:
+            new_ids = await self.store.plan(chunk.occurrences, chunk.next_runs)
+        else:
+            fence = (self.lease.key, self.lease.token)
+            new_ids = await self.store.plan(chunk.occurrences, chunk.next_runs, fence=fence)
+        to_send = []
+        tracking = self.tracking_runs
+        for p in chunk.occurrences:
+            if p.id in new_ids:
+                if p.state == "pending":
+                    to_send.append(p)
+                    if tracking:
+                        self.in_flight.setdefault(p.job_id, {})[p.id] = p.scheduled_for
+                elif p.state == "coalesced":
+                    self.stats.coalesced += 1
+                    self._count(self.stats.missed, "latest")
+                    metrics.OCCURRENCES_MISSED.labels("latest").inc()
+                elif p.state == "missed":
+                    self._count(self.stats.missed, p.entry.policy.catch_up)
+                    metrics.OCCURRENCES_MISSED.labels(p.entry.policy.catch_up).inc()
+                elif p.state == "skipped":
+                    self._count(self.stats.skipped, p.cause or "other")
+                    metrics.OCCURRENCES_SKIPPED.labels(p.cause or "other").inc()
+                elif p.state == "waiting":
+                    self.waiting[p.job_id] = p.id
+        return to_send
+
+    @staticmethod
+    def _count(counter: dict[str, int], key: str) -> None:
+        counter[key] = counter.get(key, 0) + 1
+
+    async def _send(self, batch: list[Planned], sent: list[Sent]) -> None:
+        """Publish ``batch`` in order without waiting for acks; what was published is added to
+        ``sent``, for ``_confirm`` to wait for its acks and mark it ``dispatched``.
+
+        It is added even when publishing fails part-way, so the acks already requested are
+        waited for (or given up, which frees their place in the publisher's window).
+        """
+        if not batch:
+            return
+        headers = {}
+        if self.lease is not None:
+            self.lease.check()
+            headers[FENCE_HEADER] = str(self.lease.token)
+        dispatched_at = self.clock()
+        publisher = self.publisher
+        acks = publisher.batch()
+        try:
+            for p in batch:
+                entry = p.entry
+                retries, backoff, deliveries = _retry_wire(entry.policy)
+                message = DueOccurrence(
+                    occurrence_id=p.id,
+                    run_id=run_id_for(p.id),
+                    job_id=entry.id,
+                    job_type=entry.type,
+                    job_title=entry.title,
+                    pool=entry.pool,
+                    # Already-encoded JSON, written into the message as is (see _params_json).
+                    params=msgspec.Raw(entry.params_json),  # type: ignore[arg-type]
+                    priority=p.priority,
+                    trigger=p.trigger,  # type: ignore[arg-type]
+                    requested_by=p.requested_by,
+                    scheduled_for=p.scheduled_for,
+                    dispatched_at=dispatched_at,
+                    timeout_s=entry.timeout_s,
+                    result_mail=entry.result_mail,
+                    requested_from=p.requested_from,
+                    retries=retries,
+                    backoff_s=backoff,
+                    max_deliveries=deliveries,
+                )
+                subject = _due_subject(entry.pool, entry.type)
+                await publisher.publish(
+                    acks,
+                    subject,
+                    due_encoder.encode(message),
+                    {**headers, **telemetry.producer_headers(subject, p.id)},
+                )
+        finally:
+            if acks.outcome:
+                sent.append(Sent(batch[: len(acks.outcome)], acks, dispatched_at))
+            else:
+                publisher.forget(acks)
+
+    async def _confirm(self, sent: Sent) -> int:
+        """Wait for JetStream's acks, then mark what was confirmed ``dispatched``.
+
+        What is not confirmed in time stays ``pending`` and is published again by
+        ``republish_pending``; JetStream drops the copy it already has.
+        """
+        batch, acks, dispatched_at = sent.batch, sent.acks, sent.dispatched_at
+        try:
+            await acks.wait(self.publish_timeout_s)
+        finally:
+            self.publisher.forget(acks)  # what is unacknowledged now stays pending
+        outcome = acks.outcome
+        confirmed = [p.id for p, o in zip(batch, outcome, strict=True) if o == CONFIRMED]
+        failed = len(batch) - len(confirmed)
+        if failed:
+            self.stats.publish_failures += failed
+            self._retry_pending = True
+            log.warning(
+                "some occurrences were not confirmed by JetStream; they stay pending and are retried",
+                extra={
+                    "action": "dispatch.unconfirmed",
+                    "count": failed,
+                    "refused": acks.refused,
+                    "first_error": acks.errors[0] if acks.errors else None,
+                },
+            )
+        await self.store.mark_dispatched(confirmed, dispatched_at, fence=self._fence())
+        self.stats.dispatched += len(confirmed)
+        metrics.record_dispatched(batch, outcome, dispatched_at)
+        self.stats.lateness_ms = [
+            (dispatched_at - p.scheduled_for).total_seconds() * 1000 for p in batch[-1000:]
+        ]
+        log.info(
+            "occurrences dispatched",
+            extra={"action": "dispatch.published", "count": len(confirmed), "unconfirmed": failed},
+        )
+        return len(confirmed)
+
+    async def _settle(self, quiet: bool = False) -> int:
+        """Confirm and mark every batch published this tick; returns how many were confirmed.
+
+        Raises the first failure (a ``mark dispatched`` that did not reach the database: those
+        occurrences stay pending and are republished), unless ``quiet``, when another failure is
+        already on its way out and these are only logged.
+        """
+        sent, self._sent = self._sent, []
+        results = await asyncio.gather(*map(self._confirm, sent), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            self._retry_pending = True
+            if not quiet:
+                raise errors[0]
+            for error in errors:
+                if not isinstance(error, asyncio.CancelledError):
+                    log.warning(
+                        "marking occurrences dispatched failed; they stay pending and are retried",
+                        exc_info=error,
+                        extra={"action": "dispatch.mark_failed"},
+                    )
+        return sum(r for r in results if isinstance(r, int))
+
+    def _abandon_sent(self) -> None:
+        """Stop waiting for the acks of this tick's batches (shutting down): the client's
+        pending-publish slots are freed, and the rows stay ``pending`` for the next start."""
+        sent, self._sent = self._sent, []
+        for batch in sent:
+            self.publisher.forget(batch.acks)
+
+    async def _publish(self, batch: list[Planned]) -> int:
+        """Publish ``batch`` and wait until it is confirmed and marked; returns the confirmed."""
+        sent: list[Sent] = []
+        try:
+            await self._send(batch, sent)
+        finally:
+            results = await asyncio.gather(*map(self._confirm, sent))
+        return sum(results)
+
+    async def republish_pending(self) -> int:
+        """Publish again what a crash or a broker outage left ``pending``."""
+        total = 0
+        incomplete = False
+        while True:
+            rows = await self.store.pending(partition=self.partition)
+            if not rows:
+                break
+            orphans = [
+                r["id"] for r in rows if not r["job_exists"] or r["job_id"] not in self.entries
+            ]
+            await self.store.mark_skipped(
+                orphans,
+                "the job was deleted before this occurrence was dispatched",
+                fence=self._fence(),
+            )
+            metrics.OCCURRENCES_SKIPPED.labels("job_deleted").inc(len(orphans))
+            batch = []
+            for r in rows:
+                entry = self.entries.get(r["job_id"])
+                if entry is None or not r["job_exists"]:
+                    continue
+                batch.append(
+                    Planned(
+                        id=r["id"],
+                        job_id=r["job_id"],
+                        scheduled_for=r["scheduled_for"],
+                        priority=r["priority"],
+                        trigger=r["trigger"],
+                        state="pending",
+                        requested_by=r["requested_by"],
+                        requested_from=r["requested_from"],
+                        chained_from=r["chained_from"],
+                        entry=entry,
+                    )
+                )
+                # Published before a crash and already run (the replay of run events said so):
+                # JetStream drops the copy, and its run holds nothing back.
+                if self.tracking_runs and r["run_status"] in (None, "running"):
+                    self.in_flight.setdefault(r["job_id"], {})[r["id"]] = r["scheduled_for"]
+            sent = await self._publish(batch)
+            total += sent
+            if sent < len(batch):
+                incomplete = True
+                break
+            if len(rows) < 10_000:
+                break
+        self._retry_pending = incomplete
+        if total:
+            log.info(
+                "pending occurrences published again",
+                extra={"action": "dispatch.recovered", "count": total},
+            )
+        return total
