@@ -160,7 +160,7 @@ def with_schedule_flags(calendar: Any = CalendarOpt) -> Callable[[Command], Comm
     typer reads a command's options from its signature, so the command typer registers has one
     parameter per flag (declared once, in SCHEDULE_OPTIONS); it calls the command with them
     gathered into one ScheduleFlags. ``calendar`` is the ``--calendar`` option, whose help and
-    default differ between defining a job and previewing a schedule."""
+    env var differ between defining a job and previewing a schedule."""
     options = [
         inspect.Parameter(
             name,
@@ -171,7 +171,8 @@ def with_schedule_flags(calendar: Any = CalendarOpt) -> Callable[[Command], Comm
         for name, annotation, default in SCHEDULE_OPTIONS
     ]
     names = [p.name for p in options]
-    assert set(names) == {f.name for f in fields(ScheduleFlags)} - {"default_calendar"}
+    if set(names) != {f.name for f in fields(ScheduleFlags)} - {"default_calendar"}:
+        raise TypeError("SCHEDULE_OPTIONS and ScheduleFlags name different flags")
 
     def decorate(command: Command) -> Command:
         signature = inspect.signature(command, eval_str=True)
