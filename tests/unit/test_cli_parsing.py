@@ -3,39 +3,48 @@
 import pytest
 from typer.testing import CliRunner
 
-from belltower.cli import app, build_schedule, parse_keep, parse_params
+from belltower.cli import app
+from belltower.cli.parse import parse_keep, parse_params
 from belltower.errors import InvalidInput
-from belltower.schedule import Cron, Daily, Every, Monthly, Once, RRule, Weekly, Window
+from belltower.schedule import (
+    Cron,
+    Daily,
+    Every,
+    Monthly,
+    Once,
+    RRule,
+    ScheduleFlags,
+    Weekly,
+    Window,
+)
 
 
 def test_build_schedule_for_each_kind() -> None:
-    assert isinstance(build_schedule("30s", None, None, None, None, "UTC", None, None).rule, Every)
-    assert isinstance(
-        build_schedule(None, "*/5 * * * *", None, None, None, "UTC", None, None).rule, Cron
-    )
-    daily = build_schedule(None, None, "07:30,12:00", "mon,fri", None, "Europe/Paris", None, None)
+    assert isinstance(ScheduleFlags(every="30s").build().rule, Every)
+    assert isinstance(ScheduleFlags(cron="*/5 * * * *").build().rule, Cron)
+    daily = ScheduleFlags(daily_at="07:30,12:00", weekdays="mon,fri", tz="Europe/Paris").build()
     assert (
         daily.rule == Daily(times=["07:30", "12:00"], weekdays=["mon", "fri"])
         and daily.tz == "Europe/Paris"
     )
-    once = build_schedule(None, None, None, None, "2030-09-01T07:30", "America/Chicago", None, None)
+    once = ScheduleFlags(once_at="2030-09-01T07:30", tz="America/Chicago").build()
     assert isinstance(once.rule, Once) and once.rule.at.utcoffset() is not None
 
 
 @pytest.mark.parametrize(
-    ("args", "field"),
+    ("flags", "field"),
     [
-        ((None, None, None, None, None, "UTC", None, None), "schedule"),
-        (("5s", "* * * * *", None, None, None, "UTC", None, None), "schedule"),
-        (("5s", None, None, "mon,funday", None, "UTC", None, None), "weekdays"),
-        (("5s", None, None, None, None, "Nowhere/Land", None, None), "tz"),
-        ((None, None, "25:00", None, None, "UTC", None, None), "daily_at"),
-        (("5s", None, None, None, None, "UTC", "2030-01-02", "2030-01-01"), "end"),
+        ({}, "schedule"),
+        ({"every": "5s", "cron": "* * * * *"}, "schedule"),
+        ({"every": "5s", "weekdays": "mon,funday"}, "weekdays"),
+        ({"every": "5s", "tz": "Nowhere/Land"}, "tz"),
+        ({"daily_at": "25:00"}, "daily_at"),
+        ({"every": "5s", "start": "2030-01-02", "end": "2030-01-01"}, "end"),
     ],
 )
-def test_build_schedule_refuses(args: tuple, field: str) -> None:
+def test_build_schedule_refuses(flags: dict, field: str) -> None:
     with pytest.raises(InvalidInput) as err:
-        build_schedule(*args)
+        ScheduleFlags(**flags).build()
     assert err.value.field == field
 
 
@@ -117,21 +126,21 @@ def test_schedule_preview_refuses_bad_input(args: list[str], words: str) -> None
 
 
 def test_build_schedule_new_kinds_and_options() -> None:
-    weekly = build_schedule(
-        None, None, None, None, None, "Europe/London", None, None, weekly="fri,mon", at="07:30"
-    )
+    weekly = ScheduleFlags(tz="Europe/London", weekly="fri,mon", at="07:30").build()
     assert weekly.rule == Weekly(weekdays=["mon", "fri"], times=["07:30"])
-    monthly = build_schedule(
-        None, None, None, None, None, "UTC", None, None, monthly="last-fri", at="06:00,18:00"
-    )
+    monthly = ScheduleFlags(monthly="last-fri", at="06:00,18:00").build()
     assert monthly.rule == Monthly(times=["06:00", "18:00"], nth=-1, weekday="fri")
-    filtered = build_schedule(
-        "15m", None, None, "mon,tue", None, "UTC", None, None,
-        window="22:00-02:00", jitter="90s", dst_gap="skip", dst_repeat="both",
-    )  # fmt: skip
+    filtered = ScheduleFlags(
+        every="15m",
+        weekdays="mon,tue",
+        window="22:00-02:00",
+        jitter="90s",
+        dst_gap="skip",
+        dst_repeat="both",
+    ).build()
     assert filtered.weekdays == ["mon", "tue"] and filtered.window == Window("22:00", "02:00")
     assert (filtered.jitter_s, filtered.dst_gap, filtered.dst_repeat) == (90, "skip", "both")
-    rrule = build_schedule(None, None, None, None, None, "UTC", None, None, rrule="FREQ=HOURLY")
+    rrule = ScheduleFlags(rrule="FREQ=HOURLY").build()
     assert rrule.rule == RRule(rule="FREQ=HOURLY")
 
 
@@ -153,7 +162,7 @@ def test_build_schedule_new_kinds_and_options() -> None:
 )
 def test_build_schedule_refuses_new_flags(kwargs: dict, field: str) -> None:
     with pytest.raises(InvalidInput) as err:
-        build_schedule(None, None, None, None, None, "UTC", None, None, **kwargs)
+        ScheduleFlags(**kwargs).build()
     assert err.value.field == field
 
 

@@ -4,7 +4,8 @@ import pytest
 from typer.testing import CliRunner
 
 from belltower.api import After, RetryBackoff, RunPolicy
-from belltower.cli import app, parse_after, parse_backoff
+from belltower.cli import app
+from belltower.cli.parse import parse_after, parse_backoff
 from belltower.errors import InvalidInput
 
 JOB = "3f2a6c1e-0000-4000-8000-000000000001"
@@ -50,7 +51,7 @@ def test_why_groups_a_run_of_occurrences_with_the_same_fate() -> None:
     from datetime import UTC, datetime, timedelta
 
     from belltower.api import LedgerEntry
-    from belltower.cli import _why_rows
+    from belltower.cli.why import _why_rows
 
     t0 = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
     paused = "skipped: the job was paused by alice at 2030-01-07T08:00:00+00:00"

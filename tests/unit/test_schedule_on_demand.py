@@ -9,13 +9,15 @@ import pytest
 from typer.testing import CliRunner
 
 from belltower.api import After, Job, JobDocument
-from belltower.cli import _next_run_text, app, build_schedule
+from belltower.cli import app
+from belltower.cli.jobs import _next_run_text
 from belltower.errors import InvalidInput
 from belltower.schedule import (
     ON_DEMAND_TEXT,
     Daily,
     OnDemand,
     Schedule,
+    ScheduleFlags,
     Window,
     compile_schedule,
     describe,
@@ -72,32 +74,32 @@ def test_settings_that_filter_occurrences_are_refused_for_it(changes: dict, fiel
 
 
 def test_build_schedule_on_demand_and_its_refusals() -> None:
-    built = build_schedule(
-        None, None, None, None, None, "America/Chicago", None, None, on_demand=True
-    )
+    built = ScheduleFlags(tz="America/Chicago", on_demand=True).build()
     assert built == Schedule(rule=OnDemand(), tz="America/Chicago")
     with pytest.raises(InvalidInput) as err:
-        build_schedule("5m", None, None, None, None, "UTC", None, None, on_demand=True)
+        ScheduleFlags(every="5m", on_demand=True).build()
     assert err.value.field == "on_demand" and "--every" in err.value.reason
     with pytest.raises(InvalidInput) as err:
-        build_schedule(None, None, None, None, None, "UTC", "2030-01-01", None, on_demand=True)
+        ScheduleFlags(start="2030-01-01", on_demand=True).build()
     assert err.value.field == "start"
     with pytest.raises(InvalidInput) as err:
-        build_schedule(None, None, None, None, None, "Nowhere/Land", None, None, on_demand=True)
+        ScheduleFlags(tz="Nowhere/Land", on_demand=True).build()
     assert err.value.field == "tz"
 
 
 def test_the_sites_default_calendar_does_not_stop_an_on_demand_job(monkeypatch) -> None:
-    monkeypatch.setenv("BELLTOWER_DEFAULT_CALENDAR", "district")
-    built = build_schedule(
-        None, None, None, None, None, "UTC", None, None, calendar="district", on_demand=True
-    )
+    built = ScheduleFlags(calendar="district", default_calendar="district", on_demand=True).build()
     assert built.calendar is None
     with pytest.raises(InvalidInput) as err:  # another calendar was asked for on purpose
-        build_schedule(
-            None, None, None, None, None, "UTC", None, None, calendar="other", on_demand=True
-        )
+        ScheduleFlags(calendar="other", default_calendar="district", on_demand=True).build()
     assert err.value.field == "calendar"
+    # The CLI reads the site's default from BELLTOWER_DEFAULT_CALENDAR, as --calendar's default.
+    monkeypatch.setenv("BELLTOWER_DEFAULT_CALENDAR", "district")
+    runner = CliRunner()
+    shown = runner.invoke(app, ["schedule", "preview", "--on-demand", "--calendar", "district"])
+    assert shown.exit_code == 0, shown.output
+    refused = runner.invoke(app, ["schedule", "preview", "--on-demand", "--calendar", "other"])
+    assert refused.exit_code == 2 and "error: calendar: " in refused.output
 
 
 def test_schedule_preview_says_it_runs_only_on_demand() -> None:

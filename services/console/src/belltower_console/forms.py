@@ -14,7 +14,6 @@ from typing import Any
 import msgspec
 
 from belltower.api import FieldError, Job, JobTypeInfo
-from belltower.cli import build_schedule
 from belltower.errors import InvalidInput
 from belltower.schedule import (
     WEEKDAYS,
@@ -24,6 +23,7 @@ from belltower.schedule import (
     Once,
     OnDemand,
     Schedule,
+    ScheduleFlags,
     compile_schedule,
     parse_every,
     zone,
@@ -239,17 +239,19 @@ def read_form(
     try:
         if kind == KEEP_SCHEDULE:
             raise _Kept
-        built = build_schedule(
-            text.get("every") if kind == "every" else None,
-            text.get("cron") if kind == "cron" else None,
-            text.get("daily_at") if kind == "daily" else None,
-            ",".join(weekdays) if kind == "daily" and weekdays and len(weekdays) < 7 else None,
-            text.get("once_at") if kind == "once" else None,
-            tz,
-            text.get("start") or None,
-            text.get("end") or None,
+        built = ScheduleFlags(
+            every=text.get("every") if kind == "every" else None,
+            cron=text.get("cron") if kind == "cron" else None,
+            daily_at=text.get("daily_at") if kind == "daily" else None,
+            weekdays=",".join(weekdays)
+            if kind == "daily" and weekdays and len(weekdays) < 7
+            else None,
+            once_at=text.get("once_at") if kind == "once" else None,
+            tz=tz,
+            start=text.get("start") or None,
+            end=text.get("end") or None,
             on_demand=kind == "on_demand",
-        )
+        ).build()
         schedule = msgspec.to_builtins(built)
     except _Kept:
         pass

@@ -1,0 +1,132 @@
+"""``belltower runs``: execution history, what ran, how it went, its output."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from ..api import RunRecord
+from ..errors import BelltowerError
+from ..schedule import parse_datetime
+from .options import JsonFlag, NatsUrl
+from .output import fail, print_json, table, timestamp
+from .remote import call
+
+runs_app = typer.Typer(
+    help="Execution history: what ran, how it went, its output.", no_args_is_help=True
+)
+
+
+@runs_app.command("list")
+def runs_list(
+    job: Annotated[str | None, typer.Option(help="Only runs of this job id.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="succeeded, failed, timed_out, dead_lettered or running."),
+    ] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="Scheduled at or after this ISO date-time.")
+    ] = None,
+    to: Annotated[str | None, typer.Option(help="Scheduled before this ISO date-time.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 100,
+    json_out: JsonFlag = False,
+    nats_url: NatsUrl = None,
+) -> None:
+    """List runs, newest first."""
+    try:
+        query: dict[str, Any] = {"limit": limit}
+        if job:
+            query["job_id"] = job
+        if status:
+            query["status"] = status
+        if from_:
+            query["since"] = parse_datetime(from_, field="from")
+        if to:
+            query["until"] = parse_datetime(to, field="to")
+    except BelltowerError as exc:
+        fail(exc)
+    runs = call(
+        nats_url, lambda c: c.call("history", "runs.list", query, result_type=list[RunRecord])
+    )
+    if json_out:
+        print_json(runs)
+        return
+    if not runs:
+        typer.echo("No runs match.")
+        return
+    table(
+        ["run id", "scheduled for", "job", "status", "duration", "trigger", "summary"],
+        [
+            [
+                r.run_id,
+                timestamp(r.scheduled_for),
+                r.job_title,
+                r.status,
+                f"{r.duration_ms} ms" if r.duration_ms is not None else "-",
+                r.trigger if r.trigger != "manual" else f"manual by {r.requested_by or '?'}",
+                r.summary[:60],
+            ]
+            for r in runs
+        ],
+    )
+
+
+def _show_run(run: RunRecord) -> None:
+    rows = [
+        ("run id", run.run_id),
+        ("occurrence", run.occurrence_id),
+        ("job", f"{run.job_title} ({run.job_id})"),
+        ("type", run.job_type),
+        ("status", run.status),
+        (
+            "trigger",
+            run.trigger
+            + (f" by {run.requested_by}" if run.requested_by else "")
+            + (f" from {run.requested_from}" if run.requested_from else ""),
+        ),
+        ("priority", str(run.priority)),
+        ("scheduled for", timestamp(run.scheduled_for)),
+        ("dispatched at", timestamp(run.dispatched_at)),
+        ("started at", timestamp(run.started_at)),
+        ("finished at", timestamp(run.finished_at)),
+        ("duration", f"{run.duration_ms} ms" if run.duration_ms is not None else "-"),
+        ("attempt", str(run.attempt)),
+        ("worker", run.worker or "-"),
+    ]
+    if run.progress_total or run.progress_message:
+        rows.append(
+            (
+                "progress",
+                f"{run.progress_done or 0}/{run.progress_total or '?'} {run.progress_message or ''}".strip(),
+            )
+        )
+    if run.error:
+        rows.append(("error", run.error))
+    if run.trace_id:
+        rows.append(("trace id", run.trace_id))
+    for key, value in rows:
+        typer.echo(f"{key + ':':<15}{value}")
+    typer.echo("output:")
+    typer.echo("  " + (run.output_text.rstrip("\n") or "(none)").replace("\n", "\n  "))
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: str,
+    html: Annotated[
+        bool, typer.Option("--html", help="Print the HTML output instead of the text.")
+    ] = False,
+    json_out: JsonFlag = False,
+    nats_url: NatsUrl = None,
+) -> None:
+    """Show one run with its output."""
+    run = call(
+        nats_url, lambda c: c.call("history", "runs.get", {"run_id": run_id}, result_type=RunRecord)
+    )
+    if json_out:
+        print_json(run)
+    elif html:
+        typer.echo(run.output_html or "(this run has no HTML output)")
+    else:
+        _show_run(run)
