@@ -166,3 +166,27 @@ def test_errors_outside_the_table_keep_their_message() -> None:
     assert back.message == "partition 3 is led by another replica"
     with pytest.raises(Conflict, match="still going"):
         raise_error(ErrorBody(code="conflict", message="a run is still going"))
+
+
+def test_the_asyncapi_document_lists_each_operation_with_its_messages() -> None:
+    from belltower import asyncapi
+
+    document = asyncapi.document()
+    listed = {ch["address"]: ch for ch in document["channels"].values()}
+    for op in ops.declared():
+        channel = listed[op.subject]
+        messages = channel["messages"]
+        assert messages["request"]["name"] == op.request.__name__
+        listed_of = getattr(op.reply, "__args__", None)
+        result = f"list[{listed_of[0].__name__}]" if listed_of else op.reply.__name__
+        assert messages["reply"]["name"] == f"Reply[{result}]"
+    jobs_get = listed[ops.JOBS_GET.subject]["messages"]
+    assert (jobs_get["request"]["name"], jobs_get["reply"]["name"]) == ("JobRef", "Reply[Job]")
+    runs_list = listed[ops.RUNS_LIST.subject]["messages"]["reply"]
+    assert runs_list["name"] == "Reply[list[RunRecord]]"
+    assert runs_list["payload"]["properties"]["result"]["items"] == {
+        "$ref": "#/components/schemas/RunRecord"
+    }
+    assert {"JobSpec", "RunQuery", "ErrorBody", "RunRecord"} <= document["components"][
+        "schemas"
+    ].keys()
