@@ -12,7 +12,7 @@ import pytest
 
 from belltower import operations as ops
 from belltower.api import PurgeRequest, PurgeResult, RunQuery, RunRecord, RunRef
-from belltower.broker import make_broker
+from belltower.broker import make_broker, serve_api
 from belltower.errors import (
     BelltowerError,
     InternalError,
@@ -66,7 +66,7 @@ class StandInHistory:
 async def served(settings: Settings, nc) -> AsyncIterator[tuple[StandInHistory, ApiClient]]:  # type: ignore[no-untyped-def]
     broker = make_broker(settings, "history")
     endpoint = Endpoint("history", StandInHistory)
-    endpoint.subscribe(broker)
+    serve_api(broker, endpoint)
     handlers = StandInHistory()
     endpoint.attach(handlers)
     await broker.start()

@@ -2,7 +2,8 @@
 
 Operations are declared once in :mod:`belltower.operations`. A service marks the method that
 answers each with :func:`serves` and answers through an :class:`Endpoint`, which refuses to
-start unless every operation of the service has its handler; a client calls by the declaration
+start unless every operation of the service has its handler (:func:`belltower.broker.serve_api`
+subscribes it); a client calls by the declaration
 (``await api.call(JOBS_GET, JobRef(id=...))``) and gets the reply type back. Errors travel as
 their code and are raised again from the :mod:`belltower.errors` table on the client.
 """
@@ -16,7 +17,6 @@ from typing import Any, Generic, NoReturn, TypeVar, overload
 
 import msgspec
 import nats
-from faststream.nats import NatsBroker, NatsMessage
 from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError, TimeoutError
 
@@ -147,19 +147,6 @@ class Endpoint(Generic[H]):
             return ok_reply(await self.routes[op.name][1](self.target, request))
         except Exception as exc:  # every failure must reach the caller as a reply
             return error_reply(exc)
-
-    def subscribe(self, broker: NatsBroker) -> None:
-        """One subscriber per operation in the service's queue group, so replicas share the load."""
-        for op in self.operations:
-            self._subscribe(broker, op)
-
-    def _subscribe(self, broker: NatsBroker, op: Operation[Any, Any]) -> None:
-        async def handler(msg: NatsMessage) -> bytes:  # faststream reads this annotation
-            return await self.answer(op, msg.body)
-
-        broker.subscriber(op.subject, queue=self.service, title=f"{self.service} {op.name}")(
-            handler
-        )
 
 
 # -- the client side -----------------------------------------------------------------------

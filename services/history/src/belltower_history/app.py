@@ -18,7 +18,7 @@ from nats.aio.msg import Msg
 from belltower import health, logs, metrics, sitesettings, streams, telemetry
 from belltower import operations as ops
 from belltower.api import PurgeRequest, PurgeResult, RunQuery, RunRecord, RunRef
-from belltower.broker import make_broker
+from belltower.broker import make_broker, serve_api
 from belltower.db import create_pool, migrate
 from belltower.errors import InvalidInput, NotFound
 from belltower.events import RUN_STATUSES, RunEvent, run_event_decoder
@@ -75,7 +75,7 @@ class HistoryService:
         self.recorded = 0
         self._failing_read_at = -FAILING_EVERY_S
         self.api = Endpoint("history", HistoryService)
-        self.api.subscribe(self.broker)
+        serve_api(self.broker, self.api)
 
     def app(self) -> FastStream:
         app = FastStream(self.broker, logger=logging.getLogger("faststream.app"))

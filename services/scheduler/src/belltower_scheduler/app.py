@@ -15,7 +15,7 @@ from typing import Any
 from faststream import FastStream
 
 from belltower import health, logs, metrics, streams, telemetry
-from belltower.broker import make_broker
+from belltower.broker import make_broker, serve_api
 from belltower.db import create_pool, migrate
 from belltower.rpc import Endpoint
 
@@ -41,7 +41,7 @@ class SchedulerService:
         self.operations: Operations | None = None
         self.api = Endpoint("scheduler", Operations)
         """Answers "unavailable" until start-up has loaded the jobs and attached the operations."""
-        self.api.subscribe(self.broker)
+        serve_api(self.broker, self.api)
 
     def app(self) -> FastStream:
         app = FastStream(self.broker, logger=logging.getLogger("faststream.app"))
