@@ -25,6 +25,7 @@ from nats.js.errors import NotFoundError
 
 from belltower.errors import Unavailable
 from belltower.events import utcnow
+from belltower.operations import JOB_TYPES_LIST
 from belltower.rpc import ApiClient
 from belltower.subjects import DUE_STREAM, HISTORY_CONSUMER, RUNS_STREAM, worker_consumer
 
@@ -62,7 +63,7 @@ async def consumers_exist(js: JetStreamContext, wanted: list[tuple[str, str]]) -
 
 async def scheduler_answers(nc: NatsClient) -> bool:
     try:
-        await ApiClient(nc, timeout=2.0).call("scheduler", "job_types.list")
+        await ApiClient(nc, timeout=2.0).call(JOB_TYPES_LIST)
     except Unavailable:
         return False
     return True

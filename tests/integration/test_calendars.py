@@ -14,11 +14,11 @@ import msgspec
 import pytest
 
 from belltower.api import JobTypeInfo
-from belltower.rpc import serve
-from belltower.subjects import CATALOG_BUCKET, api_subject
+from belltower.rpc import Endpoint
+from belltower.subjects import CATALOG_BUCKET
 from belltower_scheduler.catalog import Catalog
 from belltower_scheduler.dispatcher import Dispatcher
-from belltower_scheduler.operations import ROUTES, Operations
+from belltower_scheduler.operations import Operations
 from belltower_scheduler.store import Store
 
 pytestmark = pytest.mark.slow
@@ -61,14 +61,15 @@ async def scheduler_api(nc, pool) -> AsyncIterator[None]:
         name="system.canary", pool="notifier", title="Canary", description="", params_schema={}
     )
     await bucket.put("pool.notifier", msgspec.json.encode([canary]))
-    ops = Operations(store, Dispatcher(store, js, clock=lambda: NOW), Catalog(js))
+    endpoint = Endpoint("scheduler", Operations)
+    endpoint.attach(Operations(store, Dispatcher(store, js, clock=lambda: NOW), Catalog(js)))
     subs = []
-    for operation, method in ROUTES.items():
+    for op in endpoint.operations:
 
-        async def handler(msg, target=getattr(ops, method)) -> None:  # type: ignore[no-untyped-def]
-            await msg.respond(await serve(target, msg.data))
+        async def handler(msg, op=op) -> None:  # type: ignore[no-untyped-def]
+            await msg.respond(await endpoint.answer(op, msg.data))
 
-        subs.append(await nc.subscribe(api_subject("scheduler", operation), cb=handler))
+        subs.append(await nc.subscribe(op.subject, cb=handler))
     yield
     for sub in subs:
         await sub.unsubscribe()

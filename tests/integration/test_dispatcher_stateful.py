@@ -26,7 +26,7 @@ from hypothesis.stateful import (
 )
 
 from belltower import streams
-from belltower.api import PauseRequest, RunPolicy
+from belltower.api import JobRef, PauseRequest, RunNowRequest, RunPolicy
 from belltower.errors import Conflict
 from belltower.events import RunFinishedData, run_id_for
 from belltower.schedule import Every, Schedule
@@ -144,13 +144,13 @@ def make_machine(nats_url: str, database_url: str) -> type[RuleBasedStateMachine
         @rule(job=jobs)
         def pause(self, job: str) -> None:
             if job in self.created and job not in self.paused_at:
-                run(self.ops.pause(msgspec.json.encode(PauseRequest(id=job, requested_by="t"))))
+                run(self.ops.pause(PauseRequest(id=job, requested_by="t")))
                 self.paused_at[job] = self.clock.now
 
         @rule(job=jobs)
         def resume(self, job: str) -> None:
             if job in self.paused_at:
-                run(self.ops.resume(msgspec.json.encode(PauseRequest(id=job, requested_by="t"))))
+                run(self.ops.resume(PauseRequest(id=job, requested_by="t")))
                 del self.paused_at[job]
 
         @rule(job=jobs, priority=st.integers(0, 1000), overlap=st.sampled_from(["skip", "allow"]))
@@ -171,7 +171,7 @@ def make_machine(nats_url: str, database_url: str) -> type[RuleBasedStateMachine
         @rule(job=consumes(jobs))
         def delete(self, job: str) -> None:
             if job in self.created:
-                run(self.ops.delete(msgspec.json.encode({"id": job})))
+                run(self.ops.delete(JobRef(id=job)))
                 del self.created[job]
                 self.paused_at.pop(job, None)
 
@@ -179,9 +179,7 @@ def make_machine(nats_url: str, database_url: str) -> type[RuleBasedStateMachine
         def run_now(self, job: str) -> None:
             if job in self.created:
                 try:
-                    result = run(
-                        self.ops.run_now(msgspec.json.encode({"id": job, "requested_by": "t"}))
-                    )
+                    result = run(self.ops.run_now(RunNowRequest(id=job, requested_by="t")))
                 except Conflict:  # overlap: a run of the job is going (skip, or buffer full)
                     self.refused += 1
                     return

@@ -8,10 +8,12 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
+import msgspec
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from belltower.api import RunRecord
+from belltower import operations as ops
+from belltower.api import PurgeRequest, Reply, RunQuery, RunRef
 from belltower.events import (
     RunFinished,
     RunFinishedData,
@@ -101,7 +103,7 @@ async def test_started_then_finished_makes_one_row(history, nc, pool, api) -> No
     await wait_rows(pool, 1, "progress_done = 3")
     await send(nc, run_finished_subject("succeeded", "system.canary"), finished(occ, job, T0))
     await wait_rows(pool, 1, "status = 'succeeded'")
-    run = await api.call("history", "runs.get", {"run_id": run_id_for(occ)}, result_type=RunRecord)
+    run = await api.call(ops.RUNS_GET, RunRef(run_id=run_id_for(occ)))
     assert (run.status, run.duration_ms, run.output_text, run.occurrence_id) == (
         "succeeded",
         2000,
@@ -157,36 +159,32 @@ async def test_queries_by_job_status_and_dates(history, nc, pool, api) -> None:
             finished(occ, job_a if i < 4 else job_b, T0 + timedelta(days=i), status),
         )
     await wait_rows(pool, 6)
-    by_job = await api.call("history", "runs.list", {"job_id": job_a}, result_type=list[RunRecord])
+    by_job = await api.call(ops.RUNS_LIST, RunQuery(job_id=job_a))
     assert len(by_job) == 4 and by_job[0].scheduled_for > by_job[-1].scheduled_for
-    failed = await api.call(
-        "history", "runs.list", {"status": "failed"}, result_type=list[RunRecord]
-    )
+    failed = await api.call(ops.RUNS_LIST, RunQuery(status="failed"))
     assert {r.scheduled_for for r in failed} == {T0, T0 + timedelta(days=3)}
     window = await api.call(
-        "history",
-        "runs.list",
-        {"since": T0 + timedelta(days=1), "until": T0 + timedelta(days=3)},
-        result_type=list[RunRecord],
+        ops.RUNS_LIST, RunQuery(since=T0 + timedelta(days=1), until=T0 + timedelta(days=3))
     )
     assert [r.scheduled_for for r in window] == [T0 + timedelta(days=2), T0 + timedelta(days=1)]
     assert all(r.output_text == "" for r in window)  # lists leave the output out; runs.get has it
 
 
-async def test_bad_queries_name_the_field(history, api) -> None:
+async def test_bad_queries_name_the_field(history, api, nc) -> None:
     from belltower.errors import InvalidInput, NotFound
 
     with pytest.raises(InvalidInput) as err:
-        await api.call("history", "runs.list", {"status": "exploded"})
+        await api.call(ops.RUNS_LIST, RunQuery(status="exploded"))
     assert err.value.field == "status"
+    # A body a typed client cannot send is refused on the wire, naming the field.
+    msg = await nc.request(ops.RUNS_LIST.subject, b'{"limit": "many"}', timeout=5)
+    refused = msgspec.json.decode(msg.data, type=Reply).error
+    assert refused is not None and (refused.code, refused.field) == ("invalid", "limit")
     with pytest.raises(InvalidInput) as err:
-        await api.call("history", "runs.list", {"limit": "many"})
-    assert err.value.field == "limit"
-    with pytest.raises(InvalidInput) as err:
-        await api.call("history", "runs.get", {"run_id": "nope"})
+        await api.call(ops.RUNS_GET, RunRef(run_id="nope"))
     assert err.value.field == "run_id"
     with pytest.raises(NotFound):
-        await api.call("history", "runs.get", {"run_id": str(uuid.uuid4())})
+        await api.call(ops.RUNS_GET, RunRef(run_id=str(uuid.uuid4())))
 
 
 async def test_purge_follows_each_jobs_retention(history, nc, pool, api) -> None:
@@ -202,15 +200,14 @@ async def test_purge_follows_each_jobs_retention(history, nc, pool, api) -> None
             )
     await wait_rows(pool, 9)
     dry = await api.call(
-        "history",
-        "runs.purge",
-        {"keep_days": {week: 7, forever: None}, "default_days": 30, "dry_run": True},
+        ops.RUNS_PURGE,
+        PurgeRequest(keep_days={week: 7, forever: None}, default_days=30, dry_run=True),
     )
-    assert dry["deleted"] == 3 and await pool.fetchval("SELECT count(*) FROM history.runs") == 9
+    assert dry.deleted == 3 and await pool.fetchval("SELECT count(*) FROM history.runs") == 9
     result = await api.call(
-        "history", "runs.purge", {"keep_days": {week: 7, forever: None}, "default_days": 30}
+        ops.RUNS_PURGE, PurgeRequest(keep_days={week: 7, forever: None}, default_days=30)
     )
-    assert result["by_job"] == {week: 2, deleted_job: 1}
+    assert result.by_job == {week: 2, deleted_job: 1}
     left = await pool.fetch(
         "SELECT job_id::text AS job, count(*) AS n FROM history.runs GROUP BY job_id"
     )
@@ -234,7 +231,7 @@ async def test_timestamps_keep_their_instant_and_optional_fields_their_nulls(
     event.data.error, event.data.requested_by = "boom", None
     await send(nc, run_finished_subject("succeeded", "system.canary"), event)
     await wait_rows(pool, 1)
-    run = await api.call("history", "runs.get", {"run_id": run_id_for(occ)}, result_type=RunRecord)
+    run = await api.call(ops.RUNS_GET, RunRef(run_id=run_id_for(occ)))
     assert (run.scheduled_for, run.finished_at) == (T0, T0 + timedelta(seconds=2))
     assert (run.error, run.requested_by, run.output_html, run.attempt) == ("boom", None, None, 1)
     row = await pool.fetchrow(

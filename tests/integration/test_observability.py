@@ -25,7 +25,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from belltower import asyncapi, telemetry
-from belltower.api import Job, JobSpec, RunNowRequest, RunNowResult, RunRecord, RunRef
+from belltower import operations as ops
+from belltower.api import JobSpec, RunNowRequest, RunNowResult, RunRecord, RunRef
 from belltower.errors import JobFailed, NotFound
 from belltower.health import HealthServer
 from belltower.jobtypes import JobContext, Registry
@@ -74,8 +75,7 @@ class Services:
     async def run_now(self, fail: bool = False) -> tuple[RunNowResult, RunRecord]:
         """Define a paused job, run it now, and wait until history holds its finished run."""
         job = await self.api.call(
-            "scheduler",
-            "jobs.create",
+            ops.JOBS_CREATE,
             JobSpec(
                 type="test.traced",
                 title="Traced job",
@@ -83,17 +83,12 @@ class Services:
                 params={"fail": fail, "url": self.http_url},
                 paused=True,
             ),
-            Job,
         )
-        started = await self.api.call(
-            "scheduler", "jobs.run_now", RunNowRequest(id=job.id), RunNowResult
-        )
+        started = await self.api.call(ops.JOBS_RUN_NOW, RunNowRequest(id=job.id))
         deadline = time.monotonic() + 20
         while True:
             try:
-                record = await self.api.call(
-                    "history", "runs.get", RunRef(run_id=started.run_id), RunRecord
-                )
+                record = await self.api.call(ops.RUNS_GET, RunRef(run_id=started.run_id))
                 if record.finished_at is not None:
                     return started, record
             except NotFound:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import msgspec
 import pytest
 
 from belltower.api import After, RunNowRequest, RunNowResult, RunPolicy, WhyRequest
@@ -215,8 +214,7 @@ async def test_run_now_under_buffer_queues_behind_the_run_going(nc, store, pool)
     row, d, clock = await scheduled_run_going(store, js, RunPolicy(overlap="buffer"))
     going = occurrence_id(row.id, T0)
     ops = Operations(store, d, catalog=None)  # type: ignore[arg-type]
-    enc = msgspec.json.encode
-    result = await ops.run_now(enc(RunNowRequest(id=row.id, requested_by="carol (console)")))
+    result = await ops.run_now(RunNowRequest(id=row.id, requested_by="carol (console)"))
     assert isinstance(result, RunNowResult) and result.state == "waiting"
     assert result.note is not None
     assert result.note.startswith(f"buffered: run {run_id_for(going)} of this job (schedule, ")
@@ -225,7 +223,7 @@ async def test_run_now_under_buffer_queues_behind_the_run_going(nc, store, pool)
 
     # A second one while one waits: buffer holds one, so it is refused, naming the waiting one.
     with pytest.raises(Conflict) as refused:
-        await ops.run_now(enc(RunNowRequest(id=row.id, requested_by="carol (console)")))
+        await ops.run_now(RunNowRequest(id=row.id, requested_by="carol (console)"))
     assert f"occurrence {result.occurrence_id} already waits for it" in refused.value.message
 
     # The run going finishes: the queued run is published, once, as the manual run it is.
@@ -239,7 +237,7 @@ async def test_run_now_under_buffer_queues_behind_the_run_going(nc, store, pool)
         ("schedule", None, going),
         ("manual", "carol (console)", result.occurrence_id),
     ]
-    why = await ops.why(enc(WhyRequest(id=row.id)))
+    why = await ops.why(WhyRequest(id=row.id))
     states = {e.occurrence_id: (e.state, e.cause) for e in why.occurrences}
     assert states[result.occurrence_id] == ("dispatched", "overlap")
     assert sorted(states.values(), key=str) == sorted(

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from belltower.api import RunRecord
+from belltower import operations as ops
+from belltower.api import RunRef
 from belltower.events import ResultMail, RunFinished, RunFinishedData, run_id_for
 from belltower.rpc import ApiClient
 from belltower.subjects import run_finished_subject
@@ -168,9 +169,7 @@ async def test_mail_waits_for_an_absent_smtp_server_without_holding_up_the_run(
         await publish(nc, event)
         # The run is recorded and readable at once, while the mail cannot go out.
         await wait_for(pool, "SELECT count(*) FROM history.runs WHERE status = 'succeeded'", 1)
-        run = await api_client.call(
-            "history", "runs.get", {"run_id": event.data.run_id}, result_type=RunRecord
-        )
+        run = await api_client.call(ops.RUNS_GET, RunRef(run_id=event.data.run_id))
         assert run.status == "succeeded"
         await wait_for(
             pool, "SELECT attempts >= 2 FROM history.mail_outbox WHERE state = 'pending'", True

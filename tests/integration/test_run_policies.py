@@ -240,7 +240,7 @@ async def test_a_buffered_or_delayed_occurrence_of_a_job_paused_meanwhile_does_n
     assert await d.tick() == 0  # buffered's 08:01 waits behind its 08:00
     await d.runs_finished([finished(upstream, T0)])  # import is due at 08:10
     for row in (buffered, chained):
-        await ops.pause(msgspec.json.encode(PauseRequest(id=row.id, requested_by="alice (cli)")))
+        await ops.pause(PauseRequest(id=row.id, requested_by="alice (cli)"))
 
     await d.runs_finished([finished(buffered, T0)])
     clock.now = T0 + 11 * MINUTE
@@ -316,24 +316,19 @@ async def test_why_says_who_paused_and_what_the_pause_skipped(nc, store, pool) -
     await d.load()
     ops = Operations(store, d, catalog=None)  # type: ignore[arg-type]
     ops._view = _plain_view(ops)  # type: ignore[method-assign]
-    enc = msgspec.json.encode
 
     await ops.pause(
-        enc(
-            PauseRequest(
-                id=row.id, requested_by="alice (cli)", requested_from="office-pc (10.0.0.7)"
-            )
-        )
+        PauseRequest(id=row.id, requested_by="alice (cli)", requested_from="office-pc (10.0.0.7)")
     )
     clock.now = T0 + 2 * MINUTE + timedelta(seconds=30)
-    why = await ops.why(enc(WhyRequest(id=row.id)))
+    why = await ops.why(WhyRequest(id=row.id))
     assert why.paused and [e.cause for e in why.occurrences] == ["paused"] * 3
     assert "paused by alice (cli) from office-pc (10.0.0.7)" in why.occurrences[0].reason
 
-    await ops.resume(enc(PauseRequest(id=row.id, requested_by="bob (cli)")))
+    await ops.resume(PauseRequest(id=row.id, requested_by="bob (cli)"))
     clock.now = T0 + 3 * MINUTE
     assert await d.tick() == 1
-    why = await ops.why(enc(WhyRequest(id=row.id)))
+    why = await ops.why(WhyRequest(id=row.id))
     assert [(e.scheduled_for, e.state) for e in why.occurrences] == [
         (T0 + 3 * MINUTE, "dispatched"),
         (T0 + 2 * MINUTE, "skipped"),
@@ -343,7 +338,7 @@ async def test_why_says_who_paused_and_what_the_pause_skipped(nc, store, pool) -
     assert why.occurrences[0].run_id == run_id_for(why.occurrences[0].occurrence_id)
     [span] = why.pauses
     assert (span.paused_by, span.resumed_by) == ("alice (cli)", "bob (cli)")
-    windowed = await ops.why(enc(WhyRequest(id=row.id, since=T0 + MINUTE, until=T0 + 3 * MINUTE)))
+    windowed = await ops.why(WhyRequest(id=row.id, since=T0 + MINUTE, until=T0 + 3 * MINUTE))
     assert [e.scheduled_for for e in windowed.occurrences] == [T0 + 2 * MINUTE, T0 + MINUTE]
     assert isinstance(windowed, WhyResult)
 
@@ -365,7 +360,7 @@ async def test_a_pause_holds_back_and_records_what_was_due_but_not_yet_dispatche
     await d.load()
     ops = Operations(store, d, catalog=None)  # type: ignore[arg-type]
     ops._view = _plain_view(ops)  # type: ignore[method-assign]
-    await ops.pause(msgspec.json.encode(PauseRequest(id=row.id, requested_by="carol")))
+    await ops.pause(PauseRequest(id=row.id, requested_by="carol"))
     clock.now = T0 + MINUTE + timedelta(seconds=1)
     assert await d.tick() == 0
     assert [(t, s, c) for t, s, c in await states(pool, row.id)] == [

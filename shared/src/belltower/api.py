@@ -7,7 +7,7 @@ the field and the accepted form. The CLI, the console and scripts all speak this
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -379,6 +379,31 @@ class ImportResult(msgspec.Struct, kw_only=True):
     errors: list[FieldError] = []
 
 
+class NoRequest(msgspec.Struct, kw_only=True):
+    """The request of an operation that takes none (a list of everything); sent as ``{}``."""
+
+
+class Deleted(msgspec.Struct, kw_only=True):
+    """What a delete removed: the job id or the calendar name."""
+
+    deleted: str
+
+
+class LedgerPurged(msgspec.Struct, kw_only=True):
+    """Ledger entries deleted (or that would be, on a dry run)."""
+
+    deleted: int
+
+
+class CalendarSummary(msgspec.Struct, kw_only=True):
+    """A school calendar in a list: its number of non-school days, not the days."""
+
+    name: str
+    description: str
+    days: int
+    updated_at: datetime
+
+
 class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     code: str
     message: str
@@ -386,9 +411,14 @@ class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     accepted: str | None = None
 
 
-class Reply(msgspec.Struct, kw_only=True, omit_defaults=True):
+T = TypeVar("T")
+
+
+class Reply(msgspec.Struct, Generic[T], kw_only=True, omit_defaults=True):
+    """``Reply[Job]`` decodes the reply of an operation whose result is a :class:`Job`."""
+
     ok: bool
-    result: Any = None
+    result: T | None = None
     error: ErrorBody | None = None
 
 

@@ -3,7 +3,8 @@
 faststream lays out the servers, channels and operations from publishers declared on a
 documentation-only broker, with the subjects built by :mod:`belltower.subjects`; the message
 payloads are the JSON Schemas msgspec derives from the Structs in :mod:`belltower.events`
-(faststream only derives schemas from pydantic models). ``docs/asyncapi.yaml`` is this
+(faststream only derives schemas from pydantic models). The management API's request-reply
+operations are listed from their declarations in :mod:`belltower.operations`. ``docs/asyncapi.yaml`` is this
 document (``python -m belltower.asyncapi > docs/asyncapi.yaml``; a test keeps them equal),
 and every service serves it on ``/asyncapi.json``.
 """
@@ -21,6 +22,9 @@ import yaml
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 
+from . import operations
+from .api import ErrorBody
+from .errors import wire_codes
 from .events import RUN_STATUSES, DueOccurrence, RunFinished, RunProgress, RunStarted
 from .settings import DEV_NATS_PORT
 from .subjects import (
@@ -140,7 +144,9 @@ def document() -> dict[str, Any]:
             description=(
                 "Messages Belltower publishes on NATS JetStream. Run events are CloudEvents 1.0 "
                 "in structured JSON mode; subjects run from general to specific so wildcards "
-                "select by event, outcome and job type. See docs/integrators.md."
+                "select by event, outcome and job type. See docs/integrators.md. The "
+                "`belltower.api.>` channels are the management API's request-reply operations "
+                "(belltower.operations), for the console and the CLI."
             ),
             schema_version="3.0.0",
         )
@@ -153,8 +159,9 @@ def document() -> dict[str, Any]:
     _, schemas = msgspec.json.schema_components(
         [c.payload for c in CHANNELS], ref_template="#/components/schemas/{name}"
     )
+    management = _management(spec)
     components = spec.setdefault("components", {})
-    components["schemas"] = dict(sorted(schemas.items()))
+    components["schemas"] = dict(sorted((schemas | management).items()))
     messages = components.setdefault("messages", {})
     for channel in CHANNELS:
         entry = spec["channels"][channel.key]
@@ -173,6 +180,70 @@ def document() -> dict[str, Any]:
     components["messages"] = dict(sorted(messages.items()))
     # A plain JSON tree: no shared objects, so the YAML has no anchors.
     return json.loads(json.dumps(spec))
+
+
+def _key(op: operations.Operation[Any, Any]) -> str:
+    """``scheduler`` ``jobs.run_now`` -> ``schedulerJobsRunNow``."""
+    words = f"{op.service}.{op.name}".replace("_", ".").split(".")
+    return words[0] + "".join(w.capitalize() for w in words[1:])
+
+
+def _type_name(type_: Any) -> str:
+    """``Job``, or ``list[Job]`` for a list of them."""
+    args = getattr(type_, "__args__", ())
+    return f"list[{_type_name(args[0])}]" if args else str(type_.__name__)
+
+
+def _management(spec: dict[str, Any]) -> dict[str, Any]:
+    """The management API's request-reply operations from :mod:`belltower.operations`, added to
+    ``spec``; returns the JSON Schemas their messages use."""
+    declared = operations.declared()
+    ref = "#/components/schemas/{name}"
+    payloads, schemas = msgspec.json.schema_components(
+        [ErrorBody] + [t for op in declared for t in (op.request, op.reply)], ref_template=ref
+    )
+    error = payloads[0]
+    for i, op in enumerate(declared):
+        key = _key(op)
+        request, result = payloads[1 + 2 * i], payloads[2 + 2 * i]
+        reply = {
+            "type": "object",
+            "description": "`ok` with the `result`, or not ok with the `error`, whose `code` "
+            f"names the error class: {', '.join(sorted(wire_codes()))}.",
+            "properties": {"ok": {"type": "boolean"}, "result": result, "error": error},
+            "required": ["ok"],
+        }
+        spec["channels"][key] = {
+            "address": op.subject,
+            "title": f"{op.service} {op.name}",
+            "description": f"{op.summary} Request-reply, served by the {op.service} "
+            f"(queue group `{op.service}`); for the console and the CLI, not for integrators.",
+            "messages": {
+                "request": {
+                    "name": _type_name(op.request),
+                    "title": f"{op.name} request",
+                    "contentType": "application/json",
+                    "payload": request,
+                },
+                "reply": {
+                    "name": f"Reply[{_type_name(op.reply)}]",
+                    "title": f"{op.name} reply",
+                    "contentType": "application/json",
+                    "payload": reply,
+                },
+            },
+        }
+        channel = f"#/channels/{key}"
+        spec["operations"][key] = {
+            "action": "receive",
+            "channel": {"$ref": channel},
+            "messages": [{"$ref": f"{channel}/messages/request"}],
+            "reply": {
+                "channel": {"$ref": channel},
+                "messages": [{"$ref": f"{channel}/messages/reply"}],
+            },
+        }
+    return schemas
 
 
 def to_yaml() -> str:

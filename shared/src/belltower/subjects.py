@@ -56,7 +56,11 @@ def run_finished_subject(status: str, job_type: str) -> str:
     return f"belltower.run.finished.{status}.{job_type}"
 
 
-def api_subject(service: Literal["scheduler", "history"], operation: str) -> str:
+ApiService = Literal["scheduler", "history"]
+"""The services that answer management operations (:mod:`belltower.operations`)."""
+
+
+def api_subject(service: ApiService, operation: str) -> str:
     """Request-reply subject of a management operation, e.g. ``belltower.api.scheduler.jobs.create``."""
     return f"belltower.api.{service}.{operation}"
 

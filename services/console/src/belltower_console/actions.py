@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from belltower import operations as ops
 from belltower import sitesettings, transfer
 from belltower.api import (
     FieldError,
@@ -21,9 +22,14 @@ from belltower.api import (
     ImportResult,
     Job,
     JobDocument,
+    JobRef,
     JobTypeInfo,
+    PauseRequest,
+    RunNowRequest,
     RunNowResult,
+    RunQuery,
     RunRecord,
+    RunRef,
 )
 from belltower.errors import InvalidInput, NotFound
 from belltower.rpc import ApiClient, invalid_from_msgspec
@@ -195,7 +201,7 @@ class Console:
     # -- jobs -----------------------------------------------------------------------------------
 
     async def job_types(self) -> list[JobTypeInfo]:
-        return await self.api.call("scheduler", "job_types.list", result_type=list[JobTypeInfo])
+        return await self.api.call(ops.JOB_TYPES_LIST)
 
     async def list_jobs(
         self,
@@ -237,7 +243,7 @@ class Console:
             )
         if errors:
             raise FieldErrors(errors)
-        jobs: list[Job] = await self.api.call("scheduler", "jobs.list", result_type=list[Job])
+        jobs = await self.api.call(ops.JOBS_LIST)
         needle = q.strip().lower()
         if needle:
             jobs = [j for j in jobs if needle in f"{j.title} {j.type} {j.id}".lower()]
@@ -268,12 +274,7 @@ class Console:
         rows = [JobRow(j) for j in chosen]
         if with_last_run and rows:
             lasts = await asyncio.gather(
-                *(
-                    self.api.call(
-                        "history", "runs.list", {"job_id": r.job.id, "limit": 1}, list[RunRecord]
-                    )
-                    for r in rows
-                ),
+                *(self.api.call(ops.RUNS_LIST, RunQuery(job_id=r.job.id, limit=1)) for r in rows),
                 return_exceptions=True,
             )
             for row, last in zip(rows, lasts, strict=True):
@@ -283,14 +284,11 @@ class Console:
         return JobPage(rows, total, page, per_page, sort, {k: v for k, v in filters.items() if v})
 
     async def get_job(self, job_id: str) -> Job:
-        return await self.api.call("scheduler", "jobs.get", {"id": job_id}, result_type=Job)
+        return await self.api.call(ops.JOBS_GET, JobRef(id=job_id))
 
     async def _import(self, documents: list[Any], dry_run: bool) -> ImportResult:
         return await self.api.call(
-            "scheduler",
-            "jobs.import",
-            ImportRequest(documents=documents, dry_run=dry_run),
-            result_type=ImportResult,
+            ops.JOBS_IMPORT, ImportRequest(documents=documents, dry_run=dry_run)
         )
 
     async def create_job(
@@ -380,16 +378,17 @@ class Console:
     async def delete_job(self, who: Principal, client: str | None, job_id: str) -> None:
         await self.require(who, "editor", client, "jobs.delete", job_id)
         before = await self.get_job(job_id)
-        await self.api.call("scheduler", "jobs.delete", {"id": job_id})
+        await self.api.call(ops.JOBS_DELETE, JobRef(id=job_id))
         await self.audit(who, client, "jobs.delete", target=job_id, before=builtins(before))
 
     async def set_paused(
         self, who: Principal, client: str | None, job_id: str, paused: bool
     ) -> Job:
-        action = "jobs.pause" if paused else "jobs.resume"
+        op = ops.JOBS_PAUSE if paused else ops.JOBS_RESUME
+        action = op.name
         await self.require(who, "operator", client, action, job_id)
         before = await self.get_job(job_id)
-        after = await self.api.call("scheduler", action, {"id": job_id}, result_type=Job)
+        after = await self.api.call(op, PauseRequest(id=job_id))
         await self.audit(
             who,
             client,
@@ -406,14 +405,10 @@ class Console:
         """Run the job once now. While a run of it is still going its overlap policy applies
         (skip refuses with Conflict, buffer queues this one), unless ``force``."""
         await self.require(who, "operator", client, "jobs.run_now", job_id)
-        request: dict[str, Any] = {
-            "id": job_id,
-            "requested_by": who.username,
-            "requested_from": client,
-        }
-        if force:
-            request["force"] = True
-        result = await self.api.call("scheduler", "jobs.run_now", request, result_type=RunNowResult)
+        request = RunNowRequest(
+            id=job_id, requested_by=who.username, requested_from=client, force=force
+        )
+        result = await self.api.call(ops.JOBS_RUN_NOW, request)
         after: dict[str, Any] = {"run_id": result.run_id, "state": result.state}
         if force:
             after["force"] = True
@@ -438,26 +433,25 @@ class Console:
         limit: int = 50,
         offset: int = 0,
     ) -> list[RunRecord]:
-        query: dict[str, Any] = {"limit": limit, "offset": offset}
-        for key, value in (
-            ("job_id", job_id),
-            ("status", status),
-            ("since", since),
-            ("until", until),
-        ):
-            if value:
-                query[key] = value
-        return await self.api.call("history", "runs.list", query, result_type=list[RunRecord])
+        query = RunQuery(
+            job_id=job_id or None,
+            status=status or None,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
+        return await self.api.call(ops.RUNS_LIST, query)
 
     async def run(self, run_id: str) -> RunRecord:
-        return await self.api.call("history", "runs.get", {"run_id": run_id}, result_type=RunRecord)
+        return await self.api.call(ops.RUNS_GET, RunRef(run_id=run_id))
 
     # -- export and import ----------------------------------------------------------------------
 
     async def export(self, fmt: str) -> str:
         if fmt not in transfer.FORMATS:
             raise InvalidInput("format", f"{fmt!r} is not an export format", "yaml or json")
-        jobs: list[Job] = await self.api.call("scheduler", "jobs.list", result_type=list[Job])
+        jobs = await self.api.call(ops.JOBS_LIST)
         return transfer.dump(transfer.documents_of(jobs), fmt)  # type: ignore[arg-type]
 
     async def import_jobs(
@@ -469,7 +463,7 @@ class Console:
         documents = transfer.load(text, fmt or None)  # type: ignore[arg-type]
         before: dict[str, Job] = {}
         if not dry_run:
-            listed = await self.api.call("scheduler", "jobs.list", result_type=list[Job])
+            listed = await self.api.call(ops.JOBS_LIST)
             before = {j.id: j for j in listed}
         result = await self._import(documents, dry_run)
         if result.applied:

@@ -13,19 +13,19 @@ from typing import Any
 import asyncpg
 import msgspec
 from faststream import FastStream
-from faststream.nats import NatsMessage
 from nats.aio.msg import Msg
 
 from belltower import health, logs, metrics, sitesettings, streams, telemetry
+from belltower import operations as ops
 from belltower.api import PurgeRequest, PurgeResult, RunQuery, RunRecord, RunRef
-from belltower.broker import make_broker
+from belltower.broker import make_broker, serve_api
 from belltower.db import create_pool, migrate
 from belltower.errors import InvalidInput, NotFound
 from belltower.events import RUN_STATUSES, RunEvent, run_event_decoder
 from belltower.mail import Mailer
-from belltower.rpc import decode_request, serve
+from belltower.rpc import Endpoint, serves
 from belltower.settings import Settings
-from belltower.subjects import HISTORY_CONSUMER, RUNS_STREAM, RUNS_SUBJECTS, api_subject
+from belltower.subjects import HISTORY_CONSUMER, RUNS_STREAM, RUNS_SUBJECTS
 
 from .consumer import BatchConsumer
 from .resultmail import OutboxSender, ResultMailComposer
@@ -74,20 +74,8 @@ class HistoryService:
         self._pool: Any = None
         self.recorded = 0
         self._failing_read_at = -FAILING_EVERY_S
-        for operation, target in (
-            ("runs.list", self.list_runs),
-            ("runs.get", self.get_run),
-            ("runs.purge", self.purge),
-        ):
-            self._route(operation, target)
-
-    def _route(self, operation: str, target: Any) -> None:
-        async def handler(msg: NatsMessage) -> bytes:
-            return await serve(target, msg.body)
-
-        self.broker.subscriber(
-            api_subject("history", operation), queue="history", title=f"history {operation}"
-        )(handler)
+        self.api = Endpoint("history", HistoryService)
+        serve_api(self.broker, self.api)
 
     def app(self) -> FastStream:
         app = FastStream(self.broker, logger=logging.getLogger("faststream.app"))
@@ -123,6 +111,7 @@ class HistoryService:
         self._pool = await create_pool(self.settings.database_url)
         await migrate(self._pool, "history", "belltower_history")
         self.store = Store(self._pool)
+        self.api.attach(self)
         self.outbox = OutboxSender(
             self._pool, Mailer(self.settings).send, give_up_s=self.settings.result_mail_give_up_s
         )
@@ -283,9 +272,9 @@ class HistoryService:
             metrics.record_history_events([event])
         return True
 
-    async def list_runs(self, data: bytes) -> list[RunRecord]:
+    @serves(ops.RUNS_LIST)
+    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
         assert self.store is not None
-        query = decode_request(data, RunQuery)
         if query.job_id is not None:
             _check_uuid("job", query.job_id, "a job id (UUID) as shown by `belltower jobs list`")
         if query.status is not None and query.status not in _STATUSES:
@@ -300,9 +289,9 @@ class HistoryService:
             raise InvalidInput("to", "is not after from", "a 'to' later than 'from'")
         return await self.store.query(query)
 
-    async def get_run(self, data: bytes) -> RunRecord:
+    @serves(ops.RUNS_GET)
+    async def get_run(self, ref: RunRef) -> RunRecord:
         assert self.store is not None
-        ref = decode_request(data, RunRef)
         _check_uuid("run_id", ref.run_id, "a UUID as shown by `belltower runs list`")
         record = await self.store.get(ref.run_id)
         if record is None:
@@ -311,9 +300,9 @@ class HistoryService:
             )
         return record
 
-    async def purge(self, data: bytes) -> PurgeResult:
+    @serves(ops.RUNS_PURGE)
+    async def purge(self, request: PurgeRequest) -> PurgeResult:
         assert self.store is not None
-        request = decode_request(data, PurgeRequest)
         if request.default_days is not None and request.default_days < 1:
             raise InvalidInput(
                 "default_days",

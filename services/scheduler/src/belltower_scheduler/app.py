@@ -10,21 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faststream import FastStream
-from faststream.nats import NatsMessage
 
 from belltower import health, logs, metrics, streams, telemetry
-from belltower.broker import make_broker
+from belltower.broker import make_broker, serve_api
 from belltower.db import create_pool, migrate
-from belltower.rpc import serve
-from belltower.subjects import api_subject
+from belltower.rpc import Endpoint
 
 from .catalog import Catalog
 from .lease import LeaseKeeper
-from .operations import ROUTES, Operations
+from .operations import Operations
 from .partitions import Partitions
 from .settings import SchedulerSettings
 from .store import Store
@@ -42,18 +39,9 @@ class SchedulerService:
         self._loop_task: asyncio.Task[None] | None = None
         self._pool: Any = None
         self.operations: Operations | None = None
-        for operation, method in ROUTES.items():
-            self._route(operation, method)
-
-    def _route(self, operation: str, method: str) -> None:
-        async def handler(msg: NatsMessage) -> bytes:
-            assert self.operations is not None
-            target: Callable[[bytes], Awaitable[Any]] = getattr(self.operations, method)
-            return await serve(target, msg.body)
-
-        self.broker.subscriber(
-            api_subject("scheduler", operation), queue="scheduler", title=f"scheduler {operation}"
-        )(handler)
+        self.api = Endpoint("scheduler", Operations)
+        """Answers "unavailable" until start-up has loaded the jobs and attached the operations."""
+        serve_api(self.broker, self.api)
 
     def app(self) -> FastStream:
         app = FastStream(self.broker, logger=logging.getLogger("faststream.app"))
@@ -113,6 +101,7 @@ class SchedulerService:
         await self.leases.step()
         await self.partitions.loaded()
         self.operations = Operations(store, self.partitions, Catalog(js))  # type: ignore[arg-type]
+        self.api.attach(self.operations)
         metrics.watch_scheduler(leader=self.leading, jobs=self.jobs_loaded)
         log.info(
             "scheduler ready",

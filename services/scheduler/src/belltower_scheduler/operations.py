@@ -1,7 +1,8 @@
 """The scheduler's management operations, served over NATS request-reply.
 
-Each takes the raw request body and returns an API struct; anything invalid is refused with an
-error naming the field before anything is written.
+Each method answers the operation of :mod:`belltower.operations` it is marked with: it takes the
+decoded request and returns the declared reply; anything invalid is refused with an error naming
+the field before anything is written.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from typing import Any
 
 import msgspec
 
+from belltower import operations as ops
 from belltower.api import (
     Calendar,
     CalendarDays,
     CalendarRef,
     CalendarSpec,
+    CalendarSummary,
+    Deleted,
     FieldError,
     ImportItem,
     ImportRequest,
@@ -28,8 +32,10 @@ from belltower.api import (
     JobSpec,
     JobTypeInfo,
     LedgerEntry,
+    LedgerPurged,
     LedgerPurgeRequest,
     NonSchoolDay,
+    NoRequest,
     PauseRequest,
     PauseSpan,
     RunNowRequest,
@@ -40,7 +46,7 @@ from belltower.api import (
 )
 from belltower.errors import InvalidInput, NotFound
 from belltower.events import EmailOn, ResultMail, occurrence_id, run_id_for
-from belltower.rpc import decode_request, invalid_from_msgspec
+from belltower.rpc import invalid_from_msgspec, serves
 from belltower.schedule import (
     DATETIME_FORM,
     CompiledSchedule,
@@ -64,26 +70,6 @@ CALENDAR_NAME_FORM = (
     "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. district-2026-27"
 )
 
-ROUTES = {
-    "job_types.list": "job_types",
-    "jobs.create": "create",
-    "jobs.list": "list",
-    "jobs.get": "get",
-    "jobs.delete": "delete",
-    "jobs.pause": "pause",
-    "jobs.resume": "resume",
-    "jobs.run_now": "run_now",
-    "jobs.why": "why",
-    "jobs.import": "import_jobs",
-    "ledger.purge": "purge_ledger",
-    "calendars.create": "calendar_create",
-    "calendars.list": "calendar_list",
-    "calendars.get": "calendar_get",
-    "calendars.delete": "calendar_delete",
-    "calendars.add_days": "calendar_add_days",
-}
-"""API operation name -> method of :class:`Operations`."""
-
 
 class Operations:
     def __init__(self, store: Store, dispatcher: Dispatcher, catalog: Catalog) -> None:
@@ -92,11 +78,12 @@ class Operations:
         self.catalog = catalog
         self.calendars = CalendarStore(store.pool)
 
-    async def job_types(self, _: bytes) -> list[JobTypeInfo]:
+    @serves(ops.JOB_TYPES_LIST)
+    async def job_types(self, _: NoRequest) -> list[JobTypeInfo]:
         return sorted((await self.catalog.types()).values(), key=lambda t: t.name)
 
-    async def create(self, data: bytes) -> Job:
-        spec = decode_request(data, JobSpec)
+    @serves(ops.JOBS_CREATE)
+    async def create(self, spec: JobSpec) -> Job:
         now = self.dispatcher.clock()
         checked = await self._check(spec, now)
         if isinstance(checked, list):
@@ -197,13 +184,13 @@ class Operations:
         assert info is not None and params is not None and policy is not None
         return info, params, next_run, policy, result_mail
 
-    async def import_jobs(self, data: bytes) -> ImportResult:
+    @serves(ops.JOBS_IMPORT)
+    async def import_jobs(self, request: ImportRequest) -> ImportResult:
         """Validate every document, then create or change them all in one transaction, or none.
 
         A document with an ``id`` that exists changes that job (or leaves it alone when nothing
         differs); without one, or with an unknown one, it creates a job with that id.
         """
-        request = decode_request(data, ImportRequest)
         now = self.dispatcher.clock()
         errors: list[FieldError] = []
         items: list[ImportItem] = []
@@ -275,26 +262,31 @@ class Operations:
             self.dispatcher.put(Entry.from_row(row))
         return ImportResult(dry_run=False, applied=True, items=items)
 
-    async def list(self, _: bytes) -> list[Job]:
+    @serves(ops.JOBS_LIST)
+    async def list_jobs(self, _: NoRequest) -> list[Job]:
         types = await self.catalog.types()
         return [self._to_api(row, row.type in types) for row in await self.store.list_jobs()]
 
-    async def get(self, data: bytes) -> Job:
-        return await self._view(await self._row(decode_request(data, JobRef).id))
+    @serves(ops.JOBS_GET)
+    async def get(self, ref: JobRef) -> Job:
+        return await self._view(await self._row(ref.id))
 
-    async def delete(self, data: bytes) -> dict[str, str]:
-        job_id = decode_request(data, JobRef).id
+    @serves(ops.JOBS_DELETE)
+    async def delete(self, ref: JobRef) -> Deleted:
+        job_id = ref.id
         _check_id(job_id)
         if not await self.store.delete_job(job_id):
             raise NotFound(f"no job with id {job_id}")
         self.dispatcher.remove(job_id)
-        return {"deleted": job_id}
+        return Deleted(deleted=job_id)
 
-    async def pause(self, data: bytes) -> Job:
-        return await self._set_paused(decode_request(data, PauseRequest), True)
+    @serves(ops.JOBS_PAUSE)
+    async def pause(self, request: PauseRequest) -> Job:
+        return await self._set_paused(request, True)
 
-    async def resume(self, data: bytes) -> Job:
-        return await self._set_paused(decode_request(data, PauseRequest), False)
+    @serves(ops.JOBS_RESUME)
+    async def resume(self, request: PauseRequest) -> Job:
+        return await self._set_paused(request, False)
 
     async def _set_paused(self, request: PauseRequest, paused: bool) -> Job:
         """Pause or resume; on resume the occurrences of the pause are recorded as skipped.
@@ -333,9 +325,9 @@ class Operations:
         self.dispatcher.put(Entry.from_row(row))
         return await self._view(row)
 
-    async def why(self, data: bytes) -> WhyResult:
+    @serves(ops.JOBS_WHY)
+    async def why(self, request: WhyRequest) -> WhyResult:
         """The job's ledger with reasons, its pauses, and (while paused) what the pause holds back."""
-        request = decode_request(data, WhyRequest)
         if not 1 <= request.limit <= 10_000:
             raise InvalidInput("limit", f"{request.limit} is out of range", "1 to 10000")
         if request.since and request.until and request.until <= request.since:
@@ -440,8 +432,8 @@ class Operations:
                 )
         return policy
 
-    async def run_now(self, data: bytes) -> RunNowResult:
-        request = decode_request(data, RunNowRequest)
+    @serves(ops.JOBS_RUN_NOW)
+    async def run_now(self, request: RunNowRequest) -> RunNowResult:
         row = await self._row(request.id)
         entry = self.dispatcher.entries.get(row.id) or Entry.from_row(row)
         occ = await self.dispatcher.run_now(
@@ -456,14 +448,14 @@ class Operations:
             note=occ.reason if occ.state == "waiting" else None,
         )
 
-    async def purge_ledger(self, data: bytes) -> dict[str, int]:
-        request = decode_request(data, LedgerPurgeRequest)
+    @serves(ops.LEDGER_PURGE)
+    async def purge_ledger(self, request: LedgerPurgeRequest) -> LedgerPurged:
         if request.older_than_days < 1:
             raise InvalidInput(
                 "older_than_days", f"{request.older_than_days} is too small", "1 or more"
             )
         before = datetime.now(UTC) - timedelta(days=request.older_than_days)
-        return {"deleted": await self.store.purge_ledger(before, request.dry_run)}
+        return LedgerPurged(deleted=await self.store.purge_ledger(before, request.dry_run))
 
     async def _compile(self, schedule: Schedule) -> CompiledSchedule:
         """The schedule with its calendar's non-school days; an unknown calendar is refused."""
@@ -480,8 +472,8 @@ class Operations:
 
     # -- school calendars ----------------------------------------------------------------
 
-    async def calendar_create(self, data: bytes) -> Calendar:
-        spec = decode_request(data, CalendarSpec)
+    @serves(ops.CALENDARS_CREATE)
+    async def calendar_create(self, spec: CalendarSpec) -> Calendar:
         _check_calendar_name(spec.name)
         now = self.dispatcher.clock()
         days = _days(spec.days)
@@ -493,22 +485,24 @@ class Operations:
             )
         return await self._calendar(spec.name, changed=True)
 
-    async def calendar_list(self, _: bytes) -> list[dict[str, object]]:
+    @serves(ops.CALENDARS_LIST)
+    async def calendar_list(self, _: NoRequest) -> list[CalendarSummary]:
         return [
-            {
-                "name": r["name"],
-                "description": r["description"],
-                "days": r["days"],
-                "updated_at": r["updated_at"],
-            }
+            CalendarSummary(
+                name=r["name"],
+                description=r["description"],
+                days=r["days"],
+                updated_at=r["updated_at"],
+            )
             for r in await self.calendars.names()
         ]
 
-    async def calendar_get(self, data: bytes) -> Calendar:
-        return await self._calendar(decode_request(data, CalendarRef).name)
+    @serves(ops.CALENDARS_GET)
+    async def calendar_get(self, ref: CalendarRef) -> Calendar:
+        return await self._calendar(ref.name)
 
-    async def calendar_add_days(self, data: bytes) -> Calendar:
-        request = decode_request(data, CalendarDays)
+    @serves(ops.CALENDARS_ADD_DAYS)
+    async def calendar_add_days(self, request: CalendarDays) -> Calendar:
         days = _days(request.days)
         if not await self.calendars.add_days(
             request.name, days, request.replace, self.dispatcher.clock()
@@ -518,8 +512,9 @@ class Operations:
             )
         return await self._calendar(request.name, changed=True)
 
-    async def calendar_delete(self, data: bytes) -> dict[str, str]:
-        name = decode_request(data, CalendarRef).name
+    @serves(ops.CALENDARS_DELETE)
+    async def calendar_delete(self, ref: CalendarRef) -> Deleted:
+        name = ref.name
         users = await self.calendars.users(name)
         if users:
             raise InvalidInput(
@@ -529,7 +524,7 @@ class Operations:
             )
         if not await self.calendars.delete(name):
             raise NotFound(f"no calendar named {name!r}; `belltower calendars list` shows them")
-        return {"deleted": name}
+        return Deleted(deleted=name)
 
     async def _calendar(self, name: str, changed: bool = False) -> Calendar:
         """The calendar as the API shows it; ``changed`` hands its days to the dispatcher."""
@@ -683,27 +678,12 @@ def _field_error(exc: InvalidInput, index: int) -> FieldError:
     return FieldError(field=exc.field, message=exc.reason, accepted=exc.accepted, index=index)
 
 
+_COMPARED = (
+    "title", "type", "params", "schedule", "priority", "paused", "keep_history_days", "timeout_s",
+    "policy", "result_mail",
+)  # fmt: skip
+"""What an import compares to tell a changed job from an unchanged one."""
+
+
 def _same(a: JobRow, b: JobRow) -> bool:
-    return (
-        a.title,
-        a.type,
-        a.params,
-        a.schedule,
-        a.priority,
-        a.paused,
-        a.keep_history_days,
-        a.timeout_s,
-        a.policy,
-        a.result_mail,
-    ) == (
-        b.title,
-        b.type,
-        b.params,
-        b.schedule,
-        b.priority,
-        b.paused,
-        b.keep_history_days,
-        b.timeout_s,
-        b.policy,
-        b.result_mail,
-    )
+    return all(getattr(a, name) == getattr(b, name) for name in _COMPARED)

@@ -13,7 +13,8 @@ from typing import Annotated
 
 import msgspec
 
-from belltower.api import Job, PurgeRequest, PurgeResult
+from belltower import operations as ops
+from belltower.api import LedgerPurgeRequest, PurgeRequest
 from belltower.jobtypes import JobContext, JobType, counted
 
 Days = Annotated[int, msgspec.Meta(ge=1)]
@@ -26,26 +27,23 @@ class MaintenanceParams(msgspec.Struct, forbid_unknown_fields=True):
 
 
 async def run(ctx: JobContext, params: MaintenanceParams) -> None:
-    jobs = await ctx.api.call("scheduler", "jobs.list", result_type=list[Job])
+    jobs = await ctx.api.call(ops.JOBS_LIST)
     titles = {j.id: j.title for j in jobs}
     keep = {j.id: j.keep_history_days for j in jobs}
     await ctx.progress(1, 3, "deleting execution history past each job's retention")
     result = await ctx.api.call(
-        "history",
-        "runs.purge",
+        ops.RUNS_PURGE,
         PurgeRequest(keep_days=keep, default_days=params.orphan_keep_days, dry_run=params.dry_run),
-        result_type=PurgeResult,
     )
     await ctx.progress(2, 3, "trimming the occurrence ledger")
     ledger = await ctx.api.call(
-        "scheduler",
-        "ledger.purge",
-        {"older_than_days": params.ledger_keep_days, "dry_run": params.dry_run},
+        ops.LEDGER_PURGE,
+        LedgerPurgeRequest(older_than_days=params.ledger_keep_days, dry_run=params.dry_run),
     )
     verb = "would delete" if params.dry_run else "deleted"
     ctx.output.line(
         f"{verb} {counted(result.deleted, 'run')} past retention, "
-        f"{counted(ledger['deleted'], 'ledger entry', 'ledger entries')} older than {counted(params.ledger_keep_days, 'day')}"
+        f"{counted(ledger.deleted, 'ledger entry', 'ledger entries')} older than {counted(params.ledger_keep_days, 'day')}"
     )
     rows = []
     for job_id, count in sorted(result.by_job.items(), key=lambda kv: -kv[1]):
@@ -56,7 +54,7 @@ async def run(ctx: JobContext, params: MaintenanceParams) -> None:
         rows.append(f"<tr><td>{html.escape(title)}</td><td>{count}</td><td>{kept}</td></tr>")
     ctx.output.html(
         f"<p>{verb.capitalize()} <strong>{result.deleted}</strong> {'run' if result.deleted == 1 else 'runs'} and "
-        f"{counted(ledger['deleted'], 'ledger entry', 'ledger entries')}.</p>"
+        f"{counted(ledger.deleted, 'ledger entry', 'ledger entries')}.</p>"
         + (
             "<table><thead><tr><th>Job</th><th>Runs</th><th>Kept</th></tr></thead><tbody>"
             + "".join(rows)
@@ -67,7 +65,7 @@ async def run(ctx: JobContext, params: MaintenanceParams) -> None:
     )
     ctx.output.summary = (
         f"{verb} {counted(result.deleted, 'run')} of {counted(len(result.by_job), 'job')} and "
-        f"{counted(ledger['deleted'], 'ledger entry', 'ledger entries')}"
+        f"{counted(ledger.deleted, 'ledger entry', 'ledger entries')}"
     )
     await ctx.progress(3, 3, "done")
 

@@ -1,0 +1,149 @@
+"""The management API's operations, each declared once: service, name, request and reply type.
+
+A server registers its handler against a declaration (:func:`belltower.rpc.serves`), a client
+calls by it (:meth:`belltower.rpc.ApiClient.call`), so a type checker sees both ends of every
+operation. The subject is ``belltower.api.<service>.<name>`` (:func:`belltower.subjects.api_subject`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from .api import (
+    Calendar,
+    CalendarDays,
+    CalendarRef,
+    CalendarSpec,
+    CalendarSummary,
+    Deleted,
+    ImportRequest,
+    ImportResult,
+    Job,
+    JobRef,
+    JobSpec,
+    JobTypeInfo,
+    LedgerPurged,
+    LedgerPurgeRequest,
+    NoRequest,
+    PauseRequest,
+    PurgeRequest,
+    PurgeResult,
+    RunNowRequest,
+    RunNowResult,
+    RunQuery,
+    RunRecord,
+    RunRef,
+    WhyRequest,
+    WhyResult,
+)
+from .subjects import ApiService, api_subject
+
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
+
+
+@dataclass(frozen=True, eq=False)
+class Operation(Generic[Req, Rep]):
+    """One request-reply operation of a service: its request is decoded as ``request``, its
+    result as ``reply``. Build them only here, with :func:`declare`."""
+
+    service: ApiService
+    name: str
+    request: type[Req]
+    reply: type[Rep]
+    summary: str
+
+    @property
+    def subject(self) -> str:
+        return api_subject(self.service, self.name)
+
+    def __repr__(self) -> str:
+        return f"<operation {self.service} {self.name}>"
+
+
+_DECLARED: dict[tuple[str, str], Operation[Any, Any]] = {}
+
+
+def declare(
+    service: ApiService, name: str, request: type[Req], reply: type[Rep], summary: str
+) -> Operation[Req, Rep]:
+    op = Operation(service, name, request, reply, summary)
+    if _DECLARED.setdefault((service, name), op) is not op:
+        raise ValueError(f"{service} {name} is declared twice")
+    return op
+
+
+def declared(service: ApiService | None = None) -> list[Operation[Any, Any]]:
+    """Every declared operation (of one service), in declaration order."""
+    return [op for op in _DECLARED.values() if service is None or op.service == service]
+
+
+def find(service: str, name: str) -> Operation[Any, Any] | None:
+    return _DECLARED.get((service, name))
+
+
+def is_declared(op: Operation[Any, Any]) -> bool:
+    """Whether ``op`` is the declaration itself, not a look-alike built elsewhere."""
+    return _DECLARED.get((op.service, op.name)) is op
+
+
+# -- the scheduler: job types, jobs, the ledger, school calendars ---------------------------
+
+JOB_TYPES_LIST = declare(
+    "scheduler", "job_types.list", NoRequest, list[JobTypeInfo],
+    "The job types the running workers advertise, by name.",
+)  # fmt: skip
+JOBS_CREATE = declare("scheduler", "jobs.create", JobSpec, Job, "Define a job.")
+JOBS_LIST = declare("scheduler", "jobs.list", NoRequest, list[Job], "Every job.")
+JOBS_GET = declare("scheduler", "jobs.get", JobRef, Job, "One job.")
+JOBS_DELETE = declare(
+    "scheduler", "jobs.delete", JobRef, Deleted, "Delete a job; its history stays."
+)
+JOBS_PAUSE = declare("scheduler", "jobs.pause", PauseRequest, Job, "Pause a job.")
+JOBS_RESUME = declare(
+    "scheduler", "jobs.resume", PauseRequest, Job,
+    "Resume a job; the occurrences of the pause are recorded as skipped.",
+)  # fmt: skip
+JOBS_RUN_NOW = declare(
+    "scheduler", "jobs.run_now", RunNowRequest, RunNowResult, "Start an occurrence now."
+)
+JOBS_WHY = declare(
+    "scheduler", "jobs.why", WhyRequest, WhyResult,
+    "The job's occurrence ledger with reasons and its pauses.",
+)  # fmt: skip
+JOBS_IMPORT = declare(
+    "scheduler", "jobs.import", ImportRequest, ImportResult,
+    "Create or change jobs from exported documents, all or none.",
+)  # fmt: skip
+LEDGER_PURGE = declare(
+    "scheduler", "ledger.purge", LedgerPurgeRequest, LedgerPurged,
+    "Delete ledger entries older than a number of days.",
+)  # fmt: skip
+CALENDARS_CREATE = declare(
+    "scheduler", "calendars.create", CalendarSpec, Calendar, "Define a school calendar."
+)
+CALENDARS_LIST = declare(
+    "scheduler", "calendars.list", NoRequest, list[CalendarSummary], "Every school calendar."
+)
+CALENDARS_GET = declare(
+    "scheduler", "calendars.get", CalendarRef, Calendar, "One calendar with its days."
+)
+CALENDARS_DELETE = declare(
+    "scheduler", "calendars.delete", CalendarRef, Deleted, "Delete a calendar no job uses."
+)
+CALENDARS_ADD_DAYS = declare(
+    "scheduler", "calendars.add_days", CalendarDays, Calendar,
+    "Add non-school days to a calendar, or replace them.",
+)  # fmt: skip
+
+# -- history: runs and their output ---------------------------------------------------------
+
+RUNS_LIST = declare(
+    "history", "runs.list", RunQuery, list[RunRecord], "Runs, newest first, filtered."
+)
+RUNS_GET = declare("history", "runs.get", RunRef, RunRecord, "One run with its output.")
+RUNS_PURGE = declare(
+    "history", "runs.purge", PurgeRequest, PurgeResult,
+    "Delete runs finished before their job's retention.",
+)  # fmt: skip
