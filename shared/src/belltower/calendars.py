@@ -97,7 +97,7 @@ def days_from_ics(
     return sorted(out.items())
 
 
-def _length(event, start: date | datetime) -> timedelta:  # type: ignore[no-untyped-def]
+def _length(event, start: date | datetime) -> timedelta:
     if "DTEND" in event:
         end = event.decoded("DTEND")
         return max(end - start, timedelta(0))
@@ -106,7 +106,7 @@ def _length(event, start: date | datetime) -> timedelta:  # type: ignore[no-unty
     return timedelta(days=1) if not isinstance(start, datetime) else timedelta(0)
 
 
-def _starts(event, start: date | datetime, since: date, until: date) -> list[date | datetime]:  # type: ignore[no-untyped-def]
+def _starts(event, start: date | datetime, since: date, until: date) -> list[date | datetime]:
     rule = event.get("RRULE")
     if rule is None:
         return [start]
@@ -126,7 +126,7 @@ def _starts(event, start: date | datetime, since: date, until: date) -> list[dat
     return [t if isinstance(start, datetime) else t.date() for t in found]
 
 
-def _exdates(event) -> set[date]:  # type: ignore[no-untyped-def]
+def _exdates(event) -> set[date]:
     raw = event.get("EXDATE")
     if raw is None:
         return set()

@@ -122,7 +122,9 @@ JOBS_FAILING = Gauge(
 )
 
 
-def record_dispatched(batch: Sequence[Any], confirmed: bytes, dispatched_at: datetime) -> None:
+def record_dispatched(
+    batch: Sequence[Any], confirmed: bytes | bytearray, dispatched_at: datetime
+) -> None:
     """Count the confirmed occurrences of a published batch and observe their lag.
 
     ``batch`` holds the dispatcher's planned occurrences (``entry.pool``, ``entry.type``,

@@ -22,7 +22,7 @@ from nats.errors import NoRespondersError, TimeoutError
 
 from .api import ErrorBody, NoRequest, Reply, encoder
 from .errors import BelltowerError, InternalError, InvalidInput, Unavailable, error_class
-from .operations import Operation, declared, find, is_declared
+from .operations import Operation, declared, is_declared
 from .subjects import ApiService
 
 log = logging.getLogger(__name__)
@@ -196,41 +196,15 @@ class ApiClient:
     async def call(self, op: Operation[NoRequest, Rep], /) -> Rep: ...
     @overload
     async def call(self, op: Operation[Req, Rep], request: Req, /) -> Rep: ...
-    @overload
-    async def call(
-        self, op: str, operation: str, payload: Any = None, result_type: Any = Any
-    ) -> Any: ...  # DEPRECATED: by strings, kept only for belltower/cli.py; see _call_by_name
-
-    async def call(self, op: Operation[Any, Any] | str, *args: Any, **kwargs: Any) -> Any:
+    async def call(self, op: Operation[Any, Any], *args: Any) -> Any:
         """Call ``op`` with ``request`` (none for operations taking :class:`NoRequest`) and
         return its reply, decoded as the declaration says; an error reply is raised as its class."""
-        if isinstance(op, str):
-            return await self._call_by_name(op, *args, **kwargs)
         (request,) = args or (NoRequest(),)
         data = await self._request(op.service, op.subject, encoder.encode(request))
         reply = _reply_decoder(op).decode(data)
         if not reply.ok:
             raise_error(reply.error)
         return reply.result
-
-    async def _call_by_name(
-        self, service: str, operation: str, payload: Any = None, result_type: Any = Any
-    ) -> Any:
-        """DEPRECATED, for ``belltower/cli.py`` only until it calls by declaration: the
-        operation named by strings, the result as plain data or converted to ``result_type``.
-
-        Remove it (and the third ``call`` overload) once the CLI imports its operations from
-        :mod:`belltower.operations`."""
-        op = find(service, operation)
-        if op is None:
-            raise ValueError(f"{service} {operation} is not declared in belltower.operations")
-        body = encoder.encode(payload) if payload is not None else b"{}"
-        reply = _untyped_reply.decode(await self._request(op.service, op.subject, body))
-        if not reply.ok:
-            raise_error(reply.error)
-        if result_type is Any:
-            return reply.result
-        return msgspec.convert(reply.result, result_type)
 
     async def _request(self, service: str, subject: str, body: bytes) -> bytes:
         try:

@@ -377,7 +377,8 @@ class Worker:
                     held.state == "running" and held.worker == self.name and held.attempt == attempt
                 ):
                     return False
-                revision = entry.revision  # our own heartbeat moved it on
+                if entry.revision is not None:  # our own heartbeat moved it on
+                    revision = entry.revision
 
     async def _claim(
         self, msg: NatsMessage, key: str, due: DueOccurrence, attempt: int

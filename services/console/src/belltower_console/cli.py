@@ -41,7 +41,7 @@ def serve() -> None:
     run(ConsoleSettings())
 
 
-async def _offline(fn):  # type: ignore[no-untyped-def]
+async def _offline(fn):
     settings = ConsoleSettings()
     pool = await create_pool(settings.database_url, max_size=2)
     try:
@@ -52,7 +52,7 @@ async def _offline(fn):  # type: ignore[no-untyped-def]
         await pool.close()
 
 
-def _run(fn):  # type: ignore[no-untyped-def]
+def _run(fn):
     try:
         return asyncio.run(_offline(fn))
     except FieldErrors as exc:

@@ -55,7 +55,7 @@ async def _session(target: SftpTarget, doing: str) -> AsyncIterator[asyncssh.SFT
     options = _options(target)
     try:
         async with (
-            asyncssh.connect(target.host, target.port, **options) as conn,  # type: ignore[arg-type]
+            asyncssh.connect(target.host, target.port, **options) as conn,
             conn.start_sftp_client() as sftp,
         ):
             yield sftp

@@ -201,7 +201,7 @@ class InFlight(Pipeline):
 
     # -- run events: overlap and chaining -------------------------------------------------------
 
-    async def runs_finished(self, finished: list[RunFinishedData]) -> None:
+    async def runs_finished(self, finished: list[RunFinishedData]) -> None:  # noqa: C901  (one fenced write per batch; its undo needs every branch in one place)
         """What finished runs change: the ledger's run status, buffered runs released, chained
         occurrences planned.
 

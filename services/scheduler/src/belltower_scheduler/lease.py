@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
 
 from belltower import streams
 from belltower.settings import Settings
@@ -129,7 +130,7 @@ class LeaseKeeper:
         self.on_lost = on_lost
         self.held: dict[int, Lease] = {}
         self._ttl = max(1, math.ceil(lease_s))
-        self._kv = None
+        self._kv: KeyValue | None = None
         self._stopping = False
         self.share = partitions
         """How many partitions this replica may hold: partitions / live replicas, rounded up."""

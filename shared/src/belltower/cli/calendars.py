@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..api import Calendar
+from .. import operations as ops
+from ..api import Calendar, CalendarDays, CalendarRef, CalendarSpec, NonSchoolDay
 from ..calendars import days_from_ics, parse_days, read_ics
 from ..errors import BelltowerError, InvalidInput, NotFound
 from ..rpc import ApiClient
@@ -49,21 +50,19 @@ def calendars_create(
         parsed = parse_days(days) if days else []
     except BelltowerError as exc:
         fail(exc)
-    body = {
-        "name": name,
-        "description": description,
-        "days": [{"day": d.isoformat(), "label": label} for d in parsed],
-    }
-    cal = call(
-        nats_url, lambda c: c.call("scheduler", "calendars.create", body, result_type=Calendar)
+    spec = CalendarSpec(
+        name=name,
+        description=description,
+        days=[NonSchoolDay(day=d, label=label) for d in parsed],
     )
+    cal = call(nats_url, lambda c: c.call(ops.CALENDARS_CREATE, spec))
     print_json(cal) if json_out else _show_calendar(cal)
 
 
 @calendars_app.command("list")
 def calendars_list(json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
     """List the school calendars."""
-    cals = call(nats_url, lambda c: c.call("scheduler", "calendars.list"))
+    cals = call(nats_url, lambda c: c.call(ops.CALENDARS_LIST))
     if json_out:
         print_json(cals)
         return
@@ -72,7 +71,7 @@ def calendars_list(json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None
         return
     table(
         ["name", "days", "description"],
-        [[c["name"], str(c["days"]), c["description"]] for c in cals],
+        [[c.name, str(c.days), c.description] for c in cals],
     )
 
 
@@ -81,7 +80,7 @@ def calendars_show(name: str, json_out: JsonFlag = False, nats_url: NatsUrl = No
     """Show a calendar's non-school days and the jobs that use it."""
     cal = call(
         nats_url,
-        lambda c: c.call("scheduler", "calendars.get", {"name": name}, result_type=Calendar),
+        lambda c: c.call(ops.CALENDARS_GET, CalendarRef(name=name)),
     )
     print_json(cal) if json_out else _show_calendar(cal)
 
@@ -89,7 +88,7 @@ def calendars_show(name: str, json_out: JsonFlag = False, nats_url: NatsUrl = No
 @calendars_app.command("delete")
 def calendars_delete(name: str, nats_url: NatsUrl = None) -> None:
     """Delete a calendar no job uses."""
-    call(nats_url, lambda c: c.call("scheduler", "calendars.delete", {"name": name}))
+    call(nats_url, lambda c: c.call(ops.CALENDARS_DELETE, CalendarRef(name=name)))
     typer.echo(f"deleted calendar {name}")
 
 
@@ -106,10 +105,8 @@ def calendars_add_days(
         parsed = parse_days(days or [])
     except BelltowerError as exc:
         fail(exc)
-    body = {"name": name, "days": [{"day": d.isoformat(), "label": label} for d in parsed]}
-    cal = call(
-        nats_url, lambda c: c.call("scheduler", "calendars.add_days", body, result_type=Calendar)
-    )
+    body = CalendarDays(name=name, days=[NonSchoolDay(day=d, label=label) for d in parsed])
+    cal = call(nats_url, lambda c: c.call(ops.CALENDARS_ADD_DAYS, body))
     print_json(cal) if json_out else _show_calendar(cal)
 
 
@@ -140,21 +137,16 @@ def calendars_import(
         found = days_from_ics(read_ics(ics), since=start, horizon_days=horizon_days)
     except BelltowerError as exc:
         fail(exc)
-    days = [{"day": d.isoformat(), "label": label} for d, label in found]
+    days = [NonSchoolDay(day=d, label=label) for d, label in found]
 
     async def go(client: ApiClient) -> Calendar:
         if create:
             try:
-                await client.call(
-                    "scheduler", "calendars.get", {"name": name}, result_type=Calendar
-                )
+                await client.call(ops.CALENDARS_GET, CalendarRef(name=name))
             except NotFound:
-                await client.call("scheduler", "calendars.create", {"name": name})
+                await client.call(ops.CALENDARS_CREATE, CalendarSpec(name=name))
         return await client.call(
-            "scheduler",
-            "calendars.add_days",
-            {"name": name, "days": days, "replace": replace},
-            result_type=Calendar,
+            ops.CALENDARS_ADD_DAYS, CalendarDays(name=name, days=days, replace=replace)
         )
 
     cal = call(nats_url, go)

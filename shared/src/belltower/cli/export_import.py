@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
+from .. import operations as ops
 from .. import transfer
-from ..api import ImportRequest, ImportResult, Job
+from ..api import ImportRequest
 from ..errors import BelltowerError, InvalidInput
 from .options import JsonFlag, NatsUrl
 from .output import EXIT_INVALID, fail, print_json
@@ -26,8 +27,8 @@ def jobs_export(
     """Export every job definition as YAML or JSON documents, for `belltower jobs import`."""
     if format_ not in transfer.FORMATS:
         fail(InvalidInput("format", f"{format_!r} is not an export format", "yaml or json"))
-    jobs = call(nats_url, lambda c: c.call("scheduler", "jobs.list", result_type=list[Job]))
-    text = transfer.dump(transfer.documents_of(jobs), format_)  # type: ignore[arg-type]
+    jobs = call(nats_url, lambda c: c.call(ops.JOBS_LIST))
+    text = transfer.dump(transfer.documents_of(jobs), format_)
     if output:
         Path(output).write_text(text)
         typer.echo(f"exported {len(jobs)} job(s) to {output}", err=True)
@@ -54,12 +55,7 @@ def jobs_import(
         fail(exc)
     result = call(
         nats_url,
-        lambda c: c.call(
-            "scheduler",
-            "jobs.import",
-            ImportRequest(documents=documents, dry_run=dry_run),
-            result_type=ImportResult,
-        ),
+        lambda c: c.call(ops.JOBS_IMPORT, ImportRequest(documents=documents, dry_run=dry_run)),
     )
     if json_out:
         print_json(result)

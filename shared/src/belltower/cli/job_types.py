@@ -6,6 +6,7 @@ import json
 
 import typer
 
+from .. import operations as ops
 from ..api import JobTypeInfo
 from .options import JsonFlag, NatsUrl
 from .output import print_json
@@ -14,9 +15,7 @@ from .remote import call
 
 def job_types(json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
     """List the job types the running workers can run, with their parameters."""
-    types = call(
-        nats_url, lambda c: c.call("scheduler", "job_types.list", result_type=list[JobTypeInfo])
-    )
+    types = call(nats_url, lambda c: c.call(ops.JOB_TYPES_LIST))
     if json_out:
         print_json(types)
         return

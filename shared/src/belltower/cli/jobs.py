@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from ..api import Job, JobSpec, RunNowResult, RunRecord
+from .. import operations as ops
+from ..api import Job, JobRef, JobSpec, PauseRequest, RunNowRequest, RunNowResult, RunRecord, RunRef
 from ..errors import BelltowerError, InvalidInput, NotFound, Unavailable
 from ..rpc import ApiClient
 from ..schedule import OnDemand, ScheduleFlags, parse_every
@@ -132,7 +133,7 @@ def jobs_create(
         )
     except BelltowerError as exc:
         fail(exc)
-    job = call(nats_url, lambda c: c.call("scheduler", "jobs.create", spec, result_type=Job))
+    job = call(nats_url, lambda c: c.call(ops.JOBS_CREATE, spec))
     if json_out:
         print_json(job)
         return
@@ -143,7 +144,7 @@ def jobs_create(
 @jobs_app.command("list")
 def jobs_list(json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
     """List every job with its schedule and next run."""
-    jobs = call(nats_url, lambda c: c.call("scheduler", "jobs.list", result_type=list[Job]))
+    jobs = call(nats_url, lambda c: c.call(ops.JOBS_LIST))
     if json_out:
         print_json(jobs)
         return
@@ -234,26 +235,26 @@ def _retries_text(job: Job) -> str:
 @jobs_app.command("show")
 def jobs_show(job_id: str, json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
     """Show one job."""
-    job = call(nats_url, lambda c: c.call("scheduler", "jobs.get", {"id": job_id}, result_type=Job))
+    job = call(nats_url, lambda c: c.call(ops.JOBS_GET, JobRef(id=job_id)))
     print_json(job) if json_out else _show_job(job)
 
 
 @jobs_app.command("delete")
 def jobs_delete(job_id: str, nats_url: NatsUrl = None) -> None:
     """Delete a job; its execution history stays until retention removes it."""
-    call(nats_url, lambda c: c.call("scheduler", "jobs.delete", {"id": job_id}))
+    call(nats_url, lambda c: c.call(ops.JOBS_DELETE, JobRef(id=job_id)))
     typer.echo(f"deleted job {job_id}")
 
 
-def _pause_request(job_id: str, nats_url: str | None) -> dict[str, str]:
-    return {"id": job_id, "requested_by": who(), "requested_from": where(nats_url)}
+def _pause_request(job_id: str, nats_url: str | None) -> PauseRequest:
+    return PauseRequest(id=job_id, requested_by=who(), requested_from=where(nats_url))
 
 
 @jobs_app.command("pause")
 def jobs_pause(job_id: str, nats_url: NatsUrl = None) -> None:
     """Stop scheduling a job until it is resumed (who paused it is recorded)."""
     request = _pause_request(job_id, nats_url)
-    job = call(nats_url, lambda c: c.call("scheduler", "jobs.pause", request, result_type=Job))
+    job = call(nats_url, lambda c: c.call(ops.JOBS_PAUSE, request))
     typer.echo(f"paused {job.title} ({job.id})")
 
 
@@ -261,7 +262,7 @@ def jobs_pause(job_id: str, nats_url: NatsUrl = None) -> None:
 def jobs_resume(job_id: str, nats_url: NatsUrl = None) -> None:
     """Schedule a paused job again, from now on; the occurrences of the pause are recorded skipped."""
     request = _pause_request(job_id, nats_url)
-    job = call(nats_url, lambda c: c.call("scheduler", "jobs.resume", request, result_type=Job))
+    job = call(nats_url, lambda c: c.call(ops.JOBS_RESUME, request))
     typer.echo(f"resumed {job.title} ({job.id}); next run {timestamp(job.next_run_at)}")
 
 
@@ -289,14 +290,10 @@ def jobs_run_now(
     naming that run; --force runs anyway), buffer queues this run behind it, allow runs at once."""
 
     async def go(client: ApiClient) -> tuple[RunNowResult, RunRecord | None]:
-        request: dict[str, Any] = {
-            "id": job_id,
-            "requested_by": who(),
-            "requested_from": where(nats_url),
-        }
-        if force:
-            request["force"] = True
-        result = await client.call("scheduler", "jobs.run_now", request, result_type=RunNowResult)
+        request = RunNowRequest(
+            id=job_id, requested_by=who(), requested_from=where(nats_url), force=force
+        )
+        result = await client.call(ops.JOBS_RUN_NOW, request)
         if result.state == "waiting" and not json_out:
             typer.echo(f"queued run {result.run_id}: {result.note}", err=True)
         if not wait:
@@ -304,9 +301,7 @@ def jobs_run_now(
         deadline = time.monotonic() + wait_timeout
         while time.monotonic() < deadline:
             try:
-                run = await client.call(
-                    "history", "runs.get", {"run_id": result.run_id}, result_type=RunRecord
-                )
+                run = await client.call(ops.RUNS_GET, RunRef(run_id=result.run_id))
                 if run.finished_at is not None:
                     return result, run
             except NotFound:

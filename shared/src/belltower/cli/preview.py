@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ..api import After, Calendar, Job
+from .. import operations as ops
+from ..api import After, CalendarRef, JobRef
 from ..errors import BelltowerError, InvalidInput
 from ..schedule import (
     ON_DEMAND_TEXT,
@@ -53,16 +54,16 @@ def _preview(
         typer.echo(f"{ON_DEMAND_TEXT}: no scheduled occurrences.")
         typer.echo(f"  {runs}.")
         return
-    after = parse_datetime(since, schedule.tz, field="from") if since else datetime.now(UTC)
+    start = parse_datetime(since, schedule.tz, field="from") if since else datetime.now(UTC)
     compiled = compile_schedule(schedule, non_school_days=non_school_days)
     local = zone(schedule.tz)
-    found = compiled.preview(after, count)
+    found = compiled.preview(start, count)
     runnable = sum(1 for o in found if o.skipped is None)
     if json_out:
         print_json([_occurrence_json(o, local) for o in found])
         return
     typer.echo(
-        f"{compiled.describe()}, from {after.astimezone(local).isoformat(timespec='seconds')}:"
+        f"{compiled.describe()}, from {start.astimezone(local).isoformat(timespec='seconds')}:"
     )
     for occ in found:
         t = occ.at.astimezone(local)
@@ -143,7 +144,7 @@ def jobs_preview(
     nats_url: NatsUrl = None,
 ) -> None:
     """List the next occurrences of a stored job."""
-    job = call(nats_url, lambda c: c.call("scheduler", "jobs.get", {"id": job_id}, result_type=Job))
+    job = call(nats_url, lambda c: c.call(ops.JOBS_GET, JobRef(id=job_id)))
     days = _calendar_days(nats_url, job.schedule.calendar)
     try:
         _preview(job.schedule, from_, count, json_out, days, job.after, job.id)
@@ -156,6 +157,6 @@ def _calendar_days(nats_url: str | None, name: str | None) -> list[date]:
         return []
     cal = call(
         nats_url,
-        lambda c: c.call("scheduler", "calendars.get", {"name": name}, result_type=Calendar),
+        lambda c: c.call(ops.CALENDARS_GET, CalendarRef(name=name)),
     )
     return [d.day for d in cal.days]

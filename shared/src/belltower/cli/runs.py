@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 import typer
 
-from ..api import RunRecord
+from .. import operations as ops
+from ..api import RunQuery, RunRecord, RunRef
 from ..errors import BelltowerError
 from ..schedule import parse_datetime
 from .options import JsonFlag, NatsUrl
@@ -46,9 +48,7 @@ def runs_list(
             query["until"] = parse_datetime(to, field="to")
     except BelltowerError as exc:
         fail(exc)
-    runs = call(
-        nats_url, lambda c: c.call("history", "runs.list", query, result_type=list[RunRecord])
-    )
+    runs = call(nats_url, lambda c: c.call(ops.RUNS_LIST, msgspec.convert(query, RunQuery)))
     if json_out:
         print_json(runs)
         return
@@ -121,9 +121,7 @@ def runs_show(
     nats_url: NatsUrl = None,
 ) -> None:
     """Show one run with its output."""
-    run = call(
-        nats_url, lambda c: c.call("history", "runs.get", {"run_id": run_id}, result_type=RunRecord)
-    )
+    run = call(nats_url, lambda c: c.call(ops.RUNS_GET, RunRef(run_id=run_id)))
     if json_out:
         print_json(run)
     elif html:

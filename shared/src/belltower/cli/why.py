@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any
 
+import msgspec
 import typer
 
-from ..api import LedgerEntry, RunRecord, WhyResult
+from .. import operations as ops
+from ..api import LedgerEntry, RunQuery, WhyRequest, WhyResult
 from ..errors import BelltowerError
 from ..rpc import ApiClient
 from ..schedule import parse_datetime
@@ -69,7 +71,7 @@ def _why_rows(entries: Sequence[LedgerEntry]) -> list[list[str]]:
     return rows
 
 
-def jobs_why(
+def jobs_why(  # noqa: C901  (its options and the history fill-in; the printing is apart)
     job_id: str,
     from_: Annotated[
         str | None,
@@ -93,7 +95,7 @@ def jobs_why(
         fail(exc)
 
     async def go(client: ApiClient) -> WhyResult:
-        why = await client.call("scheduler", "jobs.why", query, result_type=WhyResult)
+        why = await client.call(ops.JOBS_WHY, msgspec.convert(query, WhyRequest))
         unknown = [
             e
             for e in why.occurrences
@@ -107,9 +109,7 @@ def jobs_why(
             if why.until:
                 runs_query["until"] = why.until
             try:
-                runs = await client.call(
-                    "history", "runs.list", runs_query, result_type=list[RunRecord]
-                )
+                runs = await client.call(ops.RUNS_LIST, msgspec.convert(runs_query, RunQuery))
             except BelltowerError:
                 runs = []
             by_occurrence = {r.occurrence_id: r for r in runs}

@@ -145,7 +145,7 @@ class CompiledSchedule:
 
     # -- the engine ----------------------------------------------------------------------
 
-    def occurrences(self, after: datetime, *, explain: bool = False) -> Iterator[Occurrence]:
+    def occurrences(self, after: datetime, *, explain: bool = False) -> Iterator[Occurrence]:  # noqa: C901  (the engine's hot loop: a branch per skip cause, no call per instant)
         """Every occurrence strictly after ``after`` in order of its instant, runnable or not,
         until the end, the last occurrence, or ``HORIZON`` past ``after`` with nothing runnable."""
         sched = self.schedule
