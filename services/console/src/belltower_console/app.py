@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,17 +16,27 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
+from nats.errors import MaxPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from belltower import logs
 from belltower.api import FieldError, ImportResult, Job, JobDocument, JobTypeInfo, RunRecord
 from belltower.db import create_pool, migrate
-from belltower.errors import BelltowerError
+from belltower.errors import BelltowerError, NotFound
 from belltower.rpc import ApiClient
 
 from . import api, web
 from .actions import Console
-from .http import api_error, validation_errors
+from .http import (
+    INTERNAL_DETAIL,
+    api_error,
+    console_of,
+    problem,
+    trusted_networks,
+    validation_errors,
+)
+from .limits import RequestLimits
 from .settings import ConsoleSettings
 from .store import Store
 
@@ -90,11 +101,38 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         name="static",
     )
 
+    app.state.trusted_proxies = trusted_networks(settings.console_trusted_proxies)
+    app.add_middleware(RequestLimits, max_body_bytes=settings.console_max_body_bytes)
+
     @app.exception_handler(BelltowerError)
     async def on_error(request: Request, exc: BelltowerError) -> Any:
         if request.url.path.startswith("/api/"):
             return api_error(exc)
         return web.error_page(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> Any:
+        if request.url.path.startswith("/api/") or exc.status_code != 404:
+            return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+        return web.error_page(request, NotFound(f"no page {request.url.path}"))
+
+    @app.exception_handler(MaxPayloadError)
+    async def on_too_large(request: Request, exc: MaxPayloadError) -> Any:
+        return problem(
+            413,
+            f"the request is larger than the message bus accepts "
+            f"({console_of(request).api.nc.max_payload} bytes)",
+        )
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Any:
+        """Anything unforeseen: logged with its traceback, answered without internals."""
+        log.error(
+            "unexpected error",
+            exc_info=exc,
+            extra={"action": "console.error", "path": request.url.path},
+        )
+        return problem(500, INTERNAL_DETAIL)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> Any:
@@ -114,10 +152,17 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Any:
+        """200 when PostgreSQL and NATS answer; otherwise 503 naming each failed check."""
         console: Console = request.app.state.console
-        await console.store.count_users()
+        failed = []
+        try:
+            await asyncio.wait_for(console.store.count_users(), 5)
+        except Exception:
+            failed.append("database")
         if not console.api.nc.is_connected:
-            return api_error(BelltowerError("NATS is not connected"))
+            failed.append("nats")
+        if failed:
+            return problem(503, "not ready: " + ", ".join(failed) + " failed")
         return {"status": "ready"}
 
     def openapi() -> dict[str, Any]:

@@ -17,7 +17,8 @@ from .errors import FieldErrors
 from .store import ROLES
 
 hasher = PasswordHasher()
-USERNAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+USERNAME = re.compile(r"\A[A-Za-z0-9._@-]{1,64}\Z")
+"""Anchored with \\A and \\Z (not ^ and $, which let "admin\\n" through); use fullmatch."""
 MIN_PASSWORD = 10
 
 ROLE_CAN = {
@@ -46,7 +47,7 @@ def verify(password_hash: str | None, password: str) -> bool:
 def check_new_user(username: str | None, password: str | None, role: str | None) -> None:
     """Every problem with a new user's fields at once; raises FieldErrors."""
     errors = []
-    if username is not None and not USERNAME.match(username):
+    if username is not None and not USERNAME.fullmatch(username):
         errors.append(
             FieldError(
                 field="username",

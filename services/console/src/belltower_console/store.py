@@ -52,8 +52,20 @@ class AuditEntry:
     after: Any = None
 
 
+def _text(value: str | None) -> str | None:
+    """Text PostgreSQL can store: a NUL or a lone surrogate (from a hostile request) becomes
+    U+FFFD, so recording the attempt never fails."""
+    if value is None:
+        return None
+    return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, default=str)
+    if value is None:
+        return None
+    # jsonb refuses the escape of NUL as it refuses NUL itself.
+    text = json.dumps(value, default=str, ensure_ascii=False).replace("\\u0000", "\\ufffd")
+    return _text(text)
 
 
 class Store:
@@ -190,13 +202,13 @@ class Store:
         await self.pool.execute(
             "INSERT INTO console.audit (actor, role, client, action, target, outcome, detail, before, after) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)",
-            entry.actor,
+            _text(entry.actor),
             entry.role,
-            entry.client,
+            _text(entry.client),
             entry.action,
-            entry.target,
+            _text(entry.target),
             entry.outcome,
-            entry.detail,
+            _text(entry.detail),
             _json(entry.before),
             _json(entry.after),
         )

@@ -18,12 +18,22 @@ from fastapi.templating import Jinja2Templates
 
 from belltower.api import FieldError, Job, JobTypeInfo
 from belltower.errors import BelltowerError, Conflict, InvalidInput, NotFound
-from belltower.schedule import WEEKDAYS, Daily, OnDemand, parse_datetime, zone
+from belltower.schedule import WEEKDAYS, Daily, OnDemand, zone
 
 from . import forms
 from .actions import SORTS, STATES
 from .errors import FieldErrors, Unauthenticated
-from .http import SESSION_COOKIE, check_csrf, client_of, console_of, principal_of, status_and_errors
+from .http import (
+    SESSION_COOKIE,
+    check_csrf,
+    client_of,
+    console_of,
+    principal_of,
+    secure_cookies,
+    status_and_errors,
+    when,
+)
+from .limits import check_yaml
 from .store import ROLES, Principal
 
 router = APIRouter(include_in_schema=False)
@@ -101,10 +111,6 @@ async def posted(request: Request) -> tuple[Principal, dict[str, Any]]:
     return who, {k: v for k, v in form.items()}
 
 
-def _when(value: str | None, name: str) -> datetime | None:
-    return parse_datetime(value, field=name) if value else None
-
-
 # -- session ------------------------------------------------------------------------------------
 
 
@@ -124,7 +130,7 @@ def _login_page(request: Request, http_status: int = 200, **context: Any) -> Res
         max_age=3600,
         httponly=True,
         samesite="strict",
-        secure=request.app.state.settings.console_secure_cookies,
+        secure=secure_cookies(request),
         path="/login",
     )
     return response
@@ -168,7 +174,7 @@ async def login(request: Request) -> Response:
         max_age=int(settings.console_session_hours * 3600),
         httponly=True,
         samesite="lax",
-        secure=settings.console_secure_cookies,
+        secure=secure_cookies(request),
         path="/",
     )
     return response
@@ -429,13 +435,13 @@ async def history(
 ) -> Response:
     who = await principal_of(request)
     console = console_of(request)
-    until = _when(to_date, "to")
+    until = when(to_date, "to")
     if until is not None and len(to_date.strip()) == 10:
         until += timedelta(days=1)
     runs = await console.runs(
         job_id=job_id or None,
         status=status or None,
-        since=_when(from_date, "from"),
+        since=when(from_date, "from"),
         until=until,
         limit=PAGE_SIZE,
         offset=max(offset, 0),
@@ -518,6 +524,7 @@ async def import_jobs(request: Request) -> Response:
             text = content.decode("utf-8", errors="replace")
     dry_run = "apply" not in form
     try:
+        check_yaml(text)
         result = await console_of(request).import_jobs(who, client_of(request), text, None, dry_run)
     except InvalidInput as exc:
         return page(
@@ -661,7 +668,7 @@ async def audit_page(
     offset: int = 0,
 ) -> Response:
     who = await principal_of(request)
-    until = _when(to_date, "to")
+    until = when(to_date, "to")
     if until is not None and len(to_date.strip()) == 10:
         until += timedelta(days=1)
     items, total = await console_of(request).audit_log(
@@ -671,7 +678,7 @@ async def audit_page(
         action=action or None,
         outcome=outcome or None,
         text=q or None,
-        since=_when(from_date, "from"),
+        since=when(from_date, "from"),
         until=until,
         limit=50,
         offset=max(offset, 0),
