@@ -299,6 +299,9 @@ class UserChange(BaseModel):
     role: Literal["viewer", "operator", "editor", "admin"] | None = None
     password: str | None = None
     disabled: bool | None = None
+    revoke_tokens: bool = Field(
+        False, description="With a new password: also revoke every API token of the user"
+    )
 
 
 class NewToken(BaseModel):
@@ -344,7 +347,9 @@ async def add_user(body: NewUser, who: Caller, request: Request) -> Response:
 
 @router.patch("/users/{username}", tags=["admin"])
 async def update_user(username: str, body: UserChange, who: Caller, request: Request) -> Response:
-    return reply(
+    """Change a user's role, password or state; a new password ends the user's sessions (and,
+    with ``revoke_tokens``, their API tokens) and clears their failed-login back-off."""
+    changed = reply(
         await console_of(request).update_user(
             who,
             client_of(request),
@@ -354,6 +359,17 @@ async def update_user(username: str, body: UserChange, who: Caller, request: Req
             disabled=body.disabled,
         )
     )
+    if body.revoke_tokens and body.password:
+        console = console_of(request)
+        revoked = await console.store.revoke_user_tokens(username)
+        await console.audit(
+            who,
+            client_of(request),
+            "tokens.revoke",
+            target=username,
+            detail=f"{revoked} API tokens revoked with the new password",
+        )
+    return changed
 
 
 @router.get("/tokens", tags=["admin"])

@@ -22,7 +22,7 @@ from belltower.schedule import WEEKDAYS, Daily, OnDemand, zone
 
 from . import forms
 from .actions import SORTS, STATES
-from .errors import FieldErrors, Unauthenticated
+from .errors import FieldErrors, Throttled, Unauthenticated
 from .http import (
     SESSION_COOKIE,
     check_csrf,
@@ -165,6 +165,12 @@ async def login(request: Request) -> Response:
         return _login_page(
             request, http_status=401, next=target, error=exc.message, username=username
         )
+    except Throttled as exc:
+        refused = _login_page(
+            request, http_status=429, next=target, error=exc.message, username=username
+        )
+        refused.headers["Retry-After"] = str(exc.retry_after)
+        return refused
     settings = request.app.state.settings
     response = RedirectResponse(target, status_code=303)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
