@@ -10,10 +10,11 @@ from datetime import timedelta
 from importlib import resources
 from typing import Any
 
-import msgspec
 import nats
+import swagger_ui_bundle
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from nats.errors import MaxPayloadError
@@ -21,12 +22,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from belltower import logs
-from belltower.api import FieldError, ImportResult, Job, JobDocument, JobTypeInfo, RunRecord
 from belltower.db import create_pool, migrate
 from belltower.errors import BelltowerError, NotFound
 from belltower.rpc import ApiClient
 
-from . import api, web
+from . import api, contract, web
 from .actions import Console
 from .http import (
     INTERNAL_DETAIL,
@@ -89,12 +89,29 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         description=(api.__doc__ or "").strip(),
         lifespan=lifespan,
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,
         redoc_url=None,
     )
     app.state.settings = settings
     app.include_router(api.router)
     app.include_router(web.router)
+    app.mount(
+        "/api/v1/docs/assets",
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="swagger-ui",
+    )
+
+    @app.get("/api/v1/docs", include_in_schema=False)
+    async def docs() -> Response:
+        """Swagger UI from the console's own files: no CDN, so it works in an air-gapped network."""
+        return get_swagger_ui_html(
+            openapi_url="/api/v1/openapi.json",
+            title="Belltower API",
+            swagger_js_url="/api/v1/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/api/v1/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/api/v1/docs/assets/favicon-32x32.png",
+        )
+
     app.mount(
         "/static",
         StaticFiles(directory=str(resources.files("belltower_console").joinpath("static"))),
@@ -171,11 +188,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
-        _, components = msgspec.json.schema_components(
-            [JobDocument, Job, JobTypeInfo, RunRecord, ImportResult, FieldError],
-            ref_template="#/components/schemas/{name}",
-        )
-        schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
+        contract.improve(schema)
         app.openapi_schema = schema
         return schema
 

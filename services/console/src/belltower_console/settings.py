@@ -31,12 +31,6 @@ class ConsoleSettings(Settings):
         ge=1024,
         description="A request body larger than this is refused with 413",
     )
-    console_login_backoff_s: float = Field(
-        default=1.0,
-        gt=0,
-        description="After repeated failed logins from one address or for one account, the "
-        "wait before the next try starts at this and doubles with every further failure",
-    )
     console_admin_user: str | None = Field(
         default=None, description="Create this admin at start if no user exists yet"
     )
