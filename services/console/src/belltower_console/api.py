@@ -1,8 +1,10 @@
 """The HTTP API, ``/api/v1``: jobs, runs, export/import, users, tokens and the audit log.
 
 Authenticate with ``Authorization: Bearer <token>`` (scripts) or the console's session cookie
-plus its ``X-CSRF-Token`` header on every state-changing request. Refusals are JSON
-``{"detail": ..., "errors": [{"field", "message", "accepted"}]}`` with 401, 403, 404 or 422.
+plus its ``X-CSRF-Token`` header on every state-changing request. Every refusal is an RFC 9457
+``application/problem+json`` document ``{"type", "title", "status", "detail"}``, with
+``"errors": [{"field", "message", "accepted"}]`` naming each refused field (401, 403, 404,
+409, 413, 422, 429 with Retry-After, and 5xx without internals).
 """
 
 from __future__ import annotations
