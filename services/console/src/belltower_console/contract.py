@@ -147,6 +147,7 @@ REPLIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 REFUSALS = {
+    "400": "The body cannot be read (not UTF-8, or not parsable at all)",
     "401": "No valid session or token",
     "403": "The caller's role may not do this, or the session's CSRF token is missing",
     "404": "No such job, run, user or token",
@@ -222,7 +223,9 @@ def improve(schema: dict[str, Any]) -> dict[str, Any]:
                 }
             if short == "/export":
                 responses["200"]["content"] = {
-                    "application/yaml": {"schema": STR},
+                    "application/yaml": {
+                        "schema": {"description": "YAML documents, one job document each"}
+                    },
                     "application/json": {"schema": _array("JobDocument")},
                 }
     return schema
