@@ -94,7 +94,7 @@ class Stack:
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def wait_ready(self, cli: Cli, job_types: int = 3, timeout: float = 60) -> None:
+    def wait_ready(self, cli: Cli, job_types: int = 3, timeout: float = 120) -> None:
         """Until the scheduler answers and every worker pool has registered its job types."""
         deadline = time.monotonic() + timeout
         while True:
@@ -103,7 +103,11 @@ class Stack:
                     raise AssertionError(
                         f"{name} exited with {proc.returncode}:\n{self.log(name)[-3000:]}"
                     )
-            result = cli.run("job-types", "--json", check=False, timeout=20)
+            try:
+                result = cli.run("job-types", "--json", check=False, timeout=20)
+            except subprocess.TimeoutExpired as exc:
+                # A loaded machine: the CLI's own start can take that long; ask again.
+                result = subprocess.CompletedProcess(exc.cmd, -1, "", f"timed out: {exc}")
             if result.returncode == 0:
                 types = json.loads(result.stdout)
                 pools = {t["pool"] for t in types}

@@ -28,7 +28,7 @@ SCHEDULER_CHANGES = "belltower.scheduler.changed"
 
 HISTORY_CONSUMER = "history"
 
-JOB_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+JOB_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
 JOB_TYPE_FORM = "lower-case words of letters, digits and _ joined by dots, e.g. system.canary"
 
 

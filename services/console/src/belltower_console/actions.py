@@ -35,7 +35,7 @@ from belltower.errors import InvalidInput, NotFound
 from belltower.rpc import ApiClient, invalid_from_msgspec
 from belltower.schedule import compile_schedule, zone
 
-from . import auth
+from . import auth, throttle
 from .errors import Denied, FieldErrors, Unauthenticated
 from .store import ROLES, AuditEntry, Principal, Store
 
@@ -46,9 +46,6 @@ OPERATOR_FIELDS = frozenset({"paused"})
 SORTS = ("title", "type", "schedule", "next_run_at", "priority", "state")
 STATES = ("active", "paused", "not_installed")
 MAX_PER_PAGE = 200
-MAX_FAILED_LOGINS = 10
-LOCKOUT_WINDOW = timedelta(minutes=15)
-"""A user name with this many failed logins in the window is refused until the window passes."""
 
 
 def builtins(value: Any) -> Any:
@@ -136,19 +133,7 @@ class Console:
 
     async def login(self, username: str, password: str, client: str | None) -> tuple[str, str]:
         """A new session (cookie value, CSRF token) for a right password; every try is audited."""
-        if await self.store.failed_logins(username[:64], LOCKOUT_WINDOW) >= MAX_FAILED_LOGINS:
-            await self.audit(
-                None,
-                client,
-                "login",
-                actor=username[:64],
-                outcome="denied",
-                detail=f"{MAX_FAILED_LOGINS} failed logins within {LOCKOUT_WINDOW}: locked out",
-            )
-            raise Unauthenticated(
-                f"too many failed logins for {username!r}: try again in "
-                f"{int(LOCKOUT_WINDOW.total_seconds() // 60)} minutes, or ask an admin to reset the password"
-            )
+        await throttle.check(self, username[:64], client)
         row = await self.store.user(username) if auth.USERNAME.match(username or "") else None
         ok = auth.verify(row["password_hash"] if row else None, password or "")
         if not ok or row is None or row["disabled"]:
@@ -569,7 +554,7 @@ class Console:
         row = await self.store.user(username)
         if row is None:
             raise NotFound(f"no user {username!r}")
-        auth.check_new_user(None, password, role)
+        auth.check_new_user(None, password, role, for_user=username)
         if username == who.username and (disabled or (role is not None and role != "admin")):
             raise FieldErrors(
                 [

@@ -1,19 +1,18 @@
 """The HTTP API, ``/api/v1``: jobs, runs, export/import, users, tokens and the audit log.
 
 Authenticate with ``Authorization: Bearer <token>`` (scripts) or the console's session cookie
-plus its ``X-CSRF-Token`` header on every state-changing request. Refusals are JSON
-``{"detail": ..., "errors": [{"field", "message", "accepted"}]}`` with 401, 403, 404 or 422.
+plus its ``X-CSRF-Token`` header on every state-changing request. Every refusal is an RFC 9457
+``application/problem+json`` document ``{"type", "title", "status", "detail"}``, with
+``"errors": [{"field", "message", "accepted"}]`` naming each refused field (401, 403, 404,
+409, 413, 422, 429 with Retry-After, and 5xx without internals).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
-
-from belltower.schedule import parse_datetime
 
 from .actions import SORTS
 from .http import (
@@ -24,6 +23,8 @@ from .http import (
     client_of,
     console_of,
     principal_of,
+    secure_cookies,
+    when,
 )
 from .store import ROLES, Principal
 
@@ -35,6 +36,10 @@ async def caller(request: Request) -> Principal:
 
 
 Caller = Annotated[Principal, Depends(caller)]
+UUID_FORMAT = {"format": "uuid"}
+JobId = Annotated[str, Path(description="The job's id", json_schema_extra=UUID_FORMAT)]
+RunId = Annotated[str, Path(description="The run's id", json_schema_extra=UUID_FORMAT)]
+TokenId = Annotated[str, Path(description="The token's id", json_schema_extra=UUID_FORMAT)]
 router = APIRouter(prefix="/api/v1", default_response_class=MsgspecResponse)
 
 JOB_BODY = {
@@ -47,10 +52,6 @@ JOB_BODY = {
 
 def reply(value: Any, status: int = 200) -> Response:
     return MsgspecResponse(value, status_code=status)
-
-
-def _when(value: str | None, name: str) -> datetime | None:
-    return parse_datetime(value, field=name) if value else None
 
 
 # -- session ------------------------------------------------------------------------------------
@@ -75,7 +76,7 @@ async def login(body: Login, request: Request) -> Response:
         max_age=int(settings.console_session_hours * 3600),
         httponly=True,
         samesite="lax",
-        secure=settings.console_secure_cookies,
+        secure=secure_cookies(request),
         path="/",
     )
     return response
@@ -113,8 +114,8 @@ async def list_jobs(
     type: str = Query("", description="Only this job type"),
     state: str = Query("", description="active, paused or not_installed"),
     sort: str = Query("title", description=f"{', '.join(SORTS)}; prefix '-' for descending"),
-    page: int = Query(1),
-    per_page: int = Query(25),
+    page: int = Query(1, description="1 or more"),
+    per_page: int = Query(25, description="1 to 200"),
 ) -> Response:
     found = await console_of(request).list_jobs(
         q=q, type_=type, state=state, sort=sort, page=page, per_page=per_page
@@ -148,13 +149,13 @@ async def create_job(
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])
-async def get_job(job_id: str, who: Caller, request: Request) -> Response:
+async def get_job(job_id: JobId, who: Caller, request: Request) -> Response:
     return reply(await console_of(request).get_job(job_id))
 
 
 @router.patch("/jobs/{job_id}", tags=["jobs"])
 async def update_job(
-    job_id: str,
+    job_id: JobId,
     who: Caller,
     request: Request,
     patch: Annotated[dict[str, Any], Body(description="The fields of a job document to change")],
@@ -164,23 +165,23 @@ async def update_job(
 
 
 @router.delete("/jobs/{job_id}", tags=["jobs"], status_code=204)
-async def delete_job(job_id: str, who: Caller, request: Request) -> None:
+async def delete_job(job_id: JobId, who: Caller, request: Request) -> None:
     await console_of(request).delete_job(who, client_of(request), job_id)
 
 
 @router.post("/jobs/{job_id}/pause", tags=["jobs"])
-async def pause_job(job_id: str, who: Caller, request: Request) -> Response:
+async def pause_job(job_id: JobId, who: Caller, request: Request) -> Response:
     return reply(await console_of(request).set_paused(who, client_of(request), job_id, True))
 
 
 @router.post("/jobs/{job_id}/resume", tags=["jobs"])
-async def resume_job(job_id: str, who: Caller, request: Request) -> Response:
+async def resume_job(job_id: JobId, who: Caller, request: Request) -> Response:
     return reply(await console_of(request).set_paused(who, client_of(request), job_id, False))
 
 
 @router.post("/jobs/{job_id}/run", tags=["jobs"], status_code=202)
 async def run_job(
-    job_id: str,
+    job_id: JobId,
     who: Caller,
     request: Request,
     force: bool = Query(
@@ -195,13 +196,13 @@ async def run_job(
 
 @router.get("/jobs/{job_id}/preview", tags=["jobs"])
 async def preview_job(
-    job_id: str,
+    job_id: JobId,
     who: Caller,
     request: Request,
     from_: str | None = Query(None, alias="from", description="ISO date-time; default now"),
-    count: int = Query(10),
+    count: int = Query(10, ge=1, le=100),
 ) -> Response:
-    times = await console_of(request).preview(job_id, _when(from_, "from"), count)
+    times = await console_of(request).preview(job_id, when(from_, "from"), count)
     return reply({"job_id": job_id, "times": times})
 
 
@@ -218,14 +219,14 @@ async def list_runs(
     ),
     from_: str | None = Query(None, alias="from", description="Scheduled at or after (ISO)"),
     to: str | None = Query(None, description="Scheduled before (ISO)"),
-    limit: int = Query(50),
-    offset: int = Query(0),
+    limit: int = Query(50, ge=1, le=10_000),
+    offset: int = Query(0, ge=0, le=1_000_000_000),
 ) -> Response:
     runs = await console_of(request).runs(
         job_id=job_id,
         status=status,
-        since=_when(from_, "from"),
-        until=_when(to, "to"),
+        since=when(from_, "from"),
+        until=when(to, "to"),
         limit=limit,
         offset=offset,
     )
@@ -233,7 +234,7 @@ async def list_runs(
 
 
 @router.get("/runs/{run_id}", tags=["runs"])
-async def get_run(run_id: str, who: Caller, request: Request) -> Response:
+async def get_run(run_id: RunId, who: Caller, request: Request) -> Response:
     """One run with its output as text and, when the job made one, as HTML."""
     return reply(await console_of(request).run(run_id))
 
@@ -300,6 +301,9 @@ class UserChange(BaseModel):
     role: Literal["viewer", "operator", "editor", "admin"] | None = None
     password: str | None = None
     disabled: bool | None = None
+    revoke_tokens: bool = Field(
+        False, description="With a new password: also revoke every API token of the user"
+    )
 
 
 class NewToken(BaseModel):
@@ -345,7 +349,9 @@ async def add_user(body: NewUser, who: Caller, request: Request) -> Response:
 
 @router.patch("/users/{username}", tags=["admin"])
 async def update_user(username: str, body: UserChange, who: Caller, request: Request) -> Response:
-    return reply(
+    """Change a user's role, password or state; a new password ends the user's sessions (and,
+    with ``revoke_tokens``, their API tokens) and clears their failed-login back-off."""
+    changed = reply(
         await console_of(request).update_user(
             who,
             client_of(request),
@@ -355,6 +361,17 @@ async def update_user(username: str, body: UserChange, who: Caller, request: Req
             disabled=body.disabled,
         )
     )
+    if body.revoke_tokens and body.password:
+        console = console_of(request)
+        revoked = await console.store.revoke_user_tokens(username)
+        await console.audit(
+            who,
+            client_of(request),
+            "tokens.revoke",
+            target=username,
+            detail=f"{revoked} API tokens revoked with the new password",
+        )
+    return changed
 
 
 @router.get("/tokens", tags=["admin"])
@@ -374,7 +391,7 @@ async def add_token(body: NewToken, who: Caller, request: Request) -> Response:
 
 
 @router.delete("/tokens/{token_id}", tags=["admin"], status_code=204)
-async def revoke_token(token_id: str, who: Caller, request: Request) -> None:
+async def revoke_token(token_id: TokenId, who: Caller, request: Request) -> None:
     await console_of(request).revoke_token(who, client_of(request), token_id)
 
 
@@ -389,7 +406,7 @@ async def audit(
     from_: str | None = Query(None, alias="from"),
     to: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=1_000_000_000),
 ) -> Response:
     items, total = await console_of(request).audit_log(
         who,
@@ -398,8 +415,8 @@ async def audit(
         action=action,
         outcome=outcome,
         text=q,
-        since=_when(from_, "from"),
-        until=_when(to, "to"),
+        since=when(from_, "from"),
+        until=when(to, "to"),
         limit=limit,
         offset=offset,
     )

@@ -30,3 +30,13 @@ class Denied(BelltowerError):
     def __init__(self, message: str, errors: list[FieldError] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or []
+
+
+class Throttled(BelltowerError):
+    """Too many tries from this address or for this account (HTTP 429 with Retry-After)."""
+
+    code = "throttled"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))

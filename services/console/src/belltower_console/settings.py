@@ -16,7 +16,20 @@ class ConsoleSettings(Settings):
         default=8.0, gt=0, description="A console login lasts this long"
     )
     console_secure_cookies: bool = Field(
-        default=False, description="Mark the session cookie Secure (set it behind HTTPS)"
+        default=False,
+        description="Always mark the session cookie Secure; it is Secure anyway on a request "
+        "that came over HTTPS (directly, or per X-Forwarded-Proto from a trusted proxy)",
+    )
+    console_trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks (CIDR) of the reverse proxies in "
+        "front of the console: only from these are X-Forwarded-For and X-Forwarded-Proto "
+        "believed, so the audit records the real client",
+    )
+    console_max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="A request body larger than this is refused with 413",
     )
     console_admin_user: str | None = Field(
         default=None, description="Create this admin at start if no user exists yet"

@@ -52,8 +52,20 @@ class AuditEntry:
     after: Any = None
 
 
+def _text(value: str | None) -> str | None:
+    """Text PostgreSQL can store: a NUL or a lone surrogate (from a hostile request) becomes
+    U+FFFD, so recording the attempt never fails."""
+    if value is None:
+        return None
+    return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, default=str)
+    if value is None:
+        return None
+    # jsonb refuses the escape of NUL as it refuses NUL itself.
+    text = json.dumps(value, default=str, ensure_ascii=False).replace("\\u0000", "\\ufffd")
+    return _text(text)
 
 
 class Store:
@@ -190,26 +202,53 @@ class Store:
         await self.pool.execute(
             "INSERT INTO console.audit (actor, role, client, action, target, outcome, detail, before, after) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)",
-            entry.actor,
+            _text(entry.actor),
             entry.role,
-            entry.client,
+            _text(entry.client),
             entry.action,
-            entry.target,
+            _text(entry.target),
             entry.outcome,
-            entry.detail,
+            _text(entry.detail),
             _json(entry.before),
             _json(entry.after),
         )
 
-    async def failed_logins(self, username: str, within: timedelta) -> int:
-        return int(
-            await self.pool.fetchval(
-                "SELECT count(*) FROM console.audit WHERE action = 'login' AND outcome = 'failed' "
-                "AND actor = $1 AND at > now() - $2::interval",
-                username,
-                within,
-            )
+    async def failed_logins_for_account(
+        self, username: str, within: timedelta
+    ) -> tuple[int, datetime | None]:
+        """Failed logins for a user name within ``within``, since its last successful login or
+        password reset, and when the last one was."""
+        row = await self.pool.fetchrow(
+            "SELECT count(*) AS n, max(at) AS last FROM console.audit "
+            "WHERE action = 'login' AND outcome = 'failed' AND actor = $1 "
+            "AND at > now() - $2::interval AND at > coalesce(("
+            "  SELECT max(at) FROM console.audit WHERE outcome = 'ok' AND target = $1 AND ("
+            "    action = 'login' OR (action = 'users.update' AND after->>'password' = 'changed')"
+            "    OR action = 'login.reset')), '-infinity')",
+            _text(username),
+            within,
         )
+        return int(row["n"]), row["last"]
+
+    async def failed_logins_from(
+        self, client: str, within: timedelta
+    ) -> tuple[int, datetime | None]:
+        """Failed logins from one address within ``within``, and when the last one was."""
+        row = await self.pool.fetchrow(
+            "SELECT count(*) AS n, max(at) AS last FROM console.audit "
+            "WHERE action = 'login' AND outcome = 'failed' AND client = $1 "
+            "AND at > now() - $2::interval",
+            _text(client),
+            within,
+        )
+        return int(row["n"]), row["last"]
+
+    async def revoke_user_tokens(self, username: str) -> int:
+        status = await self.pool.execute(
+            "UPDATE console.tokens SET revoked_at = now() WHERE username = $1 AND revoked_at IS NULL",
+            username,
+        )
+        return int(status.rsplit(" ", 1)[-1])
 
     async def audit_log(
         self,

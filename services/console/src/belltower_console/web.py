@@ -1,4 +1,4 @@
-"""The web console: Jobs, Execution history, Import/export and, for admins, Users and Audit.
+"""The web console: Jobs, Execution history and Import/export (the admin pages: ``admin_pages``).
 
 Server-rendered pages (Jinja2) over the same actions as the API. Every state-changing form
 carries the session's CSRF token; a viewer is shown no control it could not use.
@@ -17,13 +17,23 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from belltower.api import FieldError, Job, JobTypeInfo
-from belltower.errors import BelltowerError, Conflict, InvalidInput, NotFound
-from belltower.schedule import WEEKDAYS, Daily, OnDemand, parse_datetime, zone
+from belltower.errors import Conflict, InvalidInput, NotFound
+from belltower.schedule import WEEKDAYS, Daily, OnDemand, zone
 
 from . import forms
 from .actions import SORTS, STATES
-from .errors import FieldErrors, Unauthenticated
-from .http import SESSION_COOKIE, check_csrf, client_of, console_of, principal_of, status_and_errors
+from .errors import FieldErrors, Throttled, Unauthenticated
+from .http import (
+    SESSION_COOKIE,
+    check_csrf,
+    client_of,
+    console_of,
+    principal_of,
+    secure_cookies,
+    status_and_errors,
+    when,
+)
+from .limits import check_yaml
 from .store import ROLES, Principal
 
 router = APIRouter(include_in_schema=False)
@@ -101,10 +111,6 @@ async def posted(request: Request) -> tuple[Principal, dict[str, Any]]:
     return who, {k: v for k, v in form.items()}
 
 
-def _when(value: str | None, name: str) -> datetime | None:
-    return parse_datetime(value, field=name) if value else None
-
-
 # -- session ------------------------------------------------------------------------------------
 
 
@@ -124,7 +130,7 @@ def _login_page(request: Request, http_status: int = 200, **context: Any) -> Res
         max_age=3600,
         httponly=True,
         samesite="strict",
-        secure=request.app.state.settings.console_secure_cookies,
+        secure=secure_cookies(request),
         path="/login",
     )
     return response
@@ -159,6 +165,12 @@ async def login(request: Request) -> Response:
         return _login_page(
             request, http_status=401, next=target, error=exc.message, username=username
         )
+    except Throttled as exc:
+        refused = _login_page(
+            request, http_status=429, next=target, error=exc.message, username=username
+        )
+        refused.headers["Retry-After"] = str(exc.retry_after)
+        return refused
     settings = request.app.state.settings
     response = RedirectResponse(target, status_code=303)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
@@ -168,7 +180,7 @@ async def login(request: Request) -> Response:
         max_age=int(settings.console_session_hours * 3600),
         httponly=True,
         samesite="lax",
-        secure=settings.console_secure_cookies,
+        secure=secure_cookies(request),
         path="/",
     )
     return response
@@ -429,13 +441,13 @@ async def history(
 ) -> Response:
     who = await principal_of(request)
     console = console_of(request)
-    until = _when(to_date, "to")
+    until = when(to_date, "to")
     if until is not None and len(to_date.strip()) == 10:
         until += timedelta(days=1)
     runs = await console.runs(
         job_id=job_id or None,
         status=status or None,
-        since=_when(from_date, "from"),
+        since=when(from_date, "from"),
         until=until,
         limit=PAGE_SIZE,
         offset=max(offset, 0),
@@ -518,6 +530,7 @@ async def import_jobs(request: Request) -> Response:
             text = content.decode("utf-8", errors="replace")
     dry_run = "apply" not in form
     try:
+        check_yaml(text)
         result = await console_of(request).import_jobs(who, client_of(request), text, None, dry_run)
     except InvalidInput as exc:
         return page(
@@ -539,173 +552,4 @@ async def import_jobs(request: Request) -> Response:
     )
 
 
-# -- admin --------------------------------------------------------------------------------------
-
-
-@router.get("/admin/users")
-async def users_page(request: Request, notice: str | None = None) -> Response:
-    return await _users_page(request, await principal_of(request), notice=notice)
-
-
-async def _users_page(
-    request: Request,
-    who: Principal,
-    *,
-    http_status: int = 200,
-    notice: str | None = None,
-    new_token: Any = None,
-    errors: dict[str, str] | None = None,
-    form: Any = None,
-) -> Response:
-    """The users and tokens page, with what the last action left to show."""
-    console = console_of(request)
-    return page(
-        request,
-        "users.html",
-        who,
-        http_status=http_status,
-        users=await console.users(who, client_of(request)),
-        tokens=await console.tokens(who, client_of(request)),
-        notice=notice,
-        new_token=new_token,
-        errors=errors or {},
-        form=form,
-    )
-
-
-@router.post("/admin/users")
-async def add_user(request: Request) -> Response:
-    who, form = await posted(request)
-    console = console_of(request)
-    try:
-        await console.add_user(
-            who,
-            client_of(request),
-            str(form.get("username", "")),
-            str(form.get("password", "")),
-            str(form.get("role", "")),
-        )
-    except FieldErrors as exc:
-        return await _users_page(
-            request, who, http_status=422, errors=forms.by_field(exc.errors), form=form
-        )
-    return back("/admin/users", f"User {form.get('username')} added.")
-
-
-@router.post("/admin/users/{username}")
-async def change_user(request: Request, username: str) -> Response:
-    who, form = await posted(request)
-    await console_of(request).update_user(
-        who,
-        client_of(request),
-        username,
-        role=str(form.get("role")) if form.get("role") else None,
-        password=str(form.get("password")) if form.get("password") else None,
-        disabled="disabled" in form,
-    )
-    return back("/admin/users", f"User {username} saved.")
-
-
-@router.post("/admin/tokens")
-async def add_token(request: Request) -> Response:
-    who, form = await posted(request)
-    console = console_of(request)
-    try:
-        days = float(str(form.get("days") or "90"))
-    except ValueError:
-        days = -1
-    token = await console.add_token(
-        who,
-        client_of(request),
-        str(form.get("username") or who.username),
-        str(form.get("name") or ""),
-        days,
-    )
-    return await _users_page(request, who, new_token=token)
-
-
-@router.post("/admin/tokens/{token_id}/revoke")
-async def revoke_token(request: Request, token_id: str) -> Response:
-    who, _ = await posted(request)
-    await console_of(request).revoke_token(who, client_of(request), token_id)
-    return back("/admin/users", "Token revoked.")
-
-
-@router.get("/admin/settings")
-async def settings_page(request: Request, notice: str | None = None) -> Response:
-    who = await principal_of(request)
-    settings = await console_of(request).site_settings(who, client_of(request))
-    return page(request, "settings.html", who, settings=settings, notice=notice)
-
-
-@router.post("/admin/settings")
-async def save_settings(request: Request) -> Response:
-    who, form = await posted(request)
-    choice = str(form.get("result_mail_only_failures") or "")
-    value = {"true": True, "false": False}.get(choice)
-    await console_of(request).change_site_settings(
-        who, client_of(request), {"result_mail_only_failures": value}
-    )
-    return back("/admin/settings", "Settings saved.")
-
-
-@router.get("/admin/audit")
-async def audit_page(
-    request: Request,
-    actor: str = "",
-    action: str = "",
-    outcome: str = "",
-    q: str = "",
-    from_date: str = "",
-    to_date: str = "",
-    offset: int = 0,
-) -> Response:
-    who = await principal_of(request)
-    until = _when(to_date, "to")
-    if until is not None and len(to_date.strip()) == 10:
-        until += timedelta(days=1)
-    items, total = await console_of(request).audit_log(
-        who,
-        client_of(request),
-        actor=actor or None,
-        action=action or None,
-        outcome=outcome or None,
-        text=q or None,
-        since=_when(from_date, "from"),
-        until=until,
-        limit=50,
-        offset=max(offset, 0),
-    )
-
-    def link(**change: Any) -> str:
-        params = {
-            "actor": actor,
-            "action": action,
-            "outcome": outcome,
-            "q": q,
-            "from_date": from_date,
-            "to_date": to_date,
-            "offset": offset,
-        } | change
-        return "/admin/audit?" + urlencode(
-            {k: v for k, v in params.items() if v not in ("", None, 0)}
-        )
-
-    return page(
-        request,
-        "audit.html",
-        who,
-        items=items,
-        total=total,
-        actor=actor,
-        action=action,
-        outcome=outcome,
-        q=q,
-        from_date=from_date,
-        to_date=to_date,
-        offset=offset,
-        link=link,
-    )
-
-
-__all__ = ["BelltowerError", "error_page", "router"]
+__all__ = ["error_page", "router"]

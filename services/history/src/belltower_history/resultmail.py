@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import html
 import logging
+import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -108,10 +109,18 @@ class ResultMailComposer:
             occurrence_id=run.occurrence_id,
             run_id=run.run_id,
             recipients=list(run.result_mail.to),
-            subject=f"[Belltower] {status}: {run.job_title}",
+            subject=one_line(f"[Belltower] {status}: {run.job_title}"),
             body_text=text,
             body_html=body_html,
         )
+
+
+def one_line(text: str) -> str:
+    """``text`` fit for a mail header: every control character or line separator (a CR/LF
+    smuggled into a job title) becomes a space, so no header can be injected or refused."""
+    return "".join(
+        " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text
+    ).strip()
 
 
 def trigger_text(run: Any) -> str:
@@ -201,6 +210,16 @@ class OutboxSender:
                     extra={"action": "history.mail_outbox_failed", "error": str(exc)},
                 )
                 sent = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Nothing may end this loop: a bug here would stop every school's result mail.
+                log.exception(
+                    "result mail outbox failed; trying again",
+                    extra={"action": "history.mail_outbox_failed"},
+                )
+                sent = 0
+                await asyncio.sleep(self.poll_s)
             if sent:
                 continue
             self.wake.clear()
@@ -219,6 +238,11 @@ class OutboxSender:
                 except Unavailable as exc:
                     await self._failed(conn, row, str(exc))
                     continue
+                except Exception as exc:
+                    # A mail that can never go out (a header the mail library refuses):
+                    # failed now with the reason, and the mails after it still go.
+                    await self._given_up(conn, row, f"cannot be sent: {exc or type(exc).__name__}")
+                    continue
                 await conn.execute(
                     "UPDATE history.mail_outbox SET state = 'sent', sent_at = now(), "
                     "attempts = attempts + 1, last_error = NULL WHERE occurrence_id = $1::uuid",
@@ -235,25 +259,28 @@ class OutboxSender:
                 )
         return sent
 
+    async def _given_up(self, conn: asyncpg.Connection, row: asyncpg.Record, error: str) -> None:
+        await conn.execute(
+            "UPDATE history.mail_outbox SET state = 'failed', attempts = $2, last_error = $3 "
+            "WHERE occurrence_id = $1::uuid",
+            row["occurrence_id"],
+            row["attempts"] + 1,
+            error[:1000],
+        )
+        log.error(
+            "result mail given up",
+            extra={
+                "action": "history.mail_given_up",
+                "occurrence_id": row["occurrence_id"],
+                "error": error,
+            },
+        )
+
     async def _failed(self, conn: asyncpg.Connection, row: asyncpg.Record, error: str) -> None:
         attempts = row["attempts"] + 1
         now = datetime.now(UTC)
         if now - row["created_at"] >= self.give_up:
-            await conn.execute(
-                "UPDATE history.mail_outbox SET state = 'failed', attempts = $2, last_error = $3 "
-                "WHERE occurrence_id = $1::uuid",
-                row["occurrence_id"],
-                attempts,
-                error,
-            )
-            log.error(
-                "result mail given up",
-                extra={
-                    "action": "history.mail_given_up",
-                    "occurrence_id": row["occurrence_id"],
-                    "error": error,
-                },
-            )
+            await self._given_up(conn, row, error)
             return
         delay = min(self.backoff_s * 2 ** (attempts - 1), self.max_backoff_s)
         await conn.execute(

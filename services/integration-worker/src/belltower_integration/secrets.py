@@ -14,7 +14,7 @@ from pathlib import Path
 
 from belltower.errors import ConfigurationError, InvalidInput
 
-SECRET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+SECRET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
 SECRET_FORM = (
     "letters, digits, '_', '.', '-' (up to 100), naming a secret file or BELLTOWER_SECRET_<NAME>"
 )

@@ -8,6 +8,7 @@ the field before anything is written.
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,7 +66,7 @@ MAX_PAUSED_LISTED = 1_000
 """Occurrences of a pause recorded one by one when the job resumes; later ones are summed up."""
 
 MAX_PRIORITY = 1_000_000
-CALENDAR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+CALENDAR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 CALENDAR_NAME_FORM = (
     "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. district-2026-27"
 )
@@ -125,6 +126,14 @@ class Operations:
                     "title",
                     "must not be empty and at most 200 characters",
                     "a short name, e.g. 'Nightly cleanup'",
+                )
+            )
+        elif any(unicodedata.category(ch) in ("Cc", "Cs") for ch in title):
+            errors.append(
+                InvalidInput(
+                    "title",
+                    "contains a control character (NUL, CR, LF, ...) or a lone surrogate",
+                    "one line of printable text, e.g. 'Nightly cleanup'",
                 )
             )
         if not 0 <= spec.priority <= MAX_PRIORITY:

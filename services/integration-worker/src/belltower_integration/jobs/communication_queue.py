@@ -151,6 +151,17 @@ async def _handle(
                     record, exc.message + ("; giving up" if failed else "; retried next run")
                 )
                 return emailed, recorded
+            except Exception as exc:
+                # A message that can never be sent (a line break in its subject, an address
+                # the mail library refuses): failed now with the reason, and the queue goes on.
+                reason = f"cannot be sent: {exc or type(exc).__name__}"[:500]
+                await conn.execute(
+                    "UPDATE sis.communication_queue SET attempts = attempts + 1, last_error = $2, "
+                    "state = 'failed' WHERE id = $1",
+                    msg["id"], reason,
+                )  # fmt: skip
+                tally.fail(record, reason + "; not retried")
+                return emailed, recorded
             emailed += 1
         else:
             await conn.execute(
