@@ -2,6 +2,7 @@
 
 Reconnects forever (a broker restart must not end a service), and faststream's own logs go
 through Belltower's logging: its per-message access lines at DEBUG, its warnings as they are.
+Each service connects as its own NATS identity (:mod:`belltower.natsauth`): ``name`` is its role.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 
 from faststream.nats import NatsBroker
 
+from .natsauth import connect_security, inbox_prefix
 from .settings import Settings
 
 
@@ -19,6 +21,8 @@ def make_broker(settings: Settings, name: str) -> NatsBroker:
         name=f"belltower-{name}",
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
+        security=connect_security(settings),
+        inbox_prefix=inbox_prefix(name),
         logger=logging.getLogger(f"faststream.{name}"),
         log_level=logging.DEBUG,
     )

@@ -21,7 +21,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 import typer
 
-from . import transfer
+from . import natsauth, transfer
 from .api import (
     After,
     Calendar,
@@ -214,7 +214,11 @@ def _call(nats_url: str | None, fn: Callable[[ApiClient], Awaitable[T]]) -> T:
     settings = get_settings()
 
     async def go() -> T:
-        client = await ApiClient.connect(nats_url or settings.nats_url, settings.request_timeout_s)
+        client = await ApiClient.connect(
+            nats_url or settings.nats_url,
+            settings.request_timeout_s,
+            natsauth.connect_options(settings, "cli"),
+        )
         try:
             return await fn(client)
         finally:

@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from belltower import logs
+from belltower import logs, natsauth
 from belltower.api import FieldError, ImportResult, Job, JobDocument, JobTypeInfo, RunRecord
 from belltower.db import create_pool, migrate
 from belltower.errors import BelltowerError
@@ -56,7 +56,10 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         pool = await create_pool(settings.database_url, max_size=5)
         await migrate(pool, "console", "belltower_console")
         nc = await nats.connect(
-            settings.nats_url.split(","), max_reconnect_attempts=-1, connect_timeout=5
+            settings.nats_url.split(","),
+            max_reconnect_attempts=-1,
+            connect_timeout=5,
+            **natsauth.connect_options(settings, "console"),
         )
         console = Console(
             ApiClient(nc, settings.request_timeout_s),
