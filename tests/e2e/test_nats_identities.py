@@ -64,3 +64,29 @@ def test_the_cli_without_or_with_wrong_credentials_is_refused(
         "job-types", check=False
     )
     assert wrong.returncode != 0 and "Authorization" in wrong.stderr, wrong.stderr
+
+
+def test_the_scheduler_and_the_cli_verify_the_server_over_tls(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.tls import make_ca_and_server_cert
+
+    tls = make_ca_and_server_cert(tmp_path)
+    with secured_nats(tmp_path, tls=tls) as (server, identities):
+        env = {**stack_env, "BELLTOWER_NATS_URL": server.url}
+        verified = {"BELLTOWER_NATS_TLS_CA": str(tls.ca)}
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        stack = Stack(env, logs)
+        try:
+            stack.start("scheduler", **identities["scheduler"].env(), **verified)
+            cli = Cli({**env, **identities["cli"].env(), **verified})
+            deadline = time.monotonic() + 30
+            while (answered := cli.run("job-types", "--json", check=False)).returncode != 0:
+                assert time.monotonic() < deadline, answered.stderr + stack.log("scheduler")
+                time.sleep(0.3)
+            assert json.loads(answered.stdout) == []
+            unverified = Cli({**env, **identities["cli"].env()}).run("job-types", check=False)
+            assert unverified.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in unverified.stderr
+        finally:
+            stack.stop_all()
