@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import secrets
 import ssl
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,10 @@ class Permissions:
     deny_publish: tuple[str, ...] = ()
     deny_subscribe: tuple[str, ...] = ()
     allow_responses: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("publish", "subscribe"):
+            object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))
 
     def as_config(self) -> dict[str, Any]:
         """The ``permissions`` map of a nats-server user."""
@@ -249,9 +254,16 @@ class Identity:
         return {"BELLTOWER_NATS_USER": self.user, "BELLTOWER_NATS_PASSWORD": self.password}
 
 
+def generate_password() -> str:
+    """32 letters and digits, the first a letter: nats-server reads a password given by an
+    environment variable as a config value, so it must parse as a bare string."""
+    first = secrets.choice(string.ascii_letters)
+    return first + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(31))
+
+
 def generate_identities(roles: Iterable[Role] = ROLES) -> dict[Role, Identity]:
     """A fresh random password per role; the user name is the role's name."""
-    return {role: Identity(role, role, secrets.token_urlsafe(24)) for role in roles}
+    return {role: Identity(role, role, generate_password()) for role in roles}
 
 
 def save_identities(path: Path, identities: Mapping[Role, Identity]) -> None:
@@ -292,6 +304,29 @@ class ServerTLS:
     verify: bool = False
 
 
+def _strings(items: Iterable[str]) -> str:
+    return "[" + ", ".join(json.dumps(item) for item in items) + "]"
+
+
+def _permissions_text(permissions: Permissions) -> str:
+    """One user's permissions in nats-server's format, laid out as the Helm chart lays them."""
+    publish = f"allow: {_strings(permissions.publish)}"
+    if permissions.deny_publish:
+        publish += f", deny: {_strings(permissions.deny_publish)}"
+    subscribe = f"allow: {_strings(permissions.subscribe)}"
+    if permissions.deny_subscribe:
+        subscribe += f", deny: {_strings(permissions.deny_subscribe)}"
+    text = f"publish: {{{publish}}}, subscribe: {{{subscribe}}}"
+    if permissions.allow_responses:
+        text += ", allow_responses: true"
+    return f"{{{text}}}"
+
+
+def password_variable(role: str) -> str:
+    """The environment variable the chart's NATS reads a role's password from."""
+    return f"BELLTOWER_NATS_PASSWORD_{role.upper().replace('-', '_')}"
+
+
 def server_config(
     identities: Mapping[Role, Identity],
     *,
@@ -300,20 +335,15 @@ def server_config(
 ) -> str:
     """A nats-server config fragment: the users with their permissions, and TLS if given.
 
-    nats-server's config format accepts JSON objects, so this is JSON text without the outer
-    braces; ``password_env`` writes ``$BELLTOWER_NATS_PASSWORD_<ROLE>`` references instead of
-    the passwords (the server reads them from its environment).
+    ``password_env`` writes ``$BELLTOWER_NATS_PASSWORD_<ROLE>`` references instead of the
+    passwords (the server reads them from its environment): the Helm chart's ``auth.conf``.
     """
     users = []
     for role, identity in identities.items():
-        password = (
-            f"$BELLTOWER_NATS_PASSWORD_{role.upper().replace('-', '_')}"
-            if password_env
-            else json.dumps(identity.password)
-        )
+        password = f"${password_variable(role)}" if password_env else json.dumps(identity.password)
         users.append(
             f"    {{user: {json.dumps(identity.user)}, password: {password}, "
-            f"permissions: {json.dumps(PERMISSIONS[role].as_config())}}}"
+            f"permissions: {_permissions_text(PERMISSIONS[role])}}}"
         )
     lines = ["authorization {", "  users = [", ",\n".join(users), "  ]", "}"]
     if tls is not None:
