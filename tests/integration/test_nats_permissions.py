@@ -16,6 +16,8 @@ from belltower import natsauth, streams
 from belltower.settings import Settings
 from tests.secured_nats import secured_nats
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "subscribe_run_finished.py"
+
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
@@ -233,3 +235,33 @@ def test_settings_that_cannot_work_are_refused_with_the_variable_to_set(tmp_path
         natsauth.connect_security(Settings(nats_tls_cert=tmp_path / "c.pem"))
     with pytest.raises(ConfigurationError, match="BELLTOWER_NATS_CREDS"):
         natsauth.connect_security(Settings(nats_creds=tmp_path / "missing.creds"))
+
+
+async def test_the_documented_subscriber_works_as_the_integrator(
+    probe, secured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    server, identities = secured
+    spec = importlib.util.spec_from_file_location("subscribe_run_finished", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    scheduler = await probe("scheduler")
+    await streams.ensure(scheduler.nc.jetstream(), Settings())
+    worker = await probe("notifier-worker")
+    await worker.nc.jetstream().publish(
+        "belltower.run.finished.failed.system.canary",
+        b'{"id": "doc-1"}',
+        headers={"Nats-Msg-Id": "perm-test-doc-1"},
+    )
+    monkeypatch.setenv("NATS_USER", "integrator")
+    monkeypatch.setenv("NATS_PASSWORD", identities["integrator"].password)
+    events = example.run_finished_events(
+        server.url, "belltower.run.finished.failed.>", durable="doc-example"
+    )
+    try:
+        event = await asyncio.wait_for(anext(events), 10)
+    finally:
+        await events.aclose()
+    assert event == {"id": "doc-1"}
