@@ -265,3 +265,32 @@ async def test_the_documented_subscriber_works_as_the_integrator(
     finally:
         await events.aclose()
     assert event == {"id": "doc-1"}
+
+
+async def test_the_dev_stack_keeps_its_users_and_the_cli_finds_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dev = tmp_path / ".dev"
+    first = natsauth.prepare_dev(dev)
+    again = natsauth.prepare_dev(dev)
+    assert again.identities == first.identities  # passwords survive a restart
+    assert (dev / natsauth.DEV_IDENTITIES).stat().st_mode & 0o077 == 0
+    monkeypatch.chdir(tmp_path)
+    found = natsauth.with_dev_identity(Settings(), "cli")
+    assert (found.nats_user, found.nats_password.get_secret_value()) == (
+        "cli",
+        first.identities["cli"].password,
+    )
+    elsewhere = natsauth.with_dev_identity(Settings(nats_url="nats://nats.school:4222"), "cli")
+    assert elsewhere.nats_user is None  # dev passwords never go to another server
+    from belltower.localservers import NatsServer
+
+    with NatsServer(store_dir=tmp_path / "nats", args=first.server_args()) as server:
+        with pytest.raises(NatsError, match=r"(?i)authorization"):
+            await nats.connect(server.url, allow_reconnect=False, max_reconnect_attempts=0)
+        assert first.env("scheduler")["BELLTOWER_NATS_USER"] == "scheduler"
+        settings = Settings(nats_url=server.url, **_settings_of(first.identities["scheduler"]))
+        nc = await nats.connect(
+            server.url, allow_reconnect=False, **natsauth.connect_options(settings, "scheduler")
+        )
+        await nc.close()

@@ -212,10 +212,13 @@ OnNonSchoolDayOpt = Annotated[
 
 def _call(nats_url: str | None, fn: Callable[[ApiClient], Awaitable[T]]) -> T:
     settings = get_settings()
+    if nats_url:
+        settings = settings.model_copy(update={"nats_url": nats_url})
+    settings = natsauth.with_dev_identity(settings, "cli")
 
     async def go() -> T:
         client = await ApiClient.connect(
-            nats_url or settings.nats_url,
+            settings.nats_url,
             settings.request_timeout_s,
             natsauth.connect_options(settings, "cli"),
         )

@@ -28,6 +28,7 @@ from faststream.nats.security import (
     NatsUserPassword,
     parse_security,
 )
+from pydantic import SecretStr
 
 from .errors import ConfigurationError
 from .settings import Settings
@@ -447,3 +448,52 @@ def connect_options(settings: Settings, role: str) -> dict[str, Any]:
     options.pop("tls_handshake_first", None)
     options["inbox_prefix"] = inbox_prefix(role)
     return options
+
+
+# -- make dev ---------------------------------------------------------------------------------
+
+DEV_IDENTITIES = "nats-users.json"
+DEV_CONFIG = "nats-auth.conf"
+
+
+@dataclass(frozen=True)
+class DevAuth:
+    """The dev stack's NATS users: the server's config file and each role's identity."""
+
+    config: Path
+    identities: Mapping[Role, Identity]
+
+    def server_args(self) -> tuple[str, ...]:
+        """Arguments for ``NatsServer(args=...)``: the users and permissions."""
+        return ("-c", str(self.config))
+
+    def env(self, role: Role) -> dict[str, str]:
+        """The variables a service of ``role`` connects with."""
+        return self.identities[role].env()
+
+
+def prepare_dev(dev_dir: Path) -> DevAuth:
+    """Identities kept in ``dev_dir`` (generated on the first start), and the config beside them."""
+    identities = load_or_generate(dev_dir / DEV_IDENTITIES)
+    config = dev_dir / DEV_CONFIG
+    config.touch(mode=0o600, exist_ok=True)
+    config.chmod(0o600)
+    config.write_text(server_config(identities))
+    return DevAuth(config, identities)
+
+
+def with_dev_identity(settings: Settings, role: Role, dev_dir: Path = Path(".dev")) -> Settings:
+    """``settings`` with ``role``'s identity from ``make dev`` when none is configured and the
+    URL is the dev stack's own, so the CLI beside ``make dev`` needs no configuration."""
+    path = dev_dir / DEV_IDENTITIES
+    configured = settings.nats_user is not None or settings.nats_creds is not None
+    if configured or settings.nats_url != Settings.model_fields["nats_url"].default:
+        return settings
+    if not path.is_file():
+        return settings
+    identity = load_identities(path).get(role)
+    if identity is None:
+        return settings
+    return settings.model_copy(
+        update={"nats_user": identity.user, "nats_password": SecretStr(identity.password)}
+    )
