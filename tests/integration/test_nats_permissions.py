@@ -294,3 +294,20 @@ async def test_the_dev_stack_keeps_its_users_and_the_cli_finds_its_own(
             server.url, allow_reconnect=False, **natsauth.connect_options(settings, "scheduler")
         )
         await nc.close()
+
+
+async def test_the_console_saves_site_settings_that_history_reads_but_cannot_change(
+    probe,
+) -> None:
+    from belltower import sitesettings
+
+    console = await probe("console")
+    await sitesettings.save(
+        console.nc.jetstream(), sitesettings.SiteSettings(result_mail_only_failures=True)
+    )
+    history = await probe("history")
+    loaded = await sitesettings.load(history.nc.jetstream())
+    assert loaded.result_mail_only_failures is True
+    assert await history.refused("$KV.belltower_settings.site")
+    worker = await probe("integration-worker")
+    assert await worker.refused("$KV.belltower_settings.site")
