@@ -12,7 +12,7 @@ import pytest
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
-from belltower import natsauth, streams
+from belltower import natsauth, natsclient, streams
 from belltower.settings import Settings
 from tests.secured_nats import secured_nats
 
@@ -43,7 +43,7 @@ class Probe:
             url,
             allow_reconnect=False,
             error_cb=record,
-            **natsauth.connect_options(settings, self.role),
+            **natsclient.connect_options(settings, self.role),
         )
         return self
 
@@ -186,7 +186,7 @@ async def test_a_service_verifies_the_server_over_tls(tmp_path: Path) -> None:
             nats_url=server.url, nats_tls_ca=tls.ca, **_settings_of(identities["scheduler"])
         )
         nc = await nats.connect(
-            server.url, allow_reconnect=False, **natsauth.connect_options(verified, "scheduler")
+            server.url, allow_reconnect=False, **natsclient.connect_options(verified, "scheduler")
         )
         assert nc.connected_url is not None and nc.is_connected
         await nc.close()
@@ -197,7 +197,7 @@ async def test_a_service_verifies_the_server_over_tls(tmp_path: Path) -> None:
                 allow_reconnect=False,
                 max_reconnect_attempts=0,
                 connect_timeout=3,
-                **natsauth.connect_options(unverified, "scheduler"),
+                **natsclient.connect_options(unverified, "scheduler"),
             )
 
 
@@ -216,11 +216,11 @@ async def test_a_server_asking_for_client_certificates_refuses_a_client_without_
                 allow_reconnect=False,
                 max_reconnect_attempts=0,
                 connect_timeout=3,
-                **natsauth.connect_options(Settings(**base), "cli"),
+                **natsclient.connect_options(Settings(**base), "cli"),
             )
         mutual = Settings(**base, nats_tls_cert=cert, nats_tls_key=key)
         nc = await nats.connect(
-            server.url, allow_reconnect=False, **natsauth.connect_options(mutual, "cli")
+            server.url, allow_reconnect=False, **natsclient.connect_options(mutual, "cli")
         )
         assert nc.is_connected
         await nc.close()
@@ -230,11 +230,11 @@ def test_settings_that_cannot_work_are_refused_with_the_variable_to_set(tmp_path
     from belltower.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="BELLTOWER_NATS_PASSWORD"):
-        natsauth.connect_security(Settings(nats_user="scheduler"))
+        natsclient.credentials(Settings(nats_user="scheduler"))
     with pytest.raises(ConfigurationError, match="BELLTOWER_NATS_TLS_KEY"):
-        natsauth.connect_security(Settings(nats_tls_cert=tmp_path / "c.pem"))
+        natsclient.tls_context(Settings(nats_tls_cert=tmp_path / "c.pem"))
     with pytest.raises(ConfigurationError, match="BELLTOWER_NATS_CREDS"):
-        natsauth.connect_security(Settings(nats_creds=tmp_path / "missing.creds"))
+        natsclient.credentials(Settings(nats_creds=tmp_path / "missing.creds"))
 
 
 async def test_the_documented_subscriber_works_as_the_integrator(
@@ -291,7 +291,7 @@ async def test_the_dev_stack_keeps_its_users_and_the_cli_finds_its_own(
         assert first.env("scheduler")["BELLTOWER_NATS_USER"] == "scheduler"
         settings = Settings(nats_url=server.url, **_settings_of(first.identities["scheduler"]))
         nc = await nats.connect(
-            server.url, allow_reconnect=False, **natsauth.connect_options(settings, "scheduler")
+            server.url, allow_reconnect=False, **natsclient.connect_options(settings, "scheduler")
         )
         await nc.close()
 

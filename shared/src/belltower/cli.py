@@ -21,7 +21,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 import typer
 
-from . import natsauth, transfer
+from . import natsauth, natsclient, transfer
 from .api import (
     After,
     Calendar,
@@ -220,7 +220,7 @@ def _call(nats_url: str | None, fn: Callable[[ApiClient], Awaitable[T]]) -> T:
         client = await ApiClient.connect(
             settings.nats_url,
             settings.request_timeout_s,
-            natsauth.connect_options(settings, "cli"),
+            natsclient.connect_options(settings, "cli"),
         )
         try:
             return await fn(client)

@@ -2,8 +2,8 @@
 
 The permissions are declared once here. :func:`server_config` renders them as a nats-server
 ``authorization`` block (``make dev``, tests), :func:`chart_users` as the Helm chart's
-``files/nats-users.json`` (kept equal by a test), and :func:`connect_security` gives every
-Belltower process the credentials and TLS of its settings.
+``files/nats-users.json`` (kept equal by a test); :mod:`belltower.natsclient` connects every
+Belltower process with the credentials and TLS of its settings.
 
 Each role gets its own reply-inbox prefix (``_INBOX.<role>``) so no identity can read the
 replies meant for another. Services that answer requests (scheduler, history) reply through
@@ -14,23 +14,14 @@ from __future__ import annotations
 
 import json
 import secrets
-import ssl
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from faststream.nats.security import (
-    NatsCredentials,
-    NatsNKey,
-    NatsSecurity,
-    NatsUserPassword,
-    parse_security,
-)
 from pydantic import SecretStr
 
-from .errors import ConfigurationError
 from .settings import Settings
 from .subjects import (
     CATALOG_BUCKET,
@@ -374,80 +365,6 @@ def chart_users() -> list[dict[str, Any]]:
         }
         for role in ROLES
     ]
-
-
-# -- the client side --------------------------------------------------------------------------
-
-
-def tls_context(settings: Settings) -> ssl.SSLContext | None:
-    """A context that verifies the server with ``BELLTOWER_NATS_TLS_CA`` (and presents the
-    client certificate when one is set); None when no TLS setting is given."""
-    if settings.nats_tls_ca is None and settings.nats_tls_cert is None:
-        return None
-    if (settings.nats_tls_cert is None) != (settings.nats_tls_key is None):
-        raise ConfigurationError(
-            "BELLTOWER_NATS_TLS_CERT and BELLTOWER_NATS_TLS_KEY go together: set both for a "
-            "client certificate, or neither"
-        )
-    for name, path in (
-        ("BELLTOWER_NATS_TLS_CA", settings.nats_tls_ca),
-        ("BELLTOWER_NATS_TLS_CERT", settings.nats_tls_cert),
-        ("BELLTOWER_NATS_TLS_KEY", settings.nats_tls_key),
-    ):
-        if path is not None and not path.is_file():
-            raise ConfigurationError(f"{name}={path}: no such file (a PEM file is expected)")
-    context = ssl.create_default_context(
-        cafile=str(settings.nats_tls_ca) if settings.nats_tls_ca else None
-    )
-    if settings.nats_tls_cert is not None and settings.nats_tls_key is not None:
-        context.load_cert_chain(str(settings.nats_tls_cert), str(settings.nats_tls_key))
-    return context
-
-
-def connect_security(settings: Settings) -> NatsSecurity | None:
-    """The faststream security of this process: its user, .creds or nkey, and TLS."""
-    context = tls_context(settings)
-    if settings.nats_creds is not None:
-        if settings.nats_user is not None:
-            raise ConfigurationError("set BELLTOWER_NATS_CREDS or BELLTOWER_NATS_USER, not both")
-        if not settings.nats_creds.is_file():
-            raise ConfigurationError(
-                f"BELLTOWER_NATS_CREDS={settings.nats_creds}: no such file (a .creds file or "
-                "an nkey seed file is expected)"
-            )
-        text = settings.nats_creds.read_text(errors="replace")
-        try:
-            if "BEGIN NATS USER JWT" in text:
-                return NatsCredentials.from_file(settings.nats_creds, ssl_context=context)
-            return NatsNKey.from_file(settings.nats_creds, ssl_context=context)
-        except ImportError:
-            raise ConfigurationError(
-                "BELLTOWER_NATS_CREDS needs the nkeys package: `pip install nkeys` in this "
-                "service's environment, or connect with BELLTOWER_NATS_USER/PASSWORD"
-            ) from None
-    if settings.nats_user is not None:
-        if settings.nats_password is None:
-            raise ConfigurationError(
-                f"BELLTOWER_NATS_USER={settings.nats_user} needs BELLTOWER_NATS_PASSWORD"
-            )
-        return NatsUserPassword(
-            settings.nats_user, settings.nats_password.get_secret_value(), ssl_context=context
-        )
-    if context is not None:
-        return NatsSecurity(ssl_context=context)
-    return None
-
-
-def connect_options(settings: Settings, role: str) -> dict[str, Any]:
-    """Keyword arguments of ``nats.connect`` for a process of ``role``."""
-    options = {
-        key: value
-        for key, value in parse_security(connect_security(settings)).items()
-        if value is not None
-    }
-    options.pop("tls_handshake_first", None)
-    options["inbox_prefix"] = inbox_prefix(role)
-    return options
 
 
 # -- make dev ---------------------------------------------------------------------------------

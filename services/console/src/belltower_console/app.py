@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from belltower import logs, natsauth
+from belltower import logs, natsclient
 from belltower.api import FieldError, ImportResult, Job, JobDocument, JobTypeInfo, RunRecord
 from belltower.db import create_pool, migrate
 from belltower.errors import BelltowerError
@@ -59,7 +59,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
             settings.nats_url.split(","),
             max_reconnect_attempts=-1,
             connect_timeout=5,
-            **natsauth.connect_options(settings, "console"),
+            **natsclient.connect_options(settings, "console"),
         )
         console = Console(
             ApiClient(nc, settings.request_timeout_s),
