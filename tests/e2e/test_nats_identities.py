@@ -20,6 +20,16 @@ def secured(tmp_path: Path) -> Iterator[tuple]:
         yield found
 
 
+def _logged_ready(stack: Stack, timeout: float = 180) -> None:
+    """Until every service has said it is ready: on a loaded machine they take a while to start."""
+    deadline = time.monotonic() + timeout
+    while not all('.ready"' in stack.log(name) for name in stack.procs):
+        for name, proc in stack.procs.items():
+            assert proc.poll() is None, f"{name} exited:\n{stack.log(name)[-3000:]}"
+        assert time.monotonic() < deadline, "\n".join(stack.log(n)[-2000:] for n in stack.procs)
+        time.sleep(0.5)
+
+
 def test_a_canary_runs_to_success_with_one_identity_per_service(
     secured, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -32,6 +42,7 @@ def test_a_canary_runs_to_success_with_one_identity_per_service(
     try:
         for name in SERVICES:
             stack.start(name, **identities[name].env())  # type: ignore[index]
+        _logged_ready(stack)
         stack.wait_ready(cli)
         job = cli.json(
             "jobs", "create", "--type", "system.canary", "--title", "Canary under auth",
@@ -80,6 +91,7 @@ def test_the_scheduler_and_the_cli_verify_the_server_over_tls(
         stack = Stack(env, logs)
         try:
             stack.start("scheduler", **identities["scheduler"].env(), **verified)
+            _logged_ready(stack)
             cli = Cli({**env, **identities["cli"].env(), **verified})
             deadline = time.monotonic() + 30
             while (answered := cli.run("job-types", "--json", check=False)).returncode != 0:
