@@ -1,7 +1,8 @@
 """Receive Belltower's run-finished events with plain nats-py: no Belltower code needed.
 
     pip install nats-py
-    python subscribe_run_finished.py nats://localhost:14222 'belltower.run.finished.failed.>'
+    NATS_USER=integrator NATS_PASSWORD=... \
+        python subscribe_run_finished.py nats://localhost:14222 'belltower.run.finished.failed.>'
 
 Each event is a CloudEvents 1.0 JSON object (see docs/integrators.md). The durable consumer
 remembers what was acknowledged, so a restart of this script resumes where it stopped;
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import AsyncIterator
 
@@ -27,7 +29,14 @@ async def run_finished_events(
     durable: str = "my-integration",
 ) -> AsyncIterator[dict]:
     """Yield run-finished events; each is acknowledged when the next one is asked for."""
-    nc = await nats.connect(url)
+    # Belltower's integrator identity (operator guide, "Security model"): its user, and replies
+    # only on its own inbox prefix.
+    nc = await nats.connect(
+        url,
+        user=os.environ.get("NATS_USER"),
+        password=os.environ.get("NATS_PASSWORD"),
+        inbox_prefix="_INBOX.integrator",
+    )
     try:
         js = nc.jetstream()
         subscription = await js.pull_subscribe(subject, durable=durable, stream=STREAM)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from belltower.localservers import NatsServer, bound_to_parent, free_port
+from belltower_dev.localservers import NatsServer, bound_to_parent, free_port
 
 from .conftest import BIN
 

@@ -261,7 +261,9 @@ def test_the_example_subscriber_uses_nothing_but_nats_py() -> None:
         for line in source.splitlines()
         if line.startswith(("import ", "from "))
     }
-    assert imported <= {"__future__", "asyncio", "json", "sys", "collections", "nats"}, imported
+    assert imported <= {"__future__", "asyncio", "json", "os", "sys", "collections", "nats"}, (
+        imported
+    )
 
 
 async def test_the_documented_plain_subscriber_receives_a_completion_event(

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from belltower import operations as ops
@@ -20,7 +21,7 @@ from belltower.errors import (
     Unavailable,
     wire_codes,
 )
-from belltower.rpc import ApiClient, Endpoint, serves
+from belltower.rpc import ApiClient, Endpoint, Reply, raise_error, serves
 from belltower.settings import Settings
 
 AT = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)
@@ -114,8 +115,12 @@ async def test_an_unexpected_failure_and_a_bad_body_reach_the_client(served, nc)
     handlers.raising[run_id] = KeyError("lost")
     with pytest.raises(InternalError, match="internal error: KeyError: 'lost'"):
         await api.call(ops.RUNS_GET, RunRef(run_id=run_id))
-    with pytest.raises(InvalidInput) as refused:  # the string path the CLI still uses
-        await api.call("history", "runs.list", {"limit": "many"})
+    # A body no typed client would send (another language's client, a hand-made request):
+    # the server refuses it naming the field, and the error decodes as its class.
+    raw = await nc.request(ops.RUNS_LIST.subject, b'{"limit": "many"}', timeout=5)
+    reply = msgspec.json.decode(raw.data, type=Reply)
+    with pytest.raises(InvalidInput) as refused:
+        raise_error(reply.error)
     assert refused.value.field == "limit"
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, NoReturn, TypeVar, overload
 
 import msgspec
@@ -173,7 +173,10 @@ class ApiClient:
         self.timeout = timeout
 
     @classmethod
-    async def connect(cls, url: str, timeout: float = 10.0) -> ApiClient:
+    async def connect(
+        cls, url: str, timeout: float = 10.0, options: Mapping[str, Any] | None = None
+    ) -> ApiClient:
+        """``options``: more ``nats.connect`` arguments (credentials, TLS, inbox prefix)."""
         try:
             nc = await nats.connect(
                 url.split(","),
@@ -181,6 +184,7 @@ class ApiClient:
                 max_reconnect_attempts=1,
                 allow_reconnect=False,
                 error_cb=_quiet,
+                **(options or {}),
             )
         except Exception as exc:
             raise Unavailable(

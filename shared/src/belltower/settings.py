@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_NATS_PORT = 14222
@@ -25,6 +25,23 @@ class Settings(BaseSettings):
     nats_url: str = Field(
         default=f"nats://127.0.0.1:{DEV_NATS_PORT}",
         description="NATS server URL(s), comma separated",
+    )
+    nats_user: str | None = Field(
+        default=None, description="NATS user of this service (with BELLTOWER_NATS_PASSWORD)"
+    )
+    nats_password: SecretStr | None = Field(default=None, description="NATS password")
+    nats_creds: Path | None = Field(
+        default=None,
+        description="NATS decentralized-JWT .creds file, or an nkey seed file, instead of a user",
+    )
+    nats_tls_ca: Path | None = Field(
+        default=None, description="CA bundle that verifies the NATS server (turns TLS on)"
+    )
+    nats_tls_cert: Path | None = Field(
+        default=None, description="Client certificate for NATS servers that require one"
+    )
+    nats_tls_key: Path | None = Field(
+        default=None, description="Private key of BELLTOWER_NATS_TLS_CERT"
     )
     database_url: str = Field(
         default=f"postgresql://belltower@127.0.0.1:{DEV_POSTGRES_PORT}/belltower",

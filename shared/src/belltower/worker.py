@@ -58,6 +58,7 @@ from .events import (
 )
 from .jobtypes import Database, JobContext, JobType, Output, Registry
 from .mail import Mailer
+from .natsauth import inbox_prefix
 from .rpc import ApiClient
 from .settings import Settings, get_settings
 from .subjects import (
@@ -142,6 +143,7 @@ class Worker:
                 filter_subject=due_filter(self.pool),
             ),
             pull_sub=PullSub(batch_size=min(concurrency, 256), timeout=5.0),
+            inbox_prefix=f"{inbox_prefix(f'{self.pool}-worker')}.".encode(),
             max_workers=concurrency,
             ack_policy=AckPolicy.MANUAL,
             title=f"{self.pool}-worker",

@@ -159,3 +159,42 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- join "," $pairs }}
 {{- end }}
+
+{{/* ["a", "b"]: a list of subjects in nats-server's config format. */}}
+{{- define "belltower.natsList" -}}
+[{{ range $i, $s := . }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}]
+{{- end }}
+
+{{/* BELLTOWER_NATS_PASSWORD_<ROLE>: where the bundled NATS reads a role's password. */}}
+{{- define "belltower.natsPasswordVariable" -}}
+BELLTOWER_NATS_PASSWORD_{{ . | upper | replace "-" "_" }}
+{{- end }}
+
+{{/* The NATS identity and TLS of one component; call with (dict "root" $ "role" "scheduler"). */}}
+{{- define "belltower.natsEnv" -}}
+{{- $v := .root.Values }}
+{{- if $v.natsAuth.enabled }}
+- name: BELLTOWER_NATS_USER
+  value: {{ .role | quote }}
+- name: BELLTOWER_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.natsAuth.secretName }}
+      key: {{ .role }}
+{{- end }}
+{{- if $v.natsTls.existingSecret }}
+- name: BELLTOWER_NATS_TLS_CA
+  value: {{ printf "%s/%s" $v.natsTls.mountPath $v.natsTls.caKey | quote }}
+{{- if $v.natsTls.certKey }}
+- name: BELLTOWER_NATS_TLS_CERT
+  value: {{ printf "%s/%s" $v.natsTls.mountPath $v.natsTls.certKey | quote }}
+- name: BELLTOWER_NATS_TLS_KEY
+  value: {{ printf "%s/%s" $v.natsTls.mountPath $v.natsTls.keyKey | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the console is served over TLS by its ingress: then its cookie is Secure. */}}
+{{- define "belltower.consoleTls" -}}
+{{- if and .Values.console.ingress.enabled .Values.console.ingress.tls }}true{{ end }}
+{{- end }}

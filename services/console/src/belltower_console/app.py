@@ -21,7 +21,7 @@ from nats.errors import MaxPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from belltower import logs
+from belltower import logs, natsclient
 from belltower.db import create_pool, migrate
 from belltower.errors import BelltowerError, NotFound
 from belltower.rpc import ApiClient
@@ -67,7 +67,10 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         pool = await create_pool(settings.database_url, max_size=5)
         await migrate(pool, "console", "belltower_console")
         nc = await nats.connect(
-            settings.nats_url.split(","), max_reconnect_attempts=-1, connect_timeout=5
+            settings.nats_url.split(","),
+            max_reconnect_attempts=-1,
+            connect_timeout=5,
+            **natsclient.connect_options(settings, "console"),
         )
         console = Console(
             ApiClient(nc, settings.request_timeout_s),

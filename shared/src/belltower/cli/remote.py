@@ -8,6 +8,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from .. import natsauth, natsclient
 from ..errors import BelltowerError
 from ..rpc import ApiClient
 from ..settings import get_settings
@@ -18,9 +19,17 @@ T = TypeVar("T")
 
 def call(nats_url: str | None, fn: Callable[[ApiClient], Awaitable[T]]) -> T:
     settings = get_settings()
+    if nats_url:
+        settings = settings.model_copy(update={"nats_url": nats_url})
+    # Beside `make dev` with no credentials set, the CLI uses the dev stack's own CLI identity.
+    settings = natsauth.with_dev_identity(settings, "cli")
 
     async def go() -> T:
-        client = await ApiClient.connect(nats_url or settings.nats_url, settings.request_timeout_s)
+        client = await ApiClient.connect(
+            settings.nats_url,
+            settings.request_timeout_s,
+            natsclient.connect_options(settings, "cli"),
+        )
         try:
             return await fn(client)
         finally:
