@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from belltower import sis
+from belltower import natsauth, sis
 from belltower.errors import BelltowerError, ConfigurationError
 from belltower.health import DEFAULT_PORTS as HEALTH_PORTS
 from belltower.settings import DEV_NATS_PORT, DEV_POSTGRES_PORT, DEV_SMTP_PORT
@@ -404,7 +404,15 @@ async def run(paths: DevPaths, console: Terminal) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
 
-    nats = NatsServer(port=DEV_NATS_PORT, store_dir=paths.nats, monitor_port=DEV_NATS_MONITOR_PORT)
+    # NATS with the same least-privileged users as a production install: an identity per
+    # service, generated once into .dev/ (the CLI beside make dev finds its own there).
+    auth = natsauth.prepare_dev(paths.root)
+    nats = NatsServer(
+        port=DEV_NATS_PORT,
+        store_dir=paths.nats,
+        monitor_port=DEV_NATS_MONITOR_PORT,
+        args=auth.server_args(),
+    )
     postgres = None if external_db else PostgresServer(DEV_POSTGRES_PORT, paths.postgres)
     mail = MailSink(LOCALHOST, DEV_SMTP_PORT, maildir=paths.mail)
     services = [Service(name, _COLOURS[i % len(_COLOURS)]) for i, name in enumerate(SERVICES)]
@@ -417,7 +425,7 @@ async def run(paths: DevPaths, console: Terminal) -> int:
         for service in services:
             if stopping.is_set():
                 break
-            await start_service(service, env, console)
+            await start_service(service, env | auth.env(service.name), console)
             watchers.append(asyncio.create_task(watch_service(service, console, stopping)))
         if not stopping.is_set():
             banner(console, nats, database_url, postgres, mail, paths, admin)
