@@ -42,7 +42,7 @@ ensure-uv:
 
 # Removes the virtualenv and caches; `make dev`'s data in .dev/ is kept.
 clean:
-	rm -rf .venv .pytest_cache .ruff_cache .hypothesis
+	rm -rf .venv .pytest_cache .ruff_cache .mypy_cache .hypothesis
 	find . -path ./.dev -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 # Wipes `make dev`'s NATS store, database, mail and batch folder.
