@@ -107,7 +107,7 @@ def test_openapi_document_is_published(console_stack) -> None:
     assert metrics.status_code == 200 and "process_cpu_seconds_total" in metrics.text
 
 
-def test_job_lifecycle_through_the_api(users: dict[str, httpx.Client]) -> None:
+def test_job_lifecycle_through_the_api(console_stack, users: dict[str, httpx.Client]) -> None:
     editor = users["editor"]
     types = editor.get("/job-types").json()
     canary_type = next(t for t in types if t["name"] == "system.canary")
@@ -135,6 +135,10 @@ def test_job_lifecycle_through_the_api(users: dict[str, httpx.Client]) -> None:
     assert editor.post(f"/jobs/{job['id']}/pause").json()["paused"] is True
     assert editor.get(f"/jobs/{job['id']}").json()["next_run_at"] is None
     assert editor.post(f"/jobs/{job['id']}/resume").json()["paused"] is False
+    # The pause ledger names the authenticated caller, not "someone".
+    [span] = console_stack.cli.json("jobs", "why", job["id"])["pauses"]
+    assert span["paused_by"] == "editor1" and span["resumed_by"] == "editor1"
+    assert span["paused_from"] and span["resumed_from"]
 
     ran = editor.post(f"/jobs/{job['id']}/run")
     assert ran.status_code == 202, ran.text

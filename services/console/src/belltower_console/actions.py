@@ -373,7 +373,9 @@ class Console:
         action = op.name
         await self.require(who, "operator", client, action, job_id)
         before = await self.get_job(job_id)
-        after = await self.api.call(op, PauseRequest(id=job_id))
+        # Who and from where are the authenticated caller and its address, as for run-now.
+        request = PauseRequest(id=job_id, requested_by=who.username, requested_from=client)
+        after = await self.api.call(op, request)
         await self.audit(
             who,
             client,
