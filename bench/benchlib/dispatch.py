@@ -30,7 +30,7 @@ from belltower.subjects import DUE_STREAM
 from belltower_scheduler.dispatcher import Dispatcher
 from belltower_scheduler.fencing import Fence
 from belltower_scheduler.settings import SchedulerSettings
-from belltower_scheduler.store import Occurrence, Store
+from belltower_scheduler.store import LedgerRow, Store
 
 from .data import due_at_once_rows, insert_jobs, raw_due_messages
 from .figures import Figure, publish_all
@@ -75,7 +75,7 @@ class TimedStore(Store):
 
     async def plan(
         self,
-        occurrences: Sequence[Occurrence],
+        occurrences: Sequence[LedgerRow],
         next_runs: Sequence[tuple[str, datetime | None]],
         fence: Fence | None = None,
     ) -> set[str]:

@@ -20,7 +20,7 @@ from belltower_scheduler.fencing import Deposed, lease_key
 from belltower_scheduler.lease import Lease, LeaseKeeper
 from belltower_scheduler.partitions import Partitions
 from belltower_scheduler.settings import SchedulerSettings
-from belltower_scheduler.store import Occurrence, Store
+from belltower_scheduler.store import LedgerRow, Store
 from tests.helpers.scheduler import (
     MINUTE,
     T0,
@@ -256,7 +256,7 @@ async def test_run_now_is_planned_only_by_the_current_holder(nc, store, pool) ->
 
 async def test_orphans_are_skipped_only_by_the_current_holder(nc, store, pool) -> None:
     gone = str(uuid.uuid4())  # a job deleted after its occurrence was planned
-    occ = Occurrence(
+    occ = LedgerRow(
         id=occurrence_id(gone, T0), job_id=gone, scheduled_for=T0, priority=500,
         trigger="schedule", state="pending",
     )  # fmt: skip
@@ -277,7 +277,7 @@ async def test_a_publish_is_marked_dispatched_only_by_the_current_holder(nc, sto
     """The deposed replica's publish itself cannot be taken back; it carries the occurrence id,
     so the current holder's republish of the row left pending is dropped as a duplicate."""
     row = await add_job(store)
-    occ = Occurrence(
+    occ = LedgerRow(
         id=occurrence_id(row.id, T0), job_id=row.id, scheduled_for=T0, priority=500,
         trigger="schedule", state="pending",
     )  # fmt: skip

@@ -53,7 +53,7 @@ def builtins(value: Any) -> Any:
 
 
 @dataclass
-class JobRow:
+class JobListing:
     """A job as the Jobs tab shows it: the job and how its last run went."""
 
     job: Job
@@ -62,7 +62,7 @@ class JobRow:
 
 @dataclass
 class JobPage:
-    items: list[JobRow]
+    items: list[JobListing]
     total: int
     page: int
     per_page: int
@@ -256,7 +256,7 @@ class Console:
         jobs.sort(key=sort_key, reverse=sort.startswith("-"))
         total = len(jobs)
         chosen = jobs[(page - 1) * per_page : page * per_page]
-        rows = [JobRow(j) for j in chosen]
+        rows = [JobListing(j) for j in chosen]
         if with_last_run and rows:
             lasts = await asyncio.gather(
                 *(self.api.call(ops.RUNS_LIST, RunQuery(job_id=r.job.id, limit=1)) for r in rows),
@@ -668,7 +668,7 @@ def _unindexed(errors: list[FieldError]) -> list[FieldError]:
     return [FieldError(field=e.field, message=e.message, accepted=e.accepted) for e in errors]
 
 
-__all__ = ["ROLES", "Console", "JobPage", "JobRow"]
+__all__ = ["ROLES", "Console", "JobListing", "JobPage"]
 
 
 def _settings_view(settings: sitesettings.SiteSettings) -> dict[str, Any]:

@@ -66,9 +66,9 @@ EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {
         via={"type": "string", "enum": ["session", "token"]},
         csrf_token=nullable(STR),
     ),
-    "JobRow": obj(job=ref("Job"), last_run=nullable(ref("RunRecord"))),
+    "JobListing": obj(job=ref("Job"), last_run=nullable(ref("RunRecord"))),
     "JobPage": obj(
-        items={"type": "array", "items": ref("JobRow")},
+        items={"type": "array", "items": ref("JobListing")},
         total=INT,
         page=INT,
         per_page=INT,

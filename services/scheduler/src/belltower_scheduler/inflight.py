@@ -20,7 +20,7 @@ from belltower.events import RunFinishedData, manual_occurrence_id, run_id_for, 
 from .entry import Entry
 from .pipeline import Pipeline
 from .planner import Claims, Planned, when
-from .store import Occurrence
+from .store import LedgerRow
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class InFlight(Pipeline):
         requested_from: str | None = None,
         *,
         force: bool = False,
-    ) -> Occurrence:
+    ) -> LedgerRow:
         """Dispatch one extra occurrence of a job now, outside its schedule.
 
         While a run of the job is still going (as the ledger says, whichever replica dispatched

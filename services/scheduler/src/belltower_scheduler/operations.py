@@ -60,7 +60,7 @@ from belltower.schedule import (
 from .catalog import Catalog, validate_params
 from .dispatcher import Dispatcher
 from .entry import Entry
-from .store import CalendarStore, JobRow, Occurrence, Store
+from .store import CalendarStore, JobRow, LedgerRow, Store
 
 MAX_PAUSED_LISTED = 1_000
 """Occurrences of a pause recorded one by one when the job resumes; later ones are summed up."""
@@ -637,13 +637,13 @@ def _paused_occurrences(
     until: datetime,
     who: str,
     paused_at: datetime | None = None,
-) -> list[Occurrence]:
+) -> list[LedgerRow]:
     """The occurrences a pause from ``since`` held back up to ``until``, as skipped ledger rows.
 
     At most ``MAX_PAUSED_LISTED`` one by one; the next one stands for the rest, so nothing is
     left out silently.
     """
-    out: list[Occurrence] = []
+    out: list[LedgerRow] = []
     at = compiled.next_after(since)
     at_text = (paused_at or since).isoformat(timespec="seconds")
     reason = f"skipped: the job was paused by {who} at {at_text}"
@@ -651,7 +651,7 @@ def _paused_occurrences(
         if len(out) == MAX_PAUSED_LISTED:
             reason += f", with every later occurrence up to {until.isoformat(timespec='seconds')}"
         out.append(
-            Occurrence(
+            LedgerRow(
                 id=occurrence_id(row.id, at), job_id=row.id, scheduled_for=at, priority=row.priority,
                 trigger="schedule", state="skipped", reason=reason, cause="paused",
             )

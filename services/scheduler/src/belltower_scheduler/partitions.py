@@ -31,7 +31,7 @@ from .fencing import partition_of
 from .lease import Lease
 from .runs import RunTracker
 from .settings import SchedulerSettings
-from .store import CalendarStore, Occurrence, Store
+from .store import CalendarStore, LedgerRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ class Partitions:
         requested_from: str | None = None,
         *,
         force: bool = False,
-    ) -> Occurrence:
+    ) -> LedgerRow:
         """Run now through the partition's dispatcher when held here; otherwise the ledger row is
         written here and the holder, told by the change notice, adopts the run in flight (or the
         buffered one) so its overlap policy and release see it."""

@@ -29,7 +29,7 @@ from belltower.schedule import (
 )
 
 from .entry import Entry
-from .store import Occurrence
+from .store import LedgerRow
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,10 @@ def when(at: datetime | None) -> str:
 
 
 @dataclass(slots=True, kw_only=True)
-class Planned(Occurrence):
+class Planned(LedgerRow):
     """An occurrence planned for a job: the ledger row plus the job it will be published for.
 
-    One object per occurrence (the Store reads it as an ``Occurrence``); the entry is the one
+    One object per occurrence (the Store reads it as an ``LedgerRow``); the entry is the one
     that was planned, even if the job is replaced while the tick awaits the database.
     """
 

@@ -81,7 +81,7 @@ class JobRow:
 
 
 @dataclass(slots=True)
-class Occurrence:
+class LedgerRow:
     """A ledger row about to be written."""
 
     id: str
@@ -256,7 +256,7 @@ class Store:
 
     async def plan(
         self,
-        occurrences: Sequence[Occurrence],
+        occurrences: Sequence[LedgerRow],
         next_runs: Sequence[tuple[str, datetime | None]],
         fence: Fence | None = None,
     ) -> set[str]:
