@@ -156,7 +156,7 @@ def test_run_now_and_read_the_output(stack, cli, database_url) -> None:
     why = cli.run("jobs", "why", job["id"]).stdout
     assert "run now by" in why and dispatched["run_id"] in why
     # Had the scheduler missed the run's events, `jobs why` takes the outcome from history.
-    from tests.e2e.test_faults import query
+    from tests.helpers.faults import query
 
     forgotten = query(
         database_url,

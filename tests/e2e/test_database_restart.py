@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from belltower_dev.localservers import PostgresServer, create_database
-from tests.e2e.test_faults import assert_every_second_once, query, wait_until
+from tests.helpers.faults import assert_every_second_once, query, wait_until
 
 pytestmark = pytest.mark.slow
 

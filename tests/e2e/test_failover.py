@@ -25,7 +25,7 @@ from belltower.events import DueOccurrence
 from belltower_dev.localservers import free_port
 from belltower_scheduler.fencing import FENCE_HEADER
 from tests.e2e.conftest import Cli, Stack
-from tests.e2e.test_faults import assert_every_second_once, wait_until
+from tests.helpers.faults import assert_every_second_once, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -11,6 +11,7 @@ from nats.aio.client import Client
 
 from belltower import streams
 from belltower.settings import Settings
+from tests.helpers.worker import worker  # noqa: F401  (the worker fixture, for test_worker and test_retries)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 from belltower.events import ResultMail, run_id_for
 from belltower_integration.jobs import communication_queue
 from tests.catalog.integrations_support import Env, open_env
-from tests.integration.test_result_mail import finished, history_with, publish, wait_for
+from tests.helpers.result_mail import finished, history_with, publish, wait_for
 
 
 @pytest.fixture

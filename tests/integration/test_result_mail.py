@@ -3,64 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
 
 from belltower import operations as ops
 from belltower.api import RunRef
-from belltower.events import ResultMail, RunFinished, RunFinishedData, run_id_for
+from belltower.events import ResultMail
 from belltower.rpc import ApiClient
 from belltower.subjects import run_finished_subject
 from belltower_dev.localservers import MailSink, free_port
 from belltower_history.app import HistoryService
 from belltower_history.resultmail import ResultMailComposer, duration_text
-
-T0 = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
-
-
-def finished(
-    mail: ResultMail | None,
-    status: str = "succeeded",
-    trigger: str = "schedule",
-    requested_by: str | None = None,
-    summary: str = "3 files exported",
-) -> RunFinished:
-    occ, job = str(uuid.uuid4()), str(uuid.uuid4())
-    return RunFinished(
-        id=run_id_for(occ), source="test", subject=job, time=T0,
-        data=RunFinishedData(
-            run_id=run_id_for(occ), occurrence_id=occ, job_id=job, job_type="files.name_csv_export",
-            job_title="Name CSV Export", pool="integration", status=status, priority=500, trigger=trigger,
-            requested_by=requested_by, scheduled_for=T0, dispatched_at=T0, started_at=T0,
-            finished_at=T0 + timedelta(seconds=83), duration_ms=83_400, summary=summary,
-            output_text="line 1\nline 2\n" + summary + "\n", error=None if status == "succeeded" else "SFTP refused",
-            result_mail=mail,
-        ),
-    )  # fmt: skip
-
-
-async def publish(nc, event: RunFinished) -> None:
-    await nc.jetstream().publish(
-        run_finished_subject(event.data.status, event.data.job_type),
-        msgspec.json.encode(event),
-        headers={"Nats-Msg-Id": event.id},
-    )
-
-
-async def history_with(settings, mail_settings: dict) -> HistoryService:
-    service = HistoryService(settings.model_copy(update=mail_settings), batch_size=50)
-    await service.on_startup()
-    assert service.outbox is not None
-    service.outbox.backoff_s = 0.2  # retry within the test's patience, not the production 5 s
-    service.outbox.poll_s = 0.2
-    await service.broker.start()
-    await service.start_consuming()
-    return service
+from tests.helpers.result_mail import T0, finished, history_with, publish, wait_for  # noqa: F401
 
 
 @pytest.fixture
@@ -76,13 +32,6 @@ async def history(settings, mail_sink) -> AsyncIterator[HistoryService]:
     yield service
     await service.on_shutdown()
     await service.broker.stop()
-
-
-async def wait_for(pool, sql: str, expected, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while (value := await pool.fetchval(sql)) != expected:
-        assert time.monotonic() < deadline, f"{sql} stayed {value!r}, expected {expected!r}"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_finished_run_mails_its_result_once_to_every_recipient(

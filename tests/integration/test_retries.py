@@ -10,7 +10,7 @@ import msgspec
 from belltower.events import RunProgress
 from belltower.subjects import CLAIMS_BUCKET, RUNS_STREAM, claim_key
 from belltower.worker import Claim
-from tests.integration.test_worker import calls, due, finished_events, publish, worker  # noqa: F401
+from tests.helpers.worker import calls, due, finished_events, publish
 from tests.support import stream_messages
 
 
@@ -22,7 +22,7 @@ async def retry_notices(nc) -> list[str]:
     ]
 
 
-async def test_a_failing_run_is_retried_then_recorded_failed_once(worker, nc) -> None:  # noqa: F811
+async def test_a_failing_run_is_retried_then_recorded_failed_once(worker, nc) -> None:
     message = msgspec.structs.replace(
         due(fail=True), retries=2, backoff_s=(0.2, 2.0, 0.3), max_deliveries=5
     )
@@ -44,7 +44,7 @@ async def test_a_failing_run_is_retried_then_recorded_failed_once(worker, nc) ->
     ]
 
 
-async def test_a_run_out_of_deliveries_is_dead_lettered_with_the_reason(worker, nc) -> None:  # noqa: F811
+async def test_a_run_out_of_deliveries_is_dead_lettered_with_the_reason(worker, nc) -> None:
     message = msgspec.structs.replace(
         due(fail=True), retries=5, backoff_s=(0.1, 1.0, 0.1), max_deliveries=2
     )
@@ -55,7 +55,7 @@ async def test_a_run_out_of_deliveries_is_dead_lettered_with_the_reason(worker, 
     assert calls.count(message.occurrence_id) == 2
 
 
-async def test_a_run_that_succeeds_is_not_retried(worker, nc) -> None:  # noqa: F811
+async def test_a_run_that_succeeds_is_not_retried(worker, nc) -> None:
     message = msgspec.structs.replace(due(seconds=0.0), retries=1, backoff_s=(0.1, 1.0, 0.1))
     await publish(nc, message)
     [event] = await finished_events(nc)
@@ -64,7 +64,7 @@ async def test_a_run_that_succeeds_is_not_retried(worker, nc) -> None:  # noqa: 
 
 
 async def test_deliveries_without_a_result_end_dead_lettered_not_retried_forever(
-    worker,  # noqa: F811
+    worker,
     nc,
 ) -> None:
     """The worker running it died (its claim stopped heart-beating); with one delivery allowed,
@@ -85,7 +85,7 @@ async def test_deliveries_without_a_result_end_dead_lettered_not_retried_forever
     assert calls == []
 
 
-async def test_a_run_over_its_timeout_is_stopped_and_retried(worker, nc) -> None:  # noqa: F811
+async def test_a_run_over_its_timeout_is_stopped_and_retried(worker, nc) -> None:
     message = msgspec.structs.replace(
         due(seconds=30), timeout_s=0.3, retries=1, backoff_s=(0.1, 1.0, 0.1)
     )
