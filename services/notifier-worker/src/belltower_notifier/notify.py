@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 import jinja2
 import msgspec
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from belltower import sis, templates
 from belltower.db import migrate
@@ -223,7 +224,8 @@ def text_table(columns: Sequence[tuple[str, str]], rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-_HTML_TABLE = jinja2.Environment(autoescape=True).from_string(
+# Built in, not an editor's, but rendered in the same sandbox: the cells are SIS data.
+_HTML_TABLE = ImmutableSandboxedEnvironment(autoescape=True).from_string(
     '<table border="1" cellpadding="4" cellspacing="0">'
     "<thead><tr>{% for h in headers %}<th>{{ h }}</th>{% endfor %}</tr></thead><tbody>"
     "{% for row in cells %}<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}"
