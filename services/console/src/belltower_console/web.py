@@ -29,11 +29,12 @@ from .http import (
     client_of,
     console_of,
     principal_of,
+    same_secret,
     secure_cookies,
     status_and_errors,
     when,
 )
-from .limits import check_yaml
+from .limits import check_yaml, form_problems
 from .store import ROLES, Principal
 
 router = APIRouter(include_in_schema=False)
@@ -107,6 +108,9 @@ async def posted(request: Request) -> tuple[Principal, dict[str, Any]]:
     """The caller of a form post and the form, after its CSRF token is checked."""
     who = await principal_of(request)
     form = await request.form()
+    refused = form_problems(form.multi_items())
+    if refused:
+        raise FieldErrors(refused)
     await check_csrf(request, who, str(form.get("csrf_token") or ""))
     return who, {k: v for k, v in form.items()}
 
@@ -150,8 +154,16 @@ async def login(request: Request) -> Response:
     form = await request.form()
     username, password = str(form.get("username") or ""), str(form.get("password") or "")
     target = _safe_next(str(form.get("next") or "/jobs"))
+    refused = form_problems(form.multi_items())
+    if refused:
+        return _login_page(
+            request,
+            http_status=422,
+            next=target,
+            error="; ".join(f"{e.field}: {e.message}" for e in refused),
+        )
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not expected or not secrets.compare_digest(expected, str(form.get("login_csrf") or "")):
+    if not expected or not same_secret(expected, str(form.get("login_csrf") or "")):
         return _login_page(
             request,
             http_status=403,
