@@ -154,13 +154,13 @@ async def login(request: Request) -> Response:
     form = await request.form()
     username, password = str(form.get("username") or ""), str(form.get("password") or "")
     target = _safe_next(str(form.get("next") or "/jobs"))
-    refused = form_problems(form.multi_items())
-    if refused:
+    bad_fields = form_problems(form.multi_items())
+    if bad_fields:
         return _login_page(
             request,
             http_status=422,
             next=target,
-            error="; ".join(f"{e.field}: {e.message}" for e in refused),
+            error="; ".join(f"{e.field}: {e.message}" for e in bad_fields),
         )
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not same_secret(expected, str(form.get("login_csrf") or "")):
