@@ -314,7 +314,11 @@ async def _submit_job(request: Request, job: Job | None, type_name: str) -> Resp
         if "schedule" not in doc and job is not None:  # the stored schedule, kept
             upcoming = [] if job.paused else await console.preview(job.id, None, 10)
         else:
-            upcoming = [] if schedule_errors else forms.upcoming(doc["schedule"], 10)
+            upcoming = (
+                []
+                if schedule_errors
+                else forms.upcoming(doc["schedule"], 10, job.id if job is not None else "")
+            )
         return _job_form(
             request, who, info, job, values, forms.by_field(schedule_errors), upcoming=upcoming
         )
