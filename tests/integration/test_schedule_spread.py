@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -103,5 +104,10 @@ async def test_h_jobs_run_at_their_own_instants_across_a_restart(settings, nc, w
             assert entry is not None and entry.next_due == expected[job.id], job.title
             stored = await api.call(ops.JOBS_GET, JobRef(id=job.id))
             assert stored.schedule == schedules[job.title], "the job keeps its H"
+            local = expected[job.id].astimezone(ZoneInfo(stored.schedule.tz))
+            assert "[H picked: " in stored.schedule_text, stored.schedule_text
+            assert f"{local.minute} {local.hour} * * *" in stored.schedule_text or (
+                f"daily {local:%H:%M}" in stored.schedule_text
+            ), stored.schedule_text
     finally:
         await stopped(again)

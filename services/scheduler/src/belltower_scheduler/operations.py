@@ -55,11 +55,12 @@ from belltower.schedule import (
     Schedule,
     compile_schedule,
     describe,
+    is_spread,
 )
 
 from .catalog import Catalog, validate_params
 from .dispatcher import Dispatcher
-from .entry import Entry
+from .entry import Entry, compiled_for
 from .store import CalendarStore, JobRow, LedgerRow, Store
 
 MAX_PAUSED_LISTED = 1_000
@@ -392,7 +393,7 @@ class Operations:
             title=row.title,
             paused=row.paused,
             next_run_at=row.next_run_at,
-            schedule_text=describe(row.schedule),
+            schedule_text=_schedule_text(row),
             schedule_end=row.schedule.end,
             on_demand=isinstance(row.schedule.rule, OnDemand),
             since=request.since,
@@ -581,7 +582,7 @@ class Operations:
             pool=row.pool,
             params=row.params,
             schedule=row.schedule,
-            schedule_text=describe(row.schedule),
+            schedule_text=_schedule_text(row),
             priority=row.priority,
             paused=row.paused,
             next_run_at=row.next_run_at,
@@ -701,3 +702,10 @@ _COMPARED = (
 
 def _same(a: JobRow, b: JobRow) -> bool:
     return all(getattr(a, name) == getattr(b, name) for name in _COMPARED)
+
+
+def _schedule_text(row: JobRow) -> str:
+    """The schedule in words; with ``H`` fields, the values this job's id picked follow."""
+    if is_spread(row.schedule):
+        return compiled_for(row.schedule, spread_key=row.id).describe()
+    return describe(row.schedule)
