@@ -9,7 +9,6 @@ run's time. Unchanged records keep the time they last changed in the new snapsho
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -71,8 +70,3 @@ def plan(current: Records, base: Snapshot | None, at: datetime) -> Planned:
 
 def _full(sid: str, values: Values, status: str, modified: str) -> list[str]:
     return [sid, status, modified, *values]
-
-
-def known_ids(current: Mapping[str, Mapping[str, Values]]) -> dict[str, set[str]]:
-    """The sourcedIds the receiver holds once a delta set is applied: those of this run."""
-    return {name: set(records) for name, records in current.items()}
