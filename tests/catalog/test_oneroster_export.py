@@ -304,3 +304,39 @@ async def test_chosen_terms_only(env: Env, tmp_batch_folder: Path, sis_today: da
     assert {r["sourcedId"] for r in rows(files["academicSessions.csv"])} == {"term-PREV"}
     assert all(r["termSourcedIds"] == "term-PREV" for r in rows(files["classes.csv"]))
     assert "demographics.csv" not in files
+
+
+async def test_guardians_of_enrolled_students_are_sent_as_their_agents(
+    env: Env, tmp_batch_folder: Path, sis_today: date
+) -> None:
+    when = at(sis_today, 6)
+    await env.run(JOB, {"guardians": True}, scheduled_for=when)
+    files = members(tmp_batch_folder / "oneroster" / f"oneroster_bulk_{when:%Y%m%d%H%M%S}.zip")
+    assert validate.problems_in(files) == []
+    links = await env.fetch(
+        """SELECT DISTINCT p.sis_id AS student, g.sis_id AS guardian, l.relationship
+             FROM sis.student_guardians l JOIN sis.guardians g ON g.id = l.guardian_id
+             JOIN sis.people p ON p.id = l.student_id JOIN sis.enrollments e ON e.person_id = p.id
+             JOIN sis.sections s ON s.id = e.section_id JOIN sis.terms t ON t.id = s.term_id
+            WHERE t.code = 'CURR' AND e.status IN ('enrolled', 'audit', 'completed')"""
+    )
+    assert len(links) > 10
+    users = {r["sourcedId"]: r for r in rows(files["users.csv"])}
+    roles = {(r["userSourcedId"], r["role"]) for r in rows(files["roles.csv"])}
+    for link in links:
+        assert link["guardian"] in users[link["student"]]["agentSourcedIds"].split(",")
+        assert link["student"] in users[link["guardian"]]["agentSourcedIds"].split(",")
+        assert (link["guardian"], link["relationship"]) in roles
+    guardians = {r["sourcedId"] for r in rows(files["users.csv"]) if r["sourcedId"].startswith("G")}
+    assert guardians == {link["guardian"] for link in links}
+    assert all(r["userSourcedId"] not in guardians for r in rows(files["enrollments.csv"]))
+
+    # A guardian's new e-mail address is a one-row delta.
+    one = sorted(guardians)[0]
+    await env.execute("UPDATE sis.guardians SET email = 'new@example.net' WHERE sis_id = $1", one)
+    later = at(sis_today, 7)
+    await env.run(JOB, {"guardians": True, "mode": "delta"}, scheduled_for=later)
+    delta = members(tmp_batch_folder / "oneroster" / f"oneroster_delta_{later:%Y%m%d%H%M%S}.zip")
+    assert sorted(delta) == ["manifest.csv", "users.csv"]
+    [row] = rows(delta["users.csv"])
+    assert (row["sourcedId"], row["status"], row["email"]) == (one, "active", "new@example.net")

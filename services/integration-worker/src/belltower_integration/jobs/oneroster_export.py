@@ -1,7 +1,7 @@
 """``rostering.oneroster_csv_export``: a OneRoster 1.2 CSV export of the chosen terms.
 
 Reads orgs, terms, courses, sections, the students and lead faculty in them, their roles and
-enrollments (and, when asked, demographics) in one snapshot of the SIS; makes a bulk set, or a
+enrollments (and, when asked, demographics and the students' guardians) in one snapshot of the SIS; makes a bulk set, or a
 delta set of what changed since the job's last successful run (``tobedeleted`` for what is gone);
 checks every file against the CSV Binding 1.2.1 (a failure names the file, line and column and
 writes nothing); and writes the zip into the batch folder atomically. The files and the state
@@ -67,6 +67,13 @@ class OneRosterExportParams(msgspec.Struct, forbid_unknown_fields=True):
     demographics: Annotated[
         bool, msgspec.Meta(description="Also send demographics.csv (birth date and sex)")
     ] = False
+    guardians: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Also send the students' guardians as users (parent, guardian or "
+            "relative role), listed as the students' agents"
+        ),
+    ] = False
     system_name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = "Belltower"
     system_code: Annotated[str, msgspec.Meta(max_length=100)] = "belltower"
 
@@ -83,7 +90,9 @@ async def _read(ctx: JobContext, params: OneRosterExportParams) -> Records:
             )
         name = params.institution_name or await conn.fetchval(NAME_SQL) or "Institution"
         root = roster.Institution(params.institution_id, name)
-        return await roster.build(conn, root, terms, demographics=params.demographics)
+        return await roster.build(
+            conn, root, terms, demographics=params.demographics, guardians=params.guardians
+        )
 
 
 def _report(tally: Tally, planned: Planned, mode: str) -> None:

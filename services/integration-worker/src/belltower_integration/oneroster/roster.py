@@ -4,7 +4,8 @@ orgs: the institution (``district``, the root), its campuses (``school``) and de
 (``department``); academicSessions: the terms (``term``); courses: the catalog courses offered in
 them; classes: their sections (``scheduled``, at the section's campus); users: the students
 enrolled and the sections' lead faculty; roles: a primary ``student`` or ``teacher`` role at the
-person's campus; enrollments: students (enrolled, audit, completed; dropped and withdrawn are
+person's campus (and, when asked, their guardians as users with a ``parent``, ``guardian`` or
+``relative`` role, linked both ways by ``agentSourcedIds``); enrollments: students (enrolled, audit, completed; dropped and withdrawn are
 left out) and lead faculty (``primary``); demographics, when asked: birth date and sex.
 
 Each record is its sourcedId and the values after ``dateLastModified``, in the binding's order.
@@ -58,6 +59,17 @@ SELECT p.sis_id, coalesce(p.login_id, p.sis_id) AS username, p.first_name, p.mid
          ORDER BY f.is_primary DESC, f.id LIMIT 1) AS phone
   FROM sis.people p LEFT JOIN sis.campuses k ON k.id = p.campus_id
  WHERE p.sis_id = ANY($1::text[])
+"""
+
+GUARDIANS_SQL = """
+SELECT p.sis_id AS student, k.code AS campus_code, g.sis_id, g.first_name, g.last_name, g.email,
+       g.phone, l.relationship
+  FROM sis.student_guardians l
+  JOIN sis.guardians g ON g.id = l.guardian_id
+  JOIN sis.people p ON p.id = l.student_id
+  LEFT JOIN sis.campuses k ON k.id = p.campus_id
+ WHERE p.sis_id = ANY($1::text[])
+ ORDER BY g.sis_id, l.is_primary DESC, p.sis_id
 """
 
 SEX = {"female": "female", "male": "male", "nonbinary": "other", "undisclosed": "unspecified"}
@@ -127,22 +139,43 @@ class _Builder:
                  primary="true" if role == "teacher" else "false",
                  beginDate=s["starts_on"], endDate=s["ends_on"])  # fmt: skip
 
+    def roles(self, sid: str, roles: list[str], org: str) -> None:
+        for n, role in enumerate(roles):
+            self.add("roles", f"{sid}-{role}", userSourcedId=sid,
+                     roleType="primary" if n == 0 else "secondary", role=role,
+                     orgSourcedId=org)  # fmt: skip
+
+    def guardians(self, rows: list[Any]) -> dict[str, list[str]]:
+        """Guardian users and roles; returns each student's guardians (their agents)."""
+        agents: dict[str, list[str]] = {}
+        by_guardian: dict[str, list[Any]] = {}
+        for r in rows:
+            by_guardian.setdefault(r["sis_id"], []).append(r)
+            agents.setdefault(r["student"], []).append(r["sis_id"])
+        for gid, links in by_guardian.items():
+            g = links[0]
+            org = self.school(g["campus_code"])
+            self.add("users", gid, enabledUser="true", username=gid, givenName=g["first_name"],
+                     familyName=g["last_name"], identifier=gid, email=g["email"],
+                     phone=g["phone"], agentSourcedIds=",".join(sorted({r["student"] for r in links})),
+                     primaryOrgSourcedId=org)  # fmt: skip
+            self.roles(gid, list(dict.fromkeys(r["relationship"] for r in links)), org)
+        return {student: sorted(ids) for student, ids in agents.items()}
+
     def school(self, campus_code: str | None) -> str:
         return campus_id(campus_code) if campus_code else self.root.sourced_id
 
-    def people(self, rows: list[Any], roles: dict[str, list[str]], demographics: bool) -> None:
+    def people(self, rows: list[Any], roles: dict[str, list[str]], demographics: bool,
+               agents: dict[str, list[str]]) -> None:  # fmt: skip
         for p in rows:
             sid = p["sis_id"]
             org = self.school(p["campus_code"])
             self.add("users", sid, enabledUser="true", username=p["username"],
                      givenName=p["first_name"], familyName=p["last_name"],
                      middleName=p["middle_name"], identifier=sid, email=p["email"], sms=p["sms"],
-                     phone=p["phone"], preferredGivenName=p["preferred_name"],
-                     primaryOrgSourcedId=org)  # fmt: skip
-            for n, role in enumerate(roles[sid]):
-                self.add("roles", f"{sid}-{role}", userSourcedId=sid,
-                         roleType="primary" if n == 0 else "secondary", role=role,
-                         orgSourcedId=org)  # fmt: skip
+                     phone=p["phone"], agentSourcedIds=",".join(agents.get(sid, [])),
+                     preferredGivenName=p["preferred_name"], primaryOrgSourcedId=org)  # fmt: skip
+            self.roles(sid, roles[sid], org)
             if demographics:
                 self.add(
                     "demographics", sid, birthDate=p["birth_date"], sex=SEX.get(p["gender"] or "")
@@ -153,7 +186,8 @@ async def read_terms(conn: Any, codes: list[str], today: date, upcoming_days: in
     return list(await conn.fetch(TERMS_SQL, codes, today, upcoming_days))
 
 
-async def build(conn: Any, root: Institution, terms: list[Any], *, demographics: bool) -> Records:
+async def build(conn: Any, root: Institution, terms: list[Any], *, demographics: bool,
+                guardians: bool = False) -> Records:  # fmt: skip
     """Every record of the set for ``terms``, read in the caller's transaction."""
     b = _Builder(root)
     b.orgs(list(await conn.fetch(ORGS_SQL)))
@@ -168,7 +202,9 @@ async def build(conn: Any, root: Institution, terms: list[Any], *, demographics:
     for e in await conn.fetch(ENROLLMENTS_SQL, list(by_id)):
         b.enroll(by_id[e["section_id"]], e["sis_id"], "student")
         _role(roles, e["sis_id"], "student")
-    b.people(list(await conn.fetch(PEOPLE_SQL, sorted(roles))), roles, demographics)
+    students = sorted(sid for sid, held in roles.items() if "student" in held)
+    agents = b.guardians(list(await conn.fetch(GUARDIANS_SQL, students))) if guardians else {}
+    b.people(list(await conn.fetch(PEOPLE_SQL, sorted(roles))), roles, demographics, agents)
     if not demographics:
         del b.records["demographics"]
     return b.records
