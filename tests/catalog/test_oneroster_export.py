@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 from belltower.errors import InvalidInput
-from belltower_integration.jobs import oneroster_export
+from belltower_integration.jobs import oneroster_export, sftp_upload
 from belltower_integration.oneroster import validate
 from belltower_integration.oneroster.validate import InvalidExport
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.integrations_support import Env, open_env
+from tests.standins.sftp import SftpStandIn
 
 JOB = oneroster_export.job_type
 
@@ -340,3 +341,26 @@ async def test_guardians_of_enrolled_students_are_sent_as_their_agents(
     assert sorted(delta) == ["manifest.csv", "users.csv"]
     [row] = rows(delta["users.csv"])
     assert (row["sourcedId"], row["status"], row["email"]) == (one, "active", "new@example.net")
+
+
+async def test_the_sftp_upload_job_after_it_sends_the_zip_whole(
+    env: Env, tmp_batch_folder: Path, tmp_path: Path, sis_today: date, monkeypatch
+) -> None:
+    """What `--after` chains: the export writes the zip, SFTP Upload sends what matches
+    oneroster/*.zip and moves it to sent/, so the next upload sends only the next zip."""
+    when = at(sis_today, 6)
+    await env.run(JOB, {}, scheduled_for=when)
+    zipped = tmp_batch_folder / "oneroster" / f"oneroster_bulk_{when:%Y%m%d%H%M%S}.zip"
+    data = zipped.read_bytes()
+    remote = tmp_path / "sftp-root"
+    remote.mkdir()
+    async with SftpStandIn(remote) as server:
+        monkeypatch.setenv("BELLTOWER_SECRET_SFTP_KNOWN_HOSTS", server.known_hosts)
+        monkeypatch.setenv("BELLTOWER_SECRET_SFTP_PASSWORD", server.password)
+        sent = await env.run(sftp_upload.job_type, {
+            "host": "127.0.0.1", "port": server.port, "username": server.username,
+            "password_secret": "sftp-password", "pattern": "oneroster/*.zip", "remote_dir": "in",
+        })  # fmt: skip
+    assert (remote / "in" / zipped.name).read_bytes() == data
+    assert sent.output.summary == "sent 1 files to 127.0.0.1"
+    assert not zipped.exists() and len(list((tmp_batch_folder / "sent").iterdir())) == 1
