@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from belltower.errors import JobFailed
+
 from .binding import FILES
 from .delta import Records, Values
 
@@ -104,7 +106,15 @@ class _Builder:
         self.records: Records = {name: {} for name in FILES}
 
     def add(self, file: str, sourced_id: str, **fields: object) -> None:
-        self.records[file][sourced_id] = _values(file, **fields)
+        """Add a record; the same sourcedId twice must be the same record (a course offered in
+        two terms), else two SIS records collide (a guardian's SIS id equal to a person's)."""
+        values = _values(file, **fields)
+        earlier = self.records[file].setdefault(sourced_id, values)
+        if earlier != values:
+            raise JobFailed(
+                f"{file}.csv: two different records would have the sourcedId {sourced_id!r}; "
+                "give them distinct SIS ids (people.sis_id, guardians.sis_id)"
+            )
 
     def orgs(self, rows: list[Any]) -> None:
         self.add("orgs", self.root.sourced_id, name=self.root.name, type="district")
