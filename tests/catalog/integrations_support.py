@@ -43,7 +43,6 @@ async def run_job(
     *,
     job_id: str = "job-catalog-test",
     scheduled_for: datetime | None = None,
-    occurrence_id: str | None = None,
     raises: type[Exception] | None = None,
 ) -> Run:
     """Decode ``params`` as the worker does and run the handler; ``raises`` expects a failure."""
@@ -55,7 +54,7 @@ async def run_job(
 
     ctx = JobContext(
         run_id=f"run-{time.monotonic_ns()}",
-        occurrence_id=occurrence_id or f"occ-{time.monotonic_ns()}",
+        occurrence_id=f"occ-{time.monotonic_ns()}",
         job_id=job_id,
         job_title=job_type.title,
         job_type=job_type.name,

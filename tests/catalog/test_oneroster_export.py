@@ -19,6 +19,7 @@ from belltower_integration.jobs import oneroster_export, sftp_upload
 from belltower_integration.oneroster import validate
 from belltower_integration.oneroster.validate import InvalidExport
 from belltower_scheduler.catalog import validate_params
+from tests.catalog.conftest import JobRunner
 from tests.catalog.integrations_support import Env, open_env
 from tests.standins.sftp import SftpStandIn
 
@@ -210,20 +211,25 @@ async def snapshot_state(env: Env) -> list[tuple]:
 
 
 async def test_a_repeated_occurrence_writes_the_same_zip_and_leaves_the_same_state(
-    env: Env, tmp_batch_folder: Path, sis_today: date
+    env: Env, run_job: JobRunner, tmp_batch_folder: Path, sis_today: date
 ) -> None:
-    await env.run(JOB, {"mode": "delta"}, scheduled_for=at(sis_today, 6), occurrence_id="occ-a")
+    """Run as the worker runs it (one job id, the occurrence id given), as a redelivery would."""
+    first = await run_job(
+        JOB.name, {"mode": "delta"}, scheduled_for=at(sis_today, 6), occurrence_id="occ-a"
+    )
+    assert first.status == "succeeded", first.error
     sis_id, enrollment_id = await student_with_two_enrollments(env)
     await env.execute("UPDATE sis.people SET last_name = 'Changed' WHERE sis_id = $1", sis_id)
     await env.execute("UPDATE sis.enrollments SET status = 'dropped' WHERE id = $1", enrollment_id)
     when = at(sis_today, 7)
-    await env.run(JOB, {"mode": "delta"}, scheduled_for=when, occurrence_id="occ-b")
+    await run_job(JOB.name, {"mode": "delta"}, scheduled_for=when, occurrence_id="occ-b")
     folder = tmp_batch_folder / "oneroster"
     path = folder / f"oneroster_delta_{when:%Y%m%d%H%M%S}.zip"
     written, state = path.read_bytes(), await snapshot_state(env)
     assert len(rows(members(path)["enrollments.csv"])) == 1  # the drop, as tobedeleted
 
-    again = await env.run(JOB, {"mode": "delta"}, scheduled_for=when, occurrence_id="occ-b")
+    again = await run_job(JOB.name, {"mode": "delta"}, scheduled_for=when, occurrence_id="occ-b")
+    assert again.status == "succeeded", again.error
     assert path.read_bytes() == written
     assert await snapshot_state(env) == state
     assert sorted(p.name for p in folder.iterdir()) == sorted(
@@ -231,13 +237,10 @@ async def test_a_repeated_occurrence_writes_the_same_zip_and_leaves_the_same_sta
     )
     assert "users.csv: 1 new or changed" in again.text
 
-    quiet = await env.run(
-        JOB, {"mode": "delta"}, scheduled_for=at(sis_today, 8), occurrence_id="occ-c"
+    quiet = await run_job(
+        JOB.name, {"mode": "delta"}, scheduled_for=at(sis_today, 8), occurrence_id="occ-c"
     )
-    assert (
-        quiet.output.summary
-        == "OneRoster delta: nothing changed since the last run; no file written"
-    )
+    assert quiet.summary == "OneRoster delta: nothing changed since the last run; no file written"
     assert len(list(folder.iterdir())) == 2
     kept = await env.fetch("SELECT occurrence_id FROM sis.oneroster_snapshots ORDER BY 1")
     assert [r["occurrence_id"] for r in kept] == ["occ-b", "occ-c"]
