@@ -24,10 +24,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from belltower import natsauth, sis
+from belltower import natsauth, sis, streams
 from belltower.errors import BelltowerError, ConfigurationError
 from belltower.health import DEFAULT_PORTS as HEALTH_PORTS
-from belltower.settings import DEV_NATS_PORT, DEV_POSTGRES_PORT, DEV_SMTP_PORT
+from belltower.settings import DEV_NATS_PORT, DEV_POSTGRES_PORT, DEV_SMTP_PORT, Settings
 
 from . import demo
 from .localservers import (
@@ -356,6 +356,16 @@ async def start_servers(
     return database_url
 
 
+async def provision_streams(nats: NatsServer, auth: natsauth.DevAuth, console: Terminal) -> None:
+    """Create or update the streams and buckets as the provisioner, as the chart's hook Job does:
+    the services' own identities may only check them. The settings come from this environment,
+    which the services inherit, so both agree on replicas and ages."""
+    identity = auth.identities["provisioner"]
+    settings = Settings(nats_url=nats.url, nats_user=identity.user, nats_password=identity.password)
+    done = await streams.provision(settings)
+    console.say(f"{streams.COMMAND} (as {identity.user}): " + ", ".join(done))
+
+
 async def load_demo_school(database_url: str, console: Terminal) -> None:
     """Give the notifiers a school to work on: the demo SIS, loaded once into an empty ``sis`` schema."""
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
@@ -419,6 +429,7 @@ async def run(paths: DevPaths, console: Terminal) -> int:
     watchers: list[asyncio.Task[None]] = []
     try:
         database_url = await start_servers(nats, postgres, mail, paths, external_db, console)
+        await provision_streams(nats, auth, console)
         await load_demo_school(database_url, console)
         admin = console_admin(paths)
         env = service_environment(nats, database_url, mail, paths.batch.absolute(), admin)
