@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -54,7 +55,11 @@ def secured_nats(
         yield server, identities
 
 
+_VIOLATION = re.compile(r"\b(Publish|Subscription|Permissions) Violation\b")
+"""How nats-server logs a refused publish or subscription (2.10+: ``Publish Violation``)."""
+
+
 def violations(server: NatsServer) -> list[str]:
     """The permission violations the server logged."""
     text = server.log_path.read_text(errors="replace") if server.log_path.exists() else ""
-    return [line for line in text.splitlines() if "Permissions Violation" in line]
+    return [line for line in text.splitlines() if _VIOLATION.search(line)]
