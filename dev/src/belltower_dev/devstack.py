@@ -356,6 +356,23 @@ async def start_servers(
     return database_url
 
 
+def dev_nats(
+    paths: DevPaths,
+    auth: natsauth.DevAuth,
+    port: int = DEV_NATS_PORT,
+    monitor_port: int = DEV_NATS_MONITOR_PORT,
+) -> NatsServer:
+    """The dev stack's nats-server: its users and permissions from ``auth``; clients and the
+    monitoring port (which has no authentication of its own) on 127.0.0.1 only."""
+    return NatsServer(
+        port=port,
+        store_dir=paths.nats,
+        monitor_port=monitor_port,
+        host=LOCALHOST,
+        args=auth.server_args(),
+    )
+
+
 async def provision_streams(nats: NatsServer, auth: natsauth.DevAuth, console: Terminal) -> None:
     """Create or update the streams and buckets as the provisioner, as the chart's hook Job does:
     the services' own identities may only check them. The settings come from this environment,
@@ -417,12 +434,7 @@ async def run(paths: DevPaths, console: Terminal) -> int:
     # NATS with the same least-privileged users as a production install: an identity per
     # service, generated once into .dev/ (the CLI beside make dev finds its own there).
     auth = natsauth.prepare_dev(paths.root)
-    nats = NatsServer(
-        port=DEV_NATS_PORT,
-        store_dir=paths.nats,
-        monitor_port=DEV_NATS_MONITOR_PORT,
-        args=auth.server_args(),
-    )
+    nats = dev_nats(paths, auth)
     postgres = None if external_db else PostgresServer(DEV_POSTGRES_PORT, paths.postgres)
     mail = MailSink(LOCALHOST, DEV_SMTP_PORT, maildir=paths.mail)
     services = [Service(name, _COLOURS[i % len(_COLOURS)]) for i, name in enumerate(SERVICES)]
