@@ -6,6 +6,8 @@ the rendered permissions."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,8 +19,8 @@ from belltower import natsauth, natsclient, streams
 from belltower.errors import ConfigurationError
 from belltower.settings import Settings
 from belltower.subjects import CATALOG_BUCKET, DUE_STREAM, LEASES_BUCKET, RUNS_STREAM
-from belltower_dev.localservers import NatsServer
-from tests.secured_nats import provision, secured_nats, violations
+from belltower_dev.localservers import NatsServer, free_port
+from tests.secured_nats import STREAMS_COMMAND, provision, secured_nats, violations
 
 SERVICES: tuple[natsauth.Role, ...] = (
     "scheduler",
@@ -220,3 +222,32 @@ async def test_without_authentication_a_service_still_provisions_itself(fresh_na
         assert (await js.stream_info(RUNS_STREAM)).config.name == RUNS_STREAM
     finally:
         await nc.close()
+
+
+async def test_the_command_says_plainly_when_it_cannot_provision(bare) -> None:
+    server, identities = bare
+    wrong = natsauth.Identity("provisioner", "provisioner", "not-the-password")
+    refused = provision(server, wrong)
+    assert refused.returncode == 1
+    assert "refused these credentials" in refused.stderr and "Traceback" not in refused.stderr
+    as_service = provision(
+        server, identities["scheduler"], extra_env={"BELLTOWER_REQUEST_TIMEOUT_S": "2"}
+    )
+    assert as_service.returncode == 1, as_service.stdout + as_service.stderr
+    assert "only the provisioner identity may create" in as_service.stderr
+    assert "Traceback" not in as_service.stderr
+
+
+def test_the_command_gives_up_on_an_unreachable_nats_naming_it() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BELLTOWER_")}
+    url = f"nats://127.0.0.1:{free_port()}"
+    done = subprocess.run(
+        [str(STREAMS_COMMAND), "check", "--wait", "1"],
+        env={**env, "BELLTOWER_NATS_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert f"NATS at {url} is not reachable after 1 s" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -327,35 +327,81 @@ async def ensure_bucket(
 # -- belltower-streams ------------------------------------------------------------------------
 
 
-async def _connect(settings: Settings) -> Client:
-    return await nats.connect(
-        settings.nats_url.split(","),
-        name="belltower-streams",
-        connect_timeout=settings.request_timeout_s,
-        # NATS may still be starting (a Helm hook Job beside a new NATS): keep trying a minute.
-        max_reconnect_attempts=30,
-        reconnect_time_wait=2,
-        **connect_options(settings, PROVISIONER),
-    )
+CONNECT_WAIT_S = 60.0
+"""How long ``belltower-streams`` waits for NATS to come up (a Helm hook Job beside a new NATS)."""
 
 
-async def provision(settings: Settings) -> list[str]:
+class _Provisioner:
+    """The provisioner's connection, and the errors the server sent it (nats-py reports a
+    refused credential or subject through the error callback, not as the call's exception)."""
+
+    def __init__(self, settings: Settings, wait_s: float = CONNECT_WAIT_S) -> None:
+        self.settings = settings
+        self.wait_s = wait_s
+        self.seen: list[Exception] = []
+        self.nc: Client | None = None
+
+    async def _record(self, exc: Exception) -> None:  # nats-py would print a traceback
+        self.seen.append(exc)
+
+    def _said(self, text: str) -> Exception | None:
+        return next((e for e in reversed(self.seen) if text in str(e).lower()), None)
+
+    async def __aenter__(self) -> JetStreamContext:
+        """Connect, retrying while NATS is unreachable; never retrying a refusal of the
+        credentials, which waiting will not change."""
+        url = self.settings.nats_url
+        deadline = asyncio.get_running_loop().time() + self.wait_s
+        while self.nc is None:
+            self.seen.clear()
+            try:
+                self.nc = await nats.connect(
+                    url.split(","),
+                    name="belltower-streams",
+                    connect_timeout=self.settings.request_timeout_s,
+                    # one try per round here (nats-py would otherwise retry 60 times itself)
+                    max_reconnect_attempts=1,
+                    reconnect_time_wait=0.1,
+                    error_cb=self._record,
+                    **connect_options(self.settings, PROVISIONER),
+                )
+            except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
+                last = self.seen[-1] if self.seen else exc
+                if refused := self._said("authorization"):
+                    raise ConfigurationError(
+                        f"NATS at {url} refused these credentials ({refused}): connect as the "
+                        f"{PROVISIONER} identity (BELLTOWER_NATS_USER={PROVISIONER} and its "
+                        "BELLTOWER_NATS_PASSWORD, or BELLTOWER_NATS_CREDS)"
+                    ) from None
+                if asyncio.get_running_loop().time() > deadline:
+                    raise ConfigurationError(
+                        f"NATS at {url} is not reachable after {self.wait_s:g} s: {last!r}"
+                    ) from None
+                print(f"waiting for NATS at {url}: {last!r}", file=sys.stderr)
+                await asyncio.sleep(2)
+        return self.nc.jetstream(timeout=self.settings.request_timeout_s)
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: Any, tb: Any) -> None:
+        if self.nc is not None:
+            await self.nc.close()
+        violation = self._said("permissions violation")
+        if isinstance(exc, nats.errors.TimeoutError) and violation is not None:
+            raise ConfigurationError(
+                f"NATS refused this identity a provisioning call ({violation}): only the "
+                f"{PROVISIONER} identity may create or update Belltower's streams"
+            ) from None
+
+
+async def provision(settings: Settings, wait_s: float = CONNECT_WAIT_S) -> list[str]:
     """Connect with ``settings`` (as the provisioner) and :func:`apply`; what was done."""
-    nc = await _connect(settings)
-    try:
-        return await apply(nc.jetstream(timeout=settings.request_timeout_s), settings)
-    finally:
-        await nc.close()
+    async with _Provisioner(settings, wait_s) as js:
+        return await apply(js, settings)
 
 
-async def _check(settings: Settings) -> int:
-    nc = await _connect(settings)
-    try:
-        js = nc.jetstream(timeout=settings.request_timeout_s)
+async def _check(settings: Settings, wait_s: float) -> int:
+    async with _Provisioner(settings, wait_s) as js:
         _check_server(js)
         found = await problems(js, settings)
-    finally:
-        await nc.close()
     for line in found:
         print(line, flush=True)
     if found:
@@ -365,10 +411,10 @@ async def _check(settings: Settings) -> int:
     return 0
 
 
-async def _run(command: str, settings: Settings) -> int:
+async def _run(command: str, settings: Settings, wait_s: float) -> int:
     if command == "check":
-        return await _check(settings)
-    for line in await provision(settings):
+        return await _check(settings, wait_s)
+    for line in await provision(settings, wait_s):
         print(line, flush=True)
     return 0
 
@@ -386,6 +432,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="apply: create what is missing and update what differs (BELLTOWER_STREAM_DRIFT); "
         "check: say what is missing or differs, exit 1 if anything is",
     )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=CONNECT_WAIT_S,
+        metavar="SECONDS",
+        help=f"how long to wait for NATS to be reachable (default {CONNECT_WAIT_S:g})",
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings()
@@ -395,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"error: {name}: {error['msg']}", file=sys.stderr)
         sys.exit(2)
     try:
-        code = asyncio.run(_run(args.command, settings))
+        code = asyncio.run(_run(args.command, settings, args.wait))
     except BelltowerError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         code = 1
