@@ -251,3 +251,17 @@ def test_the_command_gives_up_on_an_unreachable_nats_naming_it() -> None:
     assert done.returncode == 1
     assert f"NATS at {url} is not reachable after 1 s" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_a_process_connected_as_the_provisioner_provisions_at_start(bare) -> None:
+    server, identities = bare
+    errors: list[str] = []
+    nc = await _connect(server, identities["provisioner"], errors)
+    try:
+        js = nc.jetstream(timeout=2)
+        settings = _settings(server, identities["provisioner"])
+        assert streams.provisions(js, settings)
+        await streams.ensure(js, settings)
+        assert (await js.stream_info(DUE_STREAM)).config.name == DUE_STREAM
+    finally:
+        await nc.close()
