@@ -18,14 +18,16 @@ STREAMS_COMMAND = Path(sys.executable).parent / "belltower-streams"
 
 def provision(
     server: NatsServer,
-    identity: natsauth.Identity,
+    identity: natsauth.Identity | Mapping[str, str],
     *,
     command: str = "apply",
     extra_env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``belltower-streams`` as an operator would, with ``identity``'s credentials."""
+    """Run ``belltower-streams`` as an operator would, with ``identity``'s credentials (or
+    these ``BELLTOWER_NATS_*`` variables)."""
+    credentials = identity.env() if isinstance(identity, natsauth.Identity) else dict(identity)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BELLTOWER_")}
-    env |= {"BELLTOWER_NATS_URL": server.url, **identity.env(), **(extra_env or {})}
+    env |= {"BELLTOWER_NATS_URL": server.url, **credentials, **(extra_env or {})}
     return subprocess.run(
         [str(STREAMS_COMMAND), command],
         env=env,
@@ -57,6 +59,22 @@ def secured_nats(
 
 _VIOLATION = re.compile(r"\b(Publish|Subscription|Permissions) Violation\b")
 """How nats-server logs a refused publish or subscription (2.10+: ``Publish Violation``)."""
+
+
+@contextmanager
+def operator_nats(directory: Path) -> Iterator[tuple[NatsServer, dict[natsauth.Role, Path]]]:
+    """A nats-server in operator mode (decentralized JWT auth) and a ``.creds`` file per role,
+    the streams provisioned with the provisioner's."""
+    from tests.helpers.natsjwt import Operator
+
+    operator = Operator()
+    config = directory / "operator.conf"
+    config.write_text(operator.server_config())
+    creds = {role: operator.write_creds(directory, role) for role in natsauth.ROLES}
+    with NatsServer(store_dir=directory / "nats", args=("-c", str(config))) as server:
+        done = provision(server, {"BELLTOWER_NATS_CREDS": str(creds["provisioner"])})
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield server, creds
 
 
 def violations(server: NatsServer) -> list[str]:

@@ -5,12 +5,14 @@ uses it. NATS refuses an anonymous client, and no process tried a subject outsid
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from nats.errors import Error as NatsError
 from belltower import natsauth
 from belltower_dev.localservers import MailSink, NatsServer, free_port
 from tests.e2e.conftest import SERVICES, Stack
-from tests.secured_nats import secured_nats, violations
+from tests.secured_nats import operator_nats, secured_nats, violations
 
 pytestmark = pytest.mark.slow
 
@@ -75,11 +77,30 @@ def _wait(what: str, stack: Stack, check: Any, timeout: float = 180) -> Any:
         time.sleep(0.3)
 
 
-@pytest.fixture
+@contextmanager
+def _nats(how: str, directory: Path) -> Iterator[tuple[NatsServer, dict[str, dict[str, str]]]]:
+    """A provisioned NATS with authentication, and each role's ``BELLTOWER_NATS_*`` variables:
+    a user and password each, or a decentralized-JWT ``.creds`` file each."""
+    if how == "passwords":
+        with secured_nats(directory) as (server, identities):
+            yield server, {role: identity.env() for role, identity in identities.items()}
+    else:
+        with operator_nats(directory) as (server, creds):
+            yield (
+                server,
+                {role: {"BELLTOWER_NATS_CREDS": str(path)} for role, path in creds.items()},
+            )
+
+
+@pytest.fixture(params=["passwords", "creds"])
 def locked(
-    tmp_path: Path, database_url: str, tmp_batch_folder: Path, mail_sink: MailSink
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    database_url: str,
+    tmp_batch_folder: Path,
+    mail_sink: MailSink,
 ) -> Iterator[Locked]:
-    with secured_nats(tmp_path) as (server, identities):
+    with _nats(request.param, tmp_path) as (server, identities):
         port = free_port()
         env = _env(server.url, database_url, tmp_batch_folder, mail_sink, port)
         logs = tmp_path / "logs"
@@ -87,7 +108,7 @@ def locked(
         stack = Stack(env, logs)
         try:
             for name in PROCESSES:
-                extra = identities[name].env()
+                extra = dict(identities[name])
                 if name == "console":
                     extra |= {
                         "BELLTOWER_CONSOLE_ADMIN_USER": ADMIN[0],
@@ -119,10 +140,19 @@ def _admin(locked: Locked) -> httpx.Client:
     )
 
 
+def _user_name(connection: dict[str, Any]) -> str:
+    """Who a client connected as: its user name, or the name in its user JWT (a JWT user's
+    ``authorized_user`` is its public key)."""
+    if "jwt" not in connection:
+        return str(connection.get("authorized_user", ""))
+    claims = connection["jwt"].split(".")[1]
+    return str(json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["name"])
+
+
 def _users_connected(server: NatsServer) -> set[str]:
     with urllib.request.urlopen(f"{server.monitor_url}/connz?auth=true", timeout=5) as reply:
         connz = json.load(reply)
-    return {c.get("authorized_user", "") for c in connz["connections"]}
+    return {_user_name(c) for c in connz["connections"]}
 
 
 def test_the_console_works_through_nats_with_each_process_as_its_own_user(
