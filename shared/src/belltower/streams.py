@@ -2,7 +2,8 @@
 
 Creating and changing them is a provisioning step, :func:`apply`, run by one NATS identity
 (``provisioner``) with ``belltower-streams apply``: ``make dev`` runs it before the services start,
-the Helm chart in a hook Job before an install's services start and before each upgrade. It
+the Helm chart in a hook Job after an install (services that started first restart until it is
+done) and before each upgrade. It
 creates what is missing and, for a stream whose settings (replicas, max age, dedup window)
 differ from the declaration, updates it (``BELLTOWER_STREAM_DRIFT=migrate``, the default) or
 refuses naming the differences (``refuse``).
@@ -11,7 +12,7 @@ A service calls :func:`ensure` at start. On a NATS that asks for credentials (ev
 install) its identity may only read the streams' info, so :func:`ensure` only checks them
 (:func:`verify`) and refuses to start, naming the provisioning command, when one is missing or
 differs. On a NATS without authentication (the tests' private servers, a bare ``nats-server
--js``), or as the provisioner, it provisions itself as before.
+-js``), or as the provisioner, it provisions itself.
 
 First both check that the server can do what Belltower relies on: JetStream, and per-message
 TTL (nats-server 2.11), without which a scheduler lease would never expire and a standby would
