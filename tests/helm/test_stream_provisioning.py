@@ -19,9 +19,10 @@ import yaml
 from belltower import natsauth, natsclient, streams
 from belltower.settings import Settings
 from belltower_dev.localservers import NatsServer
-from tests.helm.support import CHART, Render
+from tests.helm.support import CHART, Render, run_helm
 
 JOB = "bt-belltower-provision-streams"
+UPGRADE_JOB = "bt-belltower-provision-streams-pre-upgrade"
 SCENARIOS = ("minimal-external-values.yaml", "bundled-values.yaml")
 STREAM_SETTINGS = (
     "BELLTOWER_STREAM_REPLICAS",
@@ -51,14 +52,20 @@ def _container(job: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("values_file", SCENARIOS)
-def test_a_hook_job_provisions_as_the_provisioner_after_install_and_before_upgrades(
+def test_a_job_provisions_as_the_provisioner_on_install_and_a_hook_before_upgrades(
     render: Render, values_file: str
 ) -> None:
     docs = _rendered(render, values_file)
-    job = _own(docs, "Job")[JOB]
-    annotations = job["metadata"]["annotations"]
-    assert annotations["helm.sh/hook"] == "post-install,pre-upgrade"
+    jobs = _own(docs, "Job")
+    assert set(jobs) == {JOB, UPGRADE_JOB}
+    # on install a Job of the release (a post-install hook would wait for the services to be
+    # ready under `helm install --wait`, and they wait for it); before upgrades a hook
+    assert "helm.sh/hook" not in jobs[JOB]["metadata"].get("annotations", {})
+    annotations = jobs[UPGRADE_JOB]["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-upgrade"
     assert "hook-succeeded" in annotations["helm.sh/hook-delete-policy"]
+    assert jobs[UPGRADE_JOB]["spec"] == jobs[JOB]["spec"]
+    job = jobs[JOB]
     pod = job["spec"]["template"]["spec"]
     container = _container(job)
     assert container["command"] == ["belltower-streams", "apply"]
@@ -198,3 +205,21 @@ def test_the_bundled_nats_monitoring_port_is_open_only_to_belltower_and_the_metr
     }
     assert monitoring["from"] == [belltower, *values["networkPolicy"]["metricsFrom"]]
     assert all(r.get("from") for r in rules)  # no port of NATS is open to every peer
+
+
+def test_an_upgrade_renders_only_the_pre_upgrade_hook(helm: Path, chart: Path) -> None:
+    values = CHART / "ci" / "minimal-external-values.yaml"
+    done = run_helm(
+        helm,
+        "template",
+        "bt",
+        str(chart),
+        "--namespace",
+        "schools",
+        "-f",
+        str(values),
+        "--is-upgrade",
+    )
+    assert done.returncode == 0, done.stderr
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    assert set(_own(docs, "Job")) == {UPGRADE_JOB}  # Helm deletes the install Job

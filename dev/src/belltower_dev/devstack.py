@@ -374,7 +374,7 @@ def dev_nats(
 
 
 async def provision_streams(nats: NatsServer, auth: natsauth.DevAuth, console: Terminal) -> None:
-    """Create or update the streams and buckets as the provisioner, as the chart's hook Job does:
+    """Create or update the streams and buckets as the provisioner, as the chart's Job does:
     the services' own identities may only check them. The settings come from this environment,
     which the services inherit, so both agree on replicas and ages."""
     identity = auth.identities["provisioner"]

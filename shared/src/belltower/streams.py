@@ -2,8 +2,8 @@
 
 Creating and changing them is a provisioning step, :func:`apply`, run by one NATS identity
 (``provisioner``) with ``belltower-streams apply``: ``make dev`` runs it before the services start,
-the Helm chart in a hook Job after an install (services that started first restart until it is
-done) and before each upgrade. It
+the Helm chart in a Job on install (services that started first restart until it is done) and
+in a pre-upgrade hook Job before each upgrade. It
 creates what is missing and, for a stream whose settings (replicas, max age, dedup window)
 differ from the declaration, updates it (``BELLTOWER_STREAM_DRIFT=migrate``, the default) or
 refuses naming the differences (``refuse``).
@@ -329,7 +329,7 @@ async def ensure_bucket(
 
 
 CONNECT_WAIT_S = 60.0
-"""How long ``belltower-streams`` waits for NATS to come up (a Helm hook Job beside a new NATS)."""
+"""How long ``belltower-streams`` waits for NATS to come up (a Helm Job beside a new NATS)."""
 
 
 class _Provisioner:
