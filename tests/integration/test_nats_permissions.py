@@ -208,7 +208,7 @@ async def test_a_server_asking_for_client_certificates_refuses_a_client_without_
 
     tls = make_ca_and_server_cert(tmp_path, verify_clients=True)
     cert, key = make_client_cert(tmp_path)
-    with secured_nats(tmp_path, tls=tls) as (server, identities):
+    with secured_nats(tmp_path, tls=tls, provisioned=False) as (server, identities):
         base = {"nats_url": server.url, "nats_tls_ca": tls.ca, **_settings_of(identities["cli"])}
         with pytest.raises(Exception):  # noqa: B017 - the TLS handshake fails, however it says so
             await nats.connect(
