@@ -29,6 +29,7 @@ from .dispatcher import Dispatcher
 from .entry import Entry
 from .fencing import partition_of
 from .lease import Lease
+from .reconcile import Reconciler
 from .runs import RunTracker
 from .settings import SchedulerSettings
 from .store import CalendarStore, LedgerRow, Store
@@ -54,6 +55,8 @@ class _Held:
         self.task: asyncio.Task[None] | None = None
         self.runs: RunTracker | None = None
         """Feeds run events to the dispatcher (overlap, buffering, chaining) once it has loaded."""
+        self.reconciler: Reconciler | None = None
+        """Publishes again what the broker lost, and ends abandoned runs (``reconcile.py``)."""
 
 
 class _Entries:
@@ -121,6 +124,8 @@ class Partitions:
             held.task.cancel()
         if held is not None and held.runs is not None:
             self._in_background(held.runs.stop())
+        if held is not None and held.reconciler is not None:
+            self._in_background(held.reconciler.stop())
         if held is not None and not held.loaded.done():
             held.loaded.cancel()
 
@@ -135,6 +140,8 @@ class Partitions:
             held = self.held.pop(partition)
             if held.runs is not None:
                 await held.runs.stop()
+            if held.reconciler is not None:
+                await held.reconciler.stop()
             if held.task is not None:
                 held.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -161,6 +168,8 @@ class Partitions:
             raise
         held.runs = RunTracker(self.js, dispatcher)
         await held.runs.start()
+        held.reconciler = Reconciler(dispatcher, self.js, self.settings, clock=self.clock)
+        held.reconciler.start()
         held.loaded.set_result(count)
         log.info(
             "scheduler partition loaded; dispatching",
