@@ -499,6 +499,14 @@ class Store:
                     [u[3] for u in updates],
                 )
 
+    async def occurrence(self, occurrence_id: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            "SELECT id::text AS id, job_id::text AS job_id, scheduled_for, priority, trigger, "
+            "state, requested_by, reason, cause, requested_from "
+            "FROM scheduler.occurrences WHERE id = $1::uuid",
+            occurrence_id,
+        )
+
     async def unstarted(
         self, since: datetime, before: datetime, partition: Partition | None, limit: int
     ) -> list[asyncpg.Record]:
