@@ -85,8 +85,11 @@ from .settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
 
-ROUND_LIMIT = 1_000
-"""Candidates looked at per query and round; more wait for the next round."""
+ROUND_LIMIT = 10_000
+"""Candidates looked at per query and round, oldest first; more wait for the next round."""
+
+LOOKUPS_AT_ONCE = 100
+"""Candidates looked at concurrently (each is a claim read and perhaps a stream read)."""
 
 SOURCE = "belltower/scheduler"
 
@@ -181,8 +184,12 @@ class Reconciler:
         abandoned: list[tuple[str, str]] = []
         copies: list[tuple[str, int]] = []
         candidates = [(r, False) for r in unstarted] + [(r, True) for r in running]
-        for row, started in candidates:
-            verdict = await self._look_at(row, started, now, stats)
+        verdicts: list[tuple[Record, tuple[str, int | str] | None]] = []
+        for at in range(0, len(candidates), LOOKUPS_AT_ONCE):
+            chunk = candidates[at : at + LOOKUPS_AT_ONCE]
+            found = await asyncio.gather(*(self._look_at(r, s, now, stats) for r, s in chunk))
+            verdicts += zip((r for r, _ in chunk), found, strict=True)
+        for row, verdict in verdicts:
             if verdict is None:
                 continue
             kind, value = verdict
@@ -277,6 +284,9 @@ class Reconciler:
             event = msgspec.json.decode(claim.event, type=RunFinished)
             await self._publish_event(event.data.status, event.data.job_type, event.id, claim.event)
             stats.replayed += 1
+            if event.data.status in ("lost", "abandoned"):
+                # A verdict of an earlier round whose ledger write did not happen: write it now.
+                return event.data.status, event.data.error or event.data.status
             return None
         if time.time() - claim.heartbeat_at < self.settings.abandon_s:
             return None  # its worker is alive; the started event may have been lost
