@@ -38,7 +38,10 @@ what waited behind it, and a copy that turns up later finds the occurrence finis
 A claim that holds a finished event whose event never reached the ledger (the run events lost
 it) has that event published again, so the ledger and history catch up.
 
-Every ledger write is fenced by the partition's lease, like the dispatcher's.
+Every ledger write is fenced by the partition's lease, like the dispatcher's, and each round
+first checks the fencing token in PostgreSQL (copies and verdicts reach NATS before the ledger
+is written, so a deposed replica must not get that far); the lease's local validity is checked
+again before each hundred look-ups.
 """
 
 from __future__ import annotations
@@ -170,6 +173,9 @@ class Reconciler:
         d = self.dispatcher
         if d.lease is not None:
             d.lease.check()
+        # Copies and verdicts go to NATS before the ledger hears of them: a replica another one
+        # has deposed must find out first, not from its first ledger write.
+        await d.store.check_fence(d._fence())
         now = self.clock()
         since = now - timedelta(seconds=self.settings.stale_run_s)
         shortest = self.settings.start_deadline_s(1)
@@ -186,6 +192,8 @@ class Reconciler:
         candidates = [(r, False) for r in unstarted] + [(r, True) for r in running]
         verdicts: list[tuple[Record, tuple[str, int | str] | None]] = []
         for at in range(0, len(candidates), LOOKUPS_AT_ONCE):
+            if d.lease is not None:
+                d.lease.check()
             chunk = candidates[at : at + LOOKUPS_AT_ONCE]
             found = await asyncio.gather(*(self._look_at(r, s, now, stats) for r, s in chunk))
             verdicts += zip((r for r, _ in chunk), found, strict=True)

@@ -383,6 +383,12 @@ class Store:
             await self._check_fence(conn, fence)
             yield conn
 
+    async def check_fence(self, fence: Fence | None) -> None:
+        """Raise :class:`Deposed` unless ``fence`` is the lease's current token (a write-free
+        check, for work whose first effects are not ledger writes)."""
+        async with self._writer(fence):
+            pass
+
     async def mark_dispatched(
         self, ids: Sequence[str], at: datetime, fence: Fence | None = None
     ) -> None:
