@@ -182,7 +182,7 @@ async def _ledger_ids(store: Store, job_id: str) -> list[str]:
 
 
 async def test_run_now_on_a_standby_is_decided_by_the_holder_with_the_runs_it_follows(
-    nc, pool, settings
+    nc, pool, settings, caplog
 ) -> None:
     from belltower.errors import Conflict
 
@@ -201,6 +201,11 @@ async def test_run_now_on_a_standby_is_decided_by_the_holder_with_the_runs_it_fo
         [message] = await stream_messages(nc.jetstream(), DUE_STREAM)
         assert message.headers["Nats-Msg-Id"] == first.id
         assert message.headers["Belltower-Lease-Token"] == str(leader_keeper.held[0].token)
+        # Each answered at the first try: no hand-over was asked again.
+        retried = [
+            r for r in caplog.records if getattr(r, "action", "") == "partition.handover_retry"
+        ]
+        assert retried == []
     finally:
         for keeper, partitions in ((standby_keeper, standby), (leader_keeper, leader)):
             await partitions.stop()

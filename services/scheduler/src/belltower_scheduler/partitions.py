@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import fields
 from datetime import date, datetime
 from typing import Any
 
@@ -337,6 +338,12 @@ class Partitions:
             return  # the new holder answers the next try
         except BelltowerError as exc:
             answer = _RunNowAnswer(code=exc.code, message=exc.message, **exc.wire_fields())
+        except Exception:
+            log.exception(
+                "a handed-over run-now failed; the replica asking tries again",
+                extra={"action": "partition.run_now_failed", "job_id": request.job_id},
+            )
+            return
         with contextlib.suppress(Exception):
             await msg.respond(msgspec.json.encode(answer))
 
@@ -360,7 +367,10 @@ class Partitions:
                 "replica": request.replica,
             },
         )
-        return _RunNowAnswer(row=occ)
+        # The ledger row alone: a planned occurrence also carries the job's in-memory entry.
+        return _RunNowAnswer(
+            row=LedgerRow(**{f.name: getattr(occ, f.name) for f in fields(LedgerRow)})
+        )
 
     def set_calendar(self, name: str, days: frozenset[date]) -> None:
         """A calendar's days changed: every partition held here, and the holders elsewhere."""
