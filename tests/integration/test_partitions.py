@@ -212,7 +212,9 @@ async def test_run_now_on_a_standby_is_decided_by_the_holder_with_the_runs_it_fo
             await keeper.release_all()
 
 
-async def test_a_lost_run_now_hand_over_is_asked_again_and_runs_once(nc, pool, settings) -> None:
+async def test_a_lost_run_now_hand_over_is_asked_again_and_runs_once(
+    nc, pool, settings, caplog
+) -> None:
     """The holder's subscription is taken away and a stand-in swallows the first request, as a
     lost message would be; the second, with the same occurrence id, reaches the holder."""
     store = Store(pool)
@@ -235,6 +237,11 @@ async def test_a_lost_run_now_hand_over_is_asked_again_and_runs_once(nc, pool, s
         occurrence = await standby.run_now(Entry.from_row(row), "tester")
         assert len(swallowed) == 1
         assert msgspec.json.decode(swallowed[0])["occurrence_id"] == occurrence.id
+        # ...and the second try was answered by the holder itself.
+        retried = [
+            r for r in caplog.records if getattr(r, "action", "") == "partition.handover_retry"
+        ]
+        assert len(retried) == 1
         assert occurrence.id in held.dispatcher.in_flight[row.id]
         assert await _ledger_ids(store, row.id) == [occurrence.id]
         messages = await stream_messages(nc.jetstream(), DUE_STREAM)
