@@ -189,8 +189,9 @@ class Reconciler:
         lost: list[tuple[str, str]] = []
         abandoned: list[tuple[str, str]] = []
         copies: list[tuple[str, int]] = []
+        ran: list[RunFinishedData] = []
         candidates = [(r, False) for r in unstarted] + [(r, True) for r in running]
-        verdicts: list[tuple[Record, tuple[str, int | str] | None]] = []
+        verdicts: list[tuple[Record, tuple[str, Any] | None]] = []
         for at in range(0, len(candidates), LOOKUPS_AT_ONCE):
             if d.lease is not None:
                 d.lease.check()
@@ -205,12 +206,18 @@ class Reconciler:
                 copies.append((row["id"], int(value)))
             elif kind == "lost":
                 lost.append((row["id"], str(value)))
+            elif kind == "ran":
+                ran.append(value)
             else:
                 abandoned.append((row["id"], str(value)))
         fence = d._fence()
         await d.store.mark_recovered(copies, now, fence=fence)
         stats.lost = len(await d.store.mark_lost(lost, now, fence=fence))
-        await d.store.record_runs([(i, "abandoned", why, now) for i, why in abandoned], fence=fence)
+        await d.store.record_runs(
+            [(i, "abandoned", why, now) for i, why in abandoned]
+            + [(r.occurrence_id, r.status, r.error, r.finished_at) for r in ran],
+            fence=fence,
+        )
         stats.abandoned = len(abandoned)
         stats.ids = {
             "recovered": [c[0] for c in copies],
@@ -233,9 +240,10 @@ class Reconciler:
 
     async def _look_at(
         self, row: Record, started: bool, now: datetime, stats: RoundStats
-    ) -> tuple[str, int | str] | None:
+    ) -> tuple[str, Any] | None:
         """What to do about one candidate: ``("copy", seq)`` (published again), ``("lost" |
-        "abandoned", reason)`` (its claim already says so), or None (nothing, this round)."""
+        "abandoned", reason)``, ``("ran", finished data)`` (its claim holds a finished event the
+        ledger never heard of), or None (nothing, this round)."""
         entry = self.dispatcher.entries.get(row["job_id"])
         deadline = self.settings.start_deadline_s(entry.policy.deliveries if entry else 1)
         if not started and row["dispatched_at"] > now - timedelta(seconds=deadline):
@@ -285,7 +293,7 @@ class Reconciler:
 
     async def _claimed(
         self, row: Record, entry: Entry | None, claim_entry: Any, now: datetime, stats: RoundStats
-    ) -> tuple[str, int | str] | None:
+    ) -> tuple[str, Any] | None:
         claim = _claim_decoder.decode(claim_entry.value or b"{}")
         if claim.state == "finished":
             # It ran (or was given up on) but its finished event never reached the ledger.
@@ -295,7 +303,7 @@ class Reconciler:
             if event.data.status in ("lost", "abandoned"):
                 # A verdict of an earlier round whose ledger write did not happen: write it now.
                 return event.data.status, event.data.error or event.data.status
-            return None
+            return "ran", event.data  # the ledger records it now, the run tracker when it comes
         if time.time() - claim.heartbeat_at < self.settings.abandon_s:
             return None  # its worker is alive; the started event may have been lost
         if claim.seq and await self._in_stream(claim.seq):
@@ -332,7 +340,7 @@ class Reconciler:
         started: bool,
         now: datetime,
         claims: KeyValue,
-    ) -> tuple[str, int | str] | None:
+    ) -> tuple[str, Any] | None:
         """No worker ran it and no copy is left to try: record it lost (or abandoned, when a run
         had started), first in its claim so that a copy turning up later is not run."""
         status = "abandoned" if started else "lost"
