@@ -23,8 +23,11 @@ tell. Each partition's holder runs a :class:`Reconciler` next to its dispatcher;
 How the reconciler knows what history has: the partition's holder already follows the run
 events (``runs.RunTracker``) and writes each one's status into the ledger (``run_status``), from
 the same stream history stores them from, replayed from the oldest run in flight after a
-takeover. So the comparison is one indexed query of the ledger, with no call to history and no
-new subject; the only per-occurrence look-ups are of the candidates themselves.
+takeover. So the comparison is two queries of the ledger per round, with no call to history and
+no new subject; the only per-occurrence look-ups are of the candidates themselves. The queries
+read the occurrences planned within ``BELLTOWER_STALE_RUN_S`` (no index is kept on the run
+status: it would cost every dispatch and every run event an index update); with a million
+occurrences a day that was about 0.2 s each on a small test server.
 
 Why republishing cannot run an occurrence twice: the claims bucket decides. A worker claims the
 occurrence's key before it runs it, so a copy arriving while the original is running waits, and
