@@ -312,7 +312,7 @@ class Reconciler:
         if claim.seq and await self._in_stream(claim.seq):
             return None  # a redelivery is left: the next worker takes the claim over
         reason = (
-            f"abandoned: its worker {claim.worker} stopped heart-beating "
+            f"its worker {claim.worker} stopped heart-beating "
             f"{time.time() - claim.heartbeat_at:.0f}s ago during attempt {claim.attempt}, and no "
             "delivery of the occurrence was left in BELLTOWER_DUE to take it over"
         )
@@ -355,8 +355,8 @@ class Reconciler:
                 f"of its dispatch, and the {row['recovery_attempts']} copies published again "
                 "vanished from BELLTOWER_DUE unstarted (the broker lost them)"
                 if not started
-                else f"{status}: its run stopped and its occurrence vanished from BELLTOWER_DUE, "
-                f"also after {row['recovery_attempts']} copies published again"
+                else "its run stopped and its occurrence vanished from BELLTOWER_DUE, also after "
+                f"{row['recovery_attempts']} copies published again"
             )
             event = self._finished(row, entry, status, reason, now, 0)
             payload = _encoder.encode(event)
