@@ -112,6 +112,14 @@ PUBLISH = [
     ("history", "belltower.due.notifier.system.canary", False),
     ("scheduler", "belltower.run.finished.succeeded.system.canary", False),
     ("scheduler", "belltower.due.notifier.system.canary", True),
+    # the reconciler: its verdicts as finished events and claims, and the look-up of a copy
+    ("scheduler", "belltower.run.finished.lost.system.canary", True),
+    ("scheduler", "belltower.run.finished.abandoned.system.canary", True),
+    ("scheduler", "belltower.run.started.system.canary", False),
+    ("scheduler", "$KV.belltower_claims.occ.00000000-0000-0000-0000-000000000000", True),
+    ("scheduler", "$JS.API.STREAM.MSG.GET.BELLTOWER_DUE", True),
+    ("scheduler", "$JS.API.STREAM.PURGE.BELLTOWER_DUE", False),
+    ("scheduler", "belltower.scheduler.run-now.0", True),
     ("console", "belltower.due.notifier.system.canary", False),
     ("console", "belltower.run.finished.failed.system.canary", False),
     ("console", "belltower.api.scheduler.jobs.create", True),
@@ -142,6 +150,8 @@ SUBSCRIBE = [
     ("history", "belltower.api.history.>", True),
     ("history", "belltower.api.scheduler.>", False),
     ("scheduler", "belltower.api.scheduler.>", True),
+    ("scheduler", "belltower.scheduler.run-now.*", True),
+    ("console", "belltower.scheduler.run-now.*", False),
     ("cli", "_INBOX.>", False),
 ]
 

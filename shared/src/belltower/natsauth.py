@@ -36,6 +36,7 @@ from .subjects import (
     LEASES_BUCKET,
     RUNS_STREAM,
     SCHEDULER_CHANGES,
+    SCHEDULER_RUN_NOW,
     worker_consumer,
 )
 
@@ -182,13 +183,25 @@ PERMISSIONS: Mapping[Role, Permissions] = {
         publish=(
             "belltower.due.>",
             SCHEDULER_CHANGES,
+            f"{SCHEDULER_RUN_NOW}.*",
             *_stream_info(*_ALL_STREAMS),
             *_kv(LEASES_BUCKET, write=[">"]),
             *_kv(CATALOG_BUCKET),
             *_ephemeral(RUNS_STREAM),
             *_ephemeral(f"KV_{LEASES_BUCKET}"),
+            # the reconciler (reconcile.py): is a copy still queued, who holds an occurrence's
+            # claim, and the verdicts lost and abandoned, as claims and finished events
+            f"{API}.STREAM.MSG.GET.{DUE_STREAM}",
+            *_kv(CLAIMS_BUCKET, write=[">"]),
+            "belltower.run.finished.lost.>",
+            "belltower.run.finished.abandoned.>",
         ),
-        subscribe=("belltower.api.scheduler.>", SCHEDULER_CHANGES, _inbox("scheduler")),
+        subscribe=(
+            "belltower.api.scheduler.>",
+            SCHEDULER_CHANGES,
+            f"{SCHEDULER_RUN_NOW}.*",
+            _inbox("scheduler"),
+        ),
         allow_responses=True,
     ),
     "notifier-worker": _worker("notifier", ()),

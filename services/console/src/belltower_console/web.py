@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 
 from belltower.api import FieldError, Job, JobTypeInfo
 from belltower.errors import Conflict, InvalidInput, NotFound
+from belltower.events import RUN_STATUSES as EVENT_RUN_STATUSES
 from belltower.schedule import WEEKDAYS, Daily, OnDemand, zone
 
 from . import forms
@@ -41,7 +42,7 @@ router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(
     directory=str(resources.files("belltower_console").joinpath("templates"))
 )
-RUN_STATUSES = ("succeeded", "failed", "timed_out", "dead_lettered", "running")
+RUN_STATUSES = (*EVENT_RUN_STATUSES, "running")
 PAGE_SIZE = 25
 
 

@@ -349,7 +349,9 @@ class Operations:
         entries = [
             LedgerEntry(
                 occurrence_id=r["id"],
-                run_id=run_id_for(r["id"]) if r["state"] in ("dispatched", "pending") else None,
+                run_id=run_id_for(r["id"])
+                if r["state"] in ("dispatched", "pending", "lost")
+                else None,
                 scheduled_for=r["scheduled_for"],
                 trigger=r["trigger"],
                 state=r["state"],
@@ -362,6 +364,7 @@ class Operations:
                 run_status=r["run_status"],
                 run_error=r["run_error"],
                 run_finished_at=r["run_finished_at"],
+                recovery_attempts=r["recovery_attempts"],
             )
             for r in await self.store.ledger(row.id, request.since, request.until, request.limit)
         ]
