@@ -180,9 +180,13 @@ async def test_the_integrator_reads_run_events_from_its_own_durable_consumer(pro
     sub = await js.pull_subscribe(
         "belltower.run.finished.>", durable="district-lms", stream="BELLTOWER_RUNS"
     )
-    (message,) = await sub.fetch(1, timeout=5)
-    assert message.data == b'{"id": "e1"}'
-    await message.ack()
+    # The module's server is shared: earlier rows may have left other run events in the stream.
+    seen = []
+    while b'{"id": "e1"}' not in seen:
+        (message,) = await sub.fetch(1, timeout=5)
+        seen.append(message.data)
+        await message.ack()
+    assert len(seen) <= 100, seen
     with pytest.raises(NatsError):
         await js.publish("belltower.run.finished.succeeded.system.canary", b"{}", timeout=1)
 
