@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import dispatch, e2e, ingest, integrations, memory, notifiers, scheduling
+from benchlib import dispatch, e2e, ingest, integrations, memory, notifiers, peers, scheduling
 from benchlib.figures import Figure
 from benchlib.stack import Servers, inherited_overrides, log
 
@@ -82,6 +82,11 @@ def _worker_counts(text: str) -> list[int]:
     return counts
 
 
+async def _peers(servers: Servers, args: argparse.Namespace) -> list[Figure]:
+    n = _size(args, args.e2e_runs, 10_000, 500)
+    return await peers.run(servers, n)
+
+
 async def _ingest(servers: Servers, args: argparse.Namespace) -> list[Figure]:
     runs = _size(args, args.ingest_runs, 50_000, 1_000)
     return [await ingest.run(servers, runs, args.profile)]
@@ -124,6 +129,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ("runs/s", "runs/s"),
         (e2e.TARGET_RATE, e2e.TARGET_RATE),
         _e2e,
+    ),
+    Benchmark(
+        ("e2e_peer_celery_rate", "e2e_peer_arq_rate", "e2e_runs_rate_vs_peers"),
+        ("runs/s", "runs/s", "runs/s"),
+        (0.0, 0.0, e2e.TARGET_RATE),
+        _peers,
     ),
     Benchmark(("history_ingest_rate",), ("runs/s",), (ingest.TARGET_RATE,), _ingest),
     Benchmark(

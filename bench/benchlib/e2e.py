@@ -54,7 +54,7 @@ from .stack import (
 )
 
 TARGET_RATE = 3_000.0
-LEAD_S = 8.0
+LEAD_S = 15.0
 """How far ahead of now the jobs are due: enough for the scheduler to start and load them."""
 
 
