@@ -91,6 +91,10 @@ _EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 MAX_BATCH = 256
 """Most occurrences one pull request asks for."""
+IN_HAND = 256
+"""Fewest occurrences a worker keeps in hand (claimed, running or being finished), whatever its
+``worker_concurrency`` (how many handlers run at once): short runs are batched far better so,
+while a run waiting for a handler slot keeps its claim alive like a running one."""
 STOP_GRACE_S = 5.0
 """How long a stopping worker lets the runs in hand finish before it cuts them off."""
 
@@ -161,6 +165,7 @@ class Worker:
         self._wake_claims = asyncio.Event()
         self._wake_finish = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -236,7 +241,7 @@ class Worker:
             stream=DUE_STREAM,
             durable=worker_consumer(self.pool),
             on_message=self._arrive,
-            limit=self.settings.worker_concurrency,
+            limit=max(self.settings.worker_concurrency, IN_HAND),
             max_batch=MAX_BATCH,
         )
         await self._puller.start()
@@ -452,25 +457,46 @@ class Worker:
     # -- one run ------------------------------------------------------------------------------
 
     async def _run_one(self, d: _Delivery) -> None:
-        msg = d.msg
+        occurrence_id = d.due.occurrence_id
+        # From its claim on, the heartbeat task keeps it (claim and delivery) alive, also while
+        # it waits for a handler slot; its claim's revision lives in ``d``.
+        d.beat_at = time.time()
+        self._beating[occurrence_id] = d
         try:
-            with telemetry.consumer_span(
-                msg.subject,
-                d.due.occurrence_id,
-                msg.headers,
-                consumer=worker_consumer(self.pool),
-                attributes={
-                    "belltower.job.type": d.due.job_type,
-                    "belltower.run.attempt": d.attempt,
-                },
-            ):
-                ready = await self._outcome(d)
+            async with self._slots:
+                if self._stopping:
+                    await self._give_back(d)
+                    return
+                ready = await self._traced_outcome(d)
         except Exception as exc:
             await self._redeliver_later(d, exc)
             return
+        finally:
+            self._beating.pop(occurrence_id, None)
         if ready:
             self._finishing.append(d)
             self._wake_finish.set()
+
+    async def _give_back(self, d: _Delivery) -> None:
+        """A stopping worker's claimed but not started occurrence: release it for another worker."""
+        assert self._claims is not None
+        with contextlib.suppress(Exception):
+            await self._claims.delete(d.key, last=d.revision)
+        await self._nak(d.msg, 0.0)
+
+    async def _traced_outcome(self, d: _Delivery) -> bool:
+        msg = d.msg
+        with telemetry.consumer_span(
+            msg.subject,
+            d.due.occurrence_id,
+            msg.headers,
+            consumer=worker_consumer(self.pool),
+            attributes={
+                "belltower.job.type": d.due.job_type,
+                "belltower.run.attempt": d.attempt,
+            },
+        ):
+            return await self._outcome(d)
 
     async def _outcome(self, d: _Delivery) -> bool:
         """Run the occurrence; True when its final event is ready to be committed."""
@@ -791,16 +817,13 @@ class Worker:
             api=self._api,
             _progress=self._progress_reporter(d),
         )
-        # The heartbeat task beats for it from now on; its claim's revision lives in ``d``.
-        d.beat_at = time.time()
-        self._beating[due.occurrence_id] = d
         try:
             with telemetry.span(
                 f"run {due.job_type}", attributes={"belltower.job.type": due.job_type}
             ):
                 outcome = await self._execute(job_type, due, ctx, timeout)
                 telemetry.record_outcome(outcome.status, outcome.error)
-        finally:
+        finally:  # no more heartbeats: the commit follows
             self._beating.pop(due.occurrence_id, None)
         return self._finished_event(due, attempt, outcome, output, started_at, trace_id)
 
