@@ -9,8 +9,11 @@ stdout (progress goes to stderr)::
     uv run python bench/run.py --quick               # a smoke run of everything (about a minute)
     uv run python bench/run.py --only dispatch_rate --profile bench/results
 
-Figures: ``dispatch_rate`` (with its raw ``publish_async`` baseline), ``e2e_runs_rate``,
-``history_ingest_rate``, ``schedules_loaded`` (bytes per schedule at a million schedules) and
+Figures: ``dispatch_rate`` (with its raw ``publish_async`` baseline), ``e2e_runs_rate`` and
+``e2e_runs_rate_2_workers`` (with each process's CPU seconds per 1,000 runs),
+``e2e_peer_celery_rate``, ``e2e_peer_arq_rate`` and ``e2e_runs_rate_vs_peers`` (the same
+workload on Celery and arq, Belltower measured in the same window, ``make bench-peers``),
+``history_ingest_rate`` (runs/s), ``schedules_loaded`` (bytes per schedule at a million schedules) and
 ``schedules_load_s``, ``burst_drain_s`` and ``burst_out_of_priority_order`` (100,000 due at
 once), ``lateness_p50_ms`` and ``lateness_p99_ms`` (1,000 due per second), ``failover_s``,
 ``sis_demo_load_s`` and ``notifier_mail_rate`` (with a one-connection-per-message baseline) and
@@ -64,11 +67,9 @@ async def _dispatch(servers: Servers, args: argparse.Namespace) -> list[Figure]:
 async def _e2e(servers: Servers, args: argparse.Namespace) -> list[Figure]:
     n = _size(args, args.e2e_runs, 10_000, 500)
     wanted = set(args.only or ())
-    counts = [
-        k
-        for k in args.e2e_workers
-        if not wanted or e2e.figure_name(k) in wanted or "e2e_runs_rate" in wanted
-    ]
+    # `--only e2e_runs_rate` is the one-process figure, unless --e2e-workers names no 1.
+    counts = [k for k in args.e2e_workers if not wanted or e2e.figure_name(k) in wanted]
+    counts = counts or args.e2e_workers
     return [await e2e.run(servers, n, args.profile, k) for k in counts]
 
 
