@@ -3,7 +3,7 @@
 # `uv` on PATH, else the copy `ensure-uv` installs with pip (python3 -m uv works either way).
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
-.PHONY: dev test test-unit lint bench clean dev-reset install ensure-uv ensure-chromium
+.PHONY: dev test test-unit lint bench bench-peers clean dev-reset install ensure-uv ensure-chromium
 
 dev: install
 	$(UV) run --no-sync python -m belltower_dev.devstack
@@ -22,6 +22,11 @@ lint: install
 
 bench: install
 	$(UV) run --no-sync python bench/run.py
+
+# Celery and arq on the same workload as e2e_runs_rate, beside Belltower's figure measured in the
+# same window (they install into .venv-peers, never into the project's environment).
+bench-peers: install
+	$(UV) run --no-sync python bench/run.py --only e2e_runs_rate_vs_peers
 
 # Installs every workspace member and the dev group; uv makes this a no-op when nothing changed.
 install: ensure-uv ensure-chromium

@@ -9,8 +9,11 @@ stdout (progress goes to stderr)::
     uv run python bench/run.py --quick               # a smoke run of everything (about a minute)
     uv run python bench/run.py --only dispatch_rate --profile bench/results
 
-Figures: ``dispatch_rate`` (with its raw ``publish_async`` baseline), ``e2e_runs_rate``,
-``history_ingest_rate``, ``schedules_loaded`` (bytes per schedule at a million schedules) and
+Figures: ``dispatch_rate`` (with its raw ``publish_async`` baseline), ``e2e_runs_rate`` and
+``e2e_runs_rate_2_workers`` (with each process's CPU seconds per 1,000 runs),
+``e2e_peer_celery_rate``, ``e2e_peer_arq_rate`` and ``e2e_runs_rate_vs_peers`` (the same
+workload on Celery and arq, Belltower measured in the same window, ``make bench-peers``),
+``history_ingest_rate`` (runs/s), ``schedules_loaded`` (bytes per schedule at a million schedules) and
 ``schedules_load_s``, ``burst_drain_s`` and ``burst_out_of_priority_order`` (100,000 due at
 once), ``lateness_p50_ms`` and ``lateness_p99_ms`` (1,000 due per second), ``failover_s``,
 ``sis_demo_load_s`` and ``notifier_mail_rate`` (with a one-connection-per-message baseline) and
@@ -35,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import dispatch, e2e, ingest, integrations, memory, notifiers, scheduling
+from benchlib import dispatch, e2e, ingest, integrations, memory, notifiers, peers, scheduling
 from benchlib.figures import Figure
 from benchlib.stack import Servers, inherited_overrides, log
 
@@ -63,7 +66,26 @@ async def _dispatch(servers: Servers, args: argparse.Namespace) -> list[Figure]:
 
 async def _e2e(servers: Servers, args: argparse.Namespace) -> list[Figure]:
     n = _size(args, args.e2e_runs, 10_000, 500)
-    return [await e2e.run(servers, n, args.profile, args.e2e_workers)]
+    wanted = set(args.only or ())
+    # `--only e2e_runs_rate` is the one-process figure, unless --e2e-workers names no 1.
+    counts = [k for k in args.e2e_workers if not wanted or e2e.figure_name(k) in wanted]
+    counts = counts or args.e2e_workers
+    return [await e2e.run(servers, n, args.profile, k) for k in counts]
+
+
+def _worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"worker counts must be 1 or more: {text!r}")
+    return counts
+
+
+async def _peers(servers: Servers, args: argparse.Namespace) -> list[Figure]:
+    n = _size(args, args.e2e_runs, 10_000, 500)
+    return await peers.run(servers, n)
 
 
 async def _ingest(servers: Servers, args: argparse.Namespace) -> list[Figure]:
@@ -103,8 +125,19 @@ async def _notifiers(servers: Servers, args: argparse.Namespace) -> list[Figure]
 
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(("dispatch_rate",), ("occurrences/s",), (dispatch.TARGET_RATE,), _dispatch),
-    Benchmark(("e2e_runs_rate",), ("runs/s",), (e2e.TARGET_RATE,), _e2e),
-    Benchmark(("history_ingest_rate",), ("events/s",), (ingest.TARGET_RATE,), _ingest),
+    Benchmark(
+        ("e2e_runs_rate", "e2e_runs_rate_2_workers"),
+        ("runs/s", "runs/s"),
+        (e2e.TARGET_RATE, e2e.TARGET_RATE),
+        _e2e,
+    ),
+    Benchmark(
+        ("e2e_peer_celery_rate", "e2e_peer_arq_rate", "e2e_runs_rate_vs_peers"),
+        ("runs/s", "runs/s", "runs/s"),
+        (0.0, 0.0, e2e.TARGET_RATE),
+        _peers,
+    ),
+    Benchmark(("history_ingest_rate",), ("runs/s",), (ingest.TARGET_RATE,), _ingest),
     Benchmark(
         ("schedules_loaded", "schedules_load_s"),
         ("bytes", "s"),
@@ -161,9 +194,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--e2e-workers",
-        type=int,
-        default=1,
-        help="notifier-worker processes for e2e_runs_rate, to see horizontal scaling (default 1)",
+        type=_worker_counts,
+        default=[1, 2],
+        help="notifier-worker process counts for e2e_runs_rate, comma-separated, one figure "
+        "each, to see horizontal scaling (default 1,2)",
     )
     parser.add_argument(
         "--ingest-runs",

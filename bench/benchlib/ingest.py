@@ -1,10 +1,12 @@
-"""``history_ingest_rate``: run events per second the history service writes to PostgreSQL.
+"""``history_ingest_rate``: runs per second the history service records in PostgreSQL.
 
 ``runs`` canary runs (a started and a finished CloudEvent each, built from the real Structs) are
 published to the runs stream first; then the ``belltower-history`` process starts. The clock
 runs from the moment its durable consumer exists (it has migrated and connected; nothing has
 been fetched yet) until every run is in ``history.runs`` as finished, so the figure is the
 consume-decode-upsert-ack loop alone, not the publishers nor the interpreter's start-up.
+Each run is two events written in different batches (see ``data.run_events``), so the figure
+counts runs (the events per second are in the line too), with the CPU per 1,000 runs.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from .stack import (
     wait_until,
 )
 
-TARGET_RATE = 10_000.0
+TARGET_RATE = 20_000.0
 
 
 async def run(servers: Servers, runs: int, profile_dir: Path | None = None) -> Figure:
@@ -105,16 +107,18 @@ async def run(servers: Servers, runs: int, profile_dir: Path | None = None) -> F
     elapsed = done - started
     return Figure(
         name="history_ingest_rate",
-        value=events / elapsed,
-        unit="events/s",
+        value=runs / elapsed,
+        unit="runs/s",
         target=TARGET_RATE,
         better="higher",
         extra={
             "events": events,
             "runs": runs,
             "elapsed_s": elapsed,
+            "events_per_s": round(events / elapsed),
             "prepublish_events_per_s": round(events / publish_s),
             "batch_size": inspect.signature(HistoryService).parameters["batch_size"].default,
             "cpu_s": cpu,
+            "cpu_s_per_1000_runs": {k: round(1000 * v / runs, 3) for k, v in cpu.items()},
         },
     )

@@ -51,9 +51,10 @@ async def worker(settings, nc) -> AsyncIterator[Worker]:
     w = Worker("notifier", make_registry(), settings)
     await w.on_startup()
     await w.broker.start()
+    await w.start_consuming()
     yield w
-    await w.broker.stop()
     await w.on_shutdown()
+    await w.broker.stop()
 
 
 def due(job_type: str = "test.sleep", **params: object) -> DueOccurrence:

@@ -117,6 +117,7 @@ async def services(settings: Settings, mail_sink, nc, spans) -> AsyncIterator[Se
     worker = Worker("notifier", traced_registry(), Settings(**common))
     await worker.on_startup()
     await worker.broker.start()
+    await worker.start_consuming()
     scheduler = SchedulerService(SchedulerSettings(**common))
     await scheduler.on_startup()
     await scheduler.broker.start()
@@ -137,8 +138,8 @@ async def services(settings: Settings, mail_sink, nc, spans) -> AsyncIterator[Se
         await http.stop()
         await scheduler.on_shutdown()
         await scheduler.broker.stop()
-        await worker.broker.stop()
         await worker.on_shutdown()
+        await worker.broker.stop()
         await history.on_shutdown()
         await history.broker.stop()
 

@@ -122,3 +122,24 @@ async def test_runs_longer_than_several_heartbeats_keep_their_claim(worker, nc) 
     events = await finished_events(nc, timeout=30, expect=len(messages))
     assert sorted(e.data.occurrence_id for e in events) == sorted(m.occurrence_id for m in messages)
     assert {e.data.status for e in events} == {"succeeded"}
+
+
+async def test_more_occurrences_than_handler_slots_run_at_most_that_many_at_once_and_once_each(
+    worker, nc
+) -> None:
+    """A worker keeps more occurrences in hand than it runs at once (worker_concurrency is 8
+    here); those waiting for a slot keep their claim and delivery alive past ack_wait (2 s)."""
+    messages = [due(seconds=0.4) for _ in range(40)]  # five waves of eight: about 2 s
+    for message in messages:
+        await publish(nc, message)
+    events = await finished_events(nc, timeout=30, expect=len(messages))
+    assert sorted(e.data.occurrence_id for e in events) == sorted(m.occurrence_id for m in messages)
+    assert sorted(calls) == sorted(m.occurrence_id for m in messages), "one run each"
+    edges = sorted(
+        [(e.data.started_at, 1) for e in events] + [(e.data.finished_at, -1) for e in events]
+    )
+    running = most = 0
+    for _, step in edges:  # an end and a start at the same instant count the end first
+        running += step
+        most = max(most, running)
+    assert most <= worker.settings.worker_concurrency

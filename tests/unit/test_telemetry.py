@@ -78,6 +78,13 @@ def test_without_an_exporter_ids_still_travel_but_nothing_is_recorded(recorded) 
     with telemetry.consumer_span("s", "occ-1", first, consumer="c") as span:
         assert not span.is_recording()
         assert telemetry.current_trace_id() == first["traceparent"].split("-")[1]
+        with telemetry.span("run"):  # a handler's span continues the same trace
+            assert telemetry.current_trace_id() == first["traceparent"].split("-")[1]
+            assert (
+                telemetry.inject({})["traceparent"].split("-")[1]
+                == span.get_span_context().trace_id.to_bytes(16).hex()
+            )
+    assert telemetry.current_trace_id() is None
     assert recorded.get_finished_spans() == ()
 
 

@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -213,8 +214,22 @@ def consumer_span(
     consumer: str,
     attributes: Mapping[str, str | int] | None = None,
 ) -> Iterator[Span]:
-    """The CONSUMER span of processing one message, child of the producer's ``traceparent``."""
+    """The CONSUMER span of processing one message, child of the producer's ``traceparent``.
+
+    When nothing is recorded, the producer's span context is made current instead of a new
+    unsampled span: the trace id travels on the same (into logs, run events and history), for
+    a third of the cost, on the worker's per-run path.
+    """
     parent = _propagator.extract(headers or {})
+    if _unsampled is not None:
+        current = trace.get_current_span(parent)
+        if current.get_span_context().is_valid:
+            token = otel_context.attach(parent)
+            try:
+                yield current
+            finally:
+                otel_context.detach(token)
+            return
     with _tracer.start_as_current_span(
         f"process {subject}",
         context=parent,
@@ -287,7 +302,16 @@ def span(
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: Mapping[str, str | int] | None = None,
 ) -> Iterator[Span]:
-    """A child span of the current one (a handler's run, an SMTP conversation)."""
+    """A child span of the current one (a handler's run, an SMTP conversation).
+
+    When nothing is recorded and a trace is current, that trace's span stands for it: an
+    unsampled child would only cost time.
+    """
+    if _unsampled is not None:
+        current = trace.get_current_span()
+        if current.get_span_context().is_valid:
+            yield current
+            return
     with _tracer.start_as_current_span(name, kind=kind, attributes=attributes or {}) as current:
         yield current
 

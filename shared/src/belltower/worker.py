@@ -1,14 +1,22 @@
 """The worker runtime both worker services are built from.
 
-A worker is a faststream app on the durable pull consumer of its pool. For each due occurrence
-it claims the occurrence in the claims bucket, publishes ``run.started``, runs the handler under
-its timeout while heart-beating, writes the finished event into the claim (the commit point),
-publishes ``run.finished`` and only then acks. Whatever crashes:
+A worker is a faststream app (health, lifecycle, the broker connection) whose hot path is a
+lean pull consumer of its pool's durable consumer (:mod:`belltower.pull`), paid per batch
+rather than per message. Occurrences arrive in batches; each batch is claimed in the claims
+bucket with one pipelined round trip (a ``create`` per occurrence, published with
+``publish_async`` and confirmed together); each claimed occurrence publishes ``run.started``
+and runs its handler under its timeout, concurrently up to ``worker_concurrency``; runs that
+ended meanwhile are finished together: their finished events are written into their claims
+(the commit point, again one pipelined round trip), then the ``run.finished`` events are
+published and confirmed together, and only then are the occurrences acked. One heartbeat
+task keeps every long run's claim and delivery alive. Whatever crashes:
 
 - a redelivered occurrence whose claim holds a finished event only re-publishes that event
   (de-duplicated by its ``Nats-Msg-Id``), so a run is never executed twice to completion;
 - a claim whose holder stopped heart-beating is taken over with a compare-and-set, so a worker
   killed mid-run leads to exactly one recorded completion;
+- every claim and commit is a compare-and-set on the key's revision, so batching changes who
+  waits for the confirmation, never who wins;
 - history stores a run once per occurrence whatever arrives twice.
 
 Retries use JetStream redelivery: a run that failed or timed out with retries left releases
@@ -28,12 +36,13 @@ import socket
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
-from faststream import AckPolicy, FastStream
-from faststream.nats import JStream, NatsMessage, PullSub
+from faststream import FastStream
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -57,8 +66,8 @@ from .events import (
     utcnow,
 )
 from .jobtypes import Database, JobContext, JobType, Output, Registry
+from .jsbatch import Publish, Publisher, PublishError, PullConsumer
 from .mail import Mailer
-from .natsauth import inbox_prefix
 from .rpc import ApiClient
 from .settings import Settings, get_settings
 from .subjects import (
@@ -77,6 +86,17 @@ from .subjects import (
 log = logging.getLogger(__name__)
 
 _encoder = msgspec.json.Encoder()
+_CLAIM_SUBJECT = f"$KV.{CLAIMS_BUCKET}."
+_EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+MAX_BATCH = 256
+"""Most occurrences one pull request asks for."""
+IN_HAND = 256
+"""Fewest occurrences a worker keeps in hand (claimed, running or being finished), whatever its
+``worker_concurrency`` (how many handlers run at once): short runs are batched far better so,
+while a run waiting for a handler slot keeps its claim alive like a running one."""
+STOP_GRACE_S = 5.0
+"""How long a stopping worker lets the runs in hand finish before it cuts them off."""
 
 
 class Claim(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -102,6 +122,31 @@ class _Outcome:
     error: str | None = None
 
 
+@dataclass(slots=True, eq=False)
+class _Delivery:
+    """One delivered occurrence on its way through the worker."""
+
+    msg: Msg
+    due: DueOccurrence
+    attempt: int
+    key: str
+    revision: int = 0
+    beat_at: float = 0.0
+    event: RunFinished | None = None
+    payload: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    started: asyncio.Future[int] | None = None
+
+    @property
+    def seq(self) -> int:
+        """The delivery's stream sequence, kept in its claim for the scheduler's reconciler."""
+        return _stream_seq(self.msg)
+
+
+def _wrong_sequence(result: object) -> bool:
+    return isinstance(result, PublishError) and result.err_code in _WRONG_LAST_SEQUENCE
+
+
 class Worker:
     """Runs the job types of one pool; one per worker process."""
 
@@ -120,7 +165,17 @@ class Worker:
         self._claims: KeyValue | None = None
         self._api: ApiClient | None = None
         self.running: set[str] = set()
-        self._subscribe()
+        self._puller: PullConsumer | None = None
+        self._publisher: Publisher = None  # type: ignore[assignment]  # connected in on_startup
+        self._arrived: list[Msg] = []
+        self._finishing: list[_Delivery] = []
+        self._beating: dict[str, _Delivery] = {}
+        self._wake_claims = asyncio.Event()
+        self._wake_finish = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
+        self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     # -- wiring -------------------------------------------------------------------------------
 
@@ -128,30 +183,19 @@ class Worker:
         app = FastStream(self.broker, logger=logging.getLogger("faststream.app"))
         self.health = health.serve(app, self.health_server())
         app.on_startup(self.on_startup)
+        app.after_startup(self.start_consuming)
         app.on_shutdown(self.on_shutdown)
         return app
 
-    def _subscribe(self) -> None:
-        concurrency = self.settings.worker_concurrency
-        self.broker.subscriber(
-            due_filter(self.pool),
-            stream=JStream(DUE_STREAM, declare=False),
-            durable=worker_consumer(self.pool),
-            config=ConsumerConfig(
-                durable_name=worker_consumer(self.pool),
-                ack_policy=JsAckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self.settings.ack_wait_s,
-                max_ack_pending=max(1000, concurrency * 4),
-                filter_subject=due_filter(self.pool),
-            ),
-            pull_sub=PullSub(batch_size=min(concurrency, 256), timeout=5.0),
-            inbox_prefix=f"{inbox_prefix(f'{self.pool}-worker')}.".encode(),
-            max_workers=concurrency,
-            ack_policy=AckPolicy.MANUAL,
-            title=f"{self.pool}-worker",
-            description=f"Runs the occurrences due for the {self.pool} pool",
-        )(self.handle)
+    def consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=worker_consumer(self.pool),
+            ack_policy=JsAckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.settings.ack_wait_s,
+            max_ack_pending=max(1000, self.settings.worker_concurrency * 4),
+            filter_subject=due_filter(self.pool),
+        )
 
     def health_server(self) -> health.HealthServer:
         return health.HealthServer(
@@ -177,6 +221,8 @@ class Worker:
         self._js = js
         self._claims = await js.key_value(CLAIMS_BUCKET)
         self._api = ApiClient(self.broker.connection, self.settings.request_timeout_s)
+        self._publisher = Publisher(self.broker.connection, self.settings.request_timeout_s)
+        await self._publisher.start()
         await self.advertise()
         log.info(
             "worker ready",
@@ -188,7 +234,55 @@ class Worker:
             },
         )
 
+    async def start_consuming(self) -> None:
+        """Create the pool's durable consumer if needed and start pulling from it."""
+        assert self._js is not None
+        await self._js.add_consumer(DUE_STREAM, self.consumer_config())
+        self._stopping = False
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name=f"{self.pool}-worker claims"),
+            asyncio.create_task(self._finish_loop(), name=f"{self.pool}-worker finishing"),
+            asyncio.create_task(self._heartbeat_loop(), name=f"{self.pool}-worker heartbeats"),
+        ]
+        self._puller = PullConsumer(
+            self.broker.connection,
+            stream=DUE_STREAM,
+            durable=worker_consumer(self.pool),
+            on_message=self._arrive,
+            limit=max(self.settings.worker_concurrency, IN_HAND),
+            max_batch=MAX_BATCH,
+        )
+        await self._puller.start()
+
+    async def stop_consuming(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop pulling, give back what was not claimed yet, let the runs in hand finish
+        (cut off after ``grace_s``: their claims go stale and another worker takes them over)."""
+        if self._puller is None:
+            return
+        self._stopping = True
+        await self._puller.stop()
+        self._wake_claims.set()
+        claims_loop, finish_loop, _ = self._loops
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(claims_loop, grace_s)
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        self._wake_finish.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(finish_loop, grace_s)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
+        self._puller = None
+        await self._publisher.stop()
+
     async def on_shutdown(self) -> None:
+        await self.stop_consuming()
         await self.db.close()
 
     async def advertise(self) -> None:
@@ -198,52 +292,233 @@ class Worker:
         infos = [t.info() for t in self.registry.for_pool(self.pool)]
         await catalog.put(f"pool.{self.pool}", _encoder.encode(infos))
 
-    # -- one occurrence ----------------------------------------------------------------------
+    # -- settling a delivery ------------------------------------------------------------------
 
-    async def handle(self, msg: NatsMessage) -> None:
-        raw = msg.raw_message
+    def _release(self) -> None:
+        if self._puller is not None:
+            self._puller.release()
+
+    async def _ack(self, msg: Msg) -> None:
         try:
-            due = due_decoder.decode(raw.data)
+            await msg.ack()
+        except Exception:
+            log.debug("ack failed", exc_info=True)
+        finally:
+            self._release()
+
+    async def _nak(self, msg: Msg, delay: float) -> None:
+        try:
+            await msg.nak(delay=delay)
+        except Exception:
+            log.debug("nack failed", exc_info=True)
+        finally:
+            self._release()
+
+    async def _redeliver_later(self, d: _Delivery, error: BaseException) -> None:
+        """The broker or the claims bucket failed us: leave the occurrence for redelivery."""
+        log.warning(
+            "occurrence left for redelivery",
+            extra={
+                "action": "worker.retry_later",
+                "occurrence_id": d.due.occurrence_id,
+                "error": repr(error),
+            },
+        )
+        await self._nak(d.msg, 1.0)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._stopping:
+            self._wake_finish.set()
+
+    # -- claiming a batch ---------------------------------------------------------------------
+
+    def _arrive(self, msg: Msg) -> None:
+        self._arrived.append(msg)
+        self._wake_claims.set()
+
+    async def _claim_loop(self) -> None:
+        while True:
+            if not self._arrived:
+                if self._stopping:
+                    return
+                self._wake_claims.clear()
+                await self._wake_claims.wait()
+                continue
+            batch, self._arrived = self._arrived, []
+            if self._stopping:  # not claimed: another worker may take them at once
+                for msg in batch:
+                    await self._nak(msg, 0.0)
+                continue
+            try:
+                await self._claim_batch(batch)
+            except Exception:  # a bug, not the broker: the messages come again after ack_wait
+                log.exception("a batch of occurrences was not claimed")
+
+    async def _delivery(self, msg: Msg) -> _Delivery | None:
+        try:
+            due = due_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
             log.error(
                 "undecodable due message dropped",
                 extra={"action": "worker.bad_message", "error": str(exc)},
             )
-            await msg.reject()
-            return
-        attempt = raw.metadata.num_delivered if raw.metadata else 1
+            try:
+                await msg.term()
+            finally:
+                self._release()
+            return None
+        attempt = msg.metadata.num_delivered if msg.reply else 1
         if attempt > 1:
             metrics.CONSUMER_REDELIVERIES.labels(self.pool).inc()
-        try:
-            with telemetry.consumer_span(
-                raw.subject,
-                due.occurrence_id,
-                raw.headers,
-                consumer=worker_consumer(self.pool),
-                attributes={"belltower.job.type": due.job_type, "belltower.run.attempt": attempt},
-            ):
-                await self._process(msg, due, attempt)
-        except Exception as exc:
-            # The broker or the claims bucket failed us: leave the occurrence for redelivery.
-            log.warning(
-                "occurrence left for redelivery",
-                extra={
-                    "action": "worker.retry_later",
-                    "occurrence_id": due.occurrence_id,
-                    "error": repr(exc),
-                },
-            )
-            try:
-                await msg.nack(delay=1.0)
-            except Exception:
-                log.debug("nack failed", exc_info=True)
+        return _Delivery(msg, due, attempt, claim_key(due.occurrence_id))
 
-    async def _process(self, msg: NatsMessage, due: DueOccurrence, attempt: int) -> None:
-        assert self._claims is not None
-        key = claim_key(due.occurrence_id)
-        revision = await self._claim(msg, key, due, attempt)
-        if revision is None:
+    async def _claim_batch(self, msgs: list[Msg]) -> None:
+        """Create the claims of a batch in one pipelined round trip; start the runs won."""
+        deliveries = [d for d in [await self._delivery(m) for m in msgs] if d is not None]
+        now = time.time()
+        creates: list[Publish] = [
+            (
+                _CLAIM_SUBJECT + d.key,
+                _encoder.encode(
+                    Claim(
+                        state="running",
+                        worker=self.name,
+                        attempt=d.attempt,
+                        heartbeat_at=now,
+                        seq=d.seq,
+                    )
+                ),
+                {_EXPECTED_LAST: "0"},
+            )
+            for d in deliveries
+        ]
+        results = await self._publisher.confirm_all(creates)
+        for d, result in zip(deliveries, results, strict=True):
+            if isinstance(result, int):
+                d.revision = result
+                self._spawn(self._run_one(d))
+            elif _wrong_sequence(result):  # held, finished, or deleted for a retry: look closer
+                self._spawn(self._claim_contested(d))
+            else:
+                await self._redeliver_later(d, result)
+
+    async def _claim_contested(self, d: _Delivery) -> None:
+        try:
+            revision = await self._claim(d)
+        except Exception as exc:
+            await self._redeliver_later(d, exc)
             return
+        if revision is not None:
+            d.revision = revision
+            await self._run_one(d)
+
+    async def _claim(self, d: _Delivery) -> int | None:
+        """Take the occurrence for this worker; None when it is done or someone else holds it."""
+        assert self._claims is not None
+        due, key, msg = d.due, d.key, d.msg
+        claim = Claim(
+            state="running",
+            worker=self.name,
+            attempt=d.attempt,
+            heartbeat_at=time.time(),
+            seq=d.seq,
+        )
+        try:
+            return await self._claims.create(key, _encoder.encode(claim))
+        except KeyWrongLastSequenceError:
+            pass
+        try:
+            entry = await self._claims.get(key)
+        except KeyNotFoundError:
+            await self._nak(msg, 0.2)
+            return None
+        held = _claim_decoder.decode(entry.value or b"{}")
+        if held.state == "finished":
+            # Finished before, but its event may not have been stored: publish it again (de-duplicated).
+            event = msgspec.json.decode(held.event, type=RunFinished)
+            await self._publish_finished(
+                event.data.status, due.job_type, event.id, bytes(held.event)
+            )
+            await self._ack(msg)
+            log.info(
+                "occurrence already finished; not run again",
+                extra={"action": "worker.duplicate", "occurrence_id": due.occurrence_id},
+            )
+            return None
+        age = time.time() - held.heartbeat_at
+        if age < self.lease_s and not (
+            held.worker == self.name and due.occurrence_id not in self.running
+        ):
+            await self._nak(msg, max(0.2, self.lease_s - age))
+            return None
+        try:
+            revision = await self._claims.update(key, _encoder.encode(claim), last=entry.revision)
+        except KeyWrongLastSequenceError:
+            await self._nak(msg, 0.2)
+            return None
+        log.info(
+            "took over an occurrence whose worker stopped",
+            extra={
+                "action": "worker.takeover",
+                "occurrence_id": due.occurrence_id,
+                "previous": held.worker,
+            },
+        )
+        return revision
+
+    # -- one run ------------------------------------------------------------------------------
+
+    async def _run_one(self, d: _Delivery) -> None:
+        occurrence_id = d.due.occurrence_id
+        # From its claim on, the heartbeat task keeps it (claim and delivery) alive, also while
+        # it waits for a handler slot; its claim's revision lives in ``d``.
+        d.beat_at = time.time()
+        self._beating[occurrence_id] = d
+        try:
+            async with self._slots:
+                if self._stopping:
+                    await self._give_back(d)
+                    return
+                ready = await self._traced_outcome(d)
+        except Exception as exc:
+            await self._redeliver_later(d, exc)
+            return
+        finally:
+            self._beating.pop(occurrence_id, None)
+        if ready:
+            self._finishing.append(d)
+            self._wake_finish.set()
+
+    async def _give_back(self, d: _Delivery) -> None:
+        """A stopping worker's claimed but not started occurrence: release it for another worker."""
+        assert self._claims is not None
+        with contextlib.suppress(Exception):
+            await self._claims.delete(d.key, last=d.revision)
+        await self._nak(d.msg, 0.0)
+
+    async def _traced_outcome(self, d: _Delivery) -> bool:
+        msg = d.msg
+        with telemetry.consumer_span(
+            msg.subject,
+            d.due.occurrence_id,
+            msg.headers,
+            consumer=worker_consumer(self.pool),
+            attributes={
+                "belltower.job.type": d.due.job_type,
+                "belltower.run.attempt": d.attempt,
+            },
+        ):
+            return await self._outcome(d)
+
+    async def _outcome(self, d: _Delivery) -> bool:
+        """Run the occurrence; True when its final event is ready to be committed."""
+        due, attempt = d.due, d.attempt
         if attempt > due.max_deliveries:
             event = self._dead_letter(
                 due,
@@ -254,38 +529,23 @@ class Worker:
         else:
             self.running.add(due.occurrence_id)
             try:
-                event, revision = await self._run(msg, key, revision, due, attempt)
+                event = await self._run(d)
             finally:
                 self.running.discard(due.occurrence_id)
             data = event.data
             if data.status in ("failed", "timed_out") and attempt <= due.retries:
                 if attempt < due.max_deliveries:
-                    await self._retry_later(msg, key, revision, due, attempt, data.error)
-                    return
+                    await self._retry_later(d, data.error)
+                    return False
                 event = self._dead_letter(
                     due,
                     attempt,
                     f"dead-lettered after {attempt} deliveries; last error: {data.error}",
                 )
-        payload = _encoder.encode(event)
-        finished = Claim(
-            state="finished",
-            worker=self.name,
-            attempt=attempt,
-            heartbeat_at=time.time(),
-            event=msgspec.Raw(payload),
-        )
-        if not await self._commit(key, finished, revision, attempt):
-            # Another worker took the occurrence over; it stays queued until one of us finishes it.
-            log.warning(
-                "lost the claim while running; the occurrence is left to the worker holding it",
-                extra={"action": "worker.claim_lost", "occurrence_id": due.occurrence_id},
-            )
-            await msg.nack(delay=self.lease_s)
-            return
-        await self._publish_finished(event.data.status, due.job_type, event.id, payload)
-        metrics.record_run(self.pool, event.data)
-        await msg.ack()
+        d.event = event
+        d.payload = _encoder.encode(event)
+        d.headers = telemetry.inject(event_headers(event.id))
+        return True
 
     def _dead_letter(self, due: DueOccurrence, attempt: int, reason: str) -> RunFinished:
         """The final event of an occurrence that is not tried again: status ``dead_lettered``."""
@@ -317,25 +577,18 @@ class Worker:
             ),
         )
 
-    async def _retry_later(
-        self,
-        msg: NatsMessage,
-        key: str,
-        revision: int,
-        due: DueOccurrence,
-        attempt: int,
-        error: str | None,
-    ) -> None:
+    async def _retry_later(self, d: _Delivery, error: str | None) -> None:
         """Give the occurrence back for its next attempt after the backoff: release the claim,
         say so in a progress event (history shows it on the run), nak with the delay."""
         assert self._claims is not None and self._js is not None
+        due, attempt = d.due, d.attempt
         initial, factor, most = due.backoff_s
         delay = min(most, initial * factor ** (attempt - 1))
         message = (
             f"attempt {attempt} failed: {error or 'no error given'}; "
             f"retry {attempt} of {due.retries} in {delay:g}s"
         )
-        await self._claims.delete(key, last=revision)
+        await self._claims.delete(d.key, last=d.revision)
         progress = RunProgress(
             id=f"{due.run_id}.retry.{attempt}",
             source=self.source,
@@ -366,84 +619,173 @@ class Worker:
                 "delay_s": delay,
             },
         )
-        await msg.nack(delay=delay)
+        await self._nak(d.msg, delay)
 
-    async def _commit(self, key: str, finished: Claim, revision: int, attempt: int) -> bool:
+    # -- finishing a batch --------------------------------------------------------------------
+
+    async def _finish_loop(self) -> None:
+        while True:
+            if not self._finishing:
+                if self._stopping and not self._tasks:
+                    return
+                self._wake_finish.clear()
+                await self._wake_finish.wait()
+                continue
+            batch, self._finishing = self._finishing, []
+            try:
+                await self._finish_batch(batch)
+            except Exception:  # a bug, not the broker: the messages come again after ack_wait
+                log.exception("a batch of finished runs was not settled")
+
+    async def _finish_batch(self, batch: list[_Delivery]) -> None:
+        """Commit the finished claims in one pipelined round trip, then announce the runs."""
+        now = time.time()
+        commits: list[Publish] = [
+            (
+                _CLAIM_SUBJECT + d.key,
+                _encoder.encode(
+                    Claim(
+                        state="finished",
+                        worker=self.name,
+                        attempt=d.attempt,
+                        heartbeat_at=now,
+                        event=msgspec.Raw(d.payload),
+                    )
+                ),
+                {_EXPECTED_LAST: str(d.revision)},
+            )
+            for d in batch
+        ]
+        results = await self._publisher.confirm_all(commits)
+        committed: list[_Delivery] = []
+        for d, result in zip(batch, results, strict=True):
+            if isinstance(result, int):
+                committed.append(d)
+            elif _wrong_sequence(result):  # our own heartbeat moved it on, or we lost it
+                self._spawn(self._finish_contested(d))
+            else:
+                await self._redeliver_later(d, result)
+        await self._announce(committed)
+
+    async def _finish_contested(self, d: _Delivery) -> None:
+        try:
+            won = await self._commit(d)
+        except Exception as exc:
+            await self._redeliver_later(d, exc)
+            return
+        if won:
+            await self._announce([d])
+            return
+        # Another worker took the occurrence over; it stays queued until one of us finishes it.
+        log.warning(
+            "lost the claim while running; the occurrence is left to the worker holding it",
+            extra={"action": "worker.claim_lost", "occurrence_id": d.due.occurrence_id},
+        )
+        await self._nak(d.msg, self.lease_s)
+
+    async def _announce(self, committed: list[_Delivery]) -> None:
+        """Publish the finished events together, then ack the occurrences they confirm."""
+        if not committed:
+            return
+        results = await self._publisher.confirm_all(
+            [
+                (
+                    run_finished_subject(d.event.data.status, d.due.job_type),  # type: ignore[union-attr]
+                    d.payload,
+                    d.headers,
+                )
+                for d in committed
+            ]
+        )
+        await self._publisher.wait([d.started for d in committed if d.started is not None])
+        for d, result in zip(committed, results, strict=True):
+            if isinstance(result, int):
+                metrics.record_run(self.pool, d.event.data)  # type: ignore[union-attr]
+                await self._ack(d.msg)
+            else:  # committed: the redelivery publishes the event from the claim
+                await self._redeliver_later(d, result)
+
+    async def _commit(self, d: _Delivery) -> bool:
         """Write the finished claim; False when the claim now belongs to another worker."""
         assert self._claims is not None
+        finished = Claim(
+            state="finished",
+            worker=self.name,
+            attempt=d.attempt,
+            heartbeat_at=time.time(),
+            event=msgspec.Raw(d.payload),
+        )
+        revision = d.revision
         while True:
             try:
-                await self._claims.update(key, _encoder.encode(finished), last=revision)
+                await self._claims.update(d.key, _encoder.encode(finished), last=revision)
                 return True
             except KeyWrongLastSequenceError:
-                entry = await self._claims.get(key)
+                entry = await self._claims.get(d.key)
                 held = _claim_decoder.decode(entry.value or b"{}")
                 if not (
-                    held.state == "running" and held.worker == self.name and held.attempt == attempt
+                    held.state == "running"
+                    and held.worker == self.name
+                    and held.attempt == d.attempt
                 ):
                     return False
                 if entry.revision is not None:  # our own heartbeat moved it on
                     revision = entry.revision
 
-    async def _claim(
-        self, msg: NatsMessage, key: str, due: DueOccurrence, attempt: int
-    ) -> int | None:
-        """Take the occurrence for this worker; None when it is done or someone else holds it."""
-        assert self._claims is not None
-        claim = Claim(
-            state="running",
-            worker=self.name,
-            attempt=attempt,
-            heartbeat_at=time.time(),
-            seq=_stream_seq(msg),
-        )
-        try:
-            return await self._claims.create(key, _encoder.encode(claim))
-        except KeyWrongLastSequenceError:
-            pass
-        try:
-            entry = await self._claims.get(key)
-        except KeyNotFoundError:
-            await msg.nack(delay=0.2)
-            return None
-        held = _claim_decoder.decode(entry.value or b"{}")
-        if held.state == "finished":
-            # Finished before, but its event may not have been stored: publish it again (de-duplicated).
-            event = msgspec.json.decode(held.event, type=RunFinished)
-            await self._publish_finished(
-                event.data.status, due.job_type, event.id, bytes(held.event)
-            )
-            await msg.ack()
-            log.info(
-                "occurrence already finished; not run again",
-                extra={"action": "worker.duplicate", "occurrence_id": due.occurrence_id},
-            )
-            return None
-        age = time.time() - held.heartbeat_at
-        if age < self.lease_s and not (
-            held.worker == self.name and due.occurrence_id not in self.running
-        ):
-            await msg.nack(delay=max(0.2, self.lease_s - age))
-            return None
-        try:
-            revision = await self._claims.update(key, _encoder.encode(claim), last=entry.revision)
-        except KeyWrongLastSequenceError:
-            await msg.nack(delay=0.2)
-            return None
-        log.info(
-            "took over an occurrence whose worker stopped",
-            extra={
-                "action": "worker.takeover",
-                "occurrence_id": due.occurrence_id,
-                "previous": held.worker,
-            },
-        )
-        return revision
+    # -- heartbeats ---------------------------------------------------------------------------
 
-    async def _run(
-        self, msg: NatsMessage, key: str, revision: int, due: DueOccurrence, attempt: int
-    ) -> tuple[RunFinished, int]:
-        assert self._js is not None and self._claims is not None and self._api is not None
+    async def _heartbeat_loop(self) -> None:
+        """Every long run's delivery and claim are kept alive by this one task, in batches."""
+        while True:
+            await asyncio.sleep(self.heartbeat_s / 2)
+            try:
+                await self._beat()
+            except Exception:
+                log.warning(
+                    "heartbeat failed", extra={"action": "worker.heartbeat_failed"}, exc_info=True
+                )
+
+    async def _beat(self) -> None:
+        now = time.time()
+        beats = [d for d in self._beating.values() if now - d.beat_at >= self.heartbeat_s]
+        if not beats:
+            return
+        for d in beats:
+            d.beat_at = now
+            with contextlib.suppress(Exception):
+                await d.msg.in_progress()
+        results = await self._publisher.confirm_all(
+            [
+                (
+                    _CLAIM_SUBJECT + d.key,
+                    _encoder.encode(
+                        Claim(
+                            state="running",
+                            worker=self.name,
+                            attempt=d.attempt,
+                            heartbeat_at=now,
+                            seq=d.seq,
+                        )
+                    ),
+                    {_EXPECTED_LAST: str(d.revision)},
+                )
+                for d in beats
+            ]
+        )
+        for d, result in zip(beats, results, strict=True):
+            if isinstance(result, int):
+                d.revision = max(d.revision, result)
+            elif _wrong_sequence(result):  # taken over (or just committed): stop beating it
+                self._beating.pop(d.due.occurrence_id, None)
+            else:
+                log.warning(
+                    "heartbeat failed",
+                    extra={"action": "worker.heartbeat_failed", "error": repr(result)},
+                )
+
+    async def _run(self, d: _Delivery) -> RunFinished:
+        assert self._api is not None
+        due, attempt = d.due, d.attempt
         started_at = utcnow()
         trace_id = telemetry.current_trace_id()
         started = RunStarted(
@@ -459,14 +801,15 @@ class Worker:
                 trace_id=trace_id,
             ),
         )
-        # Not awaited: the run need not wait for the store to confirm its start. The finished
-        # event follows on the same connection, so it is never stored before the start.
-        confirmation = await self._js.publish_async(
+        # Not awaited: the run need not wait for the store to confirm its start; its ack is
+        # awaited with its batch's finished events. The finished event follows on the same
+        # connection, so it is never stored before the start.
+        d.started = await self._publisher.publish(
             run_started_subject(due.job_type),
             _encoder.encode(started),
-            headers=telemetry.inject(event_headers(started.id)),
+            telemetry.inject(event_headers(started.id)),
         )
-        confirmation.add_done_callback(_log_unconfirmed)
+        d.started.add_done_callback(_log_unconfirmed)
         output = Output()
         job_type = self.registry.get(due.job_type)
         timeout = (
@@ -474,12 +817,47 @@ class Worker:
             or (job_type.timeout_s if job_type else None)
             or self.settings.default_timeout_s
         )
-        state = {"revision": revision, "progress": 0}
+        ctx = JobContext(
+            run_id=due.run_id,
+            occurrence_id=due.occurrence_id,
+            job_id=due.job_id,
+            job_title=due.job_title,
+            job_type=due.job_type,
+            trigger=due.trigger,
+            requested_by=due.requested_by,
+            scheduled_for=due.scheduled_for,
+            attempt=attempt,
+            deadline=time.monotonic() + timeout,
+            log=logging.LoggerAdapter(
+                logging.getLogger(f"belltower.job.{due.job_type}"),
+                {"run_id": due.run_id, "job_id": due.job_id, "occurrence_id": due.occurrence_id},
+            ),
+            output=output,
+            settings=self.settings,
+            db=self.db,
+            mailer=self.mailer,
+            api=self._api,
+            _progress=self._progress_reporter(d),
+        )
+        try:
+            with telemetry.span(
+                f"run {due.job_type}", attributes={"belltower.job.type": due.job_type}
+            ):
+                outcome = await self._execute(job_type, due, ctx, timeout)
+                telemetry.record_outcome(outcome.status, outcome.error)
+        finally:  # no more heartbeats: the commit follows
+            self._beating.pop(due.occurrence_id, None)
+        return self._finished_event(due, attempt, outcome, output, started_at, trace_id)
+
+    def _progress_reporter(self, d: _Delivery) -> Any:
+        due, attempt = d.due, d.attempt
+        count = 0
 
         async def progress(done: int | None, total: int | None, message: str) -> None:
-            state["progress"] += 1
+            nonlocal count
+            count += 1
             event = RunProgress(
-                id=f"{due.run_id}.progress.{attempt}.{state['progress']}",
+                id=f"{due.run_id}.progress.{attempt}.{count}",
                 source=self.source,
                 subject=due.job_id,
                 time=utcnow(),
@@ -506,70 +884,17 @@ class Worker:
                     exc_info=True,
                 )
 
-        stop = asyncio.Event()
-        seq = _stream_seq(msg)
+        return progress
 
-        async def heartbeat() -> None:
-            # Stopped by an event, never cancelled: a claim update cut off in flight could be
-            # applied without its new revision being kept, and the run would lose its own claim.
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.heartbeat_s)
-                if stop.is_set():
-                    return
-                try:
-                    await msg.in_progress()
-                    beat = Claim(
-                        state="running",
-                        worker=self.name,
-                        attempt=attempt,
-                        heartbeat_at=time.time(),
-                        seq=seq,
-                    )
-                    state["revision"] = await self._claims.update(  # type: ignore[union-attr]
-                        key, _encoder.encode(beat), last=state["revision"]
-                    )
-                except KeyWrongLastSequenceError:
-                    return
-                except Exception:
-                    log.warning(
-                        "heartbeat failed",
-                        extra={"action": "worker.heartbeat_failed"},
-                        exc_info=True,
-                    )
-
-        ctx = JobContext(
-            run_id=due.run_id,
-            occurrence_id=due.occurrence_id,
-            job_id=due.job_id,
-            job_title=due.job_title,
-            job_type=due.job_type,
-            trigger=due.trigger,
-            requested_by=due.requested_by,
-            scheduled_for=due.scheduled_for,
-            attempt=attempt,
-            deadline=time.monotonic() + timeout,
-            log=logging.LoggerAdapter(
-                logging.getLogger(f"belltower.job.{due.job_type}"),
-                {"run_id": due.run_id, "job_id": due.job_id, "occurrence_id": due.occurrence_id},
-            ),
-            output=output,
-            settings=self.settings,
-            db=self.db,
-            mailer=self.mailer,
-            api=self._api,
-            _progress=progress,
-        )
-        beating = asyncio.create_task(heartbeat())
-        try:
-            with telemetry.span(
-                f"run {due.job_type}", attributes={"belltower.job.type": due.job_type}
-            ):
-                outcome = await self._execute(job_type, due, ctx, timeout)
-                telemetry.record_outcome(outcome.status, outcome.error)
-        finally:
-            stop.set()
-            await asyncio.gather(beating, return_exceptions=True)
+    def _finished_event(
+        self,
+        due: DueOccurrence,
+        attempt: int,
+        outcome: _Outcome,
+        output: Output,
+        started_at: Any,
+        trace_id: str | None,
+    ) -> RunFinished:
         finished_at = utcnow()
         text = output.text
         last_line = next((line for line in reversed(text.splitlines()) if line.strip()), "")
@@ -607,7 +932,7 @@ class Worker:
                 "duration_ms": event.data.duration_ms,
             },
         )
-        return event, state["revision"]
+        return event
 
     async def _execute(
         self, job_type: JobType[Any] | None, due: DueOccurrence, ctx: JobContext, timeout: float
@@ -673,10 +998,14 @@ def _log_unconfirmed(future: asyncio.Future[Any]) -> None:
         )
 
 
-def _stream_seq(msg: NatsMessage) -> int:
+def _stream_seq(msg: Msg) -> int:
     """The stream sequence of a due message's delivery (0 when the broker did not say)."""
-    metadata = msg.raw_message.metadata
-    return metadata.sequence.stream if metadata else 0
+    if not msg.reply:
+        return 0
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:  # not a JetStream delivery (a test's plain message)
+        return 0
 
 
 def _unexpected_failure(ctx: JobContext) -> _Outcome:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
@@ -41,10 +41,17 @@ _SELECTED = ", ".join(
 )
 _RECORD_TYPE = ", ".join(f"{f} {t}" for f, t in zip(_RUN_FIELDS, _SQL_TYPES, strict=True))
 
+# A batch's runs are copied into this session's staging table, then upserted from it: COPY
+# costs PostgreSQL a third less CPU than unpacking the same rows from JSON.
+_STAGING = "runs_in"
+_CREATE_STAGING = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ({_RECORD_TYPE}) ON COMMIT DELETE ROWS"
+)
+
 # Rows are inserted in key order so concurrent writers (replicas) lock them in the same order.
 _UPSERT = (
     f"INSERT INTO history.runs ({', '.join(_RUN_FIELDS)}) "
-    f"SELECT {_SELECTED} FROM json_to_recordset($1::json) AS r({_RECORD_TYPE}) "
+    f"SELECT {_SELECTED} FROM {_STAGING} "
     "ORDER BY occurrence_id "
     "ON CONFLICT (occurrence_id) DO UPDATE SET "
     + ", ".join(f"{f} = EXCLUDED.{f}" for f in _RUN_FIELDS if f not in ("occurrence_id", "run_id"))
@@ -73,10 +80,10 @@ _SELECT = (
 
 
 class Prepared(NamedTuple):
-    """A batch ready for :meth:`Store.write`: its run count and JSON rows."""
+    """A batch ready for :meth:`Store.write`: its run count, run rows and JSON rows."""
 
     runs: int
-    runs_json: str | None
+    run_rows: list[tuple[Any, ...]]
     progress_json: str | None
     mail_json: str | None = None
 
@@ -95,11 +102,11 @@ class Store:
         A finished event wins over a started one, the first finished event wins over later ones,
         and progress only touches runs that have not finished.
 
-        The rows go to PostgreSQL as one JSON array each for runs and progress, encoded by
-        msgspec from the validated events and unpacked by ``json_to_recordset``: binding 22
-        array parameters cost asyncpg a per-value encode and sub-array check that was a third
-        of history's CPU. A started event has no status, finished_at or output, so those are
-        NULL in its JSON and the INSERT fills in what a running run has.
+        The runs go to PostgreSQL with COPY into a staging table and one upsert from it (a
+        third less CPU for PostgreSQL than ``json_to_recordset`` over a JSON array); progress
+        and outbox rows go as one JSON array each, encoded by msgspec from the validated events.
+        A started event has no status, finished_at or output, so those are NULL in its row
+        and the INSERT fills in what a running run has.
         """
         return await self.write(self.prepare(events, mail))
 
@@ -132,7 +139,7 @@ class Store:
                         mails.append(composed)
         return Prepared(
             len(runs),
-            _encode(list(runs.values())).decode() if runs else None,
+            [tuple(getattr(data, f, None) for f in _RUN_FIELDS) for data in runs.values()],
             _encode(list(progress.values())).decode() if progress else None,
             _encode(mails).decode() if mails else None,
         )
@@ -142,8 +149,12 @@ class Store:
         async with self.pool.acquire() as conn, conn.transaction():
             # Timestamps without an offset mean UTC, as asyncpg takes naive datetimes.
             await conn.execute("SET LOCAL TimeZone = 'UTC'")
-            if prepared.runs_json is not None:
-                await conn.execute(_UPSERT, prepared.runs_json)
+            if prepared.run_rows:
+                await conn.execute(_CREATE_STAGING)
+                await conn.copy_records_to_table(
+                    _STAGING, records=prepared.run_rows, columns=_RUN_FIELDS
+                )
+                await conn.execute(_UPSERT)
             if prepared.progress_json is not None:
                 await conn.execute(_PROGRESS, prepared.progress_json)
             if prepared.mail_json is not None:
