@@ -99,12 +99,12 @@ class Stack:
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def open_door(self, cli: Cli, admin: tuple[str, str] = ADMIN) -> str:
-        """Start the console (the CLI's door) unless it runs, and give ``cli`` its URL and a
-        token for ``admin``; returns the URL."""
+    def open_door(self, cli: Cli, admin: tuple[str, str] = ADMIN, **extra_env: str) -> str:
+        """Start the console (the CLI's door) unless it runs, with ``extra_env`` (e.g. its NATS
+        identity), and give ``cli`` its URL and a token for ``admin``; returns the URL."""
         if "console" not in self.procs:
             port = free_port()
-            self.start("console", **console_env(port, admin))
+            self.start("console", **console_env(port, admin), **extra_env)
             self.api_url = f"http://127.0.0.1:{port}"
         assert self.api_url is not None
         proc = self.procs["console"]
