@@ -14,7 +14,7 @@ import pytest
 
 from belltower_dev import cliprofile
 from belltower_dev.localservers import free_port
-from tests.helpers.console import cli_env, issue_token
+from tests.helpers.console import cli_env
 
 from .conftest import Cli
 
@@ -38,8 +38,10 @@ def _user_cli(console_stack, username: str, role: str) -> Cli:  # type: ignore[n
     with _admin(console_stack) as admin:
         made = admin.post("/users", json={"username": username, "password": password, "role": role})
         assert made.status_code == 201, made.text
-    token = issue_token(console_stack.url, (username, password), name=f"{username} cli")
-    return Cli({**console_stack.stack.env, **cli_env(console_stack.url, token)})
+        # Only an admin makes tokens: one for the user, as the console's Tokens page does.
+        token = admin.post("/tokens", json={"name": "cli", "username": username})
+        assert token.status_code == 201, token.text
+    return Cli({**console_stack.stack.env, **cli_env(console_stack.url, token.json()["token"])})
 
 
 def test_cli_changes_are_audited_as_the_tokens_user(console_stack) -> None:
@@ -51,7 +53,7 @@ def test_cli_changes_are_audited_as_the_tokens_user(console_stack) -> None:
     )  # fmt: skip
     cli.run("jobs", "pause", job["id"])
     shown = cli.json("jobs", "show", job["id"])
-    assert shown["paused_by"] == "door-editor"
+    assert shown["paused_by"] == "door-editor from 127.0.0.1"  # the token's user, the peer seen
     [pause] = cli.json("jobs", "why", job["id"])["pauses"]
     assert (pause["paused_by"], pause["paused_from"]) == ("door-editor", "127.0.0.1")
     cli.run("calendars", "add-days", "door-2026", "2026-12-31")

@@ -115,7 +115,7 @@ def test_a_job_every_second_runs_once_per_second(stack, cli) -> None:
 
     shown = cli.json("jobs", "show", job["id"])
     assert shown["paused"] is True and shown["next_run_at"] is None
-    assert shown["paused_by"] == "admin"  # the token's user, never what the client claims
+    assert shown["paused_by"] == "admin from 127.0.0.1"  # the token's user, never a claim
 
     # The ledger agrees with history, and says who paused the job.
     why = cli.json("jobs", "why", job["id"])

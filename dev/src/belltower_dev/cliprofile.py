@@ -75,8 +75,7 @@ async def ensure_profile(
         made = await http.post(
             api + "/tokens",
             json={"name": TOKEN_NAME, "expires_in_days": TOKEN_DAYS},
-            headers={"X-CSRF-Token": session.json()["csrf_token"]},
-            cookies=session.cookies,
+            headers={"X-CSRF-Token": session.json()["csrf_token"]},  # the session's cookie is kept
         )
         made.raise_for_status()
         write_profile(path, url, made.json()["token"])

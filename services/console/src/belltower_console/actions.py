@@ -547,6 +547,8 @@ class Console:
                 "horizon_days", f"{request.horizon_days} is out of range", "1 to 7320 days"
             )
         since = request.since or datetime.now(UTC).date()
+        if not date(1970, 1, 1) <= since <= date(2199, 12, 31):
+            raise InvalidInput("since", f"{since} is out of range", "a date from 1970 to 2199")
         found = _days_from_ics(request.ics, since, request.horizon_days)
         if request.create and name not in {c.name for c in await self.calendars()}:
             await self.create_calendar(who, client, {"name": name})
