@@ -90,6 +90,24 @@ def test_calendars_crud_days_and_import_are_audited(
     assert [d["day"] for d in days["after"]] == ["2026-11-26", "2026-11-27"]
     [ics] = _audit(admin, "calendars.import", calendar)
     assert ics["detail"] == "3 days given, replacing" and len(ics["before"]) == 2
+    removed = editor.post(
+        f"/calendars/{calendar}/remove-days", json={"days": ["2026-12-22", "2030-01-01"]}
+    )
+    assert removed.status_code == 200, removed.text
+    assert [d["day"] for d in removed.json()["days"]] == ["2026-12-21", "2026-12-23"]
+    [taken] = _audit(admin, "calendars.remove_days", calendar)
+    assert taken["detail"] == "1 of 2 days removed"
+    changed = editor.patch(f"/calendars/{calendar}", json={"description": "Changed"})
+    assert changed.status_code == 200 and changed.json()["description"] == "Changed"
+    [update] = _audit(admin, "calendars.update", calendar)
+    assert (update["before"], update["after"]) == (
+        {"description": "API tests"},
+        {"description": "Changed"},
+    )
+    assert (
+        users["operator"].patch(f"/calendars/{calendar}", json={"description": "x"}).status_code
+        == 403
+    )
     # Created on import when asked; a calendar in use is not deleted.
     fresh = editor.post(
         "/calendars/api-cal-new/import", json={"ics": ICS, "create": True, "since": "2026-09-01"}

@@ -154,6 +154,23 @@ async def test_calendars_from_the_cli_to_the_database_and_back(
         ("2027-01-19T07:30:00-05:00", "moved to next school day from 2027-01-18"),
     ]
 
+    # Days taken out again, the description changed: the scheduler follows at once.
+    code, out, err = await belltower(
+        door, "calendars", "remove-days", "district-2026-27", "2027-01-18", "2030-01-01", "--json"
+    )  # fmt: skip
+    assert code == 0, err
+    assert "2027-01-18" not in {d["day"] for d in json.loads(out)["days"]}
+    code, out, err = await belltower(
+        door, "jobs", "preview", job["id"], "--from", "2027-01-17T00:00", "--count", "1", "--json"
+    )  # fmt: skip
+    assert [o["at"] for o in json.loads(out)] == ["2027-01-18T07:30:00-05:00"]
+    code, out, err = await belltower(
+        door, "calendars", "update", "district-2026-27", "--description", "Springfield USD 2026-27"
+    )  # fmt: skip
+    assert code == 0 and out.startswith("district-2026-27  Springfield USD 2026-27"), (out, err)
+    code, _, err = await belltower(door, "calendars", "update", "nope", "--description", "x")
+    assert code == 1 and "no calendar named 'nope'" in err
+
     # In use: not deleted. An unknown calendar: refused naming the field, nothing stored.
     code, _, err = await belltower(door, "calendars", "delete", "district-2026-27")
     assert code == 2 and "is used by 1 job" in err

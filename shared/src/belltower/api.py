@@ -329,6 +329,20 @@ class CalendarRef(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
 
 
+class CalendarUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A calendar's fields to change (its days change through add_days and remove_days)."""
+
+    name: str
+    description: str
+
+
+class CalendarDayRefs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Non-school days to take out of a calendar; a day it does not have is no error."""
+
+    name: str
+    days: list[date]
+
+
 class Calendar(msgspec.Struct, kw_only=True):
     """A stored school calendar, its non-school days in order, and the jobs that use it."""
 

@@ -20,11 +20,13 @@ from belltower import operations as ops
 from belltower import previews, sitesettings, transfer
 from belltower.api import (
     Calendar,
+    CalendarDayRefs,
     CalendarDays,
     CalendarImport,
     CalendarRef,
     CalendarSpec,
     CalendarSummary,
+    CalendarUpdate,
     FieldError,
     ImportRequest,
     ImportResult,
@@ -492,6 +494,57 @@ class Console:
         await self.audit(who, client, "calendars.create", target=cal.name, after=builtins(cal))
         return cal
 
+    async def update_calendar(
+        self, who: Principal, client: str | None, name: str, body: Any
+    ) -> Calendar:
+        """Change a calendar's description."""
+        await self.require(who, "editor", client, "calendars.update", name)
+        try:
+            change = msgspec.convert(body, CalendarChange)
+        except msgspec.ValidationError as exc:
+            raise invalid_from_msgspec(exc) from None
+        _check_text("description", change.description)
+        before = await self.calendar(name)
+        after = await self.api.call(
+            ops.CALENDARS_UPDATE, CalendarUpdate(name=name, description=change.description)
+        )
+        if after.description != before.description:
+            await self.audit(
+                who,
+                client,
+                "calendars.update",
+                target=name,
+                before={"description": before.description},
+                after={"description": after.description},
+            )
+        return after
+
+    async def remove_calendar_days(
+        self, who: Principal, client: str | None, name: str, body: Any
+    ) -> Calendar:
+        """Take non-school days out of a calendar; a day it does not have is no error."""
+        await self.require(who, "editor", client, "calendars.remove_days", name)
+        try:
+            change = msgspec.convert(body, CalendarDaysRemoval)
+        except msgspec.ValidationError as exc:
+            raise invalid_from_msgspec(exc) from None
+        if len(change.days) > ics.MAX_DAYS:
+            raise InvalidInput("days", f"more than {ics.MAX_DAYS} days", ics.DAYS_FORM)
+        before = await self.calendar(name)
+        after = await self.api.call(
+            ops.CALENDARS_REMOVE_DAYS, CalendarDayRefs(name=name, days=change.days)
+        )
+        await self.audit(
+            who,
+            client,
+            "calendars.remove_days",
+            target=name,
+            detail=f"{len(before.days) - len(after.days)} of {len(change.days)} days removed",
+            before=builtins(before.days),
+            after=builtins(after.days),
+        )
+        return after
+
     async def delete_calendar(self, who: Principal, client: str | None, name: str) -> None:
         await self.require(who, "editor", client, "calendars.delete", name)
         before = await self.calendar(name)
@@ -823,6 +876,18 @@ class CalendarDaysChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
 
     days: list[NonSchoolDay]
     replace: bool = False
+
+
+class CalendarChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A calendar's fields to change (``PATCH /calendars/{name}``)."""
+
+    description: str
+
+
+class CalendarDaysRemoval(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Non-school days to take out of a calendar (``POST /calendars/{name}/remove-days``)."""
+
+    days: list[date]
 
 
 class CalendarIcsImport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -286,6 +286,28 @@ async def get_calendar(name: CalendarName, who: Caller, request: Request) -> Res
     return reply(await console_of(request).calendar(name))
 
 
+@router.patch("/calendars/{name}", tags=["calendars"], openapi_extra=body_of("CalendarChange"))
+async def update_calendar(
+    name: CalendarName, who: Caller, request: Request, body: Annotated[Any, Body()] = None
+) -> Response:
+    """Change a calendar's description (its days change through ``days`` and ``remove-days``)."""
+    return reply(await console_of(request).update_calendar(who, client_of(request), name, body))
+
+
+@router.post(
+    "/calendars/{name}/remove-days",
+    tags=["calendars"],
+    openapi_extra=body_of("CalendarDaysRemoval"),
+)
+async def remove_calendar_days(
+    name: CalendarName, who: Caller, request: Request, body: Annotated[Any, Body()] = None
+) -> Response:
+    """Take non-school days out of a calendar; a day it does not have is no error."""
+    return reply(
+        await console_of(request).remove_calendar_days(who, client_of(request), name, body)
+    )
+
+
 @router.delete("/calendars/{name}", tags=["calendars"], status_code=204)
 async def delete_calendar(name: CalendarName, who: Caller, request: Request) -> None:
     """Delete a calendar no job uses (422 naming the jobs otherwise)."""

@@ -26,7 +26,7 @@ from belltower.api import (
     WhyResult,
 )
 
-from .actions import CalendarDaysChange, CalendarIcsImport
+from .actions import CalendarChange, CalendarDaysChange, CalendarDaysRemoval, CalendarIcsImport
 from .http import CSRF_HEADER, PROBLEM_MEDIA, SESSION_COOKIE
 
 REF = "#/components/schemas/{name}"
@@ -146,7 +146,9 @@ REPLIES: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/calendars"): {"200": _array("CalendarSummary")},
     ("post", "/calendars"): {"201": ref("Calendar")},
     ("get", "/calendars/{name}"): {"200": ref("Calendar")},
+    ("patch", "/calendars/{name}"): {"200": ref("Calendar")},
     ("post", "/calendars/{name}/days"): {"200": ref("Calendar")},
+    ("post", "/calendars/{name}/remove-days"): {"200": ref("Calendar")},
     ("post", "/calendars/{name}/import"): {"200": ref("CalendarImport")},
     ("get", "/runs"): {"200": ref("RunPage")},
     ("get", "/runs/{run_id}"): {"200": ref("RunRecord")},
@@ -196,7 +198,9 @@ def improve(schema: dict[str, Any]) -> dict[str, Any]:
             CalendarSpec,
             CalendarSummary,
             Calendar,
+            CalendarChange,
             CalendarDaysChange,
+            CalendarDaysRemoval,
             CalendarIcsImport,
             CalendarImport,
         ],

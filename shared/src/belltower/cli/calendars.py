@@ -107,6 +107,38 @@ def calendars_add_days(
     print_json(cal) if json_out else _show_calendar(cal)
 
 
+@calendars_app.command("remove-days")
+def calendars_remove_days(
+    name: str,
+    days: DaysArg = None,
+    json_out: JsonFlag = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Take non-school days out of a calendar (a day it does not have is no error)."""
+    try:
+        parsed = parse_days(days or [])
+    except BelltowerError as exc:
+        fail(exc)
+    body = {"days": parsed}
+    cal = call(
+        profile, lambda api: api.send("POST", f"/calendars/{seg(name)}/remove-days", Calendar, body)
+    )
+    print_json(cal) if json_out else _show_calendar(cal)
+
+
+@calendars_app.command("update")
+def calendars_update(
+    name: str,
+    description: Annotated[str, typer.Option(help="What the calendar is for.")],
+    json_out: JsonFlag = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Change a calendar's description."""
+    body = {"description": description}
+    cal = call(profile, lambda api: api.send("PATCH", f"/calendars/{seg(name)}", Calendar, body))
+    print_json(cal) if json_out else _show_calendar(cal)
+
+
 @calendars_app.command("import")
 def calendars_import(
     name: str,
