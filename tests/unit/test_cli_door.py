@@ -85,3 +85,54 @@ def test_field_errors_keep_the_cli_wording_and_a_401_says_what_to_do() -> None:
     assert dict(EXIT_CODES)[NotAllowed] == EXIT_DENIED == 5
     proxy = error_of(httpx.Response(502, text="<html>Bad Gateway</html>"), PROFILE)
     assert isinstance(proxy, InternalError) and "HTTP 502" in proxy.message
+
+
+CLI_TO_API = {
+    "job-types": [("get", "/job-types")],
+    "jobs create": [("post", "/jobs")],
+    "jobs list": [("get", "/jobs")],
+    "jobs show": [("get", "/jobs/{job_id}")],
+    "jobs delete": [("delete", "/jobs/{job_id}")],
+    "jobs pause": [("post", "/jobs/{job_id}/pause")],
+    "jobs resume": [("post", "/jobs/{job_id}/resume")],
+    "jobs run-now": [("post", "/jobs/{job_id}/run"), ("get", "/runs/{run_id}")],
+    "jobs why": [("get", "/jobs/{job_id}/why")],
+    "jobs export": [("get", "/export")],
+    "jobs import": [("post", "/import")],
+    "jobs preview": [("get", "/jobs/{job_id}/preview"), ("get", "/calendars/{name}")],
+    "calendars create": [("post", "/calendars")],
+    "calendars list": [("get", "/calendars")],
+    "calendars show": [("get", "/calendars/{name}")],
+    "calendars delete": [("delete", "/calendars/{name}")],
+    "calendars add-days": [("post", "/calendars/{name}/days")],
+    "calendars remove-days": [("post", "/calendars/{name}/remove-days")],
+    "calendars update": [("patch", "/calendars/{name}")],
+    "calendars import": [("post", "/calendars/{name}/import")],
+    "runs list": [("get", "/runs")],
+    "runs show": [("get", "/runs/{run_id}")],
+    "schedule preview": [("post", "/schedule/preview"), ("get", "/calendars/{name}")],
+}
+"""Each command of the CLI and the HTTP API operations that do the same (issue 18's parity)."""
+
+
+def _commands() -> set[str]:
+    import typer.main
+
+    from belltower.cli import app
+
+    root = typer.main.get_command(app)
+    found = set()
+    for name, command in root.commands.items():  # type: ignore[attr-defined]
+        subcommands = getattr(command, "commands", None)
+        found |= {f"{name} {sub}" for sub in subcommands} if subcommands else {name}
+    return found
+
+
+def test_every_cli_command_has_its_http_api_operations() -> None:
+    from belltower_console.app import create_app
+
+    paths = create_app().openapi()["paths"]
+    assert _commands() == set(CLI_TO_API), "a CLI command without an API mapping (or gone)"
+    for command, operations in CLI_TO_API.items():
+        for method, path in operations:
+            assert method in paths.get("/api/v1" + path, {}), (command, method, path)
