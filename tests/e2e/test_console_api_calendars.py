@@ -117,6 +117,12 @@ def test_calendars_crud_days_and_import_are_audited(
         "/jobs", json=canary("On a calendar", schedule={"rule": {"kind": "every", "seconds": 3600},
                                                         "calendar": "api-cal-new"})
     ).json()  # fmt: skip
+    # The job's preview skips its calendar's non-school days, as `belltower jobs preview` does.
+    shown = editor.get(
+        f"/jobs/{job['id']}/preview", params={"from": "2026-12-23T22:00:00Z", "count": 2}
+    ).json()
+    assert shown["occurrences"][0]["skipped"] is True, shown
+    assert [t[:19] for t in shown["times"]] == ["2026-12-24T00:00:00", "2026-12-24T01:00:00"]
     in_use = editor.delete("/calendars/api-cal-new")
     assert in_use.status_code == 422 and "is used by 1 job" in in_use.json()["detail"]
     assert editor.delete(f"/jobs/{job['id']}").status_code == 204

@@ -48,7 +48,6 @@ from belltower.api import (
 )
 from belltower.errors import BelltowerError, InvalidInput, NotFound
 from belltower.rpc import ApiClient, invalid_from_msgspec
-from belltower.schedule import compile_schedule, zone
 
 from . import auth, throttle
 from .errors import Denied, FieldErrors, Unauthenticated
@@ -419,11 +418,21 @@ class Console:
         await self.audit(who, client, "jobs.run_now", target=job_id, after=after)
         return result
 
-    async def preview(self, job_id: str, since: datetime | None, count: int) -> list[datetime]:
+    async def job_preview(self, job_id: str, since: datetime | None, count: int) -> SchedulePreview:
+        """The job's next ``count`` runs after ``since`` with the skipped ones between, its
+        calendar and its ``H`` instants applied, as `belltower jobs preview` shows them."""
         if not 1 <= count <= 100:
             raise InvalidInput("count", f"{count} is out of range", "1 to 100")
         job = await self.get_job(job_id)
-        return preview_schedule(job, since, count)
+        days = []
+        if job.schedule.calendar is not None:
+            days = [d.day for d in (await self.calendar(job.schedule.calendar)).days]
+        return previews.preview(job.schedule, since, count, days, spread_key=job.id)
+
+    async def preview(self, job_id: str, since: datetime | None, count: int) -> list[datetime]:
+        """The instants of the job's next ``count`` runs, in its time zone."""
+        shown = await self.job_preview(job_id, since, count)
+        return [o.at for o in shown.occurrences if not o.skipped]
 
     async def why(
         self, job_id: str, since: datetime | None, until: datetime | None, limit: int
@@ -861,13 +870,6 @@ class Console:
     ) -> tuple[list[dict[str, Any]], int]:
         await self.require(who, "admin", client, "audit.read")
         return await self.store.audit_log(**filters)
-
-
-def preview_schedule(job: Job, since: datetime | None, count: int) -> list[datetime]:
-    compiled = compile_schedule(job.schedule, spread_key=job.id)
-    local = zone(job.schedule.tz)
-    after = since or datetime.now(UTC)
-    return [t.astimezone(local) for t in compiled.upcoming(after, count)]
 
 
 class CalendarDaysChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

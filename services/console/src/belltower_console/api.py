@@ -227,8 +227,18 @@ async def preview_job(
     from_: str | None = Query(None, alias="from", description="ISO date-time; default now"),
     count: int = Query(10, ge=1, le=100),
 ) -> Response:
-    times = await console_of(request).preview(job_id, when(from_, "from"), count)
-    return reply({"job_id": job_id, "times": times})
+    """The job's next runs (``times``) and, as `belltower jobs preview` shows them, every
+    occurrence between with why it is skipped (its calendar, window, weekdays, DST)."""
+    shown = await console_of(request).job_preview(job_id, when(from_, "from"), count)
+    times = [o.at for o in shown.occurrences if not o.skipped]
+    return reply(
+        {
+            "job_id": job_id,
+            "times": times,
+            "description": shown.description,
+            "occurrences": shown.occurrences,
+        }
+    )
 
 
 @router.get("/jobs/{job_id}/why", tags=["jobs"])

@@ -84,7 +84,12 @@ EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {
         sort=STR,
     ),
     "Valid": obj(valid=BOOL),
-    "Preview": obj(job_id=UUID, times={"type": "array", "items": WHEN}),
+    "Preview": obj(
+        job_id=UUID,
+        times={"type": "array", "items": WHEN},
+        description=STR,
+        occurrences={"type": "array", "items": ref("PreviewOccurrence")},
+    ),
     "RunPage": obj(items={"type": "array", "items": ref("RunRecord")}, limit=INT, offset=INT),
     "SiteSettings": obj(result_mail_only_failures=nullable(BOOL)),
     "User": obj(username=STR, role=ROLE, disabled=BOOL, created_at=WHEN, updated_at=WHEN),
