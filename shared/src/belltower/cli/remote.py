@@ -51,7 +51,7 @@ URL_VAR, TOKEN_VAR, PROFILE_VAR, PROFILES_VAR = (
 DEV_PROFILE = Path(".dev") / "cli-profile.toml"
 """Written by ``make dev`` (``belltower_dev.devstack``); read relative to the current folder."""
 TOKEN_HELP = (
-    "create one in the console (Admin, API tokens) or with `belltower-console create-token USER`, "
+    "create one in the console (Users & tokens) or with `belltower-console create-token USER`, "
     f"and set {TOKEN_VAR} or the profile's token"
 )
 
