@@ -104,6 +104,7 @@ class Stack:
         identity), and give ``cli`` its URL and a token for ``admin``; returns the URL."""
         if "console" not in self.procs:
             port = free_port()
+            self.health_ports["console"] = port  # it serves its probes and metrics on its own port
             self.start("console", **console_env(port, admin), **extra_env)
             self.api_url = f"http://127.0.0.1:{port}"
         assert self.api_url is not None
@@ -234,7 +235,7 @@ def console_stack(
             **console_env(port, admin),
         )
         cli = Cli(dict(env))
-        stack = Stack(env, tmp / "logs")
+        stack = Stack(env, tmp / "logs", health_ports={"console": port})
         try:
             for service in (*SERVICES, "console"):
                 stack.start(service)
