@@ -1,4 +1,5 @@
-"""End-to-end fixtures: the four services as real processes, and the CLI run as a user runs it."""
+"""End-to-end fixtures: the services as real processes, and the CLI run as a user runs it: through
+the console's HTTP API with an API token of the console's admin, as every change is audited."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from belltower_dev.localservers import MailSink, bound_to_parent, free_port
+from tests.helpers.console import ADMIN, cli_env, console_env, issue_token, wait_console
 
 BIN = Path(sys.executable).parent
 SERVICES = ("scheduler", "history", "notifier-worker", "integration-worker")
@@ -23,7 +25,8 @@ SERVICES = ("scheduler", "history", "notifier-worker", "integration-worker")
 
 @dataclass
 class Cli:
-    """Runs ``belltower`` in a subprocess with the stack's environment."""
+    """Runs ``belltower`` in a subprocess with the stack's environment; once the stack's console
+    is up (:meth:`Stack.open_door`) that holds its URL and a token for its admin."""
 
     env: dict[str, str]
 
@@ -56,6 +59,8 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     health_ports: dict[str, int] = field(default_factory=dict)
     """Each service's health and metrics port: a free one, so stacks never clash with `make dev`."""
+    api_url: str | None = None
+    """The console's URL once it is started (:meth:`open_door`)."""
 
     def start(self, name: str, **extra_env: str) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("ab")
@@ -94,8 +99,25 @@ class Stack:
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def open_door(self, cli: Cli, admin: tuple[str, str] = ADMIN, **extra_env: str) -> str:
+        """Start the console (the CLI's door) unless it runs, with ``extra_env`` (e.g. its NATS
+        identity), and give ``cli`` its URL and a token for ``admin``; returns the URL."""
+        if "console" not in self.procs:
+            port = free_port()
+            self.health_ports["console"] = port  # it serves its probes and metrics on its own port
+            self.start("console", **console_env(port, admin), **extra_env)
+            self.api_url = f"http://127.0.0.1:{port}"
+        assert self.api_url is not None
+        proc = self.procs["console"]
+        wait_console(self.api_url, lambda: proc.poll() is None, lambda: self.log("console"))
+        cli.env.update(cli_env(self.api_url, issue_token(self.api_url, admin)))
+        return self.api_url
+
     def wait_ready(self, cli: Cli, job_types: int = 3, timeout: float = 120) -> None:
-        """Until the scheduler answers and every worker pool has registered its job types."""
+        """Until the scheduler answers through the console and every worker pool has registered
+        its job types (the console is started first when it is not running)."""
+        if "BELLTOWER_API_TOKEN" not in cli.env:
+            self.open_door(cli)
         deadline = time.monotonic() + timeout
         while True:
             for name, proc in self.procs.items():
@@ -185,8 +207,6 @@ def console_stack(
     one running system; each test makes its own jobs and users, so they do not depend on each
     other, and starting the stack once saves a start per module.
     """
-    import httpx
-
     from belltower_dev.localservers import (
         NatsServer,
         create_database,
@@ -199,7 +219,7 @@ def console_stack(
     name = f"belltower_console_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
     create_database(admin_url, name, template=template_database)
     port = free_port()
-    admin = ("admin", "admin-password-1")
+    admin = ADMIN
     (tmp / "logs").mkdir()
     (tmp / "batch").mkdir()
     with NatsServer() as nats, MailSink(maildir=tmp / "mail") as mail:
@@ -212,27 +232,17 @@ def console_stack(
             BELLTOWER_SMTP_PORT=str(mail.port),
             BELLTOWER_ACK_WAIT_S="3",
             BELLTOWER_LOG_JSON="true",
-            BELLTOWER_CONSOLE_PORT=str(port),
-            BELLTOWER_CONSOLE_ADMIN_USER=admin[0],
-            BELLTOWER_CONSOLE_ADMIN_PASSWORD=admin[1],
+            **console_env(port, admin),
         )
-        cli = Cli(env)
-        stack = Stack(env, tmp / "logs")
+        cli = Cli(dict(env))
+        stack = Stack(env, tmp / "logs", health_ports={"console": port})
         try:
             for service in (*SERVICES, "console"):
                 stack.start(service)
-            stack.wait_ready(cli)
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or stack.procs["console"].poll() is not None:
-                    raise AssertionError("console not ready:\n" + stack.log("console")[-3000:])
-                time.sleep(0.2)
+            stack.api_url = url
+            stack.open_door(cli, admin)
+            stack.wait_ready(cli)
             yield ConsoleStack(stack, cli, url, admin, pg_server.url(name), mail)
         finally:
             stack.stop_all()

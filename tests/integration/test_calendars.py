@@ -1,12 +1,13 @@
-"""School calendars end to end through the management API: the real CLI in a subprocess talks
-over real NATS to the scheduler's operations, which store calendars in real PostgreSQL."""
+"""School calendars end to end: the real CLI in a subprocess talks to a real console over HTTP with
+an API token, the console over real NATS to the scheduler's operations, which store calendars in
+real PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from belltower_scheduler.catalog import Catalog
 from belltower_scheduler.dispatcher import Dispatcher
 from belltower_scheduler.operations import Operations
 from belltower_scheduler.store import Store
+from tests.helpers.console import cli_env, issue_token, running_console
 
 pytestmark = pytest.mark.slow
 
@@ -75,11 +77,23 @@ async def scheduler_api(nc, pool) -> AsyncIterator[None]:
         await sub.unsubscribe()
 
 
-async def belltower(settings, *args: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def door(settings, tmp_path) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """A console over the test's NATS and database, and the CLI's URL and token for it."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "BELLTOWER_NATS_URL": settings.nats_url,
+        "BELLTOWER_DATABASE_URL": settings.database_url,
+    }
+    with running_console(env, tmp_path / "console.log") as url:
+        yield cli_env(url, issue_token(url))
+
+
+async def belltower(door: dict[str, str], *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         str(BIN),
         *args,
-        env={"BELLTOWER_NATS_URL": settings.nats_url, "PATH": "/usr/bin:/bin"},
+        env={**door, "PATH": "/usr/bin:/bin"},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -88,10 +102,10 @@ async def belltower(settings, *args: str) -> tuple[int, str, str]:  # type: igno
 
 
 async def test_calendars_from_the_cli_to_the_database_and_back(
-    scheduler_api, settings, pool, tmp_path
+    scheduler_api, door, pool, tmp_path
 ) -> None:
     code, out, err = await belltower(
-        settings, "calendars", "create", "district-2026-27", "2026-11-26..2026-11-27",
+        door, "calendars", "create", "district-2026-27", "2026-11-26..2026-11-27",
         "--label", "Thanksgiving", "--description", "Springfield USD",
     )  # fmt: skip
     assert code == 0, err
@@ -100,12 +114,12 @@ async def test_calendars_from_the_cli_to_the_database_and_back(
     ics = tmp_path / "district.ics"
     ics.write_text(ICS)
     code, out, err = await belltower(
-        settings, "calendars", "import", "district-2026-27", "--ics", str(ics),
+        door, "calendars", "import", "district-2026-27", "--ics", str(ics),
         "--since", "2026-09-01", "--horizon-days", "800",
     )  # fmt: skip
     assert code == 0, err
     shown = json.loads(
-        (await belltower(settings, "calendars", "show", "district-2026-27", "--json"))[1]
+        (await belltower(door, "calendars", "show", "district-2026-27", "--json"))[1]
     )
     days = {d["day"]: d["label"] for d in shown["days"]}
     assert days["2026-11-27"] == "Thanksgiving"
@@ -122,7 +136,7 @@ async def test_calendars_from_the_cli_to_the_database_and_back(
 
     # A weekly Monday job on this calendar: 2027-01-18 (MLK Day) moves to Tuesday.
     code, out, err = await belltower(
-        settings, "jobs", "create", "--type", "system.canary", "--title", "Attendance export",
+        door, "jobs", "create", "--type", "system.canary", "--title", "Attendance export",
         "--weekly", "mon", "--at", "07:30", "--tz", "America/New_York",
         "--calendar", "district-2026-27", "--on-non-school-day", "next_school_day", "--json",
     )  # fmt: skip
@@ -131,7 +145,7 @@ async def test_calendars_from_the_cli_to_the_database_and_back(
     assert job["schedule"]["calendar"] == "district-2026-27"
     assert job["next_run_at"] == "2026-12-07T12:30:00+00:00"
     code, out, err = await belltower(
-        settings, "jobs", "preview", job["id"], "--from", "2027-01-10T00:00", "--count", "2", "--json"
+        door, "jobs", "preview", job["id"], "--from", "2027-01-10T00:00", "--count", "2", "--json"
     )  # fmt: skip
     assert code == 0, err
     preview = json.loads(out)
@@ -140,11 +154,28 @@ async def test_calendars_from_the_cli_to_the_database_and_back(
         ("2027-01-19T07:30:00-05:00", "moved to next school day from 2027-01-18"),
     ]
 
+    # Days taken out again, the description changed: the scheduler follows at once.
+    code, out, err = await belltower(
+        door, "calendars", "remove-days", "district-2026-27", "2027-01-18", "2030-01-01", "--json"
+    )  # fmt: skip
+    assert code == 0, err
+    assert "2027-01-18" not in {d["day"] for d in json.loads(out)["days"]}
+    code, out, err = await belltower(
+        door, "jobs", "preview", job["id"], "--from", "2027-01-17T00:00", "--count", "1", "--json"
+    )  # fmt: skip
+    assert [o["at"] for o in json.loads(out)] == ["2027-01-18T07:30:00-05:00"]
+    code, out, err = await belltower(
+        door, "calendars", "update", "district-2026-27", "--description", "Springfield USD 2026-27"
+    )  # fmt: skip
+    assert code == 0 and out.startswith("district-2026-27  Springfield USD 2026-27"), (out, err)
+    code, _, err = await belltower(door, "calendars", "update", "nope", "--description", "x")
+    assert code == 1 and "no calendar named 'nope'" in err
+
     # In use: not deleted. An unknown calendar: refused naming the field, nothing stored.
-    code, _, err = await belltower(settings, "calendars", "delete", "district-2026-27")
+    code, _, err = await belltower(door, "calendars", "delete", "district-2026-27")
     assert code == 2 and "is used by 1 job" in err
     code, _, err = await belltower(
-        settings, "jobs", "create", "--type", "system.canary", "--title", "X",
+        door, "jobs", "create", "--type", "system.canary", "--title", "X",
         "--daily-at", "07:00", "--calendar", "nope",
     )  # fmt: skip
     assert code == 2 and "calendar: no calendar named 'nope'" in err
@@ -152,25 +183,25 @@ async def test_calendars_from_the_cli_to_the_database_and_back(
 
 
 async def test_bad_calendar_input_is_refused_and_nothing_is_written(
-    scheduler_api, settings, pool, tmp_path
+    scheduler_api, door, pool, tmp_path
 ) -> None:
-    code, _, err = await belltower(settings, "calendars", "create", "bad name!")
+    code, _, err = await belltower(door, "calendars", "create", "bad name!")
     assert code == 2 and "name:" in err
-    code, _, err = await belltower(settings, "calendars", "create", "c1", "2026-12-31..2026-12-01")
+    code, _, err = await belltower(door, "calendars", "create", "c1", "2026-12-31..2026-12-01")
     assert code == 2 and "days:" in err and "ends before it starts" in err
-    await belltower(settings, "calendars", "create", "c1")
-    code, _, err = await belltower(settings, "calendars", "create", "c1")
+    await belltower(door, "calendars", "create", "c1")
+    code, _, err = await belltower(door, "calendars", "create", "c1")
     assert code == 2 and "already exists" in err
     junk = tmp_path / "junk.ics"
     junk.write_text("this is not a calendar")
-    code, _, err = await belltower(settings, "calendars", "import", "c1", "--ics", str(junk))
+    code, _, err = await belltower(door, "calendars", "import", "c1", "--ics", str(junk))
     assert code == 2 and "ics:" in err
-    code, _, err = await belltower(settings, "calendars", "add-days", "nope", "2026-12-01")
+    code, _, err = await belltower(door, "calendars", "add-days", "nope", "2026-12-01")
     assert code == 1 and "no calendar named 'nope'" in err
     assert await pool.fetchval("SELECT count(*) FROM scheduler.non_school_days") == 0
-    code, out, _ = await belltower(settings, "calendars", "list")
+    code, out, _ = await belltower(door, "calendars", "list")
     assert code == 0 and out.splitlines()[1].split()[:2] == ["c1", "0"]
-    code, out, _ = await belltower(settings, "calendars", "delete", "c1")
+    code, out, _ = await belltower(door, "calendars", "delete", "c1")
     assert code == 0
     assert await pool.fetchval("SELECT count(*) FROM scheduler.calendars") == 0
 

@@ -123,14 +123,33 @@ PUBLISH = [
     ("console", "belltower.due.notifier.system.canary", False),
     ("console", "belltower.run.finished.failed.system.canary", False),
     ("console", "belltower.api.scheduler.jobs.create", True),
-    ("cli", "belltower.api.history.runs.list", True),
-    ("cli", "$KV.belltower_leases.partition.0", False),
+    ("console", "belltower.api.history.runs.list", True),
+    ("console", "$KV.belltower_leases.partition.0", False),
     ("console", "$JS.API.STREAM.DELETE.BELLTOWER_RUNS", False),
     ("notifier-worker", "$JS.API.STREAM.PURGE.BELLTOWER_DUE", False),
     ("notifier-worker", "$KV.belltower_catalog.pool.integration", False),
     ("integrator", "$JS.API.CONSUMER.DELETE.BELLTOWER_RUNS.history", False),
     ("integrator", "$JS.API.CONSUMER.DURABLE.CREATE.BELLTOWER_RUNS.history", False),
 ]
+
+
+def test_only_services_may_call_the_raw_management_api() -> None:
+    """People come through the console, which authenticates them and writes the audit log; the
+    management API on NATS is the console's and the daily maintenance job's, and no one else's
+    (the CLI has no NATS identity: it calls the console's HTTP API)."""
+    callers = {
+        role
+        for role, permissions in natsauth.PERMISSIONS.items()
+        if any(s.startswith(("belltower.api.", ">")) for s in permissions.publish)
+    }
+    assert callers == {"console", "integration-worker"}
+    assert "cli" not in natsauth.ROLES
+    maintenance = natsauth.PERMISSIONS["integration-worker"].publish
+    assert sorted(s for s in maintenance if s.startswith("belltower.api.")) == [
+        "belltower.api.history.runs.purge",
+        "belltower.api.scheduler.jobs.list",
+        "belltower.api.scheduler.ledger.purge",
+    ]
 
 
 @pytest.mark.parametrize(("role", "subject", "allowed"), PUBLISH)
@@ -152,7 +171,7 @@ SUBSCRIBE = [
     ("scheduler", "belltower.api.scheduler.>", True),
     ("scheduler", "belltower.scheduler.run-now.*", True),
     ("console", "belltower.scheduler.run-now.*", False),
-    ("cli", "_INBOX.>", False),
+    ("console", "_INBOX.>", False),
 ]
 
 
@@ -223,18 +242,22 @@ async def test_a_server_asking_for_client_certificates_refuses_a_client_without_
     tls = make_ca_and_server_cert(tmp_path, verify_clients=True)
     cert, key = make_client_cert(tmp_path)
     with secured_nats(tmp_path, tls=tls, provisioned=False) as (server, identities):
-        base = {"nats_url": server.url, "nats_tls_ca": tls.ca, **_settings_of(identities["cli"])}
+        base = {
+            "nats_url": server.url,
+            "nats_tls_ca": tls.ca,
+            **_settings_of(identities["integrator"]),
+        }
         with pytest.raises(Exception):  # noqa: B017 - the TLS handshake fails, however it says so
             await nats.connect(
                 server.url,
                 allow_reconnect=False,
                 max_reconnect_attempts=0,
                 connect_timeout=3,
-                **natsclient.connect_options(Settings(**base), "cli"),
+                **natsclient.connect_options(Settings(**base), "integrator"),
             )
         mutual = Settings(**base, nats_tls_cert=cert, nats_tls_key=key)
         nc = await nats.connect(
-            server.url, allow_reconnect=False, **natsclient.connect_options(mutual, "cli")
+            server.url, allow_reconnect=False, **natsclient.connect_options(mutual, "integrator")
         )
         assert nc.is_connected
         await nc.close()
@@ -281,7 +304,7 @@ async def test_the_documented_subscriber_works_as_the_integrator(
     assert event == {"id": "doc-1"}
 
 
-async def test_the_dev_stack_keeps_its_users_and_the_cli_finds_its_own(
+async def test_the_dev_stack_keeps_its_users_and_a_client_beside_it_finds_its_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dev = tmp_path / ".dev"
@@ -290,12 +313,14 @@ async def test_the_dev_stack_keeps_its_users_and_the_cli_finds_its_own(
     assert again.identities == first.identities  # passwords survive a restart
     assert (dev / natsauth.DEV_IDENTITIES).stat().st_mode & 0o077 == 0
     monkeypatch.chdir(tmp_path)
-    found = natsauth.with_dev_identity(Settings(), "cli")
+    found = natsauth.with_dev_identity(Settings(), "integrator")
     assert (found.nats_user, found.nats_password.get_secret_value()) == (
-        "cli",
-        first.identities["cli"].password,
+        "integrator",
+        first.identities["integrator"].password,
     )
-    elsewhere = natsauth.with_dev_identity(Settings(nats_url="nats://nats.school:4222"), "cli")
+    elsewhere = natsauth.with_dev_identity(
+        Settings(nats_url="nats://nats.school:4222"), "integrator"
+    )
     assert elsewhere.nats_user is None  # dev passwords never go to another server
     from belltower_dev.localservers import NatsServer
 

@@ -28,7 +28,6 @@ SERVICES: tuple[natsauth.Role, ...] = (
     "integration-worker",
     "history",
     "console",
-    "cli",
     "integrator",
 )
 ASSETS = (DUE_STREAM, RUNS_STREAM, f"KV_{CATALOG_BUCKET}", f"KV_{LEASES_BUCKET}")

@@ -57,3 +57,30 @@ def test_not_an_ics_file_is_refused() -> None:
     assert err.value.field == "ics"
     with pytest.raises(InvalidInput, match="no events"):
         days_from_ics(ics(), since=date(2026, 1, 1))
+
+
+def test_a_file_that_would_expand_into_millions_of_days_is_refused() -> None:
+    """The console reads uploaded files: a rule finer than daily, or one event lasting decades,
+    is refused before it is expanded."""
+
+    def ics(event: str) -> bytes:
+        return (
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:x@t\r\n"
+            f"SUMMARY:Flood\r\n{event}END:VEVENT\r\nEND:VCALENDAR\r\n"
+        ).encode()
+
+    with pytest.raises(InvalidInput, match="repeats secondly"):
+        days_from_ics(
+            ics("DTSTART:20260101T000000Z\r\nRRULE:FREQ=SECONDLY\r\n"), since=date(2026, 1, 1)
+        )
+    with pytest.raises(InvalidInput, match="lasts more than 5000 days"):
+        days_from_ics(
+            ics("DTSTART;VALUE=DATE:20260101\r\nDTEND;VALUE=DATE:20600101\r\n"),
+            since=date(2026, 1, 1),
+        )
+    daily = ics("DTSTART;VALUE=DATE:20260101\r\nRRULE:FREQ=DAILY;COUNT=3\r\n")
+    assert [d for d, _ in days_from_ics(daily, since=date(2026, 1, 1))] == [
+        date(2026, 1, 1),
+        date(2026, 1, 2),
+        date(2026, 1, 3),
+    ]

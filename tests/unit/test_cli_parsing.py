@@ -59,22 +59,72 @@ def test_params_and_retention_forms() -> None:
         parse_keep("0")
 
 
+UNREACHABLE = {"BELLTOWER_API_URL": "http://127.0.0.1:1", "BELLTOWER_API_TOKEN": "bt_x"}
+
+
 def test_bad_cron_exits_2_without_contacting_anything() -> None:
     result = CliRunner().invoke(
         app,
         ["jobs", "create", "--type", "system.canary", "--title", "x", "--cron", "61 * * * *"],
-        env={"BELLTOWER_NATS_URL": "nats://127.0.0.1:1"},
+        env=UNREACHABLE,
     )
     assert result.exit_code == 2
     assert "cron" in result.output and "Bad minute" in result.output
 
 
-def test_unreachable_nats_exits_3_with_advice() -> None:
-    result = CliRunner().invoke(
-        app, ["jobs", "list"], env={"BELLTOWER_NATS_URL": "nats://127.0.0.1:1"}
-    )
+def test_an_unreachable_api_exits_3_with_advice() -> None:
+    result = CliRunner().invoke(app, ["jobs", "list"], env=UNREACHABLE)
     assert result.exit_code == 3
-    assert "BELLTOWER_NATS_URL" in result.output
+    assert "did not answer" in result.output and "BELLTOWER_API_URL" in result.output
+
+
+def test_no_api_configured_exits_5_saying_what_to_set(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no .dev/ of a running `make dev` here
+    env = {"BELLTOWER_API_URL": "", "BELLTOWER_API_TOKEN": "", "BELLTOWER_PROFILE": ""}
+    env["BELLTOWER_PROFILES"] = str(tmp_path / "none.toml")
+    result = CliRunner().invoke(app, ["jobs", "list"], env=env)
+    assert result.exit_code == 5
+    assert (
+        "no Belltower API is configured" in result.output and "BELLTOWER_API_TOKEN" in result.output
+    )
+    named = CliRunner().invoke(app, ["jobs", "list", "--profile", "district"], env=env)
+    assert named.exit_code == 5 and "profile 'district'" in named.output
+
+
+def test_a_url_without_a_token_is_refused_before_anything_is_sent() -> None:
+    result = CliRunner().invoke(
+        app,
+        ["jobs", "list"],
+        env={"BELLTOWER_API_URL": "http://127.0.0.1:1", "BELLTOWER_API_TOKEN": ""},
+    )
+    assert result.exit_code == 5
+    assert "no API token" in result.output and "create-token" in result.output
+
+
+def test_profiles_file_default_named_and_the_dev_stack_profile(tmp_path, monkeypatch) -> None:
+    from belltower.cli.remote import find_profile
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("BELLTOWER_API_URL", "BELLTOWER_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    profiles = tmp_path / "profiles.toml"
+    monkeypatch.setenv("BELLTOWER_PROFILES", str(profiles))
+    (tmp_path / ".dev").mkdir()
+    (tmp_path / ".dev" / "cli-profile.toml").write_text(
+        '[default]\nurl = "http://127.0.0.1:8080/"\ntoken = "bt_dev"\n'
+    )
+    assert (find_profile().url, find_profile().token) == ("http://127.0.0.1:8080", "bt_dev")
+    profiles.write_text(
+        '[default]\nurl = "https://bt.school.edu"\ntoken = "bt_a"\n'
+        '[district]\nurl = "https://bt.district.org"\ntoken = "bt_b"\n'
+    )
+    assert (find_profile().url, find_profile().token) == ("https://bt.school.edu", "bt_a")
+    assert find_profile("district").token == "bt_b"
+    monkeypatch.setenv("BELLTOWER_API_TOKEN", "bt_env")
+    assert find_profile("district").token == "bt_env"
+    monkeypatch.setenv("BELLTOWER_API_URL", "https://other.example")
+    env_only = find_profile("district")
+    assert (env_only.url, env_only.token) == ("https://other.example", "bt_env")
 
 
 def test_schedule_preview_lists_occurrences_in_the_schedule_zone() -> None:

@@ -36,7 +36,7 @@ WIRE = {
         "job_types.list", "jobs.create", "jobs.list", "jobs.get", "jobs.delete", "jobs.pause",
         "jobs.resume", "jobs.run_now", "jobs.why", "jobs.import", "ledger.purge",
         "calendars.create", "calendars.list", "calendars.get", "calendars.delete",
-        "calendars.add_days",
+        "calendars.add_days", "calendars.update", "calendars.remove_days",
     ],
     "history": ["runs.list", "runs.get", "runs.purge"],
 }  # fmt: skip

@@ -1,8 +1,9 @@
 """``make dev``: the whole of Belltower on one machine, with real servers and every service.
 
 Starts NATS JetStream, PostgreSQL (unless ``BELLTOWER_DATABASE_URL`` names one), a mail sink and
-the four services as child processes, on the ports the settings default to, so the ``belltower``
-CLI in another shell needs no configuration. Data lives in ``.dev/`` and survives restarts;
+the services as child processes, on the ports the settings default to, and writes the CLI's
+profile (``.dev/cli-profile.toml``: the console's URL and an API token for its admin, see
+``cliprofile``), so the ``belltower`` CLI in another shell in this folder needs no configuration. Data lives in ``.dev/`` and survives restarts;
 ``make dev-reset`` wipes it. Nothing is restarted automatically: a service that exits is
 reported, and Ctrl-C stops everything.
 """
@@ -29,7 +30,7 @@ from belltower.errors import BelltowerError, ConfigurationError
 from belltower.health import DEFAULT_PORTS as HEALTH_PORTS
 from belltower.settings import DEV_NATS_PORT, DEV_POSTGRES_PORT, DEV_SMTP_PORT, Settings
 
-from . import demo
+from . import cliprofile, demo
 from .localservers import (
     LOCALHOST,
     MailSink,
@@ -295,6 +296,21 @@ def _without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
 
 
+def console_url() -> str:
+    return f"http://{LOCALHOST}:{os.environ.get('BELLTOWER_CONSOLE_PORT', DEV_CONSOLE_PORT)}"
+
+
+async def write_cli_profile(paths: DevPaths, admin: tuple[str, str], console: Terminal) -> None:
+    """The CLI's profile with a token for the admin, made once; a failure is said, not fatal."""
+    try:
+        path, made = await cliprofile.ensure_profile(paths.root, console_url(), admin)
+    except Exception as exc:  # the stack is still useful without the CLI's profile
+        console.say(f"could not write the CLI's profile: {exc}")
+        return
+    if made:
+        console.say(f"made an API token for {admin[0]} for the CLI; profile in {path}")
+
+
 def banner(
     console: Terminal,
     nats: NatsServer,
@@ -305,14 +321,14 @@ def banner(
     admin: tuple[str, str] = (DEV_ADMIN_USER, ""),
 ) -> None:
     database = _without_password(database_url)
-    console_url = f"http://{LOCALHOST}:{os.environ.get('BELLTOWER_CONSOLE_PORT', DEV_CONSOLE_PORT)}"
+    console_url_ = console_url()
     if postgres is None:
         database += "   (from BELLTOWER_DATABASE_URL)"
     lines = [
         "Belltower dev stack is up. Ctrl-C stops it; data in .dev/ is kept (make dev-reset wipes it).",
         "",
-        f"  Console     {console_url}/   log in as {admin[0]} / {admin[1]}",
-        f"  HTTP API    {console_url}/api/v1   (OpenAPI: {console_url}/api/v1/openapi.json)",
+        f"  Console     {console_url_}/   log in as {admin[0]} / {admin[1]}",
+        f"  HTTP API    {console_url_}/api/v1   (OpenAPI: {console_url_}/api/v1/openapi.json)",
         f"  NATS        {nats.url}   monitoring {nats.monitor_url}",
         f"  PostgreSQL  {database}",
         f"  SMTP        {mail.host}:{mail.port}   mail is saved to {paths.mail}",
@@ -325,7 +341,7 @@ def banner(
         f"  Logs        {nats.log_path}"
         + (f"\n              {postgres.log_path}" if postgres else ""),
         "",
-        "  CLI, from another shell in this folder (no settings needed):",
+        f"  CLI, from another shell in this folder (its profile: {paths.root / cliprofile.PROFILE}):",
         "      .venv/bin/belltower job-types",
         "      uv run belltower --help",
     ]
@@ -432,7 +448,7 @@ async def run(paths: DevPaths, console: Terminal) -> int:
         loop.add_signal_handler(sig, on_signal)
 
     # NATS with the same least-privileged users as a production install: an identity per
-    # service, generated once into .dev/ (the CLI beside make dev finds its own there).
+    # service, generated once into .dev/. The CLI uses none: it goes through the console.
     auth = natsauth.prepare_dev(paths.root)
     nats = dev_nats(paths, auth)
     postgres = None if external_db else PostgresServer(DEV_POSTGRES_PORT, paths.postgres)
@@ -451,6 +467,7 @@ async def run(paths: DevPaths, console: Terminal) -> int:
             await start_service(service, env | auth.env(service.name), console)
             watchers.append(asyncio.create_task(watch_service(service, console, stopping)))
         if not stopping.is_set():
+            await write_cli_profile(paths, admin, console)
             banner(console, nats, database_url, postgres, mail, paths, admin)
         await stopping.wait()
     finally:

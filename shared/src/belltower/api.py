@@ -7,7 +7,7 @@ the field and the accepted form. The CLI, the console and scripts all speak this
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -332,6 +332,20 @@ class CalendarRef(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
 
 
+class CalendarUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A calendar's fields to change (its days change through add_days and remove_days)."""
+
+    name: str
+    description: str
+
+
+class CalendarDayRefs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Non-school days to take out of a calendar; a day it does not have is no error."""
+
+    name: str
+    days: list[date]
+
+
 class Calendar(msgspec.Struct, kw_only=True):
     """A stored school calendar, its non-school days in order, and the jobs that use it."""
 
@@ -405,6 +419,47 @@ class CalendarSummary(msgspec.Struct, kw_only=True):
     description: str
     days: int
     updated_at: datetime
+
+
+class CalendarImport(msgspec.Struct, kw_only=True):
+    """What an iCalendar import did: how many days the file gave, and the calendar after it."""
+
+    imported: int
+    calendar: Calendar
+
+
+class PreviewOccurrence(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One occurrence of a previewed schedule: ``at`` in the schedule's zone, ``skipped`` with its
+    ``reason`` when it would not run, ``note`` when it was adjusted (DST, moved past a non-school
+    day) and ``nominal`` when its instant differs from the rule's."""
+
+    at: datetime
+    utc: datetime
+    rule: str
+    skipped: bool
+    reason: str | None
+    note: str | None = None
+    nominal: datetime | None = None
+
+
+class SchedulePreviewRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A schedule to try out without a job: its next ``count`` runnable occurrences after
+    ``from`` (default now), with the skipped ones between."""
+
+    schedule: Schedule
+    since: Annotated[datetime, msgspec.Meta(tz=True)] | None = msgspec.field(
+        default=None, name="from"
+    )
+    count: int = 10
+
+
+class SchedulePreview(msgspec.Struct, kw_only=True):
+    """The schedule in words, from when, and its occurrences (none for an on-demand one)."""
+
+    description: str
+    since: datetime = msgspec.field(name="from")
+    occurrences: list[PreviewOccurrence]
+    on_demand: bool = False
 
 
 class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):

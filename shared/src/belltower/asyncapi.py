@@ -146,7 +146,7 @@ def document() -> dict[str, Any]:
                 "in structured JSON mode; subjects run from general to specific so wildcards "
                 "select by event, outcome and job type. See docs/integrators.md. The "
                 "`belltower.api.>` channels are the management API's request-reply operations "
-                "(belltower.operations), for the console and the CLI."
+                "(belltower.operations), for the console (which the CLI goes through) and the services."
             ),
             schema_version="3.0.0",
         )
@@ -254,7 +254,7 @@ def _management(spec: dict[str, Any]) -> dict[str, Any]:
             "address": op.subject,
             "title": f"{op.service} {op.name}",
             "description": f"{op.summary} Request-reply, served by the {op.service} "
-            f"(queue group `{op.service}`); for the console and the CLI, not for integrators.",
+            f"(queue group `{op.service}`); for the console and the services, not for people or integrators.",
             "messages": {
                 "request": {
                     "name": f"{_pascal(key)}Request",

@@ -22,6 +22,7 @@ DAYS_FORM = (
 ICS_FORM = "an iCalendar (.ics) file or an http(s) URL of one, with VEVENTs for the non-school days"
 MAX_DAYS = 5_000
 """More days than this in one request is surely a mistake (a range typed the wrong way round)."""
+DAILY_OR_COARSER = frozenset({"DAILY", "WEEKLY", "MONTHLY", "YEARLY"})
 
 
 def parse_days(items: list[str], field: str = "days") -> list[date]:
@@ -99,17 +100,30 @@ def days_from_ics(
 
 def _length(event, start: date | datetime) -> timedelta:
     if "DTEND" in event:
-        end = event.decoded("DTEND")
-        return max(end - start, timedelta(0))
-    if "DURATION" in event:
-        return event.decoded("DURATION")
-    return timedelta(days=1) if not isinstance(start, datetime) else timedelta(0)
+        length = max(event.decoded("DTEND") - start, timedelta(0))
+    elif "DURATION" in event:
+        length = event.decoded("DURATION")
+    else:
+        length = timedelta(days=1) if not isinstance(start, datetime) else timedelta(0)
+    if length > timedelta(days=MAX_DAYS):
+        raise InvalidInput(
+            "ics", f"event {event.get('SUMMARY', '?')!r} lasts more than {MAX_DAYS} days", ICS_FORM
+        )
+    return length
 
 
 def _starts(event, start: date | datetime, since: date, until: date) -> list[date | datetime]:
     rule = event.get("RRULE")
     if rule is None:
         return [start]
+    freq = [str(f).upper() for f in rule.get("FREQ", [])]
+    if not set(freq) <= DAILY_OR_COARSER:
+        # Finer rules would expand into millions of starts within the horizon.
+        raise InvalidInput(
+            "ics",
+            f"event {event.get('SUMMARY', '?')!r} repeats {', '.join(freq).lower()}",
+            "events that repeat daily, weekly, monthly or yearly",
+        )
     naive = start if isinstance(start, datetime) else datetime.combine(start, datetime.min.time())
     naive = naive.replace(tzinfo=None)
     text = rule.to_ical().decode()

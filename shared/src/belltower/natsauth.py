@@ -46,7 +46,6 @@ Role = Literal[
     "integration-worker",
     "history",
     "console",
-    "cli",
     "integrator",
     "provisioner",
 ]
@@ -56,7 +55,6 @@ ROLES: tuple[Role, ...] = (
     "integration-worker",
     "history",
     "console",
-    "cli",
     "integrator",
     "provisioner",
 )
@@ -229,11 +227,6 @@ PERMISSIONS: Mapping[Role, Permissions] = {
         description="calls the management API for the people it authenticates; site settings",
         publish=("belltower.api.>", *_kv(SETTINGS_BUCKET, write=["site"])),
         subscribe=(_inbox("console"),),
-    ),
-    "cli": Permissions(
-        description="the operators' CLI on NATS: calls the management API, nothing else",
-        publish=("belltower.api.>",),
-        subscribe=(_inbox("cli"),),
     ),
     "integrator": Permissions(
         description="reads run events, live or from its own durable consumer on BELLTOWER_RUNS",
@@ -433,7 +426,8 @@ def prepare_dev(dev_dir: Path) -> DevAuth:
 
 def with_dev_identity(settings: Settings, role: Role, dev_dir: Path = Path(".dev")) -> Settings:
     """``settings`` with ``role``'s identity from ``make dev`` when none is configured and the
-    URL is the dev stack's own, so the CLI beside ``make dev`` needs no configuration."""
+    URL is the dev stack's own, so a client beside ``make dev`` (an integrator's script) needs no
+    configuration."""
     path = dev_dir / DEV_IDENTITIES
     configured = settings.nats_user is not None or settings.nats_creds is not None
     if configured or settings.nats_url != Settings.model_fields["nats_url"].default:

@@ -12,10 +12,12 @@ from typing import Any, Generic, TypeVar
 
 from .api import (
     Calendar,
+    CalendarDayRefs,
     CalendarDays,
     CalendarRef,
     CalendarSpec,
     CalendarSummary,
+    CalendarUpdate,
     Deleted,
     ImportRequest,
     ImportResult,
@@ -135,6 +137,13 @@ CALENDARS_DELETE = declare(
 CALENDARS_ADD_DAYS = declare(
     "scheduler", "calendars.add_days", CalendarDays, Calendar,
     "Add non-school days to a calendar, or replace them.",
+)  # fmt: skip
+CALENDARS_UPDATE = declare(
+    "scheduler", "calendars.update", CalendarUpdate, Calendar, "Change a calendar's description."
+)
+CALENDARS_REMOVE_DAYS = declare(
+    "scheduler", "calendars.remove_days", CalendarDayRefs, Calendar,
+    "Take non-school days out of a calendar.",
 )  # fmt: skip
 
 # -- history: runs and their output ---------------------------------------------------------

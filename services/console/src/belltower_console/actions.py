@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import msgspec
 
+from belltower import calendars as ics
 from belltower import operations as ops
-from belltower import sitesettings, transfer
+from belltower import previews, sitesettings, transfer
 from belltower.api import (
+    Calendar,
+    CalendarDayRefs,
+    CalendarDays,
+    CalendarImport,
+    CalendarRef,
+    CalendarSpec,
+    CalendarSummary,
+    CalendarUpdate,
     FieldError,
     ImportRequest,
     ImportResult,
@@ -24,16 +34,20 @@ from belltower.api import (
     JobDocument,
     JobRef,
     JobTypeInfo,
+    NonSchoolDay,
     PauseRequest,
     RunNowRequest,
     RunNowResult,
     RunQuery,
     RunRecord,
     RunRef,
+    SchedulePreview,
+    SchedulePreviewRequest,
+    WhyRequest,
+    WhyResult,
 )
-from belltower.errors import InvalidInput, NotFound
+from belltower.errors import BelltowerError, InvalidInput, NotFound
 from belltower.rpc import ApiClient, invalid_from_msgspec
-from belltower.schedule import compile_schedule, zone
 
 from . import auth, throttle
 from .errors import Denied, FieldErrors, Unauthenticated
@@ -46,6 +60,8 @@ OPERATOR_FIELDS = frozenset({"paused"})
 SORTS = ("title", "type", "schedule", "next_run_at", "priority", "state")
 STATES = ("active", "paused", "not_installed")
 MAX_PER_PAGE = 200
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def builtins(value: Any) -> Any:
@@ -402,11 +418,210 @@ class Console:
         await self.audit(who, client, "jobs.run_now", target=job_id, after=after)
         return result
 
-    async def preview(self, job_id: str, since: datetime | None, count: int) -> list[datetime]:
+    async def job_preview(self, job_id: str, since: datetime | None, count: int) -> SchedulePreview:
+        """The job's next ``count`` runs after ``since`` with the skipped ones between, its
+        calendar and its ``H`` instants applied, as `belltower jobs preview` shows them."""
         if not 1 <= count <= 100:
             raise InvalidInput("count", f"{count} is out of range", "1 to 100")
         job = await self.get_job(job_id)
-        return preview_schedule(job, since, count)
+        days = []
+        if job.schedule.calendar is not None:
+            days = [d.day for d in (await self.calendar(job.schedule.calendar)).days]
+        return previews.preview(job.schedule, since, count, days, spread_key=job.id)
+
+    async def preview(self, job_id: str, since: datetime | None, count: int) -> list[datetime]:
+        """The instants of the job's next ``count`` runs, in its time zone."""
+        shown = await self.job_preview(job_id, since, count)
+        return [o.at for o in shown.occurrences if not o.skipped]
+
+    async def why(
+        self, job_id: str, since: datetime | None, until: datetime | None, limit: int
+    ) -> WhyResult:
+        """The job's ledger with reasons and its pauses; outcomes the ledger has not heard of
+        yet (it learns them from run events) are filled in from history."""
+        if not 1 <= limit <= 10_000:
+            raise InvalidInput("limit", f"{limit} is out of range", "1 to 10000")
+        why = await self.api.call(
+            ops.JOBS_WHY, WhyRequest(id=job_id, since=since, until=until, limit=limit)
+        )
+        unknown = [
+            e
+            for e in why.occurrences
+            if e.state == "dispatched" and e.run_status in (None, "running")
+        ]
+        if not unknown:
+            return why
+        query = RunQuery(job_id=why.job_id, since=why.since, until=why.until, limit=10_000)
+        try:
+            runs = await self.api.call(ops.RUNS_LIST, query)
+        except BelltowerError:
+            runs = []  # history down: the ledger's own view is still the answer
+        by_occurrence = {r.occurrence_id: r for r in runs}
+        for e in unknown:
+            if (r := by_occurrence.get(e.occurrence_id)) is not None:
+                e.run_status, e.run_error = r.status, r.error
+        return why
+
+    async def preview_schedule(self, body: Any) -> SchedulePreview:
+        """A schedule's next occurrences without a job, as `belltower schedule preview` shows
+        them; its calendar's non-school days apply when it names one."""
+        try:
+            request = msgspec.convert(body, SchedulePreviewRequest)
+        except msgspec.ValidationError as exc:
+            raise invalid_from_msgspec(exc) from None
+        if request.since is not None and not EARLIEST <= request.since < LATEST:
+            raise InvalidInput("from", "is out of range", "a date-time from 1970 to 2199")
+        days = []
+        if request.schedule.calendar is not None:
+            _check_calendar_name(request.schedule.calendar, "schedule.calendar")
+            cal = await self.calendar(request.schedule.calendar)
+            days = [d.day for d in cal.days]
+        try:
+            return previews.preview(request.schedule, request.since, request.count, days)
+        except (OverflowError, ValueError, TypeError) as exc:  # past what a datetime can hold
+            raise InvalidInput("schedule", f"cannot be previewed: {exc}") from None
+
+    # -- school calendars -----------------------------------------------------------------------
+
+    async def calendars(self) -> list[CalendarSummary]:
+        return await self.api.call(ops.CALENDARS_LIST)
+
+    async def calendar(self, name: str) -> Calendar:
+        _check_calendar_name(name)
+        return await self.api.call(ops.CALENDARS_GET, CalendarRef(name=name))
+
+    async def create_calendar(self, who: Principal, client: str | None, body: Any) -> Calendar:
+        await self.require(who, "editor", client, "calendars.create")
+        try:
+            spec = msgspec.convert(body, CalendarSpec)
+        except msgspec.ValidationError as exc:
+            raise invalid_from_msgspec(exc) from None
+        _check_calendar_name(spec.name)
+        _check_text("description", spec.description)
+        _check_days(spec.days)
+        cal = await self.api.call(ops.CALENDARS_CREATE, spec)
+        await self.audit(who, client, "calendars.create", target=cal.name, after=builtins(cal))
+        return cal
+
+    async def update_calendar(
+        self, who: Principal, client: str | None, name: str, body: Any
+    ) -> Calendar:
+        """Change a calendar's description."""
+        await self.require(who, "editor", client, "calendars.update", name)
+        try:
+            change = msgspec.convert(body, CalendarChange)
+        except msgspec.ValidationError as exc:
+            raise invalid_from_msgspec(exc) from None
+        _check_text("description", change.description)
+        before = await self.calendar(name)
+        after = await self.api.call(
+            ops.CALENDARS_UPDATE, CalendarUpdate(name=name, description=change.description)
+        )
+        if after.description != before.description:
+            await self.audit(
+                who,
+                client,
+                "calendars.update",
+                target=name,
+                before={"description": before.description},
+                after={"description": after.description},
+            )
+        return after
+
+    async def remove_calendar_days(
+        self, who: Principal, client: str | None, name: str, body: Any
+    ) -> Calendar:
+        """Take non-school days out of a calendar; a day it does not have is no error."""
+        await self.require(who, "editor", client, "calendars.remove_days", name)
+        try:
+            change = msgspec.convert(body, CalendarDaysRemoval)
+        except msgspec.ValidationError as exc:
+            raise invalid_from_msgspec(exc) from None
+        if len(change.days) > ics.MAX_DAYS:
+            raise InvalidInput("days", f"more than {ics.MAX_DAYS} days", ics.DAYS_FORM)
+        before = await self.calendar(name)
+        after = await self.api.call(
+            ops.CALENDARS_REMOVE_DAYS, CalendarDayRefs(name=name, days=change.days)
+        )
+        await self.audit(
+            who,
+            client,
+            "calendars.remove_days",
+            target=name,
+            detail=f"{len(before.days) - len(after.days)} of {len(change.days)} days removed",
+            before=builtins(before.days),
+            after=builtins(after.days),
+        )
+        return after
+
+    async def delete_calendar(self, who: Principal, client: str | None, name: str) -> None:
+        await self.require(who, "editor", client, "calendars.delete", name)
+        before = await self.calendar(name)
+        await self.api.call(ops.CALENDARS_DELETE, CalendarRef(name=name))
+        await self.audit(who, client, "calendars.delete", target=name, before=builtins(before))
+
+    async def add_calendar_days(
+        self, who: Principal, client: str | None, name: str, body: Any
+    ) -> Calendar:
+        """Add non-school days (a day already there gets the new label), or with ``replace``
+        make them the calendar's only days."""
+        await self.require(who, "editor", client, "calendars.add_days", name)
+        try:
+            change = msgspec.convert(body, CalendarDaysChange)
+        except msgspec.ValidationError as exc:
+            raise invalid_from_msgspec(exc) from None
+        _check_calendar_name(name)
+        request = CalendarDays(name=name, days=change.days, replace=change.replace)
+        return await self._change_days(who, client, "calendars.add_days", request)
+
+    async def _change_days(
+        self, who: Principal, client: str | None, action: str, request: CalendarDays
+    ) -> Calendar:
+        _check_days(request.days)
+        if len(request.days) > ics.MAX_DAYS:
+            raise InvalidInput("days", f"more than {ics.MAX_DAYS} days", ics.DAYS_FORM)
+        before = await self.calendar(request.name)
+        after = await self.api.call(ops.CALENDARS_ADD_DAYS, request)
+        await self.audit(
+            who,
+            client,
+            action,
+            target=request.name,
+            detail=f"{len(request.days)} days given" + (", replacing" if request.replace else ""),
+            before=builtins(before.days),
+            after=builtins(after.days),
+        )
+        return after
+
+    async def import_calendar(
+        self, who: Principal, client: str | None, name: str, body: Any
+    ) -> CalendarImport:
+        """Non-school days from an iCalendar file's text (the client reads the file or URL):
+        all-day events, ranges and recurring holidays expanded within the horizon."""
+        await self.require(who, "editor", client, "calendars.import", name)
+        try:
+            request = msgspec.convert(body, CalendarIcsImport)
+        except msgspec.ValidationError as exc:
+            raise invalid_from_msgspec(exc) from None
+        _check_calendar_name(name)
+        if not 1 <= request.horizon_days <= 20 * 366:
+            raise InvalidInput(
+                "horizon_days", f"{request.horizon_days} is out of range", "1 to 7320 days"
+            )
+        since = request.since or datetime.now(UTC).date()
+        if not date(1970, 1, 1) <= since <= date(2199, 12, 31):
+            raise InvalidInput("since", f"{since} is out of range", "a date from 1970 to 2199")
+        found = _days_from_ics(request.ics, since, request.horizon_days)
+        if request.create and name not in {c.name for c in await self.calendars()}:
+            await self.create_calendar(who, client, {"name": name})
+        days = [NonSchoolDay(day=d, label=label) for d, label in found]
+        cal = await self._change_days(
+            who,
+            client,
+            "calendars.import",
+            CalendarDays(name=name, days=days, replace=request.replace),
+        )
+        return CalendarImport(imported=len(days), calendar=cal)
 
     # -- runs -----------------------------------------------------------------------------------
 
@@ -657,11 +872,71 @@ class Console:
         return await self.store.audit_log(**filters)
 
 
-def preview_schedule(job: Job, since: datetime | None, count: int) -> list[datetime]:
-    compiled = compile_schedule(job.schedule, spread_key=job.id)
-    local = zone(job.schedule.tz)
-    after = since or datetime.now(UTC)
-    return [t.astimezone(local) for t in compiled.upcoming(after, count)]
+class CalendarDaysChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Non-school days to add to a calendar (``POST /calendars/{name}/days``); ``replace`` drops
+    the days it had first."""
+
+    days: list[NonSchoolDay]
+    replace: bool = False
+
+
+class CalendarChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A calendar's fields to change (``PATCH /calendars/{name}``)."""
+
+    description: str
+
+
+class CalendarDaysRemoval(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Non-school days to take out of a calendar (``POST /calendars/{name}/remove-days``)."""
+
+    days: list[date]
+
+
+class CalendarIcsImport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An iCalendar file's text and how to import it (``POST /calendars/{name}/import``)."""
+
+    ics: str
+    replace: bool = False
+    create: bool = False
+    since: date | None = None
+    horizon_days: int = 3 * 366
+
+
+CALENDAR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+CALENDAR_NAME_FORM = (
+    "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. district-2026-27"
+)
+
+
+def _check_calendar_name(name: str, field: str = "name") -> None:
+    """The scheduler's rule for calendar names, checked before a name reaches it."""
+    if not CALENDAR_NAME.match(name):
+        raise InvalidInput(field, f"{name!r} is not a calendar name", CALENDAR_NAME_FORM)
+
+
+def _check_text(field: str, text: str, limit: int = 1000) -> None:
+    if "\x00" in text:
+        raise InvalidInput(field, "contains a NUL character", "text without control characters")
+    if len(text) > limit:
+        raise InvalidInput(field, f"is longer than {limit} characters", "a shorter text")
+
+
+def _check_days(days: list[NonSchoolDay]) -> None:
+    for d in days:
+        _check_text("days.label", d.label, 200)
+
+
+def _days_from_ics(text: str, since: date, horizon_days: int) -> list[tuple[date, str]]:
+    """The file's days; a file the parser trips over is refused naming ``ics``, never a 500."""
+    try:
+        found = ics.days_from_ics(text.encode(), since=since, horizon_days=horizon_days)
+    except InvalidInput:
+        raise
+    except Exception as exc:  # icalendar and dateutil raise many kinds on a malformed file
+        raise InvalidInput("ics", f"is not an iCalendar file: {exc}", ics.ICS_FORM) from None
+    if len(found) > ics.MAX_DAYS:
+        raise InvalidInput("ics", f"gives more than {ics.MAX_DAYS} days", ics.ICS_FORM)
+    return found
 
 
 def _unindexed(errors: list[FieldError]) -> list[FieldError]:

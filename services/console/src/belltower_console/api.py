@@ -1,4 +1,4 @@
-"""The HTTP API, ``/api/v1``: jobs, runs, export/import, users, tokens and the audit log.
+"""The HTTP API, ``/api/v1``: jobs, calendars, runs, export/import, users, tokens and the audit log.
 
 Authenticate with ``Authorization: Bearer <token>`` (scripts) or the console's session cookie
 plus its ``X-CSRF-Token`` header on every state-changing request. Every refusal is an RFC 9457
@@ -40,6 +40,13 @@ UUID_FORMAT = {"format": "uuid"}
 JobId = Annotated[str, Path(description="The job's id", json_schema_extra=UUID_FORMAT)]
 RunId = Annotated[str, Path(description="The run's id", json_schema_extra=UUID_FORMAT)]
 TokenId = Annotated[str, Path(description="The token's id", json_schema_extra=UUID_FORMAT)]
+CalendarName = Annotated[
+    str,
+    Path(
+        description="The calendar's name, e.g. district-2026-27",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+    ),
+]
 router = APIRouter(prefix="/api/v1", default_response_class=MsgspecResponse)
 
 JOB_BODY = {
@@ -48,6 +55,17 @@ JOB_BODY = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobDocument"}}},
     }
 }
+
+
+def body_of(schema: str, description: str | None = None) -> dict[str, Any]:
+    """``openapi_extra`` for a JSON body of a msgspec type the contract declares."""
+    body: dict[str, Any] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+    if description:
+        body["description"] = description
+    return {"requestBody": body}
 
 
 def reply(value: Any, status: int = 200) -> Response:
@@ -116,9 +134,16 @@ async def list_jobs(
     sort: str = Query("title", description=f"{', '.join(SORTS)}; prefix '-' for descending"),
     page: int = Query(1, description="1 or more"),
     per_page: int = Query(25, description="1 to 200"),
+    last_run: bool = Query(True, description="Give each job's last run (false: null, faster)"),
 ) -> Response:
     found = await console_of(request).list_jobs(
-        q=q, type_=type, state=state, sort=sort, page=page, per_page=per_page
+        q=q,
+        type_=type,
+        state=state,
+        sort=sort,
+        page=page,
+        per_page=per_page,
+        with_last_run=last_run,
     )
     return reply(
         {
@@ -202,8 +227,124 @@ async def preview_job(
     from_: str | None = Query(None, alias="from", description="ISO date-time; default now"),
     count: int = Query(10, ge=1, le=100),
 ) -> Response:
-    times = await console_of(request).preview(job_id, when(from_, "from"), count)
-    return reply({"job_id": job_id, "times": times})
+    """The job's next runs (``times``) and, as `belltower jobs preview` shows them, every
+    occurrence between with why it is skipped (its calendar, window, weekdays, DST)."""
+    shown = await console_of(request).job_preview(job_id, when(from_, "from"), count)
+    times = [o.at for o in shown.occurrences if not o.skipped]
+    return reply(
+        {
+            "job_id": job_id,
+            "times": times,
+            "description": shown.description,
+            "occurrences": shown.occurrences,
+        }
+    )
+
+
+@router.get("/jobs/{job_id}/why", tags=["jobs"])
+async def why_job(
+    job_id: JobId,
+    who: Caller,
+    request: Request,
+    from_: str | None = Query(None, alias="from", description="Scheduled at or after (ISO)"),
+    to: str | None = Query(None, description="Scheduled before (ISO)"),
+    limit: int = Query(200, ge=1, le=10_000, description="At most this many, newest first"),
+) -> Response:
+    """Why did (or didn't) the job run: every occurrence in the ledger and what became of it,
+    with the reason, and the job's pauses (who, from where, when)."""
+    return reply(await console_of(request).why(job_id, when(from_, "from"), when(to, "to"), limit))
+
+
+@router.post(
+    "/schedule/preview",
+    tags=["jobs"],
+    openapi_extra=body_of("SchedulePreviewRequest", "A schedule as a job document holds it"),
+)
+async def preview_schedule(
+    who: Caller, request: Request, body: Annotated[Any, Body()] = None
+) -> Response:
+    """The next runnable occurrences of a schedule without a job, with the skipped ones between
+    and why (window, weekday, calendar, DST); an on-demand schedule has none."""
+    return reply(await console_of(request).preview_schedule(body))
+
+
+# -- school calendars ---------------------------------------------------------------------------
+
+
+@router.get("/calendars", tags=["calendars"])
+async def list_calendars(who: Caller, request: Request) -> Response:
+    """Every school calendar with its number of non-school days."""
+    return reply(await console_of(request).calendars())
+
+
+@router.post(
+    "/calendars", tags=["calendars"], status_code=201, openapi_extra=body_of("CalendarSpec")
+)
+async def create_calendar(
+    who: Caller, request: Request, body: Annotated[Any, Body()] = None
+) -> Response:
+    """Define a school calendar, optionally with its first non-school days."""
+    cal = await console_of(request).create_calendar(who, client_of(request), body)
+    created = reply(cal, 201)
+    created.headers["Location"] = f"/api/v1/calendars/{cal.name}"
+    return created
+
+
+@router.get("/calendars/{name}", tags=["calendars"])
+async def get_calendar(name: CalendarName, who: Caller, request: Request) -> Response:
+    """A calendar's non-school days in order, and the jobs that use it."""
+    return reply(await console_of(request).calendar(name))
+
+
+@router.patch("/calendars/{name}", tags=["calendars"], openapi_extra=body_of("CalendarChange"))
+async def update_calendar(
+    name: CalendarName, who: Caller, request: Request, body: Annotated[Any, Body()] = None
+) -> Response:
+    """Change a calendar's description (its days change through ``days`` and ``remove-days``)."""
+    return reply(await console_of(request).update_calendar(who, client_of(request), name, body))
+
+
+@router.post(
+    "/calendars/{name}/remove-days",
+    tags=["calendars"],
+    openapi_extra=body_of("CalendarDaysRemoval"),
+)
+async def remove_calendar_days(
+    name: CalendarName, who: Caller, request: Request, body: Annotated[Any, Body()] = None
+) -> Response:
+    """Take non-school days out of a calendar; a day it does not have is no error."""
+    return reply(
+        await console_of(request).remove_calendar_days(who, client_of(request), name, body)
+    )
+
+
+@router.delete("/calendars/{name}", tags=["calendars"], status_code=204)
+async def delete_calendar(name: CalendarName, who: Caller, request: Request) -> None:
+    """Delete a calendar no job uses (422 naming the jobs otherwise)."""
+    await console_of(request).delete_calendar(who, client_of(request), name)
+
+
+@router.post(
+    "/calendars/{name}/days", tags=["calendars"], openapi_extra=body_of("CalendarDaysChange")
+)
+async def add_calendar_days(
+    name: CalendarName, who: Caller, request: Request, body: Annotated[Any, Body()] = None
+) -> Response:
+    """Add non-school days (a day already there gets the new label); ``replace`` makes them
+    the calendar's only days."""
+    return reply(await console_of(request).add_calendar_days(who, client_of(request), name, body))
+
+
+@router.post(
+    "/calendars/{name}/import", tags=["calendars"], openapi_extra=body_of("CalendarIcsImport")
+)
+async def import_calendar(
+    name: CalendarName, who: Caller, request: Request, body: Annotated[Any, Body()] = None
+) -> Response:
+    """Non-school days from an iCalendar file's text: all-day events, multi-day ranges and
+    recurring holidays (expanded from ``since`` within ``horizon_days``), each labelled with its
+    event; ``create`` makes the calendar first when it does not exist."""
+    return reply(await console_of(request).import_calendar(who, client_of(request), name, body))
 
 
 # -- runs ---------------------------------------------------------------------------------------

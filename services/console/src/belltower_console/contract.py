@@ -10,6 +10,10 @@ from typing import Any
 import msgspec
 
 from belltower.api import (
+    Calendar,
+    CalendarImport,
+    CalendarSpec,
+    CalendarSummary,
     FieldError,
     ImportResult,
     Job,
@@ -17,8 +21,12 @@ from belltower.api import (
     JobTypeInfo,
     RunNowResult,
     RunRecord,
+    SchedulePreview,
+    SchedulePreviewRequest,
+    WhyResult,
 )
 
+from .actions import CalendarChange, CalendarDaysChange, CalendarDaysRemoval, CalendarIcsImport
 from .http import CSRF_HEADER, PROBLEM_MEDIA, SESSION_COOKIE
 
 REF = "#/components/schemas/{name}"
@@ -76,7 +84,12 @@ EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {
         sort=STR,
     ),
     "Valid": obj(valid=BOOL),
-    "Preview": obj(job_id=UUID, times={"type": "array", "items": WHEN}),
+    "Preview": obj(
+        job_id=UUID,
+        times={"type": "array", "items": WHEN},
+        description=STR,
+        occurrences={"type": "array", "items": ref("PreviewOccurrence")},
+    ),
     "RunPage": obj(items={"type": "array", "items": ref("RunRecord")}, limit=INT, offset=INT),
     "SiteSettings": obj(result_mail_only_failures=nullable(BOOL)),
     "User": obj(username=STR, role=ROLE, disabled=BOOL, created_at=WHEN, updated_at=WHEN),
@@ -133,6 +146,15 @@ REPLIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/jobs/{job_id}/resume"): {"200": ref("Job")},
     ("post", "/jobs/{job_id}/run"): {"202": ref("RunNowResult")},
     ("get", "/jobs/{job_id}/preview"): {"200": ref("Preview")},
+    ("get", "/jobs/{job_id}/why"): {"200": ref("WhyResult")},
+    ("post", "/schedule/preview"): {"200": ref("SchedulePreview")},
+    ("get", "/calendars"): {"200": _array("CalendarSummary")},
+    ("post", "/calendars"): {"201": ref("Calendar")},
+    ("get", "/calendars/{name}"): {"200": ref("Calendar")},
+    ("patch", "/calendars/{name}"): {"200": ref("Calendar")},
+    ("post", "/calendars/{name}/days"): {"200": ref("Calendar")},
+    ("post", "/calendars/{name}/remove-days"): {"200": ref("Calendar")},
+    ("post", "/calendars/{name}/import"): {"200": ref("CalendarImport")},
     ("get", "/runs"): {"200": ref("RunPage")},
     ("get", "/runs/{run_id}"): {"200": ref("RunRecord")},
     ("post", "/import"): {"200": ref("ImportResult")},
@@ -150,7 +172,7 @@ REFUSALS = {
     "400": "The body cannot be read (not UTF-8, or not parsable at all)",
     "401": "No valid session or token",
     "403": "The caller's role may not do this, or the session's CSRF token is missing",
-    "404": "No such job, run, user or token",
+    "404": "No such job, run, calendar, user or token",
     "409": "Clashes with the current state (a run of the job is still going)",
     "413": "The request body is over the size limit",
     "422": "Input refused; ``errors`` names each field",
@@ -167,7 +189,26 @@ def _problem_response(description: str) -> dict[str, Any]:
 def improve(schema: dict[str, Any]) -> dict[str, Any]:
     """Post-process FastAPI's document in place; returns it."""
     _, components = msgspec.json.schema_components(
-        [JobDocument, Job, JobTypeInfo, RunRecord, ImportResult, FieldError, RunNowResult],
+        [
+            JobDocument,
+            Job,
+            JobTypeInfo,
+            RunRecord,
+            ImportResult,
+            FieldError,
+            RunNowResult,
+            WhyResult,
+            SchedulePreviewRequest,
+            SchedulePreview,
+            CalendarSpec,
+            CalendarSummary,
+            Calendar,
+            CalendarChange,
+            CalendarDaysChange,
+            CalendarDaysRemoval,
+            CalendarIcsImport,
+            CalendarImport,
+        ],
         ref_template=REF,
     )
     schemas = schema.setdefault("components", {}).setdefault("schemas", {})

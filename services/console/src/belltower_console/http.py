@@ -24,7 +24,7 @@ from belltower.errors import (
 )
 from belltower.schedule import parse_datetime
 
-from .actions import Console
+from .actions import EARLIEST, LATEST, Console
 from .errors import Denied, FieldErrors, Throttled, Unauthenticated
 from .store import Principal
 
@@ -44,8 +44,6 @@ class MsgspecResponse(Response):
         return msgspec.json.encode(content)
 
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 DATE_RANGE = "an ISO 8601 date-time from 1970-01-01 to 2199-12-31, e.g. 2026-09-01T08:00:00Z"
 
 

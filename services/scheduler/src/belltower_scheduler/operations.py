@@ -18,10 +18,12 @@ import msgspec
 from belltower import operations as ops
 from belltower.api import (
     Calendar,
+    CalendarDayRefs,
     CalendarDays,
     CalendarRef,
     CalendarSpec,
     CalendarSummary,
+    CalendarUpdate,
     Deleted,
     FieldError,
     ImportItem,
@@ -524,6 +526,28 @@ class Operations:
         days = _days(request.days)
         if not await self.calendars.add_days(
             request.name, days, request.replace, self.dispatcher.clock()
+        ):
+            raise NotFound(
+                f"no calendar named {request.name!r}; `belltower calendars list` shows them"
+            )
+        return await self._calendar(request.name, changed=True)
+
+    @serves(ops.CALENDARS_UPDATE)
+    async def calendar_update(self, request: CalendarUpdate) -> Calendar:
+        _check_calendar_name(request.name)
+        if not await self.calendars.update(
+            request.name, request.description.strip(), self.dispatcher.clock()
+        ):
+            raise NotFound(
+                f"no calendar named {request.name!r}; `belltower calendars list` shows them"
+            )
+        return await self._calendar(request.name)
+
+    @serves(ops.CALENDARS_REMOVE_DAYS)
+    async def calendar_remove_days(self, request: CalendarDayRefs) -> Calendar:
+        _check_calendar_name(request.name)
+        if not await self.calendars.remove_days(
+            request.name, request.days, self.dispatcher.clock()
         ):
             raise NotFound(
                 f"no calendar named {request.name!r}; `belltower calendars list` shows them"

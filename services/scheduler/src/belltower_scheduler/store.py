@@ -658,6 +658,31 @@ class CalendarStore:
             await self._insert_days(conn, name, days)
             return True
 
+    async def update(self, name: str, description: str, now: datetime) -> bool:
+        """Change a calendar's description; False if there is no such calendar."""
+        status = await self.pool.execute(
+            "UPDATE scheduler.calendars SET description = $2, updated_at = $3 WHERE name = $1",
+            name,
+            description,
+            now,
+        )
+        return status.endswith(" 1")
+
+    async def remove_days(self, name: str, days: Sequence[date], now: datetime) -> bool:
+        """Take days out of a calendar in one transaction; False if there is no such calendar."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            status = await conn.execute(
+                "UPDATE scheduler.calendars SET updated_at = $2 WHERE name = $1", name, now
+            )
+            if not status.endswith(" 1"):
+                return False
+            await conn.execute(
+                "DELETE FROM scheduler.non_school_days WHERE calendar = $1 AND day = ANY($2::date[])",
+                name,
+                list(days),
+            )
+            return True
+
     @staticmethod
     async def _insert_days(
         conn: asyncpg.Connection, name: str, days: Sequence[tuple[date, str]]

@@ -7,14 +7,12 @@ from typing import Annotated
 
 import typer
 
-from .. import operations as ops
-from ..api import Calendar, CalendarDays, CalendarRef, CalendarSpec, NonSchoolDay
-from ..calendars import days_from_ics, parse_days, read_ics
-from ..errors import BelltowerError, InvalidInput, NotFound
-from ..rpc import ApiClient
-from .options import JsonFlag, NatsUrl
+from ..api import Calendar, CalendarImport, CalendarSpec, CalendarSummary, NonSchoolDay
+from ..calendars import parse_days, read_ics
+from ..errors import BelltowerError, InvalidInput
+from .options import JsonFlag, ProfileOpt
 from .output import fail, print_json, table
-from .remote import call
+from .remote import call, seg
 
 calendars_app = typer.Typer(
     help="School calendars: named sets of non-school days that jobs skip or move past.",
@@ -43,7 +41,7 @@ def calendars_create(
     description: Annotated[str, typer.Option(help="What the calendar is for.")] = "",
     label: LabelOpt = "",
     json_out: JsonFlag = False,
-    nats_url: NatsUrl = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Create a school calendar, optionally with its first non-school days."""
     try:
@@ -55,14 +53,14 @@ def calendars_create(
         description=description,
         days=[NonSchoolDay(day=d, label=label) for d in parsed],
     )
-    cal = call(nats_url, lambda c: c.call(ops.CALENDARS_CREATE, spec))
+    cal = call(profile, lambda api: api.send("POST", "/calendars", Calendar, spec))
     print_json(cal) if json_out else _show_calendar(cal)
 
 
 @calendars_app.command("list")
-def calendars_list(json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
+def calendars_list(json_out: JsonFlag = False, profile: ProfileOpt = None) -> None:
     """List the school calendars."""
-    cals = call(nats_url, lambda c: c.call(ops.CALENDARS_LIST))
+    cals = call(profile, lambda api: api.get("/calendars", list[CalendarSummary]))
     if json_out:
         print_json(cals)
         return
@@ -76,19 +74,16 @@ def calendars_list(json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None
 
 
 @calendars_app.command("show")
-def calendars_show(name: str, json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
+def calendars_show(name: str, json_out: JsonFlag = False, profile: ProfileOpt = None) -> None:
     """Show a calendar's non-school days and the jobs that use it."""
-    cal = call(
-        nats_url,
-        lambda c: c.call(ops.CALENDARS_GET, CalendarRef(name=name)),
-    )
+    cal = call(profile, lambda api: api.get(f"/calendars/{seg(name)}", Calendar))
     print_json(cal) if json_out else _show_calendar(cal)
 
 
 @calendars_app.command("delete")
-def calendars_delete(name: str, nats_url: NatsUrl = None) -> None:
+def calendars_delete(name: str, profile: ProfileOpt = None) -> None:
     """Delete a calendar no job uses."""
-    call(nats_url, lambda c: c.call(ops.CALENDARS_DELETE, CalendarRef(name=name)))
+    call(profile, lambda api: api.request("DELETE", f"/calendars/{seg(name)}"))
     typer.echo(f"deleted calendar {name}")
 
 
@@ -98,15 +93,49 @@ def calendars_add_days(
     days: DaysArg = None,
     label: LabelOpt = "",
     json_out: JsonFlag = False,
-    nats_url: NatsUrl = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Add non-school days to a calendar (a day already there gets the new label)."""
     try:
         parsed = parse_days(days or [])
     except BelltowerError as exc:
         fail(exc)
-    body = CalendarDays(name=name, days=[NonSchoolDay(day=d, label=label) for d in parsed])
-    cal = call(nats_url, lambda c: c.call(ops.CALENDARS_ADD_DAYS, body))
+    body = {"days": [NonSchoolDay(day=d, label=label) for d in parsed]}
+    cal = call(
+        profile, lambda api: api.send("POST", f"/calendars/{seg(name)}/days", Calendar, body)
+    )
+    print_json(cal) if json_out else _show_calendar(cal)
+
+
+@calendars_app.command("remove-days")
+def calendars_remove_days(
+    name: str,
+    days: DaysArg = None,
+    json_out: JsonFlag = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Take non-school days out of a calendar (a day it does not have is no error)."""
+    try:
+        parsed = parse_days(days or [])
+    except BelltowerError as exc:
+        fail(exc)
+    body = {"days": parsed}
+    cal = call(
+        profile, lambda api: api.send("POST", f"/calendars/{seg(name)}/remove-days", Calendar, body)
+    )
+    print_json(cal) if json_out else _show_calendar(cal)
+
+
+@calendars_app.command("update")
+def calendars_update(
+    name: str,
+    description: Annotated[str, typer.Option(help="What the calendar is for.")],
+    json_out: JsonFlag = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Change a calendar's description."""
+    body = {"description": description}
+    cal = call(profile, lambda api: api.send("PATCH", f"/calendars/{seg(name)}", Calendar, body))
     print_json(cal) if json_out else _show_calendar(cal)
 
 
@@ -126,7 +155,7 @@ def calendars_import(
         int, typer.Option(help="Expand recurring events this many days ahead.")
     ] = 3 * 366,
     json_out: JsonFlag = False,
-    nats_url: NatsUrl = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Import non-school days from an iCalendar file or URL: all-day events, multi-day ranges
     and recurring holidays (expanded within the horizon); each day is labelled with the event."""
@@ -134,24 +163,23 @@ def calendars_import(
         start = parse_days([since], field="since")[0] if since else datetime.now(UTC).date()
         if horizon_days < 1:
             raise InvalidInput("horizon_days", f"{horizon_days} is too small", "1 or more days")
-        found = days_from_ics(read_ics(ics), since=start, horizon_days=horizon_days)
+        data = read_ics(ics)
     except BelltowerError as exc:
         fail(exc)
-    days = [NonSchoolDay(day=d, label=label) for d, label in found]
-
-    async def go(client: ApiClient) -> Calendar:
-        if create:
-            try:
-                await client.call(ops.CALENDARS_GET, CalendarRef(name=name))
-            except NotFound:
-                await client.call(ops.CALENDARS_CREATE, CalendarSpec(name=name))
-        return await client.call(
-            ops.CALENDARS_ADD_DAYS, CalendarDays(name=name, days=days, replace=replace)
-        )
-
-    cal = call(nats_url, go)
+    # The console reads the file's events (the same parser), so what it stores is what it audits.
+    body = {
+        "ics": data.decode("utf-8", errors="replace"),
+        "replace": replace,
+        "create": create,
+        "since": start,
+        "horizon_days": horizon_days,
+    }
+    done = call(
+        profile,
+        lambda api: api.send("POST", f"/calendars/{seg(name)}/import", CalendarImport, body),
+    )
     if json_out:
-        print_json(cal)
+        print_json(done.calendar)
         return
-    typer.echo(f"imported {len(days)} non-school days into {name}")
-    _show_calendar(cal)
+    typer.echo(f"imported {done.imported} non-school days into {name}")
+    _show_calendar(done.calendar)

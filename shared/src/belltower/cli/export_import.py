@@ -6,15 +6,15 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import msgspec
 import typer
 
-from .. import operations as ops
 from .. import transfer
-from ..api import ImportRequest
+from ..api import ImportResult
 from ..errors import BelltowerError, InvalidInput
-from .options import JsonFlag, NatsUrl
+from .options import JsonFlag, ProfileOpt
 from .output import EXIT_INVALID, fail, print_json
-from .remote import call
+from .remote import Api, call
 
 
 def jobs_export(
@@ -22,16 +22,16 @@ def jobs_export(
     output: Annotated[
         str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
     ] = None,
-    nats_url: NatsUrl = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Export every job definition as YAML or JSON documents, for `belltower jobs import`."""
     if format_ not in transfer.FORMATS:
         fail(InvalidInput("format", f"{format_!r} is not an export format", "yaml or json"))
-    jobs = call(nats_url, lambda c: c.call(ops.JOBS_LIST))
-    text = transfer.dump(transfer.documents_of(jobs), format_)
+    text = call(profile, lambda api: api.request("GET", "/export", params={"format": format_}).text)
     if output:
         Path(output).write_text(text)
-        typer.echo(f"exported {len(jobs)} job(s) to {output}", err=True)
+        count = len(transfer.load(text, format_))
+        typer.echo(f"exported {count} job(s) to {output}", err=True)
     else:
         typer.echo(text, nl=False)
 
@@ -42,7 +42,7 @@ def jobs_import(
         bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
     ] = False,
     json_out: JsonFlag = False,
-    nats_url: NatsUrl = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Import job definitions: every document is checked first, then all are applied, or none."""
     try:
@@ -53,10 +53,7 @@ def jobs_import(
         documents = transfer.load(text)
     except BelltowerError as exc:
         fail(exc)
-    result = call(
-        nats_url,
-        lambda c: c.call(ops.JOBS_IMPORT, ImportRequest(documents=documents, dry_run=dry_run)),
-    )
+    result = call(profile, lambda api: _import(api, documents, dry_run))
     if json_out:
         print_json(result)
     elif result.errors:
@@ -77,3 +74,16 @@ def jobs_import(
         )
     if result.errors:
         raise typer.Exit(EXIT_INVALID)
+
+
+def _import(api: Api, documents: list[object], dry_run: bool) -> ImportResult:
+    """The documents as a JSON list; refused documents come back as a 422 with the result."""
+    response = api.request(
+        "POST",
+        "/import",
+        also_ok=(422,),
+        params={"dry_run": str(dry_run).lower(), "format": "json"},
+        content=msgspec.json.encode(documents),
+        headers={"Content-Type": "application/json"},
+    )
+    return api.decode(response, ImportResult)

@@ -6,16 +6,15 @@ import json
 
 import typer
 
-from .. import operations as ops
 from ..api import JobTypeInfo
-from .options import JsonFlag, NatsUrl
+from .options import JsonFlag, ProfileOpt
 from .output import print_json
 from .remote import call
 
 
-def job_types(json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
+def job_types(json_out: JsonFlag = False, profile: ProfileOpt = None) -> None:
     """List the job types the running workers can run, with their parameters."""
-    types = call(nats_url, lambda c: c.call(ops.JOB_TYPES_LIST))
+    types = call(profile, lambda api: api.get("/job-types", list[JobTypeInfo]))
     if json_out:
         print_json(types)
         return

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Annotated
 
+import msgspec
 import typer
 
-from .. import operations as ops
-from ..api import Job, JobRef, JobSpec, PauseRequest, RunNowRequest, RunNowResult, RunRecord, RunRef
+from ..api import Job, JobSpec, RunNowResult, RunRecord
 from ..errors import BelltowerError, InvalidInput, NotFound, Unavailable
-from ..rpc import ApiClient
 from ..schedule import OnDemand, ScheduleFlags, parse_every
-from .options import JsonFlag, NatsUrl, with_schedule_flags
+from .options import JsonFlag, ProfileOpt, with_schedule_flags
 from .output import EXIT_FAILED, fail, print_json, table, timestamp
 from .parse import (
     parse_after,
@@ -24,7 +22,7 @@ from .parse import (
     parse_keep,
     parse_params,
 )
-from .remote import call, where, who
+from .remote import Api, call, seg
 from .runs import _show_run
 
 jobs_app = typer.Typer(help="Define, list and control jobs.", no_args_is_help=True)
@@ -103,7 +101,7 @@ def jobs_create(
         ),
     ] = None,
     json_out: JsonFlag = False,
-    nats_url: NatsUrl = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Define a job and schedule it."""
     try:
@@ -133,7 +131,8 @@ def jobs_create(
         )
     except BelltowerError as exc:
         fail(exc)
-    job = call(nats_url, lambda c: c.call(ops.JOBS_CREATE, spec))
+    document = msgspec.to_builtins(spec)
+    job = call(profile, lambda api: api.send("POST", "/jobs", Job, document))
     if json_out:
         print_json(job)
         return
@@ -142,9 +141,9 @@ def jobs_create(
 
 
 @jobs_app.command("list")
-def jobs_list(json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
+def jobs_list(json_out: JsonFlag = False, profile: ProfileOpt = None) -> None:
     """List every job with its schedule and next run."""
-    jobs = call(nats_url, lambda c: c.call(ops.JOBS_LIST))
+    jobs = call(profile, every_job)
     if json_out:
         print_json(jobs)
         return
@@ -166,6 +165,26 @@ def jobs_list(json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
             for j in jobs
         ],
     )
+
+
+class _Listing(msgspec.Struct):
+    job: Job
+
+
+class _JobPage(msgspec.Struct):
+    items: list[_Listing]
+    pages: int
+
+
+def every_job(api: Api) -> list[Job]:
+    """Every job, page by page, in the scheduler's order: priority (highest first), title, id."""
+    jobs: list[Job] = []
+    page, pages = 1, 1
+    while page <= pages:
+        found = api.get("/jobs", _JobPage, page=page, per_page=200, last_run=False)
+        jobs += [item.job for item in found.items]
+        page, pages = page + 1, found.pages
+    return sorted(jobs, key=lambda j: (-j.priority, j.title, j.id))
 
 
 def _show_job(job: Job) -> None:
@@ -233,36 +252,30 @@ def _retries_text(job: Job) -> str:
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: str, json_out: JsonFlag = False, nats_url: NatsUrl = None) -> None:
+def jobs_show(job_id: str, json_out: JsonFlag = False, profile: ProfileOpt = None) -> None:
     """Show one job."""
-    job = call(nats_url, lambda c: c.call(ops.JOBS_GET, JobRef(id=job_id)))
+    job = call(profile, lambda api: api.get(f"/jobs/{seg(job_id)}", Job))
     print_json(job) if json_out else _show_job(job)
 
 
 @jobs_app.command("delete")
-def jobs_delete(job_id: str, nats_url: NatsUrl = None) -> None:
+def jobs_delete(job_id: str, profile: ProfileOpt = None) -> None:
     """Delete a job; its execution history stays until retention removes it."""
-    call(nats_url, lambda c: c.call(ops.JOBS_DELETE, JobRef(id=job_id)))
+    call(profile, lambda api: api.request("DELETE", f"/jobs/{seg(job_id)}"))
     typer.echo(f"deleted job {job_id}")
 
 
-def _pause_request(job_id: str, nats_url: str | None) -> PauseRequest:
-    return PauseRequest(id=job_id, requested_by=who(), requested_from=where(nats_url))
-
-
 @jobs_app.command("pause")
-def jobs_pause(job_id: str, nats_url: NatsUrl = None) -> None:
+def jobs_pause(job_id: str, profile: ProfileOpt = None) -> None:
     """Stop scheduling a job until it is resumed (who paused it is recorded)."""
-    request = _pause_request(job_id, nats_url)
-    job = call(nats_url, lambda c: c.call(ops.JOBS_PAUSE, request))
+    job = call(profile, lambda api: api.send("POST", f"/jobs/{seg(job_id)}/pause", Job))
     typer.echo(f"paused {job.title} ({job.id})")
 
 
 @jobs_app.command("resume")
-def jobs_resume(job_id: str, nats_url: NatsUrl = None) -> None:
+def jobs_resume(job_id: str, profile: ProfileOpt = None) -> None:
     """Schedule a paused job again, from now on; the occurrences of the pause are recorded skipped."""
-    request = _pause_request(job_id, nats_url)
-    job = call(nats_url, lambda c: c.call(ops.JOBS_RESUME, request))
+    job = call(profile, lambda api: api.send("POST", f"/jobs/{seg(job_id)}/resume", Job))
     typer.echo(f"resumed {job.title} ({job.id}); next run {timestamp(job.next_run_at)}")
 
 
@@ -282,18 +295,15 @@ def jobs_run_now(
         ),
     ] = False,
     json_out: JsonFlag = False,
-    nats_url: NatsUrl = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Run a job once now, outside its schedule (recorded as a manual run).
 
     The job's overlap policy applies while a run of it is still going: skip refuses (exit 4,
     naming that run; --force runs anyway), buffer queues this run behind it, allow runs at once."""
 
-    async def go(client: ApiClient) -> tuple[RunNowResult, RunRecord | None]:
-        request = RunNowRequest(
-            id=job_id, requested_by=who(), requested_from=where(nats_url), force=force
-        )
-        result = await client.call(ops.JOBS_RUN_NOW, request)
+    def go(api: Api) -> tuple[RunNowResult, RunRecord | None]:
+        result = api.send("POST", f"/jobs/{seg(job_id)}/run", RunNowResult, force=force)
         if result.state == "waiting" and not json_out:
             typer.echo(f"queued run {result.run_id}: {result.note}", err=True)
         if not wait:
@@ -301,17 +311,17 @@ def jobs_run_now(
         deadline = time.monotonic() + wait_timeout
         while time.monotonic() < deadline:
             try:
-                run = await client.call(ops.RUNS_GET, RunRef(run_id=result.run_id))
+                run = api.get(f"/runs/{seg(result.run_id)}", RunRecord)
                 if run.finished_at is not None:
                     return result, run
             except NotFound:
                 pass
-            await asyncio.sleep(0.2)
+            time.sleep(0.2)
         raise Unavailable(
             f"run {result.run_id} did not finish within {wait_timeout:g}s; see `belltower runs show {result.run_id}`"
         )
 
-    result, run = call(nats_url, go)
+    result, run = call(profile, go)
     if json_out:
         print_json(run if run is not None else result)
     elif run is None:

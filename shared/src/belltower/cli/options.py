@@ -1,4 +1,4 @@
-"""The options several commands share: where NATS is, ``--json``, and the schedule flags, declared
+"""The options several commands share: which API profile, ``--json``, and the schedule flags, declared
 once here and gathered into one ScheduleFlags by ``with_schedule_flags``."""
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import typer
 
 from ..schedule import ScheduleFlags
 
-NatsUrl = Annotated[
+ProfileOpt = Annotated[
     str | None,
     typer.Option(
-        "--nats-url",
-        envvar="BELLTOWER_NATS_URL",
-        help="NATS server the services use.",
+        "--profile",
+        envvar="BELLTOWER_PROFILE",
+        help="Profile of the profiles file to use (its URL and API token); "
+        "BELLTOWER_API_URL and BELLTOWER_API_TOKEN override it.",
         show_envvar=True,
     ),
 ]
@@ -117,7 +118,7 @@ PreviewCalendarOpt = Annotated[
     str | None,
     typer.Option(
         "--calendar",
-        help="School calendar whose non-school days to apply (read from the scheduler).",
+        help="School calendar whose non-school days to apply (read through the API).",
     ),
 ]
 OnNonSchoolDayOpt = Annotated[

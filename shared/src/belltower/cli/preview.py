@@ -4,28 +4,18 @@ the skipped ones between and why."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from datetime import date
+from typing import Annotated
 
 import typer
 
-from .. import operations as ops
-from ..api import After, CalendarRef, JobRef
+from .. import previews
+from ..api import After, Calendar, Job
 from ..errors import BelltowerError, InvalidInput
-from ..schedule import (
-    ON_DEMAND_TEXT,
-    Occurrence,
-    OnDemand,
-    Schedule,
-    ScheduleFlags,
-    compile_schedule,
-    is_spread,
-    parse_datetime,
-    zone,
-)
-from .options import JsonFlag, NatsUrl, PreviewCalendarOpt, with_schedule_flags
+from ..schedule import ON_DEMAND_TEXT, Schedule, ScheduleFlags, is_spread, parse_datetime, zone
+from .options import JsonFlag, PreviewCalendarOpt, ProfileOpt, with_schedule_flags
 from .output import fail, print_json
-from .remote import call
+from .remote import call, seg
 
 schedule_app = typer.Typer(help="Try schedules out without defining a job.", no_args_is_help=True)
 
@@ -40,41 +30,33 @@ def _preview(
     job_id: str | None = None,
 ) -> None:
     """Print the next ``count`` occurrences after ``since`` (default now) in the schedule's zone,
-    with the skipped ones between and why they were skipped.
+    with the skipped ones between and why they were skipped (:func:`belltower.previews.preview`).
 
     An on-demand schedule has none: it says when the job runs instead (``--json`` gives the
     empty list, the same shape as every other schedule's preview)."""
     if count < 1:
         raise InvalidInput("count", f"{count} is not a number of occurrences", "1 or more")
-    if isinstance(schedule.rule, OnDemand):
-        compile_schedule(schedule)
-        runs = _on_demand_runs(after, job_id)
-        if json_out:
-            print_json([])
-            return
-        typer.echo(f"{ON_DEMAND_TEXT}: no scheduled occurrences.")
-        typer.echo(f"  {runs}.")
-        return
-    start = parse_datetime(since, schedule.tz, field="from") if since else datetime.now(UTC)
-    compiled = compile_schedule(schedule, non_school_days=non_school_days, spread_key=job_id or "")
-    local = zone(schedule.tz)
-    found = compiled.preview(start, count)
-    runnable = sum(1 for o in found if o.skipped is None)
+    start = parse_datetime(since, schedule.tz, field="from") if since else None
+    shown = previews.preview(schedule, start, count, non_school_days, spread_key=job_id or "")
     if json_out:
-        print_json([_occurrence_json(o, local) for o in found])
+        print_json(shown.occurrences)
         return
+    if shown.on_demand:
+        typer.echo(f"{ON_DEMAND_TEXT}: no scheduled occurrences.")
+        typer.echo(f"  {_on_demand_runs(after, job_id)}.")
+        return
+    local = zone(schedule.tz)
     typer.echo(
-        f"{compiled.describe()}, from {start.astimezone(local).isoformat(timespec='seconds')}:"
+        f"{shown.description}, from {shown.since.astimezone(local).isoformat(timespec='seconds')}:"
     )
-    for occ in found:
-        t = occ.at.astimezone(local)
-        line = f"  {t.isoformat(timespec='seconds')}  {t.strftime('%a')}"
+    for occ in shown.occurrences:
+        line = f"  {occ.at.isoformat(timespec='seconds')}  {occ.at.strftime('%a')}"
         if occ.skipped:
-            line += f"  skipped: {occ.skipped}"
+            line += f"  skipped: {occ.reason}"
         if occ.note:
             line += f"  ({occ.note})"
         typer.echo(line)
-    if runnable < count:
+    if sum(1 for o in shown.occurrences if not o.skipped) < count:
         typer.echo("  (no more occurrences: the schedule ends)")
     if is_spread(schedule) and not job_id:
         typer.echo(
@@ -97,21 +79,6 @@ def _words_s(seconds: float) -> str:
     return f"{seconds:g}s" if seconds < 60 or seconds % 60 else f"{seconds / 60:g} min"
 
 
-def _occurrence_json(occ: Occurrence, local: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "at": occ.at.astimezone(local),
-        "utc": occ.at,
-        "rule": occ.rule,
-        "skipped": occ.skipped is not None,
-        "reason": occ.skipped,
-    }
-    if occ.note:
-        out["note"] = occ.note
-    if occ.nominal != occ.at:
-        out["nominal"] = occ.nominal.astimezone(local)
-    return out
-
-
 CountOpt = Annotated[int, typer.Option(help="How many occurrences to list.")]
 FromOpt = Annotated[
     str | None,
@@ -126,7 +93,7 @@ def schedule_preview(
     from_: FromOpt = None,
     count: CountOpt = 10,
     json_out: JsonFlag = False,
-    nats_url: NatsUrl = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """List the next occurrences of a schedule given as `jobs create` takes it.
 
@@ -135,7 +102,7 @@ def schedule_preview(
         built = schedule.build()
     except BelltowerError as exc:
         fail(exc)
-    days = _calendar_days(nats_url, built.calendar)
+    days = _calendar_days(profile, built.calendar)
     try:
         _preview(built, from_, count, json_out, days)
     except BelltowerError as exc:
@@ -147,22 +114,19 @@ def jobs_preview(
     from_: FromOpt = None,
     count: CountOpt = 10,
     json_out: JsonFlag = False,
-    nats_url: NatsUrl = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """List the next occurrences of a stored job."""
-    job = call(nats_url, lambda c: c.call(ops.JOBS_GET, JobRef(id=job_id)))
-    days = _calendar_days(nats_url, job.schedule.calendar)
+    job = call(profile, lambda api: api.get(f"/jobs/{seg(job_id)}", Job))
+    days = _calendar_days(profile, job.schedule.calendar)
     try:
         _preview(job.schedule, from_, count, json_out, days, job.after, job.id)
     except BelltowerError as exc:
         fail(exc)
 
 
-def _calendar_days(nats_url: str | None, name: str | None) -> list[date]:
+def _calendar_days(profile: str | None, name: str | None) -> list[date]:
     if name is None:
         return []
-    cal = call(
-        nats_url,
-        lambda c: c.call(ops.CALENDARS_GET, CalendarRef(name=name)),
-    )
+    cal = call(profile, lambda api: api.get(f"/calendars/{seg(name)}", Calendar))
     return [d.day for d in cal.days]

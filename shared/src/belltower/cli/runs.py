@@ -7,13 +7,17 @@ from typing import Annotated, Any
 import msgspec
 import typer
 
-from .. import operations as ops
-from ..api import RunQuery, RunRecord, RunRef
+from ..api import RunRecord
 from ..errors import BelltowerError
 from ..schedule import parse_datetime
-from .options import JsonFlag, NatsUrl
+from .options import JsonFlag, ProfileOpt
 from .output import fail, print_json, table, timestamp
-from .remote import call
+from .remote import call, seg
+
+
+class _RunPage(msgspec.Struct):
+    items: list[RunRecord]
+
 
 runs_app = typer.Typer(
     help="Execution history: what ran, how it went, its output.", no_args_is_help=True
@@ -35,7 +39,7 @@ def runs_list(
     to: Annotated[str | None, typer.Option(help="Scheduled before this ISO date-time.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 100,
     json_out: JsonFlag = False,
-    nats_url: NatsUrl = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """List runs, newest first."""
     try:
@@ -45,12 +49,12 @@ def runs_list(
         if status:
             query["status"] = status
         if from_:
-            query["since"] = parse_datetime(from_, field="from")
+            query["from_"] = parse_datetime(from_, field="from").isoformat()
         if to:
-            query["until"] = parse_datetime(to, field="to")
+            query["to"] = parse_datetime(to, field="to").isoformat()
     except BelltowerError as exc:
         fail(exc)
-    runs = call(nats_url, lambda c: c.call(ops.RUNS_LIST, msgspec.convert(query, RunQuery)))
+    runs = call(profile, lambda api: api.get("/runs", _RunPage, **query).items)
     if json_out:
         print_json(runs)
         return
@@ -120,10 +124,10 @@ def runs_show(
         bool, typer.Option("--html", help="Print the HTML output instead of the text.")
     ] = False,
     json_out: JsonFlag = False,
-    nats_url: NatsUrl = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Show one run with its output."""
-    run = call(nats_url, lambda c: c.call(ops.RUNS_GET, RunRef(run_id=run_id)))
+    run = call(profile, lambda api: api.get(f"/runs/{seg(run_id)}", RunRecord))
     if json_out:
         print_json(run)
     elif html:

@@ -5,17 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-import msgspec
 import typer
 
-from .. import operations as ops
-from ..api import LedgerEntry, RunQuery, WhyRequest, WhyResult
+from ..api import LedgerEntry, WhyResult
 from ..errors import BelltowerError
-from ..rpc import ApiClient
 from ..schedule import parse_datetime
-from .options import JsonFlag, NatsUrl
+from .options import JsonFlag, ProfileOpt
 from .output import fail, print_json, table, timestamp
-from .remote import call
+from .remote import call, seg
 
 
 def _what_happened(e: LedgerEntry) -> str:
@@ -73,7 +70,7 @@ def _why_rows(entries: Sequence[LedgerEntry]) -> list[list[str]]:
     return rows
 
 
-def jobs_why(  # noqa: C901  (its options and the history fill-in; the printing is apart)
+def jobs_why(
     job_id: str,
     from_: Annotated[
         str | None,
@@ -84,43 +81,20 @@ def jobs_why(  # noqa: C901  (its options and the history fill-in; the printing 
     ] = None,
     limit: Annotated[int, typer.Option(help="At most this many occurrences, newest first.")] = 200,
     json_out: JsonFlag = False,
-    nats_url: NatsUrl = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Why did (or didn't) a job run? Every occurrence and what became of it, with the reason."""
     try:
-        query: dict[str, Any] = {"id": job_id, "limit": limit}
+        query: dict[str, Any] = {"limit": limit}
         if from_:
-            query["since"] = parse_datetime(from_, field="from")
+            query["from_"] = parse_datetime(from_, field="from").isoformat()
         if to:
-            query["until"] = parse_datetime(to, field="to")
+            query["to"] = parse_datetime(to, field="to").isoformat()
     except BelltowerError as exc:
         fail(exc)
 
-    async def go(client: ApiClient) -> WhyResult:
-        why = await client.call(ops.JOBS_WHY, msgspec.convert(query, WhyRequest))
-        unknown = [
-            e
-            for e in why.occurrences
-            if e.state == "dispatched" and e.run_status in (None, "running")
-        ]
-        if unknown:
-            # The ledger learns outcomes from run events; history fills in what it has not seen.
-            runs_query = {"job_id": why.job_id, "limit": 10_000}
-            if why.since:
-                runs_query["since"] = why.since
-            if why.until:
-                runs_query["until"] = why.until
-            try:
-                runs = await client.call(ops.RUNS_LIST, msgspec.convert(runs_query, RunQuery))
-            except BelltowerError:
-                runs = []
-            by_occurrence = {r.occurrence_id: r for r in runs}
-            for e in unknown:
-                if (r := by_occurrence.get(e.occurrence_id)) is not None:
-                    e.run_status, e.run_error = r.status, r.error
-        return why
-
-    why = call(nats_url, go)
+    # The console fills in from history the outcomes the ledger has not heard of yet.
+    why = call(profile, lambda api: api.get(f"/jobs/{seg(job_id)}/why", WhyResult, **query))
     if json_out:
         print_json(why)
         return
