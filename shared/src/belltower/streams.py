@@ -9,13 +9,20 @@ scheduler lease would never expire and a standby would never take over.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    ConsumerConfig,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import BadRequestError, NotFoundError
 
 from .errors import ConfigurationError
@@ -178,3 +185,43 @@ async def ensure_bucket(
                     replicas=settings.stream_replicas,
                 )
             )
+
+
+CONSUMER_CHECK_S = 5.0
+"""How often a service looks for its durable consumer (:func:`keep_consumer`)."""
+
+
+async def keep_consumer(
+    js: JetStreamContext, stream: str, config: ConsumerConfig, every_s: float = CONSUMER_CHECK_S
+) -> None:
+    """Recreate the durable consumer ``config`` names whenever it is found missing.
+
+    A durable consumer deleted while its service runs (``nats consumer rm``, a restore, an
+    operator's clean-up) leaves the service fetching from nothing, with no error anyone sees;
+    the messages stay in the stream (a work queue keeps what nobody acknowledged), so creating
+    the consumer again with the same name and configuration resumes delivery where it stopped.
+    Runs until cancelled; a broker that does not answer is asked again next round.
+    """
+    name = str(config.durable_name)
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await js.consumer_info(stream, name)
+            continue
+        except NotFoundError:
+            pass
+        except Exception:  # disconnected, a timeout: the next round asks again
+            continue
+        try:
+            await js.add_consumer(stream, config)
+        except Exception as exc:  # the stream itself is gone, or we raced another replica
+            log.warning(
+                f"consumer {name} on {stream} is missing and could not be created again "
+                f"({type(exc).__name__}: {exc}); retrying",
+                extra={"action": "consumer.recreate_failed", "stream": stream, "consumer": name},
+            )
+            continue
+        log.warning(
+            f"consumer {name} on {stream} was deleted while this service ran: created it again",
+            extra={"action": "consumer.recreated", "stream": stream, "consumer": name},
+        )

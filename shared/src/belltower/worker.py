@@ -117,6 +117,8 @@ class Worker:
         self._claims: KeyValue | None = None
         self._api: ApiClient | None = None
         self.running: set[str] = set()
+        self._consumer_kept: asyncio.Task[None] | None = None
+        """Recreates the pool's consumer if it is deleted while this worker runs."""
         self._subscribe()
 
     # -- wiring -------------------------------------------------------------------------------
@@ -130,18 +132,19 @@ class Worker:
 
     def _subscribe(self) -> None:
         concurrency = self.settings.worker_concurrency
+        self.consumer_config = ConsumerConfig(
+            durable_name=worker_consumer(self.pool),
+            ack_policy=JsAckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.settings.ack_wait_s,
+            max_ack_pending=max(1000, concurrency * 4),
+            filter_subject=due_filter(self.pool),
+        )
         self.broker.subscriber(
             due_filter(self.pool),
             stream=JStream(DUE_STREAM, declare=False),
             durable=worker_consumer(self.pool),
-            config=ConsumerConfig(
-                durable_name=worker_consumer(self.pool),
-                ack_policy=JsAckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self.settings.ack_wait_s,
-                max_ack_pending=max(1000, concurrency * 4),
-                filter_subject=due_filter(self.pool),
-            ),
+            config=self.consumer_config,
             pull_sub=PullSub(batch_size=min(concurrency, 256), timeout=5.0),
             inbox_prefix=f"{inbox_prefix(f'{self.pool}-worker')}.".encode(),
             max_workers=concurrency,
@@ -175,6 +178,9 @@ class Worker:
         self._claims = await js.key_value(CLAIMS_BUCKET)
         self._api = ApiClient(self.broker.connection, self.settings.request_timeout_s)
         await self.advertise()
+        self._consumer_kept = asyncio.create_task(
+            streams.keep_consumer(js, DUE_STREAM, self.consumer_config), name="keep-consumer"
+        )
         log.info(
             "worker ready",
             extra={
@@ -186,6 +192,8 @@ class Worker:
         )
 
     async def on_shutdown(self) -> None:
+        if self._consumer_kept is not None:
+            self._consumer_kept.cancel()
         await self.db.close()
 
     async def advertise(self) -> None:
