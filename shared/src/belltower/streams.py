@@ -18,6 +18,7 @@ from typing import Any
 from nats.js import JetStreamContext
 from nats.js.api import (
     ConsumerConfig,
+    DiscardPolicy,
     KeyValueConfig,
     RetentionPolicy,
     StorageType,
@@ -41,7 +42,15 @@ log = logging.getLogger(__name__)
 MIN_SERVER = (2, 11, 0)
 """Per-message TTL (the scheduler's leases) arrived in nats-server 2.11."""
 
-_COMPARED = ("subjects", "retention", "storage", "num_replicas", "max_age", "duplicate_window")
+_COMPARED = (
+    "subjects",
+    "retention",
+    "storage",
+    "discard",
+    "num_replicas",
+    "max_age",
+    "duplicate_window",
+)
 
 
 def server_version(text: str) -> tuple[int, int, int]:
@@ -93,6 +102,10 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             subjects=[DUE_SUBJECTS],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
+            # Full (a max_bytes or max_msgs an operator set, or the server's storage): refuse
+            # the publish, which the scheduler retries from its ledger. The default, discard
+            # old, would drop the oldest due occurrences with every publish still acknowledged.
+            discard=DiscardPolicy.NEW,
             num_replicas=settings.stream_replicas,
             max_age=settings.due_max_age_s,
             duplicate_window=settings.duplicate_window_s,
@@ -103,6 +116,7 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             subjects=[RUNS_SUBJECTS],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,  # an event log: the oldest events go first
             num_replicas=settings.stream_replicas,
             max_age=settings.runs_max_age_s,
             duplicate_window=settings.duplicate_window_s,
