@@ -1,53 +1,198 @@
-"""The fault matrix (experiment)."""
+"""The fault matrix: each case breaks one part of a running system and counts what became of
+every occurrence (``fault-matrix <case>: ... lost, ... duplicated`` on stdout; ``make chaos``
+runs the heavy cases at full size and prints those lines).
+
+Real processes throughout: a private nats-server, PostgreSQL, and the services started from
+their console scripts (``tests/e2e/conftest.py``). The broker-loss cases (a purged or
+recreated due stream, runs abandoned by their worker) live with the reconciler's tests; the
+scheduler's failover under SIGSTOP is in ``test_failover.py``, which prints its figures too.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import nats
 import pytest
+from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from belltower.subjects import DUE_STREAM, worker_consumer
 from tests.helpers.faults import assert_every_second_once, query, wait_until
+from tests.helpers.matrix import tally
 
 pytestmark = pytest.mark.slow
 
 
-def consumer_exists(url: str, name: str) -> bool:
-    async def go() -> bool:
+def on_nats(url: str, action: Callable[[JetStreamContext], Awaitable[Any]]) -> Any:
+    """Run ``action`` with a JetStream context of its own, as an operator's tool would."""
+
+    async def go() -> Any:
         nc = await nats.connect(url)
         try:
-            await nc.jetstream().consumer_info(DUE_STREAM, name)
-            return True
-        except NotFoundError:
-            return False
+            return await action(nc.jetstream())
         finally:
             await nc.close()
 
     return asyncio.run(go())
 
 
-def delete_consumer(url: str, name: str) -> None:
-    async def go() -> None:
-        nc = await nats.connect(url)
+def consumer_exists(url: str, name: str) -> bool:
+    async def look(js: JetStreamContext) -> bool:
         try:
-            await nc.jetstream().delete_consumer(DUE_STREAM, name)
-        finally:
-            await nc.close()
+            await js.consumer_info(DUE_STREAM, name)
+        except NotFoundError:
+            return False
+        return True
 
-    asyncio.run(go())
+    return on_nats(url, look)
 
 
-def test_consumer_deleted(stack, cli, database_url, fresh_nats) -> None:
-    job = cli.json("jobs", "create", "--type", "system.canary", "--title", "Every second", "--every", "1s")
-    time.sleep(3)
+def log_events(text: str, action: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event.get("action") == action:
+            out.append(event)
+    return out
+
+
+def pending(database_url: str) -> int:
+    return query(
+        database_url, "SELECT count(*) AS n FROM scheduler.occurrences WHERE state = 'pending'"
+    )[0]["n"]
+
+
+def every_second(cli, title: str) -> str:
+    """A canary due every second that runs whatever is still going (overlap allow): every
+    instant is an occurrence to publish, none is skipped behind a run held up by the fault."""
+    job = cli.json(
+        "jobs", "create", "--type", "system.canary", "--title", title, "--every", "1s",
+        "--overlap", "allow",
+    )  # fmt: skip
+    return job["id"]
+
+
+def stop_and_settle(cli, database_url: str, job_ids: list[str]) -> None:
+    for job_id in job_ids:
+        cli.run("jobs", "pause", job_id)
+    wait_until(lambda: pending(database_url) == 0, 60, "pending occurrences to go out")
+
+
+def test_a_deleted_worker_consumer_is_recreated_and_nothing_is_lost(
+    stack, cli, database_url, fresh_nats
+) -> None:
+    job_id = every_second(cli, "Through a consumer deletion")
+    time.sleep(3.0)
     name = worker_consumer("notifier")
-    assert consumer_exists(fresh_nats.url, name)
-    delete_consumer(fresh_nats.url, name)
-    time.sleep(8)
-    print("exists again:", consumer_exists(fresh_nats.url, name))
-    print(stack.log("notifier-worker")[-3000:])
-    cli.run("jobs", "pause", job["id"])
-    assert_every_second_once(database_url, job["id"])
+    on_nats(fresh_nats.url, lambda js: js.delete_consumer(DUE_STREAM, name))
+    deleted_at = time.monotonic()
+    wait_until(lambda: consumer_exists(fresh_nats.url, name), 30, "the consumer to be recreated")
+    recreated_s = time.monotonic() - deleted_at
+    assert log_events(stack.log("notifier-worker"), "consumer.recreated")
+    time.sleep(3.0)  # runs resume on the new consumer
+    stop_and_settle(cli, database_url, [job_id])
+    result = tally(
+        "consumer-deleted", database_url, fresh_nats.url, [job_id],
+        extra=f"consumer recreated after {recreated_s:.1f} s",
+    )  # fmt: skip
+    assert result.occurrences >= 8
+    assert result.dispatched == result.occurrences == result.recorded
+    assert (result.lost, result.duplicated) == (0, 0)
+
+
+DUE_MAX_BYTES = 4_096
+"""Room for about five due messages: a stream an operator capped, or a server out of storage."""
+
+
+def test_a_full_due_stream_holds_occurrences_pending_until_space_returns(
+    stack, cli, database_url, fresh_nats
+) -> None:
+    stack.stop("notifier-worker")  # nothing drains the stream: it fills
+
+    async def cap(js: JetStreamContext) -> None:
+        config = (await js.stream_info(DUE_STREAM)).config
+        await js.update_stream(dataclasses.replace(config, max_bytes=DUE_MAX_BYTES))
+
+    on_nats(fresh_nats.url, cap)
+    job_id = every_second(cli, "Into a full stream")
+
+    def refused() -> int:
+        events = log_events(stack.log("scheduler"), "dispatch.unconfirmed")
+        return sum(e.get("refused") or 0 for e in events)
+
+    wait_until(lambda: refused() > 0 and pending(database_url) >= 5, 60, "publishes refused")
+    held = pending(database_url)
+    in_stream = on_nats(fresh_nats.url, lambda js: js.stream_info(DUE_STREAM)).state.messages
+    assert stack.procs["scheduler"].poll() is None, "the scheduler survives a full stream"
+    stack.start("notifier-worker")  # space returns as the worker drains the stream
+    t0 = time.monotonic()
+    wait_until(lambda: pending(database_url) < 2, 90, "the held occurrences to go out")
+    print("drained in", time.monotonic() - t0)
+    print(
+        query(
+            database_url, "SELECT state, cause, count(*) FROM scheduler.occurrences GROUP BY 1, 2"
+        )
+    )
+    stop_and_settle(cli, database_url, [job_id])
+    result = tally(
+        "storage-full", database_url, fresh_nats.url, [job_id],
+        extra=f"{held} held pending while the stream (max_bytes {DUE_MAX_BYTES}) kept "
+        f"{in_stream}; {refused()} publishes refused",
+    )  # fmt: skip
+    assert result.dispatched == result.occurrences == result.recorded
+    assert (result.lost, result.duplicated) == (0, 0)
+
+
+GRACE_S = 5
+"""The clock test's misfire grace: occurrences later than this when found are the catch-up
+policy's (latest: coalesced into the latest), those within it run."""
+
+
+def scheduler_answers(cli) -> bool:
+    return cli.run("jobs", "list", check=False).returncode == 0
+
+
+def test_a_wall_clock_jump_gives_no_burst_and_no_gap_beyond_the_catch_up_policy(
+    stack, cli, database_url, fresh_nats, tmp_path
+) -> None:
+    offset = tmp_path / "clock-offset"
+    stack.stop("scheduler")  # a clean stop gives the lease back at once
+    stack.start(
+        "scheduler",
+        BELLTOWER_SCHEDULER_CLOCK_OFFSET_FILE=str(offset),
+        BELLTOWER_MISFIRE_GRACE_S=str(GRACE_S),
+    )
+    wait_until(lambda: scheduler_answers(cli), 60, "the scheduler to answer")
+    job_id = every_second(cli, "Through clock jumps")
+    time.sleep(3.0)
+    jumped_at = time.time()
+    offset.write_text("3600")  # the host's clock steps an hour forward
+    time.sleep(4.0)
+    offset.write_text("0")  # and an hour back
+    back_s = 4.0
+    time.sleep(back_s)
+    offset.write_text("3600")  # corrected again
+    time.sleep(4.0)
+    stop_and_settle(cli, database_url, [job_id])
+
+    ledger = assert_every_second_once(database_url, job_id)  # no gap, none twice
+    hour = [r for r in ledger if jumped_at <= r["scheduled_for"].timestamp() < jumped_at + 3600 - 1]
+    ran = [r for r in hour if r["state"] == "dispatched"]
+    coalesced = [r for r in hour if r["state"] == "coalesced"]
+    assert len(ran) <= GRACE_S + 2, f"{len(ran)} runs at once after the jump: a burst"
+    assert len(coalesced) >= 3600 - GRACE_S - 10
+    result = tally(
+        "clock-jump", database_url, fresh_nats.url, [job_id],
+        extra=f"+1 h: {len(coalesced)} coalesced (catch-up latest), {len(ran)} run at once "
+        f"(misfire grace {GRACE_S} s); -1 h for {back_s:g} s then corrected: nothing repeated",
+    )  # fmt: skip
+    assert (result.lost, result.duplicated) == (0, 0)
