@@ -24,7 +24,7 @@ from nats.js.errors import NotFoundError
 
 from belltower.subjects import DUE_STREAM, worker_consumer
 from tests.helpers.faults import assert_every_second_once, query, wait_until
-from tests.helpers.matrix import tally
+from tests.helpers.matrix import every_second, pending, stop_and_settle, tally
 
 pytestmark = pytest.mark.slow
 
@@ -63,28 +63,6 @@ def log_events(text: str, action: str) -> list[dict]:
         if event.get("action") == action:
             out.append(event)
     return out
-
-
-def pending(database_url: str) -> int:
-    return query(
-        database_url, "SELECT count(*) AS n FROM scheduler.occurrences WHERE state = 'pending'"
-    )[0]["n"]
-
-
-def every_second(cli, title: str) -> str:
-    """A canary due every second that runs whatever is still going (overlap allow): every
-    instant is an occurrence to publish, none is skipped behind a run held up by the fault."""
-    job = cli.json(
-        "jobs", "create", "--type", "system.canary", "--title", title, "--every", "1s",
-        "--overlap", "allow",
-    )  # fmt: skip
-    return job["id"]
-
-
-def stop_and_settle(cli, database_url: str, job_ids: list[str]) -> None:
-    for job_id in job_ids:
-        cli.run("jobs", "pause", job_id)
-    wait_until(lambda: pending(database_url) == 0, 60, "pending occurrences to go out")
 
 
 def test_a_deleted_worker_consumer_is_recreated_and_nothing_is_lost(

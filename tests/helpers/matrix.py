@@ -145,3 +145,25 @@ def tally(
     )
     print(result.line())
     return result
+
+
+def pending(database_url: str) -> int:
+    return query(
+        database_url, "SELECT count(*) AS n FROM scheduler.occurrences WHERE state = 'pending'"
+    )[0]["n"]
+
+
+def every_second(cli, title: str) -> str:
+    """A canary due every second that runs whatever is still going (overlap allow): every
+    instant is an occurrence to publish, none is skipped behind a run held up by the fault."""
+    job = cli.json(
+        "jobs", "create", "--type", "system.canary", "--title", title, "--every", "1s",
+        "--overlap", "allow",
+    )  # fmt: skip
+    return job["id"]
+
+
+def stop_and_settle(cli, database_url: str, job_ids: list[str]) -> None:
+    for job_id in job_ids:
+        cli.run("jobs", "pause", job_id)
+    wait_until(lambda: pending(database_url) == 0, 60, "pending occurrences to go out")
