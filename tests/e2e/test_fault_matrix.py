@@ -14,7 +14,9 @@ import asyncio
 import dataclasses
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nats
@@ -22,9 +24,18 @@ import pytest
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from belltower.api import RunPolicy
 from belltower.subjects import DUE_STREAM, worker_consumer
 from tests.helpers.faults import assert_every_second_once, query, wait_until
-from tests.helpers.matrix import every_second, pending, stop_and_settle, tally
+from tests.helpers.matrix import (
+    every_second,
+    finished_runs,
+    insert_canaries,
+    pending,
+    size,
+    stop_and_settle,
+    tally,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -83,8 +94,7 @@ def test_a_deleted_worker_consumer_is_recreated_and_nothing_is_lost(
         extra=f"consumer recreated after {recreated_s:.1f} s",
     )  # fmt: skip
     assert result.occurrences >= 8
-    assert result.dispatched == result.occurrences == result.recorded
-    assert (result.lost, result.duplicated) == (0, 0)
+    result.assert_each_ran_once()
 
 
 DUE_MAX_BYTES = 4_096
@@ -107,12 +117,11 @@ def test_a_full_due_stream_holds_occurrences_pending_until_space_returns(
         events = log_events(stack.log("scheduler"), "dispatch.unconfirmed")
         return sum(e.get("refused") or 0 for e in events)
 
-    wait_until(lambda: refused() > 0 and pending(database_url) >= 5, 60, "publishes refused")
+    wait_until(lambda: refused() > 0 and pending(database_url) >= 8, 60, "publishes refused")
     held = pending(database_url)
     in_stream = on_nats(fresh_nats.url, lambda js: js.stream_info(DUE_STREAM)).state.messages
     assert stack.procs["scheduler"].poll() is None, "the scheduler survives a full stream"
     stack.start("notifier-worker")  # space returns as the worker drains the stream
-    t0 = time.monotonic()
     wait_until(lambda: pending(database_url) < 2, 90, "the held occurrences to go out")
     print("drained in", time.monotonic() - t0)
     print(
@@ -126,8 +135,7 @@ def test_a_full_due_stream_holds_occurrences_pending_until_space_returns(
         extra=f"{held} held pending while the stream (max_bytes {DUE_MAX_BYTES}) kept "
         f"{in_stream}; {refused()} publishes refused",
     )  # fmt: skip
-    assert result.dispatched == result.occurrences == result.recorded
-    assert (result.lost, result.duplicated) == (0, 0)
+    result.assert_each_ran_once()
 
 
 GRACE_S = 5
@@ -174,3 +182,59 @@ def test_a_wall_clock_jump_gives_no_burst_and_no_gap_beyond_the_catch_up_policy(
         f"(misfire grace {GRACE_S} s); -1 h for {back_s:g} s then corrected: nothing repeated",
     )  # fmt: skip
     assert (result.lost, result.duplicated) == (0, 0)
+
+
+KILL_EVERY_S = 5.0
+
+
+def test_runs_with_a_worker_sigkilled_every_5_s_are_each_recorded_exactly_once(
+    stack, cli, database_url, fresh_nats
+) -> None:
+    """2,000 canary runs due at once (10,000 under ``make chaos``), each half a second long,
+    while the notifier-worker is SIGKILLed 5 s after each start and started again: redelivery
+    and the claims bucket must give every occurrence exactly one recorded, succeeded run."""
+    n = size(2_000, 10_000)
+    stack.stop("scheduler")  # a scheduler loads its jobs when it starts
+    due = datetime.now(UTC) + timedelta(seconds=2)
+    # Enough deliveries that the kills themselves never dead-letter a run: a message in the
+    # hands of a killed worker counts a delivery, and the default allows three.
+    policy = RunPolicy(overlap="allow", max_deliveries=100)
+    jobs = insert_canaries(database_url, n, due, {"sleep_s": 0.5}, policy)
+    stack.start("scheduler")
+    kills = 0
+    deadline = time.monotonic() + max(240.0, n / 10)
+
+    def starts() -> int:
+        return len(log_events(stack.log("notifier-worker"), "worker.ready"))
+
+    while finished_runs(database_url, jobs) < n:
+        assert time.monotonic() < deadline, f"{finished_runs(database_url, jobs)} of {n} recorded"
+        # 5 s of work after each start (a start on a loaded machine takes seconds itself).
+        wait_until(lambda k=kills: starts() > k, 60, "the worker to start", interval=0.1)
+        time.sleep(KILL_EVERY_S)
+        if finished_runs(database_url, jobs) >= n:
+            break
+        stack.kill("notifier-worker")
+        kills += 1
+        stack.start("notifier-worker")
+    statuses = query(
+        database_url,
+        "SELECT status, count(*) AS n FROM history.runs WHERE job_id = ANY($1) GROUP BY status",
+        [uuid.UUID(j) for j in jobs],
+    )
+    attempts = query(
+        database_url,
+        "SELECT max(attempt) AS most, count(*) FILTER (WHERE attempt > 1) AS again"
+        " FROM history.runs WHERE job_id = ANY($1)",
+        [uuid.UUID(j) for j in jobs],
+    )[0]
+    result = tally(
+        "worker-killed", database_url, fresh_nats.url, jobs,
+        extra=f"{kills} SIGKILLs, one every {KILL_EVERY_S:g} s; {attempts['again']} runs "
+        f"delivered again (most attempts {attempts['most']}); "
+        + ", ".join(f"{r['status']} {r['n']}" for r in statuses),
+    )  # fmt: skip
+    assert kills >= 1, "the runs finished before the first kill: nothing was tested"
+    assert result.occurrences == result.dispatched == result.recorded == n
+    assert (result.lost, result.duplicated) == (0, 0)
+    assert {r["status"] for r in statuses} == {"succeeded"}
