@@ -123,12 +123,6 @@ def test_a_full_due_stream_holds_occurrences_pending_until_space_returns(
     assert stack.procs["scheduler"].poll() is None, "the scheduler survives a full stream"
     stack.start("notifier-worker")  # space returns as the worker drains the stream
     wait_until(lambda: pending(database_url) < 2, 90, "the held occurrences to go out")
-    print("drained in", time.monotonic() - t0)
-    print(
-        query(
-            database_url, "SELECT state, cause, count(*) FROM scheduler.occurrences GROUP BY 1, 2"
-        )
-    )
     stop_and_settle(cli, database_url, [job_id])
     result = tally(
         "storage-full", database_url, fresh_nats.url, [job_id],
