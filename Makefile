@@ -33,7 +33,7 @@ chaos: install
 	BELLTOWER_CHAOS_SCALE=$${BELLTOWER_CHAOS_SCALE:-1} $(UV) run --no-sync pytest -q -s \
 		--timeout 1800 $(CHAOS_TESTS) >"$$log" 2>&1; status=$$?; \
 	tail -n 40 "$$log" | grep -v '^fault-matrix'; echo; \
-	grep -o 'fault-matrix .*' "$$log"; rm -f "$$log"; exit $$status
+	grep -o '^[.FEsx]*fault-matrix .*' "$$log" | sed 's/^[.FEsx]*//'; rm -f "$$log"; exit $$status
 
 # Installs every workspace member and the dev group; uv makes this a no-op when nothing changed.
 install: ensure-uv ensure-chromium

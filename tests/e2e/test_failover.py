@@ -194,7 +194,10 @@ def test_a_paused_leader_dispatches_nothing_once_deposed(
         f"{len(after_resume)} published by the old leader after SIGCONT, "
         f"{len(both)} published by both (de-duplicated by id)",
     )  # fmt: skip
-    result.assert_each_ran_once()
+    # The job skips behind a run still going (its default overlap policy), which the check above
+    # allows; what was dispatched ran once.
+    assert (result.lost, result.duplicated) == (0, 0), result.line()
+    assert result.recorded == result.dispatched, result.line()
     assert (
         max(m.scheduled_for for m in by_token[b]) > datetime.fromtimestamp(resumed_at).astimezone()
     )
