@@ -13,6 +13,7 @@ import asyncpg
 import httpx
 import pytest
 import yaml
+from openapi_spec_validator import validate
 
 pytestmark = pytest.mark.slow
 
@@ -97,6 +98,7 @@ def wait_for_run(client: httpx.Client, run_id: str, timeout: float = 30) -> dict
 
 def test_openapi_document_is_published(console_stack) -> None:
     doc = httpx.get(console_stack.url + API + "/openapi.json").json()
+    validate(doc)  # the OpenAPI 3.1 meta-schema and the spec's rules, or it raises naming the fault
     assert "/api/v1/jobs" in doc["paths"] and "/api/v1/import" in doc["paths"]
     assert "JobDocument" in doc["components"]["schemas"]
     create = doc["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]

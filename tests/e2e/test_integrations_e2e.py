@@ -51,6 +51,7 @@ def test_exports_and_a_file_drop_run_through_the_integration_worker(
     for name, title in [
         ("exports.schoolmessenger", "SchoolMessenger"),
         ("lms.canvas_export", "Canvas LMS Export"),
+        ("rostering.oneroster_csv_export", "OneRoster LMS Export"),
         ("hr.frontline_leave", "Frontline Leave"),
         ("messaging.communication_queue", "Communication Queue"),
     ]:

@@ -51,6 +51,9 @@ CONTRACT_METRICS = {
     "belltower_occurrences_dispatched_total",
     "belltower_occurrences_skipped_total",
     "belltower_occurrences_missed_total",
+    "belltower_occurrences_recovered_total",
+    "belltower_occurrences_lost_total",
+    "belltower_runs_abandoned_total",
     "belltower_scheduler_lag_seconds",
     "belltower_scheduler_leader",
     "belltower_scheduler_jobs",
@@ -169,9 +172,31 @@ def test_values_schema_refuses_unknown_keys_and_bad_values(render: Render) -> No
         ("notifierWorker.image.pullPolicy=Sometimes", "pullPolicy"),
         ("config.streams.replicas=7", "replicas"),
         ("scheduler.replicas=1", "scheduler.replicas"),
+        ("scheduler.reconcile.attempts=0", "attempts"),
     ]:
         with pytest.raises(HelmError, match=re.escape(field)):
             render("minimal-external-values.yaml", sets=(bad,))
+
+
+def test_the_reconcilers_settings_reach_the_config_and_its_derived_deadlines_stay_derived(
+    render: Render,
+) -> None:
+    default = config_of(render("minimal-external-values.yaml"))
+    assert default["BELLTOWER_RECONCILE_INTERVAL_S"] == "30"
+    assert default["BELLTOWER_RECONCILE_ATTEMPTS"] == "3"
+    assert "BELLTOWER_RECONCILE_START_DEADLINE_S" not in default  # ack wait x most deliveries
+    assert "BELLTOWER_RECONCILE_ABANDON_S" not in default
+    set_ = config_of(
+        render(
+            "minimal-external-values.yaml",
+            sets=(
+                "scheduler.reconcile.startDeadlineSeconds=300",
+                "scheduler.reconcile.abandonSeconds=120",
+            ),
+        )
+    )
+    assert set_["BELLTOWER_RECONCILE_START_DEADLINE_S"] == "300"
+    assert set_["BELLTOWER_RECONCILE_ABANDON_S"] == "120"
 
 
 # --- what every pod promises ----------------------------------------------------------------

@@ -395,3 +395,40 @@ async def test_a_deposed_leader_writes_nothing_for_a_run_event_and_the_new_leade
         for k, p in ((a_keeper, a_partitions), (b_keeper, b_partitions)):
             await p.stop()
             await k.release_all()
+
+
+async def test_only_the_current_holder_reconciles_what_the_broker_lost(
+    nc, store, pool, settings
+) -> None:
+    """The leader's dispatched occurrence vanishes from the stream; a deposed replica's
+    reconciler publishes no copy and writes nothing, the holder's publishes it again."""
+    from belltower_scheduler.reconcile import Reconciler
+
+    clock = Clock(T0)
+    row, b = await dispatched_by_leader(store, nc, clock)
+    occ = occurrence_id(row.id, T0)
+    await nc.jetstream().purge_stream(DUE_STREAM)
+    clock.now = T0 + 10 * MINUTE
+    own = SchedulerSettings(
+        nats_url=settings.nats_url,
+        database_url=settings.database_url,
+        reconcile_start_deadline_s=60,
+        stale_run_s=1e9,  # the test clock is years ahead of the rows' created_at
+    )
+    a = deposed(store, nc, clock)
+    await a.load()
+    before = await snapshot(pool)
+
+    with pytest.raises(Deposed):
+        await Reconciler(a, nc.jetstream(), own, clock=clock).round()
+    assert await snapshot(pool) == before
+    assert await due_messages(nc.jetstream()) == []
+
+    stats = await Reconciler(b, nc.jetstream(), own, clock=clock).round()
+    assert (stats.recovered, stats.lost) == (1, 0)
+    [(message, msg_id)] = await due_messages(nc.jetstream())
+    assert message.occurrence_id == occ and msg_id == f"{occ}.recovery.1"
+    attempts = await pool.fetchval(
+        "SELECT recovery_attempts FROM scheduler.occurrences WHERE id = $1::uuid", occ
+    )
+    assert attempts == 1

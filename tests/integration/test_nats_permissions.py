@@ -116,6 +116,14 @@ PUBLISH = [
     ("history", "belltower.due.notifier.system.canary", False),
     ("scheduler", "belltower.run.finished.succeeded.system.canary", False),
     ("scheduler", "belltower.due.notifier.system.canary", True),
+    # the reconciler: its verdicts as finished events and claims, and the look-up of a copy
+    ("scheduler", "belltower.run.finished.lost.system.canary", True),
+    ("scheduler", "belltower.run.finished.abandoned.system.canary", True),
+    ("scheduler", "belltower.run.started.system.canary", False),
+    ("scheduler", "$KV.belltower_claims.occ.00000000-0000-0000-0000-000000000000", True),
+    ("scheduler", "$JS.API.STREAM.MSG.GET.BELLTOWER_DUE", True),
+    ("scheduler", "$JS.API.STREAM.PURGE.BELLTOWER_DUE", False),
+    ("scheduler", "belltower.scheduler.run-now.0", True),
     ("console", "belltower.due.notifier.system.canary", False),
     ("console", "belltower.run.finished.failed.system.canary", False),
     ("console", "belltower.api.scheduler.jobs.create", True),
@@ -146,6 +154,8 @@ SUBSCRIBE = [
     ("history", "belltower.api.history.>", True),
     ("history", "belltower.api.scheduler.>", False),
     ("scheduler", "belltower.api.scheduler.>", True),
+    ("scheduler", "belltower.scheduler.run-now.*", True),
+    ("console", "belltower.scheduler.run-now.*", False),
     ("cli", "_INBOX.>", False),
 ]
 
@@ -174,9 +184,13 @@ async def test_the_integrator_reads_run_events_from_its_own_durable_consumer(pro
     sub = await js.pull_subscribe(
         "belltower.run.finished.>", durable="district-lms", stream="BELLTOWER_RUNS"
     )
-    (message,) = await sub.fetch(1, timeout=5)
-    assert message.data == b'{"id": "e1"}'
-    await message.ack()
+    # The module's server is shared: earlier rows may have left other run events in the stream.
+    seen = []
+    while b'{"id": "e1"}' not in seen:
+        (message,) = await sub.fetch(1, timeout=5)
+        seen.append(message.data)
+        await message.ack()
+    assert len(seen) <= 100, seen
     with pytest.raises(NatsError):
         await js.publish("belltower.run.finished.succeeded.system.canary", b"{}", timeout=1)
 
@@ -212,7 +226,7 @@ async def test_a_server_asking_for_client_certificates_refuses_a_client_without_
 
     tls = make_ca_and_server_cert(tmp_path, verify_clients=True)
     cert, key = make_client_cert(tmp_path)
-    with secured_nats(tmp_path, tls=tls) as (server, identities):
+    with secured_nats(tmp_path, tls=tls, provisioned=False) as (server, identities):
         base = {"nats_url": server.url, "nats_tls_ca": tls.ca, **_settings_of(identities["cli"])}
         with pytest.raises(Exception):  # noqa: B017 - the TLS handshake fails, however it says so
             await nats.connect(

@@ -176,14 +176,21 @@ def test_the_asyncapi_document_lists_each_operation_with_its_messages() -> None:
     for op in ops.declared():
         channel = listed[op.subject]
         messages = channel["messages"]
-        assert messages["request"]["name"] == op.request.__name__
+        stem = op.service + "".join(w.capitalize() for w in op.name.replace("_", ".").split("."))
+        stem = stem[0].upper() + stem[1:]
+        assert messages["request"]["name"] == f"{stem}Request"
+        assert messages["request"]["summary"] == f"A `{op.request.__name__}`, JSON-encoded."
         listed_of = getattr(op.reply, "__args__", None)
         result = f"list[{listed_of[0].__name__}]" if listed_of else op.reply.__name__
-        assert messages["reply"]["name"] == f"Reply[{result}]"
+        assert messages["reply"]["name"] == f"{stem}Reply"
+        assert messages["reply"]["summary"] == f"A `Reply[{result}]`, JSON-encoded."
     jobs_get = listed[ops.JOBS_GET.subject]["messages"]
-    assert (jobs_get["request"]["name"], jobs_get["reply"]["name"]) == ("JobRef", "Reply[Job]")
+    assert (jobs_get["request"]["name"], jobs_get["reply"]["name"]) == (
+        "SchedulerJobsGetRequest",
+        "SchedulerJobsGetReply",
+    )
     runs_list = listed[ops.RUNS_LIST.subject]["messages"]["reply"]
-    assert runs_list["name"] == "Reply[list[RunRecord]]"
+    assert runs_list["name"] == "HistoryRunsListReply"
     assert runs_list["payload"]["properties"]["result"]["items"] == {
         "$ref": "#/components/schemas/RunRecord"
     }

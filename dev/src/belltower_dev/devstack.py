@@ -24,10 +24,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from belltower import natsauth, sis
+from belltower import natsauth, sis, streams
 from belltower.errors import BelltowerError, ConfigurationError
 from belltower.health import DEFAULT_PORTS as HEALTH_PORTS
-from belltower.settings import DEV_NATS_PORT, DEV_POSTGRES_PORT, DEV_SMTP_PORT
+from belltower.settings import DEV_NATS_PORT, DEV_POSTGRES_PORT, DEV_SMTP_PORT, Settings
 
 from . import demo
 from .localservers import (
@@ -356,6 +356,33 @@ async def start_servers(
     return database_url
 
 
+def dev_nats(
+    paths: DevPaths,
+    auth: natsauth.DevAuth,
+    port: int = DEV_NATS_PORT,
+    monitor_port: int = DEV_NATS_MONITOR_PORT,
+) -> NatsServer:
+    """The dev stack's nats-server: its users and permissions from ``auth``; clients and the
+    monitoring port (which has no authentication of its own) on 127.0.0.1 only."""
+    return NatsServer(
+        port=port,
+        store_dir=paths.nats,
+        monitor_port=monitor_port,
+        host=LOCALHOST,
+        args=auth.server_args(),
+    )
+
+
+async def provision_streams(nats: NatsServer, auth: natsauth.DevAuth, console: Terminal) -> None:
+    """Create or update the streams and buckets as the provisioner, as the chart's Job does:
+    the services' own identities may only check them. The settings come from this environment,
+    which the services inherit, so both agree on replicas and ages."""
+    identity = auth.identities["provisioner"]
+    settings = Settings(nats_url=nats.url, nats_user=identity.user, nats_password=identity.password)
+    done = await streams.provision(settings)
+    console.say(f"{streams.COMMAND} (as {identity.user}): " + ", ".join(done))
+
+
 async def load_demo_school(database_url: str, console: Terminal) -> None:
     """Give the notifiers a school to work on: the demo SIS, loaded once into an empty ``sis`` schema."""
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
@@ -407,18 +434,14 @@ async def run(paths: DevPaths, console: Terminal) -> int:
     # NATS with the same least-privileged users as a production install: an identity per
     # service, generated once into .dev/ (the CLI beside make dev finds its own there).
     auth = natsauth.prepare_dev(paths.root)
-    nats = NatsServer(
-        port=DEV_NATS_PORT,
-        store_dir=paths.nats,
-        monitor_port=DEV_NATS_MONITOR_PORT,
-        args=auth.server_args(),
-    )
+    nats = dev_nats(paths, auth)
     postgres = None if external_db else PostgresServer(DEV_POSTGRES_PORT, paths.postgres)
     mail = MailSink(LOCALHOST, DEV_SMTP_PORT, maildir=paths.mail)
     services = [Service(name, _COLOURS[i % len(_COLOURS)]) for i, name in enumerate(SERVICES)]
     watchers: list[asyncio.Task[None]] = []
     try:
         database_url = await start_servers(nats, postgres, mail, paths, external_db, console)
+        await provision_streams(nats, auth, console)
         await load_demo_school(database_url, console)
         admin = console_admin(paths)
         env = service_environment(nats, database_url, mail, paths.batch.absolute(), admin)

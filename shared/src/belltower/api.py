@@ -182,8 +182,10 @@ class LedgerEntry(msgspec.Struct, kw_only=True):
     """One occurrence and what became of it.
 
     ``state``: dispatched, pending (being published), waiting (buffered behind a run in flight),
-    delayed (chained, waiting for its delay), skipped, missed or coalesced; ``cause`` a stable
-    code (overlap, paused, end_passed, catch_up, deleted, ...) and ``reason`` the sentence.
+    delayed (chained, waiting for its delay), skipped, missed, coalesced or lost (dispatched,
+    never started although published again); ``cause`` a stable code (overlap, paused,
+    end_passed, catch_up, deleted, lost, ...) and ``reason`` the sentence. ``recovery_attempts``:
+    how often the reconciler published it again because no worker had started it.
     """
 
     occurrence_id: str
@@ -200,6 +202,7 @@ class LedgerEntry(msgspec.Struct, kw_only=True):
     run_status: str | None = None
     run_error: str | None = None
     run_finished_at: datetime | None = None
+    recovery_attempts: int = 0
 
 
 class PauseSpan(msgspec.Struct, kw_only=True):

@@ -162,24 +162,56 @@ def document() -> dict[str, Any]:
     management = _management(spec)
     components = spec.setdefault("components", {})
     components["schemas"] = dict(sorted((schemas | management).items()))
-    messages = components.setdefault("messages", {})
+    components["messages"] = dict(sorted(_event_messages(spec).items()))
+    # A plain JSON tree: no shared objects, so the YAML has no anchors.
+    return json.loads(json.dumps(_asyncapi_schemas(spec)))
+
+
+def _event_messages(spec: dict[str, Any]) -> dict[str, Any]:
+    """The event channels' messages under their real names (``RunFinished``), in place of the
+    ``runFinished:Message`` placeholders faststream lays out, with the channels and operations
+    pointing at them."""
+    placeholders = spec["components"].get("messages", {})
+    messages: dict[str, Any] = {}
     for channel in CHANNELS:
+        name = channel.payload.__name__
         entry = spec["channels"][channel.key]
         entry["title"] = channel.title
         entry["parameters"] = channel.parameters
         for ref in entry["messages"].values():
-            name = ref["$ref"].rsplit("/", 1)[1].replace("%20", " ")
-            message = messages[name]
-            message.pop("correlationId", None)
-            message["name"] = channel.payload.__name__
-            message["title"] = channel.title
-            message["payload"] = {"$ref": f"#/components/schemas/{channel.payload.__name__}"}
-            if channel.cloudevent:
-                message["contentType"] = "application/cloudevents+json"
-                message["headers"] = _EVENT_HEADERS
-    components["messages"] = dict(sorted(messages.items()))
-    # A plain JSON tree: no shared objects, so the YAML has no anchors.
-    return json.loads(json.dumps(spec))
+            placeholders.pop(ref["$ref"].rsplit("/", 1)[1].replace("%20", " "), None)
+        entry["messages"] = {name: {"$ref": f"#/components/messages/{name}"}}
+        spec["operations"][channel.key]["messages"] = [
+            {"$ref": f"#/channels/{channel.key}/messages/{name}"}
+        ]
+        message: dict[str, Any] = {
+            "name": name,
+            "title": channel.title,
+            "summary": channel.description.split(". ", 1)[0].rstrip(".") + ".",
+            "contentType": "application/cloudevents+json"
+            if channel.cloudevent
+            else "application/json",
+            "payload": {"$ref": f"#/components/schemas/{name}"},
+        }
+        if channel.cloudevent:
+            message["headers"] = _EVENT_HEADERS
+        messages[name] = message
+    return messages
+
+
+def _asyncapi_schemas(schemas: Any) -> Any:
+    """msgspec's JSON Schemas (anywhere in the document) in the AsyncAPI Schema dialect: its
+    ``discriminator`` is the name of the property (a string), not OpenAPI's
+    ``{propertyName, mapping}`` object."""
+    if isinstance(schemas, list):
+        return [_asyncapi_schemas(item) for item in schemas]
+    if not isinstance(schemas, dict):
+        return schemas
+    out = {key: _asyncapi_schemas(value) for key, value in schemas.items()}
+    discriminator = out.get("discriminator")
+    if isinstance(discriminator, dict):
+        out["discriminator"] = discriminator["propertyName"]
+    return out
 
 
 def _key(op: operations.Operation[Any, Any]) -> str:
@@ -189,9 +221,14 @@ def _key(op: operations.Operation[Any, Any]) -> str:
 
 
 def _type_name(type_: Any) -> str:
-    """``Job``, or ``list[Job]`` for a list of them."""
+    """``Job``, or ``list[Job]`` for a list of them (the Python type a client decodes)."""
     args = getattr(type_, "__args__", ())
     return f"list[{_type_name(args[0])}]" if args else str(type_.__name__)
+
+
+def _pascal(key: str) -> str:
+    """``schedulerJobsRunNow`` -> ``SchedulerJobsRunNow``, the stem of its message names."""
+    return key[:1].upper() + key[1:]
 
 
 def _management(spec: dict[str, Any]) -> dict[str, Any]:
@@ -220,14 +257,16 @@ def _management(spec: dict[str, Any]) -> dict[str, Any]:
             f"(queue group `{op.service}`); for the console and the CLI, not for integrators.",
             "messages": {
                 "request": {
-                    "name": _type_name(op.request),
+                    "name": f"{_pascal(key)}Request",
                     "title": f"{op.name} request",
+                    "summary": f"A `{_type_name(op.request)}`, JSON-encoded.",
                     "contentType": "application/json",
                     "payload": request,
                 },
                 "reply": {
-                    "name": f"Reply[{_type_name(op.reply)}]",
+                    "name": f"{_pascal(key)}Reply",
                     "title": f"{op.name} reply",
+                    "summary": f"A `Reply[{_type_name(op.reply)}]`, JSON-encoded.",
                     "contentType": "application/json",
                     "payload": reply,
                 },

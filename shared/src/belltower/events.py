@@ -16,8 +16,18 @@ from typing import Any, Literal
 
 import msgspec
 
-RunStatus = Literal["succeeded", "failed", "timed_out", "dead_lettered"]
-RUN_STATUSES: tuple[str, ...] = ("succeeded", "failed", "timed_out", "dead_lettered")
+RunStatus = Literal["succeeded", "failed", "timed_out", "dead_lettered", "lost", "abandoned"]
+"""``lost`` and ``abandoned`` are the scheduler's reconciler's (``reconcile.py``): an occurrence
+no worker ever started although it was published again, and a run whose worker stopped with no
+delivery of it left."""
+RUN_STATUSES: tuple[str, ...] = (
+    "succeeded",
+    "failed",
+    "timed_out",
+    "dead_lettered",
+    "lost",
+    "abandoned",
+)
 Trigger = Literal["schedule", "manual", "chained"]
 
 _OCCURRENCE_NS = uuid.UUID("6f1c3a52-5a0e-4d0e-9a57-2b1f8f0f4c11")

@@ -42,6 +42,24 @@ OCCURRENCES_MISSED = Counter(
     "Occurrences not run at their time (the scheduler was down), by the misfire policy applied",
     ["policy"],
 )
+OCCURRENCES_RECOVERED = Counter(
+    "belltower_occurrences_recovered_total",
+    "Occurrences the reconciler published again: dispatched, but no worker started them within "
+    "their start deadline (the broker lost them), by worker pool",
+    ["pool"],
+)
+OCCURRENCES_LOST = Counter(
+    "belltower_occurrences_lost_total",
+    "Occurrences the reconciler gave up on: published again up to its bound and never started; "
+    "the ledger says lost, with the reason",
+    ["pool"],
+)
+RUNS_ABANDONED = Counter(
+    "belltower_runs_abandoned_total",
+    "Runs the reconciler ended abandoned: their worker stopped heart-beating and no delivery of "
+    "the occurrence was left to take them over",
+    ["pool"],
+)
 SCHEDULER_LAG = Histogram(
     "belltower_scheduler_lag_seconds",
     "Dispatch time minus due time of each dispatched occurrence",
@@ -86,7 +104,8 @@ def watch_scheduler(leader: Callable[[], Mapping[str, int]], jobs: Callable[[], 
 
 RUNS = Counter(
     "belltower_runs_total",
-    "Finished runs by pool, job type and status (succeeded, failed, dead_lettered, timed_out)",
+    "Finished runs by pool, job type and status (succeeded, failed, dead_lettered, timed_out; "
+    "lost and abandoned are counted by the scheduler's reconciler instead)",
     ["pool", "job_type", "status"],
 )
 RUN_DURATION = Histogram(

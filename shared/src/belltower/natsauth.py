@@ -5,6 +5,11 @@ The permissions are declared once here. :func:`server_config` renders them as a 
 ``files/nats-users.json`` (kept equal by a test); :mod:`belltower.natsclient` connects every
 Belltower process with the credentials and TLS of its settings.
 
+No service may create, change or delete a stream or bucket: the ``provisioner`` identity does
+that, once per install and upgrade (``belltower-streams apply``, :mod:`belltower.streams`), and
+may touch no message. The services may read the streams' info, run their own consumers and read
+and write the keys they own.
+
 Each role gets its own reply-inbox prefix (``_INBOX.<role>``) so no identity can read the
 replies meant for another. Services that answer requests (scheduler, history) reply through
 ``allow_responses``, never by a publish right on the inboxes.
@@ -31,6 +36,7 @@ from .subjects import (
     LEASES_BUCKET,
     RUNS_STREAM,
     SCHEDULER_CHANGES,
+    SCHEDULER_RUN_NOW,
     worker_consumer,
 )
 
@@ -42,6 +48,7 @@ Role = Literal[
     "console",
     "cli",
     "integrator",
+    "provisioner",
 ]
 ROLES: tuple[Role, ...] = (
     "scheduler",
@@ -51,6 +58,7 @@ ROLES: tuple[Role, ...] = (
     "console",
     "cli",
     "integrator",
+    "provisioner",
 )
 
 SETTINGS_BUCKET = "belltower_settings"  # sitesettings.BUCKET, without importing its NATS code
@@ -92,14 +100,20 @@ class Permissions:
         return config
 
 
-def _declare_streams(*streams: str) -> tuple[str, ...]:
-    """Every service declares the streams and buckets it uses at start (``streams.ensure``)."""
+def _stream_info(*streams: str) -> tuple[str, ...]:
+    """Every service checks at start that the streams and buckets it uses are as declared
+    (``streams.ensure``); only the provisioner creates or changes them."""
+    return tuple(f"{API}.STREAM.INFO.{stream}" for stream in streams)
+
+
+def _provision(*streams: str) -> tuple[str, ...]:
+    """Create, inspect and update (never delete or purge) the declared streams and buckets."""
     return tuple(
         f"{API}.STREAM.{op}.{stream}" for stream in streams for op in ("INFO", "CREATE", "UPDATE")
     )
 
 
-def _kv(bucket: str, *, write: Iterable[str] = (), create: bool = False) -> tuple[str, ...]:
+def _kv(bucket: str, *, write: Iterable[str] = ()) -> tuple[str, ...]:
     """Read a key-value bucket (direct and stream gets), and write the keys in ``write``."""
     stream = f"KV_{bucket}"
     subjects = [
@@ -108,8 +122,6 @@ def _kv(bucket: str, *, write: Iterable[str] = (), create: bool = False) -> tupl
         f"{API}.DIRECT.GET.{stream}.>",
         f"{API}.STREAM.MSG.GET.{stream}",
     ]
-    if create:
-        subjects.append(f"{API}.STREAM.CREATE.{stream}")
     subjects += [f"$KV.{bucket}.{key}" for key in write]
     return tuple(subjects)
 
@@ -141,6 +153,8 @@ def _ephemeral(stream: str) -> tuple[str, ...]:
 
 
 _ALL_STREAMS = (DUE_STREAM, RUNS_STREAM, f"KV_{CATALOG_BUCKET}", f"KV_{CLAIMS_BUCKET}")
+_PROVISIONED = (*_ALL_STREAMS, f"KV_{LEASES_BUCKET}", f"KV_{SETTINGS_BUCKET}")
+"""Every stream and bucket ``belltower-streams apply`` creates (``streams.bucket_configs``)."""
 
 
 def _inbox(role: Role) -> str:
@@ -153,7 +167,7 @@ def _worker(pool: Literal["notifier", "integration"], calls: tuple[str, ...]) ->
         description=f"runs the {pool} pool's occurrences and publishes their run events",
         publish=(
             "belltower.run.>",
-            *_declare_streams(*_ALL_STREAMS),
+            *_stream_info(*_ALL_STREAMS),
             *_durable(DUE_STREAM, worker_consumer(pool), pull=True),
             *_kv(CLAIMS_BUCKET, write=[">"]),
             *_kv(CATALOG_BUCKET, write=[f"pool.{pool}"]),
@@ -169,13 +183,25 @@ PERMISSIONS: Mapping[Role, Permissions] = {
         publish=(
             "belltower.due.>",
             SCHEDULER_CHANGES,
-            *_declare_streams(*_ALL_STREAMS, f"KV_{LEASES_BUCKET}"),
-            *_kv(LEASES_BUCKET, write=[">"], create=True),
+            f"{SCHEDULER_RUN_NOW}.*",
+            *_stream_info(*_ALL_STREAMS),
+            *_kv(LEASES_BUCKET, write=[">"]),
             *_kv(CATALOG_BUCKET),
             *_ephemeral(RUNS_STREAM),
             *_ephemeral(f"KV_{LEASES_BUCKET}"),
+            # the reconciler (reconcile.py): is a copy still queued, who holds an occurrence's
+            # claim, and the verdicts lost and abandoned, as claims and finished events
+            f"{API}.STREAM.MSG.GET.{DUE_STREAM}",
+            *_kv(CLAIMS_BUCKET, write=[">"]),
+            "belltower.run.finished.lost.>",
+            "belltower.run.finished.abandoned.>",
         ),
-        subscribe=("belltower.api.scheduler.>", SCHEDULER_CHANGES, _inbox("scheduler")),
+        subscribe=(
+            "belltower.api.scheduler.>",
+            SCHEDULER_CHANGES,
+            f"{SCHEDULER_RUN_NOW}.*",
+            _inbox("scheduler"),
+        ),
         allow_responses=True,
     ),
     "notifier-worker": _worker("notifier", ()),
@@ -191,17 +217,17 @@ PERMISSIONS: Mapping[Role, Permissions] = {
     "history": Permissions(
         description="consumes run events into PostgreSQL and answers history queries",
         publish=(
-            *_declare_streams(*_ALL_STREAMS),
+            *_stream_info(*_ALL_STREAMS),
             *_durable(RUNS_STREAM, HISTORY_CONSUMER, pull=False),
             f"{API}.CONSUMER.DELETE.{RUNS_STREAM}.{HISTORY_CONSUMER}",
-            *_kv(SETTINGS_BUCKET, create=True),
+            *_kv(SETTINGS_BUCKET),
         ),
         subscribe=("belltower.api.history.>", HISTORY_DELIVER, _inbox("history")),
         allow_responses=True,
     ),
     "console": Permissions(
         description="calls the management API for the people it authenticates; site settings",
-        publish=("belltower.api.>", *_kv(SETTINGS_BUCKET, write=["site"], create=True)),
+        publish=("belltower.api.>", *_kv(SETTINGS_BUCKET, write=["site"])),
         subscribe=(_inbox("console"),),
     ),
     "cli": Permissions(
@@ -229,6 +255,12 @@ PERMISSIONS: Mapping[Role, Permissions] = {
             f"$JS.ACK.{RUNS_STREAM}.{HISTORY_CONSUMER}.>",
         ),
         subscribe=("belltower.run.>", _inbox("integrator")),
+    ),
+    "provisioner": Permissions(
+        description="creates and updates the streams and buckets (belltower-streams apply), "
+        "before the services start; reads and writes no message",
+        publish=_provision(*_PROVISIONED),
+        subscribe=(_inbox("provisioner"),),
     ),
 }
 

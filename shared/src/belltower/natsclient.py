@@ -36,13 +36,6 @@ def credentials(settings: Settings) -> Credentials:
                 f"BELLTOWER_NATS_CREDS={settings.nats_creds}: no such file (a .creds file or "
                 "an nkey seed file is expected)"
             )
-        try:
-            import nkeys  # noqa: F401
-        except ImportError:
-            raise ConfigurationError(
-                "BELLTOWER_NATS_CREDS needs the nkeys package: `pip install nkeys` in this "
-                "service's environment, or connect with BELLTOWER_NATS_USER/PASSWORD"
-            ) from None
         text = settings.nats_creds.read_text(errors="replace")
         kind: Literal["creds", "nkey"] = "creds" if "BEGIN NATS USER JWT" in text else "nkey"
         return Credentials(kind, path=settings.nats_creds)

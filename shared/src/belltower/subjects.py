@@ -25,6 +25,14 @@ LEASES_BUCKET = "belltower_leases"
 """One key per scheduler partition: which replica dispatches it, renewed with a per-message TTL."""
 SCHEDULER_CHANGES = "belltower.scheduler.changed"
 """Core NATS: the id of a job whose definition a scheduler replica just changed in PostgreSQL."""
+SCHEDULER_RUN_NOW = "belltower.scheduler.run-now"
+"""Core NATS requests, ``.<partition>``: a run-now a replica accepted for a partition it does not
+hold, handed to the partition's holder, which answers with the ledger row or the refusal."""
+
+
+def scheduler_run_now(partition: int) -> str:
+    return f"{SCHEDULER_RUN_NOW}.{partition}"
+
 
 HISTORY_CONSUMER = "history"
 

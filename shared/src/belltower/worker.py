@@ -88,6 +88,9 @@ class Claim(msgspec.Struct, kw_only=True, omit_defaults=True):
     heartbeat_at: float
     event: msgspec.Raw = msgspec.Raw(b"null")
     """The encoded run-finished event, once the state is finished."""
+    seq: int = 0
+    """The stream sequence of the delivery being run: the scheduler's reconciler looks it up to
+    tell a run that a redelivery can still take over from one whose message is gone."""
 
 
 _claim_decoder = msgspec.json.Decoder(Claim)
@@ -395,7 +398,13 @@ class Worker:
     ) -> int | None:
         """Take the occurrence for this worker; None when it is done or someone else holds it."""
         assert self._claims is not None
-        claim = Claim(state="running", worker=self.name, attempt=attempt, heartbeat_at=time.time())
+        claim = Claim(
+            state="running",
+            worker=self.name,
+            attempt=attempt,
+            heartbeat_at=time.time(),
+            seq=_stream_seq(msg),
+        )
         try:
             return await self._claims.create(key, _encoder.encode(claim))
         except KeyWrongLastSequenceError:
@@ -506,6 +515,7 @@ class Worker:
                 )
 
         stop = asyncio.Event()
+        seq = _stream_seq(msg)
 
         async def heartbeat() -> None:
             # Stopped by an event, never cancelled: a claim update cut off in flight could be
@@ -518,7 +528,11 @@ class Worker:
                 try:
                     await msg.in_progress()
                     beat = Claim(
-                        state="running", worker=self.name, attempt=attempt, heartbeat_at=time.time()
+                        state="running",
+                        worker=self.name,
+                        attempt=attempt,
+                        heartbeat_at=time.time(),
+                        seq=seq,
                     )
                     state["revision"] = await self._claims.update(  # type: ignore[union-attr]
                         key, _encoder.encode(beat), last=state["revision"]
@@ -665,6 +679,12 @@ def _log_unconfirmed(future: asyncio.Future[Any]) -> None:
             "a run-started event was not confirmed; history shows the run once it finishes",
             extra={"action": "worker.start_unconfirmed", "error": repr(future.exception())},
         )
+
+
+def _stream_seq(msg: NatsMessage) -> int:
+    """The stream sequence of a due message's delivery (0 when the broker did not say)."""
+    metadata = msg.raw_message.metadata
+    return metadata.sequence.stream if metadata else 0
 
 
 def _unexpected_failure(ctx: JobContext) -> _Outcome:

@@ -10,6 +10,7 @@ from .codes import DEFAULT_SEED, add_code_tables
 from .courses import add_courses, add_terms, draw_sections
 from .enrollments import add_registration
 from .finance import add_transactions
+from .guardians import add_guardians
 from .model import DemoData, DemoSize, Draw, Pools
 from .outreach import add_email_activities, add_notification_groups, add_registration_appointments
 from .people import add_people
@@ -41,4 +42,5 @@ def generate(
     add_notification_groups(draw, staff)
     add_registration_appointments(draw, terms, reg, students)
     add_email_activities(draw)
+    add_guardians(draw)
     return draw.data

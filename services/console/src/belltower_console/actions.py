@@ -658,7 +658,7 @@ class Console:
 
 
 def preview_schedule(job: Job, since: datetime | None, count: int) -> list[datetime]:
-    compiled = compile_schedule(job.schedule)
+    compiled = compile_schedule(job.schedule, spread_key=job.id)
     local = zone(job.schedule.tz)
     after = since or datetime.now(UTC)
     return [t.astimezone(local) for t in compiled.upcoming(after, count)]

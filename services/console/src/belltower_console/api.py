@@ -215,7 +215,7 @@ async def list_runs(
     request: Request,
     job_id: str | None = None,
     status: str | None = Query(
-        None, description="succeeded, failed, timed_out, dead_lettered or running"
+        None, description="succeeded, failed, timed_out, dead_lettered, lost, abandoned or running"
     ),
     from_: str | None = Query(None, alias="from", description="Scheduled at or after (ISO)"),
     to: str | None = Query(None, description="Scheduled before (ISO)"),

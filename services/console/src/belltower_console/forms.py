@@ -336,10 +336,10 @@ def _same_number(a: str, b: str) -> bool:
         return False
 
 
-def upcoming(schedule: dict[str, Any], count: int) -> list[datetime]:
-    """The next runs of a schedule as the form describes it, in its own time zone."""
+def upcoming(schedule: dict[str, Any], count: int, job_id: str = "") -> list[datetime]:
+    """The next runs of a schedule as the form describes it, in its own time zone (``H``
+    fields as this job's id picks them; a new job's are picked when it is saved)."""
     parsed = msgspec.convert(schedule, Schedule)
     local = zone(parsed.tz)
-    return [
-        t.astimezone(local) for t in compile_schedule(parsed).upcoming(datetime.now(UTC), count)
-    ]
+    compiled = compile_schedule(parsed, spread_key=job_id)
+    return [t.astimezone(local) for t in compiled.upcoming(datetime.now(UTC), count)]

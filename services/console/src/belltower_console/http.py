@@ -158,12 +158,20 @@ async def principal_of(request: Request) -> Principal:
     return who
 
 
+def same_secret(given: str, expected: str) -> bool:
+    """A constant-time comparison of two tokens that takes any text (``compare_digest`` raises
+    on a non-ASCII ``str``, which a hostile form or header can send)."""
+    return secrets.compare_digest(
+        given.encode("utf-8", "replace"), expected.encode("utf-8", "replace")
+    )
+
+
 async def check_csrf(request: Request, who: Principal, given: str | None) -> None:
     """A state-changing request made with a session cookie must carry the session's CSRF token."""
     if request.method in SAFE_METHODS or who.via != "session":
         return
 
-    if not given or not who.csrf_token or not secrets.compare_digest(given, who.csrf_token):
+    if not given or not who.csrf_token or not same_secret(given, who.csrf_token):
         await console_of(request).audit(
             who,
             client_of(request),

@@ -1,13 +1,14 @@
 """What the console refuses before any handler sees a request: bodies over the size limit (413),
 JSON nested too deep, text no name may hold, query strings with NUL or control characters and
-YAML alias bombs (422 naming the field). Each refusal is a problem document.
+YAML alias bombs (422 naming the field). Each refusal is a problem document. The pages' form
+posts get the same text checks (:func:`form_problems`), answered as a page.
 """
 
 from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -140,6 +141,29 @@ def check_yaml(text: str) -> None:
                 add(size)
     except yaml.YAMLError:
         return  # the importer reports the syntax error with its line
+
+
+def form_problems(form: Iterable[tuple[str, Any]]) -> list[FieldError]:
+    """Refusals for a posted HTML form's text fields (``FormData.multi_items()``), as
+    :func:`check_json` finds them in a JSON body; uploaded files are left to their reader."""
+    errors = []
+    for key, value in form:
+        reason = bad_text(key, True)
+        if reason:
+            errors.append(FieldError(field="form", message=f"a field name {reason}"))
+            continue
+        if not isinstance(value, str):
+            continue
+        one_line = key in NAME_FIELDS
+        reason = bad_text(value, one_line)
+        if reason:
+            accepted = (
+                "one line of printable text"
+                if one_line
+                else "text without NUL or control characters"
+            )
+            errors.append(FieldError(field=key, message=reason, accepted=accepted))
+    return errors[:20]
 
 
 def check_query(scope: Scope) -> list[FieldError]:

@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 
 from belltower.api import FieldError, Job, JobTypeInfo
 from belltower.errors import Conflict, InvalidInput, NotFound
+from belltower.events import RUN_STATUSES as EVENT_RUN_STATUSES
 from belltower.schedule import WEEKDAYS, Daily, OnDemand, zone
 
 from . import forms
@@ -29,18 +30,19 @@ from .http import (
     client_of,
     console_of,
     principal_of,
+    same_secret,
     secure_cookies,
     status_and_errors,
     when,
 )
-from .limits import check_yaml
+from .limits import check_yaml, form_problems
 from .store import ROLES, Principal
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(
     directory=str(resources.files("belltower_console").joinpath("templates"))
 )
-RUN_STATUSES = ("succeeded", "failed", "timed_out", "dead_lettered", "running")
+RUN_STATUSES = (*EVENT_RUN_STATUSES, "running")
 PAGE_SIZE = 25
 
 
@@ -107,6 +109,9 @@ async def posted(request: Request) -> tuple[Principal, dict[str, Any]]:
     """The caller of a form post and the form, after its CSRF token is checked."""
     who = await principal_of(request)
     form = await request.form()
+    refused = form_problems(form.multi_items())
+    if refused:
+        raise FieldErrors(refused)
     await check_csrf(request, who, str(form.get("csrf_token") or ""))
     return who, {k: v for k, v in form.items()}
 
@@ -150,8 +155,16 @@ async def login(request: Request) -> Response:
     form = await request.form()
     username, password = str(form.get("username") or ""), str(form.get("password") or "")
     target = _safe_next(str(form.get("next") or "/jobs"))
+    bad_fields = form_problems(form.multi_items())
+    if bad_fields:
+        return _login_page(
+            request,
+            http_status=422,
+            next=target,
+            error="; ".join(f"{e.field}: {e.message}" for e in bad_fields),
+        )
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not expected or not secrets.compare_digest(expected, str(form.get("login_csrf") or "")):
+    if not expected or not same_secret(expected, str(form.get("login_csrf") or "")):
         return _login_page(
             request,
             http_status=403,
@@ -302,7 +315,11 @@ async def _submit_job(request: Request, job: Job | None, type_name: str) -> Resp
         if "schedule" not in doc and job is not None:  # the stored schedule, kept
             upcoming = [] if job.paused else await console.preview(job.id, None, 10)
         else:
-            upcoming = [] if schedule_errors else forms.upcoming(doc["schedule"], 10)
+            upcoming = (
+                []
+                if schedule_errors
+                else forms.upcoming(doc["schedule"], 10, job.id if job is not None else "")
+            )
         return _job_form(
             request, who, info, job, values, forms.by_field(schedule_errors), upcoming=upcoming
         )

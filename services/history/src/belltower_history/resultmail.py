@@ -32,6 +32,8 @@ _STATUS_WORDS = {
     "failed": "Failed",
     "timed_out": "Timed out",
     "dead_lettered": "Failed (gave up after repeated deliveries)",
+    "lost": "Lost (never started, although published again)",
+    "abandoned": "Abandoned (its worker stopped mid-run)",
 }
 
 

@@ -182,7 +182,9 @@ class Dispatcher(InFlight):
         name = compiled.schedule.calendar
         if name is None:
             return compiled
-        return compiled_for(compiled.schedule, self.calendar_days.get(name, frozenset()))
+        return compiled_for(
+            compiled.schedule, self.calendar_days.get(name, frozenset()), compiled.spread_key
+        )
 
     def set_calendar(self, name: str, days: frozenset[date]) -> None:
         """A calendar's days changed: jobs using it are re-planned from now (schedule engine hook)."""

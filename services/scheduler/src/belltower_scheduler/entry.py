@@ -18,6 +18,7 @@ from belltower.schedule import (
     CompiledSchedule,
     Schedule,
     compile_schedule,
+    is_spread,
     schedule_decoder,
     schedule_encoder,
 )
@@ -26,17 +27,30 @@ from .store import JobRow, decode_result_mail, policy_decoder
 
 
 @lru_cache(maxsize=65_536)
-def _compiled(schedule_json: bytes, non_school_days: frozenset[date]) -> CompiledSchedule:
-    """Jobs with the same schedule (and calendar days) share one compiled form."""
+def _compiled(
+    schedule_json: bytes, non_school_days: frozenset[date], spread_key: str
+) -> CompiledSchedule:
+    """Jobs with the same schedule (and calendar days) share one compiled form; a schedule
+    with ``H`` fields is compiled per job (``spread_key``, the job id, picks the values)."""
     return compile_schedule(
-        msgspec.json.decode(schedule_json, type=Schedule), non_school_days=non_school_days
+        msgspec.json.decode(schedule_json, type=Schedule),
+        non_school_days=non_school_days,
+        spread_key=spread_key,
     )
 
 
 def compiled_for(
-    schedule: Schedule, non_school_days: frozenset[date] = frozenset()
+    schedule: Schedule, non_school_days: frozenset[date] = frozenset(), spread_key: str = ""
 ) -> CompiledSchedule:
-    return _compiled(schedule_encoder.encode(schedule), non_school_days)
+    key = spread_key if is_spread(schedule) else ""
+    return _compiled(schedule_encoder.encode(schedule), non_school_days, key)
+
+
+def for_job(compiled: CompiledSchedule, job_id: str) -> CompiledSchedule:
+    """A shared compiled form made this job's own when its schedule has ``H`` fields."""
+    if compiled.spread_key == job_id or not is_spread(compiled.schedule):
+        return compiled
+    return compiled_for(compiled.schedule, compiled.non_school_days, job_id)
 
 
 @lru_cache(maxsize=65_536)
@@ -173,7 +187,7 @@ class Entry:
             id=row.id,
             title=row.title,
             params_json=_params_json(row.params),
-            schedule=compiled_for(row.schedule),
+            schedule=compiled_for(row.schedule, spread_key=row.id),
             next_due=row.next_run_at,
             spec=job_spec(
                 row.type,
@@ -196,7 +210,7 @@ class Entry:
             r["id"],
             r["title"],
             _params_json(r["params"]),
-            compiled_for_text(r["schedule"]),
+            for_job(compiled_for_text(r["schedule"]), r["id"]),
             r["next_run_at"],
             _spec_from_text(
                 r["type"],

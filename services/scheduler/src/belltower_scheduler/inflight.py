@@ -68,6 +68,7 @@ class InFlight(Pipeline):
         requested_from: str | None = None,
         *,
         force: bool = False,
+        occurrence_id: str | None = None,
     ) -> LedgerRow:
         """Dispatch one extra occurrence of a job now, outside its schedule.
 
@@ -76,10 +77,18 @@ class InFlight(Pipeline):
         ``buffer`` queues this one as the job's waiting occurrence (state ``waiting``, released
         when the run finishes) unless one waits already, ``allow`` runs at once. ``force`` runs
         at once whatever the policy. Every outcome is a ledger row, so `jobs why` explains it.
+
+        ``occurrence_id``: the id another replica chose when it handed this request over
+        (``partitions.py``); asked again with an id the ledger holds, the answer is that row's,
+        so a retried hand-over never runs twice.
         """
+        if occurrence_id is not None:
+            done = await self.answered(occurrence_id)
+            if done is not None:
+                return done
         now = self.clock().astimezone(UTC)
         occ = Planned(
-            id=manual_occurrence_id(),
+            id=occurrence_id or manual_occurrence_id(),
             job_id=entry.id,
             scheduled_for=now,
             priority=entry.priority,
@@ -110,6 +119,26 @@ class InFlight(Pipeline):
                 "JetStream did not confirm the run; it stays pending and is retried automatically"
             )
         return occ
+
+    async def answered(self, occurrence_id: str) -> LedgerRow | None:
+        """The outcome of a run-now already in the ledger (a hand-over asked again), or None."""
+        r = await self.store.occurrence(occurrence_id)
+        if r is None:
+            return None
+        if r["state"] == "skipped" and r["cause"] == "overlap":
+            raise Conflict(f"not run: {r['reason']}")
+        return LedgerRow(
+            id=r["id"],
+            job_id=r["job_id"],
+            scheduled_for=r["scheduled_for"],
+            priority=r["priority"],
+            trigger=r["trigger"],
+            state=r["state"],
+            requested_by=r["requested_by"],
+            reason=r["reason"],
+            cause=r["cause"],
+            requested_from=r["requested_from"],
+        )
 
     async def _manual_overlap(
         self, entry: Entry, occ: Planned, now: datetime, force: bool

@@ -55,11 +55,12 @@ from belltower.schedule import (
     Schedule,
     compile_schedule,
     describe,
+    is_spread,
 )
 
 from .catalog import Catalog, validate_params
 from .dispatcher import Dispatcher
-from .entry import Entry
+from .entry import Entry, compiled_for
 from .store import CalendarStore, JobRow, LedgerRow, Store
 
 MAX_PAUSED_LISTED = 1_000
@@ -86,12 +87,13 @@ class Operations:
     @serves(ops.JOBS_CREATE)
     async def create(self, spec: JobSpec) -> Job:
         now = self.dispatcher.clock()
-        checked = await self._check(spec, now)
+        job_id = str(uuid.uuid4())
+        checked = await self._check(spec, now, job_id)
         if isinstance(checked, list):
             raise checked[0]
         info, params, next_run, policy, result_mail = checked
         row = JobRow(
-            id=str(uuid.uuid4()),
+            id=job_id,
             title=spec.title.strip(),
             type=spec.type,
             pool=info.pool,
@@ -112,7 +114,7 @@ class Operations:
         return await self._view(row)
 
     async def _check(
-        self, spec: JobSpec, now: datetime
+        self, spec: JobSpec, now: datetime, job_id: str
     ) -> (
         tuple[JobTypeInfo, dict[str, Any], datetime | None, RunPolicy, ResultMail | None]
         | list[InvalidInput]
@@ -164,7 +166,7 @@ class Operations:
         except InvalidInput as exc:
             errors.append(exc)
         try:
-            compiled = await self._compile(spec.schedule)
+            compiled = await self._compile(spec.schedule, job_id)
         except InvalidInput as exc:
             errors.append(exc)
         try:
@@ -228,14 +230,15 @@ class Operations:
                     )
                     continue
                 seen.add(doc.id)
-            checked = await self._check(doc, now)
+            job_id = doc.id or str(uuid.uuid4())
+            checked = await self._check(doc, now, job_id)
             if isinstance(checked, list):
                 errors.extend(_field_error(exc, index) for exc in checked)
                 continue
             info, params, next_run, policy, result_mail = checked
             existing = await self.store.get_job(doc.id) if doc.id else None
             row = JobRow(
-                id=doc.id or str(uuid.uuid4()),
+                id=job_id,
                 title=doc.title.strip(),
                 type=doc.type,
                 pool=info.pool,
@@ -308,7 +311,7 @@ class Operations:
         job_id = request.id
         row = await self._row(job_id)
         now = self.dispatcher.clock()
-        compiled = await self._compile(row.schedule)
+        compiled = await self._compile(row.schedule, row.id)
         if row.paused and not paused:
             pause = await self.store.open_pause(job_id)
             since = pause["paused_at"] if pause else row.updated_at
@@ -346,7 +349,9 @@ class Operations:
         entries = [
             LedgerEntry(
                 occurrence_id=r["id"],
-                run_id=run_id_for(r["id"]) if r["state"] in ("dispatched", "pending") else None,
+                run_id=run_id_for(r["id"])
+                if r["state"] in ("dispatched", "pending", "lost")
+                else None,
                 scheduled_for=r["scheduled_for"],
                 trigger=r["trigger"],
                 state=r["state"],
@@ -359,6 +364,7 @@ class Operations:
                 run_status=r["run_status"],
                 run_error=r["run_error"],
                 run_finished_at=r["run_finished_at"],
+                recovery_attempts=r["recovery_attempts"],
             )
             for r in await self.store.ledger(row.id, request.since, request.until, request.limit)
         ]
@@ -374,7 +380,9 @@ class Operations:
             who = _by(
                 pause["paused_by"] if pause else None, pause["paused_from"] if pause else None
             )
-            held = _paused_occurrences(row, await self._compile(row.schedule), since, until, who)
+            held = _paused_occurrences(
+                row, await self._compile(row.schedule, row.id), since, until, who
+            )
             entries = [
                 LedgerEntry(
                     occurrence_id=o.id, run_id=None, scheduled_for=o.scheduled_for, trigger=o.trigger,
@@ -388,7 +396,7 @@ class Operations:
             title=row.title,
             paused=row.paused,
             next_run_at=row.next_run_at,
-            schedule_text=describe(row.schedule),
+            schedule_text=_schedule_text(row),
             schedule_end=row.schedule.end,
             on_demand=isinstance(row.schedule.rule, OnDemand),
             since=request.since,
@@ -466,10 +474,11 @@ class Operations:
         before = datetime.now(UTC) - timedelta(days=request.older_than_days)
         return LedgerPurged(deleted=await self.store.purge_ledger(before, request.dry_run))
 
-    async def _compile(self, schedule: Schedule) -> CompiledSchedule:
-        """The schedule with its calendar's non-school days; an unknown calendar is refused."""
+    async def _compile(self, schedule: Schedule, job_id: str = "") -> CompiledSchedule:
+        """The schedule with its calendar's non-school days (and, for ``H`` fields, the values
+        of this job's id); an unknown calendar is refused."""
         if schedule.calendar is None:
-            return compile_schedule(schedule)
+            return compile_schedule(schedule, spread_key=job_id)
         if await self.calendars.get(schedule.calendar) is None:
             raise InvalidInput(
                 "calendar",
@@ -477,7 +486,7 @@ class Operations:
                 "a name from `belltower calendars list`",
             )
         days = [d for d, _ in await self.calendars.days(schedule.calendar)]
-        return compile_schedule(schedule, non_school_days=days)
+        return compile_schedule(schedule, non_school_days=days, spread_key=job_id)
 
     # -- school calendars ----------------------------------------------------------------
 
@@ -576,7 +585,7 @@ class Operations:
             pool=row.pool,
             params=row.params,
             schedule=row.schedule,
-            schedule_text=describe(row.schedule),
+            schedule_text=_schedule_text(row),
             priority=row.priority,
             paused=row.paused,
             next_run_at=row.next_run_at,
@@ -696,3 +705,10 @@ _COMPARED = (
 
 def _same(a: JobRow, b: JobRow) -> bool:
     return all(getattr(a, name) == getattr(b, name) for name in _COMPARED)
+
+
+def _schedule_text(row: JobRow) -> str:
+    """The schedule in words; with ``H`` fields, the values this job's id picked follow."""
+    if is_spread(row.schedule):
+        return compiled_for(row.schedule, spread_key=row.id).describe()
+    return describe(row.schedule)

@@ -6,6 +6,16 @@ change to its own dispatcher when it holds the partition, and announces the job 
 ``belltower.scheduler.changed`` so the holder, wherever it runs, reloads that job from
 PostgreSQL. A new holder loads its partition from PostgreSQL, so nothing announced while no
 one held it is lost.
+
+A run-now is different: it must be decided against the runs in flight, which only the holder
+follows. The replica that accepted it hands it to the holder as a request on
+``belltower.scheduler.run-now.<partition>`` (the holder subscribes once its partition has
+loaded) and waits for the answer: the ledger row, or the refusal to pass on. It asks up to
+``HANDOVER_TRIES`` times with the same occurrence id, so a repeat is answered from the ledger
+and never runs twice; if no answer ever came, the ledger says whether it ran, and when it did
+not, the person asking gets a 503 saying nothing was recorded. Only when no replica holds the
+partition ("no responders") does the accepting replica run it itself, as the next holder
+reads the ledger when it loads.
 """
 
 from __future__ import annotations
@@ -14,21 +24,27 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import fields
 from datetime import date, datetime
 from typing import Any
 
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
-from belltower.events import utcnow
-from belltower.subjects import SCHEDULER_CHANGES
+from belltower.errors import BelltowerError, NotFound, Unavailable, error_class
+from belltower.events import manual_occurrence_id, utcnow
+from belltower.subjects import SCHEDULER_CHANGES, scheduler_run_now
 
 from .dispatcher import Dispatcher
 from .entry import Entry
-from .fencing import partition_of
+from .fencing import Deposed, partition_of
 from .lease import Lease
+from .reconcile import Reconciler
 from .runs import RunTracker
 from .settings import SchedulerSettings
 from .store import CalendarStore, LedgerRow, Store
@@ -44,6 +60,32 @@ class _Change(msgspec.Struct, frozen=True):
     calendar: str | None = None
 
 
+class _RunNow(msgspec.Struct, frozen=True):
+    """A run-now handed to the partition's holder by the replica that accepted it."""
+
+    job_id: str
+    occurrence_id: str
+    """Chosen by the replica that accepted it: a retried hand-over names the same occurrence."""
+    replica: str
+    requested_by: str | None = None
+    requested_from: str | None = None
+    force: bool = False
+
+
+class _RunNowAnswer(msgspec.Struct, frozen=True):
+    """The holder's answer: the ledger row, or the error to give the person asking."""
+
+    row: LedgerRow | None = None
+    code: str | None = None
+    message: str = ""
+    field: str | None = None
+    accepted: str | None = None
+
+
+HANDOVER_TRIES = 3
+"""Times a replica asks the partition's holder to take a run-now before answering an error."""
+
+
 class _Held:
     """One partition's dispatcher, its loop task, and job ids changed while it was loading."""
 
@@ -54,6 +96,10 @@ class _Held:
         self.task: asyncio.Task[None] | None = None
         self.runs: RunTracker | None = None
         """Feeds run events to the dispatcher (overlap, buffering, chaining) once it has loaded."""
+        self.run_now_sub: Subscription | None = None
+        """Run-now requests handed over by other replicas, answered once the partition loaded."""
+        self.reconciler: Reconciler | None = None
+        """Publishes again what the broker lost, and ends abandoned runs (``reconcile.py``)."""
 
 
 class _Entries:
@@ -121,6 +167,10 @@ class Partitions:
             held.task.cancel()
         if held is not None and held.runs is not None:
             self._in_background(held.runs.stop())
+        if held is not None and held.reconciler is not None:
+            self._in_background(held.reconciler.stop())
+        if held is not None and held.run_now_sub is not None:
+            self._in_background(held.run_now_sub.unsubscribe())
         if held is not None and not held.loaded.done():
             held.loaded.cancel()
 
@@ -135,6 +185,11 @@ class Partitions:
             held = self.held.pop(partition)
             if held.runs is not None:
                 await held.runs.stop()
+            if held.reconciler is not None:
+                await held.reconciler.stop()
+            if held.run_now_sub is not None:
+                with contextlib.suppress(Exception):
+                    await held.run_now_sub.unsubscribe()
             if held.task is not None:
                 held.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -161,6 +216,11 @@ class Partitions:
             raise
         held.runs = RunTracker(self.js, dispatcher)
         await held.runs.start()
+        held.reconciler = Reconciler(dispatcher, self.js, self.settings, clock=self.clock)
+        held.reconciler.start()
+        held.run_now_sub = await self.nc.subscribe(
+            scheduler_run_now(lease.partition), cb=self._on_run_now
+        )
         held.loaded.set_result(count)
         log.info(
             "scheduler partition loaded; dispatching",
@@ -194,16 +254,123 @@ class Partitions:
         *,
         force: bool = False,
     ) -> LedgerRow:
-        """Run now through the partition's dispatcher when held here; otherwise the ledger row is
-        written here and the holder, told by the change notice, adopts the run in flight (or the
-        buffered one) so its overlap policy and release see it."""
+        """Run now through the partition's dispatcher when held here; otherwise handed to the
+        partition's holder (:meth:`_hand_over`), which applies the overlap policy with the runs
+        it follows and answers with the ledger row or the refusal. Only when no replica holds
+        the partition is it run here, and the next holder learns of it from the ledger (and,
+        should it be loading right now, from the change notice)."""
         held = self._holding(entry.id)
         if held and held.loaded.done():
             return await held.dispatcher.run_now(entry, requested_by, requested_from, force=force)
+        request = _RunNow(
+            job_id=entry.id,
+            occurrence_id=manual_occurrence_id(),
+            replica=self.replica,
+            requested_by=requested_by,
+            requested_from=requested_from,
+            force=force,
+        )
+        answered = await self._hand_over(request)
+        if answered is not None:
+            return answered
         try:
-            return await self._manual.run_now(entry, requested_by, requested_from, force=force)
+            return await self._manual.run_now(
+                entry,
+                requested_by,
+                requested_from,
+                force=force,
+                occurrence_id=request.occurrence_id,
+            )
         finally:
             self._announce(entry.id)
+
+    async def _hand_over(self, request: _RunNow) -> LedgerRow | None:
+        """Ask the partition's holder to run it, up to :data:`HANDOVER_TRIES` times, each with
+        the same occurrence id (the holder answers a repeat from its ledger). None when nobody
+        holds the partition; :class:`Unavailable` when the holder never answered and the ledger
+        has no trace of the run."""
+        subject = scheduler_run_now(partition_of(request.job_id, self.count))
+        payload = msgspec.json.encode(request)
+        wait = min(2.0, self.settings.request_timeout_s / (HANDOVER_TRIES + 1))
+        for attempt in range(1, HANDOVER_TRIES + 1):
+            try:
+                reply = await self.nc.request(subject, payload, timeout=wait)
+            except NoRespondersError:
+                return None
+            except NatsTimeoutError:
+                log.warning(
+                    "the partition's holder did not answer a run-now; asking again",
+                    extra={"action": "partition.handover_retry", "attempt": attempt},
+                )
+                await asyncio.sleep(0.1 * attempt)
+                continue
+            answer = msgspec.json.decode(reply.data, type=_RunNowAnswer)
+            if answer.code is not None:
+                raise error_class(answer.code).from_wire(
+                    answer.message, answer.field, answer.accepted
+                )
+            assert answer.row is not None
+            return answer.row
+        # Its answers may all have been lost on the way back: the ledger says whether it ran.
+        done = await self._manual.answered(request.occurrence_id)
+        if done is not None:
+            return done
+        raise Unavailable(
+            f"not run: the scheduler holding this job's partition did not answer in "
+            f"{HANDOVER_TRIES} tries; nothing was recorded. Try again in a moment"
+        )
+
+    async def _on_run_now(self, msg: Msg) -> None:
+        """A run-now handed over by another replica, for a partition held here."""
+        try:
+            request = msgspec.json.decode(msg.data, type=_RunNow)
+        except msgspec.ValidationError:
+            log.warning(
+                "malformed run-now hand-over ignored", extra={"action": "partition.bad_run_now"}
+            )
+            return
+        held = self._holding(request.job_id)
+        if held is None or not held.loaded.done():
+            return  # not (or not yet) ours: the replica asking tries again
+        try:
+            answer = await self._run_handed_over(held, request)
+        except Deposed:
+            return  # the new holder answers the next try
+        except BelltowerError as exc:
+            answer = _RunNowAnswer(code=exc.code, message=exc.message, **exc.wire_fields())
+        except Exception:
+            log.exception(
+                "a handed-over run-now failed; the replica asking tries again",
+                extra={"action": "partition.run_now_failed", "job_id": request.job_id},
+            )
+            return
+        with contextlib.suppress(Exception):
+            await msg.respond(msgspec.json.encode(answer))
+
+    async def _run_handed_over(self, held: _Held, request: _RunNow) -> _RunNowAnswer:
+        row = await self.store.get_job(request.job_id)
+        if row is None:
+            raise NotFound(f"no job with id {request.job_id}")
+        occ = await held.dispatcher.run_now(
+            Entry.from_row(row),
+            request.requested_by,
+            request.requested_from,
+            force=request.force,
+            occurrence_id=request.occurrence_id,
+        )
+        log.info(
+            "run-now handed over by another replica",
+            extra={
+                "action": "partition.run_now_handed_over",
+                "job_id": request.job_id,
+                "occurrence_id": occ.id,
+                "replica": request.replica,
+            },
+        )
+        # The ledger row alone: a planned occurrence also carries the job's in-memory entry.
+        return _RunNowAnswer(
+            row=LedgerRow(**{f.name: getattr(occ, f.name) for f in fields(LedgerRow)})
+        )
 
     def set_calendar(self, name: str, days: frozenset[date]) -> None:
         """A calendar's days changed: every partition held here, and the holders elsewhere."""

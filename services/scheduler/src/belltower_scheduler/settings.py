@@ -63,6 +63,36 @@ class SchedulerSettings(Settings):
         "clock of a running scheduler with it; see clock.py)",
     )
 
+    reconcile_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How often the partition's holder compares its ledger with the run events: "
+        "occurrences dispatched and never started are published again, then marked lost; runs "
+        "whose worker stopped with no delivery left are marked abandoned (reconcile.py)",
+    )
+    reconcile_start_deadline_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="How long after its dispatch an occurrence may go without a started event "
+        "before the reconciler publishes it again (default: BELLTOWER_ACK_WAIT_S times the "
+        "job's most deliveries, the time JetStream takes to deliver it that often)",
+    )
+    reconcile_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Times the reconciler publishes an occurrence again after its copy vanished "
+        "unstarted, before it records it lost",
+    )
+    reconcile_abandon_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="How long a run's worker may go without heart-beating before the reconciler "
+        "looks whether a delivery is left to take it over, and else ends it abandoned "
+        "(default: twice BELLTOWER_ACK_WAIT_S)",
+    )
+
     @model_validator(mode="after")
     def _renewal_inside_lease(self) -> SchedulerSettings:
         if (
@@ -79,3 +109,13 @@ class SchedulerSettings(Settings):
     @property
     def renew_s(self) -> float:
         return self.scheduler_renew_s or self.scheduler_lease_s / 3
+
+    def start_deadline_s(self, deliveries: int) -> float:
+        """How long an occurrence of a job with ``deliveries`` most deliveries may stay unstarted."""
+        if self.reconcile_start_deadline_s is not None:
+            return self.reconcile_start_deadline_s
+        return self.ack_wait_s * max(1, deliveries)
+
+    @property
+    def abandon_s(self) -> float:
+        return self.reconcile_abandon_s or 2 * self.ack_wait_s

@@ -136,6 +136,13 @@ def _job_args(job: JobRow) -> tuple[Any, ...]:
     )
 
 
+_RECONCILE_COLUMNS = (
+    "o.id::text AS id, o.job_id::text AS job_id, o.scheduled_for, o.priority, o.trigger, "
+    "o.requested_by, o.requested_from, o.chained_from::text AS chained_from, o.dispatched_at, "
+    "o.recovery_attempts, o.recovery_seq, o.recovered_at"
+)
+
+
 class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -376,6 +383,12 @@ class Store:
             await self._check_fence(conn, fence)
             yield conn
 
+    async def check_fence(self, fence: Fence | None) -> None:
+        """Raise :class:`Deposed` unless ``fence`` is the lease's current token (a write-free
+        check, for work whose first effects are not ledger writes)."""
+        async with self._writer(fence):
+            pass
+
     async def mark_dispatched(
         self, ids: Sequence[str], at: datetime, fence: Fence | None = None
     ) -> None:
@@ -492,6 +505,83 @@ class Store:
                     [u[3] for u in updates],
                 )
 
+    async def occurrence(self, occurrence_id: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            "SELECT id::text AS id, job_id::text AS job_id, scheduled_for, priority, trigger, "
+            "state, requested_by, reason, cause, requested_from "
+            "FROM scheduler.occurrences WHERE id = $1::uuid",
+            occurrence_id,
+        )
+
+    async def unstarted(
+        self, since: datetime, before: datetime, partition: Partition | None, limit: int
+    ) -> list[asyncpg.Record]:
+        """Occurrences dispatched after ``since`` and before ``before`` that no run event has
+        reached (the reconciler's candidates for lost), oldest first, with what republishing
+        them needs. Found through ``occurrences_created``, like the runs in flight at start."""
+        return await self.pool.fetch(
+            f"SELECT {_RECONCILE_COLUMNS} FROM scheduler.occurrences o "
+            "WHERE o.created_at >= $1 AND o.state = 'dispatched' AND o.run_status IS NULL "
+            f"AND o.dispatched_at < $2 AND {_partition_filter('o.job_id', partition, 4)} "
+            "ORDER BY o.dispatched_at LIMIT $3",
+            since,
+            before,
+            limit,
+            *_partition_args(partition),
+        )
+
+    async def still_running(
+        self, since: datetime, before: datetime, partition: Partition | None, limit: int
+    ) -> list[asyncpg.Record]:
+        """Runs started (a ``started`` event came) of occurrences dispatched between ``since``
+        and ``before`` and not finished: the reconciler's candidates for abandoned."""
+        return await self.pool.fetch(
+            f"SELECT {_RECONCILE_COLUMNS} FROM scheduler.occurrences o "
+            "WHERE o.created_at >= $1 AND o.state = 'dispatched' AND o.run_status = 'running' "
+            f"AND o.dispatched_at < $2 AND {_partition_filter('o.job_id', partition, 4)} "
+            "ORDER BY o.dispatched_at LIMIT $3",
+            since,
+            before,
+            limit,
+            *_partition_args(partition),
+        )
+
+    async def mark_recovered(
+        self, copies: Sequence[tuple[str, int]], at: datetime, fence: Fence | None = None
+    ) -> None:
+        """Record that occurrences were published again: (id, stream sequence of the copy)."""
+        if copies:
+            async with self._writer(fence) as db:
+                await db.execute(
+                    "UPDATE scheduler.occurrences o SET recovery_attempts = o.recovery_attempts + 1, "
+                    "recovery_seq = c.seq, recovered_at = $3 "
+                    "FROM unnest($1::uuid[], $2::bigint[]) AS c(id, seq) "
+                    "WHERE o.id = c.id AND o.state = 'dispatched'",
+                    [c[0] for c in copies],
+                    [c[1] for c in copies],
+                    at,
+                )
+
+    async def mark_lost(
+        self, lost: Sequence[tuple[str, str]], at: datetime, fence: Fence | None = None
+    ) -> list[str]:
+        """Record occurrences no worker ever started as ``lost``: (id, reason). Returns those
+        changed; one a run event reached meanwhile is left alone."""
+        if not lost:
+            return []
+        async with self._writer(fence) as db:
+            rows = await db.fetch(
+                "UPDATE scheduler.occurrences o SET state = 'lost', reason = l.reason, cause = 'lost', "
+                "run_status = 'lost', run_error = l.reason, run_finished_at = $3 "
+                "FROM unnest($1::uuid[], $2::text[]) AS l(id, reason) "
+                "WHERE o.id = l.id AND o.state = 'dispatched' AND o.run_status IS NULL "
+                "RETURNING o.id::text AS id",
+                [r[0] for r in lost],
+                [r[1] for r in lost],
+                at,
+            )
+        return [r["id"] for r in rows]
+
     async def release(self, ids: Sequence[str], fence: Fence | None = None) -> list[str]:
         """Turn buffered or delayed occurrences into pending ones, to be published; returns those
         changed. With a ``fence``, only under that lease's current token (else :class:`Deposed`)."""
@@ -510,8 +600,8 @@ class Store:
     ) -> list[asyncpg.Record]:
         return await self.pool.fetch(
             "SELECT id::text AS id, scheduled_for, priority, trigger, requested_by, state, reason, created_at, dispatched_at, "
-            "cause, requested_from, chained_from::text AS chained_from, run_status, run_error, run_finished_at "
-            "FROM scheduler.occurrences WHERE job_id = $1::uuid "
+            "cause, requested_from, chained_from::text AS chained_from, run_status, run_error, run_finished_at, "
+            "recovery_attempts FROM scheduler.occurrences WHERE job_id = $1::uuid "
             "AND ($2::timestamptz IS NULL OR scheduled_for >= $2) AND ($3::timestamptz IS NULL OR scheduled_for < $3) "
             "ORDER BY scheduled_for DESC LIMIT $4",
             job_id,

@@ -19,6 +19,7 @@ from ..schedule import (
     Schedule,
     ScheduleFlags,
     compile_schedule,
+    is_spread,
     parse_datetime,
     zone,
 )
@@ -55,7 +56,7 @@ def _preview(
         typer.echo(f"  {runs}.")
         return
     start = parse_datetime(since, schedule.tz, field="from") if since else datetime.now(UTC)
-    compiled = compile_schedule(schedule, non_school_days=non_school_days)
+    compiled = compile_schedule(schedule, non_school_days=non_school_days, spread_key=job_id or "")
     local = zone(schedule.tz)
     found = compiled.preview(start, count)
     runnable = sum(1 for o in found if o.skipped is None)
@@ -75,6 +76,11 @@ def _preview(
         typer.echo(line)
     if runnable < count:
         typer.echo("  (no more occurrences: the schedule ends)")
+    if is_spread(schedule) and not job_id:
+        typer.echo(
+            "  (H fields: these instants are an example; each job's own are picked from its id"
+            " when it is created: `belltower jobs preview ID` shows them)"
+        )
 
 
 def _on_demand_runs(after: After | None, job_id: str | None = None) -> str:

@@ -25,7 +25,9 @@ def runs_list(
     job: Annotated[str | None, typer.Option(help="Only runs of this job id.")] = None,
     status: Annotated[
         str | None,
-        typer.Option(help="succeeded, failed, timed_out, dead_lettered or running."),
+        typer.Option(
+            help="succeeded, failed, timed_out, dead_lettered, lost, abandoned or running."
+        ),
     ] = None,
     from_: Annotated[
         str | None, typer.Option("--from", help="Scheduled at or after this ISO date-time.")

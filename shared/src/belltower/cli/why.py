@@ -35,6 +35,8 @@ def _what_happened(e: LedgerEntry) -> str:
             outcome = "running"
         else:
             outcome = e.run_status + (f" ({e.run_error})" if e.run_error else "")
+        if e.recovery_attempts:
+            outcome += f"; published again {e.recovery_attempts}x (the broker had lost it)"
         return f"{origin}ran: {outcome}; run {e.run_id}, dispatched {timestamp(e.dispatched_at)}"
     if e.state == "pending":
         return f"{origin}being dispatched (run {e.run_id})"

@@ -69,6 +69,7 @@ from .parse import (
     parse_window,
     zone,
 )
+from .spread import HASH_FORM, is_spread
 
 __all__ = [
     "AFTER_END",
@@ -80,6 +81,7 @@ __all__ = [
     "DST_REPEAT_FORM",
     "DUPLICATE",
     "EVERY_FORM",
+    "HASH_FORM",
     "HORIZON",
     "JITTER_FORM",
     "MONTHLY_FORM",
@@ -112,6 +114,7 @@ __all__ = [
     "Window",
     "compile_schedule",
     "describe",
+    "is_spread",
     "parse_datetime",
     "parse_every",
     "parse_monthly",

@@ -14,6 +14,7 @@ from cronsim import CronSim, CronSimError
 from dateutil import rrule as _rrule
 
 from ..errors import InvalidInput
+from . import spread
 from .describe import describe
 from .engine import CompiledSchedule, _Source
 from .model import (
@@ -56,12 +57,14 @@ def compile_schedule(
     non_school_days: Iterable[date] = (),
     on_non_school_day: str | None = None,
     seed: str | None = None,
+    spread_key: str = "",
 ) -> CompiledSchedule:
     """Validate a schedule and prepare it for evaluation; raises InvalidInput naming the field.
 
     A schedule that can never run (no runnable occurrence within ``HORIZON`` of its start) is
     refused with the reason. ``seed`` keys the jitter: replicas
     given the same seed compute the same instants (default: the schedule itself).
+    ``spread_key`` (the job's id) picks the values of ``H`` fields (:mod:`.spread`).
     """
     tzinfo = zone(schedule.tz)
     if isinstance(schedule.rule, OnDemand):
@@ -103,7 +106,7 @@ def compile_schedule(
     weekdays = None
     if schedule.weekdays is not None:
         weekdays = frozenset(WEEKDAYS.index(d) for d in _weekdays(schedule.weekdays, "weekdays"))
-    sources = _sources(schedule, tzinfo)
+    sources = _sources(spread.resolve(schedule, spread_key), tzinfo)
     compiled = CompiledSchedule(
         schedule=schedule,
         tzinfo=tzinfo,
@@ -116,6 +119,7 @@ def compile_schedule(
         seed=seed
         if seed is not None
         else (schedule_encoder.encode(schedule).decode() if schedule.jitter_s else ""),
+        spread_key=spread_key if spread.is_spread(schedule) else "",
         _jitter=timedelta(seconds=schedule.jitter_s),
         fast=_plain(schedule, sources, non_school_days),
     )

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from cronsim import CronSim
 from dateutil import rrule as _rrule
 
+from . import spread
 from .describe import _words, describe
 from .model import (
     AFTER_END,
@@ -66,6 +67,8 @@ class CompiledSchedule:
     non_school_days: frozenset[date] = frozenset()
     on_non_school_day: str = "skip"
     seed: str = ""
+    spread_key: str = ""
+    """The job id the ``H`` fields were resolved with ("" when the schedule has none)."""
     _jitter: timedelta = field(default=timedelta(0))
     fast: bool = False
 
@@ -141,7 +144,14 @@ class CompiledSchedule:
         return out
 
     def describe(self) -> str:
-        return describe(self.schedule)
+        """The schedule in words; with ``H`` fields, the values this job got follow."""
+        text = describe(self.schedule)
+        if self.spread_key or spread.is_spread(self.schedule):
+            picked = ", ".join(s.label for s in self.sources)
+            text += (
+                f" [H picked: {picked}]" if self.spread_key else " [H: picked from the job's id]"
+            )
+        return text
 
     # -- the engine ----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from .model import (
     Monthly,
     Window,
 )
+from .spread import HASH_TIME_FORM, is_spread_time
 
 _CRON_DOW = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
 _DURATION = re.compile(r"(\d+)\s*(d|h|m|s)", re.IGNORECASE)
@@ -55,8 +56,8 @@ def parse_weekdays(text: str, field: str = "weekdays") -> list[str]:
 def parse_times(text: str, field: str) -> list[str]:
     times = [t.strip() for t in text.split(",") if t.strip()]
     for t in times:
-        if not _HHMM.match(t):
-            raise InvalidInput(field, f"{t!r} is not a time of day", TIMES_FORM)
+        if not _HHMM.match(t) and not is_spread_time(t):
+            raise InvalidInput(field, f"{t!r} is not a time of day", HASH_TIME_FORM)
     if not times:
         raise InvalidInput(field, "no time given", TIMES_FORM)
     return times

@@ -14,6 +14,7 @@ from . import (
     metlife,
     name_csv_export,
     neogov,
+    oneroster_export,
     schoolmessenger,
     sftp_upload,
 )
@@ -23,6 +24,7 @@ registry.register(daily_maintenance.job_type)
 registry.register(batch_folder_cleanup.job_type)
 registry.register(sftp_upload.job_type)
 registry.register(canvas_export.job_type)
+registry.register(oneroster_export.job_type)
 registry.register(name_csv_export.job_type)
 registry.register(schoolmessenger.job_type)
 registry.register(frontline_leave.job_type)
