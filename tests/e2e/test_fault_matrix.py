@@ -9,7 +9,7 @@ with the test-only clock seam (``BELLTOWER_SCHEDULER_CLOCK_OFFSET_FILE``, offset
 clock case). PostgreSQL down for 30 s is in ``test_database_restart.py`` (it needs a private
 server), the scheduler leader paused past its lease in ``test_failover.py``; both print the same
 figures. The broker-loss cases (a purged or recreated due stream, runs abandoned by their worker)
-live with the reconciler's tests.
+are ``test_reconciler.py``'s.
 """
 
 from __future__ import annotations
