@@ -3,7 +3,7 @@
 # `uv` on PATH, else the copy `ensure-uv` installs with pip (python3 -m uv works either way).
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
-.PHONY: dev test test-unit lint bench bench-peers clean dev-reset install ensure-uv ensure-chromium
+.PHONY: dev test test-unit lint bench bench-peers chaos clean dev-reset install ensure-uv ensure-chromium
 
 dev: install
 	$(UV) run --no-sync python -m belltower_dev.devstack
@@ -27,6 +27,18 @@ bench: install
 # same window (they install into .venv-peers, never into the project's environment).
 bench-peers: install
 	$(UV) run --no-sync python bench/run.py --only e2e_runs_rate_vs_peers
+
+# The fault matrix at its heavy sizes (BELLTOWER_CHAOS_SCALE=1: 10,000 runs under worker
+# SIGKILLs, 25 jobs through the database outage); ends with one lost/duplicated line per case.
+CHAOS_TESTS = tests/e2e/test_fault_matrix.py \
+	tests/e2e/test_database_restart.py::test_a_database_down_for_30_s_under_load_loses_and_repeats_nothing \
+	tests/e2e/test_failover.py::test_a_paused_leader_dispatches_nothing_once_deposed
+chaos: install
+	@log=$$(mktemp); \
+	BELLTOWER_CHAOS_SCALE=$${BELLTOWER_CHAOS_SCALE:-1} $(UV) run --no-sync pytest -q -s \
+		--timeout 1800 $(CHAOS_TESTS) >"$$log" 2>&1; status=$$?; \
+	tail -n 40 "$$log" | grep -v '^fault-matrix'; echo; \
+	grep -o '^[.FEsx]*fault-matrix .*' "$$log" | sed 's/^[.FEsx]*//'; rm -f "$$log"; exit $$status
 
 # Installs every workspace member and the dev group; uv makes this a no-op when nothing changed.
 install: ensure-uv ensure-chromium

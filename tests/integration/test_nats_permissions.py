@@ -11,9 +11,13 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
+from nats.js.errors import NotFoundError
 
 from belltower import natsauth, natsclient, streams
 from belltower.settings import Settings
+from belltower.subjects import DUE_STREAM, worker_consumer
+from belltower.worker import Worker
+from belltower_notifier.jobs import registry
 from tests.secured_nats import secured_nats
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "subscribe_run_finished.py"
@@ -350,3 +354,29 @@ async def test_the_console_saves_site_settings_that_history_reads_but_cannot_cha
     assert await history.refused("$KV.belltower_settings.site")
     worker = await probe("integration-worker")
     assert await worker.refused("$KV.belltower_settings.site")
+
+
+async def test_a_worker_may_create_its_pools_consumer_again_after_it_was_deleted(probe) -> None:
+    """streams.keep_consumer under the worker's own identity: the consumer is missing (as after
+    an operator's ``nats consumer rm``), the worker looks it up and creates it again."""
+    scheduler = await probe("scheduler")
+    assert scheduler.nc is not None
+    await streams.ensure(scheduler.nc.jetstream(), Settings())
+    worker = await probe("notifier-worker")
+    assert worker.nc is not None
+    js = worker.nc.jetstream()
+    config = Worker("notifier", registry, Settings()).consumer_config()
+    keeper = asyncio.create_task(streams.keep_consumer(js, DUE_STREAM, config, every_s=0.05))
+    try:
+        for _ in range(100):
+            try:
+                info = await js.consumer_info(DUE_STREAM, worker_consumer("notifier"))
+                break
+            except NotFoundError:
+                await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"not created; the server said: {worker.errors}")
+    finally:
+        keeper.cancel()
+    assert info.config.filter_subject == config.filter_subject
+    assert not worker.errors, worker.errors

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.js.api import DiscardPolicy
+from nats.js.errors import APIError
 
 from belltower import streams
 from belltower.errors import ConfigurationError
 from belltower.settings import Settings
-from belltower.subjects import DUE_STREAM
+from belltower.subjects import DUE_STREAM, due_subject
 from belltower_dev.localservers import NatsServer
 
 
@@ -75,5 +77,37 @@ async def test_a_drifted_stream_is_migrated_or_refused(fresh_nats) -> None:
         await streams.ensure(js, settings)  # migrate, the default
         assert (await js.stream_info(DUE_STREAM)).config.max_age == settings.due_max_age_s
         await streams.ensure(js, refuse)  # nothing differs any more
+    finally:
+        await nc.close()
+
+
+async def test_a_full_due_stream_refuses_publishes_instead_of_dropping_the_oldest(
+    fresh_nats,
+) -> None:
+    """Discard new: an occurrence JetStream cannot keep is refused (the scheduler keeps it
+    pending and retries), never accepted at the cost of an older one. A stream declared before
+    (discard old) is migrated."""
+    settings = Settings(nats_url=fresh_nats.url)
+    nc = await nats.connect(fresh_nats.url)
+    try:
+        js = nc.jetstream()
+        [due, _] = streams.stream_configs(settings)
+        await js.add_stream(dataclasses.replace(due, discard=DiscardPolicy.OLD))
+        await streams.ensure(js, settings)
+        config = (await js.stream_info(DUE_STREAM)).config
+        assert config.discard == DiscardPolicy.NEW
+        await js.update_stream(dataclasses.replace(config, max_bytes=2_000))
+        accepted, refused = 0, []
+        for i in range(30):
+            try:
+                await js.publish(due_subject("notifier", "system.canary"), b"x" * 100, headers={"Nats-Msg-Id": f"occ-{i}"})  # fmt: skip
+                accepted += 1
+            except APIError as exc:
+                refused.append(exc.description)
+        state = (await js.stream_info(DUE_STREAM)).state
+        print(f"max_bytes 2000: {accepted} accepted, {len(refused)} refused, {state.messages} kept")
+        assert refused and accepted == state.messages, "every accepted publish is still there"
+        assert state.first_seq == 1, "none of the oldest was dropped to make room"
+        assert set(refused) == {"maximum bytes exceeded"}
     finally:
         await nc.close()

@@ -34,7 +34,14 @@ import nats
 import pydantic
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    ConsumerConfig,
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import BadRequestError, NotFoundError
 
 from . import sitesettings
@@ -62,7 +69,15 @@ PROVISIONER = "provisioner"
 COMMAND = "belltower-streams apply"
 """The provisioning command, named in every refusal of a service to start."""
 
-_COMPARED = ("subjects", "retention", "storage", "num_replicas", "max_age", "duplicate_window")
+_COMPARED = (
+    "subjects",
+    "retention",
+    "storage",
+    "discard",
+    "num_replicas",
+    "max_age",
+    "duplicate_window",
+)
 
 _HOW_TO_PROVISION = (
     f"Belltower's streams and buckets are created and updated by `{COMMAND}` run as the "
@@ -120,6 +135,10 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             subjects=[DUE_SUBJECTS],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
+            # Full (a max_bytes or max_msgs an operator set, or the server's storage): refuse
+            # the publish, which the scheduler retries from its ledger. The default, discard
+            # old, would drop the oldest due occurrences with every publish still acknowledged.
+            discard=DiscardPolicy.NEW,
             num_replicas=settings.stream_replicas,
             max_age=settings.due_max_age_s,
             duplicate_window=settings.duplicate_window_s,
@@ -130,6 +149,7 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             subjects=[RUNS_SUBJECTS],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,  # an event log: the oldest events go first
             num_replicas=settings.stream_replicas,
             max_age=settings.runs_max_age_s,
             duplicate_window=settings.duplicate_window_s,
@@ -418,6 +438,46 @@ async def _run(command: str, settings: Settings, wait_s: float) -> int:
     for line in await provision(settings, wait_s):
         print(line, flush=True)
     return 0
+
+
+CONSUMER_CHECK_S = 5.0
+"""How often a service looks for its durable consumer (:func:`keep_consumer`)."""
+
+
+async def keep_consumer(
+    js: JetStreamContext, stream: str, config: ConsumerConfig, every_s: float = CONSUMER_CHECK_S
+) -> None:
+    """Recreate the durable consumer ``config`` names whenever it is found missing.
+
+    A durable consumer deleted while its service runs (``nats consumer rm``, a restore, an
+    operator's clean-up) leaves the service fetching from nothing, with no error anyone sees;
+    the messages stay in the stream (a work queue keeps what nobody acknowledged), so creating
+    the consumer again with the same name and configuration resumes delivery where it stopped.
+    Runs until cancelled; a broker that does not answer is asked again next round.
+    """
+    name = str(config.durable_name)
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await js.consumer_info(stream, name)
+            continue
+        except NotFoundError:
+            pass
+        except Exception:  # disconnected, a timeout: the next round asks again
+            continue
+        try:
+            await js.add_consumer(stream, config)
+        except Exception as exc:  # the stream itself is gone, or we raced another replica
+            log.warning(
+                f"consumer {name} on {stream} is missing and could not be created again "
+                f"({type(exc).__name__}: {exc}); retrying",
+                extra={"action": "consumer.recreate_failed", "stream": stream, "consumer": name},
+            )
+            continue
+        log.warning(
+            f"consumer {name} on {stream} was deleted while this service ran: created it again",
+            extra={"action": "consumer.recreated", "stream": stream, "consumer": name},
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

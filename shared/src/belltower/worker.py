@@ -176,6 +176,8 @@ class Worker:
         self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._consumer_kept: asyncio.Task[None] | None = None
+        """Recreates the pool's consumer if it is deleted while this worker runs."""
 
     # -- wiring -------------------------------------------------------------------------------
 
@@ -224,6 +226,9 @@ class Worker:
         self._publisher = Publisher(self.broker.connection, self.settings.request_timeout_s)
         await self._publisher.start()
         await self.advertise()
+        self._consumer_kept = asyncio.create_task(
+            streams.keep_consumer(js, DUE_STREAM, self.consumer_config()), name="keep-consumer"
+        )
         log.info(
             "worker ready",
             extra={
@@ -282,6 +287,8 @@ class Worker:
         await self._publisher.stop()
 
     async def on_shutdown(self) -> None:
+        if self._consumer_kept is not None:
+            self._consumer_kept.cancel()
         await self.stop_consuming()
         await self.db.close()
 

@@ -20,6 +20,7 @@ from belltower.db import create_pool, migrate
 from belltower.rpc import Endpoint
 
 from .catalog import Catalog
+from .clock import scheduler_clock
 from .lease import LeaseKeeper
 from .operations import Operations
 from .partitions import Partitions
@@ -84,7 +85,13 @@ class SchedulerService:
         await streams.ensure(js, self.settings)
         store = Store(self._pool)
         settings = self.settings
-        self.partitions = Partitions(store, js, self.broker.connection, settings)
+        self.partitions = Partitions(
+            store,
+            js,
+            self.broker.connection,
+            settings,
+            clock=scheduler_clock(settings.scheduler_clock_offset_file),
+        )
         await self.partitions.subscribe()
         self.leases = LeaseKeeper(
             js,

@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import time
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 
@@ -61,6 +60,12 @@ PLAN_CHUNK = 5_000
 """Occurrences per ledger transaction. A batch is written and published in chunks so that the
 database writes one chunk while the previous one is being published: big enough that a
 statement's round-trip is amortised, small enough that publishing starts early."""
+
+MAX_SLEEP_S = 1.0
+"""The dispatcher looks at the clock at least this often, so a jump of the host's clock is
+seen within a second: forward, what fell due is planned under the catch-up policy at once;
+back and forward again, nothing sleeps through the correction. It also bounds how soon
+pending occurrences are retried after an outage."""
 
 _loads_collecting_paused = 0
 
@@ -243,11 +248,15 @@ class Dispatcher(InFlight):
                     await asyncio.wait_for(self.wake.wait(), timeout=delay)
 
     def _seconds_to_next(self) -> float:
+        """How long to sleep: until the next due instant on the dispatcher's clock, but never
+        more than :data:`MAX_SLEEP_S`, as the sleep runs on the monotonic clock and a step of
+        the wall clock (NTP, an operator) would otherwise go unnoticed until it ends."""
+        now = self.clock().timestamp()
         first = self.queue.first()
-        until_due = max(0.0, first - time.time()) if first is not None else 60.0
+        until_due = max(0.0, first - now) if first is not None else MAX_SLEEP_S
         if self.delayed:
-            until_due = min(until_due, max(0.0, self.delayed[0][0] - time.time()))
-        return min(until_due, 2.0) if self._retry_pending else until_due
+            until_due = min(until_due, max(0.0, self.delayed[0][0] - now))
+        return min(until_due, MAX_SLEEP_S)
 
     async def tick(self) -> int:
         """Dispatch everything due now; returns how many occurrences were published.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 from pydantic import Field, model_validator
 
@@ -54,6 +55,12 @@ class SchedulerSettings(Settings):
         min_length=1,
         max_length=200,
         description="This replica's name in leases and logs (default: host name and pid)",
+    )
+    scheduler_clock_offset_file: Path | None = Field(
+        default=None,
+        description="Test-only, never in a deployment: a file holding seconds added to the "
+        "scheduler's notion of now, read again when it changes (the fault matrix steps the "
+        "clock of a running scheduler with it; see clock.py)",
     )
 
     reconcile_interval_s: float = Field(
