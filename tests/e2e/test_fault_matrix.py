@@ -32,7 +32,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from belltower.api import RunPolicy
-from belltower.subjects import DUE_STREAM, worker_consumer
+from belltower.subjects import DUE_STREAM, HISTORY_CONSUMER, RUNS_STREAM, worker_consumer
 from belltower_dev.localservers import MailSink, NatsServer, create_database, drop_database
 from tests.e2e.conftest import SERVICES, Cli, Stack
 from tests.helpers.faults import assert_every_second_once, query, wait_until
@@ -138,10 +138,10 @@ def on_nats(url: str, action: Callable[[JetStreamContext], Awaitable[Any]]) -> A
     return asyncio.run(go())
 
 
-def consumer_exists(url: str, name: str) -> bool:
+def consumer_exists(url: str, name: str, stream: str = DUE_STREAM) -> bool:
     async def look(js: JetStreamContext) -> bool:
         try:
-            await js.consumer_info(DUE_STREAM, name)
+            await js.consumer_info(stream, name)
         except NotFoundError:
             return False
         return True
@@ -180,6 +180,36 @@ def test_a_deleted_worker_consumer_is_recreated_and_nothing_is_lost(matrix: Matr
     stop_and_settle(cli, database_url, [job_id])
     result = tally(
         "consumer-deleted", database_url, fresh_nats.url, [job_id],
+        extra=f"consumer recreated after {recreated_s:.1f} s",
+    )  # fmt: skip
+    assert result.occurrences >= 8
+    result.assert_each_ran_once()
+
+
+def test_a_deleted_history_consumer_is_recreated_and_nothing_is_lost(matrix: Matrix) -> None:
+    """History's push consumer, deleted: created again from the stream's start (its ack floor
+    is gone), so the events it missed arrive and those it had are stored once, not twice."""
+    stack, cli, database_url, fresh_nats = (
+        matrix.stack,
+        matrix.cli,
+        matrix.database_url,
+        matrix.nats,
+    )
+    job_id = every_second(cli, "Through a history consumer deletion")
+    time.sleep(3.0)
+    on_nats(fresh_nats.url, lambda js: js.delete_consumer(RUNS_STREAM, HISTORY_CONSUMER))
+    deleted_at = time.monotonic()
+    wait_until(
+        lambda: consumer_exists(fresh_nats.url, HISTORY_CONSUMER, RUNS_STREAM),
+        30,
+        "history's consumer to be recreated",
+    )
+    recreated_s = time.monotonic() - deleted_at
+    assert log_events(stack.log("history"), "consumer.recreated")
+    time.sleep(3.0)  # runs go on while history catches up from the stream
+    stop_and_settle(cli, database_url, [job_id])
+    result = tally(
+        "history-consumer-deleted", database_url, fresh_nats.url, [job_id],
         extra=f"consumer recreated after {recreated_s:.1f} s",
     )  # fmt: skip
     assert result.occurrences >= 8

@@ -48,6 +48,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from belltower import streams
+
 log = logging.getLogger(__name__)
 
 DELIVER_SUBJECT = "belltower.deliver.history"
@@ -94,6 +96,7 @@ class BatchConsumer:
         self._subscription: JetStreamContext.PushSubscription | None = None
         self._writer: asyncio.Task[None] | None = None
         self._in_hand: set[asyncio.Task[None]] = set()
+        self._keeper: asyncio.Task[None] | None = None
 
     def config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -116,6 +119,13 @@ class BatchConsumer:
             consumer=self.durable,
             cb=self._on_message,
             manual_ack=True,
+        )
+        # Deleted under us (an operator's `nats consumer rm`), the consumer is created again
+        # from the stream's start: its ack floor went with it, so every run event the stream
+        # still holds comes again, and the upserts store nothing twice.
+        self._keeper = asyncio.create_task(
+            streams.keep_consumer(self.js, self.stream, self.config()),
+            name=f"{self.durable}-keeper",
         )
 
     async def _ensure_consumer(self) -> ConsumerConfig:
@@ -199,6 +209,9 @@ class BatchConsumer:
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop receiving, finish the batches being written, and nak the ones still buffered."""
         self._stopping = True
+        if self._keeper is not None:
+            self._keeper.cancel()
+            self._keeper = None
         if self._subscription is not None:
             with contextlib.suppress(Exception):
                 await self._subscription.unsubscribe()
