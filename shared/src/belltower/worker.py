@@ -385,6 +385,12 @@ class Worker:
             metrics.CONSUMER_REDELIVERIES.labels(self.pool).inc()
         return _Delivery(msg, due, attempt, claim_key(due.occurrence_id))
 
+    def _running_claim(self, d: _Delivery, now: float) -> bytes:
+        """The encoded claim of a run this worker holds, as created and heart-beaten."""
+        return _encoder.encode(
+            Claim(state="running", worker=self.name, attempt=d.attempt, heartbeat_at=now, seq=d.seq)
+        )
+
     async def _claim_batch(self, msgs: list[Msg]) -> None:
         """Create the claims of a batch in one pipelined round trip; start the runs won."""
         deliveries = [d for d in [await self._delivery(m) for m in msgs] if d is not None]
@@ -392,15 +398,7 @@ class Worker:
         creates: list[Publish] = [
             (
                 _CLAIM_SUBJECT + d.key,
-                _encoder.encode(
-                    Claim(
-                        state="running",
-                        worker=self.name,
-                        attempt=d.attempt,
-                        heartbeat_at=now,
-                        seq=d.seq,
-                    )
-                ),
+                self._running_claim(d, now),
                 {_EXPECTED_LAST: "0"},
             )
             for d in deliveries
@@ -429,15 +427,9 @@ class Worker:
         """Take the occurrence for this worker; None when it is done or someone else holds it."""
         assert self._claims is not None
         due, key, msg = d.due, d.key, d.msg
-        claim = Claim(
-            state="running",
-            worker=self.name,
-            attempt=d.attempt,
-            heartbeat_at=time.time(),
-            seq=d.seq,
-        )
+        claim = self._running_claim(d, time.time())
         try:
-            return await self._claims.create(key, _encoder.encode(claim))
+            return await self._claims.create(key, claim)
         except KeyWrongLastSequenceError:
             pass
         try:
@@ -465,7 +457,7 @@ class Worker:
             await self._nak(msg, max(0.2, self.lease_s - age))
             return None
         try:
-            revision = await self._claims.update(key, _encoder.encode(claim), last=entry.revision)
+            revision = await self._claims.update(key, claim, last=entry.revision)
         except KeyWrongLastSequenceError:
             await self._nak(msg, 0.2)
             return None
@@ -765,15 +757,7 @@ class Worker:
             [
                 (
                     _CLAIM_SUBJECT + d.key,
-                    _encoder.encode(
-                        Claim(
-                            state="running",
-                            worker=self.name,
-                            attempt=d.attempt,
-                            heartbeat_at=now,
-                            seq=d.seq,
-                        )
-                    ),
+                    self._running_claim(d, now),
                     {_EXPECTED_LAST: str(d.revision)},
                 )
                 for d in beats
