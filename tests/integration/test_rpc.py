@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from belltower import operations as ops
-from belltower.api import PurgeRequest, PurgeResult, RunQuery, RunRecord, RunRef
+from belltower.api import JobsPageRequest, PurgeRequest, PurgeResult, RunQuery, RunRecord, RunRef
 from belltower.broker import make_broker, serve_api
 from belltower.errors import (
     BelltowerError,
@@ -126,4 +126,4 @@ async def test_an_unexpected_failure_and_a_bad_body_reach_the_client(served, nc)
 
 async def test_nobody_answering_is_unavailable(nc) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(Unavailable, match="no scheduler is running"):
-        await ApiClient(nc, timeout=2).call(ops.JOBS_LIST)
+        await ApiClient(nc, timeout=2).call(ops.JOBS_LIST, JobsPageRequest())

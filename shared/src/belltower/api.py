@@ -396,6 +396,24 @@ class ImportResult(msgspec.Struct, kw_only=True):
     errors: list[FieldError] = []
 
 
+JOBS_PAGE_MAX = 1_000
+
+
+class JobsPageRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A page of jobs in id order: those after the job id ``after`` (from the start when None),
+    at most ``limit`` of them and at most what one NATS message carries."""
+
+    after: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=JOBS_PAGE_MAX)] = 500
+
+
+class JobsPage(msgspec.Struct, kw_only=True):
+    """One page of jobs; ``next`` is the ``after`` of the following page (None on the last)."""
+
+    jobs: list[Job]
+    next: str | None = None
+
+
 class NoRequest(msgspec.Struct, kw_only=True):
     """The request of an operation that takes none (a list of everything); sent as ``{}``."""
 

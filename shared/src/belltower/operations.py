@@ -23,6 +23,8 @@ from .api import (
     ImportResult,
     Job,
     JobRef,
+    JobsPage,
+    JobsPageRequest,
     JobSpec,
     JobTypeInfo,
     LedgerPurged,
@@ -97,7 +99,10 @@ JOB_TYPES_LIST = declare(
     "The job types the running workers advertise, by name.",
 )  # fmt: skip
 JOBS_CREATE = declare("scheduler", "jobs.create", JobSpec, Job, "Define a job.")
-JOBS_LIST = declare("scheduler", "jobs.list", NoRequest, list[Job], "Every job.")
+JOBS_LIST = declare(
+    "scheduler", "jobs.list", JobsPageRequest, JobsPage,
+    "A page of jobs in id order, none of them bigger than one NATS message: page with `after`.",
+)  # fmt: skip
 JOBS_GET = declare("scheduler", "jobs.get", JobRef, Job, "One job.")
 JOBS_DELETE = declare(
     "scheduler", "jobs.delete", JobRef, Deleted, "Delete a job; its history stays."

@@ -20,7 +20,8 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError, TimeoutError
 
-from .api import ErrorBody, NoRequest, Reply, encoder
+from . import operations as ops
+from .api import ErrorBody, Job, JobsPageRequest, NoRequest, Reply, encoder
 from .errors import BelltowerError, InternalError, InvalidInput, Unavailable, error_class
 from .operations import Operation, declared, is_declared
 from .subjects import ApiService
@@ -222,3 +223,15 @@ class ApiClient:
                 f"the {service} did not answer {subject} within {self.timeout:g}s"
             ) from None
         return msg.data
+
+
+async def all_jobs(api: ApiClient) -> list[Job]:
+    """Every job, page by page (``jobs.list`` never sends more than one NATS message holds)."""
+    jobs: list[Job] = []
+    after: str | None = None
+    while True:
+        page = await api.call(ops.JOBS_LIST, JobsPageRequest(after=after, limit=1_000))
+        jobs.extend(page.jobs)
+        if page.next is None:
+            return jobs
+        after = page.next

@@ -47,7 +47,7 @@ from belltower.api import (
     WhyResult,
 )
 from belltower.errors import BelltowerError, InvalidInput, NotFound
-from belltower.rpc import ApiClient, invalid_from_msgspec
+from belltower.rpc import ApiClient, all_jobs, invalid_from_msgspec
 
 from . import auth, throttle
 from .errors import Denied, FieldErrors, Unauthenticated
@@ -244,7 +244,7 @@ class Console:
             )
         if errors:
             raise FieldErrors(errors)
-        jobs = await self.api.call(ops.JOBS_LIST)
+        jobs = await all_jobs(self.api)
         needle = q.strip().lower()
         if needle:
             jobs = [j for j in jobs if needle in f"{j.title} {j.type} {j.id}".lower()]
@@ -653,7 +653,7 @@ class Console:
     async def export(self, fmt: str) -> str:
         if fmt not in transfer.FORMATS:
             raise InvalidInput("format", f"{fmt!r} is not an export format", "yaml or json")
-        jobs = await self.api.call(ops.JOBS_LIST)
+        jobs = await all_jobs(self.api)
         return transfer.dump(transfer.documents_of(jobs), fmt)
 
     async def import_jobs(
@@ -665,7 +665,7 @@ class Console:
         documents = transfer.load(text, fmt or None)  # type: ignore[arg-type]
         before: dict[str, Job] = {}
         if not dry_run:
-            listed = await self.api.call(ops.JOBS_LIST)
+            listed = await all_jobs(self.api)
             before = {j.id: j for j in listed}
         result = await self._import(documents, dry_run)
         if result.applied:

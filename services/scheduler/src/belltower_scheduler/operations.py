@@ -32,6 +32,8 @@ from belltower.api import (
     Job,
     JobDocument,
     JobRef,
+    JobsPage,
+    JobsPageRequest,
     JobSpec,
     JobTypeInfo,
     LedgerEntry,
@@ -66,6 +68,9 @@ from .entry import Entry, compiled_for
 from .store import CalendarStore, JobRow, LedgerRow, Store
 
 MAX_PAUSED_LISTED = 1_000
+PAGE_BYTES = 512 * 1024
+"""A ``jobs.list`` page's encoded jobs stay under this: half of NATS's default 1 MB payload."""
+_job_encoder = msgspec.json.Encoder()
 """Occurrences of a pause recorded one by one when the job resumes; later ones are summed up."""
 
 MAX_PRIORITY = 1_000_000
@@ -277,9 +282,23 @@ class Operations:
         return ImportResult(dry_run=False, applied=True, items=items)
 
     @serves(ops.JOBS_LIST)
-    async def list_jobs(self, _: NoRequest) -> list[Job]:
+    async def list_jobs(self, request: JobsPageRequest) -> JobsPage:
+        """A page of jobs that fits one NATS message: cut at ``limit`` or at ``PAGE_BYTES`` of
+        encoded jobs, whichever comes first (a district's 100,000 jobs are many pages)."""
+        if request.after is not None:
+            _check_id(request.after)
         types = await self.catalog.types()
-        return [self._to_api(row, row.type in types) for row in await self.store.list_jobs()]
+        rows = await self.store.list_jobs_page(request.after, request.limit)
+        jobs: list[Job] = []
+        size = 0
+        for row in rows:
+            job = self._to_api(row, row.type in types)
+            size += len(_job_encoder.encode(job))
+            if jobs and size > PAGE_BYTES:
+                return JobsPage(jobs=jobs, next=jobs[-1].id)
+            jobs.append(job)
+        full = len(rows) == request.limit
+        return JobsPage(jobs=jobs, next=jobs[-1].id if full and jobs else None)
 
     @serves(ops.JOBS_GET)
     async def get(self, ref: JobRef) -> Job:

@@ -170,6 +170,16 @@ class Store:
         )
         return [JobRow.from_record(r) for r in rows]
 
+    async def list_jobs_page(self, after: str | None, limit: int) -> list[JobRow]:
+        """Up to ``limit`` jobs in id order after the job id ``after`` (keyset paging)."""
+        rows = await self.pool.fetch(
+            f"SELECT {JOB_COLUMNS} FROM scheduler.jobs WHERE $1::uuid IS NULL OR id > $1::uuid "
+            "ORDER BY id LIMIT $2",
+            after,
+            limit,
+        )
+        return [JobRow.from_record(r) for r in rows]
+
     async def job_pages(
         self, page: int = 5_000, partition: Partition | None = None
     ) -> AsyncIterator[list[asyncpg.Record]]:

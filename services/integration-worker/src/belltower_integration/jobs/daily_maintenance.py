@@ -16,6 +16,7 @@ import msgspec
 from belltower import operations as ops
 from belltower.api import LedgerPurgeRequest, PurgeRequest
 from belltower.jobtypes import JobContext, JobType, counted
+from belltower.rpc import all_jobs
 
 Days = Annotated[int, msgspec.Meta(ge=1)]
 
@@ -27,7 +28,7 @@ class MaintenanceParams(msgspec.Struct, forbid_unknown_fields=True):
 
 
 async def run(ctx: JobContext, params: MaintenanceParams) -> None:
-    jobs = await ctx.api.call(ops.JOBS_LIST)
+    jobs = await all_jobs(ctx.api)
     titles = {j.id: j.title for j in jobs}
     keep = {j.id: j.keep_history_days for j in jobs}
     await ctx.progress(1, 3, "deleting execution history past each job's retention")
