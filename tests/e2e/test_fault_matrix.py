@@ -75,7 +75,7 @@ class Matrix:
         """A clean stop gives the lease back at once, so the new process dispatches at once."""
         self.stack.stop("scheduler")
         self.start_scheduler()
-        # Not `jobs list`: with thousands of jobs its reply is more than NATS carries.
+        # `job-types` is the cheapest call that needs the scheduler to answer.
         wait_until(
             lambda: self.cli.run("job-types", check=False).returncode == 0,
             90,
