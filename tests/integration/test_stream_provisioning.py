@@ -15,7 +15,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from belltower import natsauth, natsclient, streams
+from belltower import natsauth, natsclient, sitesettings, streams
 from belltower.errors import ConfigurationError
 from belltower.settings import Settings
 from belltower.subjects import CATALOG_BUCKET, DUE_STREAM, LEASES_BUCKET, RUNS_STREAM
@@ -173,6 +173,22 @@ async def test_a_service_refuses_to_start_before_provisioning_and_starts_after(b
     finally:
         await nc.close()
     assert violations(server) == []  # nothing tried what it may not
+
+
+async def test_the_console_names_the_provisioning_step_for_a_missing_settings_bucket(bare) -> None:
+    """Site settings on a secured NATS nobody provisioned: a clear refusal, not a request the
+    server refuses in silence (the console used to wait out its timeout creating the bucket)."""
+    server, identities = bare
+    errors: list[str] = []
+    nc = await _connect(server, identities["console"], errors)
+    try:
+        with pytest.raises(ConfigurationError) as refused:
+            await sitesettings.load(nc.jetstream(timeout=2))
+        assert f"bucket {sitesettings.BUCKET} does not exist" in refused.value.message
+        assert "`belltower-streams apply`" in refused.value.message
+    finally:
+        await nc.close()
+    assert violations(server) == [], "it did not try to create the bucket"
 
 
 async def test_drift_is_migrated_or_refused_by_the_provisioner_and_named_to_a_service(

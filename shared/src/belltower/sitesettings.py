@@ -39,6 +39,10 @@ async def bucket(js: JetStreamContext, replicas: int = 1) -> KeyValue:
     try:
         return await js.key_value(BUCKET)
     except BucketNotFoundError:
+        from . import streams  # it imports this module for the bucket's declaration
+
+        if streams.auth_required(js):  # only the provisioner may create it: say so, don't hang
+            raise streams.not_provisioned(f"bucket {BUCKET}") from None
         return await js.create_key_value(
             KeyValueConfig(bucket=BUCKET, history=10, replicas=replicas)
         )

@@ -216,8 +216,17 @@ def _check_server(js: JetStreamContext) -> None:
 def provisions(js: JetStreamContext, settings: Settings) -> bool:
     """Whether a process on this connection creates and updates the streams itself: when the
     server asks for no credentials, or it connects as the provisioner."""
-    auth_required = bool(_connection(js)._server_info.get("auth_required"))
-    return not auth_required or settings.nats_user == PROVISIONER
+    return not auth_required(js) or settings.nats_user == PROVISIONER
+
+
+def auth_required(js: JetStreamContext) -> bool:
+    """Whether the server this connection reached asks for credentials."""
+    return bool(_connection(js)._server_info.get("auth_required"))
+
+
+def not_provisioned(what: str) -> ConfigurationError:
+    """The refusal for a stream or bucket a service needs and may not create itself."""
+    return ConfigurationError(f"{what} does not exist. {_HOW_TO_PROVISION}")
 
 
 async def _apply_stream(js: JetStreamContext, config: StreamConfig, settings: Settings) -> str:
@@ -342,7 +351,7 @@ async def ensure_bucket(
     try:
         await js.key_value(bucket)
     except NotFoundError:
-        raise ConfigurationError(f"bucket {bucket} does not exist. {_HOW_TO_PROVISION}") from None
+        raise not_provisioned(f"bucket {bucket}") from None
 
 
 # -- belltower-streams ------------------------------------------------------------------------
