@@ -11,7 +11,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -465,10 +465,7 @@ class Console:
     async def preview_schedule(self, body: Any) -> SchedulePreview:
         """A schedule's next occurrences without a job, as `belltower schedule preview` shows
         them; its calendar's non-school days apply when it names one."""
-        try:
-            request = msgspec.convert(body, SchedulePreviewRequest)
-        except msgspec.ValidationError as exc:
-            raise invalid_from_msgspec(exc) from None
+        request = _decoded(body, SchedulePreviewRequest)
         if request.since is not None and not EARLIEST <= request.since < LATEST:
             raise InvalidInput("from", "is out of range", "a date-time from 1970 to 2199")
         days = []
@@ -492,10 +489,7 @@ class Console:
 
     async def create_calendar(self, who: Principal, client: str | None, body: Any) -> Calendar:
         await self.require(who, "editor", client, "calendars.create")
-        try:
-            spec = msgspec.convert(body, CalendarSpec)
-        except msgspec.ValidationError as exc:
-            raise invalid_from_msgspec(exc) from None
+        spec = _decoded(body, CalendarSpec)
         _check_calendar_name(spec.name)
         _check_text("description", spec.description)
         _check_days(spec.days)
@@ -508,10 +502,7 @@ class Console:
     ) -> Calendar:
         """Change a calendar's description."""
         await self.require(who, "editor", client, "calendars.update", name)
-        try:
-            change = msgspec.convert(body, CalendarChange)
-        except msgspec.ValidationError as exc:
-            raise invalid_from_msgspec(exc) from None
+        change = _decoded(body, CalendarChange)
         _check_text("description", change.description)
         before = await self.calendar(name)
         after = await self.api.call(
@@ -533,10 +524,7 @@ class Console:
     ) -> Calendar:
         """Take non-school days out of a calendar; a day it does not have is no error."""
         await self.require(who, "editor", client, "calendars.remove_days", name)
-        try:
-            change = msgspec.convert(body, CalendarDaysRemoval)
-        except msgspec.ValidationError as exc:
-            raise invalid_from_msgspec(exc) from None
+        change = _decoded(body, CalendarDaysRemoval)
         if len(change.days) > ics.MAX_DAYS:
             raise InvalidInput("days", f"more than {ics.MAX_DAYS} days", ics.DAYS_FORM)
         before = await self.calendar(name)
@@ -566,10 +554,7 @@ class Console:
         """Add non-school days (a day already there gets the new label), or with ``replace``
         make them the calendar's only days."""
         await self.require(who, "editor", client, "calendars.add_days", name)
-        try:
-            change = msgspec.convert(body, CalendarDaysChange)
-        except msgspec.ValidationError as exc:
-            raise invalid_from_msgspec(exc) from None
+        change = _decoded(body, CalendarDaysChange)
         _check_calendar_name(name)
         request = CalendarDays(name=name, days=change.days, replace=change.replace)
         return await self._change_days(who, client, "calendars.add_days", request)
@@ -599,10 +584,7 @@ class Console:
         """Non-school days from an iCalendar file's text (the client reads the file or URL):
         all-day events, ranges and recurring holidays expanded within the horizon."""
         await self.require(who, "editor", client, "calendars.import", name)
-        try:
-            request = msgspec.convert(body, CalendarIcsImport)
-        except msgspec.ValidationError as exc:
-            raise invalid_from_msgspec(exc) from None
+        request = _decoded(body, CalendarIcsImport)
         _check_calendar_name(name)
         if not 1 <= request.horizon_days <= 20 * 366:
             raise InvalidInput(
@@ -949,3 +931,14 @@ __all__ = ["ROLES", "Console", "JobListing", "JobPage"]
 def _settings_view(settings: sitesettings.SiteSettings) -> dict[str, Any]:
     """Every setting by name, ``None`` for those left to the environment."""
     return {name: getattr(settings, name) for name in settings.__struct_fields__}
+
+
+B = TypeVar("B")
+
+
+def _decoded(body: Any, type_: type[B]) -> B:
+    """A request body as its Struct, or the field errors msgspec found (a 422)."""
+    try:
+        return msgspec.convert(body, type_)
+    except msgspec.ValidationError as exc:
+        raise invalid_from_msgspec(exc) from None
