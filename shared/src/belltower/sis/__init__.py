@@ -475,3 +475,44 @@ __all__ = [
     "term_credits",
     "waitlist",
 ]
+
+
+async def existing_person(db: Executor, sis_id: str, email: str) -> str | None:
+    """The SIS id of the person with this SIS id or e-mail address, if there is one."""
+    found: str | None = await db.fetchval(
+        """SELECT p.sis_id FROM sis.people p WHERE p.sis_id = $1
+           UNION ALL
+           SELECT p.sis_id FROM sis.emails e JOIN sis.people p ON p.id = e.person_id
+            WHERE lower(e.address) = lower($2) LIMIT 1""",
+        sis_id,
+        email,
+    )
+    return found
+
+
+async def add_person(
+    db: Executor, sis_id: str, first_name: str, last_name: str, *, status: PersonStatus,
+    email: str, starts_on: date, birth_date: date | None = None, phone: str = "",
+    email_kind: str = "personal",
+) -> int:  # fmt: skip
+    """A new person with their status history, primary e-mail and (if given) cell phone; the
+    caller holds the transaction."""
+    person: int = await db.fetchval(
+        """INSERT INTO sis.people (sis_id, first_name, last_name, birth_date, status)
+           VALUES ($1, $2, $3, $4, $5) RETURNING id""",
+        sis_id, first_name, last_name, birth_date, status,
+    )  # fmt: skip
+    await db.execute(
+        "INSERT INTO sis.person_statuses (person_id, status, starts_on) VALUES ($1, $2, $3)",
+        person, status, starts_on,
+    )  # fmt: skip
+    await db.execute(
+        "INSERT INTO sis.emails (person_id, kind, address, is_primary) VALUES ($1, $2, $3, true)",
+        person, email_kind, email,
+    )  # fmt: skip
+    if phone:
+        await db.execute(
+            "INSERT INTO sis.phones (person_id, kind, number, is_primary) VALUES ($1, 'cell', $2, true)",
+            person, phone,
+        )  # fmt: skip
+    return person

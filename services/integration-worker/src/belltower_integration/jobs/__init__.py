@@ -3,6 +3,7 @@
 from belltower.jobtypes import Registry
 
 from . import (
+    addresses,
     batch_folder_cleanup,
     canvas_export,
     communication_queue,
@@ -15,6 +16,7 @@ from . import (
     name_csv_export,
     neogov,
     oneroster_export,
+    schedule_upkeep,
     schoolmessenger,
     sftp_upload,
 )
@@ -37,5 +39,9 @@ registry.register(housekeeping.temp_table_cleanup_type)
 registry.register(housekeeping.reconcile_seats_type)
 registry.register(housekeeping.purge_old_files_type)
 registry.register(communication_queue.job_type)
+registry.register(addresses.address_corrections_type)
+registry.register(addresses.parse_addresses_type)
+registry.register(schedule_upkeep.remove_scheduled_type)
+registry.register(schedule_upkeep.schedule_snapshot_type)
 
 __all__ = ["registry"]
