@@ -16,7 +16,7 @@ import usaddress
 from scourgify.address_constants import DIRECTIONAL_REPLACEMENTS, STREET_TYPE_ABBREVIATIONS
 
 from belltower import sis
-from belltower.jobtypes import JobContext, JobType
+from belltower.jobtypes import JobContext, JobType, counted
 
 from ..report import Tally
 
@@ -96,8 +96,12 @@ async def address_corrections(ctx: JobContext, params: CorrectionsParams) -> Non
                 row["id"], *fixed.values(),
             )  # fmt: skip
             tally.ok(record, "; ".join(changes))
-    changed = sum(1 for n in tally.notes if n[0] == "processed")
-    tally.write(ctx, f"{tally.processed + tally.skipped} addresses checked, {changed} corrected")
+    checked = tally.processed + tally.skipped
+    if params.dry_run:
+        summary = f"{checked} addresses checked, {tally.skipped} to correct (dry run: not changed)"
+    else:
+        summary = f"{checked} addresses checked, {len(tally.notes)} corrected"
+    tally.write(ctx, summary)
 
 
 address_corrections_type = JobType(
@@ -172,7 +176,10 @@ async def parse_addresses(ctx: JobContext, params: ParseParams) -> None:
                   {", ".join(f"{k} = EXCLUDED.{k}" for k in (*_PARTS, "problem"))}, parsed_at = now()""",
             values,
         )
-    tally.write(ctx, f"{len(rows)} addresses parsed ({tally.skipped} not read as a street address)")
+    tally.write(
+        ctx,
+        f"{counted(len(rows), 'address', 'addresses')} parsed ({tally.skipped} not read as a street address)",
+    )
 
 
 parse_addresses_type = JobType(

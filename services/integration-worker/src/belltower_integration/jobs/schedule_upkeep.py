@@ -103,9 +103,9 @@ async def schedule_snapshot(ctx: JobContext, params: SnapshotParams) -> None:
         if snapshot is not None:
             await conn.execute(
                 """INSERT INTO sis.schedule_snapshot_rows (snapshot_id, kind, record_id, record)
-                   SELECT $1, 'section', s.id, to_jsonb(s) FROM sis.sections s WHERE s.term_id = ANY($2::bigint[])
+                   SELECT $1::bigint, 'section', s.id, to_jsonb(s) FROM sis.sections s WHERE s.term_id = ANY($2::bigint[])
                    UNION ALL
-                   SELECT $1, 'enrollment', e.id, to_jsonb(e) FROM sis.enrollments e
+                   SELECT $1::bigint, 'enrollment', e.id, to_jsonb(e) FROM sis.enrollments e
                      JOIN sis.sections s ON s.id = e.section_id WHERE s.term_id = ANY($2::bigint[])""",
                 snapshot, ids,
             )  # fmt: skip
