@@ -28,6 +28,7 @@ from .common import (
 )  # fmt: skip
 from .holds_health import ImmunizationParams, _immunization
 
+Code = Annotated[str, Meta(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_-]+$")]
 AnyStatus = Annotated[Statuses, Meta(description="module statuses to include; empty: all")]
 
 
@@ -168,7 +169,7 @@ application_checklist = Notifier(
 class ActivitiesParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
     group: Group = "ADVISING"
     activity_types: Annotated[
-        list[str], Meta(min_length=1, max_length=50, description="activity type codes to alert on")
+        list[Code], Meta(min_length=1, max_length=50, description="activity type codes to alert on")
     ]
     statuses: AnyStatus = []
     first_run_look_back_days: LookBack = 1
@@ -218,7 +219,7 @@ activities = Notifier(
 class DmsParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
     group: Group = "ADMISSIONS"
     categories: Annotated[
-        list[Annotated[str, Meta(min_length=1, max_length=100)]],
+        list[Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]],
         Meta(max_length=50, description="DMS categories to report; empty: every category"),
     ] = []
     statuses: AnyStatus = []
@@ -267,7 +268,7 @@ dms_notifications = Notifier(
 class FormsParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
     group: Group = "ADMISSIONS"
     forms: Annotated[
-        list[str],
+        list[Code],
         Meta(max_length=50, description="codes of the forms to report; empty: every form"),
     ] = []
     statuses: AnyStatus = []
