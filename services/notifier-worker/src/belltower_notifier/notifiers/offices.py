@@ -4,6 +4,7 @@ immunizations for every status."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 import msgspec
@@ -26,7 +27,7 @@ from .common import (
     Statuses,
     rows_of,
 )  # fmt: skip
-from .holds_health import ImmunizationParams, _immunization
+from .holds_health import ImmunizationParams, immunization_expiration
 
 Code = Annotated[str, Meta(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_-]+$")]
 AnyStatus = Annotated[Statuses, Meta(description="module statuses to include; empty: all")]
@@ -52,7 +53,8 @@ class ImmunizationByStatusParams(ImmunizationParams, kw_only=True, forbid_unknow
     statuses: Statuses = msgspec.field(default_factory=lambda: list(sis.PERSON_STATUSES))
 
 
-immunization_by_status = Notifier(
+immunization_by_status = replace(
+    immunization_expiration,
     name="notifier.immunization_expiration_by_status",
     title="Notifier: Immunization Expiration by Status",
     description=(
@@ -61,14 +63,6 @@ immunization_by_status = Notifier(
         "which applies solely to students, it applies to all statuses (or the statuses chosen)."
     ),
     params=ImmunizationByStatusParams,
-    select=_immunization,
-    columns=(*STUDENT_COLUMNS, ("immunization", "Immunization"), ("expires_on", "Expires")),
-    subject="{{ count | counted('immunization') }} expiring within {{ params.threshold_days }} days",
-    intro="These immunizations expire within {{ params.threshold_days }} days:",
-    student_subject="Your immunization record is about to expire",
-    student_intro="According to your health record, these immunizations expire soon. "
-    "Please renew them and bring the record to health services:",
-    repeat="once_per_item",
 )
 
 # -- Course Audit Notification ----------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from belltower.errors import InvalidInput
@@ -111,7 +112,8 @@ timed_email = Notifier(
 )
 
 
-timed_email_prospects = Notifier(
+timed_email_prospects = replace(
+    timed_email,
     name="notifier.timed_email_prospects",
     title="Notifier: Timed Email Prospects",
     description=(
@@ -121,13 +123,6 @@ timed_email_prospects = Notifier(
         "out all emails configured in the notifier (to the prospects among each activity's "
         "statuses). The notifier can be limited by Division, Campus, Department, and/or Level."
     ),
-    params=TimedEmailParams,
     select=_timed_email_prospects,
-    columns=timed_email.columns,
-    subject=timed_email.subject,
     intro="These timed e-mails were sent to prospects today:",
-    student_subject=timed_email.student_subject,
-    student_intro=timed_email.student_intro,
-    student_table=False,
-    repeat="once_per_item",
 )

@@ -127,11 +127,13 @@ pin_password_expiration = Notifier(
 )
 
 
-class PurgeIsirParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
+class RetentionParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
+    """What the deleting tasks take: how old a record must be to go."""
+
     older_than_days: Days = 30
 
 
-async def _purge_isirs(q: Query[PurgeIsirParams]) -> list[Row]:
+async def _purge_isirs(q: Query[RetentionParams]) -> list[Row]:
     change = """
         DELETE FROM sis.isirs WHERE person_id IS NULL AND saved_at < $1
         RETURNING id, NULL::bigint AS person_id, award_year, transaction_number, name_id,
@@ -148,7 +150,7 @@ purge_saved_isirs = Notifier(
         "Saved ISIRs timed task deletes these records automatically on a set schedule: every "
         "saved, still unmatched ISIR saved more than the given number of days ago."
     ),
-    params=PurgeIsirParams,
+    params=RetentionParams,
     select=_purge_isirs,
     columns=(
         ("name", "Student (ISIR)"),
@@ -161,11 +163,7 @@ purge_saved_isirs = Notifier(
 )
 
 
-class NmtrackParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
-    older_than_days: Days = 30
-
-
-async def _nmtrack(q: Query[NmtrackParams]) -> list[Row]:
+async def _nmtrack(q: Query[RetentionParams]) -> list[Row]:
     change = f"""
         WITH gone AS (DELETE FROM sis.page_visits WHERE visited_at < $1 RETURNING person_id, visited_at)
         SELECT g.person_id, {NAME}, count(*)::int AS deleted, min(g.visited_at) AS oldest,
@@ -184,7 +182,7 @@ nmtrack_delete = Notifier(
         "every page an admin user visited, which can become very large over time. Records older "
         "than the given number of days are deleted; the group is told how many, per user."
     ),
-    params=NmtrackParams,
+    params=RetentionParams,
     select=_nmtrack,
     columns=(*STUDENT_COLUMNS, ("deleted", "Deleted"), ("oldest", "Oldest"), ("newest", "Newest")),
     subject="{{ rows | sum(attribute='deleted') }} breadcrumb records deleted",
