@@ -182,16 +182,14 @@ async def test_since_last_run_notifiers_tell_what_is_new_once(
         again = await run_job(job_type, {**ONLY_TST, **own})
         assert again.summary.startswith("0 rows processed"), (job_type, again.summary)
         assert mail_sink.messages == [], job_type
-
-
-async def test_unknown_activity_or_form_codes_fail_naming_the_known_ones(run_job, school) -> None:
+    # Codes the SIS does not have fail the run, naming the ones it has.
     ran = await run_job("notifier.activities", {**ONLY_TST, "activity_types": ["TOUR", "NOPE"]})
     assert ran.status == "failed" and "NOPE" in (ran.error or "") and "CALL" in (ran.error or "")
     ran = await run_job("notifier.forms_submitted", {**ONLY_TST, "forms": ["NOPE"]})
     assert ran.status == "failed" and "HOUSING" in (ran.error or "")
 
 
-async def test_immunizations_by_status_and_alumni_employment_are_told_once(
+async def test_once_per_item_notifiers_and_timed_email_prospects(
     run_job, school, mail_sink, sis_conn
 ) -> None:
     staff = await school.person("Nurse", status="staff")
@@ -225,10 +223,7 @@ async def test_immunizations_by_status_and_alumni_employment_are_told_once(
     again = await run_job("notifier.alumni_employment", ONLY_TST)
     assert again.summary.startswith("1 row processed, 0 recipients") and mail_sink.messages == []
 
-
-async def test_timed_email_prospects_reaches_only_prospects(
-    run_job, school, mail_sink, sis_conn
-) -> None:
+    # Timed Email Prospects: an activity for students and prospects reaches only the prospects.
     prospect = await school.person("Hopeful", status="prospect")
     student = await school.person("Enrolled")
     await sis_conn.execute(
