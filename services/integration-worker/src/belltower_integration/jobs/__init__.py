@@ -3,10 +3,13 @@
 from belltower.jobtypes import Registry
 
 from . import (
+    attendance_sms,
+    automated_emails,
     batch_folder_cleanup,
     canvas_export,
     communication_queue,
     daily_maintenance,
+    family_email,
     frontline_leave,
     housekeeping,
     import_ics,
@@ -37,5 +40,9 @@ registry.register(housekeeping.temp_table_cleanup_type)
 registry.register(housekeeping.reconcile_seats_type)
 registry.register(housekeeping.purge_old_files_type)
 registry.register(communication_queue.job_type)
+registry.register(attendance_sms.job_type)
+registry.register(automated_emails.job_type)
+registry.register(family_email.email_notifications_type)
+registry.register(family_email.sss_parent_type)
 
 __all__ = ["registry"]
