@@ -7,7 +7,7 @@ import re
 
 E164 = re.compile(r"^\+[1-9][0-9]{1,14}\Z")
 E164_FORM = "E.164: '+', the country code and the number, 2-15 digits, e.g. +14155550123"
-_PUNCTUATION = re.compile(r"[\s().\-/]")
+_PUNCTUATION = re.compile(r"[ ().\-/]")
 
 
 def is_e164(number: str) -> bool:

@@ -1,0 +1,51 @@
+"""The pure parts of texting: phone numbers in E.164, and what Twilio's answers mean."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from belltower.errors import Unavailable
+from belltower_integration import twilio
+from belltower_integration.phones import is_e164, to_e164
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("raw", "country", "expected"),
+    [
+        ("+14155550123", "", "+14155550123"),
+        ("+1 (415) 555-0123", "", "+14155550123"),
+        ("(415) 555-0123", "1", "+14155550123"),
+        ("1-415-555-0123", "1", "+14155550123"),
+        ("0044 20 7946 0958", "", "+442079460958"),
+        ("020 7946 0958", "44", "+442079460958"),
+        ("415-555-0123", "", None),  # no country to put in front
+        ("+0123456", "", None),  # a country code never starts with 0
+        ("+1234567890123456", "", None),  # 16 digits
+        ("+1415555012x3", "", None),
+        ("+1415\n5550123", "", None),
+        ("", "1", None),
+    ],
+)
+def test_numbers_become_e164_or_nothing(raw: str, country: str, expected: str | None) -> None:
+    assert to_e164(raw, country) == expected
+    if expected:
+        assert is_e164(expected)
+
+
+def test_twilio_error_documents_are_read_and_bounded() -> None:
+    body = {"code": 21610, "message": "Attempt to send to unsubscribed recipient" + "!" * 500,
+            "more_info": "https://www.twilio.com/docs/errors/21610", "status": 400}  # fmt: skip
+    code, message = twilio._error(httpx.Response(400, json=body))
+    assert code == twilio.OPTED_OUT and message.startswith("Attempt") and len(message) == 200
+    assert twilio._error(httpx.Response(502, text="<html>bad gateway</html>")) == (None, "HTTP 502")
+
+
+def test_retry_after_is_waited_up_to_a_minute() -> None:
+    assert twilio._retry_after(httpx.Response(429, headers={"Retry-After": "3"}), 1.0) == 3.0
+    assert twilio._retry_after(httpx.Response(429, headers={"Retry-After": "soon"}), 2.0) == 2.0
+    assert twilio._retry_after(httpx.Response(503), 4.0) == 4.0
+    with pytest.raises(Unavailable, match="wait 3600 s"):
+        twilio._retry_after(httpx.Response(429, headers={"Retry-After": "3600"}), 1.0)
