@@ -87,7 +87,7 @@ async def test_notifier_emails_the_guardians_it_may_contact(run_job, school, mai
 async def test_attendance_sms_goes_out_through_twilio_once_honouring_stop_429_and_quiet_hours(
     run_job, school, twilio: TwilioStandIn
 ) -> None:
-    kid, g = await family(school)
+    kid, _ = await family(school)
     section = await school.section()
     await school.mark(section, kid, 900, "absent")  # a day the demo school has no attendance on
     day = school.days(900).isoformat()
@@ -188,7 +188,7 @@ async def test_families_are_emailed_notifications_and_unread_sss_alerts(
 
 
 async def test_automated_emails_come_due_by_cron_once(run_job, school) -> None:
-    kid, g = await family(school)
+    _, g = await family(school)
     await school.conn.execute(
         """INSERT INTO sis.automated_messages (code, subject, body_text, cron, statuses, to_guardians, next_send_at)
            VALUES ('WEEKLY', 'Weekly news', 'Hello {{ first_name }}', '0 7 * * 1', '{student}', true, now() - interval '1 minute'),
