@@ -216,3 +216,23 @@ async def test_automated_emails_come_due_by_cron_once(run_job, school) -> None:
         again.status == "succeeded"
         and await school.conn.fetchval("SELECT count(*) FROM sis.communication_queue") == total
     )
+
+
+async def test_twilio_outage_is_retried_and_bad_credentials_fail_the_run_with_nothing_marked(
+    run_job, school, twilio: TwilioStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await school.conn.execute(
+        "INSERT INTO sis.communication_queue (channel, to_address, body_text) VALUES ('sms', '+15550100009', 'Bus late')"
+    )
+    monkeypatch.setenv("BELLTOWER_SECRET_TWILIO_AUTH_TOKEN", "wrong")
+    refused = await run_job("messaging.communication_queue", via(twilio))
+    assert refused.status == "failed" and "twilio_auth_token_secret" in (refused.error or "")
+    row = await school.conn.fetchrow("SELECT state, attempts FROM sis.communication_queue")
+    assert dict(row) == {"state": "queued", "attempts": 0} and twilio.messages == {}
+
+    monkeypatch.setenv("BELLTOWER_SECRET_TWILIO_AUTH_TOKEN", twilio.auth_token)
+    twilio.fail_first = 1  # a 500 from Twilio, then it answers
+    sent = await run_job("messaging.communication_queue", via(twilio))
+    assert "1 texts sent" in sent.summary, sent.text
+    assert [s for m, _, s in twilio.requests if m == "POST"] == [401, 500, 201]
+    assert len(twilio.sent_to("+15550100009")) == 1
