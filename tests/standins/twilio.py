@@ -5,7 +5,7 @@ or ``MessagingServiceSid``, ``Body``, optional ``StatusCallback``; HTTP basic au
 account SID and auth token) and ``GET .../Messages/{Sid}.json``. It checks what Twilio checks and
 fails as Twilio fails, with Twilio's error document ``{"code", "message", "more_info",
 "status"}``: 401/20003 for bad credentials, 21604/21602/21603 for a missing To/Body/From,
-21211 for a To that is not E.164, 21610 for a number that replied STOP, 429/20429 with
+21211 for a To that is not E.164, 21617 for a body over 1,600 characters, 21610 for a number that replied STOP, 429/20429 with
 ``Retry-After`` (``throttle_first``), 500/20500 (``fail_first``). A message is created
 ``queued`` (``accepted`` through a Messaging Service) and each fetch moves it on: ``sent``, then
 ``delivered`` (or ``undelivered`` with the error code set in ``undeliverable``).
@@ -125,6 +125,13 @@ class TwilioStandIn:
         if not E164.match(to):
             return self._refuse(
                 request, 400, 21211, f"The 'To' number {to} is not a valid phone number."
+            )
+        if len(body) > 1600:
+            return self._refuse(
+                request,
+                400,
+                21617,
+                "The concatenated message body exceeds the 1600 character limit.",
             )
         if to in self.stopped:
             return self._refuse(request, 400, 21610, "Attempt to send to unsubscribed recipient")

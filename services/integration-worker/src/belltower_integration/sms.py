@@ -74,7 +74,11 @@ async def send(conn: Any, twilio: TwilioClient, msg: Any, default_country: str) 
     await conn.execute(
         """INSERT INTO sis.outbox (queue_id, channel, to_address, body_text, provider,
                                    provider_sid, status, status_at)
-           VALUES ($1, 'sms', $2, $3, $4, $5, $6, now())""",
+           VALUES ($1, 'sms', $2, $3, $4, $5, $6, now())
+           ON CONFLICT (queue_id) DO UPDATE  -- a message put back in the queue by hand
+              SET to_address = EXCLUDED.to_address, provider = EXCLUDED.provider,
+                  provider_sid = EXCLUDED.provider_sid, status = EXCLUDED.status,
+                  error_code = NULL, status_at = now(), recorded_at = now()""",
         msg["id"], phone, msg["body_text"], PROVIDER, receipt.sid, receipt.status,
     )  # fmt: skip
 
