@@ -28,21 +28,8 @@ def add_guardians(draw: Draw) -> None:
             )
             relationship = rng.choices(["parent", "guardian", "relative"], [85, 10, 5])[0]
             links.append((student, gid, relationship, n == 0))
-    data.add(
-        "guardians",
-        [
-            "id",
-            "sis_id",
-            "first_name",
-            "last_name",
-            "email",
-            "phone",
-            "sms_ok",
-            "created_at",
-            "updated_at",
-        ],  # fmt: skip
-        guardians,
-    )
+    columns = ["id", "sis_id", "first_name", "last_name", "email", "phone", "sms_ok"]
+    data.add("guardians", [*columns, "created_at", "updated_at"], guardians)
     data.add(
         "student_guardians", ["student_id", "guardian_id", "relationship", "is_primary"], links
     )

@@ -22,10 +22,7 @@ class GuardianParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Which of a student's guardians are told. Only guardians the school may contact about the
     student (``student_guardians.contact_allowed``) ever are."""
 
-    guardian_relationships: Annotated[
-        tuple[sis.Relationship, ...],
-        Meta(description="which guardians: parent, guardian (legal), relative"),
-    ] = ("parent", "guardian")
+    guardian_relationships: sis.GuardianRelationships = ("parent", "guardian")
     guardian_primary_only: Annotated[
         bool, Meta(description="only each student's primary contact (contact priority 1)")
     ] = False

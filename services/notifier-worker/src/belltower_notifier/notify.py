@@ -98,10 +98,7 @@ class NotifierParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             "(only those the school may contact about that student)"
         ),
     ] = False
-    guardian_relationships: Annotated[
-        tuple[sis.Relationship, ...],
-        msgspec.Meta(description="which guardians: parent, guardian (legal), relative"),
-    ] = ("parent", "guardian")
+    guardian_relationships: sis.GuardianRelationships = ("parent", "guardian")
     guardian_primary_only: Annotated[
         bool, msgspec.Meta(description="only each student's primary contact (priority 1)")
     ] = False

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 import asyncpg
 import msgspec
@@ -274,6 +274,11 @@ async def group_members(db: Executor, group_code: str) -> list[GroupMember]:
 
 Relationship = Literal["parent", "guardian", "relative"]
 RELATIONSHIPS: tuple[Relationship, ...] = ("parent", "guardian", "relative")
+GuardianRelationships = Annotated[
+    tuple[Relationship, ...],
+    msgspec.Meta(min_length=1, description="which guardians: parent, guardian (legal), relative"),
+]
+"""The job parameter choosing which of a student's guardians are told."""
 
 
 class Guardian(msgspec.Struct, frozen=True):
