@@ -49,3 +49,56 @@ def test_retry_after_is_waited_up_to_a_minute() -> None:
     assert twilio._retry_after(httpx.Response(503), 4.0) == 4.0
     with pytest.raises(Unavailable, match="wait 3600 s"):
         twilio._retry_after(httpx.Response(429, headers={"Retry-After": "3600"}), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("job", "params", "field"),
+    [
+        (
+            "messaging.communication_queue",
+            {"twilio_base_url": "https://169.254.169.254/"},
+            "param.twilio_base_url",
+        ),
+        (
+            "messaging.communication_queue",
+            {"twilio_base_url": "http://api.twilio.com"},
+            "param.twilio_base_url",
+        ),
+        ("messaging.communication_queue", {"sms_from": "415-555-0123"}, "param.sms_from"),
+        (
+            "messaging.communication_queue",
+            {"twilio_auth_token_secret": "../etc/passwd"},
+            "param.twilio_auth_token_secret",
+        ),
+        (
+            "messaging.communication_queue",
+            {"messaging_service_sid": "MG123"},
+            "param.messaging_service_sid",
+        ),
+        ("messaging.attendance_sms", {"text": "{{ ''.__class__ }}"}, "param.text"),
+        ("messaging.attendance_sms", {"marks": ["late"]}, "param.marks.0"),
+        (
+            "messaging.email_notifications",
+            {"guardian_relationships": []},
+            "param.guardian_relationships",
+        ),
+        (
+            "notifier.attendance",
+            {"guardian_relationships": ["uncle"]},
+            "param.guardian_relationships.0",
+        ),
+    ],
+)
+def test_messaging_parameters_are_fenced_when_a_job_is_saved(
+    job: str, params: dict[str, object], field: str
+) -> None:
+    from belltower.errors import InvalidInput
+    from belltower_integration.jobs import registry as integration
+    from belltower_notifier.jobs import registry as notifier
+    from belltower_scheduler.catalog import validate_params
+
+    kind = integration.get(job) or notifier.get(job)
+    assert kind is not None
+    with pytest.raises(InvalidInput) as refused:
+        validate_params(kind.info(), params)
+    assert refused.value.field == field
