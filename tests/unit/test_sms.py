@@ -5,9 +5,12 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from belltower.errors import Unavailable
+from belltower.errors import InvalidInput, Unavailable
 from belltower_integration import twilio
+from belltower_integration.jobs import registry as integration
 from belltower_integration.phones import is_e164, to_e164
+from belltower_notifier.jobs import registry as notifier
+from belltower_scheduler.catalog import validate_params
 
 pytestmark = pytest.mark.unit
 
@@ -92,11 +95,6 @@ def test_retry_after_is_waited_up_to_a_minute() -> None:
 def test_messaging_parameters_are_fenced_when_a_job_is_saved(
     job: str, params: dict[str, object], field: str
 ) -> None:
-    from belltower.errors import InvalidInput
-    from belltower_integration.jobs import registry as integration
-    from belltower_notifier.jobs import registry as notifier
-    from belltower_scheduler.catalog import validate_params
-
     kind = integration.get(job) or notifier.get(job)
     assert kind is not None
     with pytest.raises(InvalidInput) as refused:
