@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 import asyncpg
 import msgspec
@@ -270,6 +270,62 @@ async def group_members(db: Executor, group_code: str) -> list[GroupMember]:
         for r in rows
         if r["person_id"] in found
     ]
+
+
+Relationship = Literal["parent", "guardian", "relative"]
+RELATIONSHIPS: tuple[Relationship, ...] = ("parent", "guardian", "relative")
+GuardianRelationships = Annotated[
+    tuple[Relationship, ...],
+    msgspec.Meta(min_length=1, description="which guardians: parent, guardian (legal), relative"),
+]
+"""The job parameter choosing which of a student's guardians are told."""
+
+
+class Guardian(msgspec.Struct, frozen=True):
+    """A student's guardian the school may contact about them, and how to reach them."""
+
+    guardian_id: int
+    student_id: int
+    sis_id: str
+    first_name: str
+    last_name: str
+    email: str | None
+    phone: str | None
+    sms_ok: bool
+    relationship: Relationship
+    is_primary: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+
+async def guardians_of(
+    db: Executor,
+    student_ids: Iterable[int],
+    relationships: Sequence[Relationship] = RELATIONSHIPS,
+    *,
+    primary_only: bool = False,
+) -> dict[int, list[Guardian]]:
+    """The guardians of each student with one of ``relationships`` whom the school may contact
+    about that student (``student_guardians.contact_allowed``), primary first; ``primary_only``
+    keeps the first contact (``is_primary``) alone."""
+    ids = sorted(set(student_ids))
+    if not ids:
+        return {}
+    rows = await db.fetch(
+        """SELECT g.id AS guardian_id, sg.student_id, g.sis_id, g.first_name, g.last_name,
+                  g.email, g.phone, g.sms_ok, sg.relationship, sg.is_primary
+             FROM sis.student_guardians sg JOIN sis.guardians g ON g.id = sg.guardian_id
+            WHERE sg.student_id = ANY($1::bigint[]) AND sg.contact_allowed
+              AND sg.relationship = ANY($2::text[]) AND (sg.is_primary OR NOT $3)
+            ORDER BY sg.student_id, sg.is_primary DESC, g.id""",
+        ids, list(relationships), primary_only,
+    )  # fmt: skip
+    out: dict[int, list[Guardian]] = {}
+    for r in rows:
+        out.setdefault(r["student_id"], []).append(Guardian(**dict(r)))
+    return out
 
 
 # Sections and waitlists -------------------------------------------------------------------

@@ -4,10 +4,13 @@ from belltower.jobtypes import Registry
 
 from . import (
     addresses,
+    attendance_sms,
+    automated_emails,
     batch_folder_cleanup,
     canvas_export,
     communication_queue,
     daily_maintenance,
+    family_email,
     frontline_leave,
     housekeeping,
     import_ics,
@@ -43,5 +46,9 @@ registry.register(addresses.address_corrections_type)
 registry.register(addresses.parse_addresses_type)
 registry.register(schedule_upkeep.remove_scheduled_type)
 registry.register(schedule_upkeep.schedule_snapshot_type)
+registry.register(attendance_sms.job_type)
+registry.register(automated_emails.job_type)
+registry.register(family_email.email_notifications_type)
+registry.register(family_email.sss_parent_type)
 
 __all__ = ["registry"]
