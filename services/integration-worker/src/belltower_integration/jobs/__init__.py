@@ -12,6 +12,7 @@ from . import (
     import_ics,
     import_names,
     metlife,
+    moodle_export,
     name_csv_export,
     neogov,
     oneroster_export,
@@ -25,6 +26,7 @@ registry.register(batch_folder_cleanup.job_type)
 registry.register(sftp_upload.job_type)
 registry.register(canvas_export.job_type)
 registry.register(oneroster_export.job_type)
+registry.register(moodle_export.job_type)
 registry.register(name_csv_export.job_type)
 registry.register(schoolmessenger.job_type)
 registry.register(frontline_leave.job_type)
