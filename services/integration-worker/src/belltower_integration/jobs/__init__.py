@@ -4,6 +4,7 @@ from belltower.jobtypes import Registry
 
 from . import (
     batch_folder_cleanup,
+    blackboard,
     canvas_export,
     communication_queue,
     daily_maintenance,
@@ -27,6 +28,8 @@ registry.register(sftp_upload.job_type)
 registry.register(canvas_export.job_type)
 registry.register(oneroster_export.job_type)
 registry.register(moodle_export.job_type)
+registry.register(blackboard.export_type)
+registry.register(blackboard.load_type)
 registry.register(name_csv_export.job_type)
 registry.register(schoolmessenger.job_type)
 registry.register(frontline_leave.job_type)

@@ -21,22 +21,14 @@ from belltower.errors import JobFailed
 from belltower.fences import PublicUrl
 from belltower.jobtypes import JobContext, JobType
 
-from .. import lmssync, safety
+from .. import lmsroster, lmssync, safety
 from ..moodle import MoodleClient, MoodleError
 from ..report import Tally
 from ..secrets import SecretName, read_secret
-from .canvas_export import (
-    ENROLLMENTS_SQL,
-    PEOPLE_SQL,
-    SECTIONS_SQL,
-    TERMS_SQL,
-    course_sis_id,
-)
 
 MAX_INPUT_VARS = 900
 """Form fields per call, under PHP's default ``max_input_vars`` (1000), past which PHP drops
 the rest of a request without a word: a batch holds as many records as fit."""
-ACTIVE = frozenset({"enrolled", "audit", "completed"})
 
 
 class MoodleExportParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -80,39 +72,31 @@ def _epoch(day: date, end: bool = False) -> int:
 
 
 async def read(conn: Any, params: MoodleExportParams, today: date) -> Wanted:
-    """Users, courses and enrolments the chosen terms call for, keyed by SIS keys."""
-    terms = await conn.fetch(TERMS_SQL, params.terms, today, params.upcoming_days)
-    sections = await conn.fetch(SECTIONS_SQL, [t["id"] for t in terms])
-    enrollments = await conn.fetch(ENROLLMENTS_SQL, [s["id"] for s in sections])
-    by_section = {s["id"]: s for s in sections}
-    courses: dict[str, dict[str, Any]] = {}
-    enrolments: dict[str, dict[str, Any]] = {}
-
-    def enrol(course: str, person: str, role: int) -> None:
-        enrolments[f"{course}|{person}|{role}"] = {"course": course, "user": person, "roleid": role}
-
-    for s in sections:
-        course = course_sis_id(s["course_code"], s["term_code"])
-        courses.setdefault(course, {
-            "fullname": f"{s['title']} ({s['term_code']})", "shortname": course, "idnumber": course,
-            "categoryid": params.category_id, "startdate": _epoch(s["starts_on"]),
-            "enddate": _epoch(s["ends_on"], end=True),
-        })  # fmt: skip
-        if s["faculty_sis_id"]:
-            enrol(course, s["faculty_sis_id"], params.teacher_role_id)
-    for e in enrollments:
-        if e["status"] in ACTIVE:
-            s = by_section[e["section_id"]]
-            enrol(
-                course_sis_id(s["course_code"], s["term_code"]), e["sis_id"], params.student_role_id
-            )
-    people = await conn.fetch(PEOPLE_SQL, sorted({e["user"] for e in enrolments.values()}))
+    """Users, courses and enrolments as Moodle takes them, keyed by SIS keys."""
+    roster = await lmsroster.read(conn, params.terms, params.upcoming_days, today)
+    role = {"student": params.student_role_id, "teacher": params.teacher_role_id}
+    courses = {
+        c.key: {
+            "fullname": f"{c.title} ({c.term_code})", "shortname": c.key, "idnumber": c.key,
+            "categoryid": params.category_id, "startdate": _epoch(c.starts_on),
+            "enddate": _epoch(c.ends_on, end=True),
+        }
+        for c in roster.courses.values()
+    }  # fmt: skip
+    enrolments = {
+        f"{e.course}|{e.user}|{role[e.role]}": {
+            "course": e.course,
+            "user": e.user,
+            "roleid": role[e.role],
+        }
+        for e in roster.enrolments.values()
+    }
     users = {
         p["sis_id"]: {
             "username": p["login_id"].lower(), "firstname": p["first_name"],
             "lastname": p["last_name"], "email": p["email"] or "", "idnumber": p["sis_id"],
         }
-        for p in people
+        for p in roster.people.values()
     }  # fmt: skip
     return {"user": users, "course": courses, "enrolment": enrolments}
 

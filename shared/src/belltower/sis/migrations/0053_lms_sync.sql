@@ -32,3 +32,16 @@ CREATE TABLE sis.lms_sync_records (
     synced_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (job_id, kind, sis_key)
 );
+
+-- Links from the SIS's courses (per term) to an LMS's own course ids, as a load from the LMS
+-- found them (Blackboard: the course's primary id, e.g. _123_1). People's LMS ids go where
+-- every outside id of a person goes, sis.person_external_ids (system 'blackboard').
+CREATE TABLE sis.lms_course_links (
+    system       text NOT NULL,
+    course_id    bigint NOT NULL REFERENCES sis.courses (id) ON DELETE CASCADE,
+    term_id      bigint NOT NULL REFERENCES sis.terms (id) ON DELETE CASCADE,
+    lms_id       text NOT NULL,
+    linked_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (system, course_id, term_id),
+    UNIQUE (system, lms_id)
+);
