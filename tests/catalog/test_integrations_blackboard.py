@@ -154,14 +154,14 @@ async def test_the_client_names_refused_credentials_and_gives_up_on_5xx_clearly(
             server.url, server.key, server.secret, attempts=2, first_delay_s=0.01
         ) as bb:
             with pytest.raises(
-                Unavailable, match="Blackboard answered 503 to POST .*oauth2/token 2 times"
+                Unavailable, match=r"Blackboard answered 503 to POST .*oauth2/token 2 times"
             ):
                 await bb.request("GET", f"{API}/users")
     with BlackboardStandIn() as server:
         async with BlackboardClient(
             server.url, server.key, "wrong", secret_names="the secrets 'k' and 's'"
         ) as bb:
-            with pytest.raises(ConfigurationError, match="Invalid client credentials.*'k' and 's'"):
+            with pytest.raises(ConfigurationError, match=r"Invalid client credentials.*'k' and 's'"):
                 await bb.request("GET", f"{API}/users")
 
 
