@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import msgspec
 
 from belltower import operations as ops
-from belltower.errors import RunHeld
+from belltower.errors import BelltowerError, RunHeld
 from belltower.holds import Release, ReleasesQuery
 from belltower.jobtypes import JobContext
 
@@ -155,7 +155,13 @@ async def guard(
         return None
     print_ = fingerprint(change)
     pool = await ctx.db.pool()
-    released = released_runs(releases if releases is not None else await releases_of(ctx))
+    if releases is None:
+        try:
+            releases = await releases_of(ctx)
+        except BelltowerError as exc:  # history away: hold, as with no release (the safe side)
+            ctx.output.line(f"the releases of this job could not be read ({exc.message}); holding")
+            releases = []
+    released = released_runs(releases)
     if released:
         claimed = await pool.fetchval(CLAIM_SQL, ctx.job_id, released, ctx.run_id, print_)
         if claimed is not None:
