@@ -14,6 +14,7 @@ from belltower_integration.blackboard import API, BlackboardClient
 from belltower_integration.jobs import blackboard
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner
+from tests.catalog.integrations_support import keep_current_sections
 from tests.standins.blackboard import BlackboardStandIn
 
 EXPORT, LOAD = blackboard.export_type.name, blackboard.load_type.name
@@ -29,12 +30,7 @@ def learn(monkeypatch: pytest.MonkeyPatch) -> Iterator[BlackboardStandIn]:
 
 @pytest.fixture
 async def small_school(run_job: JobRunner) -> None:
-    """The demo school cut to eight sections of the current term."""
-    pool = await run_job.db.pool()
-    await pool.execute(
-        "DELETE FROM sis.sections WHERE id NOT IN (SELECT s.id FROM sis.sections s JOIN sis.terms t"
-        " ON t.id = s.term_id WHERE t.code = 'CURR' ORDER BY s.id LIMIT 8)"
-    )
+    await keep_current_sections(await run_job.db.pool(), 8)
 
 
 async def test_an_export_sends_the_roster_once_then_only_what_changed(
@@ -161,7 +157,9 @@ async def test_the_client_names_refused_credentials_and_gives_up_on_5xx_clearly(
         async with BlackboardClient(
             server.url, server.key, "wrong", secret_names="the secrets 'k' and 's'"
         ) as bb:
-            with pytest.raises(ConfigurationError, match=r"Invalid client credentials.*'k' and 's'"):
+            with pytest.raises(
+                ConfigurationError, match=r"Invalid client credentials.*'k' and 's'"
+            ):
                 await bb.request("GET", f"{API}/users")
 
 

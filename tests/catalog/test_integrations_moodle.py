@@ -13,6 +13,7 @@ from belltower_integration.jobs import moodle_export
 from belltower_integration.moodle import MoodleClient, MoodleError, form
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner
+from tests.catalog.integrations_support import keep_current_sections
 from tests.standins.moodle import MoodleStandIn, parse
 
 JOB = moodle_export.job_type.name
@@ -45,12 +46,7 @@ def moodle(monkeypatch: pytest.MonkeyPatch) -> Iterator[MoodleStandIn]:
 
 @pytest.fixture
 async def small_school(run_job: JobRunner) -> None:
-    """The demo school cut to twelve sections of the current term, for the tests of what follows a first sync."""
-    pool = await run_job.db.pool()
-    await pool.execute(
-        "DELETE FROM sis.sections WHERE id NOT IN (SELECT s.id FROM sis.sections s JOIN sis.terms t"
-        " ON t.id = s.term_id WHERE t.code = 'CURR' ORDER BY s.id LIMIT 12)"
-    )
+    await keep_current_sections(await run_job.db.pool(), 12)
 
 
 @pytest.mark.unit

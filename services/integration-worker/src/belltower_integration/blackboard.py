@@ -13,7 +13,6 @@ finds what the first one made. Lists come in pages: ``{"results": [...], "paging
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,10 +20,9 @@ from urllib.parse import quote
 
 import httpx
 
-from belltower.errors import ConfigurationError, JobFailed, Unavailable
-from belltower.settings import Settings
+from belltower.errors import ConfigurationError, JobFailed
 
-from . import outbound
+from .webapi import WebApi
 
 API = "/learn/api/public/v1"
 
@@ -43,7 +41,9 @@ def external(kind: str, external_id: str) -> str:
     return f"{API}/{kind}/externalId:{quote(external_id, safe='')}"
 
 
-class BlackboardClient:
+class BlackboardClient(WebApi):
+    vendor = "Blackboard"
+
     def __init__(
         self,
         base_url: str,
@@ -51,35 +51,21 @@ class BlackboardClient:
         secret: str,
         *,
         secret_names: str = "the Blackboard application key and secret",
-        timeout_s: float = 60.0,
-        attempts: int = 4,
-        first_delay_s: float = 1.0,
-        settings: Settings | None = None,
+        **options: Any,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, **options)
         self._auth = (key, secret)
         self._names = secret_names
-        self._attempts = attempts
-        self._first_delay = first_delay_s
         self._token: str | None = None
         self._expires = 0.0
-        options: dict[str, Any] = {"base_url": self.base_url, "timeout": timeout_s}
-        self._http = (
-            outbound.client(settings, "param.base_url", **options)
-            if settings is not None
-            else httpx.AsyncClient(**options)
-        )
 
-    async def __aenter__(self) -> BlackboardClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._http.aclose()
+    def describe(self, response: httpx.Response) -> str:
+        return _message(response)
 
     async def _token_now(self) -> str:
         if self._token and time.monotonic() < self._expires:
             return self._token
-        response = await self._send(
+        response = await self.send(
             "POST",
             f"{API}/oauth2/token",
             data={"grant_type": "client_credentials"},
@@ -97,34 +83,6 @@ class BlackboardClient:
         self._expires = time.monotonic() + max(0.0, float(body.get("expires_in", 3600)) - 30)
         return self._token
 
-    async def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        """One request; network errors, 429 (after Retry-After) and 5xx are tried again."""
-        delay = self._first_delay
-        for attempt in range(1, self._attempts + 1):
-            try:
-                response = await self._http.request(method, path, **kw)
-            except httpx.TransportError as exc:
-                if attempt == self._attempts:
-                    raise Unavailable(
-                        f"Blackboard at {self.base_url} did not answer {method} {path} "
-                        f"({type(exc).__name__}); check the job's base_url parameter and the network"
-                    ) from None
-            else:
-                if response.status_code != 429 and response.status_code < 500:
-                    return response
-                if attempt == self._attempts:
-                    raise Unavailable(
-                        f"Blackboard answered {response.status_code} to {method} {path} "
-                        f"{self._attempts} times: {_message(response)}"
-                    )
-                retry_after = response.headers.get("Retry-After", "")
-                if retry_after.isdigit():  # Learn says when: wait that long, no more
-                    await asyncio.sleep(min(float(retry_after), 300.0))
-                    continue
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 60.0)
-        raise AssertionError("unreachable")
-
     async def request(
         self, method: str, path: str, json: Any = None, *, missing_ok: bool = False
     ) -> Any:
@@ -132,7 +90,7 @@ class BlackboardClient:
         the JSON body, or None for 204 and, with ``missing_ok``, for 404."""
         for fresh in (False, True):
             token = await self._token_now()
-            response = await self._send(
+            response = await self.send(
                 method, path, json=json, headers={"Authorization": f"Bearer {token}"}
             )
             if response.status_code == 401 and not fresh:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import msgspec
 
 from .jobs.canvas_export import ENROLLMENTS_SQL, PEOPLE_SQL, SECTIONS_SQL, TERMS_SQL, course_sis_id
 
@@ -76,3 +78,11 @@ async def read(conn: Any, terms: list[str], upcoming_days: int, today: date) -> 
     users = sorted({e.user for e in roster.enrolments.values()})
     roster.people = {p["sis_id"]: p for p in await conn.fetch(PEOPLE_SQL, users)}
     return roster
+
+
+Terms = Annotated[
+    list[str], msgspec.Meta(description="Term codes to export; empty: current and upcoming")
+]
+UpcomingDays = Annotated[
+    int, msgspec.Meta(ge=0, le=366, description="Terms starting within this many days count")
+]

@@ -9,10 +9,15 @@ succeeded changes nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from . import safety
+from belltower.errors import JobFailed
+from belltower.jobtypes import JobContext
+
+from . import lmsroster, safety
+from .report import Tally
 
 Stored = dict[str, dict[str, tuple[str | None, str]]]  # kind -> key -> (lms id, digest)
 
@@ -57,3 +62,62 @@ async def forget(conn: Any, job_id: str, kind: str, keys: Iterable[str]) -> None
         kind,
         list(keys),
     )
+
+
+Wanted = dict[str, dict[str, dict[str, Any]]]
+"""kind -> SIS key -> the values an LMS takes for that record."""
+
+
+class Scope(Protocol):
+    terms: list[str]
+    upcoming_days: int
+    safety: safety.SafetyParams
+
+
+@dataclass
+class Planned:
+    stored: Stored
+    wanted: Wanted
+    change: safety.Change
+    tally: Tally
+
+    def of(self, kind: str) -> safety.KindChange:
+        return self.change.get(kind, safety.KindChange())
+
+
+async def prepare(
+    ctx: JobContext, what: str, scope: Scope, shape: Callable[[lmsroster.Roster], Wanted]
+) -> Planned | None:
+    """Read the roster, compare with what the LMS got last, and let the safety hold judge it.
+    None when nothing changed (the run's output then says so)."""
+    pool = await ctx.db.pool()
+    async with pool.acquire() as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            roster = await lmsroster.read(
+                conn, scope.terms, scope.upcoming_days, ctx.scheduled_for.date()
+            )
+        stored = await load(conn, ctx.job_id)
+    wanted = shape(roster)
+    digests = {k: {key: safety.digest(v) for key, v in rows.items()} for k, rows in wanted.items()}
+    planned = Planned(stored, wanted, change(stored, digests), Tally(what))
+    for kind, c in planned.change.items():
+        planned.tally.fact(
+            f"{kind}s: {len(c.added)} new, {len(c.changed)} changed, {len(c.deleted)} gone"
+        )
+    released = await safety.guard(ctx, scope.safety, planned.change)
+    if released:
+        planned.tally.fact(released)
+    if not any(c.added or c.changed or c.deleted for c in planned.change.values()):
+        planned.tally.write(ctx, f"{what}: nothing changed since the last run; nothing sent")
+        return None
+    return planned
+
+
+def finish(ctx: JobContext, tally: Tally, summary: str, vendor: str) -> None:
+    """Write the run's output; a run with refused records fails after sending the rest."""
+    tally.write(ctx, summary)
+    if tally.failed:
+        raise JobFailed(
+            f"{vendor} refused {tally.failed} record(s) (see the output); the rest was sent, and "
+            "the next run sends only what is still missing"
+        )

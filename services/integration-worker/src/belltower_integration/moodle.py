@@ -15,17 +15,15 @@ arguments): ``core_user_create_users``, ``core_user_update_users``,
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
-from belltower.errors import ConfigurationError, JobFailed, Unavailable
-from belltower.settings import Settings
+from belltower.errors import ConfigurationError, JobFailed
 
-from . import outbound
+from .webapi import WebApi
 
 REST_PATH = "/webservice/rest/server.php"
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
@@ -58,37 +56,17 @@ def form(value: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix, "" if value is None else str(value))]
 
 
-class MoodleClient:
+class MoodleClient(WebApi):
     """Calls web-service functions; retries network errors and 5xx with backoff."""
 
+    vendor = "Moodle"
+
     def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        token_name: str = "the Moodle token",
-        timeout_s: float = 60.0,
-        attempts: int = 4,
-        first_delay_s: float = 1.0,
-        settings: Settings | None = None,
+        self, base_url: str, token: str, *, token_name: str = "the Moodle token", **options: Any
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, **options)
         self._token = token
         self._token_name = token_name
-        self._attempts = attempts
-        self._first_delay = first_delay_s
-        options: dict[str, Any] = {"base_url": self.base_url, "timeout": timeout_s}
-        self._http = (
-            outbound.client(settings, "param.base_url", **options)
-            if settings is not None
-            else httpx.AsyncClient(**options)
-        )
-
-    async def __aenter__(self) -> MoodleClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._http.aclose()
 
     async def call(self, function: str, arguments: Mapping[str, Any] | None = None) -> Any:
         body = [
@@ -97,29 +75,10 @@ class MoodleClient:
             ("moodlewsrestformat", "json"),
             *form(arguments or {}),
         ]
-        delay = self._first_delay
-        for attempt in range(1, self._attempts + 1):
-            try:
-                response = await self._http.post(REST_PATH, content=urlencode(body), headers=FORM)
-            except httpx.TransportError as exc:
-                if attempt == self._attempts:
-                    raise Unavailable(
-                        f"Moodle at {self.base_url} did not answer {function} ({type(exc).__name__}); "
-                        "check the job's base_url parameter and the network"
-                    ) from None
-            else:
-                if response.status_code < 500 and response.status_code != 429:
-                    return self._result(function, response)
-                if attempt == self._attempts:
-                    raise Unavailable(
-                        f"Moodle answered {response.status_code} to {function} {self._attempts} times"
-                    )
-                retry_after = response.headers.get("Retry-After", "")
-                if retry_after.isdigit():
-                    delay = max(delay, float(retry_after))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-        raise AssertionError("unreachable")
+        response = await self.send(
+            "POST", REST_PATH, function, content=urlencode(body), headers=FORM
+        )
+        return self._result(function, response)
 
     def _result(self, function: str, response: httpx.Response) -> Any:
         if response.status_code >= 400:

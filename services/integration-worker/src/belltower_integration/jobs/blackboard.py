@@ -19,7 +19,6 @@ from typing import Annotated, Any
 
 import msgspec
 
-from belltower.errors import JobFailed
 from belltower.fences import PublicUrl
 from belltower.jobtypes import JobContext, JobType
 
@@ -47,10 +46,8 @@ class _Connection(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class BlackboardExportParams(_Connection, forbid_unknown_fields=True):
-    terms: Annotated[
-        list[str], msgspec.Meta(description="Term codes to export; empty: current and upcoming")
-    ] = []
-    upcoming_days: Annotated[int, msgspec.Meta(ge=0, le=366)] = 30
+    terms: lmsroster.Terms = []
+    upcoming_days: lmsroster.UpcomingDays = 30
     data_source: Annotated[
         str,
         msgspec.Meta(
@@ -78,7 +75,7 @@ def client(ctx: JobContext, params: _Connection) -> BlackboardClient:
     )
 
 
-Wanted = dict[str, dict[str, dict[str, Any]]]
+Wanted = lmssync.Wanted
 
 
 def wanted(roster: lmsroster.Roster, params: BlackboardExportParams) -> Wanted:
@@ -186,44 +183,25 @@ class _Export:
 
 
 async def export(ctx: JobContext, params: BlackboardExportParams) -> None:
-    pool = await ctx.db.pool()
-    async with pool.acquire() as conn:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            roster = await lmsroster.read(
-                conn, params.terms, params.upcoming_days, ctx.scheduled_for.date()
-            )
-        stored = await lmssync.load(conn, ctx.job_id)
-    want = wanted(roster, params)
-    change = lmssync.change(
-        stored, {k: {i: safety.digest(v) for i, v in rows.items()} for k, rows in want.items()}
+    planned = await lmssync.prepare(
+        ctx, "Blackboard LMS export", params, lambda r: wanted(r, params)
     )
-    tally = Tally("Blackboard LMS export")
-    for kind, c in change.items():
-        tally.fact(f"{kind}s: {len(c.added)} new, {len(c.changed)} changed, {len(c.deleted)} gone")
-    released = await safety.guard(ctx, params.safety, change)
-    if released:
-        tally.fact(released)
-    if not any(c.added or c.changed or c.deleted for c in change.values()):
-        tally.write(ctx, "Blackboard LMS export: nothing changed since the last run; nothing sent")
+    if planned is None:
         return
-    none = safety.KindChange()
+    tally = planned.tally
+    pool = await ctx.db.pool()
     async with client(ctx, params) as bb, pool.acquire() as conn:
-        sync = _Export(ctx, bb, conn, want, tally)
+        sync = _Export(ctx, bb, conn, planned.wanted, tally)
         await ctx.progress(1, 4, "sending users to Blackboard")
-        await sync.upsert("user", "users", change.get("user", none))
+        await sync.upsert("user", "users", planned.of("user"))
         await ctx.progress(2, 4, "sending courses to Blackboard")
-        await sync.upsert("course", "courses", change.get("course", none))
+        await sync.upsert("course", "courses", planned.of("course"))
         await ctx.progress(3, 4, "sending course memberships to Blackboard")
-        await sync.memberships(change.get("enrolment", none))
-        await sync.removed_users(change.get("user", none), params.disable_removed_users)
+        await sync.memberships(planned.of("enrolment"))
+        await sync.removed_users(planned.of("user"), params.disable_removed_users)
     summary = f"Blackboard LMS export to {params.base_url}: {tally.processed} sent, {tally.failed} refused"
     await ctx.progress(4, 4, summary)
-    tally.write(ctx, summary)
-    if tally.failed:
-        raise JobFailed(
-            f"Blackboard refused {tally.failed} record(s) (see the output); the rest was sent, and "
-            "the next run sends only what is still missing"
-        )
+    lmssync.finish(ctx, tally, summary, "Blackboard")
 
 
 LINK_PEOPLE_SQL = """

@@ -17,7 +17,6 @@ from typing import Annotated, Any
 
 import msgspec
 
-from belltower.errors import JobFailed
 from belltower.fences import PublicUrl
 from belltower.jobtypes import JobContext, JobType
 
@@ -38,10 +37,8 @@ class MoodleExportParams(msgspec.Struct, forbid_unknown_fields=True):
     token_secret: Annotated[
         SecretName, msgspec.Meta(description="Secret holding the web-service token (wstoken)")
     ] = "moodle-token"
-    terms: Annotated[
-        list[str], msgspec.Meta(description="Term codes to export; empty: current and upcoming")
-    ] = []
-    upcoming_days: Annotated[int, msgspec.Meta(ge=0, le=366)] = 30
+    terms: lmsroster.Terms = []
+    upcoming_days: lmsroster.UpcomingDays = 30
     category_id: Annotated[
         int, msgspec.Meta(ge=1, description="Moodle course category for new courses")
     ] = 1
@@ -64,16 +61,15 @@ class MoodleExportParams(msgspec.Struct, forbid_unknown_fields=True):
     safety: safety.SafetyParams = msgspec.field(default_factory=safety.SafetyParams)
 
 
-Wanted = dict[str, dict[str, dict[str, Any]]]  # kind -> key -> values
+Wanted = lmssync.Wanted
 
 
 def _epoch(day: date, end: bool = False) -> int:
     return int(datetime.combine(day, time(23, 59, 59) if end else time(), tzinfo=UTC).timestamp())
 
 
-async def read(conn: Any, params: MoodleExportParams, today: date) -> Wanted:
+def shape(roster: lmsroster.Roster, params: MoodleExportParams) -> Wanted:
     """Users, courses and enrolments as Moodle takes them, keyed by SIS keys."""
-    roster = await lmsroster.read(conn, params.terms, params.upcoming_days, today)
     role = {"student": params.student_role_id, "teacher": params.teacher_role_id}
     courses = {
         c.key: {
@@ -248,44 +244,25 @@ async def _sent(send: Any, batch: list[str]) -> bool:
 
 async def run(ctx: JobContext, params: MoodleExportParams) -> None:
     token = read_secret(params.token_secret, "param.token_secret")
-    pool = await ctx.db.pool()
-    today = ctx.scheduled_for.date()
-    async with pool.acquire() as conn:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            wanted = await read(conn, params, today)
-        stored = await lmssync.load(conn, ctx.job_id)
-    digests = {
-        kind: {k: safety.digest(v) for k, v in rows.items()} for kind, rows in wanted.items()
-    }
-    change = lmssync.change(stored, digests)
-    tally = Tally("Moodle LMS export")
-    for kind, c in change.items():
-        tally.fact(f"{kind}s: {len(c.added)} new, {len(c.changed)} changed, {len(c.deleted)} gone")
-    released = await safety.guard(ctx, params.safety, change)
-    if released:
-        tally.fact(released)
-    if not any(c.added or c.changed or c.deleted for c in change.values()):
-        tally.write(ctx, "Moodle LMS export: nothing changed since the last run; nothing sent")
+    planned = await lmssync.prepare(ctx, "Moodle LMS export", params, lambda r: shape(r, params))
+    if planned is None:
         return
+    tally = planned.tally
+    pool = await ctx.db.pool()
     await ctx.progress(1, 4, "sending users to Moodle")
     async with MoodleClient(params.base_url, token, token_name=f"the secret {params.token_secret!r}",
                             settings=ctx.settings) as client, pool.acquire() as conn:  # fmt: skip
-        sync = _Sync(ctx, client, conn, params, stored, wanted, tally)
-        await sync.users(change.get("user", safety.KindChange()))
+        sync = _Sync(ctx, client, conn, params, planned.stored, planned.wanted, tally)
+        await sync.users(planned.of("user"))
         await ctx.progress(2, 4, "sending courses to Moodle")
-        await sync.courses(change.get("course", safety.KindChange()))
+        await sync.courses(planned.of("course"))
         await ctx.progress(3, 4, "sending enrolments to Moodle")
-        await sync.enrolments(change.get("enrolment", safety.KindChange()))
+        await sync.enrolments(planned.of("enrolment"))
     summary = (
         f"Moodle LMS export to {params.base_url}: {tally.processed} sent, {tally.failed} refused"
     )
     await ctx.progress(4, 4, summary)
-    tally.write(ctx, summary)
-    if tally.failed:
-        raise JobFailed(
-            f"Moodle refused {tally.failed} record(s) (see the output); the rest was sent, and the "
-            "next run sends only what is still missing"
-        )
+    lmssync.finish(ctx, tally, summary, "Moodle")
 
 
 job_type = JobType(
