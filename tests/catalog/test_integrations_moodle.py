@@ -204,3 +204,17 @@ def test_bad_parameters_are_refused_when_the_job_is_saved(params: dict, field: s
     with pytest.raises(InvalidInput) as caught:
         validate_params(moodle_export.job_type.info(), params)
     assert caught.value.field.startswith(field)
+
+
+async def test_the_site_is_fenced_again_when_the_job_runs(
+    sis_settings, moodle: MoodleStandIn, small_school
+) -> None:
+    """Saved when loopback was allowed, run where it is not: refused before any connection."""
+    strict = JobRunner(sis_settings.model_copy(update={"outbound_allow_hosts": []}))
+    try:
+        ran = await strict(JOB, {"base_url": moodle.url})
+    finally:
+        await strict.db.close()
+    assert ran.status == "failed"
+    assert ran.error is not None and "param.base_url" in ran.error and "127.0.0.1" in ran.error
+    assert moodle.calls == []

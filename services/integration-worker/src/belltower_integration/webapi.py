@@ -30,11 +30,14 @@ class WebApi:
         attempts: int = 4,
         first_delay_s: float = 1.0,
         settings: Settings | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._attempts = attempts
         self._first_delay = first_delay_s
         options: dict[str, Any] = {"base_url": self.base_url, "timeout": timeout_s}
+        if headers:
+            options["headers"] = headers
         # With the worker's settings, every connection is fenced to public (or allowed) hosts.
         self._http = (
             outbound.client(settings, "param.base_url", **options)
