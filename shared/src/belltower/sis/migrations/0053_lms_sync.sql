@@ -20,12 +20,12 @@ CREATE TABLE sis.roster_holds (
 );
 CREATE INDEX roster_holds_job ON sis.roster_holds (job_id, held_at DESC);
 
--- What an LMS sync last made the LMS hold, per job: each user, course and enrolment by its SIS
+-- What an LMS sync last made the LMS hold, per job: each user, course (section) and enrolment by its SIS
 -- key, the LMS's own id for it and a digest of the values sent. The next run compares with it
 -- (what changed, what is gone) and its safety hold counts against it.
 CREATE TABLE sis.lms_sync_records (
     job_id       text NOT NULL,
-    kind         text NOT NULL CHECK (kind IN ('user', 'course', 'enrolment')),
+    kind         text NOT NULL CHECK (kind IN ('user', 'course', 'section', 'enrolment')),
     sis_key      text NOT NULL,
     lms_id       text,
     digest       text NOT NULL,
