@@ -357,7 +357,8 @@ async def list_runs(
     request: Request,
     job_id: str | None = None,
     status: str | None = Query(
-        None, description="succeeded, failed, timed_out, dead_lettered, lost, abandoned or running"
+        None,
+        description="succeeded, failed, timed_out, dead_lettered, lost, abandoned, held or running",
     ),
     from_: str | None = Query(None, alias="from", description="Scheduled at or after (ISO)"),
     to: str | None = Query(None, description="Scheduled before (ISO)"),
