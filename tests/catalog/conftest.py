@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from belltower.errors import BelltowerError
+from belltower.errors import BelltowerError, RunHeld
 from belltower.jobtypes import Database, JobContext, Output
 from belltower.mail import Mailer
 from belltower.settings import Settings
@@ -72,6 +72,8 @@ class JobRunner:
         status, error = "succeeded", None
         try:
             await kind.run(ctx, kind.decode_params(params or {}))
+        except RunHeld as exc:
+            status, error = "held", exc.message
         except BelltowerError as exc:
             status, error = "failed", exc.message
         return Ran(status, output.summary, output.text, output.html_text, error)

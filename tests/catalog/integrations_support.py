@@ -117,3 +117,13 @@ async def open_env(database_url: str, batch_folder: Any, smtp_port: int) -> Env:
         outbound_allow_hosts=["127.0.0.1"],
     )
     return Env(settings, Database(database_url))
+
+
+async def keep_current_sections(pool: Any, count: int) -> None:
+    """Cut the demo school to ``count`` sections of the current term (enrolments go with the
+    rest), for LMS sync tests about what follows a first sync."""
+    await pool.execute(
+        "DELETE FROM sis.sections WHERE id NOT IN (SELECT s.id FROM sis.sections s JOIN sis.terms t"
+        " ON t.id = s.term_id WHERE t.code = 'CURR' ORDER BY s.id LIMIT $1)",
+        count,
+    )

@@ -174,3 +174,23 @@ async def test_canvas_export_imported_with_messages_succeeds_and_lists_the_warni
     assert run.output.summary.startswith("Canvas SIS import 1 imported_with_messages:")
     assert "skipped   users.csv  user S000123 has no e-mail address" in run.text
     assert ", 1 skipped, 0 failed" in run.text
+
+
+async def test_canvas_export_is_held_before_sending_a_bundle_that_drops_too_many_enrollments(
+    env, canvas: CanvasStandIn, monkeypatch
+) -> None:
+    from belltower.errors import RunHeld
+    from belltower_integration.jobs import canvas_export
+
+    monkeypatch.setenv("BELLTOWER_SECRET_CANVAS_TOKEN", canvas.token)
+    params = {"base_url": canvas.url, "keep_copy": False}
+    await env.run(canvas_export.job_type, params)
+    await env.execute("UPDATE sis.enrollments SET status = 'dropped' WHERE id % 4 = 0")
+    held = await env.run(canvas_export.job_type, params, raises=RunHeld)
+    assert "enrolment: " in str(held.error) and "would be deleted" in str(held.error)
+    assert len(canvas.imports) == 1  # the second bundle never left
+    lenient = {**params, "safety": {"max_deleted_pct": 50}}
+    await env.run(canvas_export.job_type, lenient)
+    assert len(canvas.imports) == 2
+    dropped = [e for e in canvas.imports[2].files["enrollments.csv"] if e["status"] == "deleted"]
+    assert dropped

@@ -723,3 +723,64 @@ def test_run_now_while_a_run_is_going_and_an_on_demand_job_from_the_form(
     audit = users["admin"].get("/audit", params={"action": "jobs.run_now"}).json()["items"]
     expected = {"run_id": forced.json()["run_id"], "state": "dispatched", "force": True}
     assert any(a["after"] == expected for a in audit)
+
+
+def test_a_held_run_is_released_once_by_an_editor_and_the_release_is_audited(
+    console_stack, users: dict[str, httpx.Client]
+) -> None:
+    """A held run (as a roster sync over its safety thresholds leaves it in history): a viewer
+    may not release it; an editor's release starts one run of the job; a second release, by
+    API or CLI, is refused naming the first and starts nothing."""
+    editor = users["editor"]
+    job = editor.post(
+        "/jobs",
+        json=canary(
+            f"Held {uuid.uuid4().hex[:6]}", schedule={"rule": {"kind": "on_demand"}, "tz": "UTC"}
+        ),
+    ).json()
+    held = str(uuid.uuid4())
+
+    async def insert() -> None:
+        conn = await asyncpg.connect(console_stack.database_url)
+        try:
+            await conn.execute(
+                "INSERT INTO history.runs (occurrence_id, run_id, job_id, job_type, job_title, pool,"
+                " status, trigger, priority, scheduled_for, dispatched_at, started_at, finished_at,"
+                " summary, output_text, error) VALUES ($1, $1, $2, 'system.canary', $3, 'notifier',"
+                " 'held', 'schedule', 500, now(), now(), now(), now(), 'held', 'enrolments: ...', 'held')",
+                uuid.UUID(held), uuid.UUID(job["id"]), job["title"],
+            )  # fmt: skip
+        finally:
+            await conn.close()
+
+    asyncio.run(insert())
+    listed = editor.get("/runs", params={"job_id": job["id"], "status": "held"}).json()["items"]
+    assert [r["run_id"] for r in listed] == [held]
+    assert "release:" in console_stack.cli.run("runs", "show", held).stdout
+
+    with httpx.Client(base_url=console_stack.url, timeout=20) as browser:
+        form_login(browser, *console_stack.admin)
+        page = browser.get(f"/history/{held}").text
+        assert f'action="/history/{held}/release"' in page and "Held" in page
+
+    denied = users["viewer"].post(f"/runs/{held}/release")
+    assert denied.status_code == 403, denied.text
+    assert users["editor"].post("/runs/not-a-uuid/release").status_code in (400, 422)
+    released = editor.post(f"/runs/{held}/release")
+    assert released.status_code == 200, released.text
+    body = released.json()
+    assert body["first"] is True and body["released_by"] == "editor1" and body["release_run_id"]
+    assert wait_for_run(editor, body["release_run_id"])["requested_by"] == "editor1"
+
+    again = editor.post(f"/runs/{held}/release")
+    assert again.status_code == 409, again.text
+    assert "released already by editor1" in again.json()["detail"]
+    cli = console_stack.cli.run("runs", "release", held, check=False)
+    assert cli.returncode != 0 and "released already by editor1" in cli.stderr + cli.stdout
+    runs = editor.get("/runs", params={"job_id": job["id"]}).json()["items"]
+    assert len(runs) == 2  # the held run and the one release started
+    audit = users["admin"].get("/audit", params={"action": "runs.release"}).json()["items"]
+    outcomes = sorted(a["outcome"] for a in audit if a["target"] == held)
+    assert outcomes == ["denied", "failed", "failed", "ok"]
+    doc = httpx.get(console_stack.url + API + "/openapi.json").json()
+    assert "post" in doc["paths"]["/api/v1/runs/{run_id}/release"]

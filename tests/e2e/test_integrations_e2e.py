@@ -52,6 +52,9 @@ def test_exports_and_a_file_drop_run_through_the_integration_worker(
         ("exports.schoolmessenger", "SchoolMessenger"),
         ("lms.canvas_export", "Canvas LMS Export"),
         ("rostering.oneroster_csv_export", "OneRoster LMS Export"),
+        ("lms.moodle_export", "Moodle LMS Export"),
+        ("lms.blackboard_export", "Blackboard LMS Export"),
+        ("lms.blackboard_load", "Load Data From Blackboard API"),
         ("hr.frontline_leave", "Frontline Leave"),
         ("messaging.communication_queue", "Communication Queue"),
     ]:

@@ -110,6 +110,9 @@ PUBLISH = [
     ("integration-worker", "belltower.api.scheduler.jobs.create", False),
     ("integration-worker", "belltower.api.scheduler.jobs.list", True),
     ("integration-worker", "belltower.api.history.runs.purge", True),
+    # roster syncs read the releases of their held runs, and may not release one themselves
+    ("integration-worker", "belltower.api.history.runs.releases", True),
+    ("integration-worker", "belltower.api.history.runs.release", False),
     ("history", "belltower.api.scheduler.jobs.create", False),
     ("history", "belltower.api.history.runs.purge", False),
     ("history", "belltower.run.finished.succeeded.system.canary", False),
@@ -151,6 +154,7 @@ def test_only_services_may_call_the_raw_management_api() -> None:
     maintenance = natsauth.PERMISSIONS["integration-worker"].publish
     assert sorted(s for s in maintenance if s.startswith("belltower.api.")) == [
         "belltower.api.history.runs.purge",
+        "belltower.api.history.runs.releases",
         "belltower.api.scheduler.jobs.list",
         "belltower.api.scheduler.ledger.purge",
     ]

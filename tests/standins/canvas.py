@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from belltower_integration.canvas import REQUIRED_COLUMNS, ROLES, STATUSES
 
-from .http import LoopbackServer
+from .server import ThreadedServer
 
 
 @dataclass
@@ -71,8 +71,10 @@ def _check_bundle(data: bytes) -> tuple[dict[str, list[dict[str, str]]], list[li
     return files, errors
 
 
-class CanvasStandIn:
+class CanvasStandIn(ThreadedServer):
     """Runs the stand-in on a free local port in a thread; use as a context manager."""
+
+    name = "Canvas stand-in"
 
     def __init__(
         self,
@@ -104,15 +106,7 @@ class CanvasStandIn:
                 ),
             ]
         )
-        self._server = LoopbackServer(app, "Canvas")
-        self.port, self.url = self._server.port, self._server.url
-
-    def __enter__(self) -> CanvasStandIn:
-        self._server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.stop()
+        self.serve(app)
 
     def _unauthorized(self, request: Request) -> JSONResponse | None:
         if request.headers.get("authorization") != f"Bearer {self.token}":

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .http import LoopbackServer
+from .server import ThreadedServer
 
 E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 BASE = "/2010-04-01/Accounts/{account_sid}/Messages"
@@ -45,7 +45,7 @@ class Sms:
 
 
 @dataclass
-class TwilioStandIn:
+class TwilioStandIn(ThreadedServer):
     account_sid: str = "AC" + "0" * 31 + "1"
     auth_token: str = "twilio-test-token"
     stopped: set[str] = field(default_factory=set)
@@ -66,15 +66,8 @@ class TwilioStandIn:
                 Route(BASE + "/{sid}.json", self._fetch, methods=["GET"]),
             ]
         )
-        self._server = LoopbackServer(app, "Twilio")
-        self.url = self._server.url
-
-    def __enter__(self) -> TwilioStandIn:
-        self._server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.stop()
+        self.name = "Twilio stand-in"
+        self.serve(app)
 
     def sent_to(self, number: str) -> list[Sms]:
         return [m for m in self.messages.values() if m.to == number]

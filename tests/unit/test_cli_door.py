@@ -110,6 +110,7 @@ CLI_TO_API = {
     "calendars import": [("post", "/calendars/{name}/import")],
     "runs list": [("get", "/runs")],
     "runs show": [("get", "/runs/{run_id}")],
+    "runs release": [("post", "/runs/{run_id}/release")],
     "schedule preview": [("post", "/schedule/preview"), ("get", "/calendars/{name}")],
 }
 """Each command of the CLI and the HTTP API operations that do the same (issue 18's parity)."""

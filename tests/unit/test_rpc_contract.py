@@ -38,7 +38,9 @@ WIRE = {
         "calendars.create", "calendars.list", "calendars.get", "calendars.delete",
         "calendars.add_days", "calendars.update", "calendars.remove_days",
     ],
-    "history": ["runs.list", "runs.get", "runs.purge"],
+    "history": [
+        "runs.list", "runs.get", "runs.purge", "runs.release", "runs.release_started", "runs.releases",
+    ],
 }  # fmt: skip
 """The operations clients of earlier releases call: their subjects must not change."""
 

@@ -134,6 +134,12 @@ class JobFailed(BelltowerError):
     code = "job_failed"
 
 
+class RunHeld(BelltowerError):
+    """Raised by a roster sync that stopped before sending: what it would change is over the
+    job's safety thresholds. The run ends ``held`` (not failed, not retried); its message gives
+    the counts and how to release it."""
+
+
 @on_the_wire
 class InternalError(BelltowerError):
     """A service failed on something it did not expect; the message names the exception."""

@@ -16,10 +16,14 @@ from typing import Any, Literal
 
 import msgspec
 
-RunStatus = Literal["succeeded", "failed", "timed_out", "dead_lettered", "lost", "abandoned"]
+RunStatus = Literal[
+    "succeeded", "failed", "timed_out", "dead_lettered", "lost", "abandoned", "held"
+]
 """``lost`` and ``abandoned`` are the scheduler's reconciler's (``reconcile.py``): an occurrence
 no worker ever started although it was published again, and a run whose worker stopped with no
-delivery of it left."""
+delivery of it left. ``held``: a roster sync that stopped before sending because it would have
+deleted or changed more than its safety thresholds allow; a person releases it
+(``belltower runs release``) or the next run decides again."""
 RUN_STATUSES: tuple[str, ...] = (
     "succeeded",
     "failed",
@@ -27,6 +31,7 @@ RUN_STATUSES: tuple[str, ...] = (
     "dead_lettered",
     "lost",
     "abandoned",
+    "held",
 )
 Trigger = Literal["schedule", "manual", "chained"]
 

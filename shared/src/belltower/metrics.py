@@ -104,8 +104,8 @@ def watch_scheduler(leader: Callable[[], Mapping[str, int]], jobs: Callable[[], 
 
 RUNS = Counter(
     "belltower_runs_total",
-    "Finished runs by pool, job type and status (succeeded, failed, dead_lettered, timed_out; "
-    "lost and abandoned are counted by the scheduler's reconciler instead)",
+    "Finished runs by pool, job type and status (succeeded, failed, dead_lettered, timed_out, "
+    "held; lost and abandoned are counted by the scheduler's reconciler instead)",
     ["pool", "job_type", "status"],
 )
 RUN_DURATION = Histogram(

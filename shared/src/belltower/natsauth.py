@@ -210,6 +210,8 @@ PERMISSIONS: Mapping[Role, Permissions] = {
             "belltower.api.scheduler.jobs.list",
             "belltower.api.scheduler.ledger.purge",
             "belltower.api.history.runs.purge",
+            # roster syncs: the releases of their held runs (the safety hold, belltower.holds)
+            "belltower.api.history.runs.releases",
         ),
     ),
     "history": Permissions(

@@ -41,6 +41,7 @@ from .api import (
     WhyRequest,
     WhyResult,
 )
+from .holds import Release, ReleaseRequest, ReleasesQuery, ReleaseStarted
 from .subjects import ApiService, api_subject
 
 Req = TypeVar("Req")
@@ -160,4 +161,16 @@ RUNS_GET = declare("history", "runs.get", RunRef, RunRecord, "One run with its o
 RUNS_PURGE = declare(
     "history", "runs.purge", PurgeRequest, PurgeResult,
     "Delete runs finished before their job's retention.",
+)  # fmt: skip
+RUNS_RELEASE = declare(
+    "history", "runs.release", ReleaseRequest, Release,
+    "Release a held run once; a second release answers the first, with first=false.",
+)  # fmt: skip
+RUNS_RELEASE_STARTED = declare(
+    "history", "runs.release_started", ReleaseStarted, Release,
+    "Record the run started to apply a release.",
+)  # fmt: skip
+RUNS_RELEASES = declare(
+    "history", "runs.releases", ReleasesQuery, list[Release],
+    "The releases of a job's held runs, newest first.",
 )  # fmt: skip

@@ -244,6 +244,12 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "hr.neogov_new_hires": (_focus("NeoGov New Hires & NeoGov User Data"),),
     "hr.neogov_user_data": (_focus("NeoGov New Hires & NeoGov User Data"),),
     "lms.canvas_export": (_sonis("Notifier: Canvas LMS Export"),),
+    "lms.blackboard_export": (
+        _sonis("Notifier: Blackboard LMS Export"),
+        _focus("Transfer Blackboard API Data"),
+    ),
+    "lms.blackboard_load": (_focus("Load Data From Blackboard API"),),
+    "lms.moodle_export": (_sonis("Notifier: Moodle LMS Export"),),
     "notifier.activities": (_sonis("Notifier: Activities"),),
     "notifier.address_check": (_sonis("Notifier: Address Check"),),
     "notifier.alumni_employment": (_sonis("Notifier: Alumni Employment"),),

@@ -51,7 +51,7 @@ from nats.js.kv import KeyValue
 
 from . import health, logs, metrics, streams, telemetry
 from .broker import make_broker
-from .errors import BelltowerError, InvalidInput, JobFailed
+from .errors import BelltowerError, InvalidInput, JobFailed, RunHeld
 from .events import (
     DueOccurrence,
     RunFinished,
@@ -952,6 +952,9 @@ class Worker:
                 ctx.output.line(message)
                 return _Outcome("timed_out", message)
             return _unexpected_failure(ctx)
+        except RunHeld as exc:
+            ctx.output.line(exc.message)
+            return _Outcome("held", exc.message)
         except (JobFailed, BelltowerError) as exc:
             ctx.output.line(exc.message)
             return _Outcome("failed", exc.message)

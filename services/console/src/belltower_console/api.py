@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from . import holds
 from .actions import SORTS
 from .http import (
     CSRF_HEADER,
@@ -356,7 +357,8 @@ async def list_runs(
     request: Request,
     job_id: str | None = None,
     status: str | None = Query(
-        None, description="succeeded, failed, timed_out, dead_lettered, lost, abandoned or running"
+        None,
+        description="succeeded, failed, timed_out, dead_lettered, lost, abandoned, held or running",
     ),
     from_: str | None = Query(None, alias="from", description="Scheduled at or after (ISO)"),
     to: str | None = Query(None, description="Scheduled before (ISO)"),
@@ -378,6 +380,14 @@ async def list_runs(
 async def get_run(run_id: RunId, who: Caller, request: Request) -> Response:
     """One run with its output as text and, when the job made one, as HTML."""
     return reply(await console_of(request).run(run_id))
+
+
+@router.post("/runs/{run_id}/release", tags=["runs"])
+async def release_run(run_id: RunId, who: Caller, request: Request) -> Response:
+    """Release a run held by its safety thresholds (editor or admin): starts one new run of
+    the job that applies the held change once (``release_run_id``); when a run of the job is
+    going, the next run applies it. Releasing it again is refused with 409."""
+    return reply(await holds.release(console_of(request), who, client_of(request), run_id))
 
 
 # -- export and import --------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from belltower.errors import Conflict, InvalidInput, NotFound
 from belltower.events import RUN_STATUSES as EVENT_RUN_STATUSES
 from belltower.schedule import WEEKDAYS, Daily, OnDemand, zone
 
-from . import forms
+from . import forms, holds
 from .actions import SORTS, STATES
 from .errors import FieldErrors, Throttled, Unauthenticated
 from .http import (
@@ -533,6 +533,21 @@ async def run_detail(request: Request, run_id: str, notice: str | None = None) -
             return page(request, "run_pending.html", who, run_id=run_id, notice=notice)
         raise
     return page(request, "run.html", who, run=run, notice=notice)
+
+
+@router.post("/history/{run_id}/release")
+async def release_run(request: Request, run_id: str) -> Response:
+    """The run page's Release button (held runs): starts the run that applies the held change."""
+    who, _ = await posted(request)
+    try:
+        done = await holds.release(console_of(request), who, client_of(request), run_id)
+    except Conflict as exc:
+        return back(f"/history/{run_id}", f"Not released: {exc.message}")
+    if done.release_run_id:
+        return back(
+            f"/history/{done.release_run_id}", "Released: this run applies the held change."
+        )
+    return back(f"/history/{run_id}", "Released: the job's next run applies the held change.")
 
 
 @router.get("/history/{run_id}/output.html")

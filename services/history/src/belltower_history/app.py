@@ -22,11 +22,13 @@ from belltower.broker import make_broker, serve_api
 from belltower.db import create_pool, migrate
 from belltower.errors import InvalidInput, NotFound
 from belltower.events import RUN_STATUSES, RunEvent, run_event_decoder
+from belltower.holds import Release, ReleaseRequest, ReleasesQuery, ReleaseStarted
 from belltower.mail import Mailer
 from belltower.rpc import Endpoint, serves
 from belltower.settings import Settings
 from belltower.subjects import HISTORY_CONSUMER, RUNS_STREAM, RUNS_SUBJECTS
 
+from . import releases
 from .consumer import BatchConsumer
 from .resultmail import OutboxSender, ResultMailComposer
 from .store import Store
@@ -320,6 +322,27 @@ class HistoryService:
             request.keep_days, request.default_days, datetime.now(UTC), request.dry_run
         )
         return PurgeResult(deleted=sum(by_job.values()), by_job=by_job)
+
+    @serves(ops.RUNS_RELEASE)
+    async def release(self, request: ReleaseRequest) -> Release:
+        assert self.store is not None
+        _check_uuid("run_id", request.run_id, "a UUID as shown by `belltower runs list`")
+        return await releases.release(self.store.pool, request)
+
+    @serves(ops.RUNS_RELEASE_STARTED)
+    async def release_started(self, request: ReleaseStarted) -> Release:
+        assert self.store is not None
+        _check_uuid("run_id", request.run_id, "a UUID as shown by `belltower runs list`")
+        _check_uuid("release_run_id", request.release_run_id, "a run id (UUID)")
+        return await releases.started(self.store.pool, request)
+
+    @serves(ops.RUNS_RELEASES)
+    async def releases_of_job(self, query: ReleasesQuery) -> list[Release]:
+        assert self.store is not None
+        _check_uuid("job_id", query.job_id, "a job id (UUID) as shown by `belltower jobs list`")
+        if not 1 <= query.limit <= 100:
+            raise InvalidInput("limit", f"{query.limit} is out of range", "1 to 100")
+        return await releases.of_job(self.store.pool, query)
 
 
 def _check_uuid(field: str, value: str, accepted: str) -> None:

@@ -34,6 +34,7 @@ _STATUS_WORDS = {
     "dead_lettered": "Failed (gave up after repeated deliveries)",
     "lost": "Lost (never started, although published again)",
     "abandoned": "Abandoned (its worker stopped mid-run)",
+    "held": "Held (over its safety thresholds: nothing was sent; release it or let the next run decide)",
 }
 
 

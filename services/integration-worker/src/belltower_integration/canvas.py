@@ -23,8 +23,8 @@ import httpx
 from belltower.errors import ConfigurationError, JobFailed, Unavailable
 from belltower.settings import Settings
 
-from . import outbound
 from .batchfiles import csv_text
+from .webapi import WebApi
 
 TERMINAL_STATES = frozenset(
     {"imported", "imported_with_messages", "failed_with_messages", "failed", "aborted"}
@@ -73,8 +73,10 @@ def bundle(files: Iterable[CsvFile]) -> bytes:
     return buffer.getvalue()
 
 
-class CanvasClient:
+class CanvasClient(WebApi):
     """Posts SIS import bundles and follows them to the end, with backoff between polls."""
+
+    vendor = "Canvas"
 
     def __init__(
         self,
@@ -85,25 +87,13 @@ class CanvasClient:
         token_name: str = "the Canvas token",
         settings: Settings | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._token_name = token_name
-        options: dict[str, Any] = {
-            "base_url": self.base_url,
-            "headers": {"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            "timeout": timeout_s,
-        }
-        # With the worker's settings, every connection is fenced to public (or allowed) hosts.
-        self._http = (
-            outbound.client(settings, "param.base_url", **options)
-            if settings is not None
-            else httpx.AsyncClient(**options)
+        super().__init__(
+            base_url,
+            timeout_s=timeout_s,
+            settings=settings,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
         )
-
-    async def __aenter__(self) -> CanvasClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._http.aclose()
+        self._token_name = token_name
 
     async def _request(self, method: str, path: str, attempts: int = 4, **kw: Any) -> Any:
         """One API call; retries network errors, 429 and 5xx with backoff, fails clearly on 4xx."""

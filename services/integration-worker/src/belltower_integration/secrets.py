@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Annotated
+
+import msgspec
 
 from belltower.errors import ConfigurationError, InvalidInput
 
@@ -41,3 +44,13 @@ def read_secret(name: str, field: str) -> str:
         f"secret {name!r} (parameter {field}) is not set: provide {where}the environment variable "
         f"{env_name(name)} on the integration worker"
     )
+
+
+SecretName = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
+        description="Name of a secret (a file in BELLTOWER_SECRETS_DIR or BELLTOWER_SECRET_<NAME>)",
+    ),
+]
+"""A job parameter naming a secret: checked when the job is saved, so no value can be stored."""

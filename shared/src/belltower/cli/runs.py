@@ -9,6 +9,7 @@ import typer
 
 from ..api import RunRecord
 from ..errors import BelltowerError
+from ..holds import Release
 from ..schedule import parse_datetime
 from .options import JsonFlag, ProfileOpt
 from .output import fail, print_json, table, timestamp
@@ -30,7 +31,7 @@ def runs_list(
     status: Annotated[
         str | None,
         typer.Option(
-            help="succeeded, failed, timed_out, dead_lettered, lost, abandoned or running."
+            help="succeeded, failed, timed_out, dead_lettered, lost, abandoned, held or running."
         ),
     ] = None,
     from_: Annotated[
@@ -111,6 +112,8 @@ def _show_run(run: RunRecord) -> None:
         rows.append(("error", run.error))
     if run.trace_id:
         rows.append(("trace id", run.trace_id))
+    if run.status == "held":
+        rows.append(("release", f"belltower runs release {run.run_id}"))
     for key, value in rows:
         typer.echo(f"{key + ':':<15}{value}")
     typer.echo("output:")
@@ -134,3 +137,16 @@ def runs_show(
         typer.echo(run.output_html or "(this run has no HTML output)")
     else:
         _show_run(run)
+
+
+@runs_app.command("release")
+def runs_release(run_id: str, json_out: JsonFlag = False, profile: ProfileOpt = None) -> None:
+    """Release a held run (editor or admin): one new run of its job applies the held change
+    once; a run released already is refused (exit 1) naming the first release."""
+    done = call(profile, lambda api: api.send("POST", f"/runs/{seg(run_id)}/release", Release))
+    if json_out:
+        print_json(done)
+    elif done.release_run_id:
+        typer.echo(f"released {run_id}: run {done.release_run_id} applies the held change")
+    else:
+        typer.echo(f"released {run_id}: a run of the job is going; its next run applies the change")

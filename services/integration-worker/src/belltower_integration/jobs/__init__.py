@@ -7,6 +7,7 @@ from . import (
     attendance_sms,
     automated_emails,
     batch_folder_cleanup,
+    blackboard,
     canvas_export,
     communication_queue,
     daily_maintenance,
@@ -16,6 +17,7 @@ from . import (
     import_ics,
     import_names,
     metlife,
+    moodle_export,
     name_csv_export,
     neogov,
     oneroster_export,
@@ -30,6 +32,9 @@ registry.register(batch_folder_cleanup.job_type)
 registry.register(sftp_upload.job_type)
 registry.register(canvas_export.job_type)
 registry.register(oneroster_export.job_type)
+registry.register(moodle_export.job_type)
+registry.register(blackboard.export_type)
+registry.register(blackboard.load_type)
 registry.register(name_csv_export.job_type)
 registry.register(schoolmessenger.job_type)
 registry.register(frontline_leave.job_type)

@@ -19,7 +19,7 @@ from belltower.errors import InvalidInput, JobFailed
 from belltower.fences import PublicUrl
 from belltower.jobtypes import JobContext, JobType
 
-from .. import batchfiles
+from .. import batchfiles, lmssync, safety
 from ..canvas import SUCCESS_STATES, CanvasClient, CsvFile, bundle
 from ..report import Tally
 from ..secrets import read_secret
@@ -47,6 +47,7 @@ class CanvasExportParams(msgspec.Struct, forbid_unknown_fields=True):
     keep_copy: Annotated[
         bool, msgspec.Meta(description="Keep the bundle sent in the batch folder under canvas/")
     ] = True
+    safety: safety.SafetyParams = msgspec.field(default_factory=safety.SafetyParams)
 
 
 ENROLLMENT_STATUS = {
@@ -88,6 +89,56 @@ SELECT p.sis_id, coalesce(p.login_id, p.sis_id) AS login_id, p.first_name, p.las
  WHERE p.sis_id = ANY($1::text[])
  ORDER BY p.sis_id
 """
+
+
+KINDS = {"users.csv": "user", "courses.csv": "course", "sections.csv": "section",
+         "enrollments.csv": "enrolment"}  # fmt: skip
+GONE = frozenset({"deleted", "inactive", "deleted_last_completed"})
+
+
+def sent_records(files: list[CsvFile]) -> dict[str, dict[str, str]]:
+    """What the bundle gives Canvas, per kind: record key -> digest. An enrollment the bundle
+    marks deleted is one Canvas loses, so it is left out (and counts as deleted)."""
+    records: dict[str, dict[str, str]] = {}
+    for f in files:
+        kind = KINDS.get(f.name)
+        if kind is None:
+            continue
+        status = list(f.header).index("status")
+        keyed = {
+            "|".join(str(v) for v in (row[1:4] if kind == "enrolment" else row[:1])): safety.digest(
+                row
+            )
+            for row in f.rows
+            if row[status] not in GONE
+        }
+        records[kind] = keyed
+    return records
+
+
+async def _judge(
+    ctx: JobContext, params: CanvasExportParams, files: list[CsvFile]
+) -> tuple[dict[str, dict[str, str]], safety.Change]:
+    """The change against what this job last sent, through the safety hold."""
+    pool = await ctx.db.pool()
+    async with pool.acquire() as conn:
+        stored = await lmssync.load(conn, ctx.job_id)
+    records = sent_records(files)
+    change = lmssync.change(stored, records)
+    await safety.guard(ctx, params.safety, change)
+    return records, change
+
+
+async def _remember(
+    ctx: JobContext, records: dict[str, dict[str, str]], change: safety.Change
+) -> None:
+    pool = await ctx.db.pool()
+    async with pool.acquire() as conn, conn.transaction():
+        for kind, rows in records.items():
+            await lmssync.save(conn, ctx.job_id, kind, [(k, None, d) for k, d in rows.items()])
+            await lmssync.forget(
+                conn, ctx.job_id, kind, change[kind].deleted if kind in change else []
+            )
 
 
 def course_sis_id(course_code: str, term_code: str) -> str:
@@ -182,6 +233,7 @@ async def run(ctx: JobContext, params: CanvasExportParams) -> None:
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         files = await build_files(conn, params, today)
     data = bundle(files)
+    records, change = await _judge(ctx, params, files)
     tally = Tally("Canvas LMS export")
     counts = {f.name: len(f.rows) for f in files}
     tally.fact(
@@ -251,6 +303,7 @@ async def run(ctx: JobContext, params: CanvasExportParams) -> None:
             f"Canvas SIS import {import_id} ended {state!r}: "
             + "; ".join(f"{r}: {m}" for r, m in (final.get("processing_errors") or [])[:5])
         )
+    await _remember(ctx, records, change)
     tally.write(ctx, f"Canvas SIS import {import_id} {state}: {sent} rows sent")
 
 

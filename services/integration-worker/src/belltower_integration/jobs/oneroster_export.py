@@ -21,9 +21,9 @@ from belltower.errors import InvalidInput
 from belltower.fences import BatchPath
 from belltower.jobtypes import JobContext, JobType
 
-from .. import batchfiles
+from .. import batchfiles, safety
 from ..oneroster import package, roster, state, validate
-from ..oneroster.delta import Planned, Records, plan
+from ..oneroster.delta import Planned, Records, Snapshot, plan
 from ..report import Tally
 
 NAME_SQL = "SELECT value FROM sis.school_preferences WHERE key = 'institution_name'"
@@ -76,6 +76,13 @@ class OneRosterExportParams(msgspec.Struct, forbid_unknown_fields=True):
     ] = False
     system_name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = "Belltower"
     system_code: Annotated[str, msgspec.Meta(max_length=100)] = "belltower"
+    safety: Annotated[
+        safety.SafetyParams,
+        msgspec.Meta(
+            description="Safety hold: stop before writing when more than these shares of a "
+            "file's records would be deleted or changed since the last run"
+        ),
+    ] = msgspec.field(default_factory=safety.SafetyParams)
 
 
 async def _read(ctx: JobContext, params: OneRosterExportParams) -> Records:
@@ -93,6 +100,18 @@ async def _read(ctx: JobContext, params: OneRosterExportParams) -> Records:
         return await roster.build(
             conn, root, terms, demographics=params.demographics, guardians=params.guardians
         )
+
+
+def change_since(base: Snapshot | None, records: Records) -> safety.Change:
+    """What this run changes per file against the last run's snapshot (empty for a first run)."""
+    if base is None:
+        return {}
+    change: safety.Change = {}
+    for name in sorted(set(records) | set(base.files)):
+        before = {sid: safety.digest(v) for sid, (v, _) in base.files.get(name, {}).items()}
+        after = {sid: safety.digest(v) for sid, v in records.get(name, {}).items()}
+        change[name] = safety.diff(before, after)
+    return change
 
 
 def _report(tally: Tally, planned: Planned, mode: str) -> None:
@@ -126,6 +145,9 @@ async def run(ctx: JobContext, params: OneRosterExportParams) -> None:
     for name, ids in (base.ids() if base else {}).items():
         known.setdefault(name, set()).update(ids)
     validate.check(members, known if mode == "delta" else None)
+    released = await safety.guard(ctx, params.safety, change_since(base, records))
+    if released:
+        tally.fact(released)
     await ctx.progress(2, 3, "the files pass the CSV binding 1.2.1; writing the zip")
     _report(tally, planned, mode)
     summary = await _write(ctx, params, folder, mode, members, tally)
