@@ -2,6 +2,8 @@
 
 from belltower.jobtypes import Registry
 
+from ..calculations import JOB_TYPES as CALCULATIONS
+
 from . import (
     batch_folder_cleanup,
     canvas_export,
@@ -37,5 +39,7 @@ registry.register(housekeeping.temp_table_cleanup_type)
 registry.register(housekeeping.reconcile_seats_type)
 registry.register(housekeeping.purge_old_files_type)
 registry.register(communication_queue.job_type)
+for calculation in CALCULATIONS:
+    registry.register(calculation)
 
 __all__ = ["registry"]

@@ -1,0 +1,15 @@
+"""The school's own nightly work: calculations over the SIS (GPA and class rank, attendance,
+detentions, withdrawals, graduation requirements, immunization compliance, invoices)."""
+
+from belltower.jobtypes import JobType
+
+from . import attendance, discipline, gpa
+
+JOB_TYPES: list[JobType] = [  # type: ignore[type-arg]
+    gpa.class_rank_gpa_type,
+    gpa.gpa_reset_type,
+    attendance.attendance_summary_type,
+    attendance.daily_attendance_type,
+    discipline.detentions_type,
+    discipline.auto_withdraw_type,
+]

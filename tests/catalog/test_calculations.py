@@ -1,0 +1,221 @@
+"""The calculation jobs against the real SIS schema, on tiny schools worked out by hand.
+
+One database (a clone of the demo-school template) serves the whole module; each test builds
+its own school (a division of its own), and every job is limited to that school, so the tests
+do not see each other's rows nor the demo's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+
+from belltower.settings import Settings
+from belltower_dev.localservers import create_database, drop_database
+from tests.catalog.conftest import JobRunner
+from tests.catalog.school import School
+
+D = Decimal
+
+
+@pytest.fixture(scope="module")
+def calc_database(pg_server: Any, sis_template_database: str) -> Iterator[str]:
+    admin_url = pg_server.url()
+    name = f"belltower_calc_{uuid.uuid4().hex[:12]}"
+    create_database(admin_url, name, template=sis_template_database)
+    yield pg_server.url(name)
+    drop_database(admin_url, name)
+
+
+@pytest.fixture
+async def runner(
+    calc_database: str, mail_sink: Any, tmp_batch_folder: Any
+) -> AsyncIterator[JobRunner]:
+    r = JobRunner(
+        Settings(
+            database_url=calc_database,
+            smtp_host=mail_sink.host,
+            smtp_port=mail_sink.port,
+            batch_folder=tmp_batch_folder,
+        )
+    )
+    yield r
+    await r.db.close()
+
+
+@pytest.fixture
+async def conn(calc_database: str) -> AsyncIterator[asyncpg.Connection]:
+    c = await asyncpg.connect(calc_database)
+    yield c
+    await c.close()
+
+
+@pytest.fixture
+def school(conn: asyncpg.Connection, sis_today: Any) -> School:
+    return School(conn, sis_today)
+
+
+async def section(
+    s: School, division: str, term: str, credits: int, weight: str = "0", **kw: Any
+) -> int:
+    sid = await s.section(division=division, credits=credits, **kw)
+    await s.conn.execute(
+        "UPDATE sis.sections SET term_id = (SELECT id FROM sis.terms WHERE code = $2) WHERE id = $1",
+        sid, term,
+    )  # fmt: skip
+    await s.conn.execute(
+        "UPDATE sis.courses SET gpa_weight = $2 FROM sis.sections s WHERE s.id = $1 AND courses.id = s.course_id",
+        sid, D(weight),
+    )  # fmt: skip
+    return sid
+
+
+async def graded(
+    s: School, person: dict[str, Any], sid: int, grade: str, official: bool = True
+) -> None:
+    credits = await s.conn.fetchval(
+        "SELECT c.credits FROM sis.sections s JOIN sis.courses c ON c.id = s.course_id WHERE s.id = $1",
+        sid,
+    )
+    eid = await s.conn.fetchval(
+        "INSERT INTO sis.enrollments (person_id, section_id, status, credits) "
+        "VALUES ($1, $2, 'completed', $3) RETURNING id",
+        person["id"], sid, credits,
+    )  # fmt: skip
+    await s.grade(eid, grade, is_official=official, final_posted=True)
+
+
+async def records(conn: asyncpg.Connection, division: str) -> dict[tuple[str, str], Any]:
+    rows = await conn.fetch(
+        """SELECT p.first_name, t.code AS term, a.* FROM sis.academic_records a
+             JOIN sis.people p ON p.id = a.person_id JOIN sis.terms t ON t.id = a.term_id
+            WHERE p.division_id = (SELECT id FROM sis.divisions WHERE code = $1)""",
+        division,
+    )
+    return {(r["first_name"], r["term"]): r for r in rows}
+
+
+async def gpa_school(s: School, division: str) -> None:
+    """Worked by hand (credits: C1 3, C2 4 with an AP weight of 1.0, C3 3):
+
+    previous term   C1  C2  unweighted         weighted
+      Ann           A   B   (12+12)/7 = 3.429  (12+16)/7 = 4.000
+      Bob           B   A   (9+16)/7  = 3.571  (9+20)/7  = 4.143
+      Cal           A   B   3.429              4.000      (ties Ann)
+      Dee           F   C   (0+8)/7   = 1.143  (0+12)/7  = 1.714 (no weight on an F; F earns no credit)
+      Eve (ASSOC)   A   -   4.000              4.000      (another class)
+    weighted ranks of the BACH class: Bob 1, Ann 2, Cal 2, Dee 4 ("1224").
+    current term: Ann C3 C, Cal C3 A, Bob C3 W (not attempted), Dee C3 B unofficial (left out).
+      Ann cumulative (24+6)/10 = 3.000 unweighted, (28+6)/10 = 3.400 weighted; Cal (24+12)/10 =
+      3.600, (28+12)/10 = 4.000. Current term class: Cal 1, Ann 2 of 2.
+    """
+    ann, bob, cal, dee, eve = [
+        await s.person(n, division=division) for n in ("Ann", "Bob", "Cal", "Dee", "Eve")
+    ]
+    await s.conn.execute("UPDATE sis.people SET level_id = 2 WHERE id = $1", eve["id"])
+    c1 = await section(s, division, "PREV", 3)
+    c2 = await section(s, division, "PREV", 4, "1.0")
+    c3 = await section(s, division, "CURR", 3)
+    for who, g1, g2 in ((ann, "A", "B"), (bob, "B", "A"), (cal, "A", "B"), (dee, "F", "C")):
+        await graded(s, who, c1, g1)
+        await graded(s, who, c2, g2)
+    await graded(s, eve, c1, "A")
+    await graded(s, ann, c3, "C")
+    await graded(s, cal, c3, "A")
+    await graded(s, bob, c3, "W")
+    await graded(s, dee, c3, "B", official=False)
+
+
+async def test_class_rank_and_gpa_match_the_hand_worked_school(
+    runner: JobRunner, school: School, conn: asyncpg.Connection
+) -> None:
+    await gpa_school(school, "GPA1")
+    params = {"divisions": ["GPA1"]}
+
+    dry = await runner("calc.class_rank_gpa", {**params, "dry_run": True})
+    assert dry.status == "succeeded", dry.error
+    assert "7 added" in dry.summary and "dry run: nothing written" in dry.summary
+    assert await records(conn, "GPA1") == {}
+
+    occurrence = "occ-gpa-1"
+    ran = await runner("calc.class_rank_gpa", params, occurrence_id=occurrence)
+    assert ran.summary.startswith(
+        "Class rank and GPA: 7 added, 0 updated, 0 unchanged, 0 removed, 5 students"
+    )
+    assert "GPA1" in ran.text and "<table>" in (ran.html or "")
+    got = await records(conn, "GPA1")
+    assert set(got) == {
+        ("Ann", "PREV"), ("Bob", "PREV"), ("Cal", "PREV"), ("Dee", "PREV"), ("Eve", "PREV"),
+        ("Ann", "CURR"), ("Cal", "CURR"),
+    }  # fmt: skip
+    want = {  # session unweighted, weighted, cumulative unweighted, weighted, rank, size, percentile
+        ("Ann", "PREV"): ("3.429", "4.000", "3.429", "4.000", 2, 4, "75.00"),
+        ("Bob", "PREV"): ("3.571", "4.143", "3.571", "4.143", 1, 4, "100.00"),
+        ("Cal", "PREV"): ("3.429", "4.000", "3.429", "4.000", 2, 4, "75.00"),
+        ("Dee", "PREV"): ("1.143", "1.714", "1.143", "1.714", 4, 4, "25.00"),
+        ("Eve", "PREV"): ("4.000", "4.000", "4.000", "4.000", 1, 1, "100.00"),
+        ("Ann", "CURR"): ("2.000", "2.000", "3.000", "3.400", 2, 2, "50.00"),
+        ("Cal", "CURR"): ("4.000", "4.000", "3.600", "4.000", 1, 2, "100.00"),
+    }
+    for key, (su, sw, cu, cw, rank, size, pct) in want.items():
+        r = got[key]
+        assert (r["session_gpa_unweighted"], r["session_gpa_weighted"]) == (D(su), D(sw)), key
+        assert (r["cumulative_gpa_unweighted"], r["cumulative_gpa_weighted"]) == (D(cu), D(cw)), key
+        assert (r["class_rank"], r["class_size"], r["class_percentile"]) == (rank, size, D(pct)), (
+            key
+        )
+        assert r["rank_basis"] == "weighted" and r["occurrence_id"] == occurrence
+    dee = got[("Dee", "PREV")]
+    assert (dee["session_attempted_credits"], dee["session_earned_credits"]) == (D(7), D(4))
+    ann = got[("Ann", "CURR")]
+    assert (ann["cumulative_attempted_credits"], ann["cumulative_earned_credits"]) == (D(10), D(10))
+
+    again = await runner("calc.class_rank_gpa", params, occurrence_id=occurrence)
+    assert again.summary.startswith(
+        "Class rank and GPA: 0 added, 0 updated, 7 unchanged, 0 removed"
+    )
+    assert await records(conn, "GPA1") == got, "a redelivered occurrence rewrote records"
+
+    unweighted = await runner(
+        "calc.class_rank_gpa", {**params, "rank_by": "unweighted", "terms": ["PREV"]}
+    )
+    assert "0 added, 5 updated" in unweighted.summary  # rank basis changes on every PREV record
+    prev = await records(conn, "GPA1")
+    assert [prev[(n, "PREV")]["class_rank"] for n in ("Bob", "Ann", "Cal", "Dee")] == [1, 2, 2, 4]
+    assert prev[("Ann", "CURR")]["rank_basis"] == "weighted", "a term not asked for was touched"
+
+
+async def test_gpa_reset_rebuilds_once_per_occurrence(
+    runner: JobRunner, school: School, conn: asyncpg.Connection
+) -> None:
+    await gpa_school(school, "GPA2")
+    params = {"divisions": ["GPA2"]}
+    await runner("calc.class_rank_gpa", params)
+    before = {k: r["cumulative_gpa_weighted"] for k, r in (await records(conn, "GPA2")).items()}
+    await conn.execute(
+        "UPDATE sis.academic_records SET cumulative_gpa_weighted = 0.5 WHERE person_id IN "
+        "(SELECT id FROM sis.people WHERE division_id = (SELECT id FROM sis.divisions WHERE code = 'GPA2'))"
+    )
+    dry = await runner("calc.gpa_reset", {**params, "dry_run": True})
+    assert "7 records deleted, 7 records rebuilt" in dry.summary
+    assert {r["cumulative_gpa_weighted"] for r in (await records(conn, "GPA2")).values()} == {
+        D("0.5")
+    }
+
+    reset = await runner("calc.gpa_reset", params, occurrence_id="occ-reset")
+    assert "7 records deleted, 7 records rebuilt" in reset.summary
+    after = await records(conn, "GPA2")
+    assert {k: r["cumulative_gpa_weighted"] for k, r in after.items()} == before
+    redelivered = await runner("calc.gpa_reset", params, occurrence_id="occ-reset")
+    assert "0 records deleted, 0 records rebuilt, 7 already rebuilt" in redelivered.summary
+    assert await records(conn, "GPA2") == after
+
+
+async def test_unknown_school_is_refused_naming_the_parameter(runner: JobRunner) -> None:
+    ran = await runner("calc.class_rank_gpa", {"divisions": ["NOPE"]})
+    assert ran.status == "failed" and "NOPE" in (ran.error or "")
