@@ -219,3 +219,142 @@ async def test_gpa_reset_rebuilds_once_per_occurrence(
 async def test_unknown_school_is_refused_naming_the_parameter(runner: JobRunner) -> None:
     ran = await runner("calc.class_rank_gpa", {"divisions": ["NOPE"]})
     assert ran.status == "failed" and "NOPE" in (ran.error or "")
+
+
+async def days(conn: asyncpg.Connection, division: str) -> dict[tuple[str, int], str]:
+    rows = await conn.fetch(
+        """SELECT p.first_name, d.on_date - current_date AS day, d.status FROM sis.attendance_days d
+             JOIN sis.people p ON p.id = d.person_id
+            WHERE p.division_id = (SELECT id FROM sis.divisions WHERE code = $1)""",
+        division,
+    )
+    return {(r["first_name"], r["day"]): r["status"] for r in rows}
+
+
+async def test_daily_attendance_and_its_summary_follow_the_rules(
+    runner: JobRunner, school: School, conn: asyncpg.Connection, sis_today: Any
+) -> None:
+    s = school
+    ann, bob = await s.person("Ann", division="ATT1"), await s.person("Bob", division="ATT1")
+    s1, s2, s3 = [await s.section(division="ATT1") for _ in range(3)]
+    for who in (ann, bob):
+        await s.enroll(who, s1)
+    marks = {  # day: (Ann's marks in s1, s2, s3; Bob's), worked out below
+        -3: (("present", "absent", "absent"), ("present", "tardy", "present")),
+        -2: (("excused", "absent"), ("absent", "present")),
+        -1: (("tardy", "tardy", "present"), ()),
+        -20: (("absent",), ()),
+    }
+    for day, (ann_marks, bob_marks) in marks.items():
+        for sid, mark in zip((s1, s2, s3), ann_marks, strict=False):
+            await s.mark(sid, ann, day, mark)
+        for sid, mark in zip((s1, s2, s3), bob_marks, strict=False):
+            await s.mark(sid, bob, day, mark)
+    params = {"divisions": ["ATT1"], "as_of": sis_today.isoformat()}
+    dry = await runner("calc.daily_attendance", {**params, "dry_run": True})
+    assert "5 days added" in dry.summary and await days(conn, "ATT1") == {}
+
+    ran = await runner("calc.daily_attendance", params, occurrence_id="occ-daily")
+    assert ran.summary.startswith(
+        "Daily attendance: 5 days added, 0 days updated, 0 days unchanged"
+    )
+    # Ann -3: 2 of 3 missed (>= 50%), none excused: absent. -2: 2 of 2 missed, 1 excused vs 1
+    # not: excused. -1: tardies count as attended: present. -20 is outside the 7 days back.
+    # Bob -3: a tardy only: present. -2: 1 of 2 missed is 50%: absent.
+    want = {("Ann", -3): "absent", ("Ann", -2): "excused", ("Ann", -1): "present",
+            ("Bob", -3): "present", ("Bob", -2): "absent"}  # fmt: skip
+    assert await days(conn, "ATT1") == want
+    again = await runner("calc.daily_attendance", params, occurrence_id="occ-daily")
+    assert "0 days added, 0 days updated, 5 days unchanged, 0 days removed" in again.summary
+
+    strict = await runner("calc.daily_attendance", {**params, "tardy_is_present": False})
+    assert "0 days added, 1 days updated, 4 days unchanged" in strict.summary
+    assert (await days(conn, "ATT1"))[("Ann", -1)] == "absent"  # 2 tardies of 3 periods
+    await runner("calc.daily_attendance", params)
+
+    summary = await runner("calc.attendance_summary", params, occurrence_id="occ-sum")
+    assert "2 summaries added" in summary.summary
+    got = {
+        r["first_name"]: tuple(
+            r[c] for c in ("days_enrolled", "days_present", "days_excused", "days_unexcused")
+        )
+        for r in await conn.fetch(
+            """SELECT p.first_name, a.* FROM sis.attendance_summaries a JOIN sis.people p ON p.id = a.person_id
+                WHERE p.id = ANY($1::bigint[])""",
+            [ann["id"], bob["id"]],
+        )
+    }
+    assert got == {"Ann": (3, 1, 1, 1), "Bob": (2, 1, 0, 1)}
+    redelivered = await runner("calc.attendance_summary", params, occurrence_id="occ-sum")
+    assert "0 summaries added, 0 summaries updated, 2 summaries unchanged" in redelivered.summary
+
+
+async def test_detentions_from_tardies_once_per_threshold(
+    runner: JobRunner, school: School, conn: asyncpg.Connection
+) -> None:
+    s = school
+    cal = await s.person("Cal", division="DET1")
+    sid = await s.section(division="DET1")
+    await s.enroll(cal, sid)
+    for day in range(-14, -10):  # 4 tardies
+        await s.mark(sid, cal, day, "tardy")
+    await s.mark(sid, cal, -10, "absent")
+    params = {"divisions": ["DET1"], "thresholds": [6, 3]}
+    listed = "SELECT tardies, reason FROM sis.detentions WHERE person_id = $1 ORDER BY id"
+
+    dry = await runner("calc.detentions_from_tardies", {**params, "dry_run": True})
+    assert "1 detentions added" in dry.summary and await conn.fetch(listed, cal["id"]) == []
+    first = await runner("calc.detentions_from_tardies", params, occurrence_id="occ-det")
+    assert "1 detentions added, 0 already on the list" in first.summary
+    again = await runner("calc.detentions_from_tardies", params, occurrence_id="occ-det")
+    assert "0 detentions added, 1 already on the list" in again.summary
+    for day in (-9, -8):
+        await s.mark(sid, cal, day, "tardy")
+    later = await runner("calc.detentions_from_tardies", params)
+    assert "1 detentions added, 1 already on the list" in later.summary
+    assert [tuple(r) for r in await conn.fetch(listed, cal["id"])] == [
+        (4, "3 tardies in CURR"),
+        (6, "6 tardies in CURR"),
+    ]
+
+
+async def test_auto_withdraw_after_consecutive_absences(
+    runner: JobRunner, school: School, conn: asyncpg.Connection, sis_today: Any
+) -> None:
+    s = school
+    dee, eli = await s.person("Dee", division="AWD1"), await s.person("Eli", division="AWD1")
+    sid = await s.section(division="AWD1")
+    e_dee, e_eli = await s.enroll(dee, sid), await s.enroll(eli, sid)
+    for day, mark in ((-12, "absent"), (-11, "absent"), (-10, "present"), (-9, "absent"),
+                      (-8, "absent"), (-7, "absent"), (-6, "absent")):  # fmt: skip
+        await s.mark(sid, dee, day, mark)
+    for day, mark in ((-12, "absent"), (-11, "absent"), (-10, "tardy"), (-9, "absent")):
+        await s.mark(sid, eli, day, mark)
+    params = {"divisions": ["AWD1"], "consecutive_absences": 3}
+    state = "SELECT status, withdrawn_on FROM sis.enrollments WHERE id = $1"
+
+    dry = await runner("calc.auto_withdraw", {**params, "dry_run": True})
+    assert "1 enrollments withdrawn, 2 enrollments checked" in dry.summary
+    assert (await conn.fetchrow(state, e_dee))["status"] == "enrolled"
+    ran = await runner("calc.auto_withdraw", params, occurrence_id="occ-awd")
+    assert "1 enrollments withdrawn" in ran.summary
+    assert tuple(await conn.fetchrow(state, e_dee)) == (
+        "withdrawn",
+        s.days(-7),
+    )  # the third in a row
+    assert (await conn.fetchrow(state, e_eli))["status"] == "enrolled"
+    assert await conn.fetchval("SELECT enrolled FROM sis.sections WHERE id = $1", sid) == 1
+    logged = await conn.fetchrow(
+        "SELECT action, term_credits_before, term_credits_after, changed_by FROM sis.schedule_changes "
+        "WHERE person_id = $1",
+        dee["id"],
+    )
+    assert tuple(logged) == ("withdraw", D(3), D(0), "belltower:job-calc.auto_withdraw")
+    again = await runner("calc.auto_withdraw", params, occurrence_id="occ-awd")
+    assert "0 enrollments withdrawn, 1 enrollments checked" in again.summary
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM sis.schedule_changes WHERE person_id = $1", dee["id"]
+        )
+        == 1
+    )
