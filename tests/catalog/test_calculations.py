@@ -358,3 +358,95 @@ async def test_auto_withdraw_after_consecutive_absences(
         )
         == 1
     )
+
+
+async def test_attendance_triggers_queue_each_letter_once(
+    runner: JobRunner, school: School, conn: asyncpg.Connection, sis_today: Any
+) -> None:
+    s = school
+    fay = await s.person("Fay", division="TRG1")
+    gus = await s.person("Gus", division="TRG1", email=False)
+    guardian = await conn.fetchval(
+        "INSERT INTO sis.guardians (sis_id, first_name, last_name, email) "
+        "VALUES ('GTRG1', 'Hal', 'Tester', 'hal@guardian.example') RETURNING id"
+    )
+    await conn.execute(
+        "INSERT INTO sis.student_guardians (student_id, guardian_id, relationship, is_primary) VALUES ($1, $2, 'parent', true)",
+        fay["id"], guardian,
+    )  # fmt: skip
+    sid = await s.section(division="TRG1")
+    for who in (fay, gus):
+        await s.enroll(who, sid)
+        for day in (-5, -4, -3):
+            await s.mark(sid, who, day, "absent")
+        await s.mark(sid, who, -2, "present")
+    scope = {"divisions": ["TRG1"], "as_of": sis_today.isoformat()}
+    await runner("calc.daily_attendance", scope)
+    params = {**scope, "daily_thresholds": [5, 3], "period_thresholds": [2, 3], "send_to": "both"}
+    queued = (
+        "SELECT to_address, subject, body_text FROM sis.communication_queue "
+        "WHERE person_id = ANY($1::bigint[]) ORDER BY id"
+    )
+    people = [fay["id"], gus["id"]]
+
+    dry = await runner("calc.attendance_triggers", {**params, "dry_run": True})
+    assert "4 letters, 4 e-mails queued, 2 letters with no address" in dry.summary, dry.text
+    assert await conn.fetch(queued, people) == []
+    ran = await runner("calc.attendance_triggers", params, occurrence_id="occ-trg")
+    assert "4 letters, 4 e-mails queued, 2 letters with no address" in ran.summary
+    mails = [tuple(r) for r in await conn.fetch(queued, people)]
+    assert sorted(m[0] for m in mails) == sorted([fay["email"], "hal@guardian.example"] * 2)
+    assert {m[1] for m in mails} == {"Attendance notice for Fay Tester"}
+    bodies = {m[2] for m in mails}
+    assert any("3 absent days" in b and "threshold of 3" in b for b in bodies)
+    assert any("3 absent class periods" in b and "threshold of 3" in b for b in bodies)
+    ledger = await conn.fetch(
+        "SELECT trigger, threshold FROM sis.attendance_letters WHERE person_id = $1 ORDER BY 1, 2",
+        fay["id"],
+    )
+    assert [tuple(r) for r in ledger] == [("daily", 3), ("period", 2), ("period", 3)]
+
+    again = await runner("calc.attendance_triggers", params, occurrence_id="occ-trg")
+    assert "0 letters, 0 e-mails queued" in again.summary
+    assert len(await conn.fetch(queued, people)) == 4
+
+
+async def test_at_risk_alert_tells_the_group_once_per_term(
+    runner: JobRunner, school: School, conn: asyncpg.Connection, mail_sink: Any
+) -> None:
+    s = school
+    staff = await s.person("Ivy", status="staff", division="RSK1")
+    await s.group("RISKG", staff)
+    amy, ben = await s.person("Amy", division="RSK1"), await s.person("Ben", division="RSK1")
+    sid = await s.section(division="RSK1")
+    for who in (amy, ben):
+        await s.enroll(who, sid)
+    await s.mark(sid, amy, -4, "absent")
+    await s.mark(sid, amy, -3, "tardy")
+    await s.mark(sid, ben, -3, "present")
+    await conn.execute(
+        """INSERT INTO sis.academic_records (person_id, term_id, session_attempted_credits, session_earned_credits,
+               session_gpa_credits, cumulative_attempted_credits, cumulative_earned_credits, cumulative_gpa_credits,
+               cumulative_gpa_unweighted)
+           VALUES ($1, (SELECT id FROM sis.terms WHERE code = 'PREV'), 3, 3, 3, 3, 3, 3, 1.0)""",
+        amy["id"],
+    )
+    await conn.execute(
+        "INSERT INTO sis.holds (person_id, hold_type, starts_on) VALUES ($1, 'LIB', $2)",
+        amy["id"],
+        s.days(-30),
+    )
+    params = {"divisions": ["RSK1"], "group": "RISKG", "threshold": 60}
+
+    ran = await runner("notifier.at_risk_alert", params, occurrence_id="occ-risk")
+    assert ran.status == "succeeded", ran.error
+    mails = [m for m in mail_sink.messages if staff["email"] in m.envelope_to]
+    assert len(mails) == 1
+    # Amy: grades 40 x 1.0/4 = 10, attendance 40 x 1/2 = 20 (the tardy attended), one hold 20 - 10 = 10.
+    # Ben: no GPA yet (40), attended all (40), no holds (20) = 100: not at risk.
+    text = mails[0].get_body(("plain",)).get_content()
+    assert "Amy" in text and "40.0" in text and "50%" in text and "Ben" not in text
+    again = await runner("notifier.at_risk_alert", params, occurrence_id="occ-risk")
+    later = await runner("notifier.at_risk_alert", params)
+    assert again.status == later.status == "succeeded"
+    assert len([m for m in mail_sink.messages if staff["email"] in m.envelope_to]) == 1

@@ -3,7 +3,7 @@ detentions, withdrawals, graduation requirements, immunization compliance, invoi
 
 from belltower.jobtypes import JobType
 
-from . import attendance, discipline, gpa
+from . import attendance, discipline, gpa, triggers
 
 JOB_TYPES: list[JobType] = [  # type: ignore[type-arg]
     gpa.class_rank_gpa_type,
@@ -12,4 +12,5 @@ JOB_TYPES: list[JobType] = [  # type: ignore[type-arg]
     attendance.daily_attendance_type,
     discipline.detentions_type,
     discipline.auto_withdraw_type,
+    triggers.job_type,
 ]

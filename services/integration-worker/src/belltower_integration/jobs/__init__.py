@@ -3,7 +3,6 @@
 from belltower.jobtypes import Registry
 
 from ..calculations import JOB_TYPES as CALCULATIONS
-
 from . import (
     batch_folder_cleanup,
     canvas_export,
