@@ -450,3 +450,110 @@ async def test_at_risk_alert_tells_the_group_once_per_term(
     later = await runner("notifier.at_risk_alert", params)
     assert again.status == later.status == "succeeded"
     assert len([m for m in mail_sink.messages if staff["email"] in m.envelope_to]) == 1
+
+
+async def test_graduation_requirements_summary(
+    runner: JobRunner, school: School, conn: asyncpg.Connection
+) -> None:
+    s = school
+    jo = await s.person("Jo", division="GRD1")  # level 3, courses of department 1
+    req = {}
+    for code, dept, credits in (("GRD1-TOTAL", None, 12), ("GRD1-DEPT1", 1, 3)):
+        req[code] = await conn.fetchval(
+            "INSERT INTO sis.graduation_requirements (level_id, code, name, department_id, credits_required) "
+            "VALUES (3, $1, $1, $2, $3) RETURNING id",
+            code, dept, D(credits),
+        )  # fmt: skip
+    passed, failed = await section(s, "GRD1", "PREV", 3), await section(s, "GRD1", "PREV", 4)
+    await graded(s, jo, passed, "A")
+    await graded(s, jo, failed, "F")  # earns no credit
+    current = await section(s, "GRD1", "CURR", 3)
+    await conn.execute(
+        "INSERT INTO sis.enrollments (person_id, section_id, status, credits) VALUES ($1, $2, 'enrolled', 3)",
+        jo["id"], current,
+    )  # fmt: skip
+    await conn.execute(
+        "INSERT INTO sis.transfer_credits (person_id, institution, course_code, course_title, credits, accepted_on) "
+        "VALUES ($1, 'Elsewhere', 'X1', 'X', 3, current_date)",
+        jo["id"],
+    )
+    params = {"divisions": ["GRD1"]}
+    ran = await runner("calc.grad_requirements_summary", params, occurrence_id="occ-grd")
+    assert "2 added" in ran.summary and "1 requirements met" in ran.summary
+    got = {
+        r["requirement_id"]: tuple(r[c] for c in ("credits_earned", "credits_in_progress", "met"))
+        for r in await conn.fetch(
+            "SELECT * FROM sis.grad_requirements_summary WHERE person_id = $1", jo["id"]
+        )
+    }
+    # total: 3 (the A) + 3 transferred = 6 of 12, 3 in progress; department 1: 3 of 3, met.
+    assert got == {req["GRD1-TOTAL"]: (D(6), D(3), False), req["GRD1-DEPT1"]: (D(3), D(3), True)}
+    again = await runner("calc.grad_requirements_summary", params, occurrence_id="occ-grd")
+    assert "0 added, 0 updated, 2 unchanged" in again.summary
+
+
+async def test_immunization_compliance(
+    runner: JobRunner, school: School, conn: asyncpg.Connection
+) -> None:
+    s = school
+    kim, lou, max_ = [await s.person(n, division="IMM1") for n in ("Kim", "Lou", "Max")]
+    sid = await s.section(division="IMM1")
+    for who in (kim, lou):
+        await s.enroll(who, sid)  # Max is not enrolled: not an active student
+    shots = [
+        (kim, "MMR", None), (kim, "HEPB", None), (kim, "TDAP", -10),
+        (lou, "MMR", None), (lou, "HEPB", None), (lou, "TDAP", -400), (lou, "TDAP", 300),
+        (lou, "MENACWY", 200), (max_, "MMR", None),
+    ]  # fmt: skip
+    given = "INSERT INTO sis.immunizations (person_id, kind, administered_on, expires_on) VALUES ($1, $2, $3, $4)"
+    for who, kind, expires in shots:
+        await conn.execute(
+            given, who["id"], kind, s.days(-900), s.days(expires) if expires else None
+        )
+    params = {"divisions": ["IMM1"]}
+    read = "SELECT person_id, compliant, missing, expired FROM sis.immunization_compliance WHERE person_id = ANY($1::bigint[])"
+    ids = [kim["id"], lou["id"], max_["id"]]
+
+    dry = await runner("calc.immunization_compliance", {**params, "dry_run": True})
+    assert "2 added" in dry.summary and await conn.fetch(read, ids) == []
+    ran = await runner("calc.immunization_compliance", params)
+    assert "2 added" in ran.summary and "1 compliant, 1 not compliant" in ran.summary
+    got = {
+        r["person_id"]: (r["compliant"], r["missing"], r["expired"])
+        for r in await conn.fetch(read, ids)
+    }
+    assert got == {kim["id"]: (False, ["MENACWY"], ["TDAP"]), lou["id"]: (True, [], [])}
+    again = await runner("calc.immunization_compliance", params)
+    assert "0 added, 0 updated, 2 unchanged" in again.summary
+    await conn.execute(given, kim["id"], "TDAP", s.days(-1), s.days(3650))
+    await conn.execute(given, kim["id"], "MENACWY", s.days(-1), s.days(1800))
+    renewed = await runner("calc.immunization_compliance", params)
+    assert "0 added, 1 updated, 1 unchanged" in renewed.summary and "2 compliant" in renewed.summary
+
+
+async def test_outstanding_invoices_flag_and_clear(
+    runner: JobRunner, school: School, conn: asyncpg.Connection
+) -> None:
+    s = school
+    ned, oli = await s.person("Ned", division="OUT1"), await s.person("Oli", division="OUT1")
+    await s.post(ned, "TUIT", "100.00")
+    await s.post(oli, "TUIT", "50.00")
+    await s.post(oli, "PAY", "-50.00")
+    params = {"divisions": ["OUT1"], "min_balance": 0, "as_of": s.today.isoformat()}
+    flags = (
+        "SELECT person_id, ends_on FROM sis.person_indicators WHERE indicator = 'outstanding_balance' "
+        "AND person_id = ANY($1::bigint[])"
+    )
+    ids = [ned["id"], oli["id"]]
+
+    dry = await runner("calc.outstanding_invoices", {**params, "dry_run": True})
+    assert "1 flagged" in dry.summary and await conn.fetch(flags, ids) == []
+    ran = await runner("calc.outstanding_invoices", params, occurrence_id="occ-out")
+    assert "1 flagged, 0 cleared, 1 outstanding" in ran.summary
+    again = await runner("calc.outstanding_invoices", params, occurrence_id="occ-out")
+    assert "0 flagged, 0 cleared, 1 outstanding" in again.summary
+    assert [tuple(r) for r in await conn.fetch(flags, ids)] == [(ned["id"], None)]
+    await s.post(ned, "PAY", "-100.00")
+    paid = await runner("calc.outstanding_invoices", params)
+    assert "0 flagged, 1 cleared, 0 outstanding" in paid.summary
+    assert [tuple(r) for r in await conn.fetch(flags, ids)] == [(ned["id"], s.today)]

@@ -3,7 +3,7 @@ detentions, withdrawals, graduation requirements, immunization compliance, invoi
 
 from belltower.jobtypes import JobType
 
-from . import attendance, discipline, gpa, triggers
+from . import attendance, discipline, gpa, records, triggers
 
 JOB_TYPES: list[JobType] = [  # type: ignore[type-arg]
     gpa.class_rank_gpa_type,
@@ -13,4 +13,7 @@ JOB_TYPES: list[JobType] = [  # type: ignore[type-arg]
     discipline.detentions_type,
     discipline.auto_withdraw_type,
     triggers.job_type,
+    records.grad_summary_type,
+    records.immunization_compliance_type,
+    records.outstanding_invoices_type,
 ]
