@@ -144,7 +144,8 @@ def risk_score(
     (the share of the term's marked meetings attended), 20 less 10 per active hold (not below
     0). A student with no GPA yet or no marks yet gets that part in full: no evidence of risk.
     """
-    grades = Decimal(40) if gpa_value is None else Decimal(40) * min(gpa_value / max_points, 1)
+    share = Decimal(1) if gpa_value is None else min(gpa_value / max_points, Decimal(1))
+    grades = Decimal(40) * share
     attendance = Decimal(40) if attended_share is None else Decimal(40) * attended_share
     holds = Decimal(max(0, 20 - 10 * active_holds))
     return (grades + attendance + holds).quantize(Decimal("0.1"), ROUND_HALF_UP)

@@ -1,11 +1,13 @@
 """The school's own nightly work: calculations over the SIS (GPA and class rank, attendance,
 detentions, withdrawals, graduation requirements, immunization compliance, invoices)."""
 
+from typing import Any
+
 from belltower.jobtypes import JobType
 
 from . import attendance, discipline, gpa, records, triggers
 
-JOB_TYPES: list[JobType] = [  # type: ignore[type-arg]
+JOB_TYPES: list[JobType[Any]] = [
     gpa.class_rank_gpa_type,
     gpa.gpa_reset_type,
     attendance.attendance_summary_type,
