@@ -456,13 +456,17 @@ async def test_graduation_requirements_summary(
     runner: JobRunner, school: School, conn: asyncpg.Connection
 ) -> None:
     s = school
-    jo = await s.person("Jo", division="GRD1")  # level 3, courses of department 1
+    jo = await s.person("Jo", division="GRD1")  # courses of department 1
+    level = await conn.fetchval(
+        "INSERT INTO sis.levels (code, name) VALUES ('GRDL', 'Test level') RETURNING id"
+    )
+    await conn.execute("UPDATE sis.people SET level_id = $2 WHERE id = $1", jo["id"], level)
     req = {}
     for code, dept, credits in (("GRD1-TOTAL", None, 12), ("GRD1-DEPT1", 1, 3)):
         req[code] = await conn.fetchval(
             "INSERT INTO sis.graduation_requirements (level_id, code, name, department_id, credits_required) "
-            "VALUES (3, $1, $1, $2, $3) RETURNING id",
-            code, dept, D(credits),
+            "VALUES ($4, $1, $1, $2, $3) RETURNING id",
+            code, dept, D(credits), level,
         )  # fmt: skip
     passed, failed = await section(s, "GRD1", "PREV", 3), await section(s, "GRD1", "PREV", 4)
     await graded(s, jo, passed, "A")

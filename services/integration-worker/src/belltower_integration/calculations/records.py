@@ -20,6 +20,7 @@ Each writes only what differs, so a re-run changes nothing.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -46,40 +47,72 @@ class OutstandingParams(CalcParams, kw_only=True, forbid_unknown_fields=True):
     ] = 0.0
 
 
+async def _credits_by_department(
+    scope: Scope, sql: str, *first: Any
+) -> dict[int, dict[int | None, Decimal]]:
+    """Credits per student and course department from ``sql`` (person_id, department_id, credits)."""
+    args: list[Any] = list(first)
+    out: dict[int, dict[int | None, Decimal]] = defaultdict(dict)
+    for r in await scope.conn.fetch(sql.format(where=scope.students(args)), *args):
+        out[r["person_id"]][r["department_id"]] = r["credits"]
+    return out
+
+
+EARNED = """SELECT e.person_id, c.department_id, sum(e.credits) AS credits
+              FROM sis.enrollments e
+              JOIN sis.grades g ON g.enrollment_id = e.id AND g.final_posted
+              JOIN sis.grade_scale gs ON gs.grade = g.grade AND gs.earns_credit
+              JOIN sis.sections s ON s.id = e.section_id
+              JOIN sis.courses c ON c.id = s.course_id
+              JOIN sis.people p ON p.id = e.person_id
+             WHERE {where}
+             GROUP BY 1, 2"""
+IN_PROGRESS = """SELECT e.person_id, c.department_id, sum(e.credits) AS credits
+                   FROM sis.enrollments e
+                   JOIN sis.sections s ON s.id = e.section_id
+                   JOIN sis.courses c ON c.id = s.course_id
+                   JOIN sis.terms t ON t.id = s.term_id
+                   JOIN sis.people p ON p.id = e.person_id
+                   LEFT JOIN sis.grades g ON g.enrollment_id = e.id
+                  WHERE e.status = 'enrolled' AND t.ends_on >= $1 AND NOT coalesce(g.final_posted, false)
+                    AND {where}
+                  GROUP BY 1, 2"""
+
+
+def _part(credits: dict[int | None, Decimal], department: int | None) -> Decimal:
+    if department is None:
+        return sum(credits.values(), Decimal(0))
+    return credits.get(department, Decimal(0))
+
+
 async def _grad(scope: Scope) -> Counts:
-    args: list[Any] = [scope.today]
+    earned = await _credits_by_department(scope, EARNED)
+    in_progress = await _credits_by_department(scope, IN_PROGRESS, scope.today)
+    args: list[Any] = []
     where = scope.students(args)
-    rows = await scope.conn.fetch(
-        f"""SELECT p.id AS person_id, r.id AS requirement_id, r.credits_required,
-                   coalesce((SELECT sum(e.credits) FROM sis.enrollments e
-                               JOIN sis.grades g ON g.enrollment_id = e.id AND g.final_posted
-                               JOIN sis.grade_scale gs ON gs.grade = g.grade AND gs.earns_credit
-                               JOIN sis.sections s ON s.id = e.section_id
-                               JOIN sis.courses c ON c.id = s.course_id
-                              WHERE e.person_id = p.id
-                                AND (r.department_id IS NULL OR c.department_id = r.department_id)), 0)
-                   + CASE WHEN r.department_id IS NULL THEN coalesce((
-                         SELECT sum(tc.credits) FROM sis.transfer_credits tc WHERE tc.person_id = p.id), 0)
-                     ELSE 0 END AS earned,
-                   coalesce((SELECT sum(e.credits) FROM sis.enrollments e
-                               JOIN sis.sections s ON s.id = e.section_id
-                               JOIN sis.courses c ON c.id = s.course_id
-                               JOIN sis.terms t ON t.id = s.term_id
-                               LEFT JOIN sis.grades g ON g.enrollment_id = e.id
-                              WHERE e.person_id = p.id AND e.status = 'enrolled' AND t.ends_on >= $1
-                                AND NOT coalesce(g.final_posted, false)
-                                AND (r.department_id IS NULL OR c.department_id = r.department_id)), 0)
-                   AS in_progress
+    transferred = {
+        r["person_id"]: r["credits"]
+        for r in await scope.conn.fetch(
+            f"""SELECT t.person_id, sum(t.credits) AS credits FROM sis.transfer_credits t
+                  JOIN sis.people p ON p.id = t.person_id WHERE {where} GROUP BY 1""",
+            *args,
+        )
+    }
+    computed = {}
+    for r in await scope.conn.fetch(
+        f"""SELECT p.id AS person_id, r.id AS requirement_id, r.department_id, r.credits_required
               FROM sis.people p JOIN sis.graduation_requirements r ON r.level_id = p.level_id
              WHERE {where}""",
         *args,
-    )
-    computed = {
-        (r["person_id"], r["requirement_id"]): (
-            r["credits_required"], r["earned"], r["in_progress"], r["earned"] >= r["credits_required"],
-        )
-        for r in rows
-    }  # fmt: skip
+    ):
+        person, dept = r["person_id"], r["department_id"]
+        got = _part(earned.get(person, {}), dept)
+        if dept is None:
+            got += transferred.get(person, Decimal(0))
+        going = _part(in_progress.get(person, {}), dept)
+        computed[(person, r["requirement_id"])] = (
+            r["credits_required"], got, going, got >= r["credits_required"],
+        )  # fmt: skip
     held: list[Any] = []
     stored = {
         (r["person_id"], r["requirement_id"]): tuple(r[c] for c in GRAD_COLUMNS)
