@@ -31,9 +31,9 @@ from .common import (
     Counts,
     Meta,
     Scope,
-    codes_to_ids,
     each_school,
     sync_rows,
+    terms_of,
 )
 
 DAY_COLUMNS = (
@@ -107,13 +107,7 @@ async def run_daily(ctx: JobContext, params: DailyAttendanceParams) -> None:
 
 async def run_summary(ctx: JobContext, params: AttendanceSummaryParams) -> None:
     async def work(scope: Scope) -> Counts:
-        term_ids = await codes_to_ids(scope.conn, "terms", "terms", params.terms)
-        terms = await scope.conn.fetch(
-            """SELECT id, starts_on, least(ends_on, $2) AS through_on FROM sis.terms
-                WHERE CASE WHEN cardinality($1::bigint[]) = 0 THEN starts_on <= $2 AND ends_on >= $2
-                           ELSE id = ANY($1::bigint[]) END AND starts_on <= $2""",
-            term_ids, scope.today,
-        )  # fmt: skip
+        terms = await terms_of(scope, params.terms)
         computed: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         stored: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         for term in terms:

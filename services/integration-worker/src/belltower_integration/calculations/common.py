@@ -184,6 +184,19 @@ async def each_school(ctx: JobContext, params: CalcParams, title: str, work: Wor
     return report
 
 
+async def terms_of(scope: Scope, codes: list[str]) -> list[Any]:
+    """The terms named by ``codes`` (empty: those in progress on the run's day) that have begun,
+    with ``through_on``: the run's day or the term's end, whichever is first."""
+    ids = await codes_to_ids(scope.conn, "terms", "terms", codes)
+    return await scope.conn.fetch(
+        """SELECT id, code, name, starts_on, least(ends_on, $2) AS through_on FROM sis.terms
+            WHERE CASE WHEN cardinality($1::bigint[]) = 0 THEN ends_on >= $2 ELSE id = ANY($1::bigint[]) END
+              AND starts_on <= $2
+            ORDER BY starts_on""",
+        ids, scope.today,
+    )  # fmt: skip
+
+
 async def codes_to_ids(
     conn: asyncpg.Connection, table: str, field_name: str, codes: list[str]
 ) -> list[int]:

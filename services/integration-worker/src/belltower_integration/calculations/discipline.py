@@ -23,7 +23,7 @@ import msgspec
 from belltower.jobtypes import JobContext, JobType
 from belltower.sis.formulas import nth_consecutive, thresholds_met
 
-from .common import SEED_001, CalcParams, Codes, Counts, Meta, Scope, codes_to_ids, each_school
+from .common import SEED_001, CalcParams, Codes, Counts, Meta, Scope, each_school, terms_of
 
 Threshold = Annotated[int, Meta(ge=1, le=1000)]
 
@@ -53,22 +53,12 @@ class AutoWithdrawParams(CalcParams, kw_only=True, forbid_unknown_fields=True):
     ] = 6
 
 
-async def _terms(scope: Scope, codes: list[str]) -> list[Any]:
-    ids = await codes_to_ids(scope.conn, "terms", "terms", codes)
-    return await scope.conn.fetch(
-        """SELECT id, code FROM sis.terms
-            WHERE CASE WHEN cardinality($1::bigint[]) = 0 THEN starts_on <= $2 AND ends_on >= $2
-                       ELSE id = ANY($1::bigint[]) END ORDER BY starts_on""",
-        ids, scope.today,
-    )  # fmt: skip
-
-
 async def run_detentions(ctx: JobContext, params: DetentionParams) -> None:
     thresholds = sorted(set(params.thresholds))
 
     async def work(scope: Scope) -> Counts:
         added = kept = students = 0
-        for term in await _terms(scope, params.terms):
+        for term in await terms_of(scope, params.terms):
             args: list[Any] = [term["id"], scope.today]
             tardies = await scope.conn.fetch(
                 f"""SELECT a.person_id, count(*) AS tardies FROM sis.attendance a

@@ -22,7 +22,7 @@ from belltower import templates
 from belltower.jobtypes import JobContext, JobType
 from belltower.sis.formulas import thresholds_met
 
-from .common import SEED_001, CalcParams, Codes, Counts, Meta, Scope, codes_to_ids, each_school
+from .common import SEED_001, CalcParams, Codes, Counts, Meta, Scope, each_school, terms_of
 
 Thresholds = Annotated[
     list[Annotated[int, Meta(ge=1, le=1000)]],
@@ -122,13 +122,7 @@ async def run(ctx: JobContext, params: TriggerParams) -> None:
     triggers = {"daily": params.daily_thresholds, "period": params.period_thresholds}
 
     async def work(scope: Scope) -> Counts:
-        ids = await codes_to_ids(scope.conn, "terms", "terms", params.terms)
-        terms = await scope.conn.fetch(
-            """SELECT id, code, name, starts_on, least(ends_on, $2) AS through_on FROM sis.terms
-                WHERE CASE WHEN cardinality($1::bigint[]) = 0 THEN starts_on <= $2 AND ends_on >= $2
-                           ELSE id = ANY($1::bigint[]) END AND starts_on <= $2""",
-            ids, scope.today,
-        )  # fmt: skip
+        terms = await terms_of(scope, params.terms)
         letters = emails = nobody = 0
         for term in terms:
             for trigger, thresholds in triggers.items():
