@@ -561,3 +561,33 @@ async def test_outstanding_invoices_flag_and_clear(
     paid = await runner("calc.outstanding_invoices", params)
     assert "0 flagged, 1 cleared, 0 outstanding" in paid.summary
     assert [tuple(r) for r in await conn.fetch(flags, ids)] == [(ned["id"], s.today)]
+
+
+async def test_rank_basis_follows_the_school_preference(
+    runner: JobRunner, school: School, conn: asyncpg.Connection
+) -> None:
+    await gpa_school(school, "GPA3")
+    fin = await school.person("Fin", division="GPA3")
+    c1 = await section(school, "GPA3", "PREV", 3)
+    await graded(school, fin, c1, "A")  # 4.000 either way: above Bob unweighted, below him weighted
+    params = {"divisions": ["GPA3"], "terms": ["PREV"]}
+    await conn.execute(
+        "UPDATE sis.school_preferences SET value = 'unweighted' WHERE key = 'class_rank_basis'"
+    )
+    try:
+        ran = await runner("calc.class_rank_gpa", params)
+    finally:
+        await conn.execute(
+            "UPDATE sis.school_preferences SET value = 'weighted' WHERE key = 'class_rank_basis'"
+        )
+    assert ran.summary.startswith("Class rank and GPA: 6 added")
+    got = await records(conn, "GPA3")
+    assert {r["rank_basis"] for r in got.values()} == {"unweighted"}
+    order = ("Fin", "Bob", "Ann", "Cal", "Dee")
+    # unweighted: Fin 4.000, Bob 3.571, Ann and Cal 3.429, Dee 1.143
+    assert [got[(n, "PREV")]["class_rank"] for n in order] == [1, 2, 3, 3, 5]
+    weighted = await runner("calc.class_rank_gpa", params)
+    assert "0 added, 6 updated" in weighted.summary
+    got = await records(conn, "GPA3")
+    # weighted: Bob 4.143, Fin 4.000, Ann and Cal 4.000 too: three share rank 2, Dee is 5th
+    assert [got[(n, "PREV")]["class_rank"] for n in order] == [2, 1, 2, 2, 5]

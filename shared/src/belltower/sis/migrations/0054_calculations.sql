@@ -51,6 +51,10 @@ CREATE TABLE sis.academic_records (
 );
 CREATE INDEX academic_records_term ON sis.academic_records (term_id);
 
+-- The school preference Calculate Class Rank and GPA ranks on by default (weighted, unweighted).
+INSERT INTO sis.school_preferences (key, value) VALUES ('class_rank_basis', 'weighted')
+    ON CONFLICT (key) DO NOTHING;
+
 -- Daily attendance, derived from the day's class marks by Recalculate Daily Attendance.
 CREATE TABLE sis.attendance_days (
     person_id       bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
