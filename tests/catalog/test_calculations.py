@@ -438,6 +438,15 @@ async def test_at_risk_alert_tells_the_group_once_per_term(
     )
     params = {"divisions": ["RSK1"], "group": "RISKG", "threshold": 60}
 
+    dry = await runner(
+        "notifier.at_risk_alert", {**params, "dry_run": True}, occurrence_id="occ-risk"
+    )
+    assert dry.summary.startswith(
+        "dry run: 1 message would be sent, nothing sent; 1 row processed"
+    ), dry.summary
+    assert "Amy" in dry.text and not [
+        m for m in mail_sink.messages if staff["email"] in m.envelope_to
+    ]
     ran = await runner("notifier.at_risk_alert", params, occurrence_id="occ-risk")
     assert ran.status == "succeeded", ran.error
     mails = [m for m in mail_sink.messages if staff["email"] in m.envelope_to]

@@ -22,6 +22,9 @@ class AtRiskParams(NotifierParams, kw_only=True, forbid_unknown_fields=True):
     threshold: Annotated[
         int, Meta(ge=1, le=100, description="report students whose score (0-100) is below this")
     ] = 60
+    dry_run: Annotated[
+        bool, Meta(description="list the students and who would be told; send and record nothing")
+    ] = False
 
 
 async def _at_risk(q: Query[AtRiskParams]) -> list[Row]:
