@@ -284,7 +284,9 @@ async def test_daily_attendance_and_its_summary_follow_the_rules(
             [ann["id"], bob["id"]],
         )
     }
-    assert got == {"Ann": (3, 1, 1, 1), "Bob": (2, 1, 0, 1)}
+    # Both are enrolled in s1, which met on days -20, -3, -2 and -1: 4 days enrolled each, whether
+    # marked or not; day -20 has no daily attendance (outside the days recalculated).
+    assert got == {"Ann": (4, 1, 1, 1), "Bob": (4, 1, 0, 1)}
     redelivered = await runner("calc.attendance_summary", params, occurrence_id="occ-sum")
     assert "0 summaries added, 0 summaries updated, 2 summaries unchanged" in redelivered.summary
 

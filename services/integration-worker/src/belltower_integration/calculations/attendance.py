@@ -8,8 +8,9 @@ day is excused when at least as many of its missed periods were excused as not. 
 recalculates the last ``days_back`` days up to today.
 
 Attendance summary: for each student enrolled in a term (an enrollment in one of its sections,
-not dropped), the days enrolled (days with daily attendance), present, excused and unexcused
-from the term's start through today (or the term's end), in ``sis.attendance_summaries``.
+not dropped), from the term's start through today (or the term's end): the days enrolled (days
+on which a section of theirs met, up to a withdrawal) and the days present, excused and
+unexcused (by daily attendance status), in ``sis.attendance_summaries``.
 Schedule it after Recalculate Daily Attendance.
 
 Both write only what differs from the stored rows, so a re-run changes nothing.
@@ -114,11 +115,21 @@ async def run_summary(ctx: JobContext, params: AttendanceSummaryParams) -> None:
             args: list[Any] = [term["id"], term["starts_on"], term["through_on"]]
             where = scope.students(args)
             for r in await scope.conn.fetch(
-                f"""SELECT p.id AS person_id, count(d.on_date) AS enrolled,
+                f"""WITH enrolled AS (
+                           SELECT e.person_id, count(DISTINCT m.meets_on) AS days
+                             FROM sis.enrollments e
+                             JOIN sis.sections s ON s.id = e.section_id
+                             JOIN sis.section_meetings m ON m.section_id = s.id
+                             JOIN sis.people p ON p.id = e.person_id
+                            WHERE s.term_id = $1 AND e.status <> 'dropped' AND m.meets_on BETWEEN $2 AND $3
+                              AND (e.withdrawn_on IS NULL OR m.meets_on <= e.withdrawn_on) AND {where}
+                            GROUP BY e.person_id)
+                    SELECT p.id AS person_id, coalesce(max(n.days), 0) AS enrolled,
                            count(*) FILTER (WHERE d.status = 'present') AS present,
                            count(*) FILTER (WHERE d.status = 'excused') AS excused,
                            count(*) FILTER (WHERE d.status = 'absent') AS unexcused
                       FROM sis.people p
+                      LEFT JOIN enrolled n ON n.person_id = p.id
                       LEFT JOIN sis.attendance_days d
                         ON d.person_id = p.id AND d.on_date BETWEEN $2 AND $3
                      WHERE {where} AND EXISTS (
