@@ -135,17 +135,20 @@ async def _immunizations(scope: Scope) -> Counts:
     args: list[Any] = [scope.today]
     where = scope.students(args)
     rows = await scope.conn.fetch(
-        f"""SELECT p.id AS person_id,
+        f"""WITH latest AS (
+                SELECT m.person_id, m.kind,
+                       CASE WHEN bool_or(m.expires_on IS NULL) THEN 'infinity'::date
+                            ELSE max(m.expires_on) END AS latest
+                  FROM sis.immunizations m JOIN sis.people p ON p.id = m.person_id
+                 WHERE {where}
+                 GROUP BY 1, 2)
+            SELECT p.id AS person_id,
                    coalesce(array_agg(r.kind ORDER BY r.kind) FILTER (WHERE i.latest IS NULL), '{{}}') AS missing,
                    coalesce(array_agg(r.kind ORDER BY r.kind)
                             FILTER (WHERE i.latest IS NOT NULL AND i.latest < $1), '{{}}') AS expired
               FROM sis.people p
              CROSS JOIN sis.immunization_requirements r
-              LEFT JOIN LATERAL (
-                   SELECT CASE WHEN bool_or(m.expires_on IS NULL) THEN 'infinity'::date
-                               ELSE max(m.expires_on) END AS latest
-                     FROM sis.immunizations m WHERE m.person_id = p.id AND m.kind = r.kind
-                   HAVING count(*) > 0) i ON true
+              LEFT JOIN latest i ON i.person_id = p.id AND i.kind = r.kind
              WHERE {where} AND EXISTS (
                    SELECT 1 FROM sis.enrollments e JOIN sis.sections s ON s.id = e.section_id
                      JOIN sis.terms t ON t.id = s.term_id
