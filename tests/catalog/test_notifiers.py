@@ -33,7 +33,12 @@ def test_every_seed_notifier_is_registered_with_its_seed_title() -> None:
         "Grades Not Official", "Immunization Expiration", "Incomplete Grades", "Minor Status Indicator",
         "No Attendance Record", "Registration Email Reminder", "Status Addition",
         "Student Schedule Changes", "Transfer Credit Notifier", "User Defined Hold", "Withdrawn Notifier",
-        "Timed Email", "Auto Waitlist Enroll", "At-Risk Alert",
+        "Timed Email", "Auto Waitlist Enroll", "Immunization Expiration by Status",
+        "Course Audit Notification", "Address Check", "Application Checklist", "Activities",
+        "DMS Notifications", "Form Builder Forms Submitted", "PIN/Password Expiration",
+        "Loan Disbursement", "Alumni Employment", "Timed Email Prospects",
+        "Financial Aid Verification", "Purge Saved ISIRs", "NMTRACK Delete Task",
+        "Prospect Import Notifier", "At-Risk Alert",
     }  # fmt: skip
     titles = {n.title.removeprefix("Notifier: ") for n in NOTIFIERS}
     assert titles == wanted

@@ -214,3 +214,36 @@ def test_a_job_whose_type_is_gone_is_highlighted_with_the_reason(console_stack, 
         page.context.close()
     finally:
         in_thread(set_catalog(lambda _: original))
+
+
+def test_the_job_type_chooser_groups_by_family_and_filters_as_one_types(
+    console_stack, browser
+) -> None:
+    expect = playwright_api.expect
+    page = new_page(browser, console_stack.url)
+    log_in(page, *console_stack.admin)
+    page.goto("/jobs/new")
+    expect(page.get_by_role("heading", name=re.compile(r"^Notifiers \(\d+\)$"))).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile(r"^System \(\d+\)$"))).to_be_visible()
+    every = page.locator("[data-type-text]").count()
+    assert every >= 30
+
+    page.get_by_label("Search job types").fill("birthday")
+    expect(page.locator("[data-type-text]:visible")).to_have_count(1)
+    expect(page.locator("[data-type-count]")).to_have_text(f"1 of {every} job types")
+    expect(page.get_by_role("heading", name=re.compile(r"^System"))).to_be_hidden()
+    page.get_by_label("Search job types").fill("")
+    expect(page.locator("[data-type-text]:visible")).to_have_count(every)
+
+    # Without scripts the search button asks the server, which filters the same way.
+    page.get_by_label("Search job types").fill("seed-task-nobody-has")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text("No job type matches “seed-task-nobody-has”")).to_be_visible()
+
+    page.goto("/jobs/new?q=birthday")
+    page.get_by_role("link", name="about this type").click()
+    expect(page.get_by_role("heading", name=re.compile("Notifier: Birthday"))).to_be_visible()
+    expect(page.get_by_text("SONIS: “Notifier: Birthday”")).to_be_visible()
+    expect(page.get_by_role("cell", name="greeting", exact=True)).to_be_visible()
+    page.get_by_role("link", name="New job of this type").click()
+    expect(page.get_by_role("link", name="About this job type")).to_be_visible()

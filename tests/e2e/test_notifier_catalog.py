@@ -39,10 +39,15 @@ def test_balance_due_runs_in_the_worker_and_mails_the_group(
 ) -> None:
     types = {t["name"]: t for t in cli.json("job-types")}
     notifiers = [name for name in types if name.startswith("notifier.")]
-    assert len(notifiers) == 22
+    assert len(notifiers) == 37
     assert types["notifier.balance_due"]["title"] == "Notifier: Balance Due"
+    assert types["notifier.balance_due"]["family"] == "Notifiers"
+    assert types["notifier.balance_due"]["seeds"] == [
+        {"catalog": "SONIS", "title": "Notifier: Balance Due"}
+    ]
     listing = cli.run("job-types").stdout
     assert "Notifier: Auto Waitlist Enroll" in listing and "minimum_balance" in listing
+    assert "== Notifiers ==" in listing and "seed task: SONIS “Notifier: Balance Due”" in listing
 
     job = cli.json(
         "jobs", "create", "--type", "notifier.balance_due", "--title", "Balances over 2000",

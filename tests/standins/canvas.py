@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import csv
 import io
-import socket
 import threading
-import time
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from belltower_integration.canvas import REQUIRED_COLUMNS, ROLES, STATUSES
+
+from .http import LoopbackServer
 
 
 @dataclass
@@ -105,29 +104,15 @@ class CanvasStandIn:
                 ),
             ]
         )
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-            )
-        )
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._server = LoopbackServer(app, "Canvas")
+        self.port, self.url = self._server.port, self._server.url
 
     def __enter__(self) -> CanvasStandIn:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the Canvas stand-in did not start")
-            time.sleep(0.02)
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._server.stop()
 
     def _unauthorized(self, request: Request) -> JSONResponse | None:
         if request.headers.get("authorization") != f"Bearer {self.token}":

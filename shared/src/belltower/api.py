@@ -13,6 +13,7 @@ import msgspec
 
 from .events import EmailOn
 from .schedule import Schedule
+from .seedtasks import SeedTask
 
 CatchUp = Literal["latest", "all", "skip"]
 Overlap = Literal["skip", "buffer", "allow"]
@@ -145,6 +146,10 @@ class JobTypeInfo(msgspec.Struct, kw_only=True):
     description: str
     params_schema: dict[str, Any]
     timeout_s: float | None = None
+    family: str = ""
+    """The catalog family it is listed under (Notifiers, Rostering and LMS, ...)."""
+    seeds: list[SeedTask] = []
+    """The seed task(s) it implements; empty for a job type that is Belltower's own."""
 
 
 class JobRef(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -29,6 +29,7 @@ import msgspec
 from .api import JobTypeInfo
 from .errors import InvalidInput
 from .events import MAX_OUTPUT_CHARS
+from .seedtasks import family_of, seed_of
 from .subjects import JOB_TYPE_FORM, JOB_TYPE_NAME, POOLS, Pool
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class JobType(Generic[P]):
             description=self.description,
             params_schema=msgspec.json.schema(self.params),
             timeout_s=self.timeout_s,
+            family=family_of(self.name),
+            seeds=list(seed_of(self.name)),
         )
 
     def decode_params(self, raw: dict[str, Any]) -> P:

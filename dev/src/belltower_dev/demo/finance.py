@@ -13,7 +13,11 @@ from .model import Draw, Row
 def add_transactions(draw: Draw, terms: list[Row], reg: Registration, students: list[int]) -> None:
     """Most students paid in full, some owe part, a few paid too much (credit balances)."""
     rng = draw.rng
-    draw.data.add("transaction_codes", ["code", "name", "kind", "post_award"], TRANSACTION_CODES)
+    draw.data.add(
+        "transaction_codes",
+        ["code", "name", "kind", "post_award", "is_loan"],
+        [(*code, code[0] == "LOAN") for code in TRANSACTION_CODES],
+    )
     transactions: list[Row] = []
     billed_on = terms[1][3] - timedelta(days=20)
     for student in students:

@@ -21,14 +21,15 @@ def add_guardians(draw: Draw) -> None:
             email = f"{first}.{last}{rng.randint(1, 99)}@example.net".lower().replace(" ", "")
             phone = f"555-{rng.randint(200, 999):03d}-{rng.randint(0, 9999):04d}"
             created = draw.at(rng.uniform(40, 900))
-            guardians.append((gid, f"G{gid:06d}", first, last, email, phone, created, created))
+            # Two in three agreed to texts; derived, not drawn, so every other value stays put.
+            sms_ok = gid % 3 != 0
+            guardians.append(
+                (gid, f"G{gid:06d}", first, last, email, phone, sms_ok, created, created)
+            )
             relationship = rng.choices(["parent", "guardian", "relative"], [85, 10, 5])[0]
             links.append((student, gid, relationship, n == 0))
-    data.add(
-        "guardians",
-        ["id", "sis_id", "first_name", "last_name", "email", "phone", "created_at", "updated_at"],
-        guardians,
-    )
+    columns = ["id", "sis_id", "first_name", "last_name", "email", "phone", "sms_ok"]
+    data.add("guardians", [*columns, "created_at", "updated_at"], guardians)
     data.add(
         "student_guardians", ["student_id", "guardian_id", "relationship", "is_primary"], links
     )

@@ -13,6 +13,7 @@ from .enrollments import add_registration
 from .finance import add_transactions
 from .guardians import add_guardians
 from .model import DemoData, DemoSize, Draw, Pools
+from .offices import add_office_records
 from .outreach import add_email_activities, add_notification_groups, add_registration_appointments
 from .people import add_people
 from .records import add_holds, add_immunizations, add_transfer_credits
@@ -44,5 +45,6 @@ def generate(
     add_registration_appointments(draw, terms, reg, students)
     add_email_activities(draw)
     add_guardians(draw)
+    add_office_records(draw, people)
     add_calculation_data(draw.data)
     return draw.data

@@ -343,3 +343,17 @@ def upcoming(schedule: dict[str, Any], count: int, job_id: str = "") -> list[dat
     local = zone(parsed.tz)
     compiled = compile_schedule(parsed, spread_key=job_id)
     return [t.astimezone(local) for t in compiled.upcoming(datetime.now(UTC), count)]
+
+
+def type_groups(types: list[JobTypeInfo], q: str = "") -> list[tuple[str, list[JobTypeInfo]]]:
+    """The job types by catalog family (families and members in title order), those matching
+    ``q`` only: every word of it in the title, name, description or seed task, case ignored."""
+    words = q.casefold().split()[:10]
+    groups: dict[str, list[JobTypeInfo]] = {}
+    for info in sorted(types, key=lambda t: (t.family or "Other", t.title.casefold())):
+        text = " ".join(
+            [info.title, info.name, info.description, *(s.title for s in info.seeds)]
+        ).casefold()
+        if all(word in text for word in words):
+            groups.setdefault(info.family or "Other", []).append(info)
+    return list(groups.items())

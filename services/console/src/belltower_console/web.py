@@ -261,13 +261,35 @@ async def _type_info(request: Request, name: str) -> JobTypeInfo | None:
 
 
 @router.get("/jobs/new")
-async def new_job(request: Request, type: str = "") -> Response:
+async def new_job(request: Request, type: str = "", q: str = "") -> Response:
     who = await principal_of(request)
     await console_of(request).require(who, "editor", client_of(request), "jobs.create")
     info = await _type_info(request, type) if type else None
     if info is None:
-        return page(request, "choose_type.html", who, types=await console_of(request).job_types())
+        types = await console_of(request).job_types()
+        groups = forms.type_groups(types, q)
+        shown = sum(len(members) for _, members in groups)
+        return page(
+            request, "choose_type.html", who, groups=groups, q=q, shown=shown, total=len(types)
+        )
     return _job_form(request, who, info, None, forms.values_of(None, info), {})
+
+
+@router.get("/job-types/{name}")
+async def job_type_page(request: Request, name: str) -> Response:
+    """What a job type does, the seed task it rebuilds and its parameters; any signed-in role."""
+    who = await principal_of(request)
+    info = await _type_info(request, name)
+    if info is None:
+        raise NotFound(f"no job type {name!r} is installed")
+    return page(
+        request,
+        "job_type.html",
+        who,
+        info=info,
+        fields=forms.param_fields(info),
+        can_create=who.may("editor"),
+    )
 
 
 def _job_form(

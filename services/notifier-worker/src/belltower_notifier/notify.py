@@ -41,7 +41,7 @@ from belltower.mail import MailSession
 
 Repeat = Literal["every_run", "since_last_run", "once_per_item"]
 Channel = Literal["email", "reminder", "both"]
-Role = Literal["group", "student", "faculty"]
+Role = Literal["group", "student", "faculty", "guardian"]
 
 STATE_SCHEMA = "notifier"
 SINCE_LAST_RUN_OVERLAP = timedelta(minutes=5)
@@ -91,6 +91,17 @@ class NotifierParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             description="the day the run counts as today; default: the day it is scheduled for"
         ),
     ] = None
+    notify_guardians: Annotated[
+        bool,
+        msgspec.Meta(
+            description="also e-mail each student's guardians about the student's rows "
+            "(only those the school may contact about that student)"
+        ),
+    ] = False
+    guardian_relationships: sis.GuardianRelationships = ("parent", "guardian")
+    guardian_primary_only: Annotated[
+        bool, msgspec.Meta(description="only each student's primary contact (priority 1)")
+    ] = False
 
 
 P = TypeVar("P", bound=NotifierParams)
@@ -164,6 +175,10 @@ class Notifier(Generic[P]):
     student_intro: str = ""
     faculty_subject: str = ""
     faculty_intro: str = ""
+    guardian_subject: str = ""
+    guardian_intro: str = ""
+    """A guardian's message: by default the group's subject and opening, listing only the rows
+    about the guardian's own students."""
     repeat: Repeat = "every_run"
     timeout_s: float | None = None
     student_table: bool = True
@@ -251,7 +266,7 @@ class Part:
     rows: list[Row]
 
 
-_ROLE_ORDER: dict[Role, int] = {"group": 0, "faculty": 1, "student": 2}
+_ROLE_ORDER: dict[Role, int] = {"group": 0, "faculty": 1, "student": 2, "guardian": 3}
 
 
 @dataclass
@@ -262,10 +277,12 @@ class Message:
     contact: sis.Contact
     channels: set[Literal["email", "reminder"]]
     parts: list[Part] = field(default_factory=list)
+    kind: Literal["person", "guardian"] = "person"
+    """A guardian is not a person of the school: ``contact.person_id`` is their guardian id."""
 
     @property
     def recipient(self) -> str:
-        return f"person:{self.contact.person_id}"
+        return f"{self.kind}:{self.contact.person_id}"
 
     @property
     def rows(self) -> list[Row]:
@@ -374,13 +391,16 @@ async def _plan(
 
 async def _recipients(
     conn: asyncpg.Connection, params: NotifierParams, rows: list[Row]
-) -> dict[int, Message]:
-    messages: dict[int, Message] = {}
+) -> dict[str, Message]:
+    messages: dict[str, Message] = {}
 
     def add(contact: sis.Contact, role: Role, channels: set[Any], mine: list[Row]) -> None:
         if not mine:
             return
-        message = messages.setdefault(contact.person_id, Message(contact, set()))
+        kind: Literal["person", "guardian"] = "guardian" if role == "guardian" else "person"
+        message = messages.setdefault(
+            f"{kind}:{contact.person_id}", Message(contact, set(), kind=kind)
+        )
         message.channels |= channels
         message.parts.append(Part(role, mine))
         message.parts.sort(key=lambda part: _ROLE_ORDER[part.role])
@@ -406,13 +426,41 @@ async def _recipients(
     for person, mine in by_faculty.items():
         if person in people:
             add(people[person], "faculty", faculty_channels, mine)
+    for contact, mine in await _guardian_rows(conn, params, rows):
+        add(contact, "guardian", {"email"}, mine)
     return messages
+
+
+async def _guardian_rows(
+    conn: asyncpg.Connection, params: NotifierParams, rows: list[Row]
+) -> list[tuple[sis.Contact, list[Row]]]:
+    """Each guardian to tell (``notify_guardians``) with the rows about all of their students:
+    a parent of two reported siblings gets one message. Guardians are reached by e-mail only
+    (in-app reminders are for the school's people)."""
+    if not params.notify_guardians:
+        return []
+    by_student: dict[int, list[Row]] = defaultdict(list)
+    for row in rows:
+        if row.tell_person:
+            by_student[row.person_id].append(row)
+    found = await sis.guardians_of(
+        conn, by_student, params.guardian_relationships, primary_only=params.guardian_primary_only
+    )
+    contacts: dict[int, sis.Contact] = {}
+    theirs: dict[int, list[Row]] = defaultdict(list)
+    for student, guardians in found.items():
+        for g in guardians:
+            contacts[g.guardian_id] = sis.Contact(
+                g.guardian_id, g.sis_id, g.first_name, g.last_name, g.email, g.phone, g.sms_ok
+            )
+            theirs[g.guardian_id] += by_student[student]
+    return [(contacts[gid], theirs[gid]) for gid in sorted(contacts)]
 
 
 async def _drop_told(
     conn: asyncpg.Connection,
     ctx: JobContext,
-    messages: dict[int, Message],
+    messages: dict[str, Message],
     rows: list[Row],
     tally: Tally,
 ) -> None:
@@ -434,7 +482,7 @@ async def _drop_told(
 
 
 async def _undelivered(
-    conn: asyncpg.Connection, ctx: JobContext, messages: dict[int, Message], tally: Tally
+    conn: asyncpg.Connection, ctx: JobContext, messages: dict[str, Message], tally: Tally
 ) -> list[Message]:
     """The messages still to send on some channel: not delivered by this occurrence before
     (a redelivery), and with an address for e-mail."""
@@ -490,6 +538,7 @@ def _compose(
             "group": (params.subject or spec.subject, spec.intro),
             "student": (spec.student_subject or spec.subject, spec.student_intro or spec.intro),
             "faculty": (spec.faculty_subject or spec.subject, spec.faculty_intro or spec.intro),
+            "guardian": (spec.guardian_subject or spec.subject, spec.guardian_intro or spec.intro),
         }[part.role]
         if not subject:
             field_name = "param.subject" if part.role == "group" and params.subject else "subject"

@@ -23,10 +23,16 @@ def job_types(json_out: JsonFlag = False, profile: ProfileOpt = None) -> None:
             "No job types: no worker has registered yet. Start the workers (e.g. `make dev`)."
         )
         return
-    for info in types:
+    family: str | None = None
+    for info in sorted(types, key=lambda t: (t.family or "Other", t.title.casefold())):
+        if (info.family or "Other") != family:
+            typer.echo(("" if family is None else "\n") + f"== {info.family or 'Other'} ==")
+            family = info.family or "Other"
         typer.echo(f"{info.name}  [{info.pool}]  {info.title}")
         if info.description:
             typer.echo(f"    {info.description}")
+        seeds = "; ".join(f"{s.catalog} “{s.title}”" for s in info.seeds)
+        typer.echo(f"    seed task: {seeds or 'none (Belltower’s own)'}")
         for name, spec in _params(info).items():
             typer.echo(f"    --param {name}=…  {spec}")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 import asyncpg
 import msgspec
@@ -272,6 +272,62 @@ async def group_members(db: Executor, group_code: str) -> list[GroupMember]:
     ]
 
 
+Relationship = Literal["parent", "guardian", "relative"]
+RELATIONSHIPS: tuple[Relationship, ...] = ("parent", "guardian", "relative")
+GuardianRelationships = Annotated[
+    tuple[Relationship, ...],
+    msgspec.Meta(min_length=1, description="which guardians: parent, guardian (legal), relative"),
+]
+"""The job parameter choosing which of a student's guardians are told."""
+
+
+class Guardian(msgspec.Struct, frozen=True):
+    """A student's guardian the school may contact about them, and how to reach them."""
+
+    guardian_id: int
+    student_id: int
+    sis_id: str
+    first_name: str
+    last_name: str
+    email: str | None
+    phone: str | None
+    sms_ok: bool
+    relationship: Relationship
+    is_primary: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+
+async def guardians_of(
+    db: Executor,
+    student_ids: Iterable[int],
+    relationships: Sequence[Relationship] = RELATIONSHIPS,
+    *,
+    primary_only: bool = False,
+) -> dict[int, list[Guardian]]:
+    """The guardians of each student with one of ``relationships`` whom the school may contact
+    about that student (``student_guardians.contact_allowed``), primary first; ``primary_only``
+    keeps the first contact (``is_primary``) alone."""
+    ids = sorted(set(student_ids))
+    if not ids:
+        return {}
+    rows = await db.fetch(
+        """SELECT g.id AS guardian_id, sg.student_id, g.sis_id, g.first_name, g.last_name,
+                  g.email, g.phone, g.sms_ok, sg.relationship, sg.is_primary
+             FROM sis.student_guardians sg JOIN sis.guardians g ON g.id = sg.guardian_id
+            WHERE sg.student_id = ANY($1::bigint[]) AND sg.contact_allowed
+              AND sg.relationship = ANY($2::text[]) AND (sg.is_primary OR NOT $3)
+            ORDER BY sg.student_id, sg.is_primary DESC, g.id""",
+        ids, list(relationships), primary_only,
+    )  # fmt: skip
+    out: dict[int, list[Guardian]] = {}
+    for r in rows:
+        out.setdefault(r["student_id"], []).append(Guardian(**dict(r)))
+    return out
+
+
 # Sections and waitlists -------------------------------------------------------------------
 
 _SECTION_SELECT = """
@@ -475,3 +531,44 @@ __all__ = [
     "term_credits",
     "waitlist",
 ]
+
+
+async def existing_person(db: Executor, sis_id: str, email: str) -> str | None:
+    """The SIS id of the person with this SIS id or e-mail address, if there is one."""
+    found: str | None = await db.fetchval(
+        """SELECT p.sis_id FROM sis.people p WHERE p.sis_id = $1
+           UNION ALL
+           SELECT p.sis_id FROM sis.emails e JOIN sis.people p ON p.id = e.person_id
+            WHERE lower(e.address) = lower($2) LIMIT 1""",
+        sis_id,
+        email,
+    )
+    return found
+
+
+async def add_person(
+    db: Executor, sis_id: str, first_name: str, last_name: str, *, status: PersonStatus,
+    email: str, starts_on: date, birth_date: date | None = None, phone: str = "",
+    email_kind: str = "personal",
+) -> int:  # fmt: skip
+    """A new person with their status history, primary e-mail and (if given) cell phone; the
+    caller holds the transaction."""
+    person: int = await db.fetchval(
+        """INSERT INTO sis.people (sis_id, first_name, last_name, birth_date, status)
+           VALUES ($1, $2, $3, $4, $5) RETURNING id""",
+        sis_id, first_name, last_name, birth_date, status,
+    )  # fmt: skip
+    await db.execute(
+        "INSERT INTO sis.person_statuses (person_id, status, starts_on) VALUES ($1, $2, $3)",
+        person, status, starts_on,
+    )  # fmt: skip
+    await db.execute(
+        "INSERT INTO sis.emails (person_id, kind, address, is_primary) VALUES ($1, $2, $3, true)",
+        person, email_kind, email,
+    )  # fmt: skip
+    if phone:
+        await db.execute(
+            "INSERT INTO sis.phones (person_id, kind, number, is_primary) VALUES ($1, 'cell', $2, true)",
+            person, phone,
+        )  # fmt: skip
+    return person

@@ -47,6 +47,27 @@
     });
   });
 
+  // The job-type chooser filters as one types (the search button does the same on the server).
+  var filter = document.querySelector("[data-type-filter]");
+  if (filter) {
+    var count = document.querySelector("[data-type-count]");
+    var items = Array.prototype.slice.call(document.querySelectorAll("[data-type-text]"));
+    filter.addEventListener("input", function () {
+      var words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
+      var shown = 0;
+      items.forEach(function (li) {
+        var text = li.getAttribute("data-type-text");
+        var on = words.every(function (w) { return text.indexOf(w) !== -1; });
+        li.hidden = !on;
+        if (on) shown += 1;
+      });
+      document.querySelectorAll("[data-family]").forEach(function (section) {
+        section.hidden = !section.querySelector("[data-type-text]:not([hidden])");
+      });
+      if (count) count.textContent = shown + " of " + items.length + " job types";
+    });
+  }
+
   // A run that has not started yet: reload until history has it.
   var refresh = document.querySelector("[data-refresh]");
   if (refresh) setTimeout(function () { location.reload(); }, +refresh.getAttribute("data-refresh"));

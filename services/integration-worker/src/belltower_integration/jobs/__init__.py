@@ -4,10 +4,14 @@ from belltower.jobtypes import Registry
 
 from ..calculations import JOB_TYPES as CALCULATIONS
 from . import (
+    addresses,
+    attendance_sms,
+    automated_emails,
     batch_folder_cleanup,
     canvas_export,
     communication_queue,
     daily_maintenance,
+    family_email,
     frontline_leave,
     housekeeping,
     import_ics,
@@ -16,6 +20,7 @@ from . import (
     name_csv_export,
     neogov,
     oneroster_export,
+    schedule_upkeep,
     schoolmessenger,
     sftp_upload,
 )
@@ -38,6 +43,14 @@ registry.register(housekeeping.temp_table_cleanup_type)
 registry.register(housekeeping.reconcile_seats_type)
 registry.register(housekeeping.purge_old_files_type)
 registry.register(communication_queue.job_type)
+registry.register(addresses.address_corrections_type)
+registry.register(addresses.parse_addresses_type)
+registry.register(schedule_upkeep.remove_scheduled_type)
+registry.register(schedule_upkeep.schedule_snapshot_type)
+registry.register(attendance_sms.job_type)
+registry.register(automated_emails.job_type)
+registry.register(family_email.email_notifications_type)
+registry.register(family_email.sss_parent_type)
 for calculation in CALCULATIONS:
     registry.register(calculation)
 

@@ -1,33 +1,45 @@
-"""``messaging.communication_queue``: the seeds' Communication Queue.
+"""``messaging.communication_queue``: the seeds' Communication Queue (and the older Phone
+Communication Processing it replaces).
 
 Sends every queued message due at or before now. E-mails go out over SMTP whenever they are due.
 Calls, SMS and push messages respect the school's "do not send before / after" preferences in its
-time zone: outside those hours they stay queued for a later run. Belltower has no SMS or voice
-provider yet, so those messages are recorded in ``sis.outbox`` (provider ``outbox``) for one to
-deliver, and the run's output says so plainly instead of claiming they reached a phone.
+time zone: outside those hours they stay queued for a later run. With ``sms_provider: twilio``
+texts go out through Twilio's Messaging API (numbers that opted out never get one, see
+``belltower_integration.sms``) and each run asks Twilio for the delivery status of the texts
+not yet final; without it, and always for calls and push, messages are recorded in
+``sis.outbox`` (provider ``outbox``) for something else to deliver, and the run's output says so
+plainly instead of claiming they reached a phone.
 
-Each message is marked sent in the same transaction that holds its row while it is sent, so two
-overlapping runs never send it twice; a crash between the SMTP server's acceptance and the commit
-can resend that one message (at-least-once, as with any SMTP sender).
+Each message is marked sent in the same transaction that holds its row while it is sent (and,
+for a text, records Twilio's message sid), so two overlapping runs or a redelivered one never
+send it twice; a crash between the provider's acceptance and the commit can resend that one
+message (at-least-once, as with any SMTP sender: Twilio's API takes no idempotency key).
 """
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from datetime import time as clock
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from belltower.errors import InvalidInput, Unavailable
+from belltower.errors import ConfigurationError, InvalidInput, Unavailable
+from belltower.fences import PublicUrl
 from belltower.jobtypes import JobContext, JobType
 from belltower.mail import MailSession
 
+from .. import sms
 from ..report import Tally
+from ..sms import Undeliverable
+from ..twilio import Refused, TwilioClient
 
 HHMM = r"^(([01][0-9]|2[0-3]):[0-5][0-9])?$"
 OUTBOX = "outbox"
+Secret = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
 
 
 class CommunicationQueueParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -40,6 +52,51 @@ class CommunicationQueueParams(msgspec.Struct, forbid_unknown_fields=True):
         str, msgspec.Meta(pattern=HHMM, description="HH:MM (24-hour); empty: the school preference")
     ] = ""
     time_zone: Annotated[str | None, msgspec.Meta(description="Default: the school's")] = None
+    sms_provider: Annotated[
+        Literal["outbox", "twilio"],
+        msgspec.Meta(description="outbox: record texts for another system; twilio: send them"),
+    ] = "outbox"
+    twilio_base_url: Annotated[PublicUrl, msgspec.Meta(description="Twilio API address")] = (
+        "https://api.twilio.com"
+    )
+    twilio_account_sid_secret: Annotated[
+        Secret, msgspec.Meta(description="Name of the secret holding the Twilio account SID")
+    ] = "twilio-account-sid"
+    twilio_auth_token_secret: Annotated[
+        Secret, msgspec.Meta(description="Name of the secret holding the Twilio auth token")
+    ] = "twilio-auth-token"
+    sms_from: Annotated[
+        str,
+        msgspec.Meta(pattern=r"^(\+[1-9][0-9]{1,14})?$", description="Sender number, E.164"),
+    ] = ""
+    messaging_service_sid: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^(MG[0-9a-fA-F]{32})?$",
+            description="Twilio Messaging Service to send from instead of sms_from",
+        ),
+    ] = ""
+    default_country_code: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^([1-9][0-9]{0,2})?$",
+            description="country code for numbers stored without '+' (1: North America); "
+            "empty: such numbers are not texted",
+        ),
+    ] = ""
+
+
+@dataclass
+class Counts:
+    emailed: int = 0
+    texted: int = 0
+    recorded: int = 0
+
+
+@dataclass
+class Senders:
+    mail: MailSession
+    sms: TwilioClient | None
 
 
 def allowed(local: clock, before: clock, after: clock) -> bool:
@@ -49,8 +106,10 @@ def allowed(local: clock, before: clock, after: clock) -> bool:
     return local >= before or local < after  # a window across midnight
 
 
-async def run(ctx: JobContext, params: CommunicationQueueParams) -> None:
-    pool = await ctx.db.pool()
+async def _quiet_hours(
+    pool: Any, params: CommunicationQueueParams, tally: Tally, now: datetime
+) -> bool:
+    """Whether calls and texts may go out now, in the school's time zone; said in the output."""
     prefs = dict(await pool.fetch("SELECT key, value FROM sis.school_preferences"))
     zone_name = params.time_zone or prefs.get("time_zone", "UTC")
     try:
@@ -67,14 +126,20 @@ async def run(ctx: JobContext, params: CommunicationQueueParams) -> None:
     after = clock.fromisoformat(
         params.do_not_send_after or prefs.get("comm_do_not_send_after", "23:59")
     )
-    now = datetime.now(UTC)
     local = now.astimezone(zone)
     phone_ok = allowed(local.time(), before, after)
-    tally = Tally("Communication queue")
     tally.fact(
         f"local time {local:%H:%M} {zone_name}; calls and SMS allowed {before:%H:%M}-{after:%H:%M}: "
         + ("yes" if phone_ok else "no, they wait for the next run inside those hours")
     )
+    return phone_ok
+
+
+async def run(ctx: JobContext, params: CommunicationQueueParams) -> None:
+    pool = await ctx.db.pool()
+    now = datetime.now(UTC)
+    tally = Tally("Communication queue")
+    phone_ok = await _quiet_hours(pool, params, tally, now)
     due = await pool.fetch(
         """SELECT id, channel FROM sis.communication_queue
             WHERE state = 'queued' AND send_after <= $1 AND attempts < $2
@@ -89,19 +154,19 @@ async def run(ctx: JobContext, params: CommunicationQueueParams) -> None:
     if held:
         tally.skipped += held
         tally.fact(f"{held} call/SMS/push messages held for quiet hours")
-    emailed = recorded = 0
-    async with ctx.mailer.session() as mail:
+    counts = Counts()
+    twilio = sms.client(params, ctx.settings) if params.sms_provider == "twilio" else None
+    async with contextlib.AsyncExitStack() as stack:
+        if twilio is not None:
+            await stack.enter_async_context(twilio)
+        senders = Senders(await stack.enter_async_context(ctx.mailer.session()), twilio)
         for index, item in enumerate(due, 1):
-            emailed, recorded = await _handle(
-                ctx, pool, item["id"], mail, params, tally, emailed, recorded
-            )
+            await _handle(ctx, pool, item["id"], senders, params, tally, counts)
             if index % 100 == 0:
                 await ctx.progress(index, len(due), f"{index} of {len(due)} messages handled")
-    if recorded:
-        tally.fact(
-            f"{recorded} call/SMS/push messages were recorded in sis.outbox only: no SMS or voice "
-            "provider is configured, so they have not reached any phone"
-        )
+        if twilio is not None:
+            await _follow_up(pool, twilio, params, tally, now)
+    _report_counts(tally, counts, params)
     more = await pool.fetchval(
         "SELECT count(*) FROM sis.communication_queue WHERE state = 'queued' AND send_after <= $1 AND attempts < $2 "
         "AND (channel = 'email' OR $3)",
@@ -111,21 +176,46 @@ async def run(ctx: JobContext, params: CommunicationQueueParams) -> None:
         tally.fact(f"{more} due messages left for the next run (batch size {params.batch_size})")
     tally.write(
         ctx,
-        f"{emailed} e-mails sent, {recorded} calls/SMS recorded to the outbox (no provider), "
-        f"{held} held for quiet hours, {tally.failed} failed",
+        f"{counts.emailed} e-mails sent, {counts.texted} texts sent, {counts.recorded} "
+        f"calls/SMS recorded to the outbox (no provider), {held} held for quiet hours, "
+        f"{tally.failed} failed",
     )
+
+
+async def _follow_up(
+    pool: Any, twilio: TwilioClient, params: CommunicationQueueParams, tally: Tally, now: datetime
+) -> None:
+    """The delivery status of texts sent before: asked of Twilio, recorded, said in the output."""
+    try:
+        seen = await sms.follow_up(pool, twilio, params.batch_size, now)
+    except (Unavailable, Refused) as exc:
+        tally.fact(f"delivery statuses not updated this run: {exc}")
+        return
+    if seen:
+        tally.fact(
+            "delivery status of earlier texts: "
+            + ", ".join(f"{n} {status}" for status, n in sorted(seen.items()))
+        )
+
+
+def _report_counts(tally: Tally, counts: Counts, params: CommunicationQueueParams) -> None:
+    if counts.recorded:
+        tally.fact(
+            f"{counts.recorded} call/SMS/push messages were recorded in sis.outbox only: no "
+            + ("voice or push " if params.sms_provider != "outbox" else "SMS or voice ")
+            + "provider is configured, so they have not reached any phone"
+        )
 
 
 async def _handle(
     ctx: JobContext,
     pool: Any,
     queue_id: int,
-    mail: MailSession,
+    senders: Senders,
     params: CommunicationQueueParams,
     tally: Tally,
-    emailed: int,
-    recorded: int,
-) -> tuple[int, int]:
+    counts: Counts,
+) -> None:
     """Send or record one queued message, holding its row until it is marked sent."""
     async with pool.acquire() as conn, conn.transaction():
         msg = await conn.fetchrow(
@@ -133,52 +223,64 @@ async def _handle(
             queue_id,
         )
         if msg is None:
-            return emailed, recorded  # sent by an overlapping run meanwhile
+            return  # sent by an overlapping run meanwhile
         record = f"#{msg['id']} {msg['channel']} to {msg['to_address']}"
-        if msg["channel"] == "email":
-            try:
-                await mail.send(
-                    [msg["to_address"]], msg["subject"], msg["body_text"], msg["body_html"]
-                )
-            except Unavailable as exc:
-                failed = msg["attempts"] + 1 >= params.max_attempts
-                await conn.execute(
-                    "UPDATE sis.communication_queue SET attempts = attempts + 1, last_error = $2, "
-                    "state = CASE WHEN $3 THEN 'failed' ELSE state END WHERE id = $1",
-                    msg["id"], exc.message, failed,
-                )  # fmt: skip
-                tally.fail(
-                    record, exc.message + ("; giving up" if failed else "; retried next run")
-                )
-                return emailed, recorded
-            except Exception as exc:
-                # A message that can never be sent (a line break in its subject, an address
-                # the mail library refuses): failed now with the reason, and the queue goes on.
-                reason = f"cannot be sent: {exc or type(exc).__name__}"[:500]
-                await conn.execute(
-                    "UPDATE sis.communication_queue SET attempts = attempts + 1, last_error = $2, "
-                    "state = 'failed' WHERE id = $1",
-                    msg["id"], reason,
-                )  # fmt: skip
-                tally.fail(record, reason + "; not retried")
-                return emailed, recorded
-            emailed += 1
-        else:
-            await conn.execute(
-                """INSERT INTO sis.outbox (queue_id, channel, to_address, body_text, provider)
-                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (queue_id) DO NOTHING""",
-                msg["id"], msg["channel"], msg["to_address"], msg["body_text"], OUTBOX,
-            )  # fmt: skip
-            recorded += 1
+        try:
+            note = await _send(conn, msg, senders, params, counts)
+        except Unavailable as exc:
+            failed = msg["attempts"] + 1 >= params.max_attempts
+            await _failed(conn, msg["id"], exc.message, final=failed)
+            tally.fail(record, exc.message + ("; giving up" if failed else "; retried next run"))
+            return
+        except Undeliverable as exc:
+            await _failed(conn, msg["id"], exc.reason, final=True)
+            tally.fail(record, exc.reason + "; not retried")
+            return
+        except (ConfigurationError, InvalidInput):
+            raise  # the whole run is misconfigured: nothing is marked, the run fails
+        except Exception as exc:
+            # A message that can never be sent (a line break in its subject, an address
+            # the mail library refuses): failed now with the reason, and the queue goes on.
+            reason = f"cannot be sent: {exc or type(exc).__name__}"[:500]
+            await _failed(conn, msg["id"], reason, final=True)
+            tally.fail(record, reason + "; not retried")
+            return
         await conn.execute(
             "UPDATE sis.communication_queue SET state = 'sent', sent_at = now(), attempts = attempts + 1 WHERE id = $1",
             msg["id"],
         )
-        tally.ok(
-            record,
-            "e-mailed" if msg["channel"] == "email" else "recorded in sis.outbox, not delivered",
+        tally.ok(record, note)
+
+
+async def _failed(conn: Any, queue_id: int, reason: str, *, final: bool) -> None:
+    await conn.execute(
+        "UPDATE sis.communication_queue SET attempts = attempts + 1, last_error = $2, "
+        "state = CASE WHEN $3 THEN 'failed' ELSE state END WHERE id = $1",
+        queue_id, reason[:500], final,
+    )  # fmt: skip
+
+
+async def _send(
+    conn: Any, msg: Any, senders: Senders, params: CommunicationQueueParams, counts: Counts
+) -> str:
+    """Hand one message to its channel; returns what became of it for the run's output."""
+    if msg["channel"] == "email":
+        await senders.mail.send(
+            [msg["to_address"]], msg["subject"], msg["body_text"], msg["body_html"]
         )
-    return emailed, recorded
+        counts.emailed += 1
+        return "e-mailed"
+    if msg["channel"] == "sms" and senders.sms is not None:
+        await sms.send(conn, senders.sms, msg, params.default_country_code)
+        counts.texted += 1
+        return "accepted by Twilio"
+    await conn.execute(
+        """INSERT INTO sis.outbox (queue_id, channel, to_address, body_text, provider)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (queue_id) DO NOTHING""",
+        msg["id"], msg["channel"], msg["to_address"], msg["body_text"], OUTBOX,
+    )  # fmt: skip
+    counts.recorded += 1
+    return "recorded in sis.outbox, not delivered"
 
 
 job_type = JobType(

@@ -79,34 +79,14 @@ async def run(ctx: JobContext, params: ImportNamesParams) -> None:
                 tally.fail(record, f"birth_date {row['birth_date']!r} is not YYYY-MM-DD")
                 continue
             sis_id = row.get("sis_id") or generated_sis_id(email)
-            existing = await conn.fetchval(
-                """SELECT p.sis_id FROM sis.people p WHERE p.sis_id = $1
-                   UNION ALL
-                   SELECT p.sis_id FROM sis.emails e JOIN sis.people p ON p.id = e.person_id
-                    WHERE lower(e.address) = lower($2) LIMIT 1""",
-                sis_id, email,
-            )  # fmt: skip
+            existing = await sis.existing_person(conn, sis_id, email)
             if existing is not None:
                 tally.skip(record, f"already in the SIS as {existing}")
                 continue
-            person = await conn.fetchval(
-                """INSERT INTO sis.people (sis_id, first_name, last_name, birth_date, status)
-                   VALUES ($1, $2, $3, $4, $5) RETURNING id""",
-                sis_id, row["first_name"], row["last_name"], born, status,
+            await sis.add_person(
+                conn, sis_id, row["first_name"], row["last_name"], status=status, email=email,
+                starts_on=ctx.scheduled_for.date(), birth_date=born, phone=row.get("phone") or "",
             )  # fmt: skip
-            await conn.execute(
-                "INSERT INTO sis.person_statuses (person_id, status, starts_on) VALUES ($1, $2, $3)",
-                person, status, ctx.scheduled_for.date(),
-            )  # fmt: skip
-            await conn.execute(
-                "INSERT INTO sis.emails (person_id, kind, address, is_primary) VALUES ($1, 'personal', $2, true)",
-                person, email,
-            )  # fmt: skip
-            if row.get("phone"):
-                await conn.execute(
-                    "INSERT INTO sis.phones (person_id, kind, number, is_primary) VALUES ($1, 'cell', $2, true)",
-                    person, row["phone"],
-                )  # fmt: skip
             tally.ok(record, f"created {sis_id} ({status})")
     moved = await asyncio.to_thread(
         batchfiles.archive, drop, folder / "done", f"{drop.stem}_{batchfiles.stamp()}{drop.suffix}"

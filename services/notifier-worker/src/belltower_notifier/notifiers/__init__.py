@@ -23,8 +23,26 @@ from .enrollment import (
 )
 from .grades import blank_grades, final_grades_not_posted, grades_not_official, incomplete_grades
 from .holds_health import immunization_expiration, user_defined_hold
+from .offices import (
+    activities,
+    alumni_employment,
+    application_checklist,
+    course_audit,
+    dms_notifications,
+    financial_aid_verification,
+    forms_submitted,
+    immunization_by_status,
+    loan_disbursement,
+)
 from .people import birthday, minor_status, status_addition, transfer_credit
-from .timed_email import timed_email
+from .timed_email import timed_email, timed_email_prospects
+from .upkeep import (
+    address_check,
+    nmtrack_delete,
+    pin_password_expiration,
+    prospect_import,
+    purge_saved_isirs,
+)
 from .waitlist import auto_waitlist_enroll
 
 NOTIFIERS: tuple[Notifier[Any], ...] = (
@@ -33,6 +51,10 @@ NOTIFIERS: tuple[Notifier[Any], ...] = (
     grades_not_official, immunization_expiration, incomplete_grades, minor_status,
     no_attendance_record, registration_reminder, status_addition, schedule_changes,
     transfer_credit, user_defined_hold, withdrawn, timed_email,
+    immunization_by_status, course_audit, address_check, application_checklist, activities,
+    dms_notifications, forms_submitted, pin_password_expiration, loan_disbursement,
+    alumni_employment, timed_email_prospects, financial_aid_verification, purge_saved_isirs,
+    nmtrack_delete, prospect_import,
 )  # fmt: skip
 
 __all__ = ["NOTIFIERS"]

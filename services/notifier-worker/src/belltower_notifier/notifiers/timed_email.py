@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from belltower.errors import InvalidInput
@@ -27,6 +28,15 @@ class TimedEmailParams(NotifierParams, kw_only=True, forbid_unknown_fields=True)
 
 
 async def _timed_email(q: Query[TimedEmailParams]) -> list[Row]:
+    return await _send_activities(q, None)
+
+
+async def _timed_email_prospects(q: Query[TimedEmailParams]) -> list[Row]:
+    return await _send_activities(q, {"prospect"})
+
+
+async def _send_activities(q: Query[TimedEmailParams], only: set[str] | None) -> list[Row]:
+    """The activities due today, each to the people of its statuses (of ``only``, if given)."""
     codes = [c.upper() for c in q.params.activities]
     if codes:
         known = {r["code"] for r in await q.conn.fetch("SELECT code FROM sis.email_activities")}
@@ -44,7 +54,10 @@ async def _timed_email(q: Query[TimedEmailParams]) -> list[Row]:
     )
     rows: list[Row] = []
     for activity in activities:
-        args: list[Any] = [list(activity["statuses"])]
+        statuses = [s for s in activity["statuses"] if only is None or s in only]
+        if not statuses:
+            continue
+        args: list[Any] = [statuses]
         where = q.demographics(statuses=()).where("p", args)
         people = await q.conn.fetch(
             f"""SELECT p.id AS person_id, {NAME}, p.first_name, p.last_name FROM sis.people p
@@ -96,4 +109,20 @@ timed_email = Notifier(
     student_intro="{% for r in rows %}{{ r.body }}\n\n{% endfor %}",
     student_table=False,
     repeat="once_per_item",
+)
+
+
+timed_email_prospects = replace(
+    timed_email,
+    name="notifier.timed_email_prospects",
+    title="Notifier: Timed Email Prospects",
+    description=(
+        "The Timed Email notifier can be used to send out timed emails to a selected group of "
+        "prospects. The emails are created as Activities with each email activity listed on the "
+        "notifier setup page. Multiple activities can be selected. A single timed task will send "
+        "out all emails configured in the notifier (to the prospects among each activity's "
+        "statuses). The notifier can be limited by Division, Campus, Department, and/or Level."
+    ),
+    select=_timed_email_prospects,
+    intro="These timed e-mails were sent to prospects today:",
 )

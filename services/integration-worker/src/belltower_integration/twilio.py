@@ -1,0 +1,172 @@
+"""A client for Twilio's Programmable Messaging API: send a text, fetch its delivery status.
+
+``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` takes form fields ``To`` (E.164),
+``From`` or ``MessagingServiceSid``, ``Body`` and optionally ``StatusCallback``, with HTTP basic
+auth (account SID, auth token), and answers 201 with the Message (``sid``, ``status``).
+``GET .../Messages/{Sid}.json`` answers the Message with its current ``status`` (``queued``,
+``sending``, ``sent``, ``delivered``, ``undelivered``, ``failed``, ...) and ``error_code``.
+Errors are JSON ``{"code", "message", "more_info", "status"}``; 429 is rate limiting (with
+``Retry-After``); code 21610 means the recipient replied STOP.
+
+Twilio's Messages API takes no idempotency key (its ``I-Twilio-Idempotency-Token`` header is on
+the webhooks Twilio sends, not on requests to it), so a POST whose answer was lost is not retried
+here: the message stays queued and the next run sends it (at-least-once, like SMTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from belltower.errors import ConfigurationError, Unavailable
+from belltower.settings import Settings
+
+from . import outbound
+
+API_VERSION = "2010-04-01"
+OPTED_OUT = 21610
+"""Twilio's error for a number that replied STOP: it will refuse every text to it."""
+PENDING = frozenset({"accepted", "queued", "sending", "sent", "scheduled"})
+"""Statuses a message can still leave; the others (delivered, undelivered, failed, read,
+canceled) are final."""
+MAX_RETRY_AFTER_S = 60.0
+
+
+class Refused(Exception):
+    """Twilio refused this one message (a 4xx with a Twilio error code): sending it again will
+    not help, unlike a 429 or a 5xx."""
+
+    def __init__(self, status: int, code: int | None, message: str) -> None:
+        super().__init__(f"Twilio error {code}: {message}" if code else f"HTTP {status}: {message}")
+        self.status = status
+        self.code = code
+        self.message = str(self)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    sid: str
+    status: str
+    error_code: int | None = None
+
+
+def _error(response: httpx.Response) -> tuple[int | None, str]:
+    """Twilio's error code and message, shortened (what an outside server sent is bounded)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None, f"HTTP {response.status_code}"
+    if not isinstance(body, dict):
+        return None, f"HTTP {response.status_code}"
+    code = body.get("code")
+    return (code if isinstance(code, int) else None), str(body.get("message", ""))[:200]
+
+
+def _receipt(body: Any) -> Receipt:
+    if not isinstance(body, dict) or not isinstance(body.get("sid"), str):
+        raise Unavailable("Twilio answered without a message sid")
+    code = body.get("error_code")
+    return Receipt(
+        body["sid"], str(body.get("status", "")), code if isinstance(code, int) else None
+    )
+
+
+class TwilioClient:
+    """Sends texts for one account; 429 waits as Retry-After says (up to a minute), 5xx backs off."""
+
+    def __init__(
+        self,
+        base_url: str,
+        account_sid: str,
+        auth_token: str,
+        *,
+        settings: Settings,
+        sender: str = "",
+        messaging_service_sid: str = "",
+        status_callback: str = "",
+        attempts: int = 4,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._path = f"/{API_VERSION}/Accounts/{account_sid}/Messages"
+        self._from = (
+            {"MessagingServiceSid": messaging_service_sid}
+            if messaging_service_sid
+            else {"From": sender}
+        )
+        self._callback = status_callback
+        self._attempts = attempts
+        self._sleep = sleep
+        self._http = outbound.client(
+            settings, "param.twilio_base_url", base_url=self.base_url,
+            auth=(account_sid, auth_token), headers={"Accept": "application/json"},
+        )  # fmt: skip
+
+    async def __aenter__(self) -> TwilioClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._http.aclose()
+
+    async def send(self, to: str, body: str) -> Receipt:
+        form = {"To": to, "Body": body, **self._from}
+        if self._callback:
+            form["StatusCallback"] = self._callback
+        return _receipt(await self._request("POST", f"{self._path}.json", data=form))
+
+    async def fetch(self, sid: str) -> Receipt:
+        return _receipt(await self._request("GET", f"{self._path}/{sid}.json"))
+
+    async def _request(self, method: str, path: str, **kw: Any) -> Any:
+        delay = 1.0
+        for attempt in range(1, self._attempts + 1):
+            try:
+                response = await self._http.request(method, path, **kw)
+            except httpx.ConnectError as exc:  # never reached Twilio: safe to try again
+                if attempt == self._attempts:
+                    raise Unavailable(
+                        f"Twilio at {self.base_url} could not be reached ({exc!r})"
+                    ) from None
+            except httpx.TransportError as exc:
+                # The request may have reached Twilio: a POST is not repeated in this run.
+                raise Unavailable(
+                    f"Twilio at {self.base_url} did not answer {method} ({type(exc).__name__})"
+                ) from None
+            else:
+                status = response.status_code
+                if status < 300:
+                    return response.json()
+                code, message = _error(response)
+                if status in (401, 403):
+                    raise ConfigurationError(
+                        f"Twilio refused the account SID and auth token ({code}: {message}); "
+                        "check the secrets named by twilio_account_sid_secret and twilio_auth_token_secret"
+                    )
+                if status != 429 and status < 500:
+                    raise Refused(status, code, message)
+                if attempt == self._attempts:
+                    raise Unavailable(
+                        f"Twilio answered {status} {self._attempts} times ({code}: {message})"
+                    )
+                delay = _retry_after(response, delay)
+            await self._sleep(delay)
+            delay = min(delay * 2, 30.0)
+        raise AssertionError("unreachable")
+
+
+def _retry_after(response: httpx.Response, delay: float) -> float:
+    """How long to wait before the next try: what Retry-After says, if it says seconds; a wait
+    longer than a minute is not waited out in this run."""
+    value = response.headers.get("Retry-After", "")
+    if not value.isdigit():
+        return delay
+    wait = float(value)
+    if wait > MAX_RETRY_AFTER_S:
+        raise Unavailable(
+            f"Twilio asked to wait {wait:g} s (Retry-After); the next run tries again"
+        )
+    return wait
