@@ -7,7 +7,6 @@ do not see each other's rows nor the demo's.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
@@ -16,20 +15,18 @@ import asyncpg
 import pytest
 
 from belltower.settings import Settings
-from belltower_dev.localservers import create_database, drop_database
 from tests.catalog.conftest import JobRunner
 from tests.catalog.school import School
+from tests.conftest import cloned
 
 D = Decimal
 
 
 @pytest.fixture(scope="module")
 def calc_database(pg_server: Any, sis_template_database: str) -> Iterator[str]:
-    admin_url = pg_server.url()
-    name = f"belltower_calc_{uuid.uuid4().hex[:12]}"
-    create_database(admin_url, name, template=sis_template_database)
-    yield pg_server.url(name)
-    drop_database(admin_url, name)
+    """One clone of the demo school for the whole module (each test makes its own school)."""
+    with cloned(pg_server, sis_template_database, "belltower_calc") as url:
+        yield url
 
 
 @pytest.fixture
