@@ -17,7 +17,8 @@ workload on Celery and arq, Belltower measured in the same window, ``make bench-
 ``schedules_load_s``, ``burst_drain_s`` and ``burst_out_of_priority_order`` (100,000 due at
 once), ``lateness_p50_ms`` and ``lateness_p99_ms`` (1,000 due per second), ``failover_s``,
 ``sis_demo_load_s`` and ``notifier_mail_rate`` (with a one-connection-per-message baseline) and
-``frontline_import_rate`` (with a bare ``executemany`` baseline). Each line has
+``frontline_import_rate`` (with a bare ``executemany`` baseline) and
+``calc_daily_attendance_rate`` (class marks turned into daily attendance per second). Each line has
 ``name``, ``value``, ``unit``, ``target`` and ``met``; paired figures add ``baseline`` and
 ``ratio``. Exit status is 0 when every benchmark ran (``--check``: and met its target), so a
 slow machine does not break ``make bench`` but CI can still gate on it.
@@ -38,7 +39,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import dispatch, e2e, ingest, integrations, memory, notifiers, peers, scheduling
+from benchlib import (
+    calculations,
+    dispatch,
+    e2e,
+    ingest,
+    integrations,
+    memory,
+    notifiers,
+    peers,
+    scheduling,
+)
 from benchlib.figures import Figure
 from benchlib.stack import Servers, inherited_overrides, log
 
@@ -118,6 +129,11 @@ async def _integrations(servers: Servers, args: argparse.Namespace) -> list[Figu
     return await integrations.run(servers, rows)
 
 
+async def _calculations(servers: Servers, args: argparse.Namespace) -> list[Figure]:
+    students = _size(args, args.students, 2_500, 250)
+    return await calculations.run(servers, students)
+
+
 async def _notifiers(servers: Servers, args: argparse.Namespace) -> list[Figure]:
     students = _size(args, args.students, 2_500, 250)
     return await notifiers.run(servers, students)
@@ -165,6 +181,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     ),
     Benchmark(
         ("frontline_import_rate",), ("records/s",), (integrations.TARGET_RATE,), _integrations
+    ),
+    Benchmark(
+        ("calc_daily_attendance_rate",), ("marks/s",), (calculations.TARGET_RATE,), _calculations
     ),
 )
 ALL_FIGURES = tuple(name for b in BENCHMARKS for name in b.figures)

@@ -13,6 +13,7 @@ Each test that touches PostgreSQL gets its own database cloned from ``belltower_
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import uuid
@@ -138,11 +139,20 @@ def template_database(pg_server: PostgresEndpoint) -> Iterator[str]:
 @pytest.fixture
 def database_url(pg_server: PostgresEndpoint, template_database: str) -> Iterator[str]:
     """URL of a fresh database cloned from the template for this test, dropped after it."""
+    with cloned(pg_server, template_database, "belltower_test") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def cloned(pg_server: PostgresEndpoint, template: str, prefix: str) -> Iterator[str]:
+    """URL of a new database cloned from ``template`` (named ``prefix_<random>``), dropped after."""
     admin_url = pg_server.url()
-    name = f"belltower_test_{uuid.uuid4().hex[:12]}"
-    create_database(admin_url, name, template=template_database)
-    yield pg_server.url(name)
-    drop_database(admin_url, name)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    create_database(admin_url, name, template=template)
+    try:
+        yield pg_server.url(name)
+    finally:
+        drop_database(admin_url, name)
 
 
 @pytest.fixture
@@ -210,11 +220,8 @@ def sis_template_database(pg_server: PostgresEndpoint, sis_today: date) -> Itera
 @pytest.fixture
 def sis_database(pg_server: PostgresEndpoint, sis_template_database: str) -> Iterator[str]:
     """URL of a fresh database holding the demo school (and every service's schema), dropped after."""
-    admin_url = pg_server.url()
-    name = f"belltower_sis_{uuid.uuid4().hex[:12]}"
-    create_database(admin_url, name, template=sis_template_database)
-    yield pg_server.url(name)
-    drop_database(admin_url, name)
+    with cloned(pg_server, sis_template_database, "belltower_sis") as url:
+        yield url
 
 
 TIERS = ("unit", "integration", "catalog", "e2e", "helm")

@@ -16,11 +16,12 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 from belltower import sis
-from belltower.jobtypes import Database, JobContext, Output
+from belltower.jobtypes import Database, JobContext, JobType, Output
 from belltower.mail import Mailer
 from belltower.settings import Settings
 from belltower_dev import demo
@@ -77,6 +78,16 @@ async def run(servers: Servers, rows: int) -> list[Figure]:
 
 
 async def _job(settings: Settings, rows: int) -> tuple[float, str]:
+    elapsed, summary = await run_in_process(
+        frontline_leave.job_type, settings, {"settle_s": 0}, job_id="bench-frontline"
+    )
+    return rows / elapsed, summary
+
+
+async def run_in_process(
+    job_type: JobType[Any], settings: Settings, raw: dict[str, Any], *, job_id: str
+) -> tuple[float, str]:
+    """Run a job type with the worker's job context, no NATS; returns seconds taken and summary."""
     db = Database(settings.database_url)
     output = Output()
 
@@ -84,21 +95,21 @@ async def _job(settings: Settings, rows: int) -> tuple[float, str]:
         return None
 
     ctx = JobContext(
-        run_id="bench", occurrence_id="bench", job_id="bench-frontline", job_title="bench",
-        job_type=frontline_leave.job_type.name, trigger="manual", requested_by=None,
+        run_id="bench", occurrence_id="bench", job_id=job_id, job_title="bench",
+        job_type=job_type.name, trigger="manual", requested_by=None,
         scheduled_for=datetime.now(UTC), attempt=1, deadline=time.monotonic() + 3600,
         log=logging.LoggerAdapter(logging.getLogger("bench"), {}), output=output,
         settings=settings, db=db, mailer=Mailer(settings), api=None,  # type: ignore[arg-type]
         _progress=progress,
     )  # fmt: skip
-    params = frontline_leave.job_type.decode_params({"settle_s": 0})
+    params = job_type.decode_params(raw)
     try:
         started = time.perf_counter()
-        await frontline_leave.job_type.run(ctx, params)
+        await job_type.run(ctx, params)
         elapsed = time.perf_counter() - started
     finally:
         await db.close()
-    return rows / elapsed, output.summary
+    return elapsed, output.summary
 
 
 async def _bare_upserts(

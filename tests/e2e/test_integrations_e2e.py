@@ -57,8 +57,19 @@ def test_exports_and_a_file_drop_run_through_the_integration_worker(
         ("lms.blackboard_load", "Load Data From Blackboard API"),
         ("hr.frontline_leave", "Frontline Leave"),
         ("messaging.communication_queue", "Communication Queue"),
+        ("calc.class_rank_gpa", "Calculate Class Rank and GPA"),
+        ("calc.auto_withdraw", "AutoWithdraw"),
     ]:
         assert listed[name] == title  # fmt: skip
+
+    refused = cli.run("jobs", "create", "--type", "calc.daily_attendance", "--title", "Daily attendance",
+                      "--daily-at", "01:00", "--param", "absent_percent=0", check=False)  # fmt: skip
+    assert refused.returncode == 2 and "absent_percent" in refused.stderr, refused.stderr
+    gpa = cli.json("jobs", "create", "--type", "calc.class_rank_gpa", "--title", "Class rank nightly",
+                   "--daily-at", "01:00")["id"]  # fmt: skip
+    ranked = run_now(cli, gpa)
+    assert ranked["status"] == "succeeded" and " added," in ranked["summary"], ranked
+    assert run_now(cli, gpa)["summary"].startswith("Class rank and GPA: 0 added, 0 updated")
 
     export = cli.json("jobs", "create", "--type", "exports.schoolmessenger", "--title", "SchoolMessenger nightly",
                       "--daily-at", "02:00")["id"]  # fmt: skip

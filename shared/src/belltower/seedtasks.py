@@ -226,6 +226,17 @@ def _focus(title: str) -> SeedTask:
 
 
 IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
+    "calc.attendance_summary": (_focus("Attendance Summary Calculation"),),
+    "calc.attendance_triggers": (_focus("Attendance Daily Triggers"),),
+    "calc.auto_withdraw": (_focus("AutoWithdraw (FPS)"),),
+    "calc.class_rank_gpa": (_focus("Calculate Class Rank and GPA"),),
+    "calc.daily_attendance": (_focus("Recalculate Daily Attendance"),),
+    "calc.detentions_from_tardies": (_focus("Create Detentions from Tardies"),),
+    "calc.gpa_reset": (_sonis("Notifier: GPA Reset"),),
+    "calc.grad_requirements_summary": (_focus("Populate Graduation Requirements Summary"),),
+    "calc.immunization_compliance": (_focus("Nightly Immunization Compliance Job"),),
+    "calc.outstanding_invoices": (_focus("Outstanding Student Invoices"),),
+    "notifier.at_risk_alert": (_sonis("Notifier: At-Risk Alert"),),
     "calendar.import_ics": (_focus("Import ICS File"),),
     "exports.name_csv": (_sonis("Notifier: Name CSV Export"),),
     "exports.schoolmessenger": (_sonis("Notifier: SchoolMessenger"),),

@@ -6,6 +6,7 @@ import random
 from datetime import UTC, date, datetime
 
 from .attendance import add_attendance
+from .calculations import add_calculation_data
 from .codes import DEFAULT_SEED, add_code_tables
 from .courses import add_courses, add_terms, draw_sections
 from .enrollments import add_registration
@@ -45,4 +46,5 @@ def generate(
     add_email_activities(draw)
     add_guardians(draw)
     add_office_records(draw, people)
+    add_calculation_data(draw.data)
     return draw.data

@@ -666,6 +666,14 @@ async def _notify(
         rows = await spec.select(query)
         tally.processed = len(rows)
         messages = await _plan(spec, conn, ctx, params, rows, tally)
+    if getattr(params, "dry_run", False):
+        # A notifier that declares ``dry_run``: the rows and who would be told, nothing sent,
+        # no ledger entry, no delivery recorded, the window not moved.
+        _report(spec, ctx, rows, tally, since, until, today)
+        would = f"dry run: {counted(len(messages), 'message')} would be sent, nothing sent"
+        ctx.output.summary = f"{would}; {ctx.output.summary}"
+        ctx.output.line(would)
+        return
     waiting = list(reversed(messages))
     done = 0
 

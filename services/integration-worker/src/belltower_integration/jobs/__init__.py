@@ -2,6 +2,7 @@
 
 from belltower.jobtypes import Registry
 
+from ..calculations import JOB_TYPES as CALCULATIONS
 from . import (
     addresses,
     attendance_sms,
@@ -55,5 +56,7 @@ registry.register(attendance_sms.job_type)
 registry.register(automated_emails.job_type)
 registry.register(family_email.email_notifications_type)
 registry.register(family_email.sss_parent_type)
+for calculation in CALCULATIONS:
+    registry.register(calculation)
 
 __all__ = ["registry"]

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..notify import Notifier
 from .accounts import balance_due, credit_balance
+from .at_risk import at_risk_alert
 from .attendance import attendance, attendance_tardies, no_attendance_record
 from .enrollment import (
     below_full_time,
@@ -45,7 +46,7 @@ from .upkeep import (
 from .waitlist import auto_waitlist_enroll
 
 NOTIFIERS: tuple[Notifier[Any], ...] = (
-    attendance, attendance_tardies, auto_waitlist_enroll, balance_due, below_full_time, birthday,
+    at_risk_alert, attendance, attendance_tardies, auto_waitlist_enroll, balance_due, below_full_time, birthday,
     blank_grades, credit_balance, enrollment_confirmation, final_grades_not_posted,
     grades_not_official, immunization_expiration, incomplete_grades, minor_status,
     no_attendance_record, registration_reminder, status_addition, schedule_changes,
