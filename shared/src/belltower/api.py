@@ -14,7 +14,9 @@ import msgspec
 from .events import EmailOn
 from .schedule import Schedule
 
-CatchUp = Literal["latest", "all", "skip"]
+CatchUp = Literal["latest", "all", "skip", "ask"]
+"""``ask``: the missed occurrences wait in the ledger ``awaiting`` a person's decision
+(``belltower jobs decide``), which expires after ``BELLTOWER_SCHEDULER_DECISION_TTL_S``."""
 Overlap = Literal["skip", "buffer", "allow"]
 ChainOn = Literal["succeeded", "failed", "finished"]
 
@@ -67,7 +69,8 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     Run policies: ``catch_up`` after the scheduler was down (``latest`` runs the latest missed
     occurrence once, ``all`` runs those within ``catch_up_window_s`` up to ``catch_up_max``,
-    ``skip`` runs none; each missed one is recorded), ``overlap`` while the previous run is
+    ``skip`` runs none, ``ask`` holds them until a person decides; each missed one is
+    recorded), ``overlap`` while the previous run is
     still going (``skip``, ``buffer`` one, ``allow``), ``retries`` with ``retry_backoff``,
     ``max_deliveries`` before a run is dead-lettered, and ``after`` to chain on another job.
     """

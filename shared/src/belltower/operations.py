@@ -41,6 +41,8 @@ from .api import (
     WhyRequest,
     WhyResult,
 )
+from .backfill import BackfillRequest, BackfillResult
+from .decisions import DecisionRequest, DecisionResult, DecisionsRequest, PendingDecision
 from .subjects import ApiService, api_subject
 
 Req = TypeVar("Req")
@@ -126,6 +128,18 @@ JOBS_IMPORT = declare(
 LEDGER_PURGE = declare(
     "scheduler", "ledger.purge", LedgerPurgeRequest, LedgerPurged,
     "Delete ledger entries older than a number of days.",
+)  # fmt: skip
+JOBS_BACKFILL = declare(
+    "scheduler", "jobs.backfill", BackfillRequest, BackfillResult,
+    "Run the occurrences the job's schedule had in a past range, each at most once.",
+)  # fmt: skip
+JOBS_DECIDE = declare(
+    "scheduler", "jobs.decide", DecisionRequest, DecisionResult,
+    "Answer a catch-up decision (policy ask): run the latest, all or none of the missed runs.",
+)  # fmt: skip
+DECISIONS_LIST = declare(
+    "scheduler", "decisions.list", DecisionsRequest, list[PendingDecision],
+    "The jobs whose missed occurrences await a decision.",
 )  # fmt: skip
 CALENDARS_CREATE = declare(
     "scheduler", "calendars.create", CalendarSpec, Calendar, "Define a school calendar."

@@ -223,6 +223,12 @@ class Dispatcher(InFlight):
     def _push(self, entry: Entry) -> None:
         self.queue.push(entry)
 
+    def pending_written(self, _job_id: str = "") -> None:
+        """Occurrences were written ``pending`` outside the planner (a backfill, a catch-up
+        decision): publish them on the next tick, as after a crash."""
+        self._retry_pending = True
+        self.wake.set()
+
     # -- the loop -----------------------------------------------------------------------------
 
     async def run_forever(self) -> None:

@@ -128,6 +128,9 @@ class Pipeline(Planner):
                     metrics.OCCURRENCES_SKIPPED.labels(p.cause or "other").inc()
                 elif p.state == "waiting":
                     self.waiting[p.job_id] = p.id
+                elif p.state == "awaiting":
+                    self._count(self.stats.missed, "ask")
+                    metrics.OCCURRENCES_MISSED.labels("ask").inc()
         return to_send
 
     @staticmethod
