@@ -13,7 +13,7 @@ console and the scheduler share live here.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 import msgspec
@@ -32,6 +32,7 @@ RERUNNABLE = ("missed", "coalesced", "skipped", "awaiting")
 (dispatched, pending, waiting, delayed, lost) means it ran, runs or is planned: not again."""
 
 _TICK = timedelta(microseconds=1)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 Aware = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
@@ -90,6 +91,10 @@ def check(
     """Refuse a backfill that cannot be meant, naming the field (CLI, console and scheduler)."""
     if since.tzinfo is None or until.tzinfo is None:
         raise InvalidInput("from", "has no UTC offset", DATETIME_FORM)
+    if since < EARLIEST:
+        raise InvalidInput(
+            "from", f"{since.isoformat()} is out of range", "a date-time from 1970 on"
+        )
     if until <= since:
         raise InvalidInput("to", "is not after from", "a --to later than --from")
     if until > now:
@@ -124,14 +129,19 @@ def occurrences_in(
     """The runnable instants in ``[since, until)``, as the dispatcher would have planned them;
     more than ``limit`` is refused, naming ``max`` and the limit (nothing is half-done)."""
     found: list[datetime] = []
-    at = compiled.next_after(since - _TICK)
-    while at is not None and at < until:
-        if len(found) == limit:
-            raise InvalidInput(
-                "max",
-                f"the range holds more than {limit:,} occurrences of this job's schedule",
-                f"a shorter range, or a --max up to {MAX_LIMIT:,} (default {DEFAULT_MAX:,})",
-            )
-        found.append(at)
-        at = compiled.next_after(at)
+    try:
+        at = compiled.next_after(since - _TICK)
+        while at is not None and at < until:
+            if len(found) == limit:
+                raise InvalidInput(
+                    "max",
+                    f"the range holds more than {limit:,} occurrences of this job's schedule",
+                    f"a shorter range, or a --max up to {MAX_LIMIT:,} (default {DEFAULT_MAX:,})",
+                )
+            found.append(at)
+            at = compiled.next_after(at)
+    except (OverflowError, ValueError) as exc:  # past what a datetime can hold
+        raise InvalidInput(
+            "from", f"the range cannot be computed: {exc}", "a date-time from 1970 on"
+        ) from None
     return found

@@ -129,18 +129,6 @@ LEDGER_PURGE = declare(
     "scheduler", "ledger.purge", LedgerPurgeRequest, LedgerPurged,
     "Delete ledger entries older than a number of days.",
 )  # fmt: skip
-JOBS_BACKFILL = declare(
-    "scheduler", "jobs.backfill", BackfillRequest, BackfillResult,
-    "Run the occurrences the job's schedule had in a past range, each at most once.",
-)  # fmt: skip
-JOBS_DECIDE = declare(
-    "scheduler", "jobs.decide", DecisionRequest, DecisionResult,
-    "Answer a catch-up decision (policy ask): run the latest, all or none of the missed runs.",
-)  # fmt: skip
-DECISIONS_LIST = declare(
-    "scheduler", "decisions.list", DecisionsRequest, list[PendingDecision],
-    "The jobs whose missed occurrences await a decision.",
-)  # fmt: skip
 CALENDARS_CREATE = declare(
     "scheduler", "calendars.create", CalendarSpec, Calendar, "Define a school calendar."
 )
@@ -163,6 +151,19 @@ CALENDARS_UPDATE = declare(
 CALENDARS_REMOVE_DAYS = declare(
     "scheduler", "calendars.remove_days", CalendarDayRefs, Calendar,
     "Take non-school days out of a calendar.",
+)  # fmt: skip
+
+JOBS_BACKFILL = declare(
+    "scheduler", "jobs.backfill", BackfillRequest, BackfillResult,
+    "Run the occurrences the job's schedule had in a past range, each at most once.",
+)  # fmt: skip
+JOBS_DECIDE = declare(
+    "scheduler", "jobs.decide", DecisionRequest, DecisionResult,
+    "Answer a catch-up decision (policy ask): run the latest, all or none of the missed runs.",
+)  # fmt: skip
+DECISIONS_LIST = declare(
+    "scheduler", "decisions.list", DecisionsRequest, list[PendingDecision],
+    "The jobs whose missed occurrences await a decision.",
 )  # fmt: skip
 
 # -- history: runs and their output ---------------------------------------------------------
