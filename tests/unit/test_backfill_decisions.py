@@ -137,3 +137,37 @@ def test_the_banner_says_how_many_runs_were_missed_and_when() -> None:
     assert sentence(d) == (
         "7 runs of 'Balance Due' were missed between 2030-01-07T08:00+00:00 and 2030-01-07T08:06+00:00"
     )
+
+
+def test_the_cli_refuses_a_bad_backfill_or_decision_before_asking_the_api(monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from belltower.cli import app
+
+    monkeypatch.setenv("BELLTOWER_API_URL", "http://127.0.0.1:9")  # nothing listens: never asked
+    monkeypatch.setenv("BELLTOWER_API_TOKEN", "bt_unused")
+    runner = CliRunner()
+    job_id = "00000000-0000-0000-0000-0000000000a5"
+    cases = [
+        (
+            [
+                "jobs",
+                "backfill",
+                job_id,
+                "--from",
+                "2026-01-01",
+                "--to",
+                "2026-01-02",
+                "--max",
+                "0",
+            ],
+            "max:",
+        ),
+        (["jobs", "backfill", job_id, "--from", "soon", "--to", "2026-01-02"], "from:"),
+        (["jobs", "backfill", job_id, "--from", "2026-01-02", "--to", "2026-01-01"], "to:"),
+        (["jobs", "decide", job_id, "maybe"], "choice:"),
+    ]
+    for args, words in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert words in result.output, (args, result.output)
