@@ -171,3 +171,24 @@ def test_the_cli_refuses_a_bad_backfill_or_decision_before_asking_the_api(monkey
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert words in result.output, (args, result.output)
+
+
+def test_catch_up_ask_survives_an_export_and_an_import() -> None:
+    import msgspec
+
+    from belltower import transfer
+    from belltower.api import Job, JobDocument
+
+    now = datetime(2026, 9, 1, 7, 30, tzinfo=UTC)
+    stored = Job(
+        id="00000000-0000-0000-0000-0000000000a5", title="Balance Due", type="system.canary",
+        pool="notifier", params={}, schedule=Schedule(rule=Daily(times=["07:30"])),
+        schedule_text="daily", priority=500, paused=False, next_run_at=now,
+        keep_history_days=30, timeout_s=None, type_installed=True, created_at=now,
+        updated_at=now, catch_up="ask",
+    )  # fmt: skip
+    for fmt in transfer.FORMATS:
+        [doc] = transfer.load(transfer.dump([transfer.document_of(stored)], fmt))
+        assert msgspec.convert(doc, JobDocument).catch_up == "ask"
+    with pytest.raises(msgspec.ValidationError, match="catch_up"):
+        msgspec.convert({**doc, "catch_up": "later"}, JobDocument)
