@@ -5,7 +5,9 @@ expires), each run at most once whatever is asked twice."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,15 +17,33 @@ from belltower.decisions import DecisionRequest, DecisionsRequest
 from belltower.errors import Conflict, InvalidInput
 from belltower.events import occurrence_id
 from belltower_scheduler.dispatcher import Dispatcher
+from belltower_scheduler.entry import Entry
 from belltower_scheduler.operations import Operations
+from belltower_scheduler.reconcile import Reconciler
 from belltower_scheduler.requested import expire_decisions
+from belltower_scheduler.settings import SchedulerSettings
 from belltower_scheduler.store import Store
-from tests.helpers.scheduler import MINUTE, T0, Clock, add_job, due_messages
+from tests.helpers.scheduler import (
+    MINUTE,
+    T0,
+    Clock,
+    add_job,
+    due_messages,
+    eventually,
+    replica,
+    stop_lease_loops,
+)
 
 
 @pytest.fixture
 async def store(pool) -> Store:
     return Store(pool)
+
+
+@pytest.fixture(autouse=True)
+async def _stop_lease_loops() -> AsyncIterator[None]:
+    yield
+    await stop_lease_loops()
 
 
 async def ledger(pool, job_id: str) -> dict:
@@ -126,9 +146,59 @@ async def test_ask_holds_missed_runs_until_a_person_decides_and_latest_runs_one(
 
     # Unanswered, the other job's decision expires: skipped, and the ledger says why.
     assert await expire_decisions(store, None, None, 86_400) == {}
-    expired = await expire_decisions(store, None, None, 0.001)
-    assert expired == {other.id: 7}
+    reconciler = Reconciler(d, js, SchedulerSettings(scheduler_decision_ttl_s=0.001), clock=clock)
+    await reconciler.requested()  # what the partition's holder does every round
+    assert {s[2] for s in (await ledger(pool, other.id)).values()} == {"decision_expired"}
     assert {s[:3:2] for s in (await ledger(pool, other.id)).values()} == {
         ("skipped", "decision_expired")
     }
     assert await ops.decisions(DecisionsRequest()) == []
+
+
+async def test_answers_given_at_once_on_two_replicas_run_each_occurrence_once(
+    nc, store, pool, settings
+) -> None:
+    """A standby answers (any replica takes the API); the holder publishes. Two decisions and
+    two identical backfills at the same moment: one of each does the work."""
+    leader, leader_keeper = await replica(nc, store, settings, "leader")
+    standby, standby_keeper = await replica(nc, store, settings, "standby")
+    try:
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        row = await add_job(store, RunPolicy(catch_up="ask"), next_due=now + timedelta(hours=1))
+        standby.put(Entry.from_row(row))  # what Operations.create does after its write
+        await eventually(lambda: leader.entries.get(row.id) is not None)
+        # What the holder's planner wrote after downtime: three missed runs awaiting a decision.
+        missed = [now - timedelta(minutes=m) for m in (3, 2, 1)]
+        await pool.executemany(
+            "INSERT INTO scheduler.occurrences (id, job_id, scheduled_for, priority, trigger, state, "
+            "cause) VALUES ($1::uuid, $2::uuid, $3, 500, 'schedule', 'awaiting', 'catch_up')",
+            [(occurrence_id(row.id, t), row.id, t) for t in missed],
+        )
+        one, two = Operations(store, standby, None), Operations(store, standby, None)  # type: ignore[arg-type]
+        answers = await asyncio.gather(
+            one.decide(DecisionRequest(id=row.id, choice="all", requested_by="ann")),
+            two.decide(DecisionRequest(id=row.id, choice="latest", requested_by="ben")),
+            return_exceptions=True,
+        )
+        assert sorted(type(a).__name__ for a in answers) == ["Conflict", "DecisionResult"]
+        [won] = [a for a in answers if not isinstance(a, Conflict)]
+        ask = BackfillRequest(id=row.id, since=missed[0], until=now, requested_by="cy")
+        backfills = await asyncio.gather(one.backfill(ask), two.backfill(ask))
+        assert sum(b.to_run for b in backfills) == 3 - len(won.run)  # what the decision skipped
+
+        async def published() -> list[str]:
+            return [i for _, i in await due_messages(nc.jetstream())]
+
+        sent: list[str] = []
+        for _ in range(250):
+            sent = await published()
+            if len(sent) >= 3:
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(sent) == sorted(occurrence_id(row.id, t) for t in missed)
+        states = await ledger(pool, row.id)
+        assert [s[0] for s in states.values()] == ["dispatched"] * 3
+    finally:
+        for keeper, partitions in ((standby_keeper, standby), (leader_keeper, leader)):
+            await partitions.stop()
+            await keeper.release_all()
