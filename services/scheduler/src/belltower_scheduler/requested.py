@@ -232,20 +232,16 @@ async def write_decision(
         run, skip = dc.split(
             [(r["scheduled_for"], (r["scheduled_for"], r["id"])) for r in rows], choice
         )
-        if run:
-            await conn.execute(
-                "UPDATE scheduler.occurrences SET state = 'pending', cause = 'decision', "
-                "requested_by = $2, requested_from = $3, reason = $4, created_at = now() "
-                "WHERE id = ANY($1::uuid[]) AND state = 'awaiting'",
-                [i for _, i in run], by, source, f"run: {what}",
-            )  # fmt: skip
-        if skip:
-            await conn.execute(
-                "UPDATE scheduler.occurrences SET state = 'skipped', cause = 'decision', "
-                "requested_by = $2, requested_from = $3, reason = $4 "
-                "WHERE id = ANY($1::uuid[]) AND state = 'awaiting'",
-                [i for _, i in skip], by, source, f"skipped: {what}",
-            )  # fmt: skip
+        # A run is planned afresh (created_at now), so the reconciler follows it like any other.
+        for ids, state in (([i for _, i in run], "pending"), ([i for _, i in skip], "skipped")):
+            if ids:
+                await conn.execute(
+                    "UPDATE scheduler.occurrences SET state = $2, cause = 'decision', "
+                    "requested_by = $3, requested_from = $4, reason = $5, "
+                    "created_at = CASE WHEN $2 = 'pending' THEN now() ELSE created_at END "
+                    "WHERE id = ANY($1::uuid[]) AND state = 'awaiting'",
+                    ids, state, by, source, f"{'run' if state == 'pending' else 'skipped'}: {what}",
+                )  # fmt: skip
         return run, len(skip)
 
 
