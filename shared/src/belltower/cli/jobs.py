@@ -243,6 +243,8 @@ def _result_mail_text(job: Job) -> str:
 def _catch_up_text(job: Job) -> str:
     if job.catch_up == "all":
         return f"all within {job.catch_up_window_s:g}s, at most {job.catch_up_max}"
+    if job.catch_up == "ask":
+        return "ask (missed runs wait for `belltower jobs decide`)"
     return job.catch_up
 
 
