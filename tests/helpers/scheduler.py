@@ -16,7 +16,9 @@ from belltower.events import DueOccurrence, RunFinishedData, occurrence_id, run_
 from belltower.schedule import Every, OnDemand, Schedule
 from belltower.subjects import DUE_STREAM
 from belltower_scheduler.dispatcher import Dispatcher
-from belltower_scheduler.lease import Lease
+from belltower_scheduler.lease import Lease, LeaseKeeper
+from belltower_scheduler.partitions import Partitions
+from belltower_scheduler.settings import SchedulerSettings
 from belltower_scheduler.store import JobRow, Store
 from tests.support import stream_messages
 
@@ -119,3 +121,43 @@ async def tracking_dispatcher(
     await d.load()
     await d.track_runs()
     return d
+
+
+_LEASE_LOOPS: set[asyncio.Task[None]] = set()
+
+
+async def stop_lease_loops() -> None:
+    """Stop the lease loops :func:`replica` started (a test module's autouse fixture calls it)."""
+    for task in _LEASE_LOOPS:
+        task.cancel()
+    await asyncio.gather(*_LEASE_LOOPS, return_exceptions=True)
+    _LEASE_LOOPS.clear()
+
+
+async def replica(nc, store: Store, settings, name: str) -> tuple[Partitions, LeaseKeeper]:
+    """A scheduler replica as the app wires it, renewing its leases (a holder must stay one
+    for as long as a test hands it run-now requests)."""
+    own = SchedulerSettings(
+        nats_url=settings.nats_url,
+        database_url=settings.database_url,
+        scheduler_replica_id=name,
+        scheduler_lease_s=3,
+    )
+    partitions = Partitions(store, nc.jetstream(), nc, own)
+    await partitions.subscribe()
+    keeper = LeaseKeeper(
+        nc.jetstream(),
+        store,
+        own,
+        replica_id=name,
+        partitions=1,
+        lease_s=own.scheduler_lease_s,
+        renew_s=own.renew_s,
+        on_acquired=partitions.acquired,
+        on_lost=partitions.lost,
+    )
+    await keeper.start()
+    await keeper.step()
+    await partitions.loaded()
+    _LEASE_LOOPS.add(asyncio.create_task(keeper.run_forever()))
+    return partitions, keeper

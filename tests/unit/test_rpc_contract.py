@@ -37,6 +37,7 @@ WIRE = {
         "jobs.resume", "jobs.run_now", "jobs.why", "jobs.import", "ledger.purge",
         "calendars.create", "calendars.list", "calendars.get", "calendars.delete",
         "calendars.add_days", "calendars.update", "calendars.remove_days",
+        "jobs.backfill", "jobs.decide", "decisions.list",
     ],
     "history": [
         "runs.list", "runs.get", "runs.purge", "runs.release", "runs.release_started", "runs.releases",

@@ -15,7 +15,9 @@ from .events import EmailOn
 from .schedule import Schedule
 from .seedtasks import SeedTask
 
-CatchUp = Literal["latest", "all", "skip"]
+CatchUp = Literal["latest", "all", "skip", "ask"]
+"""``ask``: the missed occurrences wait in the ledger ``awaiting`` a person's decision
+(``belltower jobs decide``), which expires after ``BELLTOWER_SCHEDULER_DECISION_TTL_S``."""
 Overlap = Literal["skip", "buffer", "allow"]
 ChainOn = Literal["succeeded", "failed", "finished"]
 
@@ -68,7 +70,8 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     Run policies: ``catch_up`` after the scheduler was down (``latest`` runs the latest missed
     occurrence once, ``all`` runs those within ``catch_up_window_s`` up to ``catch_up_max``,
-    ``skip`` runs none; each missed one is recorded), ``overlap`` while the previous run is
+    ``skip`` runs none, ``ask`` holds them until a person decides; each missed one is
+    recorded), ``overlap`` while the previous run is
     still going (``skip``, ``buffer`` one, ``allow``), ``retries`` with ``retry_backoff``,
     ``max_deliveries`` before a run is dead-lettered, and ``after`` to chain on another job.
     """
@@ -187,8 +190,9 @@ class LedgerEntry(msgspec.Struct, kw_only=True):
     """One occurrence and what became of it.
 
     ``state``: dispatched, pending (being published), waiting (buffered behind a run in flight),
-    delayed (chained, waiting for its delay), skipped, missed, coalesced or lost (dispatched,
-    never started although published again); ``cause`` a stable code (overlap, paused,
+    delayed (chained, waiting for its delay), awaiting (a missed run of a job with catch-up
+    ask, until someone decides), skipped, missed, coalesced or lost (dispatched, never started
+    although published again); ``cause`` a stable code (overlap, paused,
     end_passed, catch_up, deleted, lost, ...) and ``reason`` the sentence. ``recovery_attempts``:
     how often the reconciler published it again because no worker had started it.
     """

@@ -33,7 +33,8 @@ RUN_STATUSES: tuple[str, ...] = (
     "abandoned",
     "held",
 )
-Trigger = Literal["schedule", "manual", "chained"]
+Trigger = Literal["schedule", "manual", "chained", "backfill"]
+"""``backfill``: an occurrence of the schedule's past run on request (``belltower jobs backfill``)."""
 
 _OCCURRENCE_NS = uuid.UUID("6f1c3a52-5a0e-4d0e-9a57-2b1f8f0f4c11")
 _RUN_NS = uuid.UUID("b3f0d9a4-0c7e-4f35-9a55-0e3c1e7a2d90")

@@ -41,6 +41,8 @@ from .api import (
     WhyRequest,
     WhyResult,
 )
+from .backfill import BackfillRequest, BackfillResult
+from .decisions import DecisionRequest, DecisionResult, DecisionsRequest, PendingDecision
 from .holds import Release, ReleaseRequest, ReleasesQuery, ReleaseStarted
 from .subjects import ApiService, api_subject
 
@@ -150,6 +152,19 @@ CALENDARS_UPDATE = declare(
 CALENDARS_REMOVE_DAYS = declare(
     "scheduler", "calendars.remove_days", CalendarDayRefs, Calendar,
     "Take non-school days out of a calendar.",
+)  # fmt: skip
+
+JOBS_BACKFILL = declare(
+    "scheduler", "jobs.backfill", BackfillRequest, BackfillResult,
+    "Run the occurrences the job's schedule had in a past range, each at most once.",
+)  # fmt: skip
+JOBS_DECIDE = declare(
+    "scheduler", "jobs.decide", DecisionRequest, DecisionResult,
+    "Answer a catch-up decision (policy ask): run the latest, all or none of the missed runs.",
+)  # fmt: skip
+DECISIONS_LIST = declare(
+    "scheduler", "decisions.list", DecisionsRequest, list[PendingDecision],
+    "The jobs whose missed occurrences await a decision.",
 )  # fmt: skip
 
 # -- history: runs and their output ---------------------------------------------------------

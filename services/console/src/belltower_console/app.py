@@ -26,7 +26,7 @@ from belltower.db import create_pool, migrate
 from belltower.errors import BelltowerError, NotFound
 from belltower.rpc import ApiClient
 
-from . import admin_pages, api, contract, web
+from . import admin_pages, api, contract, requested_routes, web
 from .actions import Console
 from .http import (
     INTERNAL_DETAIL,
@@ -97,6 +97,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.include_router(api.router)
+    app.include_router(requested_routes.api_router)
+    app.include_router(requested_routes.pages)
     app.include_router(web.router)
     app.include_router(admin_pages.router)
     app.mount(

@@ -25,9 +25,12 @@ from belltower.api import (
     SchedulePreviewRequest,
     WhyResult,
 )
+from belltower.backfill import BackfillBody, BackfillResult
+from belltower.decisions import DecisionBody, DecisionResult, PendingDecision
 
 from .actions import CalendarChange, CalendarDaysChange, CalendarDaysRemoval, CalendarIcsImport
 from .http import CSRF_HEADER, PROBLEM_MEDIA, SESSION_COOKIE
+from .requested_routes import REPLIES as REQUESTED_REPLIES
 
 REF = "#/components/schemas/{name}"
 
@@ -166,6 +169,7 @@ REPLIES: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/tokens"): {"200": _array("Token")},
     ("post", "/tokens"): {"201": ref("NewTokenReply")},
     ("get", "/audit"): {"200": ref("AuditPage")},
+    **REQUESTED_REPLIES,
 }
 
 REFUSALS = {
@@ -208,6 +212,11 @@ def improve(schema: dict[str, Any]) -> dict[str, Any]:
             CalendarDaysRemoval,
             CalendarIcsImport,
             CalendarImport,
+            BackfillBody,
+            BackfillResult,
+            DecisionBody,
+            DecisionResult,
+            PendingDecision,
         ],
         ref_template=REF,
     )

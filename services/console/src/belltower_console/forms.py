@@ -174,6 +174,7 @@ def values_of(job: Job | None, info: JobTypeInfo | None) -> dict[str, Any]:
             timeout="" if job.timeout_s is None else f"{int(job.timeout_s)}s",
             result_emails=", ".join(job.result_emails),
             result_email_on=job.result_email_on,
+            catch_up=job.catch_up,
             start=_local(job.schedule.start),
             end=_local(job.schedule.end),
             weekdays=[],
@@ -305,6 +306,8 @@ def read_form(
             if a.strip()
         ],
         "result_email_on": text.get("result_email_on") or "default",
+        # Only when the form has the field (a patch leaves the job's policy as it is otherwise).
+        **({"catch_up": text["catch_up"]} if text.get("catch_up") else {}),
     }
     return doc, errors
 

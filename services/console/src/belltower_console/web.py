@@ -21,7 +21,7 @@ from belltower.errors import Conflict, InvalidInput, NotFound
 from belltower.events import RUN_STATUSES as EVENT_RUN_STATUSES
 from belltower.schedule import WEEKDAYS, Daily, OnDemand, zone
 
-from . import forms, holds
+from . import forms, holds, requested
 from .actions import SORTS, STATES
 from .errors import FieldErrors, Throttled, Unauthenticated
 from .http import (
@@ -234,6 +234,7 @@ async def jobs(
         q=q, type_=type, state=state, sort=sort, page=page_no, per_page=PAGE_SIZE
     )
     types = await console.job_types()
+    decisions = await requested.pending(console)
 
     def link(**change: Any) -> str:
         params = {"q": q, "type": type, "state": state, "sort": sort, "page_no": page_no} | change
@@ -253,6 +254,7 @@ async def jobs(
         state=state,
         sort=sort,
         notice=notice,
+        decisions=decisions,
     )
 
 
@@ -392,9 +394,10 @@ async def _job_page(
     job = await console.get_job(job_id)
     upcoming = await console.preview(job_id, None, 10) if not job.paused else []
     runs = await console.runs(job_id=job_id, limit=10)
+    decisions = await requested.pending(console, job_id)
     return page(
         request, "job.html", who, http_status=http_status, job=job, upcoming=upcoming,
-        runs=runs, notice=notice, refused=refused,
+        runs=runs, notice=notice, refused=refused, decisions=decisions,
     )  # fmt: skip
 
 

@@ -131,6 +131,8 @@ class Dispatcher(InFlight):
         self.wake = asyncio.Event()
         self.stats = DispatchStats()
         self._retry_pending = True
+        self._pending_written = False
+        """Pending occurrences were written outside the planner (:meth:`pending_written`)."""
         self._lock = asyncio.Lock()
         self._sent: list[Sent] = []
         """Batches published this tick, confirmed and marked once the tick has published all."""
@@ -223,6 +225,12 @@ class Dispatcher(InFlight):
     def _push(self, entry: Entry) -> None:
         self.queue.push(entry)
 
+    def pending_written(self, _job_id: str = "") -> None:
+        """Occurrences were written ``pending`` outside the planner (a backfill, a catch-up
+        decision): publish them on the next tick, as after a crash."""
+        self._pending_written = True
+        self.wake.set()
+
     # -- the loop -----------------------------------------------------------------------------
 
     async def run_forever(self) -> None:
@@ -270,7 +278,11 @@ class Dispatcher(InFlight):
         async with self._lock:
             if self.delayed and self.delayed[0][0] <= self.clock().timestamp():
                 await self._release_delayed()
-            total = await self.republish_pending() if self._retry_pending else 0
+            total = 0
+            if self._retry_pending or self._pending_written:
+                # Cleared first: rows written while this runs ask for the next tick's pass.
+                self._pending_written = False
+                total = await self.republish_pending()
             try:
                 while await self._tick_once():
                     pass

@@ -65,6 +65,7 @@ from belltower.schedule import (
 from .catalog import Catalog, validate_params
 from .dispatcher import Dispatcher
 from .entry import Entry, compiled_for
+from .requested import RequestedOccurrences
 from .store import CalendarStore, JobRow, LedgerRow, Store
 
 MAX_PAUSED_LISTED = 1_000
@@ -80,7 +81,7 @@ CALENDAR_NAME_FORM = (
 )
 
 
-class Operations:
+class Operations(RequestedOccurrences):
     def __init__(self, store: Store, dispatcher: Dispatcher, catalog: Catalog) -> None:
         self.store = store
         self.dispatcher = dispatcher

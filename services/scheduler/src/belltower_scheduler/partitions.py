@@ -58,6 +58,8 @@ class _Change(msgspec.Struct, frozen=True):
     job_id: str
     replica: str
     calendar: str | None = None
+    pending: bool = False
+    """The job's occurrences were written ``pending`` (a backfill, a decision): publish them."""
 
 
 class _RunNow(msgspec.Struct, frozen=True):
@@ -246,6 +248,17 @@ class Partitions:
         self._apply_locally(job_id, None)
         self._announce(job_id)
 
+    def pending_written(self, job_id: str) -> None:
+        """A backfill or a decision wrote ``pending`` occurrences of the job: its partition's
+        holder publishes them, here or wherever it runs (told on the change subject; should
+        that notice be lost, its reconciler finds them within a round)."""
+        held = self._holding(job_id)
+        if held is not None and held.loaded.done():
+            held.dispatcher.pending_written(job_id)
+            return
+        payload = msgspec.json.encode(_Change(job_id=job_id, replica=self.replica, pending=True))
+        self._in_background(self.nc.publish(SCHEDULER_CHANGES, payload))
+
     async def run_now(
         self,
         entry: Entry,
@@ -421,6 +434,9 @@ class Partitions:
             return
         if not held.loaded.done():
             held.changed_while_loading.add(change.job_id)
+            return
+        if change.pending:
+            held.dispatcher.pending_written(change.job_id)
             return
         try:
             await self._reload(held, change.job_id)

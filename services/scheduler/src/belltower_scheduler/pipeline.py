@@ -128,6 +128,9 @@ class Pipeline(Planner):
                     metrics.OCCURRENCES_SKIPPED.labels(p.cause or "other").inc()
                 elif p.state == "waiting":
                     self.waiting[p.job_id] = p.id
+                elif p.state == "awaiting":
+                    self._count(self.stats.missed, "ask")
+                    metrics.OCCURRENCES_MISSED.labels("ask").inc()
         return to_send
 
     @staticmethod
@@ -273,9 +276,10 @@ class Pipeline(Planner):
             rows = await self.store.pending(partition=self.partition)
             if not rows:
                 break
-            orphans = [
-                r["id"] for r in rows if not r["job_exists"] or r["job_id"] not in self.entries
-            ]
+            # A job in the table that this dispatcher has not loaded yet (created on another
+            # replica a moment ago, its change notice on the way) is not deleted: its pending
+            # occurrences wait, and the reconciler's round publishes them once it is loaded.
+            orphans = [r["id"] for r in rows if not r["job_exists"]]
             await self.store.mark_skipped(
                 orphans,
                 "the job was deleted before this occurrence was dispatched",
@@ -310,7 +314,7 @@ class Pipeline(Planner):
             if sent < len(batch):
                 incomplete = True
                 break
-            if len(rows) < 10_000:
+            if len(rows) < 10_000 or not batch:  # a page only of jobs not loaded yet: later
                 break
         self._retry_pending = incomplete
         if total:

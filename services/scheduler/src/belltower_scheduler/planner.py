@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from belltower.decisions import AWAITING
 from belltower.events import (
     RunFinishedData,
     chained_occurrence_id,
@@ -44,6 +45,12 @@ SKIP_CAUSES = {
     AFTER_END: "end_passed",
 }
 """The schedule's own skip reasons that the ledger records, and their stable cause codes."""
+
+
+ASK_REASON = (
+    "awaiting decision: the scheduler was not running at its time, and the job's catch-up policy "
+    "is ask; answer with `belltower jobs decide JOB_ID latest|all|none` or on the job's page"
+)
 
 
 def when(at: datetime | None) -> str:
@@ -246,6 +253,10 @@ class Planner:
                         entry, t, "missed", f"missed: {down}; the job's catch-up policy is skip", "catch_up"
                     )
                 )  # fmt: skip
+            return on_time
+        if policy.catch_up == "ask":
+            for t in late:
+                out.append(self._occurrence(entry, t, AWAITING, ASK_REASON, "catch_up"))
             return on_time
         if policy.catch_up == "all":
             window = timedelta(seconds=policy.catch_up_window_s)

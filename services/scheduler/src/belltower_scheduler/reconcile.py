@@ -87,6 +87,7 @@ from belltower.worker import Claim
 from .dispatcher import Dispatcher
 from .entry import Entry
 from .fencing import FENCE_HEADER, Deposed
+from .requested import expire_decisions, pending_left
 from .settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ class Reconciler:
             await asyncio.sleep(self.settings.reconcile_interval_s)
             try:
                 self.totals.add(await self.round())
+                await self.requested()
             except Deposed as exc:
                 log.warning(str(exc), extra={"action": "reconcile.deposed"})
                 if self.dispatcher.lease is not None:
@@ -168,6 +170,16 @@ class Reconciler:
                     "reconciling the ledger failed; trying again next round",
                     extra={"action": "reconcile.failed"},
                 )
+
+    async def requested(self) -> None:
+        """What people asked for: expire unanswered catch-up decisions, and publish pending
+        occurrences a backfill or decision wrote whose wake-up notice never came."""
+        d = self.dispatcher
+        await expire_decisions(
+            d.store, d.partition, d._fence(), self.settings.scheduler_decision_ttl_s
+        )
+        if await pending_left(d.store, d.partition):
+            d.pending_written()
 
     # -- one round ------------------------------------------------------------------------
 

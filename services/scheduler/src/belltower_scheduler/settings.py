@@ -63,6 +63,16 @@ class SchedulerSettings(Settings):
         "clock of a running scheduler with it; see clock.py)",
     )
 
+    scheduler_decision_ttl_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        le=90 * 86_400,
+        description="How long the missed occurrences of a job with catch-up policy ask wait for "
+        "a decision (`belltower jobs decide`); unanswered, they are skipped and the ledger says "
+        "the decision expired. Checked by the partition's holder every "
+        "BELLTOWER_RECONCILE_INTERVAL_S",
+    )
+
     reconcile_interval_s: float = Field(
         default=30.0,
         gt=0,

@@ -621,7 +621,7 @@ class Store:
         )
 
     async def purge_ledger(self, before: datetime, dry_run: bool) -> int:
-        sql = "FROM scheduler.occurrences WHERE created_at < $1 AND state NOT IN ('pending', 'waiting', 'delayed')"
+        sql = "FROM scheduler.occurrences WHERE created_at < $1 AND state NOT IN ('pending', 'waiting', 'delayed', 'awaiting')"
         if dry_run:
             return int(await self.pool.fetchval(f"SELECT count(*) {sql}", before))
         status = await self.pool.execute(f"DELETE {sql}", before)

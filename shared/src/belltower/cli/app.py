@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import export_import, jobs, preview, why
+from . import catchup, export_import, jobs, preview, why
 from .calendars import calendars_app
 from .job_types import job_types
 from .runs import runs_app
@@ -24,6 +24,9 @@ jobs.jobs_app.command("why")(why.jobs_why)
 jobs.jobs_app.command("export")(export_import.jobs_export)
 jobs.jobs_app.command("import")(export_import.jobs_import)
 jobs.jobs_app.command("preview")(preview.jobs_preview)
+jobs.jobs_app.command("backfill")(catchup.jobs_backfill)
+jobs.jobs_app.command("decide")(catchup.jobs_decide)
+jobs.jobs_app.command("decisions")(catchup.jobs_decisions)
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(calendars_app, name="calendars")
 app.add_typer(runs_app, name="runs")

@@ -64,8 +64,8 @@ def jobs_create(
         str,
         typer.Option(
             help="After the scheduler was down: latest (run the latest missed once), all (run "
-            "those within --catch-up-window, at most --catch-up-max) or skip. Every missed "
-            "occurrence is recorded either way."
+            "those within --catch-up-window, at most --catch-up-max), skip, or ask (they wait "
+            "for `belltower jobs decide`). Every missed occurrence is recorded either way."
         ),
     ] = "latest",
     catch_up_window: Annotated[
@@ -105,8 +105,10 @@ def jobs_create(
 ) -> None:
     """Define a job and schedule it."""
     try:
-        if catch_up not in ("latest", "all", "skip"):
-            raise InvalidInput("catch_up", f"{catch_up!r} is not a policy", "latest, all or skip")
+        if catch_up not in ("latest", "all", "skip", "ask"):
+            raise InvalidInput(
+                "catch_up", f"{catch_up!r} is not a policy", "latest, all, skip or ask"
+            )
         if overlap not in ("skip", "buffer", "allow"):
             raise InvalidInput("overlap", f"{overlap!r} is not a policy", "skip, buffer or allow")
         spec = JobSpec(
@@ -241,6 +243,8 @@ def _result_mail_text(job: Job) -> str:
 def _catch_up_text(job: Job) -> str:
     if job.catch_up == "all":
         return f"all within {job.catch_up_window_s:g}s, at most {job.catch_up_max}"
+    if job.catch_up == "ask":
+        return "ask (missed runs wait for `belltower jobs decide`)"
     return job.catch_up
 
 

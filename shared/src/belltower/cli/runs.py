@@ -71,7 +71,9 @@ def runs_list(
                 r.job_title,
                 r.status,
                 f"{r.duration_ms} ms" if r.duration_ms is not None else "-",
-                r.trigger if r.trigger != "manual" else f"manual by {r.requested_by or '?'}",
+                r.trigger
+                if r.trigger not in ("manual", "backfill")
+                else f"{r.trigger} by {r.requested_by or '?'}",
                 r.summary[:60],
             ]
             for r in runs

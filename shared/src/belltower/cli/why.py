@@ -21,6 +21,8 @@ def _what_happened(e: LedgerEntry) -> str:
         origin = "run now" + (f" by {e.requested_by}" if e.requested_by else "")
         origin += f" from {e.requested_from}" if e.requested_from else ""
         origin += ": "
+    elif e.trigger == "backfill":
+        origin = "backfill" + (f" by {e.requested_by}" if e.requested_by else "") + ": "
     elif e.trigger == "chained":
         origin = f"chained after occurrence {e.chained_from}: "
     else:
