@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from .settings import Settings
 from .subjects import (
+    ALERT_SUBJECTS,
     CATALOG_BUCKET,
     CLAIMS_BUCKET,
     DUE_STREAM,
@@ -193,6 +194,8 @@ PERMISSIONS: Mapping[Role, Permissions] = {
             *_kv(CLAIMS_BUCKET, write=[">"]),
             "belltower.run.finished.lost.>",
             "belltower.run.finished.abandoned.>",
+            # job state (jobstate.py, overdue.py): failing, recovered and overdue alerts
+            ALERT_SUBJECTS,
         ),
         subscribe=(
             "belltower.api.scheduler.>",

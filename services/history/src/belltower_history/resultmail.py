@@ -46,6 +46,8 @@ class OutboxMail(msgspec.Struct, kw_only=True):
     subject: str
     body_text: str
     body_html: str
+    kind: str = "result"
+    """``result`` (the run's result mail), ``failing`` or ``recovered`` (``alertmail.py``)."""
 
 
 class ResultMailComposer:
@@ -73,8 +75,8 @@ class ResultMailComposer:
         facts = [
             ("Job", f"{run.job_title} ({run.job_type})"),
             ("Status", status),
-            ("Started", _when(run.started_at)),
-            ("Finished", _when(run.finished_at)),
+            ("Started", when_text(run.started_at)),
+            ("Finished", when_text(run.finished_at)),
             ("Duration", duration_text(run.duration_ms)),
             ("Trigger", trigger_text(run)),
         ]
@@ -148,7 +150,7 @@ def duration_text(ms: int | None) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {sec:02d} s"
 
 
-def _when(at: datetime) -> str:
+def when_text(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -158,7 +160,7 @@ def _tail(text: str, lines: int) -> str:
 
 
 _CLAIM = (
-    "SELECT occurrence_id::text, recipients, subject, body_text, body_html, attempts, created_at "
+    "SELECT occurrence_id::text, kind, recipients, subject, body_text, body_html, attempts, created_at "
     "FROM history.mail_outbox WHERE state = 'pending' AND next_attempt_at <= now() "
     "ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED"
 )
@@ -247,8 +249,9 @@ class OutboxSender:
                     continue
                 await conn.execute(
                     "UPDATE history.mail_outbox SET state = 'sent', sent_at = now(), "
-                    "attempts = attempts + 1, last_error = NULL WHERE occurrence_id = $1::uuid",
+                    "attempts = attempts + 1, last_error = NULL WHERE occurrence_id = $1::uuid AND kind = $2",
                     row["occurrence_id"],
+                    row["kind"],
                 )
                 sent += 1
                 log.info(
@@ -264,10 +267,11 @@ class OutboxSender:
     async def _given_up(self, conn: asyncpg.Connection, row: asyncpg.Record, error: str) -> None:
         await conn.execute(
             "UPDATE history.mail_outbox SET state = 'failed', attempts = $2, last_error = $3 "
-            "WHERE occurrence_id = $1::uuid",
+            "WHERE occurrence_id = $1::uuid AND kind = $4",
             row["occurrence_id"],
             row["attempts"] + 1,
             error[:1000],
+            row["kind"],
         )
         log.error(
             "result mail given up",
@@ -287,11 +291,13 @@ class OutboxSender:
         delay = min(self.backoff_s * 2 ** (attempts - 1), self.max_backoff_s)
         await conn.execute(
             "UPDATE history.mail_outbox SET attempts = $2, last_error = $3, "
-            "next_attempt_at = now() + make_interval(secs => $4) WHERE occurrence_id = $1::uuid",
+            "next_attempt_at = now() + make_interval(secs => $4) WHERE occurrence_id = $1::uuid "
+            "AND kind = $5",
             row["occurrence_id"],
             attempts,
             error,
             delay,
+            row["kind"],
         )
         log.warning(
             "result mail not sent; will retry",
