@@ -383,22 +383,29 @@ class Console:
         await self.audit(who, client, "jobs.delete", target=job_id, before=builtins(before))
 
     async def set_paused(
-        self, who: Principal, client: str | None, job_id: str, paused: bool
+        self,
+        who: Principal,
+        client: str | None,
+        job_id: str,
+        paused: bool,
+        note: str | None = None,
     ) -> Job:
         op = ops.JOBS_PAUSE if paused else ops.JOBS_RESUME
         action = op.name
         await self.require(who, "operator", client, action, job_id)
         before = await self.get_job(job_id)
         # Who and from where are the authenticated caller and its address, as for run-now.
-        request = PauseRequest(id=job_id, requested_by=who.username, requested_from=client)
+        request = PauseRequest(
+            id=job_id, requested_by=who.username, requested_from=client, note=note
+        )
         after = await self.api.call(op, request)
         await self.audit(
             who,
             client,
             action,
             target=job_id,
-            before={"paused": before.paused},
-            after={"paused": after.paused},
+            before={"paused": before.paused, "pause_note": before.pause_note},
+            after={"paused": after.paused, "pause_note": after.pause_note},
         )
         return after
 

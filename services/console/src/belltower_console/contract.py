@@ -28,6 +28,7 @@ from belltower.api import (
 
 from .actions import CalendarChange, CalendarDaysChange, CalendarDaysRemoval, CalendarIcsImport
 from .http import CSRF_HEADER, PROBLEM_MEDIA, SESSION_COOKIE
+from .pausing import PauseBody
 
 REF = "#/components/schemas/{name}"
 
@@ -208,6 +209,7 @@ def improve(schema: dict[str, Any]) -> dict[str, Any]:
             CalendarDaysRemoval,
             CalendarIcsImport,
             CalendarImport,
+            PauseBody,
         ],
         ref_template=REF,
     )

@@ -1,11 +1,10 @@
-"""Checks and views of job state: the pause note, max runs, failure-streak thresholds, and what
-``jobs show`` says about them (runs left, current streak, expected duration)."""
+"""Checks and views of job state: max runs, failure-streak thresholds, and what ``jobs show``
+says about them (runs left, current streak, expected duration). The pause note's check is
+shared with the CLI and the console (``belltower.jobstate``)."""
 
 from __future__ import annotations
 
-import unicodedata
-
-from belltower.api import PAUSE_NOTE_MAX, Job, RunPolicy
+from belltower.api import Job, RunPolicy
 from belltower.errors import Conflict, InvalidInput
 
 from .overdue import OverdueRule
@@ -13,26 +12,6 @@ from .store import StateStore
 
 MAX_RUNS_LIMIT = 1_000_000
 MAX_FAILURES_LIMIT = 1_000
-
-
-def check_pause_note(note: str | None) -> str | None:
-    """The note stripped, None when empty; refuses one too long or with a control character."""
-    if note is None or not note.strip():
-        return None
-    note = note.strip()
-    if len(note) > PAUSE_NOTE_MAX:
-        raise InvalidInput(
-            "note",
-            f"is {len(note)} characters long",
-            f"one line of at most {PAUSE_NOTE_MAX} characters, e.g. 'SIS upgrade until Monday'",
-        )
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in note):
-        raise InvalidInput(
-            "note",
-            "contains a control or format character (NUL, CR, LF, a bidi override, ...)",
-            "one line of printable text, e.g. 'SIS upgrade until Monday'",
-        )
-    return note
 
 
 def check_state_policy(policy: RunPolicy) -> None:

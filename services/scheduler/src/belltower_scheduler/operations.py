@@ -51,6 +51,7 @@ from belltower.api import (
 )
 from belltower.errors import InvalidInput, NotFound
 from belltower.events import EmailOn, ResultMail, occurrence_id, run_id_for
+from belltower.jobstate import check_pause_note
 from belltower.rpc import invalid_from_msgspec, serves
 from belltower.schedule import (
     DATETIME_FORM,
@@ -67,7 +68,6 @@ from .dispatcher import Dispatcher
 from .entry import Entry, compiled_for
 from .jobchecks import (
     OverdueRule,
-    check_pause_note,
     check_state_policy,
     fill_state,
     refuse_resume_past_max_runs,
