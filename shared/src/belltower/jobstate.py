@@ -7,6 +7,11 @@ import unicodedata
 from .api import PAUSE_NOTE_MAX
 from .errors import InvalidInput
 
+NOTE_FORM = (
+    f"one line of printable text, at most {PAUSE_NOTE_MAX} characters, "
+    "e.g. 'SIS upgrade until Monday'"
+)
+
 
 def check_pause_note(note: str | None) -> str | None:
     """The note stripped, None when empty; refuses one too long or with a control character."""
@@ -17,12 +22,12 @@ def check_pause_note(note: str | None) -> str | None:
         raise InvalidInput(
             "note",
             f"is {len(note)} characters long",
-            f"one line of at most {PAUSE_NOTE_MAX} characters, e.g. 'SIS upgrade until Monday'",
+            NOTE_FORM,
         )
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in note):
         raise InvalidInput(
             "note",
             "contains a control or format character (NUL, CR, LF, a bidi override, ...)",
-            "one line of printable text, e.g. 'SIS upgrade until Monday'",
+            NOTE_FORM,
         )
     return note

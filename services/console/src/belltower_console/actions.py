@@ -399,13 +399,11 @@ class Console:
             id=job_id, requested_by=who.username, requested_from=client, note=note
         )
         after = await self.api.call(op, request)
+        done: dict[str, Any] = {"paused": after.paused}
+        if after.paused and after.pause_note:
+            done["pause_note"] = after.pause_note  # why, as the pause ledger keeps it
         await self.audit(
-            who,
-            client,
-            action,
-            target=job_id,
-            before={"paused": before.paused, "pause_note": before.pause_note},
-            after={"paused": after.paused, "pause_note": after.pause_note},
+            who, client, action, target=job_id, before={"paused": before.paused}, after=done
         )
         return after
 

@@ -121,7 +121,7 @@ class JobState:
             )
             applied.paused = [d["id"] for d in done]
         for job_id, outcome, r in notices:
-            await self._publish(job_id, outcome, r, job_id in applied.paused)
+            await self._publish(job_id, outcome, r, outcome.pause and job_id in applied.paused)
         applied.streaks = {j: (s.streak if (s := current.get(j)) else 0) for j in changed}
 
     async def _write(
