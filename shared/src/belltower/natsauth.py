@@ -172,6 +172,8 @@ def _worker(pool: Literal["notifier", "integration"], calls: tuple[str, ...]) ->
             *_kv(CATALOG_BUCKET, write=[f"pool.{pool}"]),
             *calls,
         ),
+        # the scheduler's alerts about jobs and runs share the prefix: a worker cannot forge them
+        deny_publish=(ALERT_SUBJECTS,),
         subscribe=(_inbox(role),),
     )
 
