@@ -12,7 +12,7 @@ import html
 
 from belltower.events import JobFailing, JobRecovered
 
-from .resultmail import OutboxMail, one_line, when_text
+from .resultmail import OutboxMail, error_html, facts_rows, one_line, when_text
 
 
 def compose_alert(event: JobFailing | JobRecovered, console_url: str) -> OutboxMail | None:
@@ -46,18 +46,9 @@ def compose_alert(event: JobFailing | JobRecovered, console_url: str) -> OutboxM
     if kind == "failing" and data.error:
         text += f"\n\nLatest error:\n{data.error}\n"
     text += f"\n\nView the job: {link}\n"
-    rows = "".join(
-        f"<tr><th scope='row' style='text-align:left;padding-right:1em'>{html.escape(n)}</th>"
-        f"<td>{html.escape(v)}</td></tr>"
-        for n, v in facts
-    )
     body_html = (
-        f"<h2>{html.escape(headline)}</h2><table>{rows}</table>"
-        + (
-            f"<p><strong>Latest error:</strong></p><pre>{html.escape(data.error)}</pre>"
-            if kind == "failing" and data.error
-            else ""
-        )
+        f"<h2>{html.escape(headline)}</h2><table>{facts_rows(facts)}</table>"
+        + error_html("Latest error", data.error if kind == "failing" else None)
         + f"<p><a href='{html.escape(link)}'>View the job in Belltower</a></p>"
     )
     return OutboxMail(

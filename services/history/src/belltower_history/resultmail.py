@@ -92,20 +92,11 @@ class ResultMailComposer:
         if output:
             text += f"\nOutput (last {OUTPUT_LINES} lines at most):\n{output}\n"
         text += f"\nView the run: {link}\n"
-        rows = "".join(
-            f"<tr><th scope='row' style='text-align:left;padding-right:1em'>{html.escape(name)}</th>"
-            f"<td>{html.escape(value)}</td></tr>"
-            for name, value in facts
-        )
         body_html = (
             f"<h2>{html.escape(status)}: {html.escape(run.job_title)}</h2>"
-            f"<table>{rows}</table>"
+            f"<table>{facts_rows(facts)}</table>"
             f"<p><strong>Summary:</strong> {html.escape(run.summary or '(none)')}</p>"
-            + (
-                f"<p><strong>Error:</strong></p><pre>{html.escape(run.error)}</pre>"
-                if run.error
-                else ""
-            )
+            + error_html("Error", run.error)
             + (f"<pre>{html.escape(output)}</pre>" if output else "")
             + f"<p><a href='{html.escape(link)}'>View the run in Belltower</a></p>"
         )
@@ -117,6 +108,21 @@ class ResultMailComposer:
             body_text=text,
             body_html=body_html,
         )
+
+
+def facts_rows(facts: list[tuple[str, str]]) -> str:
+    """A mail's facts as HTML table rows, escaped."""
+    return "".join(
+        f"<tr><th scope='row' style='text-align:left;padding-right:1em'>{html.escape(name)}</th>"
+        f"<td>{html.escape(value)}</td></tr>"
+        for name, value in facts
+    )
+
+
+def error_html(label: str, error: str | None) -> str:
+    if not error:
+        return ""
+    return f"<p><strong>{html.escape(label)}:</strong></p><pre>{html.escape(error)}</pre>"
 
 
 def one_line(text: str) -> str:

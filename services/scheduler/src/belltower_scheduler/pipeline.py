@@ -25,7 +25,7 @@ from .jobstate import paused_copy
 from .lease import Lease
 from .planner import Chunk, Planned, Planner
 from .publisher import CONFIRMED, Batch, BatchPublisher
-from .store import Store
+from .store import RunLimits, Store
 
 log = logging.getLogger(__name__)
 
@@ -145,15 +145,16 @@ class Pipeline(Planner):
         self, chunk: Chunk, limits: dict[str, int], fence: Fence | None
     ) -> set[str]:
         """Write a chunk holding jobs with ``max_runs``: the ledger skips what is beyond each
-        one's limit and pauses the jobs that reached it (``Store.plan_limited``)."""
-        new_ids, cut, paused = await self.store.plan_limited(
-            chunk.occurrences, chunk.next_runs, limits, self.clock(), fence=fence
+        one's limit and pauses the jobs that reached it (``RunLimits``)."""
+        applied = RunLimits(limits, self.clock())
+        new_ids = await self.store.plan(
+            chunk.occurrences, chunk.next_runs, fence=fence, limits=applied
         )
         for p in chunk.occurrences:
-            if p.id in cut:
+            if p.id in applied.cut:
                 p.state, p.cause = "skipped", "max_runs"
                 new_ids.add(p.id)  # new, and counted as skipped below
-        for job_id in paused:
+        for job_id in applied.paused:
             entry = self.entries.get(job_id)
             if entry is not None and not entry.paused:
                 self.put(paused_copy(entry))

@@ -148,6 +148,31 @@ _RECONCILE_COLUMNS = (
 )
 
 
+@dataclass
+class RunLimits:
+    """Max runs of the jobs in a chunk being planned (job id -> max runs), applied in the plan's
+    transaction: the ledger counts each job's dispatched occurrences (run-now not counted),
+    occurrences this transaction wrote beyond the limit are skipped (cause ``max_runs``) and a
+    job that reached it is paused with that note. Because the count is the ledger's, a retried or
+    re-planned chunk (same ids, ``ON CONFLICT DO NOTHING``) counts nothing twice."""
+
+    max_runs: dict[str, int]
+    now: datetime
+    cut: set[str] = field(default_factory=set)
+    """Occurrences skipped for max runs."""
+    paused: list[str] = field(default_factory=list)
+    """Jobs paused because they reached it."""
+
+    async def apply(self, conn: asyncpg.Connection) -> None:
+        row = await conn.fetchrow(LIMIT_RUNS, list(self.max_runs), list(self.max_runs.values()))
+        self.cut = set(row["cut"] or ())
+        done = list(row["done"] or ())
+        if done:
+            notes = [max_runs_note(self.max_runs[j]) for j in done]
+            rows = await conn.fetch(PAUSE_JOBS, done, notes, BELLTOWER, self.now)
+            self.paused = [r["id"] for r in rows]
+
+
 class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -211,7 +236,9 @@ class Store:
         return JobRow.from_record(row) if row else None
 
     async def delete_job(self, job_id: str) -> bool:
-        status = await self.pool.execute("DELETE FROM scheduler.jobs WHERE id = $1::uuid", job_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            status = await conn.execute("DELETE FROM scheduler.jobs WHERE id = $1::uuid", job_id)
+            await conn.execute(statesql.STREAKS_DROP, [job_id])
         return status.endswith(" 1")
 
     async def set_paused(
@@ -284,6 +311,7 @@ class Store:
         occurrences: Sequence[LedgerRow],
         next_runs: Sequence[tuple[str, datetime | None]],
         fence: Fence | None = None,
+        limits: RunLimits | None = None,
     ) -> set[str]:
         """Write planned occurrences and the jobs' next times in one transaction.
 
@@ -291,108 +319,74 @@ class Store:
         (planned by another replica, or before a restart) is not dispatched again. With a
         ``fence``, raises :class:`Deposed` and writes nothing unless that lease's token is still
         the current one; the row lock holds a new holder's :meth:`fence` until this commits.
+        With ``limits`` (jobs with ``max_runs``), :meth:`RunLimits.apply` runs in the same
+        transaction, and the ids it skipped are not returned as new.
         """
         async with self.pool.acquire() as conn, conn.transaction():
             if fence is not None:
                 await self._check_fence(conn, fence)
-            return await self._plan_in(conn, occurrences, next_runs)
-
-    async def plan_limited(
-        self,
-        occurrences: Sequence[LedgerRow],
-        next_runs: Sequence[tuple[str, datetime | None]],
-        limits: dict[str, int],
-        now: datetime,
-        fence: Fence | None = None,
-    ) -> tuple[set[str], set[str], list[str]]:
-        """:meth:`plan` for a chunk holding occurrences of jobs with ``max_runs`` (job id ->
-        max runs): in the same transaction, the ledger counts each such job's dispatched
-        occurrences (run-now not counted), occurrences this transaction wrote beyond the limit
-        are skipped (cause ``max_runs``), and a job that reached it is paused with that note.
-
-        Returns (new ids, ids skipped for max runs, ids of the jobs paused). Because the count
-        is the ledger's, a retried or re-planned chunk (same ids, ``ON CONFLICT DO NOTHING``)
-        counts nothing twice.
-        """
-        async with self.pool.acquire() as conn, conn.transaction():
-            if fence is not None:
-                await self._check_fence(conn, fence)
-            new = await self._plan_in(conn, occurrences, next_runs)
-            row = await conn.fetchrow(LIMIT_RUNS, list(limits), list(limits.values()))
-            cut = set(row["cut"] or ())
-            done = list(row["done"] or ())
-            paused: list[str] = []
-            if done:
-                notes = [max_runs_note(limits[j]) for j in done]
-                rows = await conn.fetch(PAUSE_JOBS, done, notes, BELLTOWER, now)
-                paused = [r["id"] for r in rows]
-            return new - cut, cut, paused
-
-    async def _plan_in(
-        self,
-        conn: asyncpg.Connection,
-        occurrences: Sequence[LedgerRow],
-        next_runs: Sequence[tuple[str, datetime | None]],
-    ) -> set[str]:
-        new: set[str] = set()
-        if occurrences and not any(
-            o.cause or o.requested_from or o.chained_from for o in occurrences
-        ):
-            # The usual chunk: scheduled occurrences to dispatch, without the policy columns.
-            # Usually every one is new: the row count says so, and no id travels back.
-            ids = [o.id for o in occurrences]
-            status = await conn.execute(
-                "INSERT INTO scheduler.occurrences (id, job_id, scheduled_for, priority, trigger, requested_by, state, reason) "
-                "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[]) "
-                "ON CONFLICT (id) DO NOTHING",
-                ids,
-                [o.job_id for o in occurrences],
-                [o.scheduled_for for o in occurrences],
-                [o.priority for o in occurrences],
-                [o.trigger for o in occurrences],
-                [o.requested_by for o in occurrences],
-                [o.state for o in occurrences],
-                [o.reason for o in occurrences],
-            )
-            if int(status.rsplit(" ", 1)[-1]) == len(ids):
-                new = set(ids)
-            else:
-                # Some were there already (another replica, a retry): the new ones are those
-                # this transaction wrote.
-                rows = await conn.fetch(
-                    "SELECT id::text FROM scheduler.occurrences WHERE id = ANY($1::uuid[]) "
-                    "AND xmin = pg_current_xact_id()::xid",
+            new: set[str] = set()
+            if occurrences and not any(
+                o.cause or o.requested_from or o.chained_from for o in occurrences
+            ):
+                # The usual chunk: scheduled occurrences to dispatch, without the policy columns.
+                # Usually every one is new: the row count says so, and no id travels back.
+                ids = [o.id for o in occurrences]
+                status = await conn.execute(
+                    "INSERT INTO scheduler.occurrences (id, job_id, scheduled_for, priority, trigger, requested_by, state, reason) "
+                    "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[]) "
+                    "ON CONFLICT (id) DO NOTHING",
                     ids,
+                    [o.job_id for o in occurrences],
+                    [o.scheduled_for for o in occurrences],
+                    [o.priority for o in occurrences],
+                    [o.trigger for o in occurrences],
+                    [o.requested_by for o in occurrences],
+                    [o.state for o in occurrences],
+                    [o.reason for o in occurrences],
+                )
+                if int(status.rsplit(" ", 1)[-1]) == len(ids):
+                    new = set(ids)
+                else:
+                    # Some were there already (another replica, a retry): the new ones are those
+                    # this transaction wrote.
+                    rows = await conn.fetch(
+                        "SELECT id::text FROM scheduler.occurrences WHERE id = ANY($1::uuid[]) "
+                        "AND xmin = pg_current_xact_id()::xid",
+                        ids,
+                    )
+                    new = {r["id"] for r in rows}
+            elif occurrences:
+                rows = await conn.fetch(
+                    "INSERT INTO scheduler.occurrences (id, job_id, scheduled_for, priority, trigger, requested_by, state, reason, "
+                    "cause, requested_from, chained_from) "
+                    "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], "
+                    "$9::text[], $10::text[], $11::uuid[]) "
+                    "ON CONFLICT (id) DO NOTHING RETURNING id::text",
+                    [o.id for o in occurrences],
+                    [o.job_id for o in occurrences],
+                    [o.scheduled_for for o in occurrences],
+                    [o.priority for o in occurrences],
+                    [o.trigger for o in occurrences],
+                    [o.requested_by for o in occurrences],
+                    [o.state for o in occurrences],
+                    [o.reason for o in occurrences],
+                    [o.cause for o in occurrences],
+                    [o.requested_from for o in occurrences],
+                    [o.chained_from for o in occurrences],
                 )
                 new = {r["id"] for r in rows}
-        elif occurrences:
-            rows = await conn.fetch(
-                "INSERT INTO scheduler.occurrences (id, job_id, scheduled_for, priority, trigger, requested_by, state, reason, "
-                "cause, requested_from, chained_from) "
-                "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], "
-                "$9::text[], $10::text[], $11::uuid[]) "
-                "ON CONFLICT (id) DO NOTHING RETURNING id::text",
-                [o.id for o in occurrences],
-                [o.job_id for o in occurrences],
-                [o.scheduled_for for o in occurrences],
-                [o.priority for o in occurrences],
-                [o.trigger for o in occurrences],
-                [o.requested_by for o in occurrences],
-                [o.state for o in occurrences],
-                [o.reason for o in occurrences],
-                [o.cause for o in occurrences],
-                [o.requested_from for o in occurrences],
-                [o.chained_from for o in occurrences],
-            )
-            new = {r["id"] for r in rows}
-        if next_runs:
-            await conn.execute(
-                "UPDATE scheduler.jobs j SET next_run_at = n.next_run_at FROM "
-                "unnest($1::uuid[], $2::timestamptz[]) AS n(id, next_run_at) WHERE j.id = n.id",
-                [job_id for job_id, _ in next_runs],
-                [at for _, at in next_runs],
-            )
-        return new
+            if next_runs:
+                await conn.execute(
+                    "UPDATE scheduler.jobs j SET next_run_at = n.next_run_at FROM "
+                    "unnest($1::uuid[], $2::timestamptz[]) AS n(id, next_run_at) WHERE j.id = n.id",
+                    [job_id for job_id, _ in next_runs],
+                    [at for _, at in next_runs],
+                )
+            if limits is not None:
+                await limits.apply(conn)
+                return new - limits.cut
+            return new
 
     @staticmethod
     async def _check_fence(conn: asyncpg.Connection, fence: Fence) -> None:

@@ -15,8 +15,9 @@ ALTER TABLE scheduler.occurrences
 -- (the UPDATE that records it returns it once), so a redelivered or replayed finished event
 -- cannot count twice; last_occurrence_id is the run that last changed it. alerted: the failing
 -- alert went out for this streak (the first success after it sends the recovery notice).
+-- No foreign key (like scheduler.pauses): deleting a job deletes its row (Store.delete_job).
 CREATE TABLE scheduler.failure_streaks (
-    job_id             uuid PRIMARY KEY REFERENCES scheduler.jobs (id) ON DELETE CASCADE,
+    job_id             uuid PRIMARY KEY,
     streak             integer NOT NULL CHECK (streak > 0),
     first_failed_at    timestamptz NOT NULL,
     last_occurrence_id uuid NOT NULL,
