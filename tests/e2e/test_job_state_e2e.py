@@ -69,6 +69,8 @@ def test_a_pause_note_is_kept_shown_audited_and_checked(console_stack) -> None:
     done = cli.run("jobs", "pause", job["id"], "--note", "SIS upgrade until Monday")
     assert "SIS upgrade until Monday" in done.stdout
     assert "pause note:   SIS upgrade until Monday" in cli.run("jobs", "show", job["id"]).stdout
+    why = cli.run("jobs", "why", job["id"]).stdout
+    assert "why:      SIS upgrade until Monday" in why and "(SIS upgrade until Monday)" in why
 
     with httpx.Client(base_url=console_stack.url, timeout=20) as web:
         login = web.post(
