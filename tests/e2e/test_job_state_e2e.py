@@ -69,6 +69,13 @@ def test_a_pause_note_is_kept_shown_audited_and_checked(console_stack) -> None:
     done = cli.run("jobs", "pause", job["id"], "--note", "SIS upgrade until Monday")
     assert "SIS upgrade until Monday" in done.stdout
     assert "pause note:   SIS upgrade until Monday" in cli.run("jobs", "show", job["id"]).stdout
+    updated = cli.run(
+        "jobs", "update", job["id"], "--max-runs", "2", "--pause-after-failures", "4"
+    ).stdout  # fmt: skip
+    assert "max runs:     2 (2 left, 0 dispatched)" in updated
+    assert "on failures:  pause after 4 in a row" in updated
+    nothing = cli.run("jobs", "update", job["id"], "--max-runs", "-1", check=False)
+    assert nothing.returncode == 2 and "max_runs:" in nothing.stderr
     why = cli.run("jobs", "why", job["id"]).stdout
     assert "why:      SIS upgrade until Monday" in why and "(SIS upgrade until Monday)" in why
 
