@@ -203,3 +203,17 @@ def test_alert_mails_name_the_streak_escape_html_and_keep_headers_to_one_line() 
         id="x", source="t", subject="j-1", time=T0, data=streak_data(result_mail=None)
     )
     assert compose_alert(nobody, "https://x") is None
+
+
+def test_a_streak_gauge_is_one_series_per_failing_job_and_goes_with_the_partition() -> None:
+    from prometheus_client import REGISTRY
+
+    from belltower import metrics
+
+    labels = {"job_id": "j-gauge", "job_type": "system.canary"}
+    metrics.set_failure_streak("j-gauge", "system.canary", 2)
+    metrics.set_failure_streak("j-gauge", "system.canary", 3)
+    assert REGISTRY.get_sample_value("belltower_job_failure_streak", labels) == 3.0
+    metrics.forget_failure_streaks({"j-gauge"})  # the partition went to another replica
+    assert REGISTRY.get_sample_value("belltower_job_failure_streak", labels) is None
+    metrics.set_failure_streak("j-gauge", "system.canary", 0)  # ending a streak it has not: fine

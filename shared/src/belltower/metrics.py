@@ -13,7 +13,7 @@ Replicas of one service report the same value for the gauges read from shared st
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -169,6 +169,12 @@ def set_failure_streak(job_id: str, job_type: str, streak: int) -> None:
         JOB_FAILURE_STREAK.labels(job_id, job_type).set(streak)
     elif job_id in _streak_types:
         JOB_FAILURE_STREAK.remove(job_id, _streak_types.pop(job_id))
+
+
+def forget_failure_streaks(job_ids: Container[str]) -> None:
+    """Drop the streaks of jobs this process no longer holds (a partition lost or handed over)."""
+    for job_id in [j for j in _streak_types if j in job_ids]:
+        set_failure_streak(job_id, "", 0)
 
 
 def record_dispatched(
