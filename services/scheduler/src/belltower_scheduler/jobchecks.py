@@ -10,7 +10,8 @@ from belltower.errors import Conflict, InvalidInput
 from .overdue import OverdueRule
 from .store import StateStore
 
-MAX_RUNS_LIMIT = 1_000_000
+MAX_RUNS_LIMIT = 10_000
+"""Each dispatch of a job with max runs counts its occurrences in the ledger: bounded, so is that."""
 MAX_FAILURES_LIMIT = 1_000
 
 

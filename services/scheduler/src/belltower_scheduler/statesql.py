@@ -80,7 +80,7 @@ SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY d) AS p95, count(*) AS n FRO
     ORDER BY o.scheduled_for DESC LIMIT $2
 ) recent
 """
-"""p95 of the durations of the job's latest ``$2`` succeeded runs (index occurrences_job_succeeded)."""
+"""p95 of the durations of the job's latest ``$2`` succeeded runs (walking occurrences_job_time)."""
 
 OVERDUE = """
 SELECT o.id::text AS id, o.job_id::text AS job_id, o.run_started_at, e.p95, e.n
