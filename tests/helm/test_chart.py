@@ -64,6 +64,9 @@ CONTRACT_METRICS = {
     "belltower_consumer_redeliveries_total",
     "belltower_history_events_total",
     "belltower_jobs_failing",
+    "belltower_job_failure_streak",
+    "belltower_job_alerts_total",
+    "belltower_runs_overdue_total",
     "up",
 }
 # BELLTOWER_* variables the services read that are not (yet) fields of the settings classes:

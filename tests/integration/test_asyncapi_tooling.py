@@ -76,7 +76,15 @@ def test_the_validator_refuses_what_asyncapi_refuses(validator: Path, tmp_path: 
 def test_event_messages_have_their_real_names() -> None:
     document = asyncapi.document()
     messages = document["components"]["messages"]
-    assert set(messages) == {"DueOccurrence", "RunFinished", "RunProgress", "RunStarted"}
+    assert set(messages) == {
+        "DueOccurrence",
+        "RunFinished",
+        "RunProgress",
+        "RunStarted",
+        "JobFailing",
+        "JobRecovered",
+        "RunOverdue",
+    }
     for key, message in messages.items():
         assert message["name"] == key
         assert message["payload"] == {"$ref": f"#/components/schemas/{key}"}

@@ -123,6 +123,11 @@ PUBLISH = [
     ("scheduler", "belltower.run.finished.lost.system.canary", True),
     ("scheduler", "belltower.run.finished.abandoned.system.canary", True),
     ("scheduler", "belltower.run.started.system.canary", False),
+    # job state: the failing, recovered and overdue alerts are the scheduler's alone
+    ("scheduler", "belltower.run.alert.failing.system.canary", True),
+    ("scheduler", "belltower.run.alert.overdue.system.canary", True),
+    ("notifier-worker", "belltower.run.alert.failing.system.canary", False),
+    ("integration-worker", "belltower.run.alert.recovered.system.canary", False),
     ("scheduler", "$KV.belltower_claims.occ.00000000-0000-0000-0000-000000000000", True),
     ("scheduler", "$JS.API.STREAM.MSG.GET.BELLTOWER_DUE", True),
     ("scheduler", "$JS.API.STREAM.PURGE.BELLTOWER_DUE", False),

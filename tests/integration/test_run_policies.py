@@ -190,11 +190,11 @@ class RecordFailsOnce(Store):
 
     failed = False
 
-    async def record_runs(self, updates, fence=None):
+    async def record_runs(self, updates, fence=None, after=None):
         if not self.failed:
             self.failed = True
             raise ConnectionError("the database went away")
-        await super().record_runs(updates, fence=fence)
+        await super().record_runs(updates, fence=fence, after=after)
 
 
 async def test_a_buffered_run_is_released_when_the_event_is_applied_again_after_a_failure(

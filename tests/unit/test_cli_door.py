@@ -95,6 +95,7 @@ CLI_TO_API = {
     "jobs delete": [("delete", "/jobs/{job_id}")],
     "jobs pause": [("post", "/jobs/{job_id}/pause")],
     "jobs resume": [("post", "/jobs/{job_id}/resume")],
+    "jobs update": [("patch", "/jobs/{job_id}")],
     "jobs run-now": [("post", "/jobs/{job_id}/run"), ("get", "/runs/{run_id}")],
     "jobs why": [("get", "/jobs/{job_id}/why")],
     "jobs export": [("get", "/export")],

@@ -61,6 +61,9 @@ def test_dump_then_load_gives_the_documents_back(fmt: str) -> None:
         "retry_backoff",
         "max_deliveries",
         "after",
+        "max_runs",
+        "alert_after_failures",
+        "pause_after_failures",
     }
     assert transfer.load(transfer.dump(docs, fmt)) == docs  # type: ignore[arg-type]
 

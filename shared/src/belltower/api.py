@@ -58,6 +58,9 @@ class RunPolicy(
     retry_backoff: RetryBackoff = RetryBackoff()
     max_deliveries: int | None = None
     after: After | None = None
+    max_runs: int | None = None
+    alert_after_failures: int | None = None
+    pause_after_failures: int | None = None
 
     @property
     def deliveries(self) -> int:
@@ -74,6 +77,11 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     recorded), ``overlap`` while the previous run is
     still going (``skip``, ``buffer`` one, ``allow``), ``retries`` with ``retry_backoff``,
     ``max_deliveries`` before a run is dead-lettered, and ``after`` to chain on another job.
+
+    Job state (``jobstate.md``): ``max_runs`` ends the job (it is paused, noted "max runs
+    reached") once that many of its occurrences were dispatched (run-now not counted);
+    ``alert_after_failures`` sends the failing alert after that many consecutive failed runs,
+    ``pause_after_failures`` pauses the job after that many.
     """
 
     type: str
@@ -94,6 +102,9 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retry_backoff: RetryBackoff = RetryBackoff()
     max_deliveries: int | None = None
     after: After | None = None
+    max_runs: int | None = None
+    alert_after_failures: int | None = None
+    pause_after_failures: int | None = None
 
     def policy(self) -> RunPolicy:
         return RunPolicy(
@@ -105,6 +116,9 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             retry_backoff=self.retry_backoff,
             max_deliveries=self.max_deliveries,
             after=self.after,
+            max_runs=self.max_runs,
+            alert_after_failures=self.alert_after_failures,
+            pause_after_failures=self.pause_after_failures,
         )
 
 
@@ -138,6 +152,22 @@ class Job(msgspec.Struct, kw_only=True):
     after: After | None = None
     paused_by: str | None = None
     paused_at: datetime | None = None
+    pause_note: str | None = None
+    """Why it is paused: the note of whoever paused it, or the reason Belltower paused it
+    itself ("max runs reached", "paused after 5 consecutive failures")."""
+    max_runs: int | None = None
+    alert_after_failures: int | None = None
+    pause_after_failures: int | None = None
+    runs_counted: int | None = None
+    """With ``max_runs``: occurrences dispatched so far that count (the ledger's)."""
+    runs_left: int | None = None
+    failure_streak: int = 0
+    """Consecutive failed runs up to the latest finished one (0 after a success)."""
+    expected_duration_s: float | None = None
+    """p95 of the durations of the job's latest succeeded runs (``expected_duration_runs`` of them)."""
+    expected_duration_runs: int = 0
+    overdue_after_s: float | None = None
+    """A run going longer than this raises ``belltower.run.overdue`` (None until enough runs)."""
 
 
 class JobTypeInfo(msgspec.Struct, kw_only=True):
@@ -169,12 +199,17 @@ class RunNowRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     (skip) or queue (buffer) this one; the ledger records that the policy was overridden."""
 
 
+PAUSE_NOTE_MAX = 500
+
+
 class PauseRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Pause or resume a job, saying who asked and from where (kept in the pause ledger)."""
+    """Pause or resume a job, saying who asked and from where (kept in the pause ledger), and
+    on a pause why (``note``: one line of at most ``PAUSE_NOTE_MAX`` characters)."""
 
     id: str
     requested_by: str | None = None
     requested_from: str | None = None
+    note: str | None = None
 
 
 class WhyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -221,6 +256,7 @@ class PauseSpan(msgspec.Struct, kw_only=True):
     resumed_at: datetime | None = None
     resumed_by: str | None = None
     resumed_from: str | None = None
+    note: str | None = None
 
 
 class WhyResult(msgspec.Struct, kw_only=True):

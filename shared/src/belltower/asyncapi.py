@@ -25,10 +25,20 @@ from faststream.specification import AsyncAPI
 from . import operations
 from .api import ErrorBody
 from .errors import wire_codes
-from .events import RUN_STATUSES, DueOccurrence, RunFinished, RunProgress, RunStarted
+from .events import (
+    RUN_STATUSES,
+    DueOccurrence,
+    JobFailing,
+    JobRecovered,
+    RunFinished,
+    RunOverdue,
+    RunProgress,
+    RunStarted,
+)
 from .settings import DEV_NATS_PORT
 from .subjects import (
     POOLS,
+    alert_subject,
     due_subject,
     run_finished_subject,
     run_progress_subject,
@@ -107,6 +117,37 @@ CHANNELS = (
         RunProgress,
         "Run progress",
         "Progress a long run reports (CloudEvents 1.0, type `io.belltower.run.progress.v1`).",
+        {"job_type": _JOB_TYPE},
+    ),
+    Channel(
+        "jobFailing",
+        alert_subject("failing", "{job_type}"),
+        JobFailing,
+        "Job failing",
+        "A job's consecutive failed runs reached its `alert_after_failures` (CloudEvents 1.0, "
+        "type `io.belltower.job.failing.v1`, subject = job id, id = `<occurrence id>.failing` "
+        "of the run that reached it: once per streak, whatever is redelivered). History mails "
+        "it to the job's result-mail addresses; `data.paused` says whether the job was paused.",
+        {"job_type": _JOB_TYPE},
+    ),
+    Channel(
+        "jobRecovered",
+        alert_subject("recovered", "{job_type}"),
+        JobRecovered,
+        "Job recovered",
+        "The first succeeded run after a streak that raised `job.failing` (CloudEvents 1.0, "
+        "type `io.belltower.job.recovered.v1`, id = `<occurrence id>.recovered`); "
+        "`data.streak` is the streak that ended.",
+        {"job_type": _JOB_TYPE},
+    ),
+    Channel(
+        "runOverdue",
+        alert_subject("overdue", "{job_type}"),
+        RunOverdue,
+        "Run overdue",
+        "A run has gone longer than `data.factor` times its job's expected duration (p95 of "
+        "its latest succeeded runs), before its hard timeout (CloudEvents 1.0, type "
+        "`io.belltower.run.overdue.v1`, id = `<occurrence id>.overdue`, once per run).",
         {"job_type": _JOB_TYPE},
     ),
     Channel(

@@ -228,7 +228,66 @@ class RunFinished(_CloudEvent, tag="io.belltower.run.finished.v1"):
     data: RunFinishedData
 
 
-RunEvent = RunStarted | RunProgress | RunFinished
+class JobStreakData(msgspec.Struct, kw_only=True):
+    """A job's failure streak reached its alert threshold (``failing``) or ended with a success
+    (``recovered``). ``occurrence_id`` is the run's that decided it: the event's id derives from it,
+    so a redelivered run event cannot raise a second one. ``result_mail`` is the job's: history
+    mails the notice to those addresses."""
+
+    job_id: str
+    job_type: str
+    job_title: str
+    pool: str
+    occurrence_id: str
+    run_id: str
+    status: str
+    """The status of the run that decided it (a failure, or ``succeeded`` on recovery)."""
+    streak: int
+    """Consecutive failures: up to now (failing) or the streak that ended (recovered)."""
+    alert_after: int
+    first_failed_at: datetime
+    at: datetime
+    error: str | None = None
+    paused: bool = False
+    """The job was paused by this failure (its ``pause_after_failures`` was reached)."""
+    result_mail: ResultMail | None = None
+
+
+class RunOverdueData(msgspec.Struct, kw_only=True):
+    """A run has been going longer than ``factor`` times its job's expected duration (p95 of
+    its latest ``sample`` succeeded runs), before any hard timeout."""
+
+    run_id: str
+    occurrence_id: str
+    job_id: str
+    job_type: str
+    job_title: str
+    pool: str
+    started_at: datetime
+    running_s: float
+    expected_s: float
+    factor: float
+    sample: int
+    timeout_s: float | None = None
+
+
+class JobFailing(_CloudEvent, tag="io.belltower.job.failing.v1"):
+    data: JobStreakData
+
+
+class JobRecovered(_CloudEvent, tag="io.belltower.job.recovered.v1"):
+    data: JobStreakData
+
+
+class RunOverdue(_CloudEvent, tag="io.belltower.run.overdue.v1"):
+    data: RunOverdueData
+
+
+AlertEvent = JobFailing | JobRecovered | RunOverdue
+"""Alerts the scheduler raises about jobs and runs; they travel on the run events stream
+(``belltower.run.alert.>``) so that history and integrators receive them where they already listen."""
+
+RunEvent = RunStarted | RunProgress | RunFinished | JobFailing | JobRecovered | RunOverdue
 
 due_encoder = msgspec.json.Encoder()
 due_decoder = msgspec.json.Decoder(DueOccurrence)

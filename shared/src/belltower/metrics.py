@@ -13,7 +13,7 @@ Replicas of one service report the same value for the gauges read from shared st
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -141,6 +141,42 @@ JOBS_FAILING = Gauge(
 )
 
 
+JOB_FAILURE_STREAK = Gauge(
+    "belltower_job_failure_streak",
+    "Consecutive failed runs of a job up to its latest finished run (jobs with a streak only; "
+    "set by the scheduler holding the job's partition)",
+    ["job_id", "job_type"],
+)
+JOB_ALERTS = Counter(
+    "belltower_job_alerts_total",
+    "Job alerts raised: failing (a failure streak reached alert_after_failures), recovered",
+    ["kind"],
+)
+RUNS_OVERDUE = Counter(
+    "belltower_runs_overdue_total",
+    "Runs that went longer than BELLTOWER_OVERDUE_FACTOR times their job's expected duration",
+    ["pool", "job_type"],
+)
+
+
+_streak_types: dict[str, str] = {}
+
+
+def set_failure_streak(job_id: str, job_type: str, streak: int) -> None:
+    """A job's current streak; a job whose streak ended leaves the gauge (bounded series)."""
+    if streak > 0:
+        _streak_types[job_id] = job_type
+        JOB_FAILURE_STREAK.labels(job_id, job_type).set(streak)
+    elif job_id in _streak_types:
+        JOB_FAILURE_STREAK.remove(job_id, _streak_types.pop(job_id))
+
+
+def forget_failure_streaks(job_ids: Container[str]) -> None:
+    """Drop the streaks of jobs this process no longer holds (a partition lost or handed over)."""
+    for job_id in [j for j in _streak_types if j in job_ids]:
+        set_failure_streak(job_id, "", 0)
+
+
 def record_dispatched(
     batch: Sequence[Any], confirmed: bytes | bytearray, dispatched_at: datetime
 ) -> None:
@@ -168,7 +204,14 @@ def record_run(pool: str, data: Any) -> None:
     )
 
 
-_EVENT_NAMES = {"RunStarted": "started", "RunProgress": "progress", "RunFinished": "finished"}
+_EVENT_NAMES = {
+    "RunStarted": "started",
+    "RunProgress": "progress",
+    "RunFinished": "finished",
+    "JobFailing": "job_failing",
+    "JobRecovered": "job_recovered",
+    "RunOverdue": "overdue",
+}
 
 
 def record_history_events(events: Iterable[Any]) -> None:

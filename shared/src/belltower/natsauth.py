@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from .settings import Settings
 from .subjects import (
+    ALERT_SUBJECTS,
     CATALOG_BUCKET,
     CLAIMS_BUCKET,
     DUE_STREAM,
@@ -171,6 +172,8 @@ def _worker(pool: Literal["notifier", "integration"], calls: tuple[str, ...]) ->
             *_kv(CATALOG_BUCKET, write=[f"pool.{pool}"]),
             *calls,
         ),
+        # the scheduler's alerts about jobs and runs share the prefix: a worker cannot forge them
+        deny_publish=(ALERT_SUBJECTS,),
         subscribe=(_inbox(role),),
     )
 
@@ -193,6 +196,8 @@ PERMISSIONS: Mapping[Role, Permissions] = {
             *_kv(CLAIMS_BUCKET, write=[">"]),
             "belltower.run.finished.lost.>",
             "belltower.run.finished.abandoned.>",
+            # job state (jobstate.py, overdue.py): failing, recovered and overdue alerts
+            ALERT_SUBJECTS,
         ),
         subscribe=(
             "belltower.api.scheduler.>",

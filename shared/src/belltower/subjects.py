@@ -2,7 +2,8 @@
 
 Subjects run from general to specific so wildcards select by kind, pool, outcome and type:
 ``belltower.due.<pool>.<job type>`` for due work and
-``belltower.run.<started|progress|finished>[.<status>].<job type>`` for run events.
+``belltower.run.<started|progress|finished>[.<status>].<job type>`` for run events and
+``belltower.run.alert.<failing|recovered|overdue>.<job type>`` for the scheduler's alerts.
 Job-type names are dotted (``system.canary``), so they are the subject's last tokens.
 """
 
@@ -62,6 +63,15 @@ def run_progress_subject(job_type: str) -> str:
 
 def run_finished_subject(status: str, job_type: str) -> str:
     return f"belltower.run.finished.{status}.{job_type}"
+
+
+def alert_subject(kind: Literal["failing", "recovered", "overdue"], job_type: str) -> str:
+    """``belltower.run.alert.<failing|recovered|overdue>.<job type>``: the scheduler's alerts,
+    on the run events stream so history (the notice mail) and integrators already receive them."""
+    return f"belltower.run.alert.{kind}.{job_type}"
+
+
+ALERT_SUBJECTS = "belltower.run.alert.>"
 
 
 ApiService = Literal["scheduler", "history"]

@@ -383,22 +383,27 @@ class Console:
         await self.audit(who, client, "jobs.delete", target=job_id, before=builtins(before))
 
     async def set_paused(
-        self, who: Principal, client: str | None, job_id: str, paused: bool
+        self,
+        who: Principal,
+        client: str | None,
+        job_id: str,
+        paused: bool,
+        note: str | None = None,
     ) -> Job:
         op = ops.JOBS_PAUSE if paused else ops.JOBS_RESUME
         action = op.name
         await self.require(who, "operator", client, action, job_id)
         before = await self.get_job(job_id)
         # Who and from where are the authenticated caller and its address, as for run-now.
-        request = PauseRequest(id=job_id, requested_by=who.username, requested_from=client)
+        request = PauseRequest(
+            id=job_id, requested_by=who.username, requested_from=client, note=note
+        )
         after = await self.api.call(op, request)
+        done: dict[str, Any] = {"paused": after.paused}
+        if after.paused and after.pause_note:
+            done["pause_note"] = after.pause_note  # why, as the pause ledger keeps it
         await self.audit(
-            who,
-            client,
-            action,
-            target=job_id,
-            before={"paused": before.paused},
-            after={"paused": after.paused},
+            who, client, action, target=job_id, before={"paused": before.paused}, after=done
         )
         return after
 

@@ -27,6 +27,7 @@ from .http import (
     secure_cookies,
     when,
 )
+from .pausing import pause_note_of
 from .store import ROLES, Principal
 
 
@@ -195,9 +196,20 @@ async def delete_job(job_id: JobId, who: Caller, request: Request) -> None:
     await console_of(request).delete_job(who, client_of(request), job_id)
 
 
-@router.post("/jobs/{job_id}/pause", tags=["jobs"])
-async def pause_job(job_id: JobId, who: Caller, request: Request) -> Response:
-    return reply(await console_of(request).set_paused(who, client_of(request), job_id, True))
+PAUSE_BODY = body_of("PauseBody", "Why the job is paused (optional)")
+PAUSE_BODY["requestBody"]["required"] = False
+
+
+@router.post("/jobs/{job_id}/pause", tags=["jobs"], openapi_extra=PAUSE_BODY)
+async def pause_job(
+    job_id: JobId, who: Caller, request: Request, body: Annotated[Any, Body()] = None
+) -> Response:
+    """Pause the job; the optional ``note`` (one line, at most 500 characters) is kept with the
+    pause, who paused it and when, and shown in `jobs show` and the console."""
+    note = pause_note_of(body)
+    return reply(
+        await console_of(request).set_paused(who, client_of(request), job_id, True, note=note)
+    )
 
 
 @router.post("/jobs/{job_id}/resume", tags=["jobs"])

@@ -30,6 +30,7 @@ from belltower.decisions import DecisionBody, DecisionResult, PendingDecision
 
 from .actions import CalendarChange, CalendarDaysChange, CalendarDaysRemoval, CalendarIcsImport
 from .http import CSRF_HEADER, PROBLEM_MEDIA, SESSION_COOKIE
+from .pausing import PauseBody
 from .requested_routes import REPLIES as REQUESTED_REPLIES
 
 REF = "#/components/schemas/{name}"
@@ -217,6 +218,7 @@ def improve(schema: dict[str, Any]) -> dict[str, Any]:
             DecisionBody,
             DecisionResult,
             PendingDecision,
+            PauseBody,
         ],
         ref_template=REF,
     )

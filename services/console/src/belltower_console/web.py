@@ -443,7 +443,8 @@ async def run_job(request: Request, job_id: str) -> Response:
 @router.post("/jobs/{job_id}/pause")
 async def pause_job(request: Request, job_id: str) -> Response:
     who, form = await posted(request)
-    await console_of(request).set_paused(who, client_of(request), job_id, True)
+    note = str(form.get("note") or "") or None
+    await console_of(request).set_paused(who, client_of(request), job_id, True, note=note)
     return back(_safe_next(str(form.get("next") or f"/jobs/{job_id}")), "Paused.")
 
 

@@ -47,6 +47,8 @@ class OutboxMail(msgspec.Struct, kw_only=True):
     subject: str
     body_text: str
     body_html: str
+    kind: str = "result"
+    """``result`` (the run's result mail), ``failing`` or ``recovered`` (``alertmail.py``)."""
 
 
 class ResultMailComposer:
@@ -74,8 +76,8 @@ class ResultMailComposer:
         facts = [
             ("Job", f"{run.job_title} ({run.job_type})"),
             ("Status", status),
-            ("Started", _when(run.started_at)),
-            ("Finished", _when(run.finished_at)),
+            ("Started", when_text(run.started_at)),
+            ("Finished", when_text(run.finished_at)),
             ("Duration", duration_text(run.duration_ms)),
             ("Trigger", trigger_text(run)),
         ]
@@ -91,20 +93,11 @@ class ResultMailComposer:
         if output:
             text += f"\nOutput (last {OUTPUT_LINES} lines at most):\n{output}\n"
         text += f"\nView the run: {link}\n"
-        rows = "".join(
-            f"<tr><th scope='row' style='text-align:left;padding-right:1em'>{html.escape(name)}</th>"
-            f"<td>{html.escape(value)}</td></tr>"
-            for name, value in facts
-        )
         body_html = (
             f"<h2>{html.escape(status)}: {html.escape(run.job_title)}</h2>"
-            f"<table>{rows}</table>"
+            f"<table>{facts_rows(facts)}</table>"
             f"<p><strong>Summary:</strong> {html.escape(run.summary or '(none)')}</p>"
-            + (
-                f"<p><strong>Error:</strong></p><pre>{html.escape(run.error)}</pre>"
-                if run.error
-                else ""
-            )
+            + error_html("Error", run.error)
             + (f"<pre>{html.escape(output)}</pre>" if output else "")
             + f"<p><a href='{html.escape(link)}'>View the run in Belltower</a></p>"
         )
@@ -116,6 +109,21 @@ class ResultMailComposer:
             body_text=text,
             body_html=body_html,
         )
+
+
+def facts_rows(facts: list[tuple[str, str]]) -> str:
+    """A mail's facts as HTML table rows, escaped."""
+    return "".join(
+        f"<tr><th scope='row' style='text-align:left;padding-right:1em'>{html.escape(name)}</th>"
+        f"<td>{html.escape(value)}</td></tr>"
+        for name, value in facts
+    )
+
+
+def error_html(label: str, error: str | None) -> str:
+    if not error:
+        return ""
+    return f"<p><strong>{html.escape(label)}:</strong></p><pre>{html.escape(error)}</pre>"
 
 
 def one_line(text: str) -> str:
@@ -149,7 +157,7 @@ def duration_text(ms: int | None) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {sec:02d} s"
 
 
-def _when(at: datetime) -> str:
+def when_text(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -159,7 +167,7 @@ def _tail(text: str, lines: int) -> str:
 
 
 _CLAIM = (
-    "SELECT occurrence_id::text, recipients, subject, body_text, body_html, attempts, created_at "
+    "SELECT occurrence_id::text, kind, recipients, subject, body_text, body_html, attempts, created_at "
     "FROM history.mail_outbox WHERE state = 'pending' AND next_attempt_at <= now() "
     "ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED"
 )
@@ -248,8 +256,9 @@ class OutboxSender:
                     continue
                 await conn.execute(
                     "UPDATE history.mail_outbox SET state = 'sent', sent_at = now(), "
-                    "attempts = attempts + 1, last_error = NULL WHERE occurrence_id = $1::uuid",
+                    "attempts = attempts + 1, last_error = NULL WHERE occurrence_id = $1::uuid AND kind = $2",
                     row["occurrence_id"],
+                    row["kind"],
                 )
                 sent += 1
                 log.info(
@@ -265,10 +274,11 @@ class OutboxSender:
     async def _given_up(self, conn: asyncpg.Connection, row: asyncpg.Record, error: str) -> None:
         await conn.execute(
             "UPDATE history.mail_outbox SET state = 'failed', attempts = $2, last_error = $3 "
-            "WHERE occurrence_id = $1::uuid",
+            "WHERE occurrence_id = $1::uuid AND kind = $4",
             row["occurrence_id"],
             row["attempts"] + 1,
             error[:1000],
+            row["kind"],
         )
         log.error(
             "result mail given up",
@@ -288,11 +298,13 @@ class OutboxSender:
         delay = min(self.backoff_s * 2 ** (attempts - 1), self.max_backoff_s)
         await conn.execute(
             "UPDATE history.mail_outbox SET attempts = $2, last_error = $3, "
-            "next_attempt_at = now() + make_interval(secs => $4) WHERE occurrence_id = $1::uuid",
+            "next_attempt_at = now() + make_interval(secs => $4) WHERE occurrence_id = $1::uuid "
+            "AND kind = $5",
             row["occurrence_id"],
             attempts,
             error,
             delay,
+            row["kind"],
         )
         log.warning(
             "result mail not sent; will retry",

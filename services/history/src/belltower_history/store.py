@@ -11,6 +11,9 @@ import msgspec
 
 from belltower.api import RunQuery, RunRecord
 from belltower.events import (
+    JobFailing,
+    JobRecovered,
+    RunEvent,
     RunFinished,
     RunFinishedData,
     RunProgress,
@@ -19,7 +22,8 @@ from belltower.events import (
     RunStartedData,
 )
 
-from .resultmail import ResultMailComposer
+from .alertmail import compose_alert
+from .resultmail import OutboxMail, ResultMailComposer
 
 _encode = msgspec.json.Encoder().encode
 
@@ -66,10 +70,13 @@ _PROGRESS = (
 )
 
 _OUTBOX = (
-    "INSERT INTO history.mail_outbox (occurrence_id, run_id, recipients, subject, body_text, body_html) "
-    "SELECT occurrence_id, run_id, recipients, subject, body_text, body_html FROM json_populate_recordset("
-    "NULL::history.mail_outbox, $1::json) ORDER BY occurrence_id ON CONFLICT (occurrence_id) DO NOTHING"
+    "INSERT INTO history.mail_outbox (occurrence_id, run_id, recipients, subject, body_text, body_html, kind) "
+    "SELECT occurrence_id, run_id, recipients, subject, body_text, body_html, kind FROM json_populate_recordset("
+    "NULL::history.mail_outbox, $1::json) m WHERE m.kind = 'result' OR EXISTS ("
+    "SELECT 1 FROM history.runs r WHERE r.occurrence_id = m.occurrence_id) "
+    "ORDER BY occurrence_id, kind ON CONFLICT (occurrence_id, kind) DO NOTHING"
 )
+"""Result mails, and alert mails of runs history has (``alertmail.py``)."""
 
 _SELECT = (
     "SELECT occurrence_id::text, run_id::text, job_id::text, job_type, job_title, status, trigger, requested_by, "
@@ -94,7 +101,7 @@ class Store:
 
     async def record(
         self,
-        events: Sequence[RunStarted | RunProgress | RunFinished],
+        events: Sequence[RunEvent],
         mail: ResultMailComposer | None = None,
     ) -> int:
         """Write a batch of run events in one transaction; re-delivered events change nothing.
@@ -112,7 +119,7 @@ class Store:
 
     @staticmethod
     def prepare(
-        events: Sequence[RunStarted | RunProgress | RunFinished],
+        events: Sequence[RunEvent],
         mail: ResultMailComposer | None = None,
     ) -> Prepared:
         """The CPU half of :meth:`record`: pick each run's winning event and encode the rows.
@@ -122,7 +129,15 @@ class Store:
         """
         runs: dict[str, RunStartedData | RunFinishedData] = {}
         progress: dict[str, RunProgressData] = {}
+        mails: list[OutboxMail] = []
         for event in events:
+            if isinstance(event, JobFailing | JobRecovered):
+                alert = compose_alert(event, mail.console_url) if mail is not None else None
+                if alert is not None:
+                    mails.append(alert)
+                continue
+            if not isinstance(event, RunStarted | RunProgress | RunFinished):
+                continue  # an overdue alert: integrators' and the metrics', nothing to store
             data = event.data
             if isinstance(data, RunProgressData):
                 progress[data.occurrence_id] = data
@@ -130,7 +145,6 @@ class Store:
             held = runs.get(data.occurrence_id)
             if held is None or (type(event) is RunFinished and type(held) is not RunFinishedData):
                 runs[data.occurrence_id] = data
-        mails = []
         if mail is not None:
             for data in runs.values():
                 if type(data) is RunFinishedData and data.result_mail is not None:

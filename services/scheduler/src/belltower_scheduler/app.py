@@ -107,7 +107,12 @@ class SchedulerService:
         await self.leases.start()
         await self.leases.step()
         await self.partitions.loaded()
-        self.operations = Operations(store, self.partitions, Catalog(js))  # type: ignore[arg-type]
+        self.operations = Operations(
+            store,
+            self.partitions,  # type: ignore[arg-type]
+            Catalog(js),
+            settings.overdue_rule,
+        )
         self.operations.decision_ttl_s = settings.scheduler_decision_ttl_s
         self.api.attach(self.operations)
         metrics.watch_scheduler(leader=self.leading, jobs=self.jobs_loaded)

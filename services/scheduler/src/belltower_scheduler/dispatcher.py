@@ -49,6 +49,7 @@ from .due import DueQueue
 from .entry import Entry, compiled_for
 from .fencing import Deposed, Partition
 from .inflight import InFlight
+from .jobstate import JobState
 from .lease import Lease
 from .pipeline import DispatchStats, Sent
 from .publisher import BatchPublisher
@@ -146,6 +147,7 @@ class Dispatcher(InFlight):
         self._finished_recently: dict[str, None] = {}
         """Occurrences whose finished event was applied (the latest ``_FINISHED_KEPT``), so that
         :meth:`adopt` does not take a run that finished meanwhile for one in flight."""
+        self.job_state = JobState(js, self.entries, clock, publish_timeout_s)
 
     # -- the set of jobs ----------------------------------------------------------------------
 

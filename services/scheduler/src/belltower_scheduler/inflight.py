@@ -18,9 +18,10 @@ from belltower.errors import Conflict, Unavailable
 from belltower.events import RunFinishedData, manual_occurrence_id, run_id_for, utcnow
 
 from .entry import Entry
+from .jobstate import Applied, JobState
 from .pipeline import Pipeline
 from .planner import Claims, Planned, when
-from .store import LedgerRow
+from .store import LedgerRow, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ class InFlight(Pipeline):
     delayed: list[tuple[float, str, str]]
     chained: dict[str, list[str]]
     _finished_recently: dict[str, None]
+    job_state: JobState
+
+    def put(self, entry: Entry) -> None:
+        raise NotImplementedError
 
     async def track_runs(self) -> datetime | None:
         """Start applying the overlap and chaining policies: load what the ledger holds back.
@@ -58,6 +63,9 @@ class InFlight(Pipeline):
                 self.waiting[r["job_id"]] = r["id"]
             else:
                 heapq.heappush(self.delayed, (r["scheduled_for"].timestamp(), r["id"], r["job_id"]))
+        for r in await StateStore(self.store.pool).streaks():
+            if r["job_id"] in self.entries:  # this partition's: its holder keeps the gauge
+                metrics.set_failure_streak(r["job_id"], r["type"], r["streak"])
         self.wake.set()
         return oldest
 
@@ -332,15 +340,30 @@ class InFlight(Pipeline):
                         "buffered occurrence released",
                         extra={"action": "dispatch.released", "occurrence_id": occ_id},
                     )
-            await self.store.record_runs(
-                [(d.occurrence_id, d.status, d.error, d.finished_at) for d in finished],
-                fence=self._fence(),
+            await self.record_finished(
+                [
+                    (d.occurrence_id, d.status, d.error, d.finished_at, d.started_at)
+                    for d in finished
+                ]
             )
 
-    async def runs_started(self, occurrence_ids: list[str]) -> None:
-        """Record that runs started, so the ledger can say "running"."""
-        await self.store.record_runs(
-            [(i, "running", None, None) for i in occurrence_ids], fence=self._fence()
+    async def record_finished(self, updates: list[tuple[Any, ...]]) -> None:
+        """Write finished statuses to the ledger (fenced) and, in the same transaction, what they
+        do to the jobs' failure streaks (``jobstate.py``); then apply its pauses in memory."""
+        applied = Applied()
+
+        async def streaks(conn: Any, rows: list[Record]) -> None:
+            await self.job_state.finished(conn, rows, applied)
+
+        await self.store.record_runs(updates, fence=self._fence(), after=streaks)
+        self.job_state.apply(applied, self.put)
+
+    async def runs_started(self, started: list[str] | list[tuple[str, datetime]]) -> None:
+        """Record that runs started (occurrence ids, or (id, started at) pairs), so the ledger
+        can say "running" and, later, how long its runs take."""
+        await StateStore(self.store.pool).record_started(
+            [s if isinstance(s, tuple) else (s, None) for s in started],  # type: ignore[misc]
+            fence=self._fence(),
         )
 
     async def _release_delayed(self) -> None:

@@ -51,6 +51,7 @@ from belltower.api import (
 )
 from belltower.errors import InvalidInput, NotFound
 from belltower.events import EmailOn, ResultMail, occurrence_id, run_id_for
+from belltower.jobstate import check_pause_note
 from belltower.rpc import invalid_from_msgspec, serves
 from belltower.schedule import (
     DATETIME_FORM,
@@ -65,8 +66,14 @@ from belltower.schedule import (
 from .catalog import Catalog, validate_params
 from .dispatcher import Dispatcher
 from .entry import Entry, compiled_for
+from .jobchecks import (
+    OverdueRule,
+    check_state_policy,
+    fill_state,
+    refuse_resume_past_max_runs,
+)
 from .requested import RequestedOccurrences
-from .store import CalendarStore, JobRow, LedgerRow, Store
+from .store import CalendarStore, JobRow, LedgerRow, StateStore, Store
 
 MAX_PAUSED_LISTED = 1_000
 PAGE_BYTES = 512 * 1024
@@ -82,11 +89,19 @@ CALENDAR_NAME_FORM = (
 
 
 class Operations(RequestedOccurrences):
-    def __init__(self, store: Store, dispatcher: Dispatcher, catalog: Catalog) -> None:
+    def __init__(
+        self,
+        store: Store,
+        dispatcher: Dispatcher,
+        catalog: Catalog,
+        overdue: OverdueRule | None = None,
+    ) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.catalog = catalog
         self.calendars = CalendarStore(store.pool)
+        self.state = StateStore(store.pool)
+        self.overdue = overdue or OverdueRule()
 
     @serves(ops.JOB_TYPES_LIST)
     async def job_types(self, _: NoRequest) -> list[JobTypeInfo]:
@@ -331,10 +346,12 @@ class Operations(RequestedOccurrences):
         whichever of them and the leader's plan is written first stands, as with one replica.
         """
         job_id = request.id
+        note = check_pause_note(request.note) if paused else None
         row = await self._row(job_id)
         now = self.dispatcher.clock()
         compiled = await self._compile(row.schedule, row.id)
         if row.paused and not paused:
+            await refuse_resume_past_max_runs(self.state, job_id, row.policy)
             pause = await self.store.open_pause(job_id)
             since = pause["paused_at"] if pause else row.updated_at
             who = _by(
@@ -354,7 +371,7 @@ class Operations(RequestedOccurrences):
         row.next_run_at = None if paused else compiled.next_after(now)
         row.updated_at = now
         await self.store.set_paused(
-            job_id, paused, row.next_run_at, now, request.requested_by, request.requested_from
+            job_id, paused, row.next_run_at, now, request.requested_by, request.requested_from, note
         )
         self.dispatcher.put(Entry.from_row(row))
         return await self._view(row)
@@ -429,6 +446,7 @@ class Operations(RequestedOccurrences):
 
     async def _check_policy(self, policy: RunPolicy) -> RunPolicy:
         """Refuse policy values that make no sense, naming the field."""
+        check_state_policy(policy)
         if policy.catch_up_window_s <= 0:
             raise InvalidInput(
                 "catch_up_window_s",
@@ -617,7 +635,8 @@ class Operations(RequestedOccurrences):
         if row.paused and (pause := await self.store.open_pause(row.id)):
             job.paused_by = _by(pause["paused_by"], pause["paused_from"])
             job.paused_at = pause["paused_at"]
-        return job
+            job.pause_note = pause["note"]
+        return await fill_state(job, row.policy, self.state, self.overdue)
 
     @staticmethod
     def _to_api(row: JobRow, installed: bool) -> Job:
@@ -648,6 +667,9 @@ class Operations(RequestedOccurrences):
             retry_backoff=p.retry_backoff,
             max_deliveries=p.max_deliveries,
             after=p.after,
+            max_runs=p.max_runs,
+            alert_after_failures=p.alert_after_failures,
+            pause_after_failures=p.pause_after_failures,
         )
 
 

@@ -36,6 +36,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
+from belltower import metrics
 from belltower.errors import BelltowerError, NotFound, Unavailable, error_class
 from belltower.events import manual_occurrence_id, utcnow
 from belltower.subjects import SCHEDULER_CHANGES, scheduler_run_now
@@ -175,6 +176,8 @@ class Partitions:
             self._in_background(held.run_now_sub.unsubscribe())
         if held is not None and not held.loaded.done():
             held.loaded.cancel()
+        if held is not None:  # the partition's new holder reports its jobs' streaks now
+            metrics.forget_failure_streaks(held.dispatcher.entries)
 
     async def loaded(self) -> None:
         """Wait until every partition held now has loaded its jobs."""

@@ -21,10 +21,11 @@ from belltower.subjects import due_subject
 
 from .entry import Entry
 from .fencing import FENCE_HEADER, Fence, Partition
+from .jobstate import paused_copy
 from .lease import Lease
 from .planner import Chunk, Planned, Planner
 from .publisher import CONFIRMED, Batch, BatchPublisher
-from .store import Store
+from .store import RunLimits, Store
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,9 @@ class Pipeline(Planner):
     _retry_pending: bool
     _sent: list[Sent]
 
+    def put(self, entry: Entry) -> None:
+        raise NotImplementedError
+
     def _fence(self) -> Fence | None:
         """What every ledger write of this dispatcher is fenced by: its lease's key and token
         (:class:`Deposed`, writing nothing, once another replica holds the partition), or None
@@ -103,10 +107,17 @@ class Pipeline(Planner):
 
     async def _commit(self, chunk: Chunk) -> list[Planned]:
         """Write one chunk; returns its occurrences to publish: new in the ledger and pending."""
-        if self.lease is None:
+        limits = {
+            p.job_id: m
+            for p in chunk.occurrences
+            if (m := p.entry.spec.policy.max_runs) is not None and p.trigger == "schedule"
+        }
+        fence = None if self.lease is None else (self.lease.key, self.lease.token)
+        if limits:
+            new_ids = await self._commit_limited(chunk, limits, fence)
+        elif fence is None:
             new_ids = await self.store.plan(chunk.occurrences, chunk.next_runs)
         else:
-            fence = (self.lease.key, self.lease.token)
             new_ids = await self.store.plan(chunk.occurrences, chunk.next_runs, fence=fence)
         to_send = []
         tracking = self.tracking_runs
@@ -132,6 +143,29 @@ class Pipeline(Planner):
                     self._count(self.stats.missed, "ask")
                     metrics.OCCURRENCES_MISSED.labels("ask").inc()
         return to_send
+
+    async def _commit_limited(
+        self, chunk: Chunk, limits: dict[str, int], fence: Fence | None
+    ) -> set[str]:
+        """Write a chunk holding jobs with ``max_runs``: the ledger skips what is beyond each
+        one's limit and pauses the jobs that reached it (``RunLimits``)."""
+        applied = RunLimits(limits, self.clock())
+        new_ids = await self.store.plan(
+            chunk.occurrences, chunk.next_runs, fence=fence, limits=applied
+        )
+        for p in chunk.occurrences:
+            if p.id in applied.cut:
+                p.state, p.cause = "skipped", "max_runs"
+                new_ids.add(p.id)  # new, and counted as skipped below
+        for job_id in applied.paused:
+            entry = self.entries.get(job_id)
+            if entry is not None and not entry.paused:
+                self.put(paused_copy(entry))
+            log.info(
+                "job paused: max runs reached",
+                extra={"action": "dispatch.max_runs", "job_id": job_id},
+            )
+        return new_ids
 
     @staticmethod
     def _count(counter: dict[str, int], key: str) -> None:

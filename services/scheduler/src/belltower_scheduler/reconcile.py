@@ -87,6 +87,7 @@ from belltower.worker import Claim
 from .dispatcher import Dispatcher
 from .entry import Entry
 from .fencing import FENCE_HEADER, Deposed
+from .overdue import raise_overdue
 from .requested import expire_decisions, pending_left
 from .settings import SchedulerSettings
 
@@ -114,6 +115,8 @@ class RoundStats:
     abandoned: int = 0
     replayed: int = 0
     """Finished events published again from the claims (the run events had lost them)."""
+    overdue: int = 0
+    """Runs said overdue (longer than BELLTOWER_OVERDUE_FACTOR times their expected duration)."""
     ids: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, other: RoundStats) -> None:
@@ -121,6 +124,7 @@ class RoundStats:
         self.lost += other.lost
         self.abandoned += other.abandoned
         self.replayed += other.replayed
+        self.overdue += other.overdue
 
     def any(self) -> bool:
         return bool(self.recovered or self.lost or self.abandoned or self.replayed)
@@ -228,12 +232,12 @@ class Reconciler:
         fence = d._fence()
         await d.store.mark_recovered(copies, now, fence=fence)
         stats.lost = len(await d.store.mark_lost(lost, now, fence=fence))
-        await d.store.record_runs(
+        await d.record_finished(
             [(i, "abandoned", why, now) for i, why in abandoned]
-            + [(r.occurrence_id, r.status, r.error, r.finished_at) for r in ran],
-            fence=fence,
+            + [(r.occurrence_id, r.status, r.error, r.finished_at, r.started_at) for r in ran]
         )
         stats.abandoned = len(abandoned)
+        stats.overdue = len(await raise_overdue(d, self.settings, now))
         stats.ids = {
             "recovered": [c[0] for c in copies],
             "lost": [i for i, _ in lost],

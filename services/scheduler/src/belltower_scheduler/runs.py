@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import msgspec
 from nats.aio.msg import Msg
@@ -57,7 +57,7 @@ class RunTracker:
         self.dispatcher = dispatcher
         self.linger_s = linger_s
         self._finished: list[RunFinishedData] = []
-        self._started: list[str] = []
+        self._started: list[tuple[str, datetime]] = []
         self._ready = asyncio.Event()
         self._subs: list[object] = []
         self._task: asyncio.Task[None] | None = None
@@ -117,7 +117,7 @@ class RunTracker:
     async def _on_started(self, msg: Msg) -> None:
         event = self._decode(msg)
         if isinstance(event, RunStarted):
-            self._started.append(event.data.occurrence_id)
+            self._started.append((event.data.occurrence_id, event.data.started_at))
             self._ready.set()
 
     async def _on_finished(self, msg: Msg) -> None:

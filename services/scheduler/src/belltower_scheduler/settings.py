@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
 from belltower.settings import Settings
+
+if TYPE_CHECKING:
+    from .overdue import OverdueRule
 
 
 def _default_replica_id() -> str:
@@ -102,6 +106,33 @@ class SchedulerSettings(Settings):
         "looks whether a delivery is left to take it over, and else ends it abandoned "
         "(default: twice BELLTOWER_ACK_WAIT_S)",
     )
+
+    overdue_factor: float = Field(
+        default=3.0,
+        ge=1.0,
+        le=1000.0,
+        description="A run going longer than this many times its job's expected duration (p95 of "
+        "its latest BELLTOWER_OVERDUE_SAMPLE succeeded runs) raises belltower.run.overdue, "
+        "looked at every BELLTOWER_RECONCILE_INTERVAL_S",
+    )
+    overdue_min_runs: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Succeeded runs a job needs before its expected duration is used",
+    )
+    overdue_sample: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Latest succeeded runs the expected duration (their p95) is taken over",
+    )
+
+    @property
+    def overdue_rule(self) -> OverdueRule:
+        from .overdue import OverdueRule
+
+        return OverdueRule(self.overdue_factor, self.overdue_min_runs, self.overdue_sample)
 
     @model_validator(mode="after")
     def _renewal_inside_lease(self) -> SchedulerSettings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -15,9 +15,14 @@ from belltower.api import RunPolicy
 from belltower.events import ResultMail
 from belltower.schedule import Schedule, schedule_decoder, schedule_encoder
 
+from . import statesql
 from .fencing import Deposed, Fence, Partition, partition_sql
+from .statesql import LIMIT_RUNS, PAUSE_JOBS
+from .streaks import BELLTOWER, max_runs_note
 
 _result_mail_decoder = msgspec.json.Decoder(ResultMail)
+
+FinishedHook = Callable[[asyncpg.Connection, list[asyncpg.Record]], Awaitable[None]]
 
 
 def decode_result_mail(raw: str | None) -> ResultMail | None:
@@ -143,6 +148,31 @@ _RECONCILE_COLUMNS = (
 )
 
 
+@dataclass
+class RunLimits:
+    """Max runs of the jobs in a chunk being planned (job id -> max runs), applied in the plan's
+    transaction: the ledger counts each job's dispatched occurrences (run-now not counted),
+    occurrences this transaction wrote beyond the limit are skipped (cause ``max_runs``) and a
+    job that reached it is paused with that note. Because the count is the ledger's, a retried or
+    re-planned chunk (same ids, ``ON CONFLICT DO NOTHING``) counts nothing twice."""
+
+    max_runs: dict[str, int]
+    now: datetime
+    cut: set[str] = field(default_factory=set)
+    """Occurrences skipped for max runs."""
+    paused: list[str] = field(default_factory=list)
+    """Jobs paused because they reached it."""
+
+    async def apply(self, conn: asyncpg.Connection) -> None:
+        row = await conn.fetchrow(LIMIT_RUNS, list(self.max_runs), list(self.max_runs.values()))
+        self.cut = set(row["cut"] or ())
+        done = list(row["done"] or ())
+        if done:
+            notes = [max_runs_note(self.max_runs[j]) for j in done]
+            rows = await conn.fetch(PAUSE_JOBS, done, notes, BELLTOWER, self.now)
+            self.paused = [r["id"] for r in rows]
+
+
 class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -206,7 +236,9 @@ class Store:
         return JobRow.from_record(row) if row else None
 
     async def delete_job(self, job_id: str) -> bool:
-        status = await self.pool.execute("DELETE FROM scheduler.jobs WHERE id = $1::uuid", job_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            status = await conn.execute("DELETE FROM scheduler.jobs WHERE id = $1::uuid", job_id)
+            await conn.execute(statesql.STREAKS_DROP, [job_id])
         return status.endswith(" 1")
 
     async def set_paused(
@@ -217,8 +249,10 @@ class Store:
         now: datetime,
         by: str | None = None,
         source: str | None = None,
+        note: str | None = None,
     ) -> None:
-        """Pause or resume a job and keep who did it in the pause ledger, in one transaction."""
+        """Pause or resume a job and keep who did it (and why) in the pause ledger, in one
+        transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
             was = await conn.fetchval(
                 "SELECT paused FROM scheduler.jobs WHERE id = $1::uuid FOR UPDATE", job_id
@@ -232,12 +266,13 @@ class Store:
             )
             if paused and not was:
                 await conn.execute(
-                    "INSERT INTO scheduler.pauses (job_id, paused_at, paused_by, paused_from) "
-                    "VALUES ($1::uuid, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    "INSERT INTO scheduler.pauses (job_id, paused_at, paused_by, paused_from, note) "
+                    "VALUES ($1::uuid, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                     job_id,
                     now,
                     by,
                     source,
+                    note,
                 )
             elif was and not paused:
                 await conn.execute(
@@ -252,7 +287,7 @@ class Store:
     async def open_pause(self, job_id: str) -> asyncpg.Record | None:
         """The pause a paused job is in (who, when, from where), if the ledger has it."""
         return await self.pool.fetchrow(
-            "SELECT paused_at, paused_by, paused_from FROM scheduler.pauses "
+            "SELECT paused_at, paused_by, paused_from, note FROM scheduler.pauses "
             "WHERE job_id = $1::uuid AND resumed_at IS NULL ORDER BY paused_at DESC LIMIT 1",
             job_id,
         )
@@ -262,7 +297,7 @@ class Store:
     ) -> list[asyncpg.Record]:
         """Pauses that overlap [since, until), oldest first."""
         return await self.pool.fetch(
-            "SELECT paused_at, paused_by, paused_from, resumed_at, resumed_by, resumed_from "
+            "SELECT paused_at, paused_by, paused_from, resumed_at, resumed_by, resumed_from, note "
             "FROM scheduler.pauses WHERE job_id = $1::uuid "
             "AND ($2::timestamptz IS NULL OR resumed_at IS NULL OR resumed_at >= $2) "
             "AND ($3::timestamptz IS NULL OR paused_at < $3) ORDER BY paused_at",
@@ -276,6 +311,7 @@ class Store:
         occurrences: Sequence[LedgerRow],
         next_runs: Sequence[tuple[str, datetime | None]],
         fence: Fence | None = None,
+        limits: RunLimits | None = None,
     ) -> set[str]:
         """Write planned occurrences and the jobs' next times in one transaction.
 
@@ -283,6 +319,8 @@ class Store:
         (planned by another replica, or before a restart) is not dispatched again. With a
         ``fence``, raises :class:`Deposed` and writes nothing unless that lease's token is still
         the current one; the row lock holds a new holder's :meth:`fence` until this commits.
+        With ``limits`` (jobs with ``max_runs``), :meth:`RunLimits.apply` runs in the same
+        transaction, and the ids it skipped are not returned as new.
         """
         async with self.pool.acquire() as conn, conn.transaction():
             if fence is not None:
@@ -345,6 +383,9 @@ class Store:
                     [job_id for job_id, _ in next_runs],
                     [at for _, at in next_runs],
                 )
+            if limits is not None:
+                await limits.apply(conn)
+                return new - limits.cut
             return new
 
     @staticmethod
@@ -493,27 +534,48 @@ class Store:
 
     async def record_runs(
         self,
-        updates: Sequence[tuple[str, str, str | None, datetime | None]],
+        updates: Sequence[tuple[Any, ...]],
         fence: Fence | None = None,
+        after: FinishedHook | None = None,
     ) -> None:
-        """Write what run events said about occurrences: (id, status, error, finished at).
+        """Write what run events said about occurrences: (id, status, error, finished at[,
+        started at]).
 
         A finished status is never replaced by ``running`` (events can arrive out of order).
         With a ``fence``, raises :class:`Deposed` and writes nothing unless that lease's token is
-        still the current one.
+        still the current one. ``after`` is called in the same transaction with the rows whose
+        status this write changed (``jobstate.py``: each occurrence's first finished status,
+        once, whatever is redelivered), and its failure undoes the write.
         """
-        if updates:
+        if not updates:
+            return
+        sql = (
+            "UPDATE scheduler.occurrences o SET run_status = u.status, run_error = u.error, "
+            "run_finished_at = u.finished_at, run_started_at = COALESCE(o.run_started_at, u.started_at) "
+            "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) "
+            "AS u(id, status, error, finished_at, started_at) WHERE o.id = u.id "
+            "AND (o.run_status IS NULL OR o.run_status = 'running')"
+        )
+        args = (
+            [u[0] for u in updates],
+            [u[1] for u in updates],
+            [u[2] for u in updates],
+            [u[3] for u in updates],
+            [u[4] if len(u) > 4 else None for u in updates],
+        )
+        if after is None:
             async with self._writer(fence) as db:
-                await db.execute(
-                    "UPDATE scheduler.occurrences o SET run_status = u.status, run_error = u.error, "
-                    "run_finished_at = u.finished_at FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) "
-                    "AS u(id, status, error, finished_at) WHERE o.id = u.id "
-                    "AND (o.run_status IS NULL OR o.run_status = 'running')",
-                    [u[0] for u in updates],
-                    [u[1] for u in updates],
-                    [u[2] for u in updates],
-                    [u[3] for u in updates],
-                )
+                await db.execute(sql, *args)
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            if fence is not None:
+                await self._check_fence(conn, fence)
+            rows = await conn.fetch(
+                sql + " RETURNING o.id::text AS id, o.job_id::text AS job_id, o.run_status, "
+                "o.run_error, o.run_finished_at",
+                *args,
+            )
+            await after(conn, rows)
 
     async def occurrence(self, occurrence_id: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
@@ -621,11 +683,72 @@ class Store:
         )
 
     async def purge_ledger(self, before: datetime, dry_run: bool) -> int:
-        sql = "FROM scheduler.occurrences WHERE created_at < $1 AND state NOT IN ('pending', 'waiting', 'delayed', 'awaiting')"
+        # A job with max_runs keeps its ledger: its dispatched occurrences are what is counted.
+        sql = (
+            "FROM scheduler.occurrences WHERE created_at < $1 AND state NOT IN ('pending', 'waiting', 'delayed', 'awaiting') "
+            "AND job_id NOT IN (SELECT id FROM scheduler.jobs WHERE policy ? 'max_runs')"
+        )
         if dry_run:
             return int(await self.pool.fetchval(f"SELECT count(*) {sql}", before))
         status = await self.pool.execute(f"DELETE {sql}", before)
         return int(status.split()[-1])
+
+
+class StateStore:
+    """Reads of job state for the API and the reconciler (``statesql.py``)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def runs_counted(self, job_id: str) -> int:
+        return int(await self.pool.fetchval(statesql.RUNS_COUNTED, job_id))
+
+    async def streak(self, job_id: str) -> int:
+        return int(await self.pool.fetchval(statesql.STREAK_OF, job_id) or 0)
+
+    async def streaks(self) -> list[asyncpg.Record]:
+        return await self.pool.fetch(statesql.STREAKS_ALL)
+
+    async def expected_duration(self, job_id: str, sample: int) -> tuple[float | None, int]:
+        """(p95 seconds, runs it is taken over) of the job's latest ``sample`` succeeded runs."""
+        row = await self.pool.fetchrow(statesql.EXPECTED_DURATION, job_id, sample)
+        return (row["p95"], int(row["n"])) if row else (None, 0)
+
+    async def overdue(
+        self,
+        since: datetime,
+        now: datetime,
+        *,
+        sample: int,
+        min_runs: int,
+        factor: float,
+        partition: Partition | None,
+        limit: int,
+    ) -> list[asyncpg.Record]:
+        sql = statesql.OVERDUE.format(partition=_partition_filter("o.job_id", partition, 7))
+        return await self.pool.fetch(
+            sql, since, sample, min_runs, factor, now, limit, *_partition_args(partition)
+        )
+
+    async def mark_overdue(
+        self, ids: Sequence[str], now: datetime, fence: Fence | None
+    ) -> list[str]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if fence is not None:
+                await Store._check_fence(conn, fence)
+            return [r["id"] for r in await conn.fetch(statesql.MARK_OVERDUE, list(ids), now)]
+
+    async def record_started(
+        self, started: Sequence[tuple[str, datetime]], fence: Fence | None
+    ) -> None:
+        if not started:
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            if fence is not None:
+                await Store._check_fence(conn, fence)
+            await conn.execute(
+                statesql.RECORD_STARTED, [i for i, _ in started], [at for _, at in started]
+            )
 
 
 class CalendarStore:

@@ -12,6 +12,15 @@ import typer
 from ..api import Job, JobSpec, RunNowResult, RunRecord
 from ..errors import BelltowerError, InvalidInput, NotFound, Unavailable
 from ..schedule import OnDemand, ScheduleFlags, parse_every
+from .jobstate import (
+    AlertAfterOpt,
+    MaxRunsOpt,
+    PauseAfterOpt,
+    jobs_pause,
+    jobs_update,
+    state_fields,
+    state_rows,
+)
 from .options import JsonFlag, ProfileOpt, with_schedule_flags
 from .output import EXIT_FAILED, fail, print_json, table, timestamp
 from .parse import (
@@ -100,6 +109,9 @@ def jobs_create(
             "e.g. 3f2a...:succeeded+10m (default on succeeded, no delay)."
         ),
     ] = None,
+    max_runs: MaxRunsOpt = None,
+    alert_after_failures: AlertAfterOpt = None,
+    pause_after_failures: PauseAfterOpt = None,
     json_out: JsonFlag = False,
     profile: ProfileOpt = None,
 ) -> None:
@@ -131,9 +143,10 @@ def jobs_create(
             max_deliveries=max_deliveries,
             after=parse_after(after) if after else None,
         )
+        state = state_fields(max_runs, alert_after_failures, pause_after_failures)
     except BelltowerError as exc:
         fail(exc)
-    document = msgspec.to_builtins(spec)
+    document = msgspec.to_builtins(spec) | state
     job = call(profile, lambda api: api.send("POST", "/jobs", Job, document))
     if json_out:
         print_json(job)
@@ -221,6 +234,7 @@ def _show_job(job: Job) -> None:
         rows.append(("after", f"job {job.after.job} {job.after.on}{delay}"))
     if job.paused and job.paused_by:
         rows.append(("paused by", f"{job.paused_by} at {timestamp(job.paused_at)}"))
+    rows += state_rows(job)
     for key, value in rows:
         typer.echo(f"{key + ':':<14}{value}")
 
@@ -269,11 +283,8 @@ def jobs_delete(job_id: str, profile: ProfileOpt = None) -> None:
     typer.echo(f"deleted job {job_id}")
 
 
-@jobs_app.command("pause")
-def jobs_pause(job_id: str, profile: ProfileOpt = None) -> None:
-    """Stop scheduling a job until it is resumed (who paused it is recorded)."""
-    job = call(profile, lambda api: api.send("POST", f"/jobs/{seg(job_id)}/pause", Job))
-    typer.echo(f"paused {job.title} ({job.id})")
+jobs_app.command("pause")(jobs_pause)
+jobs_app.command("update")(jobs_update)
 
 
 @jobs_app.command("resume")

@@ -110,6 +110,8 @@ def jobs_why(
         by += f" from {open_pause.paused_from}" if open_pause and open_pause.paused_from else ""
         at = f" at {timestamp(open_pause.paused_at)}" if open_pause else ""
         typer.echo(f"  state:    PAUSED{by}{at}: it does not run until resumed")
+        if open_pause and open_pause.note:
+            typer.echo(f"  why:      {open_pause.note}")
     elif why.on_demand:
         typer.echo("  state:    active, on demand: it runs when started by hand or chained")
     elif why.next_run_at is None:
@@ -129,6 +131,7 @@ def jobs_why(
             else ", not resumed yet"
         )
         where = f" from {p.paused_from}" if p.paused_from else ""
+        note = f" ({p.note})" if p.note else ""
         typer.echo(
-            f"paused at {timestamp(p.paused_at)} by {p.paused_by or 'someone'}{where}{resumed}"
+            f"paused at {timestamp(p.paused_at)} by {p.paused_by or 'someone'}{where}{note}{resumed}"
         )
