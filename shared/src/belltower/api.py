@@ -283,6 +283,35 @@ class RunQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     include_output: bool = False
 
 
+RUNS_PAGE_MAX = 1_000
+
+
+class RunsPageRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A keyset page of runs (``runs.page``): filtered like :class:`RunQuery`, searched with
+    ``q`` (text in the job's title or the run's summary), sorted by ``sort`` (scheduled_for,
+    finished_at or duration_ms, ``-`` first descends; default newest first) and paged with the
+    ``cursor`` or ``prev_cursor`` a page gave. At most ``limit`` runs and what one NATS
+    message carries."""
+
+    job_id: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str = ""
+    sort: str = "-scheduled_for"
+    cursor: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=RUNS_PAGE_MAX)] = 50
+    include_output: bool = False
+
+
+class RunsPage(msgspec.Struct, kw_only=True):
+    """One page of runs with the cursors of the pages after and before it (None at an end)."""
+
+    runs: list[RunRecord]
+    cursor: str | None = None
+    prev_cursor: str | None = None
+
+
 class RunRef(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     run_id: str
 
@@ -400,18 +429,34 @@ JOBS_PAGE_MAX = 1_000
 
 
 class JobsPageRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A page of jobs in id order: those after the job id ``after`` (from the start when None),
-    at most ``limit`` of them and at most what one NATS message carries."""
+    """A page of jobs: at most ``limit`` of them and at most what one NATS message carries.
+
+    In id order, page with ``after`` (the job id the last page ended with). Sorted another way
+    (``sort``: id, title, type, schedule, next_run_at, priority or state, ``-`` first descends)
+    or filtered (``q`` in the title, type or id; one ``type``; ``state`` active, paused or
+    not_installed), page with ``cursor``: the ``cursor`` or ``prev_cursor`` a page gave.
+    ``total`` also counts the jobs that match.
+    """
 
     after: str | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=JOBS_PAGE_MAX)] = 500
+    sort: str = "id"
+    q: str = ""
+    type: str = ""
+    state: str = ""
+    cursor: str | None = None
+    total: bool = False
 
 
 class JobsPage(msgspec.Struct, kw_only=True):
-    """One page of jobs; ``next`` is the ``after`` of the following page (None on the last)."""
+    """One page of jobs; ``next`` is the ``after`` of the following page in id order (None on
+    the last), ``cursor`` and ``prev_cursor`` the pages after and before it in any order."""
 
     jobs: list[Job]
     next: str | None = None
+    cursor: str | None = None
+    prev_cursor: str | None = None
+    total: int | None = None
 
 
 class NoRequest(msgspec.Struct, kw_only=True):

@@ -38,6 +38,8 @@ from .api import (
     RunQuery,
     RunRecord,
     RunRef,
+    RunsPage,
+    RunsPageRequest,
     WhyRequest,
     WhyResult,
 )
@@ -156,6 +158,10 @@ CALENDARS_REMOVE_DAYS = declare(
 RUNS_LIST = declare(
     "history", "runs.list", RunQuery, list[RunRecord], "Runs, newest first, filtered."
 )
+RUNS_PAGE = declare(
+    "history", "runs.page", RunsPageRequest, RunsPage,
+    "A keyset page of runs, sorted, searched and filtered in SQL: page with `cursor`.",
+)  # fmt: skip
 RUNS_GET = declare("history", "runs.get", RunRef, RunRecord, "One run with its output.")
 RUNS_PURGE = declare(
     "history", "runs.purge", PurgeRequest, PurgeResult,

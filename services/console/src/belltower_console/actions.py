@@ -33,6 +33,7 @@ from belltower.api import (
     Job,
     JobDocument,
     JobRef,
+    JobsPageRequest,
     JobTypeInfo,
     NonSchoolDay,
     PauseRequest,
@@ -49,7 +50,7 @@ from belltower.api import (
 from belltower.errors import BelltowerError, InvalidInput, NotFound
 from belltower.rpc import ApiClient, all_jobs, invalid_from_msgspec
 
-from . import auth, throttle
+from . import auth, listing, throttle
 from .errors import Denied, FieldErrors, Unauthenticated
 from .store import ROLES, AuditEntry, Principal, Store
 
@@ -78,16 +79,16 @@ class JobListing:
 
 @dataclass
 class JobPage:
+    """A page of the Jobs tab: its rows, how many jobs match, and the cursors of the pages
+    after and before it (None at either end)."""
+
     items: list[JobListing]
     total: int
-    page: int
-    per_page: int
+    limit: int
     sort: str
+    next_cursor: str | None = None
+    prev_cursor: str | None = None
     filters: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
 
 
 class Console:
@@ -204,75 +205,29 @@ class Console:
     async def job_types(self) -> list[JobTypeInfo]:
         return await self.api.call(ops.JOB_TYPES_LIST)
 
-    async def list_jobs(  # noqa: C901  (one branch per filter and sort key the Jobs page offers)
+    async def list_jobs(
         self,
         *,
         q: str = "",
         type_: str = "",
         state: str = "",
         sort: str = "title",
-        page: int = 1,
-        per_page: int = 25,
+        cursor: str | None = None,
+        limit: int = 25,
         with_last_run: bool = True,
     ) -> JobPage:
-        errors = []
-        if sort.lstrip("-") not in SORTS:
-            errors.append(
-                FieldError(
-                    field="sort",
-                    message=f"{sort!r} is not a sort key",
-                    accepted=", ".join(SORTS) + " (prefix '-' for descending)",
-                )
-            )
-        if state and state not in STATES:
-            errors.append(
-                FieldError(
-                    field="state", message=f"{state!r} is not a state", accepted=", ".join(STATES)
-                )
-            )
-        if page < 1:
-            errors.append(
-                FieldError(field="page", message=f"{page} is not a page", accepted="1 or more")
-            )
-        if not 1 <= per_page <= MAX_PER_PAGE:
-            errors.append(
-                FieldError(
-                    field="per_page",
-                    message=f"{per_page} is out of range",
-                    accepted=f"1 to {MAX_PER_PAGE}",
-                )
-            )
-        if errors:
-            raise FieldErrors(errors)
-        jobs = await all_jobs(self.api)
-        needle = q.strip().lower()
-        if needle:
-            jobs = [j for j in jobs if needle in f"{j.title} {j.type} {j.id}".lower()]
-        if type_:
-            jobs = [j for j in jobs if j.type == type_]
-        if state == "paused":
-            jobs = [j for j in jobs if j.paused]
-        elif state == "active":
-            jobs = [j for j in jobs if not j.paused]
-        elif state == "not_installed":
-            jobs = [j for j in jobs if not j.type_installed]
-        key = sort.lstrip("-")
-        far = datetime.max.replace(tzinfo=UTC)
-
-        def sort_key(j: Job) -> Any:
-            return {
-                "title": (j.title.lower(), j.id),
-                "type": (j.type, j.title.lower()),
-                "schedule": (j.schedule_text, j.title.lower()),
-                "next_run_at": (j.next_run_at or far, j.title.lower()),
-                "priority": (j.priority, j.title.lower()),
-                "state": (j.paused, not j.type_installed, j.title.lower()),
-            }[key]
-
-        jobs.sort(key=sort_key, reverse=sort.startswith("-"))
-        total = len(jobs)
-        chosen = jobs[(page - 1) * per_page : page * per_page]
-        rows = [JobListing(j) for j in chosen]
+        """One page of jobs, sorted, searched and filtered by the scheduler in SQL (keyset
+        pages: ``cursor`` is a page's ``next_cursor`` or ``prev_cursor``)."""
+        listing.check_limit(limit, MAX_PER_PAGE)
+        with listing.query_parameters():
+            found = await self.api.call(
+                ops.JOBS_LIST,
+                JobsPageRequest(
+                    sort=sort, q=q, type=type_, state=state, cursor=cursor or None,
+                    limit=limit, total=True,
+                ),
+            )  # fmt: skip
+        rows = [JobListing(j) for j in found.jobs]
         if with_last_run and rows:
             lasts = await asyncio.gather(
                 *(self.api.call(ops.RUNS_LIST, RunQuery(job_id=r.job.id, limit=1)) for r in rows),
@@ -282,7 +237,15 @@ class Console:
                 if isinstance(last, list) and last:
                     row.last_run = last[0]
         filters = {"q": q, "type": type_, "state": state}
-        return JobPage(rows, total, page, per_page, sort, {k: v for k, v in filters.items() if v})
+        return JobPage(
+            rows,
+            found.total or 0,
+            limit,
+            sort,
+            found.cursor,
+            found.prev_cursor,
+            {k: v for k, v in filters.items() if v},
+        )
 
     async def get_job(self, job_id: str) -> Job:
         return await self.api.call(ops.JOBS_GET, JobRef(id=job_id))

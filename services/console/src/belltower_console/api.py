@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from .actions import SORTS
+from . import listing
+from .actions import MAX_PER_PAGE, SORTS
 from .http import (
     CSRF_HEADER,
     SESSION_COOKIE,
@@ -132,29 +133,46 @@ async def list_jobs(
     type: str = Query("", description="Only this job type"),
     state: str = Query("", description="active, paused or not_installed"),
     sort: str = Query("title", description=f"{', '.join(SORTS)}; prefix '-' for descending"),
-    page: int = Query(1, description="1 or more"),
-    per_page: int = Query(25, description="1 to 200"),
+    cursor: str | None = Query(
+        None, description="A page's next_cursor or prev_cursor (same sort and filters)"
+    ),
+    limit: int = Query(25, description=f"1 to {MAX_PER_PAGE}"),
     last_run: bool = Query(True, description="Give each job's last run (false: null, faster)"),
 ) -> Response:
+    """A page of jobs, sorted, searched and filtered on the server; follow ``links.next``
+    (also the ``Link`` header) for the next page. Keyset pages: a job added or removed between
+    two requests never makes one appear twice or be skipped. A bad sort, cursor or limit is a
+    400 problem naming the parameter and what it accepts."""
     found = await console_of(request).list_jobs(
         q=q,
         type_=type,
         state=state,
         sort=sort,
-        page=page,
-        per_page=per_page,
+        cursor=cursor,
+        limit=limit,
         with_last_run=last_run,
     )
-    return reply(
+    params = {"q": q, "type": type, "state": state, "sort": sort, "limit": limit}
+    if not last_run:
+        params["last_run"] = "false"
+    links = {
+        "next": listing.page_link("/api/v1/jobs", params, found.next_cursor),
+        "prev": listing.page_link("/api/v1/jobs", params, found.prev_cursor),
+    }
+    response = reply(
         {
             "items": [{"job": r.job, "last_run": r.last_run} for r in found.items],
             "total": found.total,
-            "page": found.page,
-            "per_page": found.per_page,
-            "pages": found.pages,
+            "limit": found.limit,
             "sort": found.sort,
+            "next_cursor": found.next_cursor,
+            "prev_cursor": found.prev_cursor,
+            "links": links,
         }
     )
+    if header := listing.link_header(links):
+        response.headers["Link"] = header
+    return response
 
 
 @router.post("/jobs", tags=["jobs"], status_code=201, openapi_extra=JOB_BODY)

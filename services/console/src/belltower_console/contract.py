@@ -75,13 +75,15 @@ EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {
         csrf_token=nullable(STR),
     ),
     "JobListing": obj(job=ref("Job"), last_run=nullable(ref("RunRecord"))),
+    "PageLinks": obj(next=nullable(STR), prev=nullable(STR)),
     "JobPage": obj(
         items={"type": "array", "items": ref("JobListing")},
         total=INT,
-        page=INT,
-        per_page=INT,
-        pages=INT,
+        limit=INT,
         sort=STR,
+        next_cursor=nullable(STR),
+        prev_cursor=nullable(STR),
+        links=ref("PageLinks"),
     ),
     "Valid": obj(valid=BOOL),
     "Preview": obj(
@@ -169,7 +171,8 @@ REPLIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 REFUSALS = {
-    "400": "The body cannot be read (not UTF-8, or not parsable at all)",
+    "400": "The body cannot be read (not UTF-8, or not parsable at all), or a list's query "
+    "parameter (sort, cursor, limit) is refused; ``errors`` names it and what it accepts",
     "401": "No valid session or token",
     "403": "The caller's role may not do this, or the session's CSRF token is missing",
     "404": "No such job, run, calendar, user or token",

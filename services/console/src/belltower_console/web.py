@@ -21,7 +21,7 @@ from belltower.errors import Conflict, InvalidInput, NotFound
 from belltower.events import RUN_STATUSES as EVENT_RUN_STATUSES
 from belltower.schedule import WEEKDAYS, Daily, OnDemand, zone
 
-from . import forms
+from . import forms, listing
 from .actions import SORTS, STATES
 from .errors import FieldErrors, Throttled, Unauthenticated
 from .http import (
@@ -225,18 +225,20 @@ async def jobs(
     type: str = "",
     state: str = "",
     sort: str = "title",
-    page_no: int = 1,
+    cursor: str = "",
     notice: str | None = None,
 ) -> Response:
+    """The Jobs tab: one keyset page of the jobs, sorted and searched by the scheduler."""
     who = await principal_of(request)
     console = console_of(request)
     found = await console.list_jobs(
-        q=q, type_=type, state=state, sort=sort, page=page_no, per_page=PAGE_SIZE
+        q=q, type_=type, state=state, sort=sort, cursor=cursor or None, limit=PAGE_SIZE
     )
     types = await console.job_types()
+    kept = {"q": q, "type": type, "state": state, "sort": sort}
 
     def link(**change: Any) -> str:
-        params = {"q": q, "type": type, "state": state, "sort": sort, "page_no": page_no} | change
+        params = kept | {"cursor": cursor} | change
         return "/jobs?" + urlencode({k: v for k, v in params.items() if v not in ("", None)})
 
     return page(
@@ -248,6 +250,8 @@ async def jobs(
         sorts=SORTS,
         states=STATES,
         link=link,
+        next_link=listing.page_link("/jobs", kept, found.next_cursor),
+        prev_link=listing.page_link("/jobs", kept, found.prev_cursor),
         q=q,
         type=type,
         state=state,

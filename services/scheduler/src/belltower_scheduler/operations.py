@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from belltower import operations as ops
+from belltower import paging
 from belltower.api import (
     Calendar,
     CalendarDayRefs,
@@ -62,15 +63,13 @@ from belltower.schedule import (
     is_spread,
 )
 
+from . import listing
 from .catalog import Catalog, validate_params
 from .dispatcher import Dispatcher
 from .entry import Entry, compiled_for
 from .store import CalendarStore, JobRow, LedgerRow, Store
 
 MAX_PAUSED_LISTED = 1_000
-PAGE_BYTES = 512 * 1024
-"""A ``jobs.list`` page's encoded jobs stay under this: half of NATS's default 1 MB payload."""
-_job_encoder = msgspec.json.Encoder()
 """Occurrences of a pause recorded one by one when the job resumes; later ones are summed up."""
 
 MAX_PRIORITY = 1_000_000
@@ -283,22 +282,34 @@ class Operations:
 
     @serves(ops.JOBS_LIST)
     async def list_jobs(self, request: JobsPageRequest) -> JobsPage:
-        """A page of jobs that fits one NATS message: cut at ``limit`` or at ``PAGE_BYTES`` of
-        encoded jobs, whichever comes first (a district's 100,000 jobs are many pages)."""
+        """A page of jobs that fits one NATS message: cut at ``limit`` or at ``paging.PAGE_BYTES`` of
+        encoded jobs, whichever comes first (a district's 100,000 jobs are many pages).
+        Sorted, searched and filtered in SQL (:mod:`.listing`)."""
         if request.after is not None:
             _check_id(request.after)
+            if request.cursor is not None or request.sort != "id":
+                raise InvalidInput(
+                    "after", "pages jobs in id order only", "after without sort or cursor"
+                )
         types = await self.catalog.types()
-        rows = await self.store.list_jobs_page(request.after, request.limit)
-        jobs: list[Job] = []
-        size = 0
-        for row in rows:
-            job = self._to_api(row, row.type in types)
-            size += len(_job_encoder.encode(job))
-            if jobs and size > PAGE_BYTES:
-                return JobsPage(jobs=jobs, next=jobs[-1].id)
-            jobs.append(job)
-        full = len(rows) == request.limit
-        return JobsPage(jobs=jobs, next=jobs[-1].id if full and jobs else None)
+        if request.after is not None:
+            rows = await self.store.list_jobs_page(request.after, request.limit)
+            jobs, cut = paging.fit([self._to_api(row, row.type in types) for row in rows])
+            more = cut or len(rows) == request.limit
+            return JobsPage(jobs=jobs, next=jobs[-1].id if more and jobs else None)
+        window = await listing.jobs_page(self.store.pool, request, sorted(types))
+        jobs, cut = paging.fit([self._to_api(row, row.type in types) for row in window.rows])
+        nxt, prev = window.next, window.prev
+        if cut:
+            nxt = paging.encode_cursor(window.order, window.scope, window.keys[len(jobs) - 1])
+        by_id = window.order.text == "id"
+        return JobsPage(
+            jobs=jobs,
+            next=jobs[-1].id if by_id and nxt is not None and jobs else None,
+            cursor=nxt,
+            prev_cursor=prev,
+            total=window.total,
+        )
 
     @serves(ops.JOBS_GET)
     async def get(self, ref: JobRef) -> Job:
