@@ -83,7 +83,7 @@ def fields(response: httpx.Response) -> set[str]:
 
 
 def job_count(client: httpx.Client) -> int:
-    return client.get("/jobs", params={"per_page": 200}).json()["total"]
+    return client.get("/jobs", params={"limit": 200}).json()["total"]
 
 
 def wait_for_run(client: httpx.Client, run_id: str, timeout: float = 30) -> dict[str, Any]:
@@ -168,13 +168,28 @@ def test_list_sorts_filters_and_pages(users: dict[str, httpx.Client]) -> None:
             ).status_code
             == 201
         )
-    first = editor.get("/jobs", params={"q": tag, "sort": "-priority", "per_page": 2}).json()
-    assert first["total"] == 3 and first["pages"] == 2
-    assert [i["job"]["priority"] for i in first["items"]] == [300, 200]
-    second = editor.get(
-        "/jobs", params={"q": tag, "sort": "-priority", "per_page": 2, "page": 2}
-    ).json()
+    first = editor.get("/jobs", params={"q": tag, "sort": "-priority", "limit": 2})
+    assert first.json()["total"] == 3 and first.json()["prev_cursor"] is None
+    assert [i["job"]["priority"] for i in first.json()["items"]] == [300, 200]
+    next_link = first.json()["links"]["next"]
+    assert f'<{next_link}>; rel="next"' in first.headers["link"]
+    second = editor.get(next_link.removeprefix("/api/v1")).json()
     assert [i["job"]["priority"] for i in second["items"]] == [100]
+    assert second["next_cursor"] is None and second["links"]["prev"]
+    for params, field in (
+        ({"sort": "owner"}, "sort"),
+        ({"limit": 0}, "limit"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"sort": "title", "cursor": first.json()["next_cursor"]}, "cursor"),
+    ):
+        refused = editor.get("/jobs", params=params)
+        assert refused.status_code == 400, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert [e["field"] for e in refused.json()["errors"]] == [field]
+    assert "priority" in editor.get("/jobs", params={"sort": "x"}).json()["errors"][0]["accepted"]
+    runs = editor.get("/runs", params={"sort": "-duration_ms", "limit": 1})
+    assert runs.status_code == 200, runs.text
+    assert editor.get("/runs", params={"sort": "job"}).status_code == 400
     paused = editor.get("/jobs", params={"q": tag, "state": "paused"}).json()
     assert [i["job"]["title"] for i in paused["items"]] == [f"Page {tag} 2"]
 
@@ -214,8 +229,8 @@ def test_bad_input_is_refused_with_field_errors_and_nothing_written(
     assert patch.status_code == 422 and fields(patch) == {"priority"}
     assert editor.get(f"/jobs/{job['id']}").json()["priority"] == 500
 
-    assert fields(editor.get("/jobs", params={"sort": "colour", "page": 0})) == {"sort", "page"}
-    assert fields(editor.get("/jobs", params={"page": "two"})) == {"page"}
+    assert fields(editor.get("/jobs", params={"sort": "colour"})) == {"sort"}
+    assert fields(editor.get("/jobs", params={"limit": "two"})) == {"limit"}
     assert fields(editor.get("/runs", params={"status": "great"})) == {"status"}
     assert fields(editor.get("/runs", params={"from": "yesterday"})) == {"from"}
     assert fields(editor.get("/jobs/not-a-uuid")) == {"id"}

@@ -19,6 +19,7 @@ from belltower import calendars as ics
 from belltower import operations as ops
 from belltower import previews, sitesettings, transfer
 from belltower.api import (
+    RUNS_PAGE_MAX,
     Calendar,
     CalendarDayRefs,
     CalendarDays,
@@ -42,6 +43,8 @@ from belltower.api import (
     RunQuery,
     RunRecord,
     RunRef,
+    RunsPage,
+    RunsPageRequest,
     SchedulePreview,
     SchedulePreviewRequest,
     WhyRequest,
@@ -589,6 +592,29 @@ class Console:
             offset=offset,
         )
         return await self.api.call(ops.RUNS_LIST, query)
+
+    async def runs_page(
+        self,
+        *,
+        job_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        q: str = "",
+        sort: str = "-scheduled_for",
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> RunsPage:
+        """A keyset page of runs, sorted, searched and filtered by history in SQL."""
+        listing.check_limit(limit, RUNS_PAGE_MAX)
+        with listing.query_parameters():
+            return await self.api.call(
+                ops.RUNS_PAGE,
+                RunsPageRequest(
+                    job_id=job_id or None, status=status or None, since=since, until=until,
+                    q=q, sort=sort, cursor=cursor or None, limit=limit,
+                ),
+            )  # fmt: skip
 
     async def run(self, run_id: str) -> RunRecord:
         return await self.api.call(ops.RUNS_GET, RunRef(run_id=run_id))

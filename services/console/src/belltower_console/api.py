@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from belltower.api import RUNS_PAGE_MAX
+
 from . import listing
 from .actions import MAX_PER_PAGE, SORTS
 from .http import (
@@ -378,18 +380,48 @@ async def list_runs(
     ),
     from_: str | None = Query(None, alias="from", description="Scheduled at or after (ISO)"),
     to: str | None = Query(None, description="Scheduled before (ISO)"),
-    limit: int = Query(50, ge=1, le=10_000),
-    offset: int = Query(0, ge=0, le=1_000_000_000),
+    q: str = Query("", description="Text in the job's title or the run's summary"),
+    sort: str = Query(
+        "-scheduled_for",
+        description="scheduled_for, finished_at or duration_ms; prefix '-' for descending",
+    ),
+    cursor: str | None = Query(
+        None, description="A page's next_cursor or prev_cursor (same sort and filters)"
+    ),
+    limit: int = Query(50, description=f"1 to {RUNS_PAGE_MAX}"),
 ) -> Response:
-    runs = await console_of(request).runs(
+    """A page of runs, newest first unless ``sort`` says otherwise, sorted, searched and
+    filtered on the server; follow ``links.next`` (also the ``Link`` header). A bad sort,
+    cursor or limit is a 400 problem naming the parameter and what it accepts."""
+    found = await console_of(request).runs_page(
         job_id=job_id,
         status=status,
         since=when(from_, "from"),
         until=when(to, "to"),
+        q=q,
+        sort=sort,
+        cursor=cursor,
         limit=limit,
-        offset=offset,
     )
-    return reply({"items": runs, "limit": limit, "offset": offset})
+    params: dict[str, object] = {"job_id": job_id, "status": status, "from": from_, "to": to}
+    params |= {"q": q, "sort": sort, "limit": limit}
+    links = {
+        "next": listing.page_link("/api/v1/runs", params, found.cursor),
+        "prev": listing.page_link("/api/v1/runs", params, found.prev_cursor),
+    }
+    response = reply(
+        {
+            "items": found.runs,
+            "limit": limit,
+            "sort": sort,
+            "next_cursor": found.cursor,
+            "prev_cursor": found.prev_cursor,
+            "links": links,
+        }
+    )
+    if header := listing.link_header(links):
+        response.headers["Link"] = header
+    return response
 
 
 @router.get("/runs/{run_id}", tags=["runs"])

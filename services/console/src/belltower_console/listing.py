@@ -10,22 +10,24 @@ from urllib.parse import urlencode
 from belltower.api import FieldError
 from belltower.errors import InvalidInput
 
-from .errors import BadQuery, FieldErrors
+from .errors import BadQuery
+
+PAGING = frozenset({"sort", "cursor", "limit"})
+"""The parameters that say which page, not which rows: refused as a bad request (400)."""
 
 
 @contextmanager
 def query_parameters() -> Iterator[None]:
-    """Inside, input refused by the services is a bad query (400), not an invalid body (422)."""
+    """Inside, a refused sort, cursor or limit is a bad query (400); a refused filter value
+    stays invalid input (422), as everywhere else."""
     try:
         yield
-    except BadQuery:
-        raise
     except InvalidInput as exc:
+        if exc.field not in PAGING:
+            raise
         raise BadQuery(
             [FieldError(field=exc.field, message=exc.reason, accepted=exc.accepted)]
         ) from None
-    except FieldErrors as exc:
-        raise BadQuery(exc.errors) from None
 
 
 def check_limit(limit: int, most: int) -> None:
@@ -39,8 +41,13 @@ def page_link(path: str, params: Mapping[str, object], cursor: str | None) -> st
     """The link of the page at ``cursor`` with the same parameters (None when there is none)."""
     if cursor is None:
         return None
-    kept = {k: v for k, v in params.items() if v not in ("", None) and k != "cursor"}
-    return f"{path}?{urlencode({**kept, 'cursor': cursor})}"
+    return first_link(path, {**params, "cursor": cursor})
+
+
+def first_link(path: str, params: Mapping[str, object]) -> str:
+    """The link of the first page with these parameters (those given, in their order)."""
+    kept = {k: v for k, v in params.items() if v not in ("", None)}
+    return f"{path}?{urlencode(kept)}" if kept else path
 
 
 def link_header(links: Mapping[str, str | None]) -> str | None:

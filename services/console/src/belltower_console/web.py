@@ -6,6 +6,7 @@ carries the session's CSRF token; a viewer is shown no control it could not use.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from datetime import datetime, timedelta
 from importlib import resources
@@ -17,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from belltower.api import FieldError, Job, JobTypeInfo
-from belltower.errors import Conflict, InvalidInput, NotFound
+from belltower.errors import BelltowerError, Conflict, InvalidInput, NotFound
 from belltower.events import RUN_STATUSES as EVENT_RUN_STATUSES
 from belltower.schedule import WEEKDAYS, Daily, OnDemand, zone
 
@@ -458,50 +459,53 @@ async def history(
     status: str = "",
     from_date: str = "",
     to_date: str = "",
-    offset: int = 0,
+    q: str = "",
+    sort: str = "-scheduled_for",
+    cursor: str = "",
 ) -> Response:
+    """Execution history: one keyset page of runs, sorted and searched by history in SQL."""
     who = await principal_of(request)
     console = console_of(request)
     until = when(to_date, "to")
     if until is not None and len(to_date.strip()) == 10:
         until += timedelta(days=1)
-    runs = await console.runs(
+    found = await console.runs_page(
         job_id=job_id or None,
         status=status or None,
         since=when(from_date, "from"),
         until=until,
+        q=q,
+        sort=sort,
+        cursor=cursor or None,
         limit=PAGE_SIZE,
-        offset=max(offset, 0),
     )
-    jobs = sorted(
-        (r.job for r in (await console.list_jobs(per_page=200, with_last_run=False)).items),
-        key=lambda j: j.title.lower(),
-    )
-
-    def link(**change: Any) -> str:
-        params = {
-            "job_id": job_id,
-            "status": status,
-            "from_date": from_date,
-            "to_date": to_date,
-            "offset": offset,
-        } | change
-        return "/history?" + urlencode({k: v for k, v in params.items() if v not in ("", None, 0)})
-
+    # The job filter offers the first jobs by title (and the one chosen); with thousands of
+    # jobs, search by title with q instead.
+    jobs = (await console.list_jobs(limit=200, with_last_run=False)).items
+    choices = [r.job for r in jobs]
+    if job_id and all(j.id != job_id for j in choices):
+        with contextlib.suppress(BelltowerError):
+            choices.insert(0, await console.get_job(job_id))
+    kept = {
+        "job_id": job_id, "status": status, "from_date": from_date, "to_date": to_date,
+        "q": q, "sort": sort if sort != "-scheduled_for" else "",
+    }  # fmt: skip
     return page(
         request,
         "history.html",
         who,
-        runs=runs,
-        jobs=jobs,
+        runs=found.runs,
+        jobs=choices,
         statuses=RUN_STATUSES,
         job_id=job_id,
         status=status,
         from_date=from_date,
         to_date=to_date,
-        offset=offset,
-        page_size=PAGE_SIZE,
-        link=link,
+        q=q,
+        sort=sort,
+        next_link=listing.page_link("/history", kept, found.cursor),
+        prev_link=listing.page_link("/history", kept, found.prev_cursor),
+        first_link=listing.first_link("/history", kept) if found.prev_cursor else None,
     )
 
 
