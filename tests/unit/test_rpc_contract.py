@@ -36,9 +36,9 @@ WIRE = {
         "job_types.list", "jobs.create", "jobs.list", "jobs.get", "jobs.delete", "jobs.pause",
         "jobs.resume", "jobs.run_now", "jobs.why", "jobs.import", "ledger.purge",
         "calendars.create", "calendars.list", "calendars.get", "calendars.delete",
-        "calendars.add_days", "calendars.update", "calendars.remove_days",
+        "calendars.add_days", "calendars.update", "calendars.remove_days", "calendars.diff",
     ],
-    "history": ["runs.list", "runs.get", "runs.purge"],
+    "history": ["runs.list", "runs.page", "runs.get", "runs.purge"],
 }  # fmt: skip
 """The operations clients of earlier releases call: their subjects must not change."""
 

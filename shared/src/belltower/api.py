@@ -484,6 +484,59 @@ class CalendarSummary(msgspec.Struct, kw_only=True):
     updated_at: datetime
 
 
+CALENDAR_DIFF_MAX_DAYS = 366
+
+
+class CalendarDiffRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A calendar change not yet saved: days to add (with ``replace``, the calendar's only days)
+    and days to take out; the reply says what it does to the runs of the next ``days`` days
+    after ``from`` (default now) of every job that uses the calendar."""
+
+    name: str
+    add_days: list[NonSchoolDay] = []
+    remove_days: list[date] = []
+    replace: bool = False
+    days: Annotated[int, msgspec.Meta(ge=1, le=CALENDAR_DIFF_MAX_DAYS)] = 30
+    since: Annotated[datetime, msgspec.Meta(tz=True)] | None = msgspec.field(
+        default=None, name="from"
+    )
+
+
+class CalendarRunChange(msgspec.Struct, kw_only=True):
+    """One run the change affects: ``moved`` (from ``before`` to ``after``), ``skipped`` (ran at
+    ``before``, would not) or ``added`` (would run at ``after``); ``scheduled_for`` is the rule's
+    instant, ``reason`` the engine's word for it."""
+
+    job_id: str
+    job_title: str
+    change: Literal["moved", "skipped", "added"]
+    scheduled_for: datetime
+    before: datetime | None = None
+    after: datetime | None = None
+    reason: str | None = None
+
+
+class CalendarDiff(msgspec.Struct, kw_only=True):
+    """What a calendar change would do between ``from`` and ``until``: the days it adds and
+    removes, how many jobs use the calendar (``paused_jobs`` of them paused, left out), the
+    counts of moved, skipped and added runs, and the runs themselves in order
+    (``truncated``: more than one reply holds, or a schedule too busy to follow to the end)."""
+
+    calendar: str
+    since: datetime = msgspec.field(name="from")
+    until: datetime
+    days_added: list[date]
+    days_removed: list[date]
+    jobs: int
+    paused_jobs: int
+    jobs_affected: int
+    moved: int
+    skipped: int
+    added: int
+    changes: list[CalendarRunChange]
+    truncated: bool = False
+
+
 class CalendarImport(msgspec.Struct, kw_only=True):
     """What an iCalendar import did: how many days the file gave, and the calendar after it."""
 

@@ -14,6 +14,8 @@ from .api import (
     Calendar,
     CalendarDayRefs,
     CalendarDays,
+    CalendarDiff,
+    CalendarDiffRequest,
     CalendarRef,
     CalendarSpec,
     CalendarSummary,
@@ -151,6 +153,10 @@ CALENDARS_UPDATE = declare(
 CALENDARS_REMOVE_DAYS = declare(
     "scheduler", "calendars.remove_days", CalendarDayRefs, Calendar,
     "Take non-school days out of a calendar.",
+)  # fmt: skip
+CALENDARS_DIFF = declare(
+    "scheduler", "calendars.diff", CalendarDiffRequest, CalendarDiff,
+    "What a calendar change would do to its jobs' runs (moved, skipped, added); nothing is saved.",
 )  # fmt: skip
 
 # -- history: runs and their output ---------------------------------------------------------

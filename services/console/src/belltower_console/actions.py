@@ -11,7 +11,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -19,10 +19,13 @@ from belltower import calendars as ics
 from belltower import operations as ops
 from belltower import previews, sitesettings, transfer
 from belltower.api import (
+    CALENDAR_DIFF_MAX_DAYS,
     RUNS_PAGE_MAX,
     Calendar,
     CalendarDayRefs,
     CalendarDays,
+    CalendarDiff,
+    CalendarDiffRequest,
     CalendarImport,
     CalendarRef,
     CalendarSpec,
@@ -571,6 +574,37 @@ class Console:
         )
         return CalendarImport(imported=len(days), calendar=cal)
 
+    async def calendar_diff(
+        self, who: Principal, client: str | None, name: str, body: Any
+    ) -> CalendarDiff:
+        """What a calendar change would do to its jobs' runs in the next ``days`` days, before
+        it is saved: days to add or remove, or an iCalendar file's days. A read: any role may,
+        and like other reads it is not audited."""
+        await self.require(who, "viewer", client, "calendars.diff", name)
+        change = _decoded(body, CalendarDiffBody)
+        _check_calendar_name(name)
+        _check_days(change.add_days)
+        days = list(change.add_days)
+        if change.ics is not None:
+            since = change.ics_since or datetime.now(UTC).date()
+            if not 1 <= change.horizon_days <= 20 * 366:
+                raise InvalidInput(
+                    "horizon_days", f"{change.horizon_days} is out of range", "1 to 7320 days"
+                )
+            days += [
+                NonSchoolDay(day=d, label=label)
+                for d, label in _days_from_ics(change.ics, since, change.horizon_days)
+            ]
+        if len(days) > ics.MAX_DAYS or len(change.remove_days) > ics.MAX_DAYS:
+            raise InvalidInput("days", f"more than {ics.MAX_DAYS} days", ics.DAYS_FORM)
+        return await self.api.call(
+            ops.CALENDARS_DIFF,
+            CalendarDiffRequest(
+                name=name, add_days=days, remove_days=change.remove_days,
+                replace=change.replace, days=change.days, since=change.since,
+            ),
+        )  # fmt: skip
+
     # -- runs -----------------------------------------------------------------------------------
 
     async def runs(
@@ -849,6 +883,24 @@ class CalendarDaysChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
 
     days: list[NonSchoolDay]
     replace: bool = False
+
+
+class CalendarDiffBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A calendar change to try (``POST /calendars/{name}/diff``): days to add (and with
+    ``replace``, only those), days to take out, or an iCalendar file's text (``ics``, expanded
+    from ``ics_since`` within ``horizon_days`` as an import does); the runs of the next ``days``
+    days after ``from`` (default now) are compared."""
+
+    add_days: list[NonSchoolDay] = []
+    remove_days: list[date] = []
+    replace: bool = False
+    ics: str | None = None
+    ics_since: date | None = None
+    horizon_days: int = 3 * 366
+    days: Annotated[int, msgspec.Meta(ge=1, le=CALENDAR_DIFF_MAX_DAYS)] = 30
+    since: Annotated[datetime, msgspec.Meta(tz=True)] | None = msgspec.field(
+        default=None, name="from"
+    )
 
 
 class CalendarChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -367,6 +367,21 @@ async def import_calendar(
     return reply(await console_of(request).import_calendar(who, client_of(request), name, body))
 
 
+@router.post(
+    "/calendars/{name}/diff", tags=["calendars"], openapi_extra=body_of("CalendarDiffBody")
+)
+async def diff_calendar(
+    name: CalendarName, who: Caller, request: Request, body: Annotated[Any, Body()] = None
+) -> Response:
+    """What a calendar change would do, before it is saved: for every job that uses the
+    calendar, the runs of the next ``days`` days (default 30) that would move (next school
+    day), be skipped or be added, from the schedule engine run with the days as they are and as
+    they would be. Give ``add_days``/``remove_days`` (a snow day, a day given back) or an
+    iCalendar file's text (``ics``, with ``replace`` for a new year's calendar). Nothing is
+    saved; any role may ask."""
+    return reply(await console_of(request).calendar_diff(who, client_of(request), name, body))
+
+
 # -- runs ---------------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import msgspec
 
 from belltower.api import (
     Calendar,
+    CalendarDiff,
     CalendarImport,
     CalendarSpec,
     CalendarSummary,
@@ -26,7 +27,13 @@ from belltower.api import (
     WhyResult,
 )
 
-from .actions import CalendarChange, CalendarDaysChange, CalendarDaysRemoval, CalendarIcsImport
+from .actions import (
+    CalendarChange,
+    CalendarDaysChange,
+    CalendarDaysRemoval,
+    CalendarDiffBody,
+    CalendarIcsImport,
+)
 from .http import CSRF_HEADER, PROBLEM_MEDIA, SESSION_COOKIE
 
 REF = "#/components/schemas/{name}"
@@ -164,6 +171,7 @@ REPLIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/calendars/{name}/days"): {"200": ref("Calendar")},
     ("post", "/calendars/{name}/remove-days"): {"200": ref("Calendar")},
     ("post", "/calendars/{name}/import"): {"200": ref("CalendarImport")},
+    ("post", "/calendars/{name}/diff"): {"200": ref("CalendarDiff")},
     ("get", "/runs"): {"200": ref("RunPage")},
     ("get", "/runs/{run_id}"): {"200": ref("RunRecord")},
     ("post", "/import"): {"200": ref("ImportResult")},
@@ -218,6 +226,8 @@ def improve(schema: dict[str, Any]) -> dict[str, Any]:
             CalendarDaysRemoval,
             CalendarIcsImport,
             CalendarImport,
+            CalendarDiffBody,
+            CalendarDiff,
         ],
         ref_template=REF,
     )

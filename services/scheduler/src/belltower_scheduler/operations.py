@@ -21,6 +21,8 @@ from belltower.api import (
     Calendar,
     CalendarDayRefs,
     CalendarDays,
+    CalendarDiff,
+    CalendarDiffRequest,
     CalendarRef,
     CalendarSpec,
     CalendarSummary,
@@ -63,7 +65,7 @@ from belltower.schedule import (
     is_spread,
 )
 
-from . import listing
+from . import listing, whatif
 from .catalog import Catalog, validate_params
 from .dispatcher import Dispatcher
 from .entry import Entry, compiled_for
@@ -73,6 +75,10 @@ MAX_PAUSED_LISTED = 1_000
 """Occurrences of a pause recorded one by one when the job resumes; later ones are summed up."""
 
 MAX_PRIORITY = 1_000_000
+MAX_DIFF_DAYS = 5_000
+"""Days a what-if may add or take out (an ICS import's worth, as calendars.MAX_DAYS)."""
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 CALENDAR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 CALENDAR_NAME_FORM = (
     "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. district-2026-27"
@@ -597,6 +603,27 @@ class Operations:
         if not await self.calendars.delete(name):
             raise NotFound(f"no calendar named {name!r}; `belltower calendars list` shows them")
         return Deleted(deleted=name)
+
+    @serves(ops.CALENDARS_DIFF)
+    async def calendar_diff(self, request: CalendarDiffRequest) -> CalendarDiff:
+        """What the change would do to the runs of the calendar's jobs; nothing is saved."""
+        _check_calendar_name(request.name)
+        for field, given in (("add_days", request.add_days), ("remove_days", request.remove_days)):
+            if len(given) > MAX_DIFF_DAYS:
+                raise InvalidInput(field, f"more than {MAX_DIFF_DAYS} days", "fewer days")
+        added = [d for d, _ in _days(request.add_days)]
+        if request.since is not None and not EARLIEST <= request.since < LATEST:
+            raise InvalidInput(
+                "from", f"{request.since} is out of range", "a time from 1970 to 2199"
+            )
+        if await self.calendars.get(request.name) is None:
+            raise NotFound(
+                f"no calendar named {request.name!r}; `belltower calendars list` shows them"
+            )
+        current = [d for d, _ in await self.calendars.days(request.name)]
+        return await whatif.calendar_diff(
+            self.store.pool, request, current, added, self.dispatcher.clock()
+        )
 
     async def _calendar(self, name: str, changed: bool = False) -> Calendar:
         """The calendar as the API shows it; ``changed`` hands its days to the dispatcher."""

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import export_import, jobs, preview, why
+from . import calendar_diff, export_import, jobs, preview, why
 from .calendars import calendars_app
 from .job_types import job_types
 from .runs import runs_app
@@ -25,6 +25,7 @@ jobs.jobs_app.command("export")(export_import.jobs_export)
 jobs.jobs_app.command("import")(export_import.jobs_import)
 jobs.jobs_app.command("preview")(preview.jobs_preview)
 app.add_typer(jobs.jobs_app, name="jobs")
+calendars_app.command("diff")(calendar_diff.calendars_diff)
 app.add_typer(calendars_app, name="calendars")
 app.add_typer(runs_app, name="runs")
 app.add_typer(preview.schedule_app, name="schedule")
