@@ -17,7 +17,9 @@ workload on Celery and arq, Belltower measured in the same window, ``make bench-
 ``schedules_load_s``, ``burst_drain_s`` and ``burst_out_of_priority_order`` (100,000 due at
 once), ``lateness_p50_ms`` and ``lateness_p99_ms`` (1,000 due per second), ``failover_s``,
 ``sis_demo_load_s`` and ``notifier_mail_rate`` (with a one-connection-per-message baseline) and
-``frontline_import_rate`` (with a bare ``executemany`` baseline). Each line has
+``frontline_import_rate`` (with a bare ``executemany`` baseline), ``jobs_page_first_ms``,
+``jobs_page_deep_ms``, ``runs_page_first_ms`` and ``runs_page_deep_ms`` (p95 of the HTTP API's
+list pages with 100,000 jobs and 1,000,000 runs, ``GET /api/v1/me`` as the baseline). Each line has
 ``name``, ``value``, ``unit``, ``target`` and ``met``; paired figures add ``baseline`` and
 ``ratio``. Exit status is 0 when every benchmark ran (``--check``: and met its target), so a
 slow machine does not break ``make bench`` but CI can still gate on it.
@@ -38,7 +40,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import dispatch, e2e, ingest, integrations, memory, notifiers, peers, scheduling
+from benchlib import (
+    dispatch,
+    e2e,
+    ingest,
+    integrations,
+    lists,
+    memory,
+    notifiers,
+    peers,
+    scheduling,
+)
 from benchlib.figures import Figure
 from benchlib.stack import Servers, inherited_overrides, log
 
@@ -123,6 +135,12 @@ async def _notifiers(servers: Servers, args: argparse.Namespace) -> list[Figure]
     return await notifiers.run(servers, students)
 
 
+async def _lists(servers: Servers, args: argparse.Namespace) -> list[Figure]:
+    jobs = _size(args, args.list_jobs, 100_000, 2_000)
+    runs = _size(args, args.list_runs, 1_000_000, 20_000)
+    return await lists.run(servers, jobs, runs)
+
+
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(("dispatch_rate",), ("occurrences/s",), (dispatch.TARGET_RATE,), _dispatch),
     Benchmark(
@@ -165,6 +183,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     ),
     Benchmark(
         ("frontline_import_rate",), ("records/s",), (integrations.TARGET_RATE,), _integrations
+    ),
+    Benchmark(
+        ("jobs_page_first_ms", "jobs_page_deep_ms", "runs_page_first_ms", "runs_page_deep_ms"),
+        ("ms (p95)",) * 4,
+        (lists.TARGET_MS,) * 4,
+        _lists,
     ),
 )
 ALL_FIGURES = tuple(name for b in BENCHMARKS for name in b.figures)
@@ -240,6 +264,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--import-rows",
         type=int,
         help="rows in the Frontline leave file for frontline_import_rate (default 20,000)",
+    )
+    parser.add_argument(
+        "--list-jobs", type=int, help="jobs in the database for jobs_page_* (default 100,000)"
+    )
+    parser.add_argument(
+        "--list-runs", type=int, help="runs in the database for runs_page_* (default 1,000,000)"
     )
     parser.add_argument(
         "--profile",

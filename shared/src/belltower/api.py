@@ -304,6 +304,12 @@ class RunsPageRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     include_output: bool = False
 
 
+class LastRunsRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The latest run of each of these jobs (``runs.last``): what a page of the Jobs tab shows."""
+
+    job_ids: Annotated[list[str], msgspec.Meta(max_length=RUNS_PAGE_MAX)]
+
+
 class RunsPage(msgspec.Struct, kw_only=True):
     """One page of runs with the cursors of the pages after and before it (None at an end)."""
 

@@ -29,6 +29,7 @@ from .api import (
     JobsPageRequest,
     JobSpec,
     JobTypeInfo,
+    LastRunsRequest,
     LedgerPurged,
     LedgerPurgeRequest,
     NoRequest,
@@ -167,6 +168,10 @@ RUNS_LIST = declare(
 RUNS_PAGE = declare(
     "history", "runs.page", RunsPageRequest, RunsPage,
     "A keyset page of runs, sorted, searched and filtered in SQL: page with `cursor`.",
+)  # fmt: skip
+RUNS_LAST = declare(
+    "history", "runs.last", LastRunsRequest, list[RunRecord],
+    "The latest run of each of the given jobs (those with none are left out), in one query.",
 )  # fmt: skip
 RUNS_GET = declare("history", "runs.get", RunRef, RunRecord, "One run with its output.")
 RUNS_PURGE = declare(

@@ -6,7 +6,7 @@ scheduler and history, reached over NATS request-reply; this keeps only users an
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -39,6 +39,7 @@ from belltower.api import (
     JobRef,
     JobsPageRequest,
     JobTypeInfo,
+    LastRunsRequest,
     NonSchoolDay,
     PauseRequest,
     RunNowRequest,
@@ -235,13 +236,14 @@ class Console:
             )  # fmt: skip
         rows = [JobListing(j) for j in found.jobs]
         if with_last_run and rows:
-            lasts = await asyncio.gather(
-                *(self.api.call(ops.RUNS_LIST, RunQuery(job_id=r.job.id, limit=1)) for r in rows),
-                return_exceptions=True,
-            )
-            for row, last in zip(rows, lasts, strict=True):
-                if isinstance(last, list) and last:
-                    row.last_run = last[0]
+            # One request for the page's last runs; history away leaves them blank.
+            with contextlib.suppress(BelltowerError):
+                lasts = await self.api.call(
+                    ops.RUNS_LAST, LastRunsRequest(job_ids=[r.job.id for r in rows])
+                )
+                by_job = {run.job_id: run for run in lasts}
+                for row in rows:
+                    row.last_run = by_job.get(row.job.id)
         filters = {"q": q, "type": type_, "state": state}
         return JobPage(
             rows,

@@ -18,6 +18,7 @@ from nats.aio.msg import Msg
 from belltower import health, logs, metrics, paging, sitesettings, streams, telemetry
 from belltower import operations as ops
 from belltower.api import (
+    LastRunsRequest,
     PurgeRequest,
     PurgeResult,
     RunQuery,
@@ -305,6 +306,13 @@ class HistoryService:
         if cut:
             nxt = paging.encode_cursor(window.order, window.scope, window.keys[len(runs) - 1])
         return RunsPage(runs=runs, cursor=nxt, prev_cursor=window.prev)
+
+    @serves(ops.RUNS_LAST)
+    async def last_runs(self, request: LastRunsRequest) -> list[RunRecord]:
+        assert self.store is not None
+        for job_id in request.job_ids:
+            _check_uuid("job_ids", job_id, "job ids (UUIDs) as shown by `belltower jobs list`")
+        return paging.fit(await listing.last_runs(self.store.pool, request.job_ids))[0]
 
     @staticmethod
     def _check_filters(

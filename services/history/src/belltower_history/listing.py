@@ -93,3 +93,16 @@ async def runs_page(pool: asyncpg.Pool, request: RunsPageRequest) -> RunsWindow:
     first, last = (keys[0], keys[-1]) if keys else (None, None)
     nxt, prev = paging.cursors(first, last, order, scope, cursor, more)
     return RunsWindow(runs, nxt, prev, order, scope, keys)
+
+
+async def last_runs(pool: asyncpg.Pool, job_ids: list[str]) -> list[RunRecord]:
+    """Each job's latest run, one index read per job (``runs_job_time_id`` backwards)."""
+    select = _SELECT.format(output="''", html="NULL").replace(
+        " FROM history.runs",
+        " FROM unnest($1::uuid[]) AS j(id), LATERAL (SELECT * FROM history.runs",
+    )
+    sql = (
+        select
+        + " WHERE job_id = j.id ORDER BY scheduled_for DESC, occurrence_id DESC LIMIT 1) AS r"
+    )
+    return [RunRecord(**dict(r)) for r in await pool.fetch(sql, job_ids)]
