@@ -405,6 +405,37 @@ class ImportRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dry_run: bool = False
 
 
+IMPORT_BATCH = 500
+"""Documents per ``jobs.import_stage`` request: a batch and its reply stay far below 1 MB."""
+
+
+class ImportStageRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One batch of a large import: its documents, the index of its first one in the whole
+    file (``offset``, so errors name the document), and the import's id (a UUID the client
+    makes). The documents are checked and staged; nothing is applied until
+    ``jobs.import_finish``."""
+
+    import_id: str
+    offset: Annotated[int, msgspec.Meta(ge=0)] = 0
+    documents: Annotated[list[Any], msgspec.Meta(max_length=IMPORT_BATCH)]
+
+
+class ImportFinishRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Apply every staged batch of the import in one transaction (``commit``), or drop them."""
+
+    import_id: str
+    commit: bool = True
+
+
+class ImportFinished(msgspec.Struct, kw_only=True):
+    """What finishing a staged import did: applied (or dropped) and how many of each."""
+
+    applied: bool
+    created: int = 0
+    changed: int = 0
+    unchanged: int = 0
+
+
 class ImportItem(msgspec.Struct, kw_only=True):
     index: int
     action: str

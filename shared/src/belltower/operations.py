@@ -21,8 +21,11 @@ from .api import (
     CalendarSummary,
     CalendarUpdate,
     Deleted,
+    ImportFinished,
+    ImportFinishRequest,
     ImportRequest,
     ImportResult,
+    ImportStageRequest,
     Job,
     JobRef,
     JobsPage,
@@ -127,6 +130,14 @@ JOBS_WHY = declare(
 JOBS_IMPORT = declare(
     "scheduler", "jobs.import", ImportRequest, ImportResult,
     "Create or change jobs from exported documents, all or none.",
+)  # fmt: skip
+JOBS_IMPORT_STAGE = declare(
+    "scheduler", "jobs.import_stage", ImportStageRequest, ImportResult,
+    "Check and stage one batch of a large import; nothing is applied yet.",
+)  # fmt: skip
+JOBS_IMPORT_FINISH = declare(
+    "scheduler", "jobs.import_finish", ImportFinishRequest, ImportFinished,
+    "Apply every staged batch of an import in one transaction, or drop them.",
 )  # fmt: skip
 LEDGER_PURGE = declare(
     "scheduler", "ledger.purge", LedgerPurgeRequest, LedgerPurged,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, TypeVar
@@ -20,6 +22,7 @@ from belltower import operations as ops
 from belltower import previews, sitesettings, transfer
 from belltower.api import (
     CALENDAR_DIFF_MAX_DAYS,
+    IMPORT_BATCH,
     RUNS_PAGE_MAX,
     Calendar,
     CalendarDayRefs,
@@ -32,8 +35,11 @@ from belltower.api import (
     CalendarSummary,
     CalendarUpdate,
     FieldError,
+    ImportFinishRequest,
+    ImportItem,
     ImportRequest,
     ImportResult,
+    ImportStageRequest,
     Job,
     JobDocument,
     JobRef,
@@ -68,6 +74,11 @@ OPERATOR_FIELDS = frozenset({"paused"})
 SORTS = ("title", "type", "schedule", "next_run_at", "priority", "state")
 STATES = ("active", "paused", "not_installed")
 MAX_PER_PAGE = 200
+STAGED_ABOVE = 1_000
+"""Imports of more documents go in staged batches (one audit entry); smaller ones in one
+request, audited job by job with before and after."""
+MAX_IMPORT_ERRORS = 1_000
+"""A staged import stops checking after this many errors: nothing is applied either way."""
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
@@ -670,6 +681,8 @@ class Console:
         if fmt not in (None, "", *transfer.FORMATS):
             raise InvalidInput("format", f"{fmt!r} is not an import format", "yaml or json")
         documents = transfer.load(text, fmt or None)  # type: ignore[arg-type]
+        if len(documents) > STAGED_ABOVE:
+            return await self._import_staged(who, client, documents, dry_run)
         before: dict[str, Job] = {}
         if not dry_run:
             listed = await all_jobs(self.api)
@@ -695,6 +708,60 @@ class Console:
                     after=builtins(after),
                 )
         return result
+
+    async def _import_staged(
+        self,
+        who: Principal,
+        client: str | None,
+        documents: list[Any],
+        dry_run: bool,
+        progress: Callable[[int, int], Awaitable[None]] | None = None,
+    ) -> ImportResult:
+        """A large import in batches of ``IMPORT_BATCH``, staged by the scheduler and applied
+        in one transaction at the end, or dropped at the first batch with errors (all or none,
+        as a small import). Audited as one entry listing the jobs created and changed."""
+        import_id = str(uuid.uuid4())
+        items: list[ImportItem] = []
+        errors: list[FieldError] = []
+        try:
+            for start in range(0, len(documents), IMPORT_BATCH):
+                batch = documents[start : start + IMPORT_BATCH]
+                result = await self.api.call(
+                    ops.JOBS_IMPORT_STAGE,
+                    ImportStageRequest(import_id=import_id, offset=start, documents=batch),
+                )
+                items += result.items
+                errors += result.errors
+                if progress is not None:
+                    await progress(start + len(batch), len(documents))
+                if len(errors) >= MAX_IMPORT_ERRORS:
+                    break
+            if errors or dry_run:
+                await self.api.call(
+                    ops.JOBS_IMPORT_FINISH, ImportFinishRequest(import_id=import_id, commit=False)
+                )
+                return ImportResult(dry_run=dry_run, applied=False, items=items, errors=errors)
+            done = await self.api.call(
+                ops.JOBS_IMPORT_FINISH, ImportFinishRequest(import_id=import_id)
+            )
+        except BaseException:
+            with contextlib.suppress(BelltowerError):
+                await self.api.call(
+                    ops.JOBS_IMPORT_FINISH, ImportFinishRequest(import_id=import_id, commit=False)
+                )
+            raise
+        await self.audit(
+            who,
+            client,
+            "jobs.import",
+            detail=f"create {done.created}, change {done.changed}, unchanged {done.unchanged} "
+            f"(in batches of {IMPORT_BATCH})",
+            after={
+                action: [i.id for i in items if i.action == action]
+                for action in ("create", "change")
+            },
+        )
+        return ImportResult(dry_run=False, applied=True, items=items)
 
     # -- users and tokens -----------------------------------------------------------------------
 

@@ -123,7 +123,11 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     )
 
     app.state.trusted_proxies = trusted_networks(settings.console_trusted_proxies)
-    app.add_middleware(RequestLimits, max_body_bytes=settings.console_max_body_bytes)
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.console_max_body_bytes,
+        max_import_bytes=settings.console_max_import_bytes,
+    )
 
     _handle_errors(app)
     _serve_probes(app)

@@ -29,9 +29,12 @@ from belltower.api import (
     CalendarUpdate,
     Deleted,
     FieldError,
+    ImportFinished,
+    ImportFinishRequest,
     ImportItem,
     ImportRequest,
     ImportResult,
+    ImportStageRequest,
     Job,
     JobDocument,
     JobRef,
@@ -69,6 +72,7 @@ from . import listing, whatif
 from .catalog import Catalog, validate_params
 from .dispatcher import Dispatcher
 from .entry import Entry, compiled_for
+from .staging import StagedImports
 from .store import CalendarStore, JobRow, LedgerRow, Store
 
 MAX_PAUSED_LISTED = 1_000
@@ -91,6 +95,7 @@ class Operations:
         self.dispatcher = dispatcher
         self.catalog = catalog
         self.calendars = CalendarStore(store.pool)
+        self.staged = StagedImports(store.pool)
 
     @serves(ops.JOB_TYPES_LIST)
     async def job_types(self, _: NoRequest) -> list[JobTypeInfo]:
@@ -214,12 +219,63 @@ class Operations:
         A document with an ``id`` that exists changes that job (or leaves it alone when nothing
         differs); without one, or with an unknown one, it creates a job with that id.
         """
+        items, rows, errors = await self.prepare_import(request.documents, 0, set())
+        if errors or request.dry_run:
+            return ImportResult(dry_run=request.dry_run, applied=False, items=items, errors=errors)
+        await self.store.apply_import(
+            [r for a, r in rows if a == "create"], [r for a, r in rows if a == "change"]
+        )
+        for _, row in rows:
+            self.dispatcher.put(Entry.from_row(row))
+        return ImportResult(dry_run=False, applied=True, items=items)
+
+    @serves(ops.JOBS_IMPORT_STAGE)
+    async def import_stage(self, request: ImportStageRequest) -> ImportResult:
+        """Check one batch as ``jobs.import`` checks documents and stage what it would do; the
+        same job id twice in one import (in any batches) is an error of the later document."""
+        _check_id(request.import_id, "import_id")
+        items, rows, errors = await self.prepare_import(request.documents, request.offset, set())
+        staged = [(i.action, i.index, row) for i, row in _with_rows(items, rows)]
+        again = await self.staged.stage(request.import_id, staged)
+        errors += [
+            FieldError(
+                field="id", message=f"{i.id} appears in more than one document",
+                accepted="each job once", index=i.index,
+            )
+            for i in items
+            if i.id in again
+        ]  # fmt: skip
+        return ImportResult(dry_run=False, applied=False, items=items, errors=errors)
+
+    @serves(ops.JOBS_IMPORT_FINISH)
+    async def import_finish(self, request: ImportFinishRequest) -> ImportFinished:
+        """Apply the import's staged batches in one transaction, or drop them."""
+        _check_id(request.import_id, "import_id")
+        counts = await self.staged.count(request.import_id)
+        if not request.commit:
+            await self.staged.discard(request.import_id)
+            return ImportFinished(applied=False)
+        if not counts:
+            raise NotFound(f"no staged import {request.import_id}; stage its batches first")
+        for row in await self.staged.commit(request.import_id):
+            self.dispatcher.put(Entry.from_row(row))
+        return ImportFinished(
+            applied=True,
+            created=counts.get("create", 0),
+            changed=counts.get("change", 0),
+            unchanged=counts.get("unchanged", 0),
+        )
+
+    async def prepare_import(
+        self, documents: list[Any], offset: int, seen: set[str]
+    ) -> tuple[list[ImportItem], list[tuple[str, JobRow]], list[FieldError]]:
+        """Check documents as an import does: their items, the rows to create or change, and
+        the errors (indexes from ``offset``); ``seen`` holds the ids met so far."""
         now = self.dispatcher.clock()
         errors: list[FieldError] = []
         items: list[ImportItem] = []
         rows: list[tuple[str, JobRow]] = []
-        seen: set[str] = set()
-        for index, raw in enumerate(request.documents):
+        for index, raw in enumerate(documents, start=offset):
             try:
                 doc = msgspec.convert(raw, JobDocument)
             except msgspec.ValidationError as exc:
@@ -277,14 +333,7 @@ class Operations:
             items.append(ImportItem(index=index, action=action, id=row.id, title=row.title))
             if action != "unchanged":
                 rows.append((action, row))
-        if errors or request.dry_run:
-            return ImportResult(dry_run=request.dry_run, applied=False, items=items, errors=errors)
-        await self.store.apply_import(
-            [r for a, r in rows if a == "create"], [r for a, r in rows if a == "change"]
-        )
-        for _, row in rows:
-            self.dispatcher.put(Entry.from_row(row))
-        return ImportResult(dry_run=False, applied=True, items=items)
+        return items, rows, errors
 
     @serves(ops.JOBS_LIST)
     async def list_jobs(self, request: JobsPageRequest) -> JobsPage:
@@ -750,6 +799,14 @@ def _paused_occurrences(
             break
         at = compiled.next_after(at)
     return out
+
+
+def _with_rows(
+    items: list[ImportItem], rows: list[tuple[str, JobRow]]
+) -> list[tuple[ImportItem, JobRow]]:
+    """Each item with its row (an unchanged job's row is the item's job as it stands)."""
+    by_id = {row.id: row for _, row in rows}
+    return [(i, by_id[i.id]) for i in items if i.id in by_id]
 
 
 def _check_id(job_id: str, field: str = "id") -> None:
