@@ -738,3 +738,51 @@ def test_run_now_while_a_run_is_going_and_an_on_demand_job_from_the_form(
     audit = users["admin"].get("/audit", params={"action": "jobs.run_now"}).json()["items"]
     expected = {"run_id": forced.json()["run_id"], "state": "dispatched", "force": True}
     assert any(a["after"] == expected for a in audit)
+
+
+STAGED_COUNT = 1_300
+"""Three batches of 500: more than the 1,000 documents a single request takes."""
+
+
+def tagged(client: httpx.Client, tag: str) -> int:
+    return int(client.get("/jobs", params={"q": tag, "limit": 1}).json()["total"])
+
+
+def test_a_large_import_lands_whole_or_not_at_all(console_stack, users, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    editor = users["editor"]
+    tag = uuid.uuid4().hex[:8]
+    documents = [canary(f"Staged {tag} {i:05d}", paused=True) for i in range(STAGED_COUNT)]
+    documents[-1]["priority"] = -5  # one bad document in the last batch
+    path = tmp_path / "jobs.json"
+    path.write_text(json.dumps(documents))
+    bad = console_stack.cli.run("jobs", "import", str(path), check=False)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert f"document {STAGED_COUNT}: priority" in bad.stderr and "nothing imported" in bad.stderr
+    assert "importing 500 of 1300 documents" in bad.stderr, bad.stderr
+    assert tagged(editor, tag) == 0, "the batches staged before the bad one were not applied"
+
+    documents[-1]["priority"] = 5
+    documents[10]["id"] = documents[900]["id"] = str(uuid.uuid4())  # one job twice, two batches
+    path.write_text(json.dumps(documents))
+    twice = console_stack.cli.run("jobs", "import", str(path), "--json", check=False)
+    assert twice.returncode == 2 and "appears in more than one document" in twice.stdout
+    assert tagged(editor, tag) == 0
+
+    del documents[900]["id"]
+    streamed = editor.post(
+        "/import",
+        content=json.dumps(documents),
+        headers={"Content-Type": "application/json", "Accept": "application/x-ndjson"},
+        timeout=120,
+    )
+    lines = [json.loads(line) for line in streamed.text.splitlines()]
+    assert [line["progress"]["done"] for line in lines[:-1]] == [500, 1000, 1300]
+    result = lines[-1]["result"]
+    assert result["applied"] and len(result["items"]) == STAGED_COUNT and not result["errors"]
+    assert tagged(editor, tag) == STAGED_COUNT
+    audit = users["admin"].get("/audit", params={"action": "jobs.import", "limit": 5}).json()
+    assert any(f"create {STAGED_COUNT}" in (e["detail"] or "") for e in audit["items"])
+    viewer = users["viewer"].post(
+        "/import", content="[]", headers={"Accept": "application/x-ndjson"}
+    )
+    assert viewer.status_code == 403

@@ -675,14 +675,20 @@ class Console:
         return transfer.dump(transfer.documents_of(jobs), fmt)
 
     async def import_jobs(
-        self, who: Principal, client: str | None, text: str, fmt: str | None, dry_run: bool
+        self,
+        who: Principal,
+        client: str | None,
+        text: str,
+        fmt: str | None,
+        dry_run: bool,
+        progress: Callable[[int, int], Awaitable[None]] | None = None,
     ) -> ImportResult:
         await self.require(who, "editor", client, "jobs.import")
         if fmt not in (None, "", *transfer.FORMATS):
             raise InvalidInput("format", f"{fmt!r} is not an import format", "yaml or json")
         documents = transfer.load(text, fmt or None)  # type: ignore[arg-type]
         if len(documents) > STAGED_ABOVE:
-            return await self._import_staged(who, client, documents, dry_run)
+            return await self._import_staged(who, client, documents, dry_run, progress)
         before: dict[str, Job] = {}
         if not dry_run:
             listed = await all_jobs(self.api)

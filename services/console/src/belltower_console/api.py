@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from belltower.api import RUNS_PAGE_MAX
 
-from . import listing
+from . import listing, progress
 from .actions import MAX_PER_PAGE, SORTS
 from .http import (
     CSRF_HEADER,
@@ -486,11 +487,25 @@ async def import_jobs(
     dry_run: bool = False,
     format: Literal["yaml", "json"] | None = None,
 ) -> Response:
-    """Check every document, then apply all or none; ``dry_run`` shows create/change/unchanged."""
+    """Check every document, then apply all or none; ``dry_run`` shows create/change/unchanged.
+    More than 1,000 documents go to the scheduler in staged batches, applied in one
+    transaction at the end. With ``Accept: application/x-ndjson`` the reply is a stream of
+    ``{"progress": {"done", "total"}}`` lines and a last ``{"result": ImportResult}`` (or
+    ``{"problem": ...}``) line, status 200 either way. The body may be up to
+    BELLTOWER_CONSOLE_MAX_IMPORT_BYTES (64 MiB), else 413."""
     text = (await request.body()).decode("utf-8", errors="replace")
     if format is None and "json" in request.headers.get("content-type", ""):
         format = "json"
-    result = await console_of(request).import_jobs(who, client_of(request), text, format, dry_run)
+    console, client = console_of(request), client_of(request)
+    if "application/x-ndjson" in request.headers.get("accept", ""):
+        await console.require(who, "editor", client, "jobs.import")
+        return StreamingResponse(
+            progress.ndjson_progress(
+                lambda progress: console.import_jobs(who, client, text, format, dry_run, progress)
+            ),
+            media_type="application/x-ndjson",
+        )
+    result = await console.import_jobs(who, client, text, format, dry_run)
     return reply(result, 422 if result.errors else 200)
 
 
