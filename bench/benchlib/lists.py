@@ -5,13 +5,16 @@ history and the console run as processes and ``GET /api/v1/jobs`` (sorted by tit
 each job's last run looked up as the Jobs page does) and ``GET /api/v1/runs`` (newest first, 50
 a page) are timed, the first page and a deep one (a cursor 90% of the way through), as p50 and
 p95 over repeated requests. The baseline, in the same run, is ``GET /api/v1/me``: the console's
-floor (HTTP, token check) with no list behind it.
+floor (HTTP, token check) with no list behind it. ``jobs_import_s`` then imports 100,000 new
+jobs as one JSON file through ``POST /api/v1/import`` (staged batches, one transaction), with
+the ``COPY`` of the seeded jobs as its baseline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import statistics
 import time
@@ -34,6 +37,7 @@ from .figures import Figure
 from .stack import Servers, Service, fresh_nats, log, migrated_pool, service_env, services
 
 TARGET_MS = 100.0
+TARGET_IMPORT_S = 120.0
 REPEATS = 40
 ADMIN = ("bench-admin", "bench-admin-password-1")
 RUN_COLUMNS = (
@@ -43,7 +47,7 @@ RUN_COLUMNS = (
 )  # fmt: skip
 
 
-async def seed(pool: asyncpg.Pool, jobs: int, runs: int) -> list[uuid.UUID]:
+async def seed(pool: asyncpg.Pool, jobs: int, runs: int) -> float:
     """``jobs`` paused jobs (so the scheduler plans none) and ``runs`` finished runs of them."""
     rng = random.Random(18)
     now = datetime.now(UTC)
@@ -63,6 +67,7 @@ async def seed(pool: asyncpg.Pool, jobs: int, runs: int) -> list[uuid.UUID]:
         await conn.copy_records_to_table(
             "jobs", schema_name="scheduler", columns=list(JOB_COLUMNS), records=job_rows
         )
+        jobs_s = time.perf_counter() - started
         await conn.execute("UPDATE scheduler.jobs SET policy = $1::jsonb", policy)
         batch = 100_000
         for start in range(0, runs, batch):
@@ -81,7 +86,7 @@ async def seed(pool: asyncpg.Pool, jobs: int, runs: int) -> list[uuid.UUID]:
             )
         await conn.execute("ANALYZE scheduler.jobs; ANALYZE history.runs")
     log(f"lists: {jobs:,} jobs and {runs:,} runs copied in {time.perf_counter() - started:.1f} s")
-    return ids
+    return jobs_s
 
 
 async def deep_cursors(pool: asyncpg.Pool, jobs: int, runs: int) -> tuple[str, str]:
@@ -150,14 +155,45 @@ async def wait_ready(client: httpx.AsyncClient, path: str, *watch: Service) -> N
     raise RuntimeError(f"{path} did not answer within 180 s")
 
 
-async def run(servers: Servers, jobs: int, runs: int) -> list[Figure]:
+async def import_time(client: httpx.AsyncClient, count: int) -> float:
+    """Seconds ``POST /api/v1/import`` takes for ``count`` new jobs as one JSON file, read as
+    the CLI reads it (NDJSON progress, then the result)."""
+    documents = [
+        {
+            "type": CANARY, "title": f"Imported {i:06d}", "paused": True,
+            "schedule": {"rule": {"kind": "every", "seconds": 3600}, "tz": "UTC"},
+            "params": {"message": "hello"},
+        }
+        for i in range(count)
+    ]  # fmt: skip
+    body = json.dumps(documents)
+    log(f"lists: importing {count:,} jobs ({len(body) / 1e6:.1f} MB of JSON)")
+    started = time.perf_counter()
+    last = ""
+    async with client.stream(
+        "POST",
+        "/import",
+        content=body,
+        headers={"Content-Type": "application/json", "Accept": "application/x-ndjson"},
+        timeout=3600,
+    ) as response:
+        async for line in response.aiter_lines():
+            last = line or last
+    elapsed = time.perf_counter() - started
+    result = json.loads(last).get("result")
+    if not result or not result["applied"]:
+        raise RuntimeError(f"the import was not applied: {last[:500]}")
+    return elapsed
+
+
+async def run(servers: Servers, jobs: int, runs: int, imports: int) -> list[Figure]:
     url = servers.database("bench_lists")
     work_dir = servers.work_dir / "lists"
     pool = await migrated_pool(
         url, ("scheduler", "belltower_scheduler"), ("history", "belltower_history")
     )
     try:
-        await seed(pool, jobs, runs)
+        seed_s = await seed(pool, jobs, runs)
         jobs_cursor, runs_cursor = await deep_cursors(pool, jobs, runs)
     finally:
         await pool.close()
@@ -173,7 +209,9 @@ async def run(servers: Servers, jobs: int, runs: int) -> list[Figure]:
         scheduler = Service("belltower-scheduler", env, work_dir)
         history = Service("belltower-history", env, work_dir)
         console = Service("belltower-console", console_env, work_dir)
-        async with services(scheduler, history, console):
+        # The worker registers the canary job type an import is checked against.
+        worker = Service("belltower-notifier-worker", env, work_dir)
+        async with services(scheduler, history, console, worker):
             base = f"http://127.0.0.1:{port}"
             async with httpx.AsyncClient(base_url=base, timeout=30) as bare_client:
                 await wait_ready(bare_client, "/readyz", scheduler, history, console)
@@ -194,8 +232,28 @@ async def run(servers: Servers, jobs: int, runs: int) -> list[Figure]:
                     "runs_page_first_ms": await timed(client, "/runs", {}),
                     "runs_page_deep_ms": await timed(client, "/runs", {"cursor": runs_cursor}),
                 }
+                for _ in range(600):  # the worker has registered the canary type
+                    types = (await client.get("/job-types")).json()
+                    if any(t["name"] == CANARY for t in types):
+                        break
+                    await asyncio.sleep(0.2)
+                import_s = await import_time(client, imports)
     bare = measured.pop("jobs_page_first_no_last_run_ms")
-    figures = []
+    figures = [
+        Figure(
+            name="jobs_import_s",
+            value=import_s,
+            unit="s",
+            target=TARGET_IMPORT_S,
+            better="lower",
+            baseline=seed_s,
+            extra={
+                "jobs": imports,
+                "jobs_per_s": round(imports / import_s),
+                "baseline": f"COPY of {jobs:,} job rows with their indexes",
+            },
+        )
+    ]
     for name, values in measured.items():
         figures.append(
             Figure(
