@@ -77,6 +77,7 @@ MAX_PER_PAGE = 200
 STAGED_ABOVE = 1_000
 """Imports of more documents go in staged batches (one audit entry); smaller ones in one
 request, audited job by job with before and after."""
+FINISH_TIMEOUT_S = 300.0
 MAX_IMPORT_ERRORS = 1_000
 """A staged import stops checking after this many errors: nothing is applied either way."""
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -747,7 +748,10 @@ class Console:
                     ops.JOBS_IMPORT_FINISH, ImportFinishRequest(import_id=import_id, commit=False)
                 )
                 return ImportResult(dry_run=dry_run, applied=False, items=items, errors=errors)
-            done = await self.api.call(
+            # One transaction writes every staged job: give it longer than a usual request.
+            # (Should even that run out, the import may still land whole; never half.)
+            finisher = ApiClient(self.api.nc, timeout=max(self.api.timeout, FINISH_TIMEOUT_S))
+            done = await finisher.call(
                 ops.JOBS_IMPORT_FINISH, ImportFinishRequest(import_id=import_id)
             )
         except BaseException:

@@ -26,7 +26,7 @@ from belltower.db import create_pool, migrate
 from belltower.errors import BelltowerError, NotFound
 from belltower.rpc import ApiClient
 
-from . import admin_pages, api, contract, web
+from . import admin_pages, api, calendar_pages, contract, web
 from .actions import Console
 from .http import (
     INTERNAL_DETAIL,
@@ -99,6 +99,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(web.router)
     app.include_router(admin_pages.router)
+    app.include_router(calendar_pages.router)
     app.mount(
         "/api/v1/docs/assets",
         StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),

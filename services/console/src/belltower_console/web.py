@@ -36,7 +36,7 @@ from .http import (
     status_and_errors,
     when,
 )
-from .limits import check_yaml, form_problems
+from .limits import check_json, check_yaml, form_problems
 from .store import ROLES, Principal
 
 router = APIRouter(include_in_schema=False)
@@ -555,9 +555,14 @@ async def import_jobs(request: Request) -> Response:
             text = content.decode("utf-8", errors="replace")
     dry_run = "apply" not in form
     try:
-        check_yaml(text)
+        if text.lstrip()[:1] in ("[", "{"):
+            refused = check_json(text.encode())
+            if refused:
+                raise FieldErrors(refused)
+        else:
+            check_yaml(text)
         result = await console_of(request).import_jobs(who, client_of(request), text, None, dry_run)
-    except InvalidInput as exc:
+    except (InvalidInput, FieldErrors) as exc:
         return page(
             request,
             "transfer.html",

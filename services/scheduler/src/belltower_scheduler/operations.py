@@ -488,8 +488,9 @@ class Operations:
             on_demand=isinstance(row.schedule.rule, OnDemand),
             since=request.since,
             until=request.until,
-            occurrences=entries,
-            pauses=pauses,
+            # Newest first, cut to what one NATS message holds (10,000 entries would not).
+            occurrences=paging.fit(entries)[0],
+            pauses=paging.fit(pauses)[0],
         )
 
     async def _check_policy(self, policy: RunPolicy) -> RunPolicy:
@@ -686,7 +687,8 @@ class Operations:
             name=row["name"],
             description=row["description"],
             days=[NonSchoolDay(day=d, label=label) for d, label in days],
-            jobs=await self.calendars.users(name),
+            # The first jobs that use it, as many as one NATS message holds with the days.
+            jobs=paging.fit(await self.calendars.users(name), paging.PAGE_BYTES // 2)[0],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )
