@@ -34,7 +34,8 @@ from belltower_scheduler.settings import SchedulerSettings
 WIRE = {
     "scheduler": [
         "job_types.list", "jobs.create", "jobs.list", "jobs.get", "jobs.delete", "jobs.pause",
-        "jobs.resume", "jobs.run_now", "jobs.why", "jobs.import", "ledger.purge",
+        "jobs.resume", "jobs.run_now", "jobs.why", "jobs.import", "jobs.import_stage",
+        "jobs.import_finish", "ledger.purge",
         "calendars.create", "calendars.list", "calendars.get", "calendars.delete",
         "calendars.add_days", "calendars.update", "calendars.remove_days", "calendars.diff",
     ],
