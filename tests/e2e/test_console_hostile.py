@@ -77,7 +77,13 @@ def test_oversized_deep_and_exploding_bodies_are_refused_before_anything_runs(ad
     body = problem(
         admin.post("/import", content=huge, headers={"content-type": "application/json"}), 413
     )
-    assert "larger than" in body["detail"]
+    assert "larger than" in body["detail"] and "MAX_IMPORT_BYTES" in body["detail"]
+    assert job_titles(admin) == before, "nothing of it imported"
+    # Elsewhere the general limit (4 MiB) holds.
+    problem(
+        admin.post("/jobs", content=huge[:5_000_000], headers={"content-type": "application/json"}),
+        413,
+    )
 
     deep = b"[" * 1000 + b"]" * 1000
     refused = problem(

@@ -39,7 +39,7 @@ WIRE = {
         "calendars.create", "calendars.list", "calendars.get", "calendars.delete",
         "calendars.add_days", "calendars.update", "calendars.remove_days", "calendars.diff",
     ],
-    "history": ["runs.list", "runs.page", "runs.get", "runs.purge"],
+    "history": ["runs.list", "runs.page", "runs.last", "runs.get", "runs.purge"],
 }  # fmt: skip
 """The operations clients of earlier releases call: their subjects must not change."""
 
