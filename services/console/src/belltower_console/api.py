@@ -76,6 +76,28 @@ def reply(value: Any, status: int = 200) -> Response:
     return MsgspecResponse(value, status_code=status)
 
 
+def page_reply(
+    path: str,
+    params: dict[str, Any],
+    items: list[Any],
+    next_cursor: str | None,
+    prev_cursor: str | None,
+    **more: Any,
+) -> Response:
+    """A page of a list: its items, its sort and limit, the cursors and links of the pages
+    after and before it, also as an RFC 8288 ``Link`` header."""
+    links = {
+        "next": listing.page_link(path, params, next_cursor),
+        "prev": listing.page_link(path, params, prev_cursor),
+    }
+    body = {"items": items, **more, "limit": params["limit"], "sort": params["sort"]}
+    body |= {"next_cursor": next_cursor, "prev_cursor": prev_cursor, "links": links}
+    response = reply(body)
+    if header := listing.link_header(links):
+        response.headers["Link"] = header
+    return response
+
+
 # -- session ------------------------------------------------------------------------------------
 
 
@@ -155,27 +177,13 @@ async def list_jobs(
         limit=limit,
         with_last_run=last_run,
     )
-    params = {"q": q, "type": type, "state": state, "sort": sort, "limit": limit}
+    params: dict[str, Any] = {"q": q, "type": type, "state": state, "sort": sort, "limit": limit}
     if not last_run:
         params["last_run"] = "false"
-    links = {
-        "next": listing.page_link("/api/v1/jobs", params, found.next_cursor),
-        "prev": listing.page_link("/api/v1/jobs", params, found.prev_cursor),
-    }
-    response = reply(
-        {
-            "items": [{"job": r.job, "last_run": r.last_run} for r in found.items],
-            "total": found.total,
-            "limit": found.limit,
-            "sort": found.sort,
-            "next_cursor": found.next_cursor,
-            "prev_cursor": found.prev_cursor,
-            "links": links,
-        }
+    items = [{"job": r.job, "last_run": r.last_run} for r in found.items]
+    return page_reply(
+        "/api/v1/jobs", params, items, found.next_cursor, found.prev_cursor, total=found.total
     )
-    if header := listing.link_header(links):
-        response.headers["Link"] = header
-    return response
 
 
 @router.post("/jobs", tags=["jobs"], status_code=201, openapi_extra=JOB_BODY)
@@ -421,23 +429,7 @@ async def list_runs(
     )
     params: dict[str, object] = {"job_id": job_id, "status": status, "from": from_, "to": to}
     params |= {"q": q, "sort": sort, "limit": limit}
-    links = {
-        "next": listing.page_link("/api/v1/runs", params, found.cursor),
-        "prev": listing.page_link("/api/v1/runs", params, found.prev_cursor),
-    }
-    response = reply(
-        {
-            "items": found.runs,
-            "limit": limit,
-            "sort": sort,
-            "next_cursor": found.cursor,
-            "prev_cursor": found.prev_cursor,
-            "links": links,
-        }
-    )
-    if header := listing.link_header(links):
-        response.headers["Link"] = header
-    return response
+    return page_reply("/api/v1/runs", params, found.runs, found.cursor, found.prev_cursor)
 
 
 @router.get("/runs/{run_id}", tags=["runs"])
