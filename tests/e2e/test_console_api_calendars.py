@@ -4,6 +4,7 @@ does, each with its validation, role check, audit entry and problem document."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date, timedelta
 
 import httpx
 import pytest
@@ -219,7 +220,7 @@ def test_why_of_a_job_and_a_schedule_preview_without_one(users: dict[str, httpx.
 
 
 def test_a_calendar_what_if_lists_the_runs_it_would_skip_move_and_add(
-    users: dict[str, httpx.Client],
+    console_stack, users: dict[str, httpx.Client]
 ) -> None:
     editor, viewer = users["editor"], users["viewer"]
     name = "api-whatif"
@@ -285,6 +286,13 @@ def test_a_calendar_what_if_lists_the_runs_it_would_skip_move_and_add(
             assert [e["field"] for e in refused.json()["errors"]] == [field], refused.text
         missing = editor.post("/calendars/no-such-cal/diff", json={"days": 3})
         assert missing.status_code == 404
+        today = date.today()
+        monday = today + timedelta(days=14 - today.weekday())
+        cli = console_stack.cli
+        shown = cli.json("calendars", "diff", name, "--add-day", monday.isoformat(), "--days", "21")
+        assert (skipper["id"], "skipped") in {(c["job_id"], c["change"]) for c in shown["changes"]}
+        nothing = cli.run("calendars", "diff", name, check=False)
+        assert nothing.returncode == 2 and "--add-day" in nothing.stderr
     finally:
         for job in (skipper, mover):
             editor.delete(f"/jobs/{job['id']}")

@@ -42,11 +42,10 @@ def calendars_diff(
     """Show which runs of which jobs would move, be skipped or be added in the next --days days
     if the change were made; nothing is changed."""
     try:
+        added = parse_days(add_day, field="add_day") if add_day else []
         body: dict[str, Any] = {
-            "add_days": [
-                {"day": d, "label": label} for d in parse_days(add_day or [], field="add_day")
-            ],
-            "remove_days": parse_days(remove_day or [], field="remove_day"),
+            "add_days": [{"day": d, "label": label} for d in added],
+            "remove_days": parse_days(remove_day, field="remove_day") if remove_day else [],
             "replace": replace,
             "days": days,
         }
