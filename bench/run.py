@@ -17,8 +17,11 @@ workload on Celery and arq, Belltower measured in the same window, ``make bench-
 ``schedules_load_s``, ``burst_drain_s`` and ``burst_out_of_priority_order`` (100,000 due at
 once), ``lateness_p50_ms`` and ``lateness_p99_ms`` (1,000 due per second), ``failover_s``,
 ``sis_demo_load_s`` and ``notifier_mail_rate`` (with a one-connection-per-message baseline) and
-``frontline_import_rate`` (with a bare ``executemany`` baseline) and
-``calc_daily_attendance_rate`` (class marks turned into daily attendance per second). Each line has
+``frontline_import_rate`` (with a bare ``executemany`` baseline),
+``calc_daily_attendance_rate`` (class marks turned into daily attendance per second),
+``jobs_page_first_ms``, ``jobs_page_deep_ms``, ``runs_page_first_ms`` and ``runs_page_deep_ms``
+(p95 of the HTTP API's list pages with 100,000 jobs and 1,000,000 runs, ``GET /api/v1/me`` as the
+baseline) and ``jobs_import_s`` (100,000 jobs through ``POST /api/v1/import``). Each line has
 ``name``, ``value``, ``unit``, ``target`` and ``met``; paired figures add ``baseline`` and
 ``ratio``. Exit status is 0 when every benchmark ran (``--check``: and met its target), so a
 slow machine does not break ``make bench`` but CI can still gate on it.
@@ -45,6 +48,7 @@ from benchlib import (
     e2e,
     ingest,
     integrations,
+    lists,
     memory,
     notifiers,
     peers,
@@ -139,6 +143,13 @@ async def _notifiers(servers: Servers, args: argparse.Namespace) -> list[Figure]
     return await notifiers.run(servers, students)
 
 
+async def _lists(servers: Servers, args: argparse.Namespace) -> list[Figure]:
+    jobs = _size(args, args.list_jobs, 100_000, 2_000)
+    runs = _size(args, args.list_runs, 1_000_000, 20_000)
+    imports = _size(args, args.import_jobs, 100_000, 2_000)
+    return await lists.run(servers, jobs, runs, imports)
+
+
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(("dispatch_rate",), ("occurrences/s",), (dispatch.TARGET_RATE,), _dispatch),
     Benchmark(
@@ -184,6 +195,18 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     ),
     Benchmark(
         ("calc_daily_attendance_rate",), ("marks/s",), (calculations.TARGET_RATE,), _calculations
+    ),
+    Benchmark(
+        (
+            "jobs_import_s",
+            "jobs_page_first_ms",
+            "jobs_page_deep_ms",
+            "runs_page_first_ms",
+            "runs_page_deep_ms",
+        ),
+        ("s", *("ms (p95)",) * 4),
+        (lists.TARGET_IMPORT_S, *(lists.TARGET_MS,) * 4),
+        _lists,
     ),
 )
 ALL_FIGURES = tuple(name for b in BENCHMARKS for name in b.figures)
@@ -259,6 +282,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--import-rows",
         type=int,
         help="rows in the Frontline leave file for frontline_import_rate (default 20,000)",
+    )
+    parser.add_argument(
+        "--list-jobs", type=int, help="jobs in the database for jobs_page_* (default 100,000)"
+    )
+    parser.add_argument(
+        "--list-runs", type=int, help="runs in the database for runs_page_* (default 1,000,000)"
+    )
+    parser.add_argument(
+        "--import-jobs", type=int, help="jobs imported for jobs_import_s (default 100,000)"
     )
     parser.add_argument(
         "--profile",

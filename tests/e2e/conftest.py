@@ -232,6 +232,8 @@ def console_stack(
             BELLTOWER_SMTP_PORT=str(mail.port),
             BELLTOWER_ACK_WAIT_S="3",
             BELLTOWER_LOG_JSON="true",
+            # Imports have their own, larger body limit; 8 MiB keeps the test of it small.
+            BELLTOWER_CONSOLE_MAX_IMPORT_BYTES=str(8 * 1024 * 1024),
             **console_env(port, admin),
         )
         cli = Cli(dict(env))

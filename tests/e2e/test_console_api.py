@@ -83,7 +83,7 @@ def fields(response: httpx.Response) -> set[str]:
 
 
 def job_count(client: httpx.Client) -> int:
-    return client.get("/jobs", params={"per_page": 200}).json()["total"]
+    return client.get("/jobs", params={"limit": 200}).json()["total"]
 
 
 def wait_for_run(client: httpx.Client, run_id: str, timeout: float = 30) -> dict[str, Any]:
@@ -168,13 +168,28 @@ def test_list_sorts_filters_and_pages(users: dict[str, httpx.Client]) -> None:
             ).status_code
             == 201
         )
-    first = editor.get("/jobs", params={"q": tag, "sort": "-priority", "per_page": 2}).json()
-    assert first["total"] == 3 and first["pages"] == 2
-    assert [i["job"]["priority"] for i in first["items"]] == [300, 200]
-    second = editor.get(
-        "/jobs", params={"q": tag, "sort": "-priority", "per_page": 2, "page": 2}
-    ).json()
+    first = editor.get("/jobs", params={"q": tag, "sort": "-priority", "limit": 2})
+    assert first.json()["total"] == 3 and first.json()["prev_cursor"] is None
+    assert [i["job"]["priority"] for i in first.json()["items"]] == [300, 200]
+    next_link = first.json()["links"]["next"]
+    assert f'<{next_link}>; rel="next"' in first.headers["link"]
+    second = editor.get(next_link.removeprefix("/api/v1")).json()
     assert [i["job"]["priority"] for i in second["items"]] == [100]
+    assert second["next_cursor"] is None and second["links"]["prev"]
+    for params, field in (
+        ({"sort": "owner"}, "sort"),
+        ({"limit": 0}, "limit"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"sort": "title", "cursor": first.json()["next_cursor"]}, "cursor"),
+    ):
+        refused = editor.get("/jobs", params=params)
+        assert refused.status_code == 400, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert [e["field"] for e in refused.json()["errors"]] == [field]
+    assert "priority" in editor.get("/jobs", params={"sort": "x"}).json()["errors"][0]["accepted"]
+    runs = editor.get("/runs", params={"sort": "-duration_ms", "limit": 1})
+    assert runs.status_code == 200, runs.text
+    assert editor.get("/runs", params={"sort": "job"}).status_code == 400
     paused = editor.get("/jobs", params={"q": tag, "state": "paused"}).json()
     assert [i["job"]["title"] for i in paused["items"]] == [f"Page {tag} 2"]
 
@@ -214,8 +229,8 @@ def test_bad_input_is_refused_with_field_errors_and_nothing_written(
     assert patch.status_code == 422 and fields(patch) == {"priority"}
     assert editor.get(f"/jobs/{job['id']}").json()["priority"] == 500
 
-    assert fields(editor.get("/jobs", params={"sort": "colour", "page": 0})) == {"sort", "page"}
-    assert fields(editor.get("/jobs", params={"page": "two"})) == {"page"}
+    assert fields(editor.get("/jobs", params={"sort": "colour"})) == {"sort"}
+    assert fields(editor.get("/jobs", params={"limit": "two"})) == {"limit"}
     assert fields(editor.get("/runs", params={"status": "great"})) == {"status"}
     assert fields(editor.get("/runs", params={"from": "yesterday"})) == {"from"}
     assert fields(editor.get("/jobs/not-a-uuid")) == {"id"}
@@ -784,3 +799,51 @@ def test_a_held_run_is_released_once_by_an_editor_and_the_release_is_audited(
     assert outcomes == ["denied", "failed", "failed", "ok"]
     doc = httpx.get(console_stack.url + API + "/openapi.json").json()
     assert "post" in doc["paths"]["/api/v1/runs/{run_id}/release"]
+
+
+STAGED_COUNT = 1_300
+"""Three batches of 500: more than the 1,000 documents a single request takes."""
+
+
+def tagged(client: httpx.Client, tag: str) -> int:
+    return int(client.get("/jobs", params={"q": tag, "limit": 1}).json()["total"])
+
+
+def test_a_large_import_lands_whole_or_not_at_all(console_stack, users, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    editor = users["editor"]
+    tag = uuid.uuid4().hex[:8]
+    documents = [canary(f"Staged {tag} {i:05d}", paused=True) for i in range(STAGED_COUNT)]
+    documents[-1]["priority"] = -5  # one bad document in the last batch
+    path = tmp_path / "jobs.json"
+    path.write_text(json.dumps(documents))
+    bad = console_stack.cli.run("jobs", "import", str(path), check=False)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert f"document {STAGED_COUNT}: priority" in bad.stderr and "nothing imported" in bad.stderr
+    assert "importing 500 of 1300 documents" in bad.stderr, bad.stderr
+    assert tagged(editor, tag) == 0, "the batches staged before the bad one were not applied"
+
+    documents[-1]["priority"] = 5
+    documents[10]["id"] = documents[900]["id"] = str(uuid.uuid4())  # one job twice, two batches
+    path.write_text(json.dumps(documents))
+    twice = console_stack.cli.run("jobs", "import", str(path), "--json", check=False)
+    assert twice.returncode == 2 and "appears in more than one document" in twice.stdout
+    assert tagged(editor, tag) == 0
+
+    del documents[900]["id"]
+    streamed = editor.post(
+        "/import",
+        content=json.dumps(documents),
+        headers={"Content-Type": "application/json", "Accept": "application/x-ndjson"},
+        timeout=120,
+    )
+    lines = [json.loads(line) for line in streamed.text.splitlines()]
+    assert [line["progress"]["done"] for line in lines[:-1]] == [500, 1000, 1300]
+    result = lines[-1]["result"]
+    assert result["applied"] and len(result["items"]) == STAGED_COUNT and not result["errors"]
+    assert tagged(editor, tag) == STAGED_COUNT
+    audit = users["admin"].get("/audit", params={"action": "jobs.import", "limit": 5}).json()
+    assert any(f"create {STAGED_COUNT}" in (e["detail"] or "") for e in audit["items"])
+    viewer = users["viewer"].post(
+        "/import", content="[]", headers={"Accept": "application/x-ndjson"}
+    )
+    assert viewer.status_code == 403

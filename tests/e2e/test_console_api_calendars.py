@@ -4,6 +4,7 @@ does, each with its validation, role check, audit entry and problem document."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date, timedelta
 
 import httpx
 import pytest
@@ -216,3 +217,83 @@ def test_why_of_a_job_and_a_schedule_preview_without_one(users: dict[str, httpx.
         json={"schedule": {"rule": {"kind": "every", "seconds": 60}, "calendar": "nope"}},
     )
     assert unknown.status_code == 404
+
+
+def test_a_calendar_what_if_lists_the_runs_it_would_skip_move_and_add(
+    console_stack, users: dict[str, httpx.Client]
+) -> None:
+    editor, viewer = users["editor"], users["viewer"]
+    name = "api-whatif"
+    made = editor.post("/calendars", json={"name": name, "days": [{"day": "2026-12-02"}]})
+    assert made.status_code == 201, made.text
+    mornings = {
+        "kind": "daily",
+        "times": ["08:00"],
+        "weekdays": ["mon", "tue", "wed", "thu", "fri"],
+    }
+    skipper = editor.post(
+        "/jobs",
+        json=canary("What-if skip", schedule={"rule": mornings, "tz": "UTC", "calendar": name}),
+    ).json()
+    mover = editor.post(
+        "/jobs",
+        json=canary(
+            "What-if move",
+            schedule={
+                "rule": mornings, "tz": "UTC", "calendar": name,
+                "on_non_school_day": "next_school_day",
+            },
+        ),
+    ).json()  # fmt: skip
+    try:
+        body = {
+            "add_days": [{"day": "2026-11-30", "label": "Snow day"}],
+            "remove_days": ["2026-12-02"],
+            "from": "2026-11-27T12:00:00Z",
+            "days": 7,
+        }
+        diff = viewer.post(f"/calendars/{name}/diff", json=body)
+        assert diff.status_code == 200, diff.text
+        found = diff.json()
+        assert found["days_added"] == ["2026-11-30"] and found["days_removed"] == ["2026-12-02"]
+        assert (found["jobs"], found["jobs_affected"]) == (2, 2)
+        got = {(c["job_id"], c["change"], c["scheduled_for"][:10]) for c in found["changes"]}
+        assert (skipper["id"], "skipped", "2026-11-30") in got
+        assert (skipper["id"], "added", "2026-12-02") in got
+        assert (mover["id"], "moved", "2026-11-30") in got
+        # Nothing was saved: the calendar keeps its day.
+        assert [d["day"] for d in viewer.get(f"/calendars/{name}").json()["days"]] == ["2026-12-02"]
+        with_ics = editor.post(
+            f"/calendars/{name}/diff",
+            json={
+                "ics": ICS,
+                "replace": True,
+                "ics_since": "2026-09-01",
+                "from": "2026-12-18T00:00:00Z",
+            },
+        )
+        assert with_ics.status_code == 200, with_ics.text
+        assert with_ics.json()["days_added"] == ["2026-12-21", "2026-12-22", "2026-12-23"]
+        for bad, field, status in (
+            ({"days": 0}, "days", 422),
+            ({"ics": "not a calendar"}, "ics", 422),
+            ({"add_days": [{"day": "someday"}]}, "add_days[0].day", 422),
+            ({"colour": "red"}, "body", 422),
+        ):
+            refused = editor.post(f"/calendars/{name}/diff", json=bad)
+            assert refused.status_code == status, refused.text
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert [e["field"] for e in refused.json()["errors"]] == [field], refused.text
+        missing = editor.post("/calendars/no-such-cal/diff", json={"days": 3})
+        assert missing.status_code == 404
+        today = date.today()
+        monday = today + timedelta(days=14 - today.weekday())
+        cli = console_stack.cli
+        shown = cli.json("calendars", "diff", name, "--add-day", monday.isoformat(), "--days", "21")
+        assert (skipper["id"], "skipped") in {(c["job_id"], c["change"]) for c in shown["changes"]}
+        nothing = cli.run("calendars", "diff", name, check=False)
+        assert nothing.returncode == 2 and "--add-day" in nothing.stderr
+    finally:
+        for job in (skipper, mover):
+            editor.delete(f"/jobs/{job['id']}")
+        editor.delete(f"/calendars/{name}")

@@ -6,6 +6,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -135,6 +136,8 @@ def test_a_viewer_sees_no_edit_controls(console_stack, browser) -> None:
 
     page = new_page(browser, console_stack.url)
     log_in(page, name, "viewer-password-1")
+    # Other tests leave thousands of jobs in the shared stack: find this one by its title.
+    page.goto(f"/jobs?q={name}")
     row = page.get_by_role("row").filter(has_text=job["title"])
     expect(row).to_contain_text("Mon, Fri")
     expect(page.get_by_role("link", name="New job")).to_have_count(0)
@@ -247,3 +250,57 @@ def test_the_job_type_chooser_groups_by_family_and_filters_as_one_types(
     expect(page.get_by_role("cell", name="greeting", exact=True)).to_be_visible()
     page.get_by_role("link", name="New job of this type").click()
     expect(page.get_by_role("link", name="About this job type")).to_be_visible()
+
+
+def test_jobs_pages_by_cursor_and_a_calendar_what_if(console_stack, browser) -> None:
+    """The Jobs tab pages on the server (Next, Previous keep the search and sort), and a
+    calendar's page shows what a snow day would do to its jobs' runs before it is added."""
+    from tests.e2e.test_console_api import canary
+
+    expect = playwright_api.expect
+    tag = uuid.uuid4().hex[:8]
+    api = httpx.Client(
+        base_url=console_stack.url + "/api/v1",
+        headers={"Authorization": f"Bearer {console_stack.cli.env['BELLTOWER_API_TOKEN']}"},
+        timeout=20,
+    )
+    calendar = f"browser-{tag}"
+    assert api.post("/calendars", json={"name": calendar}).status_code == 201
+    weekdays = {
+        "kind": "daily",
+        "times": ["08:00"],
+        "weekdays": ["mon", "tue", "wed", "thu", "fri"],
+    }
+    docs = [canary(f"Paged {tag} {i:02d}", paused=True) for i in range(29)]
+    docs.append(
+        canary(f"Paged {tag} 29", schedule={"rule": weekdays, "tz": "UTC", "calendar": calendar})
+    )
+    imported = api.post("/import", json=docs)
+    assert imported.status_code == 200, imported.text
+
+    page = new_page(browser, console_stack.url)
+    log_in(page, *console_stack.admin)
+    page.goto(f"/jobs?q={tag}&sort=-title")
+    rows = page.locator("table.jobs tbody tr")
+    expect(rows).to_have_count(25)
+    expect(rows.first).to_contain_text(f"Paged {tag} 29")
+    page.get_by_role("link", name="Next", exact=True).click()
+    expect(rows).to_have_count(5)
+    expect(rows.last).to_contain_text(f"Paged {tag} 00")
+    page.get_by_role("link", name="Previous", exact=True).click()
+    expect(rows).to_have_count(25)
+    expect(rows.first).to_contain_text(f"Paged {tag} 29")
+
+    page.goto(f"/calendars/{calendar}")
+    today = datetime.now(UTC).date()
+    monday = today + timedelta(days=14 - today.weekday())
+    page.get_by_label("Days to add").fill(monday.isoformat())
+    page.get_by_label("Label").fill("Snow day")
+    page.get_by_role("button", name="Show what would change").click()
+    result = page.locator("table.diff tbody tr")
+    expect(result).to_have_count(1)
+    expect(result.first).to_contain_text("skipped")
+    expect(page.get_by_role("status")).to_contain_text("1 skipped")
+    assert api.get(f"/calendars/{calendar}").json()["days"] == [], "a what-if saves nothing"
+    page.context.close()
+    api.close()

@@ -12,7 +12,17 @@ import msgspec
 import pytest
 
 from belltower import operations as ops
-from belltower.api import JobsPageRequest, PurgeRequest, PurgeResult, RunQuery, RunRecord, RunRef
+from belltower.api import (
+    JobsPageRequest,
+    LastRunsRequest,
+    PurgeRequest,
+    PurgeResult,
+    RunQuery,
+    RunRecord,
+    RunRef,
+    RunsPage,
+    RunsPageRequest,
+)
 from belltower.broker import make_broker, serve_api
 from belltower.errors import (
     BelltowerError,
@@ -49,6 +59,14 @@ class StandInHistory:
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
         self.queries.append(query)
         return [record(str(uuid.uuid4())) for _ in range(query.limit)]
+
+    @serves(ops.RUNS_PAGE)
+    async def page_runs(self, request: RunsPageRequest) -> RunsPage:
+        return RunsPage(runs=[record(str(uuid.uuid4())) for _ in range(request.limit)])
+
+    @serves(ops.RUNS_LAST)
+    async def last_runs(self, request: LastRunsRequest) -> list[RunRecord]:
+        return [record(str(uuid.uuid4())) for _ in request.job_ids]
 
     @serves(ops.RUNS_GET)
     async def get_run(self, ref: RunRef) -> RunRecord:

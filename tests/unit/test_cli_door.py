@@ -112,6 +112,7 @@ CLI_TO_API = {
     "calendars remove-days": [("post", "/calendars/{name}/remove-days")],
     "calendars update": [("patch", "/calendars/{name}")],
     "calendars import": [("post", "/calendars/{name}/import")],
+    "calendars diff": [("post", "/calendars/{name}/diff")],
     "runs list": [("get", "/runs")],
     "runs show": [("get", "/runs/{run_id}")],
     "runs release": [("post", "/runs/{run_id}/release")],

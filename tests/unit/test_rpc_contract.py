@@ -34,13 +34,15 @@ from belltower_scheduler.settings import SchedulerSettings
 WIRE = {
     "scheduler": [
         "job_types.list", "jobs.create", "jobs.list", "jobs.get", "jobs.delete", "jobs.pause",
-        "jobs.resume", "jobs.run_now", "jobs.why", "jobs.import", "ledger.purge",
+        "jobs.resume", "jobs.run_now", "jobs.why", "jobs.import", "jobs.import_stage",
+        "jobs.import_finish", "ledger.purge",
         "calendars.create", "calendars.list", "calendars.get", "calendars.delete",
-        "calendars.add_days", "calendars.update", "calendars.remove_days",
+        "calendars.add_days", "calendars.update", "calendars.remove_days", "calendars.diff",
         "jobs.backfill", "jobs.decide", "decisions.list",
     ],
     "history": [
-        "runs.list", "runs.get", "runs.purge", "runs.release", "runs.release_started", "runs.releases",
+        "runs.list", "runs.page", "runs.last", "runs.get", "runs.purge",
+        "runs.release", "runs.release_started", "runs.releases",
     ],
 }  # fmt: skip
 """The operations clients of earlier releases call: their subjects must not change."""

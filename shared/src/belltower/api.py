@@ -328,6 +328,41 @@ class RunQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     include_output: bool = False
 
 
+RUNS_PAGE_MAX = 1_000
+
+
+class RunsPageRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A keyset page of runs (``runs.page``): filtered like :class:`RunQuery`, searched with
+    ``q`` (text in the job's title or the run's summary), sorted by ``sort`` (scheduled_for,
+    finished_at or duration_ms, ``-`` first descends; default newest first) and paged with the
+    ``cursor`` or ``prev_cursor`` a page gave. At most ``limit`` runs and what one NATS
+    message carries."""
+
+    job_id: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str = ""
+    sort: str = "-scheduled_for"
+    cursor: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=RUNS_PAGE_MAX)] = 50
+    include_output: bool = False
+
+
+class LastRunsRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The latest run of each of these jobs (``runs.last``): what a page of the Jobs tab shows."""
+
+    job_ids: Annotated[list[str], msgspec.Meta(max_length=RUNS_PAGE_MAX)]
+
+
+class RunsPage(msgspec.Struct, kw_only=True):
+    """One page of runs with the cursors of the pages after and before it (None at an end)."""
+
+    runs: list[RunRecord]
+    cursor: str | None = None
+    prev_cursor: str | None = None
+
+
 class RunRef(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     run_id: str
 
@@ -415,6 +450,37 @@ class ImportRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dry_run: bool = False
 
 
+IMPORT_BATCH = 500
+"""Documents per ``jobs.import_stage`` request: a batch and its reply stay far below 1 MB."""
+
+
+class ImportStageRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One batch of a large import: its documents, the index of its first one in the whole
+    file (``offset``, so errors name the document), and the import's id (a UUID the client
+    makes). The documents are checked and staged; nothing is applied until
+    ``jobs.import_finish``."""
+
+    import_id: str
+    offset: Annotated[int, msgspec.Meta(ge=0)] = 0
+    documents: Annotated[list[Any], msgspec.Meta(max_length=IMPORT_BATCH)]
+
+
+class ImportFinishRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Apply every staged batch of the import in one transaction (``commit``), or drop them."""
+
+    import_id: str
+    commit: bool = True
+
+
+class ImportFinished(msgspec.Struct, kw_only=True):
+    """What finishing a staged import did: applied (or dropped) and how many of each."""
+
+    applied: bool
+    created: int = 0
+    changed: int = 0
+    unchanged: int = 0
+
+
 class ImportItem(msgspec.Struct, kw_only=True):
     index: int
     action: str
@@ -445,18 +511,34 @@ JOBS_PAGE_MAX = 1_000
 
 
 class JobsPageRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A page of jobs in id order: those after the job id ``after`` (from the start when None),
-    at most ``limit`` of them and at most what one NATS message carries."""
+    """A page of jobs: at most ``limit`` of them and at most what one NATS message carries.
+
+    In id order, page with ``after`` (the job id the last page ended with). Sorted another way
+    (``sort``: id, title, type, schedule, next_run_at, priority or state, ``-`` first descends)
+    or filtered (``q`` in the title, type or id; one ``type``; ``state`` active, paused or
+    not_installed), page with ``cursor``: the ``cursor`` or ``prev_cursor`` a page gave.
+    ``total`` also counts the jobs that match.
+    """
 
     after: str | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=JOBS_PAGE_MAX)] = 500
+    sort: str = "id"
+    q: str = ""
+    type: str = ""
+    state: str = ""
+    cursor: str | None = None
+    total: bool = False
 
 
 class JobsPage(msgspec.Struct, kw_only=True):
-    """One page of jobs; ``next`` is the ``after`` of the following page (None on the last)."""
+    """One page of jobs; ``next`` is the ``after`` of the following page in id order (None on
+    the last), ``cursor`` and ``prev_cursor`` the pages after and before it in any order."""
 
     jobs: list[Job]
     next: str | None = None
+    cursor: str | None = None
+    prev_cursor: str | None = None
+    total: int | None = None
 
 
 class NoRequest(msgspec.Struct, kw_only=True):
@@ -482,6 +564,59 @@ class CalendarSummary(msgspec.Struct, kw_only=True):
     description: str
     days: int
     updated_at: datetime
+
+
+CALENDAR_DIFF_MAX_DAYS = 366
+
+
+class CalendarDiffRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A calendar change not yet saved: days to add (with ``replace``, the calendar's only days)
+    and days to take out; the reply says what it does to the runs of the next ``days`` days
+    after ``from`` (default now) of every job that uses the calendar."""
+
+    name: str
+    add_days: list[NonSchoolDay] = []
+    remove_days: list[date] = []
+    replace: bool = False
+    days: Annotated[int, msgspec.Meta(ge=1, le=CALENDAR_DIFF_MAX_DAYS)] = 30
+    since: Annotated[datetime, msgspec.Meta(tz=True)] | None = msgspec.field(
+        default=None, name="from"
+    )
+
+
+class CalendarRunChange(msgspec.Struct, kw_only=True):
+    """One run the change affects: ``moved`` (from ``before`` to ``after``), ``skipped`` (ran at
+    ``before``, would not) or ``added`` (would run at ``after``); ``scheduled_for`` is the rule's
+    instant, ``reason`` the engine's word for it."""
+
+    job_id: str
+    job_title: str
+    change: Literal["moved", "skipped", "added"]
+    scheduled_for: datetime
+    before: datetime | None = None
+    after: datetime | None = None
+    reason: str | None = None
+
+
+class CalendarDiff(msgspec.Struct, kw_only=True):
+    """What a calendar change would do between ``from`` and ``until``: the days it adds and
+    removes, how many jobs use the calendar (``paused_jobs`` of them paused, left out), the
+    counts of moved, skipped and added runs, and the runs themselves in order
+    (``truncated``: more than one reply holds, or a schedule too busy to follow to the end)."""
+
+    calendar: str
+    since: datetime = msgspec.field(name="from")
+    until: datetime
+    days_added: list[date]
+    days_removed: list[date]
+    jobs: int
+    paused_jobs: int
+    jobs_affected: int
+    moved: int
+    skipped: int
+    added: int
+    changes: list[CalendarRunChange]
+    truncated: bool = False
 
 
 class CalendarImport(msgspec.Struct, kw_only=True):

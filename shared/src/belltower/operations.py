@@ -14,19 +14,25 @@ from .api import (
     Calendar,
     CalendarDayRefs,
     CalendarDays,
+    CalendarDiff,
+    CalendarDiffRequest,
     CalendarRef,
     CalendarSpec,
     CalendarSummary,
     CalendarUpdate,
     Deleted,
+    ImportFinished,
+    ImportFinishRequest,
     ImportRequest,
     ImportResult,
+    ImportStageRequest,
     Job,
     JobRef,
     JobsPage,
     JobsPageRequest,
     JobSpec,
     JobTypeInfo,
+    LastRunsRequest,
     LedgerPurged,
     LedgerPurgeRequest,
     NoRequest,
@@ -38,6 +44,8 @@ from .api import (
     RunQuery,
     RunRecord,
     RunRef,
+    RunsPage,
+    RunsPageRequest,
     WhyRequest,
     WhyResult,
 )
@@ -126,6 +134,14 @@ JOBS_IMPORT = declare(
     "scheduler", "jobs.import", ImportRequest, ImportResult,
     "Create or change jobs from exported documents, all or none.",
 )  # fmt: skip
+JOBS_IMPORT_STAGE = declare(
+    "scheduler", "jobs.import_stage", ImportStageRequest, ImportResult,
+    "Check and stage one batch of a large import; nothing is applied yet.",
+)  # fmt: skip
+JOBS_IMPORT_FINISH = declare(
+    "scheduler", "jobs.import_finish", ImportFinishRequest, ImportFinished,
+    "Apply every staged batch of an import in one transaction, or drop them.",
+)  # fmt: skip
 LEDGER_PURGE = declare(
     "scheduler", "ledger.purge", LedgerPurgeRequest, LedgerPurged,
     "Delete ledger entries older than a number of days.",
@@ -153,6 +169,10 @@ CALENDARS_REMOVE_DAYS = declare(
     "scheduler", "calendars.remove_days", CalendarDayRefs, Calendar,
     "Take non-school days out of a calendar.",
 )  # fmt: skip
+CALENDARS_DIFF = declare(
+    "scheduler", "calendars.diff", CalendarDiffRequest, CalendarDiff,
+    "What a calendar change would do to its jobs' runs (moved, skipped, added); nothing is saved.",
+)  # fmt: skip
 
 JOBS_BACKFILL = declare(
     "scheduler", "jobs.backfill", BackfillRequest, BackfillResult,
@@ -172,6 +192,14 @@ DECISIONS_LIST = declare(
 RUNS_LIST = declare(
     "history", "runs.list", RunQuery, list[RunRecord], "Runs, newest first, filtered."
 )
+RUNS_PAGE = declare(
+    "history", "runs.page", RunsPageRequest, RunsPage,
+    "A keyset page of runs, sorted, searched and filtered in SQL: page with `cursor`.",
+)  # fmt: skip
+RUNS_LAST = declare(
+    "history", "runs.last", LastRunsRequest, list[RunRecord],
+    "The latest run of each of the given jobs (those with none are left out), in one query.",
+)  # fmt: skip
 RUNS_GET = declare("history", "runs.get", RunRef, RunRecord, "One run with its output.")
 RUNS_PURGE = declare(
     "history", "runs.purge", PurgeRequest, PurgeResult,

@@ -6,12 +6,14 @@ scheduler and history, reached over NATS request-reply; this keeps only users an
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import re
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -19,21 +21,31 @@ from belltower import calendars as ics
 from belltower import operations as ops
 from belltower import previews, sitesettings, transfer
 from belltower.api import (
+    CALENDAR_DIFF_MAX_DAYS,
+    IMPORT_BATCH,
+    RUNS_PAGE_MAX,
     Calendar,
     CalendarDayRefs,
     CalendarDays,
+    CalendarDiff,
+    CalendarDiffRequest,
     CalendarImport,
     CalendarRef,
     CalendarSpec,
     CalendarSummary,
     CalendarUpdate,
     FieldError,
+    ImportFinishRequest,
+    ImportItem,
     ImportRequest,
     ImportResult,
+    ImportStageRequest,
     Job,
     JobDocument,
     JobRef,
+    JobsPageRequest,
     JobTypeInfo,
+    LastRunsRequest,
     NonSchoolDay,
     PauseRequest,
     RunNowRequest,
@@ -41,6 +53,8 @@ from belltower.api import (
     RunQuery,
     RunRecord,
     RunRef,
+    RunsPage,
+    RunsPageRequest,
     SchedulePreview,
     SchedulePreviewRequest,
     WhyRequest,
@@ -49,7 +63,7 @@ from belltower.api import (
 from belltower.errors import BelltowerError, InvalidInput, NotFound
 from belltower.rpc import ApiClient, all_jobs, invalid_from_msgspec
 
-from . import auth, throttle
+from . import auth, listing, throttle
 from .errors import Denied, FieldErrors, Unauthenticated
 from .store import ROLES, AuditEntry, Principal, Store
 
@@ -60,6 +74,12 @@ OPERATOR_FIELDS = frozenset({"paused"})
 SORTS = ("title", "type", "schedule", "next_run_at", "priority", "state")
 STATES = ("active", "paused", "not_installed")
 MAX_PER_PAGE = 200
+STAGED_ABOVE = 1_000
+"""Imports of more documents go in staged batches (one audit entry); smaller ones in one
+request, audited job by job with before and after."""
+FINISH_TIMEOUT_S = 300.0
+MAX_IMPORT_ERRORS = 1_000
+"""A staged import stops checking after this many errors: nothing is applied either way."""
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
@@ -78,16 +98,16 @@ class JobListing:
 
 @dataclass
 class JobPage:
+    """A page of the Jobs tab: its rows, how many jobs match, and the cursors of the pages
+    after and before it (None at either end)."""
+
     items: list[JobListing]
     total: int
-    page: int
-    per_page: int
+    limit: int
     sort: str
+    next_cursor: str | None = None
+    prev_cursor: str | None = None
     filters: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
 
 
 class Console:
@@ -204,85 +224,48 @@ class Console:
     async def job_types(self) -> list[JobTypeInfo]:
         return await self.api.call(ops.JOB_TYPES_LIST)
 
-    async def list_jobs(  # noqa: C901  (one branch per filter and sort key the Jobs page offers)
+    async def list_jobs(
         self,
         *,
         q: str = "",
         type_: str = "",
         state: str = "",
         sort: str = "title",
-        page: int = 1,
-        per_page: int = 25,
+        cursor: str | None = None,
+        limit: int = 25,
         with_last_run: bool = True,
     ) -> JobPage:
-        errors = []
-        if sort.lstrip("-") not in SORTS:
-            errors.append(
-                FieldError(
-                    field="sort",
-                    message=f"{sort!r} is not a sort key",
-                    accepted=", ".join(SORTS) + " (prefix '-' for descending)",
-                )
-            )
-        if state and state not in STATES:
-            errors.append(
-                FieldError(
-                    field="state", message=f"{state!r} is not a state", accepted=", ".join(STATES)
-                )
-            )
-        if page < 1:
-            errors.append(
-                FieldError(field="page", message=f"{page} is not a page", accepted="1 or more")
-            )
-        if not 1 <= per_page <= MAX_PER_PAGE:
-            errors.append(
-                FieldError(
-                    field="per_page",
-                    message=f"{per_page} is out of range",
-                    accepted=f"1 to {MAX_PER_PAGE}",
-                )
-            )
-        if errors:
-            raise FieldErrors(errors)
-        jobs = await all_jobs(self.api)
-        needle = q.strip().lower()
-        if needle:
-            jobs = [j for j in jobs if needle in f"{j.title} {j.type} {j.id}".lower()]
-        if type_:
-            jobs = [j for j in jobs if j.type == type_]
-        if state == "paused":
-            jobs = [j for j in jobs if j.paused]
-        elif state == "active":
-            jobs = [j for j in jobs if not j.paused]
-        elif state == "not_installed":
-            jobs = [j for j in jobs if not j.type_installed]
-        key = sort.lstrip("-")
-        far = datetime.max.replace(tzinfo=UTC)
-
-        def sort_key(j: Job) -> Any:
-            return {
-                "title": (j.title.lower(), j.id),
-                "type": (j.type, j.title.lower()),
-                "schedule": (j.schedule_text, j.title.lower()),
-                "next_run_at": (j.next_run_at or far, j.title.lower()),
-                "priority": (j.priority, j.title.lower()),
-                "state": (j.paused, not j.type_installed, j.title.lower()),
-            }[key]
-
-        jobs.sort(key=sort_key, reverse=sort.startswith("-"))
-        total = len(jobs)
-        chosen = jobs[(page - 1) * per_page : page * per_page]
-        rows = [JobListing(j) for j in chosen]
+        """One page of jobs, sorted, searched and filtered by the scheduler in SQL (keyset
+        pages: ``cursor`` is a page's ``next_cursor`` or ``prev_cursor``)."""
+        listing.check_limit(limit, MAX_PER_PAGE)
+        with listing.query_parameters():
+            found = await self.api.call(
+                ops.JOBS_LIST,
+                JobsPageRequest(
+                    sort=sort, q=q, type=type_, state=state, cursor=cursor or None,
+                    limit=limit, total=True,
+                ),
+            )  # fmt: skip
+        rows = [JobListing(j) for j in found.jobs]
         if with_last_run and rows:
-            lasts = await asyncio.gather(
-                *(self.api.call(ops.RUNS_LIST, RunQuery(job_id=r.job.id, limit=1)) for r in rows),
-                return_exceptions=True,
-            )
-            for row, last in zip(rows, lasts, strict=True):
-                if isinstance(last, list) and last:
-                    row.last_run = last[0]
+            # One request for the page's last runs; history away leaves them blank.
+            with contextlib.suppress(BelltowerError):
+                lasts = await self.api.call(
+                    ops.RUNS_LAST, LastRunsRequest(job_ids=[r.job.id for r in rows])
+                )
+                by_job = {run.job_id: run for run in lasts}
+                for row in rows:
+                    row.last_run = by_job.get(row.job.id)
         filters = {"q": q, "type": type_, "state": state}
-        return JobPage(rows, total, page, per_page, sort, {k: v for k, v in filters.items() if v})
+        return JobPage(
+            rows,
+            found.total or 0,
+            limit,
+            sort,
+            found.cursor,
+            found.prev_cursor,
+            {k: v for k, v in filters.items() if v},
+        )
 
     async def get_job(self, job_id: str) -> Job:
         return await self.api.call(ops.JOBS_GET, JobRef(id=job_id))
@@ -610,6 +593,37 @@ class Console:
         )
         return CalendarImport(imported=len(days), calendar=cal)
 
+    async def calendar_diff(
+        self, who: Principal, client: str | None, name: str, body: Any
+    ) -> CalendarDiff:
+        """What a calendar change would do to its jobs' runs in the next ``days`` days, before
+        it is saved: days to add or remove, or an iCalendar file's days. A read: any role may,
+        and like other reads it is not audited."""
+        await self.require(who, "viewer", client, "calendars.diff", name)
+        change = _decoded(body, CalendarDiffBody)
+        _check_calendar_name(name)
+        _check_days(change.add_days)
+        days = list(change.add_days)
+        if change.ics is not None:
+            since = change.ics_since or datetime.now(UTC).date()
+            if not 1 <= change.horizon_days <= 20 * 366:
+                raise InvalidInput(
+                    "horizon_days", f"{change.horizon_days} is out of range", "1 to 7320 days"
+                )
+            days += [
+                NonSchoolDay(day=d, label=label)
+                for d, label in _days_from_ics(change.ics, since, change.horizon_days)
+            ]
+        if len(days) > ics.MAX_DAYS or len(change.remove_days) > ics.MAX_DAYS:
+            raise InvalidInput("days", f"more than {ics.MAX_DAYS} days", ics.DAYS_FORM)
+        return await self.api.call(
+            ops.CALENDARS_DIFF,
+            CalendarDiffRequest(
+                name=name, add_days=days, remove_days=change.remove_days,
+                replace=change.replace, days=change.days, since=change.since,
+            ),
+        )  # fmt: skip
+
     # -- runs -----------------------------------------------------------------------------------
 
     async def runs(
@@ -632,6 +646,29 @@ class Console:
         )
         return await self.api.call(ops.RUNS_LIST, query)
 
+    async def runs_page(
+        self,
+        *,
+        job_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        q: str = "",
+        sort: str = "-scheduled_for",
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> RunsPage:
+        """A keyset page of runs, sorted, searched and filtered by history in SQL."""
+        listing.check_limit(limit, RUNS_PAGE_MAX)
+        with listing.query_parameters():
+            return await self.api.call(
+                ops.RUNS_PAGE,
+                RunsPageRequest(
+                    job_id=job_id or None, status=status or None, since=since, until=until,
+                    q=q, sort=sort, cursor=cursor or None, limit=limit,
+                ),
+            )  # fmt: skip
+
     async def run(self, run_id: str) -> RunRecord:
         return await self.api.call(ops.RUNS_GET, RunRef(run_id=run_id))
 
@@ -644,12 +681,20 @@ class Console:
         return transfer.dump(transfer.documents_of(jobs), fmt)
 
     async def import_jobs(
-        self, who: Principal, client: str | None, text: str, fmt: str | None, dry_run: bool
+        self,
+        who: Principal,
+        client: str | None,
+        text: str,
+        fmt: str | None,
+        dry_run: bool,
+        progress: Callable[[int, int], Awaitable[None]] | None = None,
     ) -> ImportResult:
         await self.require(who, "editor", client, "jobs.import")
         if fmt not in (None, "", *transfer.FORMATS):
             raise InvalidInput("format", f"{fmt!r} is not an import format", "yaml or json")
         documents = transfer.load(text, fmt or None)  # type: ignore[arg-type]
+        if len(documents) > STAGED_ABOVE:
+            return await self._import_staged(who, client, documents, dry_run, progress)
         before: dict[str, Job] = {}
         if not dry_run:
             listed = await all_jobs(self.api)
@@ -675,6 +720,63 @@ class Console:
                     after=builtins(after),
                 )
         return result
+
+    async def _import_staged(
+        self,
+        who: Principal,
+        client: str | None,
+        documents: list[Any],
+        dry_run: bool,
+        progress: Callable[[int, int], Awaitable[None]] | None = None,
+    ) -> ImportResult:
+        """A large import in batches of ``IMPORT_BATCH``, staged by the scheduler and applied
+        in one transaction at the end, or dropped at the first batch with errors (all or none,
+        as a small import). Audited as one entry listing the jobs created and changed."""
+        import_id = str(uuid.uuid4())
+        items: list[ImportItem] = []
+        errors: list[FieldError] = []
+        try:
+            for start in range(0, len(documents), IMPORT_BATCH):
+                batch = documents[start : start + IMPORT_BATCH]
+                result = await self.api.call(
+                    ops.JOBS_IMPORT_STAGE,
+                    ImportStageRequest(import_id=import_id, offset=start, documents=batch),
+                )
+                items += result.items
+                errors += result.errors
+                if progress is not None:
+                    await progress(start + len(batch), len(documents))
+                if len(errors) >= MAX_IMPORT_ERRORS:
+                    break
+            if errors or dry_run:
+                await self.api.call(
+                    ops.JOBS_IMPORT_FINISH, ImportFinishRequest(import_id=import_id, commit=False)
+                )
+                return ImportResult(dry_run=dry_run, applied=False, items=items, errors=errors)
+            # One transaction writes every staged job: give it longer than a usual request.
+            # (Should even that run out, the import may still land whole; never half.)
+            finisher = ApiClient(self.api.nc, timeout=max(self.api.timeout, FINISH_TIMEOUT_S))
+            done = await finisher.call(
+                ops.JOBS_IMPORT_FINISH, ImportFinishRequest(import_id=import_id)
+            )
+        except BaseException:
+            with contextlib.suppress(BelltowerError):
+                await self.api.call(
+                    ops.JOBS_IMPORT_FINISH, ImportFinishRequest(import_id=import_id, commit=False)
+                )
+            raise
+        await self.audit(
+            who,
+            client,
+            "jobs.import",
+            detail=f"create {done.created}, change {done.changed}, unchanged {done.unchanged} "
+            f"(in batches of {IMPORT_BATCH})",
+            after={
+                action: [i.id for i in items if i.action == action]
+                for action in ("create", "change")
+            },
+        )
+        return ImportResult(dry_run=False, applied=True, items=items)
 
     # -- users and tokens -----------------------------------------------------------------------
 
@@ -865,6 +967,24 @@ class CalendarDaysChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
 
     days: list[NonSchoolDay]
     replace: bool = False
+
+
+class CalendarDiffBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A calendar change to try (``POST /calendars/{name}/diff``): days to add (and with
+    ``replace``, only those), days to take out, or an iCalendar file's text (``ics``, expanded
+    from ``ics_since`` within ``horizon_days`` as an import does); the runs of the next ``days``
+    days after ``from`` (default now) are compared."""
+
+    add_days: list[NonSchoolDay] = []
+    remove_days: list[date] = []
+    replace: bool = False
+    ics: str | None = None
+    ics_since: date | None = None
+    horizon_days: int = 3 * 366
+    days: Annotated[int, msgspec.Meta(ge=1, le=CALENDAR_DIFF_MAX_DAYS)] = 30
+    since: Annotated[datetime, msgspec.Meta(tz=True)] | None = msgspec.field(
+        default=None, name="from"
+    )
 
 
 class CalendarChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

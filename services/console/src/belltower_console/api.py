@@ -12,10 +12,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from . import holds
-from .actions import SORTS
+from belltower.api import RUNS_PAGE_MAX
+
+from . import holds, listing, progress
+from .actions import MAX_PER_PAGE, SORTS
 from .http import (
     CSRF_HEADER,
     SESSION_COOKIE,
@@ -72,6 +75,28 @@ def body_of(schema: str, description: str | None = None) -> dict[str, Any]:
 
 def reply(value: Any, status: int = 200) -> Response:
     return MsgspecResponse(value, status_code=status)
+
+
+def page_reply(
+    path: str,
+    params: dict[str, Any],
+    items: list[Any],
+    next_cursor: str | None,
+    prev_cursor: str | None,
+    **more: Any,
+) -> Response:
+    """A page of a list: its items, its sort and limit, the cursors and links of the pages
+    after and before it, also as an RFC 8288 ``Link`` header."""
+    links = {
+        "next": listing.page_link(path, params, next_cursor),
+        "prev": listing.page_link(path, params, prev_cursor),
+    }
+    body = {"items": items, **more, "limit": params["limit"], "sort": params["sort"]}
+    body |= {"next_cursor": next_cursor, "prev_cursor": prev_cursor, "links": links}
+    response = reply(body)
+    if header := listing.link_header(links):
+        response.headers["Link"] = header
+    return response
 
 
 # -- session ------------------------------------------------------------------------------------
@@ -134,28 +159,31 @@ async def list_jobs(
     type: str = Query("", description="Only this job type"),
     state: str = Query("", description="active, paused or not_installed"),
     sort: str = Query("title", description=f"{', '.join(SORTS)}; prefix '-' for descending"),
-    page: int = Query(1, description="1 or more"),
-    per_page: int = Query(25, description="1 to 200"),
+    cursor: str | None = Query(
+        None, description="A page's next_cursor or prev_cursor (same sort and filters)"
+    ),
+    limit: int = Query(25, description=f"1 to {MAX_PER_PAGE}"),
     last_run: bool = Query(True, description="Give each job's last run (false: null, faster)"),
 ) -> Response:
+    """A page of jobs, sorted, searched and filtered on the server; follow ``links.next``
+    (also the ``Link`` header) for the next page. Keyset pages: a job added or removed between
+    two requests never makes one appear twice or be skipped. A bad sort, cursor or limit is a
+    400 problem naming the parameter and what it accepts."""
     found = await console_of(request).list_jobs(
         q=q,
         type_=type,
         state=state,
         sort=sort,
-        page=page,
-        per_page=per_page,
+        cursor=cursor,
+        limit=limit,
         with_last_run=last_run,
     )
-    return reply(
-        {
-            "items": [{"job": r.job, "last_run": r.last_run} for r in found.items],
-            "total": found.total,
-            "page": found.page,
-            "per_page": found.per_page,
-            "pages": found.pages,
-            "sort": found.sort,
-        }
+    params: dict[str, Any] = {"q": q, "type": type, "state": state, "sort": sort, "limit": limit}
+    if not last_run:
+        params["last_run"] = "false"
+    items = [{"job": r.job, "last_run": r.last_run} for r in found.items]
+    return page_reply(
+        "/api/v1/jobs", params, items, found.next_cursor, found.prev_cursor, total=found.total
     )
 
 
@@ -360,6 +388,21 @@ async def import_calendar(
     return reply(await console_of(request).import_calendar(who, client_of(request), name, body))
 
 
+@router.post(
+    "/calendars/{name}/diff", tags=["calendars"], openapi_extra=body_of("CalendarDiffBody")
+)
+async def diff_calendar(
+    name: CalendarName, who: Caller, request: Request, body: Annotated[Any, Body()] = None
+) -> Response:
+    """What a calendar change would do, before it is saved: for every job that uses the
+    calendar, the runs of the next ``days`` days (default 30) that would move (next school
+    day), be skipped or be added, from the schedule engine run with the days as they are and as
+    they would be. Give ``add_days``/``remove_days`` (a snow day, a day given back) or an
+    iCalendar file's text (``ics``, with ``replace`` for a new year's calendar). Nothing is
+    saved; any role may ask."""
+    return reply(await console_of(request).calendar_diff(who, client_of(request), name, body))
+
+
 # -- runs ---------------------------------------------------------------------------------------
 
 
@@ -374,18 +417,32 @@ async def list_runs(
     ),
     from_: str | None = Query(None, alias="from", description="Scheduled at or after (ISO)"),
     to: str | None = Query(None, description="Scheduled before (ISO)"),
-    limit: int = Query(50, ge=1, le=10_000),
-    offset: int = Query(0, ge=0, le=1_000_000_000),
+    q: str = Query("", description="Text in the job's title or the run's summary"),
+    sort: str = Query(
+        "-scheduled_for",
+        description="scheduled_for, finished_at or duration_ms; prefix '-' for descending",
+    ),
+    cursor: str | None = Query(
+        None, description="A page's next_cursor or prev_cursor (same sort and filters)"
+    ),
+    limit: int = Query(50, description=f"1 to {RUNS_PAGE_MAX}"),
 ) -> Response:
-    runs = await console_of(request).runs(
+    """A page of runs, newest first unless ``sort`` says otherwise, sorted, searched and
+    filtered on the server; follow ``links.next`` (also the ``Link`` header). A bad sort,
+    cursor or limit is a 400 problem naming the parameter and what it accepts."""
+    found = await console_of(request).runs_page(
         job_id=job_id,
         status=status,
         since=when(from_, "from"),
         until=when(to, "to"),
+        q=q,
+        sort=sort,
+        cursor=cursor,
         limit=limit,
-        offset=offset,
     )
-    return reply({"items": runs, "limit": limit, "offset": offset})
+    params: dict[str, object] = {"job_id": job_id, "status": status, "from": from_, "to": to}
+    params |= {"q": q, "sort": sort, "limit": limit}
+    return page_reply("/api/v1/runs", params, found.runs, found.cursor, found.prev_cursor)
 
 
 @router.get("/runs/{run_id}", tags=["runs"])
@@ -443,11 +500,25 @@ async def import_jobs(
     dry_run: bool = False,
     format: Literal["yaml", "json"] | None = None,
 ) -> Response:
-    """Check every document, then apply all or none; ``dry_run`` shows create/change/unchanged."""
+    """Check every document, then apply all or none; ``dry_run`` shows create/change/unchanged.
+    More than 1,000 documents go to the scheduler in staged batches, applied in one
+    transaction at the end. With ``Accept: application/x-ndjson`` the reply is a stream of
+    ``{"progress": {"done", "total"}}`` lines and a last ``{"result": ImportResult}`` (or
+    ``{"problem": ...}``) line, status 200 either way. The body may be up to
+    BELLTOWER_CONSOLE_MAX_IMPORT_BYTES (64 MiB), else 413."""
     text = (await request.body()).decode("utf-8", errors="replace")
     if format is None and "json" in request.headers.get("content-type", ""):
         format = "json"
-    result = await console_of(request).import_jobs(who, client_of(request), text, format, dry_run)
+    console, client = console_of(request), client_of(request)
+    if "application/x-ndjson" in request.headers.get("accept", ""):
+        await console.require(who, "editor", client, "jobs.import")
+        return StreamingResponse(
+            progress.ndjson_progress(
+                lambda progress: console.import_jobs(who, client, text, format, dry_run, progress)
+            ),
+            media_type="application/x-ndjson",
+        )
+    result = await console.import_jobs(who, client, text, format, dry_run)
     return reply(result, 422 if result.errors else 200)
 
 

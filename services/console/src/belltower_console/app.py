@@ -26,7 +26,7 @@ from belltower.db import create_pool, migrate
 from belltower.errors import BelltowerError, NotFound
 from belltower.rpc import ApiClient
 
-from . import admin_pages, api, contract, requested_routes, web
+from . import admin_pages, api, calendar_pages, contract, requested_routes, web
 from .actions import Console
 from .http import (
     INTERNAL_DETAIL,
@@ -101,6 +101,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app.include_router(requested_routes.pages)
     app.include_router(web.router)
     app.include_router(admin_pages.router)
+    app.include_router(calendar_pages.router)
     app.mount(
         "/api/v1/docs/assets",
         StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
@@ -125,7 +126,11 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     )
 
     app.state.trusted_proxies = trusted_networks(settings.console_trusted_proxies)
-    app.add_middleware(RequestLimits, max_body_bytes=settings.console_max_body_bytes)
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.console_max_body_bytes,
+        max_import_bytes=settings.console_max_import_bytes,
+    )
 
     _handle_errors(app)
     _serve_probes(app)

@@ -11,6 +11,7 @@ import msgspec
 
 from belltower.api import (
     Calendar,
+    CalendarDiff,
     CalendarImport,
     CalendarSpec,
     CalendarSummary,
@@ -28,7 +29,13 @@ from belltower.api import (
 from belltower.backfill import BackfillBody, BackfillResult
 from belltower.decisions import DecisionBody, DecisionResult, PendingDecision
 
-from .actions import CalendarChange, CalendarDaysChange, CalendarDaysRemoval, CalendarIcsImport
+from .actions import (
+    CalendarChange,
+    CalendarDaysChange,
+    CalendarDaysRemoval,
+    CalendarDiffBody,
+    CalendarIcsImport,
+)
 from .http import CSRF_HEADER, PROBLEM_MEDIA, SESSION_COOKIE
 from .pausing import PauseBody
 from .requested_routes import REPLIES as REQUESTED_REPLIES
@@ -79,13 +86,15 @@ EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {
         csrf_token=nullable(STR),
     ),
     "JobListing": obj(job=ref("Job"), last_run=nullable(ref("RunRecord"))),
+    "PageLinks": obj(next=nullable(STR), prev=nullable(STR)),
     "JobPage": obj(
         items={"type": "array", "items": ref("JobListing")},
         total=INT,
-        page=INT,
-        per_page=INT,
-        pages=INT,
+        limit=INT,
         sort=STR,
+        next_cursor=nullable(STR),
+        prev_cursor=nullable(STR),
+        links=ref("PageLinks"),
     ),
     "Valid": obj(valid=BOOL),
     "Preview": obj(
@@ -94,7 +103,14 @@ EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {
         description=STR,
         occurrences={"type": "array", "items": ref("PreviewOccurrence")},
     ),
-    "RunPage": obj(items={"type": "array", "items": ref("RunRecord")}, limit=INT, offset=INT),
+    "RunPage": obj(
+        items={"type": "array", "items": ref("RunRecord")},
+        limit=INT,
+        sort=STR,
+        next_cursor=nullable(STR),
+        prev_cursor=nullable(STR),
+        links=ref("PageLinks"),
+    ),
     "SiteSettings": obj(result_mail_only_failures=nullable(BOOL)),
     "User": obj(username=STR, role=ROLE, disabled=BOOL, created_at=WHEN, updated_at=WHEN),
     "NewUserReply": obj(username=STR, role=ROLE),
@@ -159,6 +175,7 @@ REPLIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/calendars/{name}/days"): {"200": ref("Calendar")},
     ("post", "/calendars/{name}/remove-days"): {"200": ref("Calendar")},
     ("post", "/calendars/{name}/import"): {"200": ref("CalendarImport")},
+    ("post", "/calendars/{name}/diff"): {"200": ref("CalendarDiff")},
     ("get", "/runs"): {"200": ref("RunPage")},
     ("get", "/runs/{run_id}"): {"200": ref("RunRecord")},
     ("post", "/import"): {"200": ref("ImportResult")},
@@ -174,7 +191,8 @@ REPLIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 REFUSALS = {
-    "400": "The body cannot be read (not UTF-8, or not parsable at all)",
+    "400": "The body cannot be read (not UTF-8, or not parsable at all), or a list's query "
+    "parameter (sort, cursor, limit) is refused; ``errors`` names it and what it accepts",
     "401": "No valid session or token",
     "403": "The caller's role may not do this, or the session's CSRF token is missing",
     "404": "No such job, run, calendar, user or token",
@@ -219,6 +237,8 @@ def improve(schema: dict[str, Any]) -> dict[str, Any]:
             DecisionResult,
             PendingDecision,
             PauseBody,
+            CalendarDiffBody,
+            CalendarDiff,
         ],
         ref_template=REF,
     )

@@ -40,3 +40,10 @@ class Throttled(BelltowerError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = max(1, int(retry_after))
+
+
+class BadQuery(FieldErrors):
+    """A list's query parameters refused (HTTP 400): an unknown sort, a cursor that is not one,
+    a limit out of bounds. Each error names the parameter and what it accepts."""
+
+    code = "bad_request"

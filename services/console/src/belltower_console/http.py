@@ -25,7 +25,7 @@ from belltower.errors import (
 from belltower.schedule import parse_datetime
 
 from .actions import EARLIEST, LATEST, Console
-from .errors import Denied, FieldErrors, Throttled, Unauthenticated
+from .errors import BadQuery, Denied, FieldErrors, Throttled, Unauthenticated
 from .store import Principal
 
 log = logging.getLogger(__name__)
@@ -211,6 +211,8 @@ UPSTREAM_DETAIL = "a Belltower service failed on this request; its log has the d
 
 
 def status_and_errors(exc: Exception) -> tuple[int, str, list[FieldError]]:
+    if isinstance(exc, BadQuery):
+        return 400, exc.message, exc.errors
     if isinstance(exc, FieldErrors):
         return 422, exc.message, exc.errors
     if isinstance(exc, InvalidInput):

@@ -20,6 +20,8 @@ from belltower.errors import InvalidInput
 
 from .http import problem
 
+IMPORT_PATHS = frozenset({"/api/v1/import", "/transfer"})
+"""Where job exports are uploaded: bounded by BELLTOWER_CONSOLE_MAX_IMPORT_BYTES."""
 MAX_JSON_DEPTH = 32
 MAX_YAML_DEPTH = 32
 MAX_YAML_NODES = 100_000
@@ -184,9 +186,19 @@ def check_query(scope: Scope) -> list[FieldError]:
 class RequestLimits:
     """ASGI middleware: body size for every request; text, depth and YAML checks for the API."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, max_import_bytes: int | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_import_bytes = max(max_body_bytes, max_import_bytes or max_body_bytes)
+
+    def _limit(self, scope: Scope) -> tuple[int, str]:
+        """The body limit of this request and the setting that sets it: imports of jobs have
+        their own, larger one (a district's export), everything else the general one."""
+        if scope.get("path", "") in IMPORT_PATHS:
+            return self.max_import_bytes, "BELLTOWER_CONSOLE_MAX_IMPORT_BYTES"
+        return self.max_body_bytes, "BELLTOWER_CONSOLE_MAX_BODY_BYTES"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -201,8 +213,9 @@ class RequestLimits:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._too_large(scope, send)
+        limit, setting = self._limit(scope)
+        if declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope, send, limit, setting)
             return
         chunks: list[bytes] = []
         size = 0
@@ -213,8 +226,8 @@ class RequestLimits:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
-                await self._too_large(scope, send)
+            if size > limit:
+                await self._too_large(scope, send, limit, setting)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -234,14 +247,9 @@ class RequestLimits:
                 return
         await self.app(scope, _replay(body, receive), send)
 
-    async def _too_large(self, scope: Scope, send: Send) -> None:
+    async def _too_large(self, scope: Scope, send: Send, limit: int, setting: str) -> None:
         await self._refuse(
-            scope,
-            send,
-            413,
-            f"the request body is larger than {self.max_body_bytes} bytes "
-            "(BELLTOWER_CONSOLE_MAX_BODY_BYTES)",
-            [],
+            scope, send, 413, f"the request body is larger than {limit} bytes ({setting})", []
         )
 
     async def _refuse(

@@ -31,6 +31,12 @@ class ConsoleSettings(Settings):
         ge=1024,
         description="A request body larger than this is refused with 413",
     )
+    console_max_import_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="An import (POST /api/v1/import, the Import/export page) larger than this is "
+        "refused with 413; 64 MiB holds about 200,000 exported jobs as JSON",
+    )
     console_admin_user: str | None = Field(
         default=None, description="Create this admin at start if no user exists yet"
     )

@@ -6,6 +6,7 @@ carries the session's CSRF token; a viewer is shown no control it could not use.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from datetime import datetime, timedelta
 from importlib import resources
@@ -17,11 +18,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from belltower.api import FieldError, Job, JobTypeInfo
-from belltower.errors import Conflict, InvalidInput, NotFound
+from belltower.errors import BelltowerError, Conflict, InvalidInput, NotFound
 from belltower.events import RUN_STATUSES as EVENT_RUN_STATUSES
 from belltower.schedule import WEEKDAYS, Daily, OnDemand, zone
 
-from . import forms, holds, requested
+from . import forms, holds, listing, requested
 from .actions import SORTS, STATES
 from .errors import FieldErrors, Throttled, Unauthenticated
 from .http import (
@@ -35,7 +36,7 @@ from .http import (
     status_and_errors,
     when,
 )
-from .limits import check_yaml, form_problems
+from .limits import check_json, check_yaml, form_problems
 from .store import ROLES, Principal
 
 router = APIRouter(include_in_schema=False)
@@ -225,19 +226,21 @@ async def jobs(
     type: str = "",
     state: str = "",
     sort: str = "title",
-    page_no: int = 1,
+    cursor: str = "",
     notice: str | None = None,
 ) -> Response:
+    """The Jobs tab: one keyset page of the jobs, sorted and searched by the scheduler."""
     who = await principal_of(request)
     console = console_of(request)
     found = await console.list_jobs(
-        q=q, type_=type, state=state, sort=sort, page=page_no, per_page=PAGE_SIZE
+        q=q, type_=type, state=state, sort=sort, cursor=cursor or None, limit=PAGE_SIZE
     )
     types = await console.job_types()
     decisions = await requested.pending(console)
+    kept = {"q": q, "type": type, "state": state, "sort": sort}
 
     def link(**change: Any) -> str:
-        params = {"q": q, "type": type, "state": state, "sort": sort, "page_no": page_no} | change
+        params = kept | {"cursor": cursor} | change
         return "/jobs?" + urlencode({k: v for k, v in params.items() if v not in ("", None)})
 
     return page(
@@ -249,6 +252,8 @@ async def jobs(
         sorts=SORTS,
         states=STATES,
         link=link,
+        next_link=listing.page_link("/jobs", kept, found.next_cursor),
+        prev_link=listing.page_link("/jobs", kept, found.prev_cursor),
         q=q,
         type=type,
         state=state,
@@ -480,50 +485,53 @@ async def history(
     status: str = "",
     from_date: str = "",
     to_date: str = "",
-    offset: int = 0,
+    q: str = "",
+    sort: str = "-scheduled_for",
+    cursor: str = "",
 ) -> Response:
+    """Execution history: one keyset page of runs, sorted and searched by history in SQL."""
     who = await principal_of(request)
     console = console_of(request)
     until = when(to_date, "to")
     if until is not None and len(to_date.strip()) == 10:
         until += timedelta(days=1)
-    runs = await console.runs(
+    found = await console.runs_page(
         job_id=job_id or None,
         status=status or None,
         since=when(from_date, "from"),
         until=until,
+        q=q,
+        sort=sort,
+        cursor=cursor or None,
         limit=PAGE_SIZE,
-        offset=max(offset, 0),
     )
-    jobs = sorted(
-        (r.job for r in (await console.list_jobs(per_page=200, with_last_run=False)).items),
-        key=lambda j: j.title.lower(),
-    )
-
-    def link(**change: Any) -> str:
-        params = {
-            "job_id": job_id,
-            "status": status,
-            "from_date": from_date,
-            "to_date": to_date,
-            "offset": offset,
-        } | change
-        return "/history?" + urlencode({k: v for k, v in params.items() if v not in ("", None, 0)})
-
+    # The job filter offers the first jobs by title (and the one chosen); with thousands of
+    # jobs, search by title with q instead.
+    jobs = (await console.list_jobs(limit=200, with_last_run=False)).items
+    choices = [r.job for r in jobs]
+    if job_id and all(j.id != job_id for j in choices):
+        with contextlib.suppress(BelltowerError):
+            choices.insert(0, await console.get_job(job_id))
+    kept = {
+        "job_id": job_id, "status": status, "from_date": from_date, "to_date": to_date,
+        "q": q, "sort": sort if sort != "-scheduled_for" else "",
+    }  # fmt: skip
     return page(
         request,
         "history.html",
         who,
-        runs=runs,
-        jobs=jobs,
+        runs=found.runs,
+        jobs=choices,
         statuses=RUN_STATUSES,
         job_id=job_id,
         status=status,
         from_date=from_date,
         to_date=to_date,
-        offset=offset,
-        page_size=PAGE_SIZE,
-        link=link,
+        q=q,
+        sort=sort,
+        next_link=listing.page_link("/history", kept, found.cursor),
+        prev_link=listing.page_link("/history", kept, found.prev_cursor),
+        first_link=listing.first_link("/history", kept) if found.prev_cursor else None,
     )
 
 
@@ -588,9 +596,14 @@ async def import_jobs(request: Request) -> Response:
             text = content.decode("utf-8", errors="replace")
     dry_run = "apply" not in form
     try:
-        check_yaml(text)
+        if text.lstrip()[:1] in ("[", "{"):
+            refused = check_json(text.encode())
+            if refused:
+                raise FieldErrors(refused)
+        else:
+            check_yaml(text)
         result = await console_of(request).import_jobs(who, client_of(request), text, None, dry_run)
-    except InvalidInput as exc:
+    except (InvalidInput, FieldErrors) as exc:
         return page(
             request,
             "transfer.html",

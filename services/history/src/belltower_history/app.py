@@ -15,9 +15,18 @@ import msgspec
 from faststream import FastStream
 from nats.aio.msg import Msg
 
-from belltower import health, logs, metrics, sitesettings, streams, telemetry
+from belltower import health, logs, metrics, paging, sitesettings, streams, telemetry
 from belltower import operations as ops
-from belltower.api import PurgeRequest, PurgeResult, RunQuery, RunRecord, RunRef
+from belltower.api import (
+    LastRunsRequest,
+    PurgeRequest,
+    PurgeResult,
+    RunQuery,
+    RunRecord,
+    RunRef,
+    RunsPage,
+    RunsPageRequest,
+)
 from belltower.broker import make_broker, serve_api
 from belltower.db import create_pool, migrate
 from belltower.errors import InvalidInput, NotFound
@@ -28,7 +37,7 @@ from belltower.rpc import Endpoint, serves
 from belltower.settings import Settings
 from belltower.subjects import HISTORY_CONSUMER, RUNS_STREAM, RUNS_SUBJECTS
 
-from . import releases
+from . import listing, releases
 from .consumer import BatchConsumer
 from .resultmail import OutboxSender, ResultMailComposer
 from .store import Store
@@ -277,19 +286,45 @@ class HistoryService:
     @serves(ops.RUNS_LIST)
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
         assert self.store is not None
-        if query.job_id is not None:
-            _check_uuid("job", query.job_id, "a job id (UUID) as shown by `belltower jobs list`")
-        if query.status is not None and query.status not in _STATUSES:
-            raise InvalidInput(
-                "status", f"{query.status!r} is not a run status", ", ".join(_STATUSES)
-            )
+        self._check_filters(query.job_id, query.status, query.since, query.until)
         if not 1 <= query.limit <= MAX_LIMIT:
             raise InvalidInput("limit", f"{query.limit} is out of range", f"1 to {MAX_LIMIT}")
         if query.offset < 0:
             raise InvalidInput("offset", f"{query.offset} is negative", "0 or more")
-        if query.since and query.until and query.until <= query.since:
+        # Never more than one NATS message holds: a long list with outputs is cut short (the
+        # caller pages on from the number it got); runs.page pages by cursor instead.
+        return paging.fit(await self.store.query(query))[0]
+
+    @serves(ops.RUNS_PAGE)
+    async def page_runs(self, request: RunsPageRequest) -> RunsPage:
+        """A keyset page of runs, sorted and searched in SQL (:mod:`.listing`), cut to fit one
+        NATS message (the cursor then starts the next page after the last run sent)."""
+        assert self.store is not None
+        self._check_filters(request.job_id, request.status, request.since, request.until)
+        window = await listing.runs_page(self.store.pool, request)
+        runs, cut = paging.fit(window.runs)
+        nxt = window.next
+        if cut:
+            nxt = paging.encode_cursor(window.order, window.scope, window.keys[len(runs) - 1])
+        return RunsPage(runs=runs, cursor=nxt, prev_cursor=window.prev)
+
+    @serves(ops.RUNS_LAST)
+    async def last_runs(self, request: LastRunsRequest) -> list[RunRecord]:
+        assert self.store is not None
+        for job_id in request.job_ids:
+            _check_uuid("job_ids", job_id, "job ids (UUIDs) as shown by `belltower jobs list`")
+        return paging.fit(await listing.last_runs(self.store.pool, request.job_ids))[0]
+
+    @staticmethod
+    def _check_filters(
+        job_id: str | None, status: str | None, since: datetime | None, until: datetime | None
+    ) -> None:
+        if job_id is not None:
+            _check_uuid("job", job_id, "a job id (UUID) as shown by `belltower jobs list`")
+        if status is not None and status not in _STATUSES:
+            raise InvalidInput("status", f"{status!r} is not a run status", ", ".join(_STATUSES))
+        if since and until and until <= since:
             raise InvalidInput("to", "is not after from", "a 'to' later than 'from'")
-        return await self.store.query(query)
 
     @serves(ops.RUNS_GET)
     async def get_run(self, ref: RunRef) -> RunRecord:

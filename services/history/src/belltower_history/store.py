@@ -192,7 +192,7 @@ class Store:
         sql = _SELECT.format(output=output, html=html)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY scheduled_for DESC, occurrence_id LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+        sql += f" ORDER BY scheduled_for DESC, occurrence_id DESC LIMIT ${len(args) - 1} OFFSET ${len(args)}"
         return [RunRecord(**dict(r)) for r in await self.pool.fetch(sql, *args)]
 
     async def get(self, run_or_occurrence_id: str) -> RunRecord | None:
@@ -206,7 +206,7 @@ class Store:
     async def failing_jobs(self, last: int = 3) -> int:
         """How many jobs have ``last`` finished runs, all of them not succeeded.
 
-        One index walk per job (``runs_job_time``), newest first, reading at most ``last`` rows each.
+        One index walk per job (``runs_job_time_id``), newest first, reading at most ``last`` rows each.
         """
         return await self.pool.fetchval(
             "SELECT count(*) FROM (SELECT DISTINCT job_id FROM history.runs) j, LATERAL ("

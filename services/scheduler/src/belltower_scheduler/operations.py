@@ -16,19 +16,25 @@ from typing import Any
 import msgspec
 
 from belltower import operations as ops
+from belltower import paging
 from belltower.api import (
     Calendar,
     CalendarDayRefs,
     CalendarDays,
+    CalendarDiff,
+    CalendarDiffRequest,
     CalendarRef,
     CalendarSpec,
     CalendarSummary,
     CalendarUpdate,
     Deleted,
     FieldError,
+    ImportFinished,
+    ImportFinishRequest,
     ImportItem,
     ImportRequest,
     ImportResult,
+    ImportStageRequest,
     Job,
     JobDocument,
     JobRef,
@@ -63,6 +69,7 @@ from belltower.schedule import (
     is_spread,
 )
 
+from . import listing, whatif
 from .catalog import Catalog, validate_params
 from .dispatcher import Dispatcher
 from .entry import Entry, compiled_for
@@ -73,15 +80,17 @@ from .jobchecks import (
     refuse_resume_past_max_runs,
 )
 from .requested import RequestedOccurrences
+from .staging import StagedImports
 from .store import CalendarStore, JobRow, LedgerRow, StateStore, Store
 
 MAX_PAUSED_LISTED = 1_000
-PAGE_BYTES = 512 * 1024
-"""A ``jobs.list`` page's encoded jobs stay under this: half of NATS's default 1 MB payload."""
-_job_encoder = msgspec.json.Encoder()
 """Occurrences of a pause recorded one by one when the job resumes; later ones are summed up."""
 
 MAX_PRIORITY = 1_000_000
+MAX_DIFF_DAYS = 5_000
+"""Days a what-if may add or take out (an ICS import's worth, as calendars.MAX_DAYS)."""
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 CALENDAR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 CALENDAR_NAME_FORM = (
     "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. district-2026-27"
@@ -102,6 +111,7 @@ class Operations(RequestedOccurrences):
         self.calendars = CalendarStore(store.pool)
         self.state = StateStore(store.pool)
         self.overdue = overdue or OverdueRule()
+        self.staged = StagedImports(store.pool)
 
     @serves(ops.JOB_TYPES_LIST)
     async def job_types(self, _: NoRequest) -> list[JobTypeInfo]:
@@ -225,12 +235,63 @@ class Operations(RequestedOccurrences):
         A document with an ``id`` that exists changes that job (or leaves it alone when nothing
         differs); without one, or with an unknown one, it creates a job with that id.
         """
+        items, rows, errors = await self.prepare_import(request.documents, 0, set())
+        if errors or request.dry_run:
+            return ImportResult(dry_run=request.dry_run, applied=False, items=items, errors=errors)
+        await self.store.apply_import(
+            [r for a, r in rows if a == "create"], [r for a, r in rows if a == "change"]
+        )
+        for _, row in rows:
+            self.dispatcher.put(Entry.from_row(row))
+        return ImportResult(dry_run=False, applied=True, items=items)
+
+    @serves(ops.JOBS_IMPORT_STAGE)
+    async def import_stage(self, request: ImportStageRequest) -> ImportResult:
+        """Check one batch as ``jobs.import`` checks documents and stage what it would do; the
+        same job id twice in one import (in any batches) is an error of the later document."""
+        _check_id(request.import_id, "import_id")
+        items, rows, errors = await self.prepare_import(request.documents, request.offset, set())
+        staged = [(i.action, i.index, row) for i, row in _with_rows(items, rows)]
+        again = await self.staged.stage(request.import_id, staged)
+        errors += [
+            FieldError(
+                field="id", message=f"{i.id} appears in more than one document",
+                accepted="each job once", index=i.index,
+            )
+            for i in items
+            if i.id in again
+        ]  # fmt: skip
+        return ImportResult(dry_run=False, applied=False, items=items, errors=errors)
+
+    @serves(ops.JOBS_IMPORT_FINISH)
+    async def import_finish(self, request: ImportFinishRequest) -> ImportFinished:
+        """Apply the import's staged batches in one transaction, or drop them."""
+        _check_id(request.import_id, "import_id")
+        counts = await self.staged.count(request.import_id)
+        if not request.commit:
+            await self.staged.discard(request.import_id)
+            return ImportFinished(applied=False)
+        if not counts:
+            raise NotFound(f"no staged import {request.import_id}; stage its batches first")
+        for row in await self.staged.commit(request.import_id):
+            self.dispatcher.put(Entry.from_row(row))
+        return ImportFinished(
+            applied=True,
+            created=counts.get("create", 0),
+            changed=counts.get("change", 0),
+            unchanged=counts.get("unchanged", 0),
+        )
+
+    async def prepare_import(
+        self, documents: list[Any], offset: int, seen: set[str]
+    ) -> tuple[list[ImportItem], list[tuple[str, JobRow]], list[FieldError]]:
+        """Check documents as an import does: their items, the rows to create or change, and
+        the errors (indexes from ``offset``); ``seen`` holds the ids met so far."""
         now = self.dispatcher.clock()
         errors: list[FieldError] = []
         items: list[ImportItem] = []
         rows: list[tuple[str, JobRow]] = []
-        seen: set[str] = set()
-        for index, raw in enumerate(request.documents):
+        for index, raw in enumerate(documents, start=offset):
             try:
                 doc = msgspec.convert(raw, JobDocument)
             except msgspec.ValidationError as exc:
@@ -288,33 +349,38 @@ class Operations(RequestedOccurrences):
             items.append(ImportItem(index=index, action=action, id=row.id, title=row.title))
             if action != "unchanged":
                 rows.append((action, row))
-        if errors or request.dry_run:
-            return ImportResult(dry_run=request.dry_run, applied=False, items=items, errors=errors)
-        await self.store.apply_import(
-            [r for a, r in rows if a == "create"], [r for a, r in rows if a == "change"]
-        )
-        for _, row in rows:
-            self.dispatcher.put(Entry.from_row(row))
-        return ImportResult(dry_run=False, applied=True, items=items)
+        return items, rows, errors
 
     @serves(ops.JOBS_LIST)
     async def list_jobs(self, request: JobsPageRequest) -> JobsPage:
-        """A page of jobs that fits one NATS message: cut at ``limit`` or at ``PAGE_BYTES`` of
-        encoded jobs, whichever comes first (a district's 100,000 jobs are many pages)."""
+        """A page of jobs that fits one NATS message: cut at ``limit`` or at ``paging.PAGE_BYTES`` of
+        encoded jobs, whichever comes first (a district's 100,000 jobs are many pages).
+        Sorted, searched and filtered in SQL (:mod:`.listing`)."""
         if request.after is not None:
             _check_id(request.after)
+            if request.cursor is not None or request.sort != "id":
+                raise InvalidInput(
+                    "after", "pages jobs in id order only", "after without sort or cursor"
+                )
         types = await self.catalog.types()
-        rows = await self.store.list_jobs_page(request.after, request.limit)
-        jobs: list[Job] = []
-        size = 0
-        for row in rows:
-            job = self._to_api(row, row.type in types)
-            size += len(_job_encoder.encode(job))
-            if jobs and size > PAGE_BYTES:
-                return JobsPage(jobs=jobs, next=jobs[-1].id)
-            jobs.append(job)
-        full = len(rows) == request.limit
-        return JobsPage(jobs=jobs, next=jobs[-1].id if full and jobs else None)
+        if request.after is not None:
+            rows = await self.store.list_jobs_page(request.after, request.limit)
+            jobs, cut = paging.fit([self._to_api(row, row.type in types) for row in rows])
+            more = cut or len(rows) == request.limit
+            return JobsPage(jobs=jobs, next=jobs[-1].id if more and jobs else None)
+        window = await listing.jobs_page(self.store.pool, request, sorted(types))
+        jobs, cut = paging.fit([self._to_api(row, row.type in types) for row in window.rows])
+        nxt, prev = window.next, window.prev
+        if cut:
+            nxt = paging.encode_cursor(window.order, window.scope, window.keys[len(jobs) - 1])
+        by_id = window.order.text == "id"
+        return JobsPage(
+            jobs=jobs,
+            next=jobs[-1].id if by_id and nxt is not None and jobs else None,
+            cursor=nxt,
+            prev_cursor=prev,
+            total=window.total,
+        )
 
     @serves(ops.JOBS_GET)
     async def get(self, ref: JobRef) -> Job:
@@ -440,8 +506,9 @@ class Operations(RequestedOccurrences):
             on_demand=isinstance(row.schedule.rule, OnDemand),
             since=request.since,
             until=request.until,
-            occurrences=entries,
-            pauses=pauses,
+            # Newest first, cut to what one NATS message holds (10,000 entries would not).
+            occurrences=paging.fit(entries)[0],
+            pauses=paging.fit(pauses)[0],
         )
 
     async def _check_policy(self, policy: RunPolicy) -> RunPolicy:
@@ -606,6 +673,27 @@ class Operations(RequestedOccurrences):
             raise NotFound(f"no calendar named {name!r}; `belltower calendars list` shows them")
         return Deleted(deleted=name)
 
+    @serves(ops.CALENDARS_DIFF)
+    async def calendar_diff(self, request: CalendarDiffRequest) -> CalendarDiff:
+        """What the change would do to the runs of the calendar's jobs; nothing is saved."""
+        _check_calendar_name(request.name)
+        for field, given in (("add_days", request.add_days), ("remove_days", request.remove_days)):
+            if len(given) > MAX_DIFF_DAYS:
+                raise InvalidInput(field, f"more than {MAX_DIFF_DAYS} days", "fewer days")
+        added = [d for d, _ in _days(request.add_days)]
+        if request.since is not None and not EARLIEST <= request.since < LATEST:
+            raise InvalidInput(
+                "from", f"{request.since} is out of range", "a time from 1970 to 2199"
+            )
+        if await self.calendars.get(request.name) is None:
+            raise NotFound(
+                f"no calendar named {request.name!r}; `belltower calendars list` shows them"
+            )
+        current = [d for d, _ in await self.calendars.days(request.name)]
+        return await whatif.calendar_diff(
+            self.store.pool, request, current, added, self.dispatcher.clock()
+        )
+
     async def _calendar(self, name: str, changed: bool = False) -> Calendar:
         """The calendar as the API shows it; ``changed`` hands its days to the dispatcher."""
         row = await self.calendars.get(name)
@@ -618,7 +706,8 @@ class Operations(RequestedOccurrences):
             name=row["name"],
             description=row["description"],
             days=[NonSchoolDay(day=d, label=label) for d, label in days],
-            jobs=await self.calendars.users(name),
+            # The first jobs that use it, as many as one NATS message holds with the days.
+            jobs=paging.fit(await self.calendars.users(name), paging.PAGE_BYTES // 2)[0],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )
@@ -735,6 +824,14 @@ def _paused_occurrences(
             break
         at = compiled.next_after(at)
     return out
+
+
+def _with_rows(
+    items: list[ImportItem], rows: list[tuple[str, JobRow]]
+) -> list[tuple[ImportItem, JobRow]]:
+    """Each item with its row (an unchanged job's row is the item's job as it stands)."""
+    by_id = {row.id: row for _, row in rows}
+    return [(i, by_id[i.id]) for i in items if i.id in by_id]
 
 
 def _check_id(job_id: str, field: str = "id") -> None:

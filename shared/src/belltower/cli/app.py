@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import catchup, export_import, jobs, preview, why
+from . import calendar_diff, catchup, export_import, jobs, preview, why
 from .calendars import calendars_app
 from .job_types import job_types
 from .runs import runs_app
@@ -28,6 +28,7 @@ jobs.jobs_app.command("backfill")(catchup.jobs_backfill)
 jobs.jobs_app.command("decide")(catchup.jobs_decide)
 jobs.jobs_app.command("decisions")(catchup.jobs_decisions)
 app.add_typer(jobs.jobs_app, name="jobs")
+calendars_app.command("diff")(calendar_diff.calendars_diff)
 app.add_typer(calendars_app, name="calendars")
 app.add_typer(runs_app, name="runs")
 app.add_typer(preview.schedule_app, name="schedule")

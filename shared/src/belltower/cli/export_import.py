@@ -12,6 +12,7 @@ import typer
 from .. import transfer
 from ..api import ImportResult
 from ..errors import BelltowerError, InvalidInput
+from .import_progress import import_streamed
 from .options import JsonFlag, ProfileOpt
 from .output import EXIT_INVALID, fail, print_json
 from .remote import Api, call
@@ -77,13 +78,6 @@ def jobs_import(
 
 
 def _import(api: Api, documents: list[object], dry_run: bool) -> ImportResult:
-    """The documents as a JSON list; refused documents come back as a 422 with the result."""
-    response = api.request(
-        "POST",
-        "/import",
-        also_ok=(422,),
-        params={"dry_run": str(dry_run).lower(), "format": "json"},
-        content=msgspec.json.encode(documents),
-        headers={"Content-Type": "application/json"},
-    )
-    return api.decode(response, ImportResult)
+    """The documents as a JSON list; the console streams its progress (a bar on a terminal)
+    and the result, refused documents included."""
+    return import_streamed(api, msgspec.json.encode(documents), dry_run)

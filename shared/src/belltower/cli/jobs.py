@@ -21,6 +21,7 @@ from .jobstate import (
     state_fields,
     state_rows,
 )
+from .listing import follow
 from .options import JsonFlag, ProfileOpt, with_schedule_flags
 from .output import EXIT_FAILED, fail, print_json, table, timestamp
 from .parse import (
@@ -156,9 +157,30 @@ def jobs_create(
 
 
 @jobs_app.command("list")
-def jobs_list(json_out: JsonFlag = False, profile: ProfileOpt = None) -> None:
-    """List every job with its schedule and next run."""
-    jobs = call(profile, every_job)
+def jobs_list(
+    sort: Annotated[
+        str,
+        typer.Option(
+            help="title, type, schedule, next_run_at, priority or state; '-' first descends."
+        ),
+    ] = "-priority",
+    search: Annotated[
+        str, typer.Option("--search", "-q", help="Only jobs with this text in title, type or id.")
+    ] = "",
+    type_: Annotated[str, typer.Option("--type", help="Only jobs of this type.")] = "",
+    state: Annotated[str, typer.Option(help="Only active, paused or not_installed jobs.")] = "",
+    limit: Annotated[
+        int | None, typer.Option(help="At most this many jobs (default every one).", min=1)
+    ] = None,
+    json_out: JsonFlag = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """List jobs with their schedule and next run, sorted and searched by the server."""
+    params = {"sort": sort, "q": search, "type": type_, "state": state, "last_run": False}
+    jobs = call(
+        profile,
+        lambda api: [item.job for item in follow(api, "/jobs", _Listing, params, limit)],
+    )
     if json_out:
         print_json(jobs)
         return
@@ -184,22 +206,6 @@ def jobs_list(json_out: JsonFlag = False, profile: ProfileOpt = None) -> None:
 
 class _Listing(msgspec.Struct):
     job: Job
-
-
-class _JobPage(msgspec.Struct):
-    items: list[_Listing]
-    pages: int
-
-
-def every_job(api: Api) -> list[Job]:
-    """Every job, page by page, in the scheduler's order: priority (highest first), title, id."""
-    jobs: list[Job] = []
-    page, pages = 1, 1
-    while page <= pages:
-        found = api.get("/jobs", _JobPage, page=page, per_page=200, last_run=False)
-        jobs += [item.job for item in found.items]
-        page, pages = page + 1, found.pages
-    return sorted(jobs, key=lambda j: (-j.priority, j.title, j.id))
 
 
 def _show_job(job: Job) -> None:

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import msgspec
 import typer
 
 from ..api import RunRecord
 from ..errors import BelltowerError
 from ..holds import Release
 from ..schedule import parse_datetime
+from .listing import follow
 from .options import JsonFlag, ProfileOpt
 from .output import fail, print_json, table, timestamp
 from .remote import call, seg
-
-
-class _RunPage(msgspec.Struct):
-    items: list[RunRecord]
-
 
 runs_app = typer.Typer(
     help="Execution history: what ran, how it went, its output.", no_args_is_help=True
@@ -38,13 +33,20 @@ def runs_list(
         str | None, typer.Option("--from", help="Scheduled at or after this ISO date-time.")
     ] = None,
     to: Annotated[str | None, typer.Option(help="Scheduled before this ISO date-time.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 100,
+    search: Annotated[
+        str, typer.Option("--search", "-q", help="Only runs with this text in title or summary.")
+    ] = "",
+    sort: Annotated[
+        str,
+        typer.Option(help="scheduled_for, finished_at or duration_ms; '-' first descends."),
+    ] = "-scheduled_for",
+    limit: Annotated[int, typer.Option(help="At most this many runs.", min=1)] = 100,
     json_out: JsonFlag = False,
     profile: ProfileOpt = None,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first unless --sort says otherwise, page by page from the server."""
     try:
-        query: dict[str, Any] = {"limit": limit}
+        query: dict[str, Any] = {"sort": sort, "q": search}
         if job:
             query["job_id"] = job
         if status:
@@ -55,7 +57,7 @@ def runs_list(
             query["to"] = parse_datetime(to, field="to").isoformat()
     except BelltowerError as exc:
         fail(exc)
-    runs = call(profile, lambda api: api.get("/runs", _RunPage, **query).items)
+    runs = call(profile, lambda api: list(follow(api, "/runs", RunRecord, query, limit)))
     if json_out:
         print_json(runs)
         return
