@@ -39,7 +39,7 @@ def test_balance_due_runs_in_the_worker_and_mails_the_group(
 ) -> None:
     types = {t["name"]: t for t in cli.json("job-types")}
     notifiers = [name for name in types if name.startswith("notifier.")]
-    assert len(notifiers) == 37
+    assert len(notifiers) == 38
     assert types["notifier.balance_due"]["title"] == "Notifier: Balance Due"
     assert types["notifier.balance_due"]["family"] == "Notifiers"
     assert types["notifier.balance_due"]["seeds"] == [

@@ -31,6 +31,7 @@ from belltower.errors import (
     Unavailable,
     wire_codes,
 )
+from belltower.holds import Release, ReleaseRequest, ReleasesQuery, ReleaseStarted
 from belltower.rpc import ApiClient, Endpoint, Reply, raise_error, serves
 from belltower.settings import Settings
 
@@ -79,6 +80,29 @@ class StandInHistory:
         return PurgeResult(
             deleted=len(request.keep_days), by_job=dict.fromkeys(request.keep_days, 1)
         )
+
+    @serves(ops.RUNS_RELEASE)
+    async def release(self, request: ReleaseRequest) -> Release:
+        return _release(request.run_id)
+
+    @serves(ops.RUNS_RELEASE_STARTED)
+    async def release_started(self, request: ReleaseStarted) -> Release:
+        return _release(request.run_id, request.release_run_id)
+
+    @serves(ops.RUNS_RELEASES)
+    async def releases(self, query: ReleasesQuery) -> list[Release]:
+        return []
+
+
+def _release(run_id: str, release_run_id: str | None = None) -> Release:
+    return Release(
+        run_id=run_id,
+        job_id=str(uuid.uuid4()),
+        released_by="editor",
+        released_from=None,
+        released_at=datetime.now(UTC),
+        release_run_id=release_run_id,
+    )
 
 
 @pytest.fixture
