@@ -15,7 +15,7 @@ import msgspec
 from faststream import FastStream
 from nats.aio.msg import Msg
 
-from belltower import health, logs, metrics, sitesettings, streams, telemetry
+from belltower import health, heap, logs, metrics, sitesettings, streams, telemetry
 from belltower import operations as ops
 from belltower.api import PurgeRequest, PurgeResult, RunQuery, RunRecord, RunRef
 from belltower.broker import make_broker, serve_api
@@ -330,4 +330,6 @@ def _check_uuid(field: str, value: str, accepted: str) -> None:
 
 
 def main() -> None:
-    asyncio.run(HistoryService().app().run())
+    app = HistoryService().app()
+    heap.freeze_long_lived()
+    asyncio.run(app.run())
