@@ -49,7 +49,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from . import health, logs, metrics, streams, telemetry
+from . import health, heap, logs, metrics, streams, telemetry
 from .broker import make_broker
 from .errors import BelltowerError, InvalidInput, JobFailed, RunHeld
 from .events import (
@@ -1014,4 +1014,6 @@ def _unexpected_failure(ctx: JobContext) -> _Outcome:
 def run(pool: Pool, registry: Registry) -> None:
     """Entry point body of a worker service."""
     worker = Worker(pool, registry)
-    asyncio.run(worker.app().run())
+    app = worker.app()
+    heap.freeze_long_lived()
+    asyncio.run(app.run())

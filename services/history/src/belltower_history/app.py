@@ -15,7 +15,7 @@ import msgspec
 from faststream import FastStream
 from nats.aio.msg import Msg
 
-from belltower import health, logs, metrics, paging, sitesettings, streams, telemetry
+from belltower import health, heap, logs, metrics, paging, sitesettings, streams, telemetry
 from belltower import operations as ops
 from belltower.api import (
     LastRunsRequest,
@@ -388,4 +388,6 @@ def _check_uuid(field: str, value: str, accepted: str) -> None:
 
 
 def main() -> None:
-    asyncio.run(HistoryService().app().run())
+    app = HistoryService().app()
+    heap.freeze_long_lived()
+    asyncio.run(app.run())

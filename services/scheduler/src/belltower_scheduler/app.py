@@ -14,7 +14,7 @@ from typing import Any
 
 from faststream import FastStream
 
-from belltower import health, logs, metrics, streams, telemetry
+from belltower import health, heap, logs, metrics, streams, telemetry
 from belltower.broker import make_broker, serve_api
 from belltower.db import create_pool, migrate
 from belltower.rpc import Endpoint
@@ -147,4 +147,6 @@ class SchedulerService:
 
 
 def main() -> None:
-    asyncio.run(SchedulerService().app().run())
+    app = SchedulerService().app()
+    heap.freeze_long_lived()
+    asyncio.run(app.run())

@@ -47,6 +47,23 @@ FINISHED = "belltower.run.finished.>"
 REPLAY_MARGIN = timedelta(seconds=5)
 
 
+class _OccurrenceRef(msgspec.Struct):
+    occurrence_id: str
+    started_at: datetime
+
+
+class _StartedRef(msgspec.Struct):
+    """What the tracker reads of a run-started event: its type, occurrence and start time (the
+    ledger keeps it for expected durations). The rest of the event is skipped, not decoded."""
+
+    type: str
+    data: _OccurrenceRef
+
+
+_started_decoder = msgspec.json.Decoder(_StartedRef)
+_STARTED_TYPE = RunStarted.__struct_config__.tag
+
+
 class RunTracker:
     """Feeds run-started and run-finished events to a :class:`Dispatcher`."""
 
@@ -115,8 +132,12 @@ class RunTracker:
                 await self._task
 
     async def _on_started(self, msg: Msg) -> None:
-        event = self._decode(msg)
-        if isinstance(event, RunStarted):
+        try:
+            event = _started_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            log.warning("undecodable run event ignored", extra={"action": "runs.bad_event"})
+            return
+        if event.type == _STARTED_TYPE:
             self._started.append((event.data.occurrence_id, event.data.started_at))
             self._ready.set()
 
