@@ -15,6 +15,7 @@ import msgspec
 
 from belltower.api import FieldError, Job, JobTypeInfo
 from belltower.errors import InvalidInput
+from belltower.jobstate import MAX_FAILURES_LIMIT, MAX_RUNS_LIMIT
 from belltower.schedule import (
     WEEKDAYS,
     Cron,
@@ -205,9 +206,12 @@ def values_of(job: Job | None, info: JobTypeInfo | None) -> dict[str, Any]:
 
 
 KEEP_SCHEDULE = "keep"
-LIMIT_FIELDS = ("max_runs", "alert_after_failures", "pause_after_failures")
-"""The job state's counts the form edits: empty means none."""
-LIMIT_CEILING = 1_000_000
+LIMIT_FIELDS = {
+    "max_runs": MAX_RUNS_LIMIT,
+    "alert_after_failures": MAX_FAILURES_LIMIT,
+    "pause_after_failures": MAX_FAILURES_LIMIT,
+}
+"""The job state's counts the form edits, with the largest the scheduler accepts; empty means none."""
 """The form's frequency choice that leaves a stored job's schedule as it is."""
 
 
@@ -322,7 +326,7 @@ def _limits(text: dict[str, Any], errors: list[FieldError]) -> dict[str, int | N
     """Max runs and the failure streak's alert and pause counts, for the fields the form has
     (an empty one clears the limit; one the form lacks leaves the job's as it is)."""
     out: dict[str, int | None] = {}
-    for name in LIMIT_FIELDS:
+    for name, ceiling in LIMIT_FIELDS.items():
         if name not in text:
             continue
         given = text[name]
@@ -332,14 +336,14 @@ def _limits(text: dict[str, Any], errors: list[FieldError]) -> dict[str, int | N
             isinstance(given, str)
             and given.isascii()
             and given.isdigit()
-            and 1 <= int(given) <= LIMIT_CEILING
+            and 1 <= int(given) <= ceiling
         ):
             out[name] = int(given)
         else:
             errors.append(
                 FieldError(
                     field=name,
-                    message=f"{str(given)[:40]!r} is not a whole number from 1 to {LIMIT_CEILING:,}",
+                    message=f"{str(given)[:40]!r} is not a whole number from 1 to {ceiling:,}",
                     accepted="empty for no limit, or e.g. 5",
                 )
             )
