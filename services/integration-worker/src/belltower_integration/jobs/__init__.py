@@ -12,6 +12,7 @@ from . import (
     canvas_export,
     communication_queue,
     daily_maintenance,
+    edfi_sync,
     family_email,
     frontline_leave,
     housekeeping,
@@ -36,6 +37,7 @@ registry.register(oneroster_export.job_type)
 registry.register(moodle_export.job_type)
 registry.register(blackboard.export_type)
 registry.register(blackboard.load_type)
+registry.register(edfi_sync.job_type)
 registry.register(name_csv_export.job_type)
 registry.register(schoolmessenger.job_type)
 registry.register(frontline_leave.job_type)
