@@ -268,6 +268,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "notifier.application_checklist": (_sonis("Notifier: Application Checklist"),),
     "messaging.attendance_sms": (_focus("Attendance SMS"),),
     "messaging.automated_emails": (_focus("Automated Emails"),),
+    "messaging.mailchimp_sync": (_sonis("Notifier: Mailchimp Sync"),),
     "messaging.communication_queue": (
         _focus("Communication Queue"),
         _focus("Phone Communication Processing (Phone Communication)"),

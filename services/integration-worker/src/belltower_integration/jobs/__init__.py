@@ -18,6 +18,7 @@ from . import (
     housekeeping,
     import_ics,
     import_names,
+    mailchimp_sync,
     metlife,
     moodle_export,
     name_csv_export,
@@ -38,6 +39,7 @@ registry.register(moodle_export.job_type)
 registry.register(blackboard.export_type)
 registry.register(blackboard.load_type)
 registry.register(edfi_sync.job_type)
+registry.register(mailchimp_sync.job_type)
 registry.register(name_csv_export.job_type)
 registry.register(schoolmessenger.job_type)
 registry.register(frontline_leave.job_type)

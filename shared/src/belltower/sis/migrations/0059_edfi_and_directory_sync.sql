@@ -29,16 +29,18 @@ CREATE TABLE sis.edfi_retries (
 );
 
 -- What a directory sync (Mailchimp list members, Azure AD users) last sent for a person, per
--- job: the outside system's key for them (Mailchimp's subscriber hash, the Entra user id) and a
--- digest of the values sent. A person whose email address or name changed is sent again; one
--- the outside system refused has no row here, so the next run tries them again.
+-- job and scope (the Mailchimp list id; '' for Azure AD): the outside system's key for them
+-- (Mailchimp's subscriber hash, the Entra user id) and a digest of the values sent. A person
+-- whose email address or name changed is sent again; one the outside system refused has no new
+-- row here, so the next run tries them again.
 CREATE TABLE sis.directory_sync_records (
     job_id       text NOT NULL,
+    scope        text NOT NULL DEFAULT '',
     person_id    bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
     remote_key   text NOT NULL,
     digest       text NOT NULL,
     synced_at    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (job_id, person_id)
+    PRIMARY KEY (job_id, scope, person_id)
 );
 
 -- The Mailchimp lists a person is on (the seed's "enabled list record"): a person with an
