@@ -310,6 +310,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "notifier.transfer_credit": (_sonis("Notifier: Transfer Credit Notifier"),),
     "notifier.user_defined_hold": (_sonis("Notifier: User Defined Hold"),),
     "notifier.withdrawn": (_sonis("Notifier: Withdrawn Notifier"),),
+    "people.azure_ad_account_update": (_sonis("Notifier: Azure AD SAMAccountName Update"),),
     "people.import_names": (_sonis("Notifier: Import Names"),),
     "rostering.oneroster_csv_export": (_sonis("Notifier: Edvance360 LMS Export"),),
     "system.daily_maintenance": (_focus("Daily Maintenance"),),

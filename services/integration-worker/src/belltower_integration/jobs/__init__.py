@@ -7,6 +7,7 @@ from . import (
     addresses,
     attendance_sms,
     automated_emails,
+    azure_ad,
     batch_folder_cleanup,
     blackboard,
     canvas_export,
@@ -40,6 +41,7 @@ registry.register(blackboard.export_type)
 registry.register(blackboard.load_type)
 registry.register(edfi_sync.job_type)
 registry.register(mailchimp_sync.job_type)
+registry.register(azure_ad.job_type)
 registry.register(name_csv_export.job_type)
 registry.register(schoolmessenger.job_type)
 registry.register(frontline_leave.job_type)
