@@ -66,6 +66,11 @@ async def test_cloud_accounts_are_updated_and_on_premises_ones_reported(
     )
     assert not [p for m, p in graph.requests if m == "PATCH" and synced_ok["id"] in p]
     assert graph.secret not in first.text
+    # a 429 ridden out, and an expired token fetched again once
+    assert (
+        graph.throttle_first == 0
+        and graph.requests.count(("POST", f"/{graph.tenant}/oauth2/v2.0/token")) == 2
+    )
     (mail,) = mails_to(mail_sink, "it@school.test")
     assert "Azure AD SAMAccountName Update" in mail["Subject"]
     linked = await pool.fetchval(

@@ -7,12 +7,14 @@ when the job is saved."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import pytest
 
-from belltower.errors import InvalidInput
+from belltower.errors import ConfigurationError, InvalidInput, Unavailable
 from belltower_integration import edfi_records
+from belltower_integration.edfi import EdFiClient
 from belltower_integration.jobs import edfi_sync
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner
@@ -176,6 +178,69 @@ async def test_the_order_is_the_one_the_server_publishes(
     assert posted[-1] == "gradingPeriods" and "grades" not in posted
     assert "no /ed-fi/studentSchoolAttendanceEvents it can create" in ran.text
     assert _in_order(posted, server.dependency_orders)
+
+
+async def test_a_server_that_stops_answering_keeps_what_it_took_and_the_next_run_sends_the_rest(
+    run_job: JobRunner, ods: EdFiStandIn, small_school: None
+) -> None:
+    ods.fail_from = 60  # part-way through the students: every call after it is a 503
+    stopped = await run_job(NAME, _params(ods), occurrence_id="occ-1")
+    assert stopped.status == "failed" and "answered 503" in (stopped.error or "")
+    assert "the server stopped answering during students" in stopped.summary
+    taken = len(ods.records["students"])
+    assert 0 < taken < 80
+    pool = await run_job.db.pool()
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM sis.edfi_sync_records WHERE resource = 'students'"
+        )
+        == taken
+    )
+
+    ods.fail_from = None
+    resumed = await run_job(NAME, _params(ods), occurrence_id="occ-1")
+    assert resumed.status == "succeeded", resumed.error
+    students = _table(resumed.text)["students"]
+    assert (
+        students[1] == len(ods.records["students"]) - taken and students[4] == taken
+    )  # created, unchanged
+
+
+@pytest.mark.unit
+def test_the_order_is_by_the_servers_rank_then_name_and_unknown_resources_are_named() -> None:
+    ordered, missing = edfi_records.order(
+        [
+            ("/ed-fi/students", 3),
+            ("/ed-fi/sessions", 2),
+            ("/ed-fi/courses", 2),
+            ("/tpdm/candidates", 1),
+        ],
+        ["students", "courses", "sessions", "grades"],
+    )
+    assert ordered == ["courses", "sessions", "students"] and missing == ["grades"]
+    assert edfi_records.school_year(date(2025, 8, 20)) == 2026
+    assert edfi_records.school_year(date(2026, 1, 10)) == 2026
+    assert (
+        edfi_records.natural_key("students", {"studentUniqueId": "S1", "firstName": "A"})
+        == '["S1"]'
+    )
+
+
+async def test_the_client_gives_up_on_5xx_and_names_refused_credentials() -> None:
+    with EdFiStandIn(fail_first=9) as server:
+        async with EdFiClient(
+            server.url, server.key, server.secret, attempts=2, first_delay_s=0.01
+        ) as edfi:
+            with pytest.raises(
+                Unavailable, match=r"Ed-Fi ODS/API answered 503 to POST /oauth/token 2 times"
+            ):
+                await edfi.dependencies()
+    with EdFiStandIn() as server:
+        async with EdFiClient(
+            server.url, server.key, "wrong", secret_names="the secrets 'k' and 's'"
+        ) as edfi:
+            with pytest.raises(ConfigurationError, match=r"Invalid client.*'k' and 's'"):
+                await edfi.dependencies()
 
 
 @pytest.mark.parametrize(

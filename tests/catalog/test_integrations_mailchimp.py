@@ -100,6 +100,22 @@ async def test_a_sync_sends_list_records_once_then_only_changes(
     assert len(audience) == 5
 
 
+async def test_a_list_mailchimp_does_not_have_fails_its_batches_and_keeps_nothing(
+    run_job: JobRunner, mailchimp: MailchimpStandIn
+) -> None:
+    pool = await run_job.db.pool()
+    members = await pool.fetchval(
+        "SELECT count(*) FROM sis.mailing_list_members m WHERE m.list_id = 'a1b2c3d4e5' AND m.enabled"
+        " AND EXISTS (SELECT 1 FROM sis.emails e WHERE e.person_id = m.person_id)"
+    )
+    assert members > 500  # the demo school's student newsletter: more than one batch
+    ran = await run_job(NAME, {"base_url": mailchimp.url, "lists": ["a1b2c3d4e5"]})
+    assert ran.status == "failed"
+    assert ran.text.count("404: The requested resource could not be found.") == 2
+    assert f"{members} failed" in ran.text
+    assert await pool.fetchval("SELECT count(*) FROM sis.directory_sync_records") == 0
+
+
 @pytest.mark.unit
 def test_the_datacenter_comes_from_the_key() -> None:
     assert api_root("0123abcd-us21", "k") == "https://us21.api.mailchimp.com"

@@ -14,7 +14,8 @@ school years and the district's descriptors are the Ed-Fi setup, loaded when it 
 
 Faults on demand: ``expire_after`` refuses the bearer token once after that many calls (the
 client must fetch another), ``throttle_first`` answers that many calls 429 with Retry-After,
-``fail_first`` that many 503, ``refuse`` a 400 for records a test picks, and ``orders``
+``fail_first`` that many 503, ``fail_from`` 503 (with Retry-After) to every call after that
+many, ``refuse`` a 400 for records a test picks, and ``orders``
 overrides what the dependency document publishes for some resources.
 """
 
@@ -159,7 +160,7 @@ class EdFiStandIn(ThreadedServer):
 
     def __init__(
         self, key: str = "edfi-key", secret: str = "edfi-secret", *, school_ids: tuple[int, ...] = (255901001,),
-        expire_after: int = 0, throttle_first: int = 0, fail_first: int = 0,
+        expire_after: int = 0, throttle_first: int = 0, fail_first: int = 0, fail_from: int | None = None,
         refuse: Callable[[str, dict[str, Any]], str | None] | None = None, orders: dict[str, int] | None = None,
     ) -> None:  # fmt: skip
         self.key, self.secret = key, secret
@@ -168,7 +169,7 @@ class EdFiStandIn(ThreadedServer):
             throttle_first,
             fail_first,
         )
-        self.refuse = refuse
+        self.refuse, self.fail_from = refuse, fail_from
         self.records: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {r: {} for r in KEYS}
         for school_id in school_ids:
             self.records["schools"][(str(school_id),)] = {"schoolId": school_id}
@@ -191,6 +192,12 @@ class EdFiStandIn(ThreadedServer):
 
     def _fault(self, request: Request) -> Response | None:
         self.requests.append((request.method, request.url.path))
+        if self.fail_from is not None and len(self.requests) > self.fail_from:
+            response = problem(
+                503, "urn:ed-fi:api:service-unavailable", "Service Unavailable", "Try again later."
+            )
+            response.headers["Retry-After"] = "0"
+            return response
         if self.fail_first > 0:
             self.fail_first -= 1
             return problem(

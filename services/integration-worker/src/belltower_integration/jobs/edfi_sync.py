@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from belltower.errors import JobFailed
+from belltower.errors import JobFailed, Unavailable
 from belltower.fences import PublicUrl
 from belltower.jobtypes import JobContext, JobType
 
@@ -252,7 +252,12 @@ async def _send(edfi: EdFiClient, state: _State, counts: Counts,
         for start in range(0, len(records), SAVE_EVERY):
             batch = records[start : start + SAVE_EVERY]
             counts.sent += len(batch)
-            await asyncio.gather(*(one(k, b) for k, b in batch))
+            try:  # a task group: when the server goes away, the records still in flight stop too
+                async with asyncio.TaskGroup() as group:
+                    for key, body in batch:
+                        group.create_task(one(key, body))
+            except BaseExceptionGroup as failed:
+                raise failed.exceptions[0] from None
             await state.save(counts.resource, taken, refused)
             taken.clear()
             refused.clear()
@@ -299,22 +304,26 @@ async def run(ctx: JobContext, params: EdFiSyncParams) -> None:
         )  # fmt: skip
         state = _State(conn, ctx.job_id)
         await state.load()
-        for n, resource in enumerate(ordered, 1):
-            counts = Counts(resource, ranks[resource])
-            table.append(counts)
-            wanted = shaped.records[resource]
-            await state.forget_gone(resource, set(wanted))
-            pending = _pending(resource, wanted, state, counts)
-            await ctx.progress(n, len(ordered), f"{resource}: {len(pending)} to send")
-            if params.dry_run:
-                counts.sent = len(pending)
-                continue
-            await _send(edfi, state, counts, pending)
+        try:
+            for n, resource in enumerate(ordered, 1):
+                counts = Counts(resource, ranks[resource])
+                table.append(counts)
+                wanted = shaped.records[resource]
+                pending = _pending(resource, wanted, state, counts)
+                await ctx.progress(n, len(ordered), f"{resource}: {len(pending)} to send")
+                if params.dry_run:
+                    counts.sent = len(pending)
+                    continue
+                await state.forget_gone(resource, set(wanted))
+                await _send(edfi, state, counts, pending)
+        except Unavailable:  # the server stopped answering: say how far the run got
+            _write(ctx, params, table, missing, shaped.left_out, stopped=True)
+            raise
     _write(ctx, params, table, missing, shaped.left_out)
 
 
 def _write(ctx: JobContext, params: EdFiSyncParams, table: list[Counts], missing: list[str],
-           left_out: list[tuple[str, str, str]]) -> None:  # fmt: skip
+           left_out: list[tuple[str, str, str]], *, stopped: bool = False) -> None:  # fmt: skip
     """The per-resource result table, as text and HTML; fails the run when a record failed."""
     sent, failed = sum(c.sent for c in table), sum(c.failed for c in table)
     verb = "would send" if params.dry_run else "sent"
@@ -322,6 +331,8 @@ def _write(ctx: JobContext, params: EdFiSyncParams, table: list[Counts], missing
         f"Ed-Fi Data Sync to {params.base_url}: {verb} {sent} records in "
         f"{len(table)} resources, {failed} failed"
     )
+    if stopped:
+        summary += f"; the server stopped answering during {table[-1].resource if table else 'the first resource'}"
     out = ctx.output
     out.summary = summary[:300]
     out.line(summary)
@@ -364,7 +375,7 @@ def _write(ctx: JobContext, params: EdFiSyncParams, table: list[Counts], missing
     fails = "".join(f"<li>{escape(r)} {escape(k)}: {escape(w)}</li>" for r, k, w in notes[:100])
     out.html(f"<p>{escape(summary)}</p><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
              + (f"<ul>{fails}</ul>" if fails else ""))  # fmt: skip
-    if failed:
+    if failed and not stopped:
         raise JobFailed(
             f"the Ed-Fi ODS/API refused {failed} record(s) (see the output); the rest was sent, "
             "and the next run sends the refused ones again first"

@@ -134,7 +134,12 @@ async def _send_batch(mc: MailchimpClient | None, counts: ListCounts,
     if mc is None:
         counts.subscribed += len(chunk)
         return
-    answer = await mc.batch(counts.list_id, [m for _, m in chunk])
+    try:
+        answer = await mc.batch(counts.list_id, [m for _, m in chunk])
+    except MailchimpError as exc:  # the whole batch refused: each member is tried next run
+        counts.failed += len(chunk)
+        tally.fail(f"{counts.list_id} batch of {len(chunk)}", f"{exc.status}: {exc.detail}")
+        return
     new = {str(m.get("email_address", "")).lower() for m in answer.get("new_members", [])}
     changed = {str(m.get("email_address", "")).lower() for m in answer.get("updated_members", [])}
     errors = {str(e.get("email_address", "")).lower(): e for e in answer.get("errors", [])}
