@@ -15,8 +15,6 @@ identity conflict. 429 and 5xx are tried again (:class:`.webapi.WebApi`).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any, Literal
 
 import httpx
@@ -24,7 +22,7 @@ import msgspec
 
 from belltower.errors import ConfigurationError, JobFailed
 
-from .webapi import WebApi
+from .bearer import BearerApi
 
 DATA = "/data/v3"
 DEPENDENCIES = "/metadata/data/v3/dependencies"
@@ -48,7 +46,7 @@ class EdFiRefused(JobFailed):
         self.problem = problem
 
 
-class EdFiClient(WebApi):
+class EdFiClient(BearerApi):
     vendor = "the Ed-Fi ODS/API"
 
     def __init__(
@@ -63,20 +61,11 @@ class EdFiClient(WebApi):
         super().__init__(base_url, **options)
         self._auth = (key, secret)
         self._names = secret_names
-        self._token: str | None = None
-        self._expires = 0.0
-        self._fetching = asyncio.Lock()  # records go a few at once; one token fetch serves them
 
     def describe(self, response: httpx.Response) -> str:
         return problem_of(response)
 
-    async def _token_now(self) -> str:
-        async with self._fetching:
-            if self._token and time.monotonic() < self._expires:
-                return self._token
-            return await self._fetch_token()
-
-    async def _fetch_token(self) -> str:
+    async def fetch_token(self) -> tuple[str, float]:
         response = await self.send(
             "POST", TOKEN, data={"grant_type": "client_credentials"}, auth=self._auth
         )
@@ -88,31 +77,17 @@ class EdFiClient(WebApi):
         if response.status_code >= 400:
             raise JobFailed(f"the Ed-Fi ODS/API answered {response.status_code} to {TOKEN}")
         body = response.json()
-        self._token = str(body["access_token"])
-        self._expires = time.monotonic() + max(0.0, float(body.get("expires_in", 1800)) - 30)
-        return self._token
+        return str(body["access_token"]), float(body.get("expires_in", 1800))
 
-    async def _authorized(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        for fresh in (False, True):
-            token = await self._token_now()
-            response = await self.send(
-                method, path, headers={"Authorization": f"Bearer {token}"}, **kw
-            )
-            if response.status_code == 401 and not fresh:
-                if self._token == token:  # expired or revoked: one new token, then give up
-                    self._token = None
-                continue
-            break
-        if response.status_code == 401:
-            raise ConfigurationError(
-                f"the Ed-Fi ODS/API refused a fresh access token for {method} {path}; "
-                f"check {self._names} and the application's claim set"
-            )
-        return response
+    def token_refused(self, method: str, path: str, response: httpx.Response) -> str:
+        return (
+            f"the Ed-Fi ODS/API refused a fresh access token for {method} {path}; "
+            f"check {self._names} and the application's claim set"
+        )
 
     async def dependencies(self) -> list[Dependency]:
         """The server's resource load order (its own, never a hard-coded one)."""
-        response = await self._authorized("GET", DEPENDENCIES)
+        response = await self.authorized("GET", DEPENDENCIES)
         if response.status_code != 200:
             raise JobFailed(
                 f"the Ed-Fi ODS/API answered {response.status_code} to {DEPENDENCIES}: "
@@ -126,7 +101,7 @@ class EdFiClient(WebApi):
 
     async def upsert(self, resource: str, body: dict[str, Any]) -> Literal["created", "updated"]:
         """POST one record of ``/ed-fi/{resource}``; EdFiRefused when the server refuses it."""
-        response = await self._authorized("POST", f"{DATA}/ed-fi/{resource}", json=body)
+        response = await self.authorized("POST", f"{DATA}/ed-fi/{resource}", json=body)
         if response.status_code == 201:
             return "created"
         if response.status_code in (200, 204):

@@ -13,7 +13,6 @@ changed through Graph either.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -21,6 +20,7 @@ import httpx
 
 from belltower.errors import ConfigurationError, JobFailed
 
+from .bearer import BearerApi
 from .webapi import WebApi
 
 SCOPE = "https://graph.microsoft.com/.default"
@@ -35,8 +35,9 @@ class GraphError(JobFailed):
         self.status, self.graph_code, self.reason = status, code, message
 
 
-class GraphClient(WebApi):
+class GraphClient(BearerApi):
     vendor = "Microsoft Graph"
+    margin_s = 60.0
 
     def __init__(self, graph_url: str, login_url: str, tenant: str, client_id: str, secret: str,
                  *, secret_name: str, **options: Any) -> None:  # fmt: skip
@@ -49,8 +50,6 @@ class GraphClient(WebApi):
             secret,
             secret_name,
         )
-        self._token: str | None = None
-        self._expires = 0.0
 
     async def __aexit__(self, *exc: object) -> None:
         await self._login.__aexit__(*exc)
@@ -59,9 +58,7 @@ class GraphClient(WebApi):
     def describe(self, response: httpx.Response) -> str:
         return _error(response)[1]
 
-    async def _token_now(self) -> str:
-        if self._token and time.monotonic() < self._expires:
-            return self._token
+    async def fetch_token(self) -> tuple[str, float]:
         response = await self._login.send(
             "POST", f"/{quote(self._tenant, safe='')}/oauth2/v2.0/token",
             data={"client_id": self._client, "client_secret": self._secret, "scope": SCOPE,
@@ -69,9 +66,9 @@ class GraphClient(WebApi):
         )  # fmt: skip
         if response.status_code in (400, 401):
             body = _json(response)
+            reason = str(body.get("error_description") or body.get("error") or response.status_code)
             raise ConfigurationError(
-                f"the Microsoft identity platform refused the app's credentials "
-                f"({str(body.get('error_description') or body.get('error') or response.status_code)[:200]}); "
+                f"the Microsoft identity platform refused the app's credentials ({reason[:200]}); "
                 f"check tenant_id, client_id and the secret {self._secret_name!r}"
             )
         if response.status_code >= 400:
@@ -79,24 +76,13 @@ class GraphClient(WebApi):
                 f"the Microsoft identity platform answered {response.status_code} to the token request"
             )
         body = response.json()
-        self._token = str(body["access_token"])
-        self._expires = time.monotonic() + max(0.0, float(body.get("expires_in", 3599)) - 60)
-        return self._token
+        return str(body["access_token"]), float(body.get("expires_in", 3599))
+
+    def token_refused(self, method: str, path: str, response: httpx.Response) -> str:
+        return f"Microsoft Graph refused a fresh token for {method} {path}: {_error(response)[1]}"
 
     async def request(self, method: str, path: str, json: Any = None) -> httpx.Response:
-        for fresh in (False, True):
-            token = await self._token_now()
-            response = await self.send(
-                method, path, json=json, headers={"Authorization": f"Bearer {token}"}
-            )
-            if response.status_code == 401 and not fresh:
-                self._token = None
-                continue
-            break
-        if response.status_code == 401:
-            raise ConfigurationError(
-                f"Microsoft Graph refused a fresh token for {method} {path}: {_error(response)[1]}"
-            )
+        response = await self.authorized(method, path, json=json)
         if response.status_code == 403:
             raise ConfigurationError(
                 f"Microsoft Graph forbids {method} {path} ({_error(response)[1]}); grant the app the "
