@@ -1,4 +1,4 @@
-"""``people.azure_ad_account_update``: SONIS's Azure AD SAMAccountName Update, over Microsoft
+"""``exports.azure_ad_account_update``: SONIS's Azure AD SAMAccountName Update, over Microsoft
 Graph v1.0.
 
 The seed: "The SAMAccountName attribute is a value used in the Azure Active Directory sync
@@ -186,7 +186,7 @@ async def run(ctx: JobContext, params: AzureAdParams) -> None:
 
 
 job_type = JobType(
-    name="people.azure_ad_account_update",
+    name="exports.azure_ad_account_update",
     pool="integration",
     title="Azure AD SAMAccountName Update",
     description=(
