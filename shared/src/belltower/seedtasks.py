@@ -238,6 +238,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "calc.outstanding_invoices": (_focus("Outstanding Student Invoices"),),
     "notifier.at_risk_alert": (_sonis("Notifier: At-Risk Alert"),),
     "calendar.import_ics": (_focus("Import ICS File"),),
+    "exports.azure_ad_account_update": (_sonis("Notifier: Azure AD SAMAccountName Update"),),
     "exports.name_csv": (_sonis("Notifier: Name CSV Export"),),
     "exports.schoolmessenger": (_sonis("Notifier: SchoolMessenger"),),
     "files.batch_folder_cleanup": (_sonis("Notifier: Batch Folder Cleanup"),),
@@ -260,6 +261,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
         _focus("Transfer Blackboard API Data"),
     ),
     "lms.blackboard_load": (_focus("Load Data From Blackboard API"),),
+    "rostering.edfi_sync": (_focus("Ed-Fi Data Sync"),),
     "lms.moodle_export": (_sonis("Notifier: Moodle LMS Export"),),
     "notifier.activities": (_sonis("Notifier: Activities"),),
     "notifier.address_check": (_sonis("Notifier: Address Check"),),
@@ -267,6 +269,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "notifier.application_checklist": (_sonis("Notifier: Application Checklist"),),
     "messaging.attendance_sms": (_focus("Attendance SMS"),),
     "messaging.automated_emails": (_focus("Automated Emails"),),
+    "messaging.mailchimp_sync": (_sonis("Notifier: Mailchimp Sync"),),
     "messaging.communication_queue": (
         _focus("Communication Queue"),
         _focus("Phone Communication Processing (Phone Communication)"),

@@ -7,16 +7,19 @@ from . import (
     addresses,
     attendance_sms,
     automated_emails,
+    azure_ad,
     batch_folder_cleanup,
     blackboard,
     canvas_export,
     communication_queue,
     daily_maintenance,
+    edfi_sync,
     family_email,
     frontline_leave,
     housekeeping,
     import_ics,
     import_names,
+    mailchimp_sync,
     metlife,
     moodle_export,
     name_csv_export,
@@ -36,6 +39,9 @@ registry.register(oneroster_export.job_type)
 registry.register(moodle_export.job_type)
 registry.register(blackboard.export_type)
 registry.register(blackboard.load_type)
+registry.register(edfi_sync.job_type)
+registry.register(mailchimp_sync.job_type)
+registry.register(azure_ad.job_type)
 registry.register(name_csv_export.job_type)
 registry.register(schoolmessenger.job_type)
 registry.register(frontline_leave.job_type)
