@@ -320,6 +320,10 @@ OWN: dict[str, str] = {
         "Belltower's own: the transport the seeds' exports name (send the file to the partner's "
         "SFTP server) as a job of its own, so any export can be chained to it."
     ),
+    "rostering.oneroster_rest_push": (
+        "Belltower's own: the OneRoster roster of the CSV export (the seeds' Edvance360 LMS "
+        "Export path) pushed to a OneRoster 1.2 REST service instead of written as a zip."
+    ),
 }
 """Job types that implement no seed task, with why they exist."""
 

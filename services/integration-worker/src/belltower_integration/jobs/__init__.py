@@ -22,6 +22,7 @@ from . import (
     name_csv_export,
     neogov,
     oneroster_export,
+    oneroster_rest,
     schedule_upkeep,
     schoolmessenger,
     sftp_upload,
@@ -33,6 +34,7 @@ registry.register(batch_folder_cleanup.job_type)
 registry.register(sftp_upload.job_type)
 registry.register(canvas_export.job_type)
 registry.register(oneroster_export.job_type)
+registry.register(oneroster_rest.job_type)
 registry.register(moodle_export.job_type)
 registry.register(blackboard.export_type)
 registry.register(blackboard.load_type)
