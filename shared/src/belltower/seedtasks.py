@@ -260,6 +260,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
         _focus("Transfer Blackboard API Data"),
     ),
     "lms.blackboard_load": (_focus("Load Data From Blackboard API"),),
+    "lms.blackboard_user_extract": (_sonis("Notifier: Blackboard User Extract"),),
     "lms.moodle_export": (_sonis("Notifier: Moodle LMS Export"),),
     "notifier.activities": (_sonis("Notifier: Activities"),),
     "notifier.address_check": (_sonis("Notifier: Address Check"),),

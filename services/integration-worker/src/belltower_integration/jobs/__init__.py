@@ -9,6 +9,7 @@ from . import (
     automated_emails,
     batch_folder_cleanup,
     blackboard,
+    blackboard_extract,
     canvas_export,
     communication_queue,
     daily_maintenance,
@@ -38,6 +39,7 @@ registry.register(oneroster_rest.job_type)
 registry.register(moodle_export.job_type)
 registry.register(blackboard.export_type)
 registry.register(blackboard.load_type)
+registry.register(blackboard_extract.job_type)
 registry.register(name_csv_export.job_type)
 registry.register(schoolmessenger.job_type)
 registry.register(frontline_leave.job_type)
