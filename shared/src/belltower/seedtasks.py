@@ -262,6 +262,8 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "lms.blackboard_load": (_focus("Load Data From Blackboard API"),),
     "lms.blackboard_user_extract": (_sonis("Notifier: Blackboard User Extract"),),
     "lms.moodle_export": (_sonis("Notifier: Moodle LMS Export"),),
+    "lms.moodle_attendance_import": (_sonis("Notifier: Moodle Attendance Import"),),
+    "lms.edvance360_attendance_import": (_sonis("Notifier: Edvance360 Attendance Import"),),
     "notifier.activities": (_sonis("Notifier: Activities"),),
     "notifier.address_check": (_sonis("Notifier: Address Check"),),
     "notifier.alumni_employment": (_sonis("Notifier: Alumni Employment"),),

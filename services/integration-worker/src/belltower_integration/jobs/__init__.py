@@ -13,12 +13,14 @@ from . import (
     canvas_export,
     communication_queue,
     daily_maintenance,
+    edvance360_attendance,
     family_email,
     frontline_leave,
     housekeeping,
     import_ics,
     import_names,
     metlife,
+    moodle_attendance,
     moodle_export,
     name_csv_export,
     neogov,
@@ -37,6 +39,8 @@ registry.register(canvas_export.job_type)
 registry.register(oneroster_export.job_type)
 registry.register(oneroster_rest.job_type)
 registry.register(moodle_export.job_type)
+registry.register(moodle_attendance.job_type)
+registry.register(edvance360_attendance.job_type)
 registry.register(blackboard.export_type)
 registry.register(blackboard.load_type)
 registry.register(blackboard_extract.job_type)
