@@ -19,6 +19,7 @@ from . import (
     housekeeping,
     import_ics,
     import_names,
+    jotform_import,
     metlife,
     moodle_attendance,
     moodle_export,
@@ -51,6 +52,7 @@ registry.register(neogov.new_hires_type)
 registry.register(neogov.user_data_type)
 registry.register(metlife.job_type)
 registry.register(import_names.job_type)
+registry.register(jotform_import.job_type)
 registry.register(import_ics.job_type)
 registry.register(housekeeping.temp_table_cleanup_type)
 registry.register(housekeeping.reconcile_seats_type)
