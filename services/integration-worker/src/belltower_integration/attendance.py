@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import msgspec
-
+from . import importing
 from .report import Tally
 
 Mark = Literal["present", "absent", "tardy", "excused"]
@@ -27,17 +26,6 @@ WORDS = {
     "tardy": "tardy", "late": "tardy", "l": "tardy", "t": "tardy",
     "excused": "excused", "e": "excused", "excused absence": "excused",
 }  # fmt: skip
-
-Email = Annotated[
-    str, msgspec.Meta(pattern=r"^[^@\s,<>\"]{1,64}@[A-Za-z0-9.-]{1,253}$", max_length=254)
-]
-Addresses = Annotated[list[Email], msgspec.Meta(max_length=50, description="Addresses to mail")]
-Group = Annotated[
-    str,
-    msgspec.Meta(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$", description="Notification group to mail"
-    ),
-]
 
 
 @dataclass(frozen=True)
@@ -96,9 +84,7 @@ async def apply(conn: Any, rows: list[Row], tally: Tally, *, overwrite: bool,
     counts = Counts()
     if not rows:
         return counts
-    tr = conn.transaction()
-    await tr.start()
-    try:
+    async with importing.transaction(conn, dry_run):
         enrolled: dict[tuple[str, str, str], list[Any]] = {}
         for r in await conn.fetch(ENROLLED_SQL, sorted({row.sis_id for row in rows})):
             enrolled.setdefault((r["sis_id"], r["course"], r["term"]), []).append(r)
@@ -148,11 +134,4 @@ async def apply(conn: Any, rows: list[Row], tally: Tally, *, overwrite: bool,
             else:
                 counts.updated += 1
                 tally.ok()
-    except BaseException:
-        await tr.rollback()
-        raise
-    if dry_run:
-        await tr.rollback()
-    else:
-        await tr.commit()
     return counts

@@ -18,16 +18,25 @@ not part of Moodle core), ``mod_attendance_get_sessions``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import httpx
+import msgspec
 
 from belltower.errors import ConfigurationError, JobFailed
+from belltower.fences import PublicUrl
 
+from .secrets import SecretName
 from .webapi import WebApi
 
 REST_PATH = "/webservice/rest/server.php"
+SiteUrl = Annotated[
+    PublicUrl, msgspec.Meta(description="Moodle site address, e.g. https://moodle.school.edu")
+]
+TokenSecret = Annotated[
+    SecretName, msgspec.Meta(description="Secret holding the web-service token (wstoken)")
+]
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
 TOKEN_ERRORS = frozenset({"invalidtoken", "accessexception", "servicenotavailable"})
 

@@ -26,8 +26,7 @@ from belltower.errors import JobFailed
 from belltower.fences import BatchPath
 from belltower.jobtypes import JobContext, JobType
 
-from .. import attendance, batchfiles
-from ..notify import recipients, send_results
+from .. import attendance, batchfiles, importing
 from ..report import Tally
 
 COLUMNS = {"studentid": "sis_id", "course": "course", "term": "term", "section": "section",
@@ -52,8 +51,8 @@ class Edvance360AttendanceParams(msgspec.Struct, forbid_unknown_fields=True):
     dry_run: Annotated[
         bool, msgspec.Meta(description="Check and count; write nothing and leave the file")
     ] = False
-    group: attendance.Group | None = None
-    notify: attendance.Addresses = []
+    group: importing.Group | None = None
+    notify: importing.Addresses = []
 
 
 def _day(value: Any) -> date | None:
@@ -145,8 +144,7 @@ async def run(ctx: JobContext, params: Edvance360AttendanceParams) -> None:
         f"Edvance360 attendance import{' (dry run)' if params.dry_run else ''}: {counts.line()}, "
         f"{tally.skipped} rows skipped"
     )
-    tally.write(ctx, summary)
-    await send_results(ctx, await recipients(ctx, params.group, params.notify), summary, tally)
+    await importing.finish(ctx, tally, summary, params.group, params.notify)
 
 
 job_type = JobType(

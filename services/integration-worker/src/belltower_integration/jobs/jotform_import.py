@@ -22,9 +22,8 @@ from belltower import sis
 from belltower.fences import PublicUrl
 from belltower.jobtypes import JobContext, JobType
 
-from .. import attendance
+from .. import importing
 from ..jotform import JotformClient
-from ..notify import recipients, send_results
 from ..report import Tally
 from ..secrets import SecretName, read_secret
 from .import_names import generated_sis_id
@@ -63,8 +62,8 @@ class JotformImportParams(msgspec.Struct, forbid_unknown_fields=True):
     lookback_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
     max_submissions: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000
     dry_run: Annotated[bool, msgspec.Meta(description="Check and count; create no one")] = False
-    group: attendance.Group | None = None
-    notify: attendance.Addresses = []
+    group: importing.Group | None = None
+    notify: importing.Addresses = []
 
 
 def _text(value: Any) -> str:
@@ -110,15 +109,8 @@ async def run(ctx: JobContext, params: JotformImportParams) -> None:
         async for item in client.submissions(params.form_id, since, params.max_submissions):
             submissions.append(item)
     pool = await ctx.db.pool()
-    async with pool.acquire() as conn:
-        tr = conn.transaction()
-        await tr.start()
-        try:
-            await _create(ctx, conn, params, submissions, tally)
-        except BaseException:
-            await tr.rollback()
-            raise
-        await (tr.rollback() if params.dry_run else tr.commit())
+    async with pool.acquire() as conn, importing.transaction(conn, params.dry_run):
+        await _create(ctx, conn, params, submissions, tally)
     tally.fact(
         f"form {params.form_id}: {len(submissions)} submissions since {since} (Jotform's time)"
     )
@@ -126,8 +118,7 @@ async def run(ctx: JobContext, params: JotformImportParams) -> None:
         f"Jotform import{' (dry run, nothing created)' if params.dry_run else ''}: "
         f"{tally.processed} created, {tally.skipped} skipped, {tally.failed} refused"
     )
-    tally.write(ctx, summary)
-    await send_results(ctx, await recipients(ctx, params.group, params.notify), summary, tally)
+    await importing.finish(ctx, tally, summary, params.group, params.notify)
 
 
 async def _create(ctx: JobContext, conn: Any, params: JotformImportParams,

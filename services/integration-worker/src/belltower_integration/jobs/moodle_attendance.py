@@ -24,26 +24,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from belltower.errors import ConfigurationError, InvalidInput
-from belltower.fences import PublicUrl
 from belltower.jobtypes import JobContext, JobType
 
-from .. import attendance, lmsroster
-from ..moodle import MoodleClient, MoodleError
-from ..notify import recipients, send_results
+from .. import attendance, importing, lmsroster
+from ..moodle import MoodleClient, MoodleError, SiteUrl, TokenSecret
 from ..report import Tally
-from ..secrets import SecretName, read_secret
+from ..secrets import read_secret
 
 Acronym = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{1,4}$")]
 ZONE_SQL = "SELECT value FROM sis.school_preferences WHERE key = 'time_zone'"
 
 
 class MoodleAttendanceParams(msgspec.Struct, forbid_unknown_fields=True):
-    base_url: Annotated[
-        PublicUrl, msgspec.Meta(description="Moodle site address, e.g. https://moodle.school.edu")
-    ]
-    token_secret: Annotated[
-        SecretName, msgspec.Meta(description="Secret holding the web-service token (wstoken)")
-    ] = "moodle-token"
+    base_url: SiteUrl
+    token_secret: TokenSecret = "moodle-token"
     terms: lmsroster.Terms = []
     upcoming_days: lmsroster.UpcomingDays = 0
     past_days: Annotated[
@@ -67,8 +61,8 @@ class MoodleAttendanceParams(msgspec.Struct, forbid_unknown_fields=True):
         bool, msgspec.Meta(description="Replace a different mark the SIS has for the day")
     ] = True
     dry_run: Annotated[bool, msgspec.Meta(description="Check and count; write nothing")] = False
-    group: attendance.Group | None = None
-    notify: attendance.Addresses = []
+    group: importing.Group | None = None
+    notify: importing.Addresses = []
 
 
 PLUGIN_MISSING = (
@@ -175,8 +169,7 @@ async def run(ctx: JobContext, params: MoodleAttendanceParams) -> None:
         f"Moodle attendance import{' (dry run, nothing written)' if params.dry_run else ''}: "
         f"{counts.line()}, {tally.skipped} skipped"
     )
-    tally.write(ctx, summary)
-    await send_results(ctx, await recipients(ctx, params.group, params.notify), summary, tally)
+    await importing.finish(ctx, tally, summary, params.group, params.notify)
 
 
 job_type = JobType(

@@ -29,6 +29,26 @@ from ..report import Tally
 NAME_SQL = "SELECT value FROM sis.school_preferences WHERE key = 'institution_name'"
 
 
+Terms = Annotated[
+    list[str], msgspec.Meta(description="Term codes to export; empty: current and upcoming")
+]
+UpcomingDays = Annotated[int, msgspec.Meta(ge=0, le=366)]
+InstitutionId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[^\s,]{1,64}$", description="sourcedId of the root org (type district)"
+    ),
+]
+InstitutionName = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=200,
+        description="Name of the root org; empty: the SIS preference institution_name",
+    ),
+]
+"""The roster's scope and root org, shared with the REST push (the same records)."""
+
+
 class OneRosterExportParams(msgspec.Struct, forbid_unknown_fields=True):
     mode: Annotated[
         Literal["bulk", "delta"],
@@ -47,23 +67,10 @@ class OneRosterExportParams(msgspec.Struct, forbid_unknown_fields=True):
             description="Zip name: <prefix>_<mode>_<YYYYMMDDHHMMSS>.zip",
         ),
     ] = "oneroster"
-    terms: Annotated[
-        list[str], msgspec.Meta(description="Term codes to export; empty: current and upcoming")
-    ] = []
-    upcoming_days: Annotated[int, msgspec.Meta(ge=0, le=366)] = 30
-    institution_id: Annotated[
-        str,
-        msgspec.Meta(
-            pattern=r"^[^\s,]{1,64}$", description="sourcedId of the root org (type district)"
-        ),
-    ] = "institution"
-    institution_name: Annotated[
-        str,
-        msgspec.Meta(
-            max_length=200,
-            description="Name of the root org; empty: the SIS preference institution_name",
-        ),
-    ] = ""
+    terms: Terms = []
+    upcoming_days: UpcomingDays = 30
+    institution_id: InstitutionId = "institution"
+    institution_name: InstitutionName = ""
     demographics: Annotated[
         bool, msgspec.Meta(description="Also send demographics.csv (birth date and sex)")
     ] = False

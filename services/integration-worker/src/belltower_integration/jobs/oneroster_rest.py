@@ -27,7 +27,7 @@ from ..oneroster import package, rest, validate
 from ..oneroster.delta import Records, plan, stamp
 from ..report import Tally
 from ..secrets import SecretName, read_secret
-from .oneroster_export import read_records
+from .oneroster_export import InstitutionId, InstitutionName, Terms, UpcomingDays, read_records
 
 WHAT = "OneRoster REST push"
 
@@ -57,23 +57,10 @@ class OneRosterRestParams(msgspec.Struct, forbid_unknown_fields=True):
             description="OAuth 2 scopes asked for (space separated; empty: none)",
         ),
     ] = rest.SCOPES
-    terms: Annotated[
-        list[str], msgspec.Meta(description="Term codes to send; empty: current and upcoming")
-    ] = []
-    upcoming_days: Annotated[int, msgspec.Meta(ge=0, le=366)] = 30
-    institution_id: Annotated[
-        str,
-        msgspec.Meta(
-            pattern=r"^[^\s,]{1,64}$", description="sourcedId of the root org (type district)"
-        ),
-    ] = "institution"
-    institution_name: Annotated[
-        str,
-        msgspec.Meta(
-            max_length=200,
-            description="Name of the root org; empty: the SIS preference institution_name",
-        ),
-    ] = ""
+    terms: Terms = []
+    upcoming_days: UpcomingDays = 30
+    institution_id: InstitutionId = "institution"
+    institution_name: InstitutionName = ""
     delete_removed: Annotated[
         bool, msgspec.Meta(description="DELETE records no longer in the roster (false: keep them)")
     ] = True
