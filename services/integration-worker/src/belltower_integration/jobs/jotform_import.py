@@ -14,11 +14,10 @@ out. One transaction; a dry run counts and rolls back; the result can be mailed.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
-from belltower import sis
 from belltower.fences import PublicUrl
 from belltower.jobtypes import JobContext, JobType
 
@@ -26,12 +25,10 @@ from .. import importing
 from ..jotform import JotformClient
 from ..report import Tally
 from ..secrets import SecretName, read_secret
-from .import_names import generated_sis_id
 
 QuestionName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_]{1,100}$")]
 TYPES = {"control_fullname": "name", "control_email": "email", "control_phone": "phone",
          "control_birthdate": "birth_date"}  # fmt: skip
-Status = Literal["student", "faculty", "staff", "prospect", "alumni"]
 
 
 class Fields(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -58,7 +55,7 @@ class JotformImportParams(msgspec.Struct, forbid_unknown_fields=True):
         SecretName, msgspec.Meta(description="Secret holding the Jotform API key")
     ] = "jotform-api-key"
     fields: Fields = msgspec.field(default_factory=Fields)
-    status: Status = "prospect"
+    status: importing.Status = "prospect"
     lookback_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
     max_submissions: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000
     dry_run: Annotated[bool, msgspec.Meta(description="Check and count; create no one")] = False
@@ -128,28 +125,15 @@ async def _create(ctx: JobContext, conn: Any, params: JotformImportParams,
         if s.get("status", "ACTIVE") != "ACTIVE":
             continue
         v = values(s, params.fields.named())
-        email = v.get("email", "")
-        if not v.get("first_name") or not v.get("last_name") or "@" not in email:
-            tally.fail(record, "a first and last name and an e-mail address are required")
-            continue
         if v.get("birth_date") == "?":
             tally.fail(record, "the birth date is not a date")
             continue
-        sis_id = generated_sis_id(email)
-        existing = await sis.existing_person(conn, sis_id, email)
-        if existing is not None:
-            tally.skip(record, f"already in the SIS as {existing}")
-            continue
         born = date.fromisoformat(v["birth_date"]) if v.get("birth_date") else None
-        person = await sis.add_person(
-            conn, sis_id, v["first_name"], v["last_name"], status=params.status, email=email,
-            starts_on=ctx.scheduled_for.date(), birth_date=born, phone=v.get("phone", ""),
+        person = importing.NewPerson(
+            record, v.get("first_name", ""), v.get("last_name", ""), v.get("email", ""),
+            "jotform", str(s.get("id")), phone=v.get("phone", ""), birth_date=born,
         )  # fmt: skip
-        await conn.execute(
-            "INSERT INTO sis.person_external_ids (person_id, system, value) VALUES ($1, 'jotform', $2)",
-            person, str(s.get("id")),
-        )  # fmt: skip
-        tally.ok(record, f"created {sis_id} ({params.status})")
+        await importing.add_once(conn, person, params.status, ctx.scheduled_for.date(), tally)
 
 
 job_type = JobType(
