@@ -60,6 +60,7 @@ def test_exports_and_a_file_drop_run_through_the_integration_worker(
         ("lms.moodle_attendance_import", "Moodle Attendance Import"),
         ("lms.edvance360_attendance_import", "Edvance360 Attendance Import"),
         ("people.jotform_import", "Auto Jotform Import"),
+        ("people.element451_import", "Element451 Import"),
         ("hr.frontline_leave", "Frontline Leave"),
         ("messaging.communication_queue", "Communication Queue"),
         ("calc.class_rank_gpa", "Calculate Class Rank and GPA"),

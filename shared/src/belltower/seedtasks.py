@@ -227,6 +227,7 @@ def _focus(title: str) -> SeedTask:
 
 IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "people.jotform_import": (_sonis("Notifier: Auto Jotform Import"),),
+    "people.element451_import": (_sonis("Notifier: Element451 Import"),),
     "calc.attendance_summary": (_focus("Attendance Summary Calculation"),),
     "calc.attendance_triggers": (_focus("Attendance Daily Triggers"),),
     "calc.auto_withdraw": (_focus("AutoWithdraw (FPS)"),),

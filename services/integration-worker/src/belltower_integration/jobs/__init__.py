@@ -14,6 +14,7 @@ from . import (
     communication_queue,
     daily_maintenance,
     edvance360_attendance,
+    element451_import,
     family_email,
     frontline_leave,
     housekeeping,
@@ -53,6 +54,7 @@ registry.register(neogov.user_data_type)
 registry.register(metlife.job_type)
 registry.register(import_names.job_type)
 registry.register(jotform_import.job_type)
+registry.register(element451_import.job_type)
 registry.register(import_ics.job_type)
 registry.register(housekeeping.temp_table_cleanup_type)
 registry.register(housekeeping.reconcile_seats_type)
