@@ -240,6 +240,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "calc.outstanding_invoices": (_focus("Outstanding Student Invoices"),),
     "notifier.at_risk_alert": (_sonis("Notifier: At-Risk Alert"),),
     "calendar.import_ics": (_focus("Import ICS File"),),
+    "exports.azure_ad_account_update": (_sonis("Notifier: Azure AD SAMAccountName Update"),),
     "exports.name_csv": (_sonis("Notifier: Name CSV Export"),),
     "exports.schoolmessenger": (_sonis("Notifier: SchoolMessenger"),),
     "files.batch_folder_cleanup": (_sonis("Notifier: Batch Folder Cleanup"),),
@@ -263,6 +264,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     ),
     "lms.blackboard_load": (_focus("Load Data From Blackboard API"),),
     "lms.blackboard_user_extract": (_sonis("Notifier: Blackboard User Extract"),),
+    "rostering.edfi_sync": (_focus("Ed-Fi Data Sync"),),
     "lms.moodle_export": (_sonis("Notifier: Moodle LMS Export"),),
     "lms.moodle_attendance_import": (_sonis("Notifier: Moodle Attendance Import"),),
     "lms.edvance360_attendance_import": (_sonis("Notifier: Edvance360 Attendance Import"),),
@@ -272,6 +274,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "notifier.application_checklist": (_sonis("Notifier: Application Checklist"),),
     "messaging.attendance_sms": (_focus("Attendance SMS"),),
     "messaging.automated_emails": (_focus("Automated Emails"),),
+    "messaging.mailchimp_sync": (_sonis("Notifier: Mailchimp Sync"),),
     "messaging.communication_queue": (
         _focus("Communication Queue"),
         _focus("Phone Communication Processing (Phone Communication)"),

@@ -7,12 +7,14 @@ from . import (
     addresses,
     attendance_sms,
     automated_emails,
+    azure_ad,
     batch_folder_cleanup,
     blackboard,
     blackboard_extract,
     canvas_export,
     communication_queue,
     daily_maintenance,
+    edfi_sync,
     edvance360_attendance,
     element451_import,
     family_email,
@@ -21,6 +23,7 @@ from . import (
     import_ics,
     import_names,
     jotform_import,
+    mailchimp_sync,
     metlife,
     moodle_attendance,
     moodle_export,
@@ -46,6 +49,9 @@ registry.register(edvance360_attendance.job_type)
 registry.register(blackboard.export_type)
 registry.register(blackboard.load_type)
 registry.register(blackboard_extract.job_type)
+registry.register(edfi_sync.job_type)
+registry.register(mailchimp_sync.job_type)
+registry.register(azure_ad.job_type)
 registry.register(name_csv_export.job_type)
 registry.register(schoolmessenger.job_type)
 registry.register(frontline_leave.job_type)
