@@ -17,12 +17,12 @@ of the same path (204; 404 when the service has no such record, taken as already
 Errors are the binding's ``imsx_StatusInfo`` (``imsx_codeMajor``, ``imsx_description``,
 ``imsx_CodeMinor``). The token comes from OAuth 2 client credentials (1EdTech Security
 Framework 1.1): ``POST <token_url>`` with HTTP basic auth and
-``grant_type=client_credentials&scope=...``; a refused bearer token is fetched again once.
+``grant_type=client_credentials&scope=...``; a refused bearer token is fetched again once
+(:class:`..bearer.BearerApi`).
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -30,7 +30,7 @@ import httpx
 
 from belltower.errors import ConfigurationError, JobFailed
 
-from ..webapi import WebApi
+from ..bearer import BearerApi
 from .binding import FILES
 from .delta import Records
 
@@ -173,26 +173,22 @@ def describe(response: httpx.Response) -> str:
     ]
 
 
-class OneRosterClient(WebApi):
+class OneRosterClient(BearerApi):
     vendor = "The OneRoster service"
 
     def __init__(self, base_url: str, token_url: str, client_id: str, client_secret: str, *,
                  scope: str = SCOPES, secret_names: str = "the OneRoster client id and secret",
                  **options: Any) -> None:  # fmt: skip
-        super().__init__(base_url, **options)
+        super().__init__(base_url, headers={"Accept": "application/json"}, **options)
         self._token_url = token_url
         self._auth = (client_id, client_secret)
         self._scope = scope
         self._names = secret_names
-        self._token: str | None = None
-        self._expires = 0.0
 
     def describe(self, response: httpx.Response) -> str:
         return describe(response)
 
-    async def _bearer(self) -> str:
-        if self._token and time.monotonic() < self._expires:
-            return self._token
+    async def fetch_token(self) -> tuple[str, float]:
         form = {"grant_type": "client_credentials"}
         if self._scope:
             form["scope"] = self._scope
@@ -209,27 +205,13 @@ class OneRosterClient(WebApi):
                 f"the OneRoster token endpoint answered {response.status_code} to the token request"
             )
         body = response.json()
-        self._token = str(body["access_token"])
-        self._expires = time.monotonic() + max(0.0, float(body.get("expires_in", 3600)) - 30)
-        return self._token
+        return str(body["access_token"]), float(body.get("expires_in", 3600))
 
-    async def _call(self, method: str, path: str, body: Payload | None = None) -> httpx.Response:
-        for fresh in (False, True):
-            token = await self._bearer()
-            response = await self.send(
-                method, path, json=body,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            )  # fmt: skip
-            if response.status_code == 401 and not fresh:
-                self._token = None  # expired or revoked: one new token, then give up
-                continue
-            break
-        if response.status_code == 401:
-            raise ConfigurationError(
-                f"the OneRoster service refused the access token for {method} {path}; check "
-                f"{self._names} and the scope granted to the client"
-            )
-        return response
+    def token_refused(self, method: str, path: str, response: httpx.Response) -> str:
+        return (
+            f"the OneRoster service refused the access token for {method} {path}; check "
+            f"{self._names} and the scope granted to the client"
+        )
 
     @staticmethod
     def path(collection: str, sourced_id: str) -> str:
@@ -238,7 +220,7 @@ class OneRosterClient(WebApi):
     async def put(self, collection: str, sourced_id: str, record: Payload) -> bool:
         """Write one record; True when the service made it (201), False when it replaced one."""
         path = self.path(collection, sourced_id)
-        response = await self._call("PUT", path, {CLASS[collection]: record})
+        response = await self.authorized("PUT", path, json={CLASS[collection]: record})
         if response.status_code in (200, 201, 204):
             return response.status_code == 201
         raise OneRosterError("PUT", path, response.status_code, describe(response))
@@ -246,7 +228,7 @@ class OneRosterClient(WebApi):
     async def delete(self, collection: str, sourced_id: str) -> bool:
         """Delete one record; False when the service had none (404)."""
         path = self.path(collection, sourced_id)
-        response = await self._call("DELETE", path)
+        response = await self.authorized("DELETE", path)
         if response.status_code in (200, 204):
             return True
         if response.status_code == 404:
