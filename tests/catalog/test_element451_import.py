@@ -57,6 +57,11 @@ async def test_a_segment_becomes_prospects_once_across_pages(
     assert again.summary == "Element451 import: 0 created, 53 skipped, 1 refused"
     assert await pool.fetchval("SELECT count(*) FROM sis.people") == people
 
+    element.users["62150007"]["user-email-address"] = "pat.seven@example.org"  # changed there
+    changed = await run_job(JOB, params, occurrence_id="occ-2")
+    assert "user 62150007" in changed.text and "(by element451 id)" in changed.text
+    assert await pool.fetchval("SELECT count(*) FROM sis.people") == people
+
 
 async def test_a_dry_run_creates_no_one_and_a_refused_token_fails(
     run_job: JobRunner, element: Element451StandIn, monkeypatch: pytest.MonkeyPatch

@@ -73,9 +73,15 @@ class NewPerson:
     birth_date: date | None = None
 
 
+BY_EXTERNAL_SQL = """
+SELECT p.sis_id FROM sis.person_external_ids x JOIN sis.people p ON p.id = x.person_id
+ WHERE x.system = $1 AND x.value = $2
+"""
+
+
 async def add_once(conn: Any, person: NewPerson, status: str, starts_on: date,
                    tally: Tally) -> None:  # fmt: skip
-    """Create ``person`` unless the SIS has their e-mail (any case) or derived SIS id; a record
+    """Create ``person`` unless the SIS has their outside id, e-mail (any case) or derived SIS id; a record
     without names or an e-mail address is refused. The outside id is kept in
     ``person_external_ids``."""
     email = person.email.strip()
@@ -83,6 +89,10 @@ async def add_once(conn: Any, person: NewPerson, status: str, starts_on: date,
         tally.fail(person.record, "a first and last name and an e-mail address are required")
         return
     sis_id = generated_sis_id(email)
+    existing = await conn.fetchval(BY_EXTERNAL_SQL, person.system, person.external_id)
+    if existing is not None:  # the same outside record, its e-mail changed since
+        tally.skip(person.record, f"already in the SIS as {existing} (by {person.system} id)")
+        return
     existing = await sis.existing_person(conn, sis_id, email)
     if existing is not None:
         tally.skip(person.record, f"already in the SIS as {existing}")
