@@ -24,6 +24,7 @@ from . import (
     oneroster_export,
     schedule_upkeep,
     schoolmessenger,
+    schoology,
     sftp_upload,
 )
 
@@ -36,6 +37,10 @@ registry.register(oneroster_export.job_type)
 registry.register(moodle_export.job_type)
 registry.register(blackboard.export_type)
 registry.register(blackboard.load_type)
+registry.register(schoology.export_type)
+registry.register(schoology.sync_notifier_type)
+registry.register(schoology.course_periods_type)
+registry.register(schoology.prune_type)
 registry.register(name_csv_export.job_type)
 registry.register(schoolmessenger.job_type)
 registry.register(frontline_leave.job_type)
