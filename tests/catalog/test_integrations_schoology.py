@@ -173,6 +173,31 @@ async def test_the_sync_notifier_syncs_users_and_mails_what_changed(
     ) == 1  # fmt: skip
 
 
+async def test_the_sync_notifier_mails_a_refused_user_and_holds_a_mass_deactivation(
+    run_job: JobRunner, sc: SchoologyStandIn, small_school: None, mail_sink: MailSink
+) -> None:
+    pool = await run_job.db.pool()
+    login = await pool.fetchval(
+        "SELECT coalesce(p.login_id, p.sis_id) FROM sis.enrollments e JOIN sis.people p ON p.id = e.person_id"
+        " WHERE e.status = 'enrolled' ORDER BY p.sis_id DESC LIMIT 1"
+    )
+    sc.users["1"] = {"id": "1", "school_uid": "OTHER", "username": login, "active": True}
+    params = params_of(sc, notify=["lms@school.example"])
+    failed = await run_job(NOTIFIER, params, occurrence_id="occ-1")
+    assert failed.status == "failed" and failed.summary.endswith("1 refused")
+    mail = mails_to(mail_sink, "lms@school.example")
+    assert len(mail) == 1 and f"The username {login} is already in use" in text_of(mail[0])
+    del sc.users["1"]
+    assert (await run_job(NOTIFIER, params, occurrence_id="occ-2")).summary.startswith(
+        "Schoology user sync: 1 created"
+    )
+    await pool.execute("UPDATE sis.enrollments SET status = 'dropped'")  # everyone leaves
+    active = sum(u["active"] for u in sc.users.values())
+    held = await run_job(NOTIFIER, params, occurrence_id="occ-3")
+    assert held.status == "held" and "would be deleted" in held.summary
+    assert sum(u["active"] for u in sc.users.values()) == active  # nobody deactivated
+
+
 async def test_pruning_removes_old_sync_log_rows_once_per_occurrence_and_tells_the_group(
     run_job: JobRunner, mail_sink: MailSink
 ) -> None:
@@ -308,3 +333,54 @@ def test_bad_parameters_are_refused_when_the_job_is_saved(job, params: dict, fie
     with pytest.raises(InvalidInput) as caught:
         validate_params(job.info(), params)
     assert caught.value.field.startswith(field)
+
+
+async def test_course_period_changes_retry_a_refused_student_and_hold_a_mass_removal(
+    run_job: JobRunner, sc: SchoologyStandIn, small_school: None
+) -> None:
+    pool = await run_job.db.pool()
+    a, b = await pool.fetch(
+        "SELECT s.id, c.code || '-CURR-' || s.section_code AS key, s.term_id, s.lead_faculty_id"
+        " FROM sis.sections s JOIN sis.courses c ON c.id = s.course_id"
+        " WHERE s.lead_faculty_id IS NOT NULL ORDER BY s.id LIMIT 2"
+    )
+    await pool.execute(
+        "UPDATE sis.sections SET lead_faculty_id = $1, period = '2' WHERE id = ANY($2::bigint[])",
+        a["lead_faculty_id"], [a["id"], b["id"]],
+    )  # fmt: skip
+    book = await pool.fetchval(
+        "INSERT INTO sis.combined_gradebooks (term_id, faculty_id, period, primary_section_id)"
+        " VALUES ($1, $2, '2', $3) RETURNING id", a["term_id"], a["lead_faculty_id"], a["id"],
+    )  # fmt: skip
+    await pool.execute(
+        "INSERT INTO sis.combined_gradebook_sections (gradebook_id, section_id) VALUES ($1, $2), ($1, $3)",
+        book, a["id"], b["id"],
+    )  # fmt: skip
+    assert (await run_job(EXPORT, params_of(sc), job_id="export")).status == "succeeded"
+    # a student of B only (not in Schoology yet) whose username Schoology gives someone else
+    newcomer = await pool.fetchrow(
+        "SELECT p.id, p.sis_id, coalesce(p.login_id, p.sis_id) AS login FROM sis.people p"
+        " WHERE p.status = 'student' AND NOT EXISTS (SELECT 1 FROM sis.enrollments e"
+        " WHERE e.person_id = p.id) ORDER BY p.id LIMIT 1"
+    )
+    await pool.execute(
+        "INSERT INTO sis.enrollments (person_id, section_id, status, credits) VALUES ($1, $2, 'enrolled', 3)",
+        newcomer["id"], b["id"],
+    )  # fmt: skip
+    sc.users["1"] = {"id": "1", "school_uid": "OTHER", "username": newcomer["login"], "active": True}
+    failed = await run_job(PERIODS, params_of(sc), job_id="periods", occurrence_id="c-1")
+    assert failed.status == "failed", failed.summary
+    assert "is already in use" in failed.text and "not in Schoology yet" in failed.text
+    assert newcomer["sis_id"] not in sc.members(a["key"])
+    assert len(sc.members(a["key"])) > 1  # B's other students went through
+    del sc.users["1"]
+    retried = await run_job(PERIODS, params_of(sc), job_id="periods", occurrence_id="c-2")
+    assert retried.status == "succeeded", retried.error
+    assert "1 changed section(s)" in retried.summary and "1 enrolled" in retried.summary
+    assert newcomer["sis_id"] in sc.members(a["key"])
+
+    await pool.execute("UPDATE sis.enrollments SET status = 'dropped' WHERE section_id = $1", b["id"])
+    members = dict(sc.members(a["key"]))
+    held = await run_job(PERIODS, params_of(sc), job_id="periods", occurrence_id="c-3")
+    assert held.status == "held" and "enrolment:" in held.summary, held.summary
+    assert sc.members(a["key"]) == members
