@@ -367,7 +367,12 @@ async def test_course_period_changes_retry_a_refused_student_and_hold_a_mass_rem
         "INSERT INTO sis.enrollments (person_id, section_id, status, credits) VALUES ($1, $2, 'enrolled', 3)",
         newcomer["id"], b["id"],
     )  # fmt: skip
-    sc.users["1"] = {"id": "1", "school_uid": "OTHER", "username": newcomer["login"], "active": True}
+    sc.users["1"] = {
+        "id": "1",
+        "school_uid": "OTHER",
+        "username": newcomer["login"],
+        "active": True,
+    }
     failed = await run_job(PERIODS, params_of(sc), job_id="periods", occurrence_id="c-1")
     assert failed.status == "failed", failed.summary
     assert "is already in use" in failed.text and "not in Schoology yet" in failed.text
@@ -379,7 +384,9 @@ async def test_course_period_changes_retry_a_refused_student_and_hold_a_mass_rem
     assert "1 changed section(s)" in retried.summary and "1 enrolled" in retried.summary
     assert newcomer["sis_id"] in sc.members(a["key"])
 
-    await pool.execute("UPDATE sis.enrollments SET status = 'dropped' WHERE section_id = $1", b["id"])
+    await pool.execute(
+        "UPDATE sis.enrollments SET status = 'dropped' WHERE section_id = $1", b["id"]
+    )
     members = dict(sc.members(a["key"]))
     held = await run_job(PERIODS, params_of(sc), job_id="periods", occurrence_id="c-3")
     assert held.status == "held" and "enrolment:" in held.summary, held.summary
