@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import msgspec
 
@@ -333,7 +334,7 @@ class _Sync:
 
             async def create(part: list[str], course: str = course) -> list[dict[str, Any]]:
                 return await self.sc.bulk(
-                    "POST", f"/courses/{course}/sections", ("sections", "section"),
+                    "POST", f"/courses/{quote(course, safe='')}/sections", ("sections", "section"),
                     [body(k) for k in part],
                 )  # fmt: skip
 
