@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from belltower_integration.jobs import schoology
 from belltower_integration.schoology import SchoologyClient
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner, mails_to, text_of
-from tests.catalog.integrations_support import keep_current_sections
+from tests.catalog.integrations_support import drop_one_enrolment, keep_current_sections
 from tests.standins.schoology import SchoologyStandIn
 
 EXPORT, NOTIFIER = schoology.export_type.name, schoology.sync_notifier_type.name
@@ -85,11 +86,7 @@ async def test_an_export_sends_the_roster_once_then_only_what_changed(
     assert len(sc.requests) == sent
     assert len(mails_to(mail_sink, "registrar@school.example")) == 1
 
-    dropped = await pool.fetchval(
-        "SELECT min(e.id) FROM sis.enrollments e WHERE e.status = 'enrolled' AND e.person_id IN "
-        "(SELECT person_id FROM sis.enrollments WHERE status = 'enrolled' GROUP BY 1 HAVING count(*) > 1)"
-    )
-    await pool.execute("UPDATE sis.enrollments SET status = 'dropped' WHERE id = $1", dropped)
+    await drop_one_enrolment(pool)
     enrollments = len(sc.enrollments)
     sc.requests.clear()
     second = await run_job(EXPORT, params, occurrence_id="occ-2")
@@ -227,29 +224,37 @@ async def test_pruning_removes_old_sync_log_rows_once_per_occurrence_and_tells_t
     assert "40 older rows are left for the next run" in capped.text
 
 
-async def test_an_imported_section_joins_its_teachers_combined_gradebook_in_schoology(
-    run_job: JobRunner, sc: SchoologyStandIn, small_school: None
-) -> None:
-    pool = await run_job.db.pool()
+async def combined_gradebook(pool: Any, period: str, *, both: bool) -> tuple[Any, Any, int]:
+    """Two sections A and B taught by A's teacher in ``period``, and that teacher's gradebook of
+    the period combined into A's (B a member too when ``both``): (A, B, gradebook id)."""
     a, b = await pool.fetch(
         "SELECT s.id, c.code || '-CURR-' || s.section_code AS key, s.term_id, s.lead_faculty_id"
         " FROM sis.sections s JOIN sis.courses c ON c.id = s.course_id"
         " WHERE s.lead_faculty_id IS NOT NULL ORDER BY s.id LIMIT 2"
     )
-    # the same teacher teaches both in period 3; the teacher combined period 3 into A's gradebook
     await pool.execute(
-        "UPDATE sis.sections SET lead_faculty_id = $1, period = '3' WHERE id = ANY($2::bigint[])",
-        a["lead_faculty_id"], [a["id"], b["id"]],
+        "UPDATE sis.sections SET lead_faculty_id = $1, period = $2 WHERE id = ANY($3::bigint[])",
+        a["lead_faculty_id"], period, [a["id"], b["id"]],
     )  # fmt: skip
-    book = await pool.fetchval(
+    book: int = await pool.fetchval(
         "INSERT INTO sis.combined_gradebooks (term_id, faculty_id, period, primary_section_id)"
-        " VALUES ($1, $2, '3', $3) RETURNING id",
-        a["term_id"], a["lead_faculty_id"], a["id"],
+        " VALUES ($1, $2, $3, $4) RETURNING id",
+        a["term_id"], a["lead_faculty_id"], period, a["id"],
     )  # fmt: skip
     await pool.execute(
-        "INSERT INTO sis.combined_gradebook_sections (gradebook_id, section_id) VALUES ($1, $2)",
-        book, a["id"],
+        "INSERT INTO sis.combined_gradebook_sections (gradebook_id, section_id)"
+        " SELECT $1, unnest($2::bigint[])",
+        book, [a["id"], b["id"]] if both else [a["id"]],
     )  # fmt: skip
+    return a, b, book
+
+
+async def test_an_imported_section_joins_its_teachers_combined_gradebook_in_schoology(
+    run_job: JobRunner, sc: SchoologyStandIn, small_school: None
+) -> None:
+    pool = await run_job.db.pool()
+    # the same teacher teaches both in period 3 and combined period 3 into A's gradebook
+    a, b, book = await combined_gradebook(pool, "3", both=False)
     assert (await run_job(EXPORT, params_of(sc), job_id="export")).status == "succeeded"
     b_students = {
         r["sis_id"]
@@ -339,23 +344,7 @@ async def test_course_period_changes_retry_a_refused_student_and_hold_a_mass_rem
     run_job: JobRunner, sc: SchoologyStandIn, small_school: None
 ) -> None:
     pool = await run_job.db.pool()
-    a, b = await pool.fetch(
-        "SELECT s.id, c.code || '-CURR-' || s.section_code AS key, s.term_id, s.lead_faculty_id"
-        " FROM sis.sections s JOIN sis.courses c ON c.id = s.course_id"
-        " WHERE s.lead_faculty_id IS NOT NULL ORDER BY s.id LIMIT 2"
-    )
-    await pool.execute(
-        "UPDATE sis.sections SET lead_faculty_id = $1, period = '2' WHERE id = ANY($2::bigint[])",
-        a["lead_faculty_id"], [a["id"], b["id"]],
-    )  # fmt: skip
-    book = await pool.fetchval(
-        "INSERT INTO sis.combined_gradebooks (term_id, faculty_id, period, primary_section_id)"
-        " VALUES ($1, $2, '2', $3) RETURNING id", a["term_id"], a["lead_faculty_id"], a["id"],
-    )  # fmt: skip
-    await pool.execute(
-        "INSERT INTO sis.combined_gradebook_sections (gradebook_id, section_id) VALUES ($1, $2), ($1, $3)",
-        book, a["id"], b["id"],
-    )  # fmt: skip
+    a, b, _ = await combined_gradebook(pool, "2", both=True)
     assert (await run_job(EXPORT, params_of(sc), job_id="export")).status == "succeeded"
     # a student of B only (not in Schoology yet) whose username Schoology gives someone else
     newcomer = await pool.fetchrow(

@@ -25,6 +25,7 @@ import hmac
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from oauthlib.oauth1.rfc5849 import signature, utils
@@ -146,17 +147,30 @@ class SchoologyStandIn(ThreadedServer):
         self.signature_methods.add(str(method))
         return None
 
-    async def _records(self, request: Request, plural: str, singular: str) -> Any:
+    async def _bulk(self, request: Request, wrap: tuple[str, str], kind: str | None,
+                    take: Callable[[dict[str, Any], bool], dict[str, Any]]) -> Response:  # fmt: skip
+        """A bulk body ``{plural: {singular: [...]}}`` of 1 to 50 records, each answered alone:
+        refused for a missing required field, else by ``take(record, update_existing)``."""
+        plural, singular = wrap
         try:
-            body = await request.json()
-            records = body[plural][singular]
+            records = (await request.json())[plural][singular]
         except (ValueError, KeyError, TypeError):
             return error(400, f"Expected {{{plural}: {{{singular}: [...]}}}}")
         if not isinstance(records, list) or not records:
             return error(400, f"{plural} is empty")
         if len(records) > BULK:
             return error(400, f"At most {BULK} {plural} can be sent at a time")
-        return records
+        update = request.query_params.get("update_existing") == "1"
+        with self._lock:
+            results = [
+                item(400, why) if kind and (why := self._missing(kind, r)) else take(r, update)
+                for r in records
+            ]
+        return JSONResponse(
+            {"enrollments": {"enrollment": results}}
+            if plural == "enrollments"
+            else {singular: results}
+        )
 
     @staticmethod
     def _missing(kind: str, record: dict[str, Any]) -> str:
@@ -165,6 +179,12 @@ class SchoologyStandIn(ThreadedServer):
 
     def _id(self) -> str:
         return str(next(self._ids))
+
+    @staticmethod
+    def _list(request: Request, param: str) -> list[str] | None:
+        """A comma-separated list of 1 to 50 ids or codes; None when empty or too long."""
+        ids = [i for i in request.query_params.get(param, "").split(",") if i]
+        return ids if 0 < len(ids) <= BULK else None
 
     # -- grading periods ---------------------------------------------------------------------
 
@@ -186,87 +206,63 @@ class SchoologyStandIn(ThreadedServer):
             None,
         )
 
+    def _take_user(self, r: dict[str, Any], update: bool) -> dict[str, Any]:
+        if not (r.get("username") or r.get("primary_email")):
+            return item(400, "Either a username or an email address is required")
+        same = self.active_user(str(r["school_uid"]))
+        if same is not None and not update:
+            return item(409, f"A user with unique ID {r['school_uid']} already exists")
+        if r.get("username") and any(
+            u.get("username") == r["username"] and u is not same for u in self.users.values()
+        ):
+            return item(400, f"The username {r['username']} is already in use")
+        if same is None:
+            same = {"id": self._id(), "active": True}
+            self.users[same["id"]] = same
+        same.update(r)
+        return item(200, id=same["id"], school_uid=r["school_uid"],
+                    location=f"{self.url}/v1/users/{same['id']}")  # fmt: skip
+
     async def _users(self, request: Request) -> Response:
         if (fault := self._check(request)) is not None:
             return fault
-        q = request.query_params
+        if request.method == "POST":
+            return await self._bulk(request, ("users", "user"), "user", self._take_user)
+        param = "school_uids" if request.method == "GET" else "uids"
+        ids = self._list(request, param)
+        if ids is None:
+            return error(400, f"{param}: 1 to {BULK} comma-separated values")
         if request.method == "GET":
-            uids = [u for u in q.get("school_uids", "").split(",") if u]
-            if len(uids) > BULK:
-                return error(400, f"At most {BULK} school_uids")
             return JSONResponse({"user": [u for u in self.users.values()
-                                          if u["school_uid"] in uids and u["active"]]})  # fmt: skip
-        if request.method == "DELETE":
-            ids = [u for u in q.get("uids", "").split(",") if u]
-            if not ids or len(ids) > BULK:
-                return error(400, f"uids: 1 to {BULK} Schoology ids")
-            for uid in ids:
-                if uid in self.users:
-                    self.users[uid]["active"] = False
-                    self.users[uid]["kept_enrollments"] = q.get("option_keep_enrollments") == "1"
-            return Response(status_code=204)
-        records = await self._records(request, "users", "user")
-        if isinstance(records, Response):
-            return records
-        update = q.get("update_existing") == "1"
-        results = []
-        with self._lock:
-            for r in records:
-                if why := self._missing("user", r):
-                    results.append(item(400, why))
-                    continue
-                if not (r.get("username") or r.get("primary_email")):
-                    results.append(item(400, "Either a username or an email address is required"))
-                    continue
-                same = self.active_user(str(r["school_uid"]))
-                if same is not None and not update:
-                    results.append(
-                        item(409, f"A user with unique ID {r['school_uid']} already exists")
-                    )
-                    continue
-                holder = next((u for u in self.users.values() if r.get("username")
-                               and u.get("username") == r["username"] and u is not same), None)  # fmt: skip
-                if holder is not None:
-                    results.append(item(400, f"The username {r['username']} is already in use"))
-                    continue
-                if same is None:
-                    same = {"id": self._id(), "active": True}
-                    self.users[same["id"]] = same
-                same.update(r)
-                results.append(item(200, id=same["id"], school_uid=r["school_uid"],
-                                    location=f"{self.url}/v1/users/{same['id']}"))  # fmt: skip
-        return JSONResponse({"user": results})
+                                          if u["school_uid"] in ids and u["active"]]})  # fmt: skip
+        for uid in ids:  # DELETE: made inactive
+            if uid in self.users:
+                self.users[uid]["active"] = False
+                self.users[uid]["kept_enrollments"] = (
+                    request.query_params.get("option_keep_enrollments") == "1"
+                )
+        return Response(status_code=204)
 
     # -- courses and sections ----------------------------------------------------------------
+
+    def _take_course(self, r: dict[str, Any], update: bool) -> dict[str, Any]:
+        same = next(
+            (c for c in self.courses.values() if c["course_code"] == r["course_code"]), None
+        )
+        if same is not None and not update:
+            return item(409, f"Course code {r['course_code']} already exists")
+        if same is None:
+            same = {"id": self._id()}
+            self.courses[same["id"]] = same
+        same.update(r)
+        return item(200, id=same["id"], course_code=r["course_code"])
 
     async def _courses(self, request: Request) -> Response:
         if (fault := self._check(request)) is not None:
             return fault
-        records = await self._records(request, "courses", "course")
-        if isinstance(records, Response):
-            return records
-        update = request.query_params.get("update_existing") == "1"
-        results = []
-        with self._lock:
-            for r in records:
-                if why := self._missing("course", r):
-                    results.append(item(400, why))
-                    continue
-                same = next((c for c in self.courses.values()
-                             if c["course_code"] == r["course_code"]), None)  # fmt: skip
-                if same is not None and not update:
-                    results.append(item(409, f"Course code {r['course_code']} already exists"))
-                    continue
-                if same is None:
-                    same = {"id": self._id()}
-                    self.courses[same["id"]] = same
-                same.update(r)
-                results.append(item(200, id=same["id"], course_code=r["course_code"]))
-        return JSONResponse({"course": results})
+        return await self._bulk(request, ("courses", "course"), "course", self._take_course)
 
     def _section_refusal(self, r: dict[str, Any], this: dict[str, Any] | None) -> str:
-        if why := self._missing("section", r):
-            return why
         code = r.get("section_school_code")
         if not code and not r.get("section_code"):
             return "Either section_code or section_school_code must be set"
@@ -284,89 +280,66 @@ class SchoologyStandIn(ThreadedServer):
         course = request.path_params["course"]
         if course not in self.courses:
             return error(404, "Course not found")
-        records = await self._records(request, "sections", "section")
-        if isinstance(records, Response):
-            return records
-        results = []
-        with self._lock:
-            for r in records:
-                if why := self._section_refusal(r, None):
-                    results.append(item(400, why))
-                    continue
-                section = {"id": self._id(), "course_id": course, **r}
-                self.sections[section["id"]] = section
-                results.append(item(200, id=section["id"],
-                                    section_school_code=r.get("section_school_code", "")))  # fmt: skip
-        return JSONResponse({"section": results})
+
+        def take(r: dict[str, Any], update: bool) -> dict[str, Any]:
+            if why := self._section_refusal(r, None):
+                return item(400, why)
+            section = {"id": self._id(), "course_id": course, **r}
+            self.sections[section["id"]] = section
+            return item(200, id=section["id"], section_school_code=r.get("section_school_code", ""))
+
+        return await self._bulk(request, ("sections", "section"), "section", take)
+
+    def _change_section(self, r: dict[str, Any], update: bool) -> dict[str, Any]:
+        this = self.sections.get(str(r.get("id")))
+        if this is None:
+            return item(404, f"Section {r.get('id')} not found")
+        if why := self._missing("section", r) or self._section_refusal(r, this):
+            return item(400, why)
+        this.update({k: v for k, v in r.items() if k != "id"})
+        return item(200, id=this["id"])
 
     async def _sections(self, request: Request) -> Response:
         if (fault := self._check(request)) is not None:
             return fault
-        if request.method == "GET":
-            codes = [
-                c for c in request.query_params.get("section_school_codes", "").split(",") if c
-            ]
-            if len(codes) > BULK:
-                return error(400, f"At most {BULK} section school codes")
-            return JSONResponse({"section": [s for s in self.sections.values()
-                                             if s["section_school_code"] in codes]})  # fmt: skip
-        records = await self._records(request, "sections", "section")
-        if isinstance(records, Response):
-            return records
-        results = []
-        with self._lock:
-            for r in records:
-                this = self.sections.get(str(r.get("id")))
-                if this is None:
-                    results.append(item(404, f"Section {r.get('id')} not found"))
-                    continue
-                if why := self._section_refusal(r, this):
-                    results.append(item(400, why))
-                    continue
-                this.update({k: v for k, v in r.items() if k != "id"})
-                results.append(item(200, id=this["id"]))
-        return JSONResponse({"section": results})
+        if request.method == "PUT":
+            return await self._bulk(request, ("sections", "section"), None, self._change_section)
+        codes = self._list(request, "section_school_codes")
+        if codes is None:
+            return error(400, f"section_school_codes: 1 to {BULK} comma-separated codes")
+        return JSONResponse({"section": [s for s in self.sections.values()
+                                         if s["section_school_code"] in codes]})  # fmt: skip
 
     # -- enrollments -------------------------------------------------------------------------
+
+    def _take_enrollment(self, r: dict[str, Any], update: bool) -> dict[str, Any]:
+        section, uid = str(r["section_id"]), str(r["uid"])
+        if r["realm"] != "section" or section not in self.sections:
+            return item(404, f"Section {section} not found")
+        if uid not in self.users or not self.users[uid]["active"]:
+            return item(404, f"User {uid} not found")
+        same = next((e for e in self.enrollments.values()
+                     if e["section_id"] == section and e["uid"] == uid), None)  # fmt: skip
+        if same is not None and not update:
+            return item(409, "The user is already enrolled")
+        if same is None:
+            same = {"id": self._id(), "section_id": section, "uid": uid}
+            self.enrollments[same["id"]] = same
+        same.update(admin=int(r["admin"]), status=int(r["status"]))
+        return item(200, id=same["id"], uid=uid, realm="section", realm_id=section)
 
     async def _enrollments(self, request: Request) -> Response:
         if (fault := self._check(request)) is not None:
             return fault
-        if request.method == "DELETE":
-            ids = [e for e in request.query_params.get("enrollment_ids", "").split(",") if e]
-            if not ids or len(ids) > BULK:
-                return error(400, f"enrollment_ids: 1 to {BULK} ids")
-            for e in ids:
-                self.enrollments.pop(e, None)
-            return Response(status_code=204)
-        records = await self._records(request, "enrollments", "enrollment")
-        if isinstance(records, Response):
-            return records
-        update = request.query_params.get("update_existing") == "1"
-        results = []
-        with self._lock:
-            for r in records:
-                if why := self._missing("enrollment", r):
-                    results.append(item(400, why))
-                    continue
-                section, uid = str(r["section_id"]), str(r["uid"])
-                if r["realm"] != "section" or section not in self.sections:
-                    results.append(item(404, f"Section {section} not found"))
-                    continue
-                if uid not in self.users or not self.users[uid]["active"]:
-                    results.append(item(404, f"User {uid} not found"))
-                    continue
-                same = next((e for e in self.enrollments.values()
-                             if e["section_id"] == section and e["uid"] == uid), None)  # fmt: skip
-                if same is not None and not update:
-                    results.append(item(409, "The user is already enrolled"))
-                    continue
-                if same is None:
-                    same = {"id": self._id(), "section_id": section, "uid": uid}
-                    self.enrollments[same["id"]] = same
-                same.update(admin=int(r["admin"]), status=int(r["status"]))
-                results.append(item(200, id=same["id"], uid=uid, realm="section", realm_id=section))
-        return JSONResponse({"enrollments": {"enrollment": results}})
+        if request.method == "POST":
+            wrap = ("enrollments", "enrollment")
+            return await self._bulk(request, wrap, "enrollment", self._take_enrollment)
+        ids = self._list(request, "enrollment_ids")
+        if ids is None:
+            return error(400, f"enrollment_ids: 1 to {BULK} ids")
+        for e in ids:
+            self.enrollments.pop(e, None)
+        return Response(status_code=204)
 
     # -- what a test looks at ----------------------------------------------------------------
 
