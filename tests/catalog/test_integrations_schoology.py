@@ -226,7 +226,10 @@ async def test_pruning_removes_old_sync_log_rows_once_per_occurrence_and_tells_t
 
 async def combined_gradebook(pool: Any, period: str, *, both: bool) -> tuple[Any, Any, int]:
     """Two sections A and B taught by A's teacher in ``period``, and that teacher's gradebook of
-    the period combined into A's (B a member too when ``both``): (A, B, gradebook id)."""
+    the period combined into A's (B a member too when ``both``): (A, B, gradebook id). The demo's
+    own periods and gradebooks are cleared first, so these are the only ones."""
+    await pool.execute("DELETE FROM sis.combined_gradebooks")
+    await pool.execute("UPDATE sis.sections SET period = NULL")
     a, b = await pool.fetch(
         "SELECT s.id, c.code || '-CURR-' || s.section_code AS key, s.term_id, s.lead_faculty_id"
         " FROM sis.sections s JOIN sis.courses c ON c.id = s.course_id"
@@ -295,6 +298,27 @@ async def test_an_imported_section_joins_its_teachers_combined_gradebook_in_scho
     changed = await run_job(PERIODS, params_of(sc), job_id="periods", occurrence_id="c-2")
     assert "1 changed section(s), 0 joined a gradebook, 0 enrolled, 1 removed" in changed.summary
     assert set(sc.members(a["key"])) == (set(before) | b_students) - {gone}
+
+
+async def test_a_dry_run_over_the_demo_school_finds_the_sections_left_out_of_its_gradebooks(
+    run_job: JobRunner,
+) -> None:
+    pool = await run_job.db.pool()
+    expected = await pool.fetchval(
+        "SELECT count(*) FROM sis.sections s JOIN sis.terms t ON t.id = s.term_id"
+        " JOIN sis.combined_gradebooks g ON (g.term_id, g.faculty_id, g.period)"
+        "   = (s.term_id, s.lead_faculty_id, s.period)"
+        " WHERE t.code = 'CURR' AND NOT EXISTS"
+        "   (SELECT 1 FROM sis.combined_gradebook_sections m WHERE m.section_id = s.id)"
+    )
+    assert expected > 0
+    dry = await run_job(PERIODS, {**BASE, "terms": ["CURR"], "dry_run": True})
+    assert dry.status == "succeeded", dry.error
+    assert f"changed section(s), {expected} would join a gradebook" in dry.summary
+    assert dry.text.count("would join the gradebook of") == expected
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM sis.combined_gradebook_sections WHERE added_by_run IS NOT NULL"
+    )
 
 
 async def test_the_client_names_refused_credentials_and_gives_up_on_5xx_clearly() -> None:
