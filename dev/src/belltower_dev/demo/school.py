@@ -11,6 +11,7 @@ from .codes import DEFAULT_SEED, add_code_tables
 from .courses import add_courses, add_terms, draw_sections
 from .enrollments import add_registration
 from .finance import add_transactions
+from .gradebooks import add_combined_gradebooks
 from .guardians import add_guardians
 from .mailing import add_mailing_lists
 from .model import DemoData, DemoSize, Draw, Pools
@@ -49,4 +50,5 @@ def generate(
     add_office_records(draw, people)
     add_calculation_data(draw.data)
     add_mailing_lists(draw, people)
+    add_combined_gradebooks(draw.data)
     return draw.data

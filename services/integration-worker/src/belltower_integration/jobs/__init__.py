@@ -33,6 +33,7 @@ from . import (
     oneroster_rest,
     schedule_upkeep,
     schoolmessenger,
+    schoology,
     sftp_upload,
 )
 
@@ -52,6 +53,10 @@ registry.register(blackboard_extract.job_type)
 registry.register(edfi_sync.job_type)
 registry.register(mailchimp_sync.job_type)
 registry.register(azure_ad.job_type)
+registry.register(schoology.export_type)
+registry.register(schoology.sync_notifier_type)
+registry.register(schoology.course_periods_type)
+registry.register(schoology.prune_type)
 registry.register(name_csv_export.job_type)
 registry.register(schoolmessenger.job_type)
 registry.register(frontline_leave.job_type)
