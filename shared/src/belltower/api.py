@@ -61,6 +61,8 @@ class RunPolicy(
     max_runs: int | None = None
     alert_after_failures: int | None = None
     pause_after_failures: int | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
     @property
     def deliveries(self) -> int:
@@ -82,6 +84,12 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reached") once that many of its occurrences were dispatched (run-now not counted);
     ``alert_after_failures`` sends the failing alert after that many consecutive failed runs,
     ``pause_after_failures`` pauses the job after that many.
+
+    Limits per target (``limits.md``): ``concurrency_key`` (a literal or a template over the
+    params, e.g. ``canvas:{base_url}``) with ``concurrency_limit``: at most that many runs of
+    every job with the same key at once; the others wait in the ledger, in priority order.
+    Left out, the job type's own key and limit apply (when it declares one). A notifier's
+    rate (messages per second through its mail relay) is its ``send_rate`` parameter.
     """
 
     type: str
@@ -105,6 +113,8 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_runs: int | None = None
     alert_after_failures: int | None = None
     pause_after_failures: int | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
     def policy(self) -> RunPolicy:
         return RunPolicy(
@@ -119,6 +129,8 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             max_runs=self.max_runs,
             alert_after_failures=self.alert_after_failures,
             pause_after_failures=self.pause_after_failures,
+            concurrency_key=self.concurrency_key,
+            concurrency_limit=self.concurrency_limit,
         )
 
 
@@ -168,6 +180,14 @@ class Job(msgspec.Struct, kw_only=True):
     expected_duration_runs: int = 0
     overdue_after_s: float | None = None
     """A run going longer than this raises ``belltower.run.overdue`` (None until enough runs)."""
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    concurrency_key_value: str | None = None
+    """The key as this job's params render it (``canvas:https://school.instructure.com``)."""
+    concurrency_running: int | None = None
+    """Runs of every job with that key in flight now (the ledger's)."""
+    concurrency_waiting: int | None = None
+    """Occurrences of jobs with that key waiting for one of them to finish."""
 
 
 class JobTypeInfo(msgspec.Struct, kw_only=True):
@@ -183,6 +203,10 @@ class JobTypeInfo(msgspec.Struct, kw_only=True):
     """The catalog family it is listed under (Notifiers, Rostering and LMS, ...)."""
     seeds: list[SeedTask] = []
     """The seed task(s) it implements; empty for a job type that is Belltower's own."""
+    concurrency_key: str | None = None
+    """The target its runs share (a template over the params, e.g. ``sftp:{host}``), and
+    ``concurrency_limit`` runs of it at once: what a job of this type gets unless it sets its own."""
+    concurrency_limit: int | None = None
 
 
 class JobRef(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

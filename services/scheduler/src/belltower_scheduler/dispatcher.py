@@ -45,6 +45,7 @@ from nats.js import JetStreamContext
 from belltower.events import utcnow
 from belltower.schedule import CompiledSchedule
 
+from . import limits
 from .due import DueQueue
 from .entry import Entry, compiled_for
 from .fencing import Deposed, Partition
@@ -148,6 +149,8 @@ class Dispatcher(InFlight):
         """Occurrences whose finished event was applied (the latest ``_FINISHED_KEPT``), so that
         :meth:`adopt` does not take a run that finished meanwhile for one in flight."""
         self.job_state = JobState(js, self.entries, clock, publish_timeout_s)
+        self.limited: dict[str, tuple[str, int]] = {}
+        self._swept = 0.0
 
     # -- the set of jobs ----------------------------------------------------------------------
 
@@ -168,9 +171,11 @@ class Dispatcher(InFlight):
                     if entry.next_due is None and not entry.paused:
                         entry.schedule = self.calendared(entry.schedule)
                         entry.next_due = entry.schedule.next_after(now)
+                    policy = entry.spec.policy
                     if (
                         entry.schedule.schedule.calendar is None
-                        and entry.spec.policy.after is None
+                        and policy.after is None
+                        and policy.concurrency_key is None
                         and entry.id not in entries
                     ):
                         entries[entry.id] = entry  # what put() comes to for most jobs
@@ -210,11 +215,17 @@ class Dispatcher(InFlight):
             self._unchain(previous)
         if entry.policy.after is not None:
             self.chained.setdefault(entry.policy.after.job, []).append(entry.id)
+        keyed = limits.key_of(entry.policy, entry.params_json)
+        if keyed is not None:
+            self.limited[entry.id] = keyed
+        elif self.limited:
+            self.limited.pop(entry.id, None)
         self._push(entry)
         self.wake.set()
 
     def remove(self, job_id: str) -> None:
         entry = self.entries.pop(job_id, None)
+        self.limited.pop(job_id, None)
         if entry is not None and entry.policy.after is not None:
             self._unchain(entry)
 
@@ -280,6 +291,8 @@ class Dispatcher(InFlight):
         async with self._lock:
             if self.delayed and self.delayed[0][0] <= self.clock().timestamp():
                 await self._release_delayed()
+            if self.limited:
+                await self._admit_waiting()
             total = 0
             if self._retry_pending or self._pending_written:
                 # Cleared first: rows written while this runs ask for the next tick's pass.
@@ -298,6 +311,17 @@ class Dispatcher(InFlight):
             total += await self._settle()
             self.stats.last_tick_at = self.clock()
             return total
+
+    async def _admit_waiting(self) -> None:
+        """Every :data:`limits.SWEEP_S`: admit what waits for a concurrency key's slot (freed
+        by the reconciler, or by a run another partition follows) and publish this partition's
+        pending occurrences, which another replica's admission may have released."""
+        now = self.clock()
+        if now.timestamp() - self._swept < limits.SWEEP_S:
+            return
+        self._swept = now.timestamp()
+        await self.store.admit_waiting(now, self.stale_run, fence=self._fence())
+        self._retry_pending = True
 
     async def _tick_once(self) -> bool:
         """Plan, write and publish one batch of due jobs; True when more are due already."""

@@ -19,10 +19,12 @@ from belltower.api import RunPolicy
 from belltower.events import DueOccurrence, due_encoder, run_id_for
 from belltower.subjects import due_subject
 
+from . import limits as limits_
 from .entry import Entry
 from .fencing import FENCE_HEADER, Fence, Partition
 from .jobstate import paused_copy
 from .lease import Lease
+from .limits import Hold
 from .planner import Chunk, Planned, Planner
 from .publisher import CONFIRMED, Batch, BatchPublisher
 from .store import RunLimits, Store
@@ -76,6 +78,8 @@ class Pipeline(Planner):
     stats: DispatchStats
     _retry_pending: bool
     _sent: list[Sent]
+    limited: dict[str, tuple[str, int]]
+    """Job id -> (concurrency key, limit) of the jobs that have one (``limits.py``)."""
 
     def put(self, entry: Entry) -> None:
         raise NotImplementedError
@@ -113,12 +117,17 @@ class Pipeline(Planner):
             if (m := p.entry.spec.policy.max_runs) is not None and p.trigger == "schedule"
         }
         fence = None if self.lease is None else (self.lease.key, self.lease.token)
+        hold = self._hold(chunk.occurrences)
         if limits:
-            new_ids = await self._commit_limited(chunk, limits, fence)
-        elif fence is None:
+            new_ids = await self._commit_limited(chunk, limits, fence, hold)
+        elif fence is None and hold is None:
             new_ids = await self.store.plan(chunk.occurrences, chunk.next_runs)
         else:
-            new_ids = await self.store.plan(chunk.occurrences, chunk.next_runs, fence=fence)
+            new_ids = await self.store.plan(
+                chunk.occurrences, chunk.next_runs, fence=fence, hold=hold
+            )
+        if hold is not None:
+            self._held(chunk.occurrences, hold)
         to_send = []
         tracking = self.tracking_runs
         for p in chunk.occurrences:
@@ -137,7 +146,7 @@ class Pipeline(Planner):
                 elif p.state == "skipped":
                     self._count(self.stats.skipped, p.cause or "other")
                     metrics.OCCURRENCES_SKIPPED.labels(p.cause or "other").inc()
-                elif p.state == "waiting":
+                elif p.state == "waiting" and p.cause != limits_.CAUSE:
                     self.waiting[p.job_id] = p.id
                 elif p.state == "awaiting":
                     self._count(self.stats.missed, "ask")
@@ -145,13 +154,13 @@ class Pipeline(Planner):
         return to_send
 
     async def _commit_limited(
-        self, chunk: Chunk, limits: dict[str, int], fence: Fence | None
+        self, chunk: Chunk, limits: dict[str, int], fence: Fence | None, hold: Hold | None
     ) -> set[str]:
         """Write a chunk holding jobs with ``max_runs``: the ledger skips what is beyond each
         one's limit and pauses the jobs that reached it (``RunLimits``)."""
         applied = RunLimits(limits, self.clock())
         new_ids = await self.store.plan(
-            chunk.occurrences, chunk.next_runs, fence=fence, limits=applied
+            chunk.occurrences, chunk.next_runs, fence=fence, limits=applied, hold=hold
         )
         for p in chunk.occurrences:
             if p.id in applied.cut:
@@ -166,6 +175,28 @@ class Pipeline(Planner):
                 extra={"action": "dispatch.max_runs", "job_id": job_id},
             )
         return new_ids
+
+    def _hold(self, occurrences: list[Planned]) -> Hold | None:
+        """The occurrences to run of jobs with a concurrency key, for the plan's transaction to
+        queue for their keys' slots (``limits.py``); None when there are none."""
+        limited = self.limited
+        if not limited:
+            return None
+        keyed = [
+            (p.id, k[0], p.job_id, k[1], p.priority, p.scheduled_for)
+            for p in occurrences
+            if p.state == "pending" and (k := limited.get(p.job_id)) is not None
+        ]
+        return Hold(keyed, self.clock(), self.stale_run) if keyed else None
+
+    def _held(self, occurrences: list[Planned], hold: Hold) -> None:
+        """What the plan's transaction made of the keyed occurrences: those over their key's
+        limit wait (not published); waiting ones it released are published as pending."""
+        for p in occurrences:
+            if p.id in hold.waiting:
+                p.state, p.cause = "waiting", limits_.CAUSE
+        if hold.released:
+            self._retry_pending = True
 
     @staticmethod
     def _count(counter: dict[str, int], key: str) -> None:

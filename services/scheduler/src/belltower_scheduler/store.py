@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,8 +15,9 @@ from belltower.api import RunPolicy
 from belltower.events import ResultMail
 from belltower.schedule import Schedule, schedule_decoder, schedule_encoder
 
-from . import statesql
+from . import limits, statesql
 from .fencing import Deposed, Fence, Partition, partition_sql
+from .limits import Hold
 from .statesql import LIMIT_RUNS, PAUSE_JOBS
 from .streaks import BELLTOWER, max_runs_note
 
@@ -312,6 +313,7 @@ class Store:
         next_runs: Sequence[tuple[str, datetime | None]],
         fence: Fence | None = None,
         limits: RunLimits | None = None,
+        hold: Hold | None = None,
     ) -> set[str]:
         """Write planned occurrences and the jobs' next times in one transaction.
 
@@ -320,7 +322,8 @@ class Store:
         ``fence``, raises :class:`Deposed` and writes nothing unless that lease's token is still
         the current one; the row lock holds a new holder's :meth:`fence` until this commits.
         With ``limits`` (jobs with ``max_runs``), :meth:`RunLimits.apply` runs in the same
-        transaction, and the ids it skipped are not returned as new.
+        transaction, and the ids it skipped are not returned as new. With ``hold`` (occurrences
+        of jobs with a concurrency key), :meth:`limits.Hold.apply` runs in it too.
         """
         async with self.pool.acquire() as conn, conn.transaction():
             if fence is not None:
@@ -385,7 +388,9 @@ class Store:
                 )
             if limits is not None:
                 await limits.apply(conn)
-                return new - limits.cut
+                new -= limits.cut
+            if hold is not None:
+                await hold.apply(conn, new)
             return new
 
     @staticmethod
@@ -494,6 +499,7 @@ class Store:
             "AND (run_status IS NULL OR run_status = 'running') "
             "UNION ALL SELECT id::text, job_id::text, state, scheduled_for, dispatched_at "
             "FROM scheduler.occurrences WHERE state IN ('waiting', 'delayed') "
+            "AND cause IS DISTINCT FROM 'concurrency' "  # those wait for their key (limits.py)
             "UNION ALL SELECT id::text, job_id::text, state, scheduled_for, created_at "
             "FROM scheduler.occurrences WHERE state = 'pending' AND created_at >= $1",
             since,
@@ -506,7 +512,8 @@ class Store:
             "SELECT id::text AS id, state, trigger, scheduled_for, dispatched_at, run_status "
             "FROM scheduler.occurrences WHERE job_id = $1::uuid AND ((state IN ('pending', 'dispatched') "
             "AND scheduled_for >= $2 AND (run_status IS NULL OR run_status = 'running')) "
-            "OR state = 'waiting') ORDER BY scheduled_for, created_at",
+            "OR (state = 'waiting' AND cause IS DISTINCT FROM 'concurrency')) "
+            "ORDER BY scheduled_for, created_at",
             job_id,
             since,
         )
@@ -576,6 +583,16 @@ class Store:
                 *args,
             )
             await after(conn, rows)
+
+    async def admit_waiting(
+        self, now: datetime, stale: timedelta, fence: Fence | None = None
+    ) -> list[str]:
+        """Admit occurrences waiting for their concurrency key's slots (``limits.sweep``);
+        returns those released (now pending)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if fence is not None:
+                await self._check_fence(conn, fence)
+            return await limits.sweep(conn, now, stale)
 
     async def occurrence(self, occurrence_id: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
