@@ -341,6 +341,13 @@ class RunRecord(msgspec.Struct, kw_only=True):
     progress_message: str | None = None
     requested_from: str | None = None
 
+    @property
+    def waited_s(self) -> float | None:
+        """Seconds between its time and its dispatch when over a second: it waited (for its
+        concurrency key's slot, its buffered run, the scheduler; ``jobs why`` says which)."""
+        waited = (self.dispatched_at - self.scheduled_for).total_seconds()
+        return waited if waited >= 1 else None
+
 
 class RunQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     job_id: str | None = None

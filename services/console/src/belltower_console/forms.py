@@ -163,6 +163,8 @@ def values_of(job: Job | None, info: JobTypeInfo | None) -> dict[str, Any]:
     if info is not None:
         root, _ = _root(info.params_schema)
         params = {k: p["default"] for k, p in root.get("properties", {}).items() if "default" in p}
+        values["concurrency_key"] = info.concurrency_key or ""
+        values["concurrency_limit"] = str(info.concurrency_limit or "")
     if job is not None:
         rule = job.schedule.rule
         values.update(
@@ -175,6 +177,8 @@ def values_of(job: Job | None, info: JobTypeInfo | None) -> dict[str, Any]:
             result_emails=", ".join(job.result_emails),
             result_email_on=job.result_email_on,
             catch_up=job.catch_up,
+            concurrency_key=job.concurrency_key or "",
+            concurrency_limit="" if job.concurrency_limit is None else str(job.concurrency_limit),
             start=_local(job.schedule.start),
             end=_local(job.schedule.end),
             weekdays=[],
@@ -308,8 +312,32 @@ def read_form(
         "result_email_on": text.get("result_email_on") or "default",
         # Only when the form has the field (a patch leaves the job's policy as it is otherwise).
         **({"catch_up": text["catch_up"]} if text.get("catch_up") else {}),
+        **limit_fields(text, errors),
     }
     return doc, errors
+
+
+def limit_fields(text: dict[str, Any], errors: list[FieldError]) -> dict[str, Any]:
+    """The concurrency key and limit, when the form has them: an empty key is none (not even
+    the job type's), and the limit goes with a key."""
+    if "concurrency_key" not in text:
+        return {}
+    key = text["concurrency_key"] or ""
+    if not key:
+        return {"concurrency_key": "", "concurrency_limit": None}
+    limit: int | None = None
+    given = text.get("concurrency_limit") or ""
+    try:
+        limit = int(given) if given else None
+    except ValueError:
+        errors.append(
+            FieldError(
+                field="concurrency_limit",
+                message=f"{given!r} is not a whole number",
+                accepted="runs at once, e.g. 2",
+            )
+        )
+    return {"concurrency_key": key, "concurrency_limit": limit}
 
 
 class _Kept(Exception):

@@ -125,13 +125,16 @@ def check_policy(policy: RunPolicy, params: dict[str, Any]) -> None:
 
 
 def with_type_default(policy: RunPolicy, info: JobTypeInfo) -> RunPolicy:
-    """A job that leaves its key out gets its type's key and limit, kept with the job (so an
-    export shows them and a later change of the type does not move the job's runs); an empty
-    key says the job has none, whatever its type declares."""
+    """A job that leaves its key out gets its type's key, and its type's limit unless it gives
+    its own, kept with the job (so an export shows them and a later change of the type does not
+    move the job's runs); an empty key says the job has none, whatever its type declares."""
     if policy.concurrency_key is not None or info.concurrency_key is None:
         return policy
+    limit = policy.concurrency_limit
     return msgspec.structs.replace(
-        policy, concurrency_key=info.concurrency_key, concurrency_limit=info.concurrency_limit
+        policy,
+        concurrency_key=info.concurrency_key,
+        concurrency_limit=info.concurrency_limit if limit is None else limit,
     )
 
 

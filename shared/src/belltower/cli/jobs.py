@@ -14,10 +14,13 @@ from ..errors import BelltowerError, InvalidInput, NotFound, Unavailable
 from ..schedule import OnDemand, ScheduleFlags, parse_every
 from .jobstate import (
     AlertAfterOpt,
+    ConcurrencyKeyOpt,
+    ConcurrencyLimitOpt,
     MaxRunsOpt,
     PauseAfterOpt,
     jobs_pause,
     jobs_update,
+    limit_fields,
     state_fields,
     state_rows,
 )
@@ -113,6 +116,8 @@ def jobs_create(
     max_runs: MaxRunsOpt = None,
     alert_after_failures: AlertAfterOpt = None,
     pause_after_failures: PauseAfterOpt = None,
+    concurrency_key: ConcurrencyKeyOpt = None,
+    concurrency_limit: ConcurrencyLimitOpt = None,
     json_out: JsonFlag = False,
     profile: ProfileOpt = None,
 ) -> None:
@@ -145,6 +150,7 @@ def jobs_create(
             after=parse_after(after) if after else None,
         )
         state = state_fields(max_runs, alert_after_failures, pause_after_failures)
+        state |= limit_fields(concurrency_key, concurrency_limit)
     except BelltowerError as exc:
         fail(exc)
     document = msgspec.to_builtins(spec) | state
