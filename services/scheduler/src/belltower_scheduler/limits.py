@@ -93,6 +93,7 @@ UPDATE scheduler.occurrences o SET state = 'waiting', cause = 'concurrency',
         || ' of ' || u.lim || ' runs in flight (concurrency limit); it runs when one finishes, in priority order'
 FROM unnest($1::uuid[], $2::text[], $3::int[]) AS u(id, key, lim)
 WHERE o.id = u.id AND o.state = 'pending'
+RETURNING o.id::text AS id, o.reason
 """
 
 _QUEUE = """
@@ -238,14 +239,14 @@ async def release(
 class Hold:
     """The keyed occurrences of a chunk being planned, applied in the plan's transaction: the
     new ones are queued for their key's slots, the key is admitted, and those not admitted are
-    written ``waiting`` (``waiting``: their ids). Waiting occurrences of other chunks that got a
+    written ``waiting`` (``waiting``: their ids and reasons). Waiting occurrences of other chunks that got a
     slot meanwhile are released (``released``)."""
 
     occurrences: list[tuple[str, str, str, int, int, datetime]]
     """(occurrence id, key, job id, limit, priority, scheduled for)."""
     now: datetime
     stale: timedelta
-    waiting: set[str] = field(default_factory=set)
+    waiting: dict[str, str] = field(default_factory=dict)
     released: list[str] = field(default_factory=list)
 
     async def apply(self, conn: asyncpg.Connection, new: set[str]) -> None:
@@ -266,10 +267,10 @@ class Hold:
         got = {a["id"] for a in admitted}
         held = [o for o in mine if o[0] not in got]
         if held:
-            await conn.execute(
+            rows = await conn.fetch(
                 _WAIT, [o[0] for o in held], [o[1] for o in held], [o[3] for o in held]
             )
-            self.waiting = {o[0] for o in held}
+            self.waiting = {r["id"]: r["reason"] for r in rows}
             metrics.OCCURRENCES_HELD.labels(CAUSE).inc(len(held))
         self.released = await release(
             conn, [a for a in admitted if a["id"] not in {o[0] for o in mine}], self.now

@@ -193,8 +193,9 @@ class Pipeline(Planner):
         """What the plan's transaction made of the keyed occurrences: those over their key's
         limit wait (not published); waiting ones it released are published as pending."""
         for p in occurrences:
-            if p.id in hold.waiting:
-                p.state, p.cause = "waiting", limits_.CAUSE
+            reason = hold.waiting.get(p.id)
+            if reason is not None:
+                p.state, p.cause, p.reason = "waiting", limits_.CAUSE, reason
         if hold.released:
             self._retry_pending = True
 
