@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from belltower.api import JobRef, RunPolicy
+from belltower.backfill import BackfillRequest
 from belltower.events import occurrence_id
 from belltower_scheduler.catalog import Catalog
 from belltower_scheduler.dispatcher import Dispatcher
@@ -18,7 +19,7 @@ from belltower_scheduler.entry import Entry
 from belltower_scheduler.limits import SWEEP_S
 from belltower_scheduler.operations import Operations
 from belltower_scheduler.store import Store
-from tests.helpers.scheduler import T0, Clock, add_job, due_messages, finished
+from tests.helpers.scheduler import MINUTE, T0, Clock, add_job, due_messages, finished
 
 RELAY = RunPolicy(concurrency_key="relay:smtp.district.org", concurrency_limit=1, overlap="allow")
 
@@ -137,3 +138,30 @@ async def test_a_lost_run_does_not_hold_its_slot(nc, store, pool) -> None:
     assert await d.tick() == 1
     assert (await published(js))[-1] == waiting.id
     assert (await ledger(pool, waiting))[2].startswith("waited 4.0s for relay:")
+
+
+async def test_a_backfill_of_a_keyed_job_runs_within_the_limit(nc, store, pool) -> None:
+    """Backfilled occurrences are written pending outside the planner: published, they are
+    queued for the key like any other, one at a time here, the rest waiting."""
+    js = nc.jetstream()
+    row = await add_job(store, RELAY, title="nightly", every_s=60, next_due=T0 + 10 * MINUTE)
+    clock = Clock(T0 + 5 * MINUTE)
+    d = Dispatcher(store, js, clock=clock)
+    await d.load()
+    ops = Operations(store, d, Catalog(js))
+    done = await ops.backfill(BackfillRequest(id=row.id, since=T0, until=T0 + 3 * MINUTE))
+    assert done.to_run == 3
+    assert await d.tick() == 1
+    states = await pool.fetch(
+        "SELECT state, cause, trigger FROM scheduler.occurrences WHERE job_id = $1 "
+        "ORDER BY scheduled_for",
+        row.id,
+    )
+    assert [(s["state"], s["cause"]) for s in states] == [
+        ("dispatched", "backfill"),
+        ("waiting", "concurrency"),
+        ("waiting", "concurrency"),
+    ]
+    assert {s["trigger"] for s in states} == {"backfill"}
+    await d.runs_finished([finished(row, T0, done=clock.now)])
+    assert await d.tick() == 1

@@ -101,7 +101,7 @@ INSERT INTO scheduler.concurrency_slots
     (occurrence_id, key, job_id, max_running, priority, scheduled_for, queued_at)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::int[], $5::int[], $6::timestamptz[],
                      array_fill($7::timestamptz, ARRAY[cardinality($1::uuid[])]))
-ON CONFLICT (occurrence_id) DO NOTHING
+ON CONFLICT (occurrence_id) DO NOTHING RETURNING occurrence_id::text AS id
 """
 
 
@@ -249,20 +249,26 @@ class Hold:
     waiting: dict[str, str] = field(default_factory=dict)
     released: list[str] = field(default_factory=list)
 
-    async def apply(self, conn: asyncpg.Connection, new: set[str]) -> None:
-        mine = [o for o in self.occurrences if o[0] in new]
-        if not mine:
+    async def apply(self, conn: asyncpg.Connection, new: set[str] | None = None) -> None:
+        """Queue the occurrences (those in ``new``, the ones this transaction wrote, when given)
+        that have no slot row yet, and admit their keys."""
+        candidates = [o for o in self.occurrences if new is None or o[0] in new]
+        if not candidates:
             return
-        await conn.execute(
+        queued = await conn.fetch(
             _QUEUE,
-            [o[0] for o in mine],
-            [o[1] for o in mine],
-            [o[2] for o in mine],
-            [o[3] for o in mine],
-            [o[4] for o in mine],
-            [o[5] for o in mine],
+            [o[0] for o in candidates],
+            [o[1] for o in candidates],
+            [o[2] for o in candidates],
+            [o[3] for o in candidates],
+            [o[4] for o in candidates],
+            [o[5] for o in candidates],
             self.now,
         )
+        fresh = {r["id"] for r in queued}
+        mine = [o for o in candidates if o[0] in fresh]
+        if not mine:
+            return
         admitted = await admit(conn, [o[1] for o in mine], self.now, self.stale)
         got = {a["id"] for a in admitted}
         held = [o for o in mine if o[0] not in got]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 import msgspec
 
@@ -189,6 +190,25 @@ class Pipeline(Planner):
         ]
         return Hold(keyed, self.clock(), self.stale_run) if keyed else None
 
+    async def _held_pending(self, rows: list[Any]) -> list[Any]:
+        """Pending rows to publish, less those of keyed jobs that must wait for their key's
+        slot (written pending outside the planner: ``Store.hold_pending``)."""
+        limited = self.limited
+        if not limited:
+            return rows
+        keyed = [
+            (r["id"], k[0], r["job_id"], k[1], r["priority"], r["scheduled_for"])
+            for r in rows
+            if (k := limited.get(r["job_id"])) is not None
+        ]
+        if not keyed:
+            return rows
+        hold = Hold(keyed, self.clock(), self.stale_run)
+        await self.store.hold_pending(hold, fence=self._fence())
+        if hold.released:
+            self._retry_pending = True
+        return [r for r in rows if r["id"] not in hold.waiting]
+
     def _held(self, occurrences: list[Planned], hold: Hold) -> None:
         """What the plan's transaction made of the keyed occurrences: those over their key's
         limit wait (not published); waiting ones it released are published as pending."""
@@ -352,6 +372,7 @@ class Pipeline(Planner):
                 fence=self._fence(),
             )
             metrics.OCCURRENCES_SKIPPED.labels("job_deleted").inc(len(orphans))
+            rows = await self._held_pending(rows)
             batch = []
             for r in rows:
                 entry = self.entries.get(r["job_id"])

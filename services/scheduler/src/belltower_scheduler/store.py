@@ -594,6 +594,15 @@ class Store:
                 await self._check_fence(conn, fence)
             return await limits.sweep(conn, now, stale)
 
+    async def hold_pending(self, hold: Hold, fence: Fence | None = None) -> None:
+        """Queue pending occurrences of keyed jobs written outside the planner (a backfill, a
+        decision, a released buffered or chained one) for their keys' slots, as
+        :meth:`plan` does for the planner's (``hold.waiting``: those that must wait)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if fence is not None:
+                await self._check_fence(conn, fence)
+            await hold.apply(conn)
+
     async def occurrence(self, occurrence_id: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
             "SELECT id::text AS id, job_id::text AS job_id, scheduled_for, priority, trigger, "
