@@ -318,7 +318,8 @@ def jobs_run_now(
         typer.Option(
             "--force",
             help="Run now even while a run of the job is still going (overriding its overlap "
-            "policy: skip refuses, buffer queues the run behind the one going).",
+            "policy: skip refuses, buffer queues the run behind the one going) or its "
+            "concurrency key has its limit of runs in flight.",
         ),
     ] = False,
     json_out: JsonFlag = False,
@@ -327,7 +328,8 @@ def jobs_run_now(
     """Run a job once now, outside its schedule (recorded as a manual run).
 
     The job's overlap policy applies while a run of it is still going: skip refuses (exit 4,
-    naming that run; --force runs anyway), buffer queues this run behind it, allow runs at once."""
+    naming that run; --force runs anyway), buffer queues this run behind it, allow runs at once.
+    A job whose concurrency key has its limit of runs in flight queues the run until one ends."""
 
     def go(api: Api) -> tuple[RunNowResult, RunRecord | None]:
         result = api.send("POST", f"/jobs/{seg(job_id)}/run", RunNowResult, force=force)
