@@ -69,6 +69,12 @@ async def test_over_the_limit_occurrences_wait_and_run_in_priority_order(nc, sto
     shown = await ops.get(JobRef(id=low.id))
     assert (shown.concurrency_running, shown.concurrency_waiting) == (1, 2)
 
+    # The scheduler restarts: the ledger still knows who waits, and not as buffered by overlap.
+    d = Dispatcher(store, js, clock=clock)
+    await d.load()
+    await d.track_runs()
+    assert d.waiting == {} and set(d.in_flight) == {high.id, free.id}
+
     # The run finishes: the waiting one of higher priority gets the slot, the other still waits.
     before = waited_count()
     clock.now = T0 + timedelta(seconds=30)
@@ -90,6 +96,21 @@ async def test_over_the_limit_occurrences_wait_and_run_in_priority_order(nc, sto
     assert await d.tick() == 1
     assert (await published(js))[-1] == low.id
     assert await pool.fetchval("SELECT count(*) FROM scheduler.concurrency_slots") == 1
+
+
+async def test_a_job_deleted_while_it_waits_leaves_the_queue(nc, store, pool) -> None:
+    js = nc.jetstream()
+    a = await add_job(store, RELAY, title="a", priority=900, every_s=3600)
+    b = await add_job(store, RELAY, title="b", every_s=3600)
+    d = Dispatcher(store, js, clock=Clock(T0))
+    await d.load()
+    assert await d.tick() == 1
+    assert await store.delete_job(b.id)
+    state, cause, _ = await ledger(pool, b)
+    assert (state, cause) == ("skipped", "deleted")
+    assert await pool.fetchval(
+        "SELECT array_agg(job_id::text) FROM scheduler.concurrency_slots"
+    ) == [a.id]  # fmt: skip
 
 
 async def test_two_dispatchers_share_the_key_through_the_ledger(nc, store, pool) -> None:

@@ -300,6 +300,19 @@ async def free(
     return await release(conn, await admit(conn, [k["key"] for k in keys], now, stale), now)
 
 
+async def forget_job(conn: asyncpg.Connection, job_id: str) -> None:
+    """A job is deleted: its waiting occurrences are skipped and leave their keys' queues (a run
+    of it still going keeps its slot until it ends: it still uses the target)."""
+    await conn.execute(
+        "WITH w AS (DELETE FROM scheduler.concurrency_slots WHERE job_id = $1::uuid "
+        "AND admitted_at IS NULL RETURNING occurrence_id) "
+        "UPDATE scheduler.occurrences o SET state = 'skipped', cause = 'deleted', "
+        "reason = 'skipped: the job was deleted while this occurrence waited for its concurrency key' "
+        "FROM w WHERE o.id = w.occurrence_id AND o.state = 'waiting'",
+        job_id,
+    )
+
+
 async def sweep(conn: asyncpg.Connection, now: datetime, stale: timedelta) -> list[str]:
     """Admit waiting occurrences of every key that has some (see the module's docstring)."""
     keys = await conn.fetch(

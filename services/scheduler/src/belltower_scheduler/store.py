@@ -240,6 +240,7 @@ class Store:
         async with self.pool.acquire() as conn, conn.transaction():
             status = await conn.execute("DELETE FROM scheduler.jobs WHERE id = $1::uuid", job_id)
             await conn.execute(statesql.STREAKS_DROP, [job_id])
+            await limits.forget_job(conn, job_id)
         return status.endswith(" 1")
 
     async def set_paused(
