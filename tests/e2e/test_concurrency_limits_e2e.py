@@ -5,23 +5,15 @@ it waited; the key is in the export, audited, and a bad one is refused naming th
 
 from __future__ import annotations
 
-import time
 import uuid
 
-import httpx
 import pytest
+
+from tests.helpers.console import signed_in, wait_until
 
 pytestmark = pytest.mark.slow
 
 API = "/api/v1"
-
-
-def wait_until(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, "not reached in time"
-        time.sleep(0.2)
-    return value
 
 
 def test_jobs_sharing_a_key_run_one_at_a_time_and_say_they_waited(console_stack) -> None:
@@ -37,13 +29,7 @@ def test_jobs_sharing_a_key_run_one_at_a_time_and_say_they_waited(console_stack)
     assert (jobs[0]["concurrency_key"], jobs[0]["concurrency_limit"]) == ("smtp:{message}", 1)
     assert jobs[0]["concurrency_key_value"] == f"smtp:{relay}"
 
-    with httpx.Client(base_url=console_stack.url, timeout=20) as web:
-        login = web.post(
-            API + "/login",
-            json=dict(zip(("username", "password"), console_stack.admin, strict=True)),
-        )
-        assert login.status_code == 200, login.text
-        csrf = {"X-CSRF-Token": login.json()["csrf_token"]}
+    with signed_in(console_stack.url, console_stack.admin) as (web, csrf):
         # Both at once through the API (a CLI process start can outlast a short run).
         first = web.post(f"{API}/jobs/{jobs[0]['id']}/run", headers=csrf).json()
         second = web.post(f"{API}/jobs/{jobs[1]['id']}/run", headers=csrf).json()
