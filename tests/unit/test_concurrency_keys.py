@@ -10,6 +10,7 @@ from belltower.api import FieldError, JobTypeInfo, RunPolicy
 from belltower.cli.jobstate import limit_fields
 from belltower.errors import InvalidInput
 from belltower_console.forms import limit_fields as form_limit_fields
+from belltower_console.forms import values_of
 from belltower_scheduler.limits import KEY_MAX, checked, key_of, render_key
 
 pytestmark = pytest.mark.unit
@@ -112,3 +113,10 @@ def test_the_cli_and_the_form_clear_the_limit_with_the_key() -> None:
     }
     assert [e.field for e in errors] == ["concurrency_limit"]
     assert form_limit_fields({}, errors) == {}
+
+
+def test_the_form_starts_from_the_job_types_key_and_shows_a_jobs_own() -> None:
+    fresh = values_of(None, SFTP)
+    assert (fresh["concurrency_key"], fresh["concurrency_limit"]) == ("sftp:{host}", "2")
+    keyless = msgspec.structs.replace(SFTP, concurrency_key=None, concurrency_limit=None)
+    assert values_of(None, keyless)["concurrency_key"] == ""
