@@ -27,7 +27,8 @@ and before publishing, and writes the ledger only under the lease's fencing toke
 
 The rooms: ``entry.py`` (what is kept per job), ``planner.py`` (planning, no I/O),
 ``pipeline.py`` (ledger writes, publishing, confirming), ``inflight.py`` (runs in flight,
-run-now, chaining, delayed occurrences), ``fencing.py`` (partitions and lease tokens); this
+run-now, chaining, delayed occurrences), ``slots.py`` (concurrency keys: limits per target,
+decided by ``limits.py`` in the ledger), ``fencing.py`` (partitions and lease tokens); this
 module holds the set of jobs and the loop.
 """
 
@@ -45,7 +46,6 @@ from nats.js import JetStreamContext
 from belltower.events import utcnow
 from belltower.schedule import CompiledSchedule
 
-from . import limits
 from .due import DueQueue
 from .entry import Entry, compiled_for
 from .fencing import Deposed, Partition
@@ -215,11 +215,7 @@ class Dispatcher(InFlight):
             self._unchain(previous)
         if entry.policy.after is not None:
             self.chained.setdefault(entry.policy.after.job, []).append(entry.id)
-        keyed = limits.key_of(entry.policy, entry.params_json)
-        if keyed is not None:
-            self.limited[entry.id] = keyed
-        elif self.limited:
-            self.limited.pop(entry.id, None)
+        self.keyed(entry)
         self._push(entry)
         self.wake.set()
 
@@ -311,17 +307,6 @@ class Dispatcher(InFlight):
             total += await self._settle()
             self.stats.last_tick_at = self.clock()
             return total
-
-    async def _admit_waiting(self) -> None:
-        """Every :data:`limits.SWEEP_S`: admit what waits for a concurrency key's slot (freed
-        by the reconciler, or by a run another partition follows) and publish this partition's
-        pending occurrences, which another replica's admission may have released."""
-        now = self.clock()
-        if now.timestamp() - self._swept < limits.SWEEP_S:
-            return
-        self._swept = now.timestamp()
-        await self.store.admit_waiting(now, self.stale_run, fence=self._fence())
-        self._retry_pending = True
 
     async def _tick_once(self) -> bool:
         """Plan, write and publish one batch of due jobs; True when more are due already."""

@@ -362,9 +362,7 @@ class InFlight(Pipeline):
 
         async def streaks(conn: Any, rows: list[Record]) -> None:
             await self.job_state.finished(conn, rows, applied)
-            if self.limited:  # their keys' slots are free: admit who waits (limits.py)
-                keyed = [r["id"] for r in rows if r["job_id"] in self.limited]
-                released[:] = await limits.free(conn, keyed, self.clock(), self.stale_run)
+            released[:] = await self._free_slots(conn, rows)
 
         await self.store.record_runs(updates, fence=self._fence(), after=streaks)
         self.job_state.apply(applied, self.put)

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
 
 import msgspec
 
@@ -20,14 +19,15 @@ from belltower.api import RunPolicy
 from belltower.events import DueOccurrence, due_encoder, run_id_for
 from belltower.subjects import due_subject
 
-from . import limits as limits_
 from .entry import Entry
 from .fencing import FENCE_HEADER, Fence, Partition
 from .jobstate import paused_copy
 from .lease import Lease
+from .limits import CAUSE as LIMITED
 from .limits import Hold
-from .planner import Chunk, Planned, Planner
+from .planner import Chunk, Planned
 from .publisher import CONFIRMED, Batch, BatchPublisher
+from .slots import Slots
 from .store import RunLimits, Store
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class DispatchStats:
     lateness_ms: list[float] = field(default_factory=list)
 
 
-class Pipeline(Planner):
+class Pipeline(Slots):
     """Commit, send, confirm and settle what the planner planned (the dispatcher's second room)."""
 
     store: Store
@@ -79,8 +79,6 @@ class Pipeline(Planner):
     stats: DispatchStats
     _retry_pending: bool
     _sent: list[Sent]
-    limited: dict[str, tuple[str, int]]
-    """Job id -> (concurrency key, limit) of the jobs that have one (``limits.py``)."""
 
     def put(self, entry: Entry) -> None:
         raise NotImplementedError
@@ -147,7 +145,7 @@ class Pipeline(Planner):
                 elif p.state == "skipped":
                     self._count(self.stats.skipped, p.cause or "other")
                     metrics.OCCURRENCES_SKIPPED.labels(p.cause or "other").inc()
-                elif p.state == "waiting" and p.cause != limits_.CAUSE:
+                elif p.state == "waiting" and p.cause != LIMITED:
                     self.waiting[p.job_id] = p.id
                 elif p.state == "awaiting":
                     self._count(self.stats.missed, "ask")
@@ -176,48 +174,6 @@ class Pipeline(Planner):
                 extra={"action": "dispatch.max_runs", "job_id": job_id},
             )
         return new_ids
-
-    def _hold(self, occurrences: list[Planned]) -> Hold | None:
-        """The occurrences to run of jobs with a concurrency key, for the plan's transaction to
-        queue for their keys' slots (``limits.py``); None when there are none."""
-        limited = self.limited
-        if not limited:
-            return None
-        keyed = [
-            (p.id, k[0], p.job_id, k[1], p.priority, p.scheduled_for)
-            for p in occurrences
-            if p.state == "pending" and (k := limited.get(p.job_id)) is not None
-        ]
-        return Hold(keyed, self.clock(), self.stale_run) if keyed else None
-
-    async def _held_pending(self, rows: list[Any]) -> list[Any]:
-        """Pending rows to publish, less those of keyed jobs that must wait for their key's
-        slot (written pending outside the planner: ``Store.hold_pending``)."""
-        limited = self.limited
-        if not limited:
-            return rows
-        keyed = [
-            (r["id"], k[0], r["job_id"], k[1], r["priority"], r["scheduled_for"])
-            for r in rows
-            if (k := limited.get(r["job_id"])) is not None
-        ]
-        if not keyed:
-            return rows
-        hold = Hold(keyed, self.clock(), self.stale_run)
-        await self.store.hold_pending(hold, fence=self._fence())
-        if hold.released:
-            self._retry_pending = True
-        return [r for r in rows if r["id"] not in hold.waiting]
-
-    def _held(self, occurrences: list[Planned], hold: Hold) -> None:
-        """What the plan's transaction made of the keyed occurrences: those over their key's
-        limit wait (not published); waiting ones it released are published as pending."""
-        for p in occurrences:
-            reason = hold.waiting.get(p.id)
-            if reason is not None:
-                p.state, p.cause, p.reason = "waiting", limits_.CAUSE, reason
-        if hold.released:
-            self._retry_pending = True
 
     @staticmethod
     def _count(counter: dict[str, int], key: str) -> None:
