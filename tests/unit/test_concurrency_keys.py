@@ -3,11 +3,14 @@ limit that goes with a key, and what the CLI and the console form make of their 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import msgspec
 import pytest
 
-from belltower.api import FieldError, JobTypeInfo, RunPolicy
+from belltower.api import FieldError, JobTypeInfo, LedgerEntry, RunPolicy
 from belltower.cli.jobstate import limit_fields
+from belltower.cli.why import _why_rows
 from belltower.errors import InvalidInput
 from belltower_console.forms import limit_fields as form_limit_fields
 from belltower_console.forms import values_of
@@ -120,3 +123,23 @@ def test_the_form_starts_from_the_job_types_key_and_shows_a_jobs_own() -> None:
     assert (fresh["concurrency_key"], fresh["concurrency_limit"]) == ("sftp:{host}", "2")
     keyless = msgspec.structs.replace(SFTP, concurrency_key=None, concurrency_limit=None)
     assert values_of(None, keyless)["concurrency_key"] == ""
+
+
+def test_jobs_why_says_what_an_occurrence_waited_for() -> None:
+    at = datetime(2026, 9, 1, 2, 0, tzinfo=UTC)
+    waited = "waited 312.4s for canvas:https://d.instructure.com (concurrency limit 1)"
+    entries = [
+        LedgerEntry(
+            occurrence_id="o2", run_id="r2", scheduled_for=at, trigger="schedule",
+            state="waiting", cause="concurrency",
+            reason="waiting: canvas:https://d.instructure.com had 1 of 1 runs in flight",
+        ),
+        LedgerEntry(
+            occurrence_id="o1", run_id="r1", scheduled_for=at, trigger="schedule",
+            state="dispatched", cause="concurrency", reason=waited, run_status="succeeded",
+            dispatched_at=at,
+        ),
+    ]  # fmt: skip
+    rows = _why_rows(entries)
+    assert rows[0][2] == "waiting: canvas:https://d.instructure.com had 1 of 1 runs in flight"
+    assert f"ran: succeeded; {waited}; run r1" in rows[1][2]

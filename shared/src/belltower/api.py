@@ -248,8 +248,8 @@ class WhyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class LedgerEntry(msgspec.Struct, kw_only=True):
     """One occurrence and what became of it.
 
-    ``state``: dispatched, pending (being published), waiting (buffered behind a run in flight),
-    delayed (chained, waiting for its delay), awaiting (a missed run of a job with catch-up
+    ``state``: dispatched, pending (being published), waiting (buffered behind a run in flight,
+    or, cause ``concurrency``, for a slot of its concurrency key: ``limits.md``), delayed (chained, waiting for its delay), awaiting (a missed run of a job with catch-up
     ask, until someone decides), skipped, missed, coalesced or lost (dispatched, never started
     although published again); ``cause`` a stable code (overlap, paused,
     end_passed, catch_up, deleted, lost, ...) and ``reason`` the sentence. ``recovery_attempts``:
