@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
@@ -73,7 +74,7 @@ async def test_over_the_limit_occurrences_wait_and_run_in_priority_order(nc, sto
     d = Dispatcher(store, js, clock=clock)
     await d.load()
     await d.track_runs()
-    assert d.waiting == {} and set(d.in_flight) == {high.id, free.id}
+    assert d.waiting == {} and set(d.in_flight) == {high.id, free.id, low.id, mid.id}
 
     # The run finishes: the waiting one of higher priority gets the slot, the other still waits.
     before = waited_count()
@@ -186,3 +187,29 @@ async def test_a_backfill_of_a_keyed_job_runs_within_the_limit(nc, store, pool) 
     assert {s["trigger"] for s in states} == {"backfill"}
     await d.runs_finished([finished(row, T0, done=clock.now)])
     assert await d.tick() == 1
+
+
+async def test_a_waiting_occurrence_holds_back_its_job_under_overlap_skip(nc, store, pool) -> None:
+    """Waiting for the key counts as going for the job's own overlap policy: its next
+    occurrence is skipped, not queued to run side by side with it later."""
+    js = nc.jetstream()
+    busy = await add_job(store, RELAY, title="busy", priority=900, every_s=3600)
+    job = await add_job(
+        store, msgspec.structs.replace(RELAY, overlap="skip"), title="skip", every_s=60
+    )
+    clock = Clock(T0)
+    d = Dispatcher(store, js, clock=clock)
+    await d.load()
+    await d.track_runs()
+    assert await d.tick() == 1
+    assert (await ledger(pool, job))[0] == "waiting"
+    clock.now = T0 + MINUTE
+    assert await d.tick() == 0
+    r = await pool.fetchrow(
+        "SELECT state, cause FROM scheduler.occurrences WHERE id = $1",
+        occurrence_id(job.id, T0 + MINUTE),
+    )
+    assert (r["state"], r["cause"]) == ("skipped", "overlap")
+    await d.runs_finished([finished(busy, T0, done=clock.now)])
+    assert await d.tick() == 1
+    assert (await ledger(pool, job))[0] == "dispatched"

@@ -62,6 +62,8 @@ class InFlight(Pipeline):
                 oldest = at if oldest is None or at < oldest else oldest
             elif r["state"] == "waiting":
                 self.waiting[r["job_id"]] = r["id"]
+            elif r["state"] == "limited":  # waits for its concurrency key: not yet run
+                self.in_flight.setdefault(r["job_id"], {})[r["id"]] = r["scheduled_for"]
             else:
                 heapq.heappush(self.delayed, (r["scheduled_for"].timestamp(), r["id"], r["job_id"]))
         for r in await StateStore(self.store.pool).streaks():

@@ -73,7 +73,16 @@ class Slots(Planner):
         await self.store.hold_pending(hold, fence=self._fence())
         if hold.released:
             self._retry_pending = True
+        for r in rows:
+            if r["id"] in hold.waiting:
+                self._going(r["job_id"], r["id"], r["scheduled_for"])
         return [r for r in rows if r["id"] not in hold.waiting]
+
+    def _going(self, job_id: str, occurrence_id: str, at: datetime) -> None:
+        """An occurrence waiting for its key counts as its job's run in flight for the overlap
+        policy (else two occurrences of one job could wait, then run side by side)."""
+        if self.tracking_runs:
+            self.in_flight.setdefault(job_id, {})[occurrence_id] = at
 
     def _held(self, occurrences: list[Planned], hold: Hold) -> None:
         """What the plan's transaction made of the keyed occurrences: those over their key's
@@ -82,6 +91,7 @@ class Slots(Planner):
             reason = hold.waiting.get(p.id)
             if reason is not None:
                 p.state, p.cause, p.reason = "waiting", limits.CAUSE, reason
+                self._going(p.job_id, p.id, p.scheduled_for)
         if hold.released:
             self._retry_pending = True
 

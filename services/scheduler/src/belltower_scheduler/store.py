@@ -491,7 +491,8 @@ class Store:
 
     async def held(self, since: datetime) -> list[asyncpg.Record]:
         """What the overlap and chaining policies hold: runs in flight planned after ``since``,
-        buffered and delayed occurrences, and pending ones planned after ``since`` (perhaps
+        buffered and delayed occurrences, those waiting for their concurrency key (state
+        ``limited``), and pending ones planned after ``since`` (perhaps
         published before a crash, so perhaps run: their ``dispatched_at`` is when they were
         planned, the earliest their run can have finished)."""
         return await self.pool.fetch(
@@ -500,7 +501,10 @@ class Store:
             "AND (run_status IS NULL OR run_status = 'running') "
             "UNION ALL SELECT id::text, job_id::text, state, scheduled_for, dispatched_at "
             "FROM scheduler.occurrences WHERE state IN ('waiting', 'delayed') "
-            "AND cause IS DISTINCT FROM 'concurrency' "  # those wait for their key (limits.py)
+            "AND cause IS DISTINCT FROM 'concurrency' "
+            # Waiting for their concurrency key (limits.py): in flight for the overlap policy.
+            "UNION ALL SELECT id::text, job_id::text, 'limited', scheduled_for, created_at "
+            "FROM scheduler.occurrences WHERE state = 'waiting' AND cause = 'concurrency' "
             "UNION ALL SELECT id::text, job_id::text, state, scheduled_for, created_at "
             "FROM scheduler.occurrences WHERE state = 'pending' AND created_at >= $1",
             since,
