@@ -13,8 +13,9 @@ from typing import Any
 
 import msgspec
 
-from belltower.api import FieldError, Job, JobTypeInfo
+from belltower.api import CONCURRENCY_LIMIT_MAX, FieldError, Job, JobTypeInfo
 from belltower.errors import InvalidInput
+from belltower.jobstate import MAX_FAILURES_LIMIT, MAX_RUNS_LIMIT
 from belltower.schedule import (
     WEEKDAYS,
     Cron,
@@ -177,6 +178,7 @@ def values_of(job: Job | None, info: JobTypeInfo | None) -> dict[str, Any]:
             result_emails=", ".join(job.result_emails),
             result_email_on=job.result_email_on,
             catch_up=job.catch_up,
+            **{f: "" if getattr(job, f) is None else str(getattr(job, f)) for f in LIMIT_FIELDS},
             concurrency_key=job.concurrency_key or "",
             concurrency_limit="" if job.concurrency_limit is None else str(job.concurrency_limit),
             start=_local(job.schedule.start),
@@ -208,6 +210,12 @@ def values_of(job: Job | None, info: JobTypeInfo | None) -> dict[str, Any]:
 
 
 KEEP_SCHEDULE = "keep"
+LIMIT_FIELDS = {
+    "max_runs": MAX_RUNS_LIMIT,
+    "alert_after_failures": MAX_FAILURES_LIMIT,
+    "pause_after_failures": MAX_FAILURES_LIMIT,
+}
+"""The job state's counts the form edits, with the largest the scheduler accepts; empty means none."""
 """The form's frequency choice that leaves a stored job's schedule as it is."""
 
 
@@ -284,6 +292,7 @@ def read_form(
             timeout_s = float(parse_every(text["timeout"]))
         except InvalidInput as exc:
             errors.append(FieldError(field="timeout_s", message=exc.reason, accepted=exc.accepted))
+    limits = _limits(text, errors)
     params: dict[str, Any] = {}
     for f in param_fields(info):
         key = f"param.{f.name}"
@@ -312,12 +321,41 @@ def read_form(
         "result_email_on": text.get("result_email_on") or "default",
         # Only when the form has the field (a patch leaves the job's policy as it is otherwise).
         **({"catch_up": text["catch_up"]} if text.get("catch_up") else {}),
-        **limit_fields(text, errors),
+        **limits,
+        **concurrency_fields(text, errors),
     }
     return doc, errors
 
 
-def limit_fields(text: dict[str, Any], errors: list[FieldError]) -> dict[str, Any]:
+def _limits(text: dict[str, Any], errors: list[FieldError]) -> dict[str, int | None]:
+    """Max runs and the failure streak's alert and pause counts, for the fields the form has
+    (an empty one clears the limit; one the form lacks leaves the job's as it is)."""
+    out: dict[str, int | None] = {}
+    for name, ceiling in LIMIT_FIELDS.items():
+        if name not in text:
+            continue
+        given = text[name]
+        if given in (None, ""):
+            out[name] = None
+        elif (
+            isinstance(given, str)
+            and given.isascii()
+            and given.isdigit()
+            and 1 <= int(given) <= ceiling
+        ):
+            out[name] = int(given)
+        else:
+            errors.append(
+                FieldError(
+                    field=name,
+                    message=f"{str(given)[:40]!r} is not a whole number from 1 to {ceiling:,}",
+                    accepted="empty for no limit, or e.g. 5",
+                )
+            )
+    return out
+
+
+def concurrency_fields(text: dict[str, Any], errors: list[FieldError]) -> dict[str, Any]:
     """The concurrency key and limit, when the form has them: an empty key is none (not even
     the job type's), and the limit goes with a key."""
     if "concurrency_key" not in text:
@@ -327,14 +365,14 @@ def limit_fields(text: dict[str, Any], errors: list[FieldError]) -> dict[str, An
         return {"concurrency_key": "", "concurrency_limit": None}
     limit: int | None = None
     given = text.get("concurrency_limit") or ""
-    try:
-        limit = int(given) if given else None
-    except ValueError:
+    if isinstance(given, str) and given.isascii() and given.isdigit():
+        limit = int(given)
+    elif given:
         errors.append(
             FieldError(
                 field="concurrency_limit",
-                message=f"{given!r} is not a whole number",
-                accepted="runs at once, e.g. 2",
+                message=f"{str(given)[:40]!r} is not a whole number",
+                accepted=f"runs at once, 1 to {CONCURRENCY_LIMIT_MAX:,}, e.g. 2",
             )
         )
     return {"concurrency_key": key, "concurrency_limit": limit}
