@@ -42,9 +42,10 @@ class BearerApi(WebApi):
 
     async def authorized(self, method: str, path: str, **kw: Any) -> httpx.Response:
         """One request with the bearer token; a 401 gets one new token, then is reported."""
+        given = kw.pop("headers", None) or {}
         for fresh in (False, True):
             token = await self._token_now()
-            headers = {**kw.pop("headers", {}), "Authorization": f"Bearer {token}"}
+            headers = {**given, "Authorization": f"Bearer {token}"}
             response = await self.send(method, path, headers=headers, **kw)
             if response.status_code != 401 or fresh:
                 break
