@@ -12,7 +12,7 @@ from belltower.api import FieldError, JobTypeInfo, LedgerEntry, RunPolicy
 from belltower.cli.jobstate import limit_fields
 from belltower.cli.why import _why_rows
 from belltower.errors import InvalidInput
-from belltower_console.forms import limit_fields as form_limit_fields
+from belltower_console.forms import concurrency_fields as form_limit_fields
 from belltower_console.forms import values_of
 from belltower_scheduler.limits import KEY_MAX, checked, key_of, render_key
 

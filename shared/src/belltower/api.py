@@ -42,6 +42,12 @@ class After(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tru
     delay_s: float = 0.0
 
 
+CONCURRENCY_KEY_MAX = 300
+"""Characters of a concurrency key, as a job's params render it."""
+CONCURRENCY_LIMIT_MAX = 1_000
+"""The largest ``concurrency_limit``: runs at once of the jobs sharing a key."""
+
+
 class RunPolicy(
     msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, omit_defaults=True
 ):

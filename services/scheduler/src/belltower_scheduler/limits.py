@@ -33,12 +33,17 @@ import asyncpg
 import msgspec
 
 from belltower import metrics
-from belltower.api import Job, JobTypeInfo, RunPolicy
+from belltower.api import (
+    CONCURRENCY_KEY_MAX,
+    CONCURRENCY_LIMIT_MAX,
+    Job,
+    JobTypeInfo,
+    RunPolicy,
+)
 from belltower.errors import InvalidInput
 
-KEY_MAX = 300
-"""Characters of a concurrency key, rendered."""
-LIMIT_MAX = 1_000
+KEY_MAX = CONCURRENCY_KEY_MAX
+LIMIT_MAX = CONCURRENCY_LIMIT_MAX
 SWEEP_S = 2.0
 """How often a dispatcher with keyed jobs admits waiting occurrences (cross-partition releases,
 slots freed by the reconciler) and publishes what was released."""
