@@ -3,14 +3,18 @@ policies across runs, one mail per recipient at a real SMTP server, idempotent r
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from belltower import sis
+from belltower.errors import InvalidInput
 from belltower_notifier.jobs import registry
 from belltower_notifier.notifiers import NOTIFIERS
+from belltower_scheduler.catalog import validate_params
 
 from .conftest import mails_to, text_of
 
@@ -713,3 +717,31 @@ async def test_a_group_member_who_leads_the_section_gets_one_message(
         )
         == 1
     )
+
+
+async def test_send_rate_spaces_the_mails_of_runs_sharing_the_relay(
+    run_job, school, mail_sink
+) -> None:
+    """``send_rate`` 40/s: the 12 mails of two runs at once (a group member and five students
+    each) share one bucket of the relay, so they take at least 11/40 s; the output says so."""
+    for n in range(5):
+        owes = await school.person(f"Owes{n}")
+        await school.post(owes, "TUIT", "900")
+    params = {**ONLY_TST, "notify_students": True, "send_rate": 40}
+    started = time.monotonic()
+    runs = await asyncio.gather(
+        run_job("notifier.balance_due", params, occurrence_id="occ-rate-1"),
+        run_job("notifier.balance_due", params, occurrence_id="occ-rate-2"),
+    )
+    elapsed = time.monotonic() - started
+    assert [r.status for r in runs] == ["succeeded", "succeeded"]
+    assert len(mail_sink.messages) == 12
+    assert elapsed >= 11 / 40
+    assert "send rate: at most 40 e-mails per second through" in runs[0].text
+
+
+def test_a_send_rate_out_of_range_is_refused_when_saved() -> None:
+    info = registry.get("notifier.balance_due").info()  # type: ignore[union-attr]
+    with pytest.raises(InvalidInput, match=r"param\.send_rate"):
+        validate_params(info, {"send_rate": "0"})
+    assert validate_params(info, {"send_rate": "12.5"})["send_rate"] == 12.5

@@ -107,3 +107,32 @@ def test_an_admin_form_with_a_nul_in_a_user_name_is_refused(browser) -> None:
     )
     refused_page(response, "username")
     assert "eve" not in client.get("/admin/users").text
+
+
+def test_the_job_forms_concurrency_key_is_checked_and_kept(browser) -> None:
+    client, csrf = browser
+    form = {
+        "csrf_token": csrf, "title": "Keyed by form", "kind": "every", "every": "1h",
+        "tz": "UTC", "param.message": "relay-7", "concurrency_limit": "2",
+    }  # fmt: skip
+    for key, field in (
+        ("smtp:{nope}", "concurrency_key"),
+        ("smtp:\x1b{message}", "concurrency_key"),
+    ):
+        refused_page(
+            client.post("/jobs/new?type=system.canary", data={**form, "concurrency_key": key}),
+            field,
+        )
+    refused_page(
+        client.post(
+            "/jobs/new?type=system.canary",
+            data={**form, "concurrency_key": "smtp:{message}", "concurrency_limit": "٣"},
+        ),
+        "concurrency_limit",
+    )
+    saved = client.post(
+        "/jobs/new?type=system.canary", data={**form, "concurrency_key": "smtp:{message}"}
+    )
+    assert saved.status_code == 303, (saved.status_code, saved.text[:500])
+    page = client.get(saved.headers["location"]).text
+    assert "2 at once of <code>smtp:relay-7</code>" in page

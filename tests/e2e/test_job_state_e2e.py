@@ -5,23 +5,15 @@ one is refused with a problem document naming the field."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
-import httpx
 import pytest
+
+from tests.helpers.console import signed_in, wait_until
 
 pytestmark = pytest.mark.slow
 
 API = "/api/v1"
-
-
-def wait_until(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, "not reached in time"
-        time.sleep(0.2)
-    return value
 
 
 def test_a_failing_job_alerts_once_and_ends_after_its_max_runs(console_stack) -> None:
@@ -79,13 +71,7 @@ def test_a_pause_note_is_kept_shown_audited_and_checked(console_stack) -> None:
     why = cli.run("jobs", "why", job["id"]).stdout
     assert "why:      SIS upgrade until Monday" in why and "(SIS upgrade until Monday)" in why
 
-    with httpx.Client(base_url=console_stack.url, timeout=20) as web:
-        login = web.post(
-            API + "/login",
-            json=dict(zip(("username", "password"), console_stack.admin, strict=True)),
-        )
-        assert login.status_code == 200, login.text
-        csrf = {"X-CSRF-Token": login.json()["csrf_token"]}
+    with signed_in(console_stack.url, console_stack.admin) as (web, csrf):
         page = web.get(f"/jobs/{job['id']}")
         assert "SIS upgrade until Monday" in page.text and 'id="max-runs"' in page.text
         for body in ({"note": "x" * 501}, {"note": "evil\u202e"}, {"note": 5}, {"reason": "x"}):

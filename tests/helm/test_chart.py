@@ -67,6 +67,8 @@ CONTRACT_METRICS = {
     "belltower_job_failure_streak",
     "belltower_job_alerts_total",
     "belltower_runs_overdue_total",
+    "belltower_occurrences_held_total",
+    "belltower_concurrency_wait_seconds",
     "up",
 }
 # BELLTOWER_* variables the services read that are not (yet) fields of the settings classes:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -86,3 +87,25 @@ def running_console(env: dict[str, str], log_file: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Poll ``check`` until it returns something true, and return that; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(0.2)
+    return value
+
+
+@contextmanager
+def signed_in(
+    url: str, admin: tuple[str, str] = ADMIN
+) -> Iterator[tuple[httpx.Client, dict[str, str]]]:
+    """A browser-like client signed in to the console as ``admin``, with its CSRF header."""
+    with httpx.Client(base_url=url, timeout=20) as web:
+        login = web.post(
+            "/api/v1/login", json=dict(zip(("username", "password"), admin, strict=True))
+        )
+        assert login.status_code == 200, login.text
+        yield web, {"X-CSRF-Token": login.json()["csrf_token"]}

@@ -64,6 +64,8 @@ def test_dump_then_load_gives_the_documents_back(fmt: str) -> None:
         "max_runs",
         "alert_after_failures",
         "pause_after_failures",
+        "concurrency_key",
+        "concurrency_limit",
     }
     assert transfer.load(transfer.dump(docs, fmt)) == docs  # type: ignore[arg-type]
 

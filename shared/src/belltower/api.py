@@ -42,6 +42,12 @@ class After(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tru
     delay_s: float = 0.0
 
 
+CONCURRENCY_KEY_MAX = 300
+"""Characters of a concurrency key, as a job's params render it."""
+CONCURRENCY_LIMIT_MAX = 1_000
+"""The largest ``concurrency_limit``: runs at once of the jobs sharing a key."""
+
+
 class RunPolicy(
     msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, omit_defaults=True
 ):
@@ -61,6 +67,8 @@ class RunPolicy(
     max_runs: int | None = None
     alert_after_failures: int | None = None
     pause_after_failures: int | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
     @property
     def deliveries(self) -> int:
@@ -82,6 +90,12 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reached") once that many of its occurrences were dispatched (run-now not counted);
     ``alert_after_failures`` sends the failing alert after that many consecutive failed runs,
     ``pause_after_failures`` pauses the job after that many.
+
+    Limits per target (``limits.md``): ``concurrency_key`` (a literal or a template over the
+    params, e.g. ``canvas:{base_url}``) with ``concurrency_limit``: at most that many runs of
+    every job with the same key at once; the others wait in the ledger, in priority order.
+    Left out, the job type's own key and limit apply (when it declares one). A notifier's
+    rate (messages per second through its mail relay) is its ``send_rate`` parameter.
     """
 
     type: str
@@ -105,6 +119,8 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_runs: int | None = None
     alert_after_failures: int | None = None
     pause_after_failures: int | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
     def policy(self) -> RunPolicy:
         return RunPolicy(
@@ -119,6 +135,8 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             max_runs=self.max_runs,
             alert_after_failures=self.alert_after_failures,
             pause_after_failures=self.pause_after_failures,
+            concurrency_key=self.concurrency_key,
+            concurrency_limit=self.concurrency_limit,
         )
 
 
@@ -168,6 +186,14 @@ class Job(msgspec.Struct, kw_only=True):
     expected_duration_runs: int = 0
     overdue_after_s: float | None = None
     """A run going longer than this raises ``belltower.run.overdue`` (None until enough runs)."""
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    concurrency_key_value: str | None = None
+    """The key as this job's params render it (``canvas:https://school.instructure.com``)."""
+    concurrency_running: int | None = None
+    """Runs of every job with that key in flight now (the ledger's)."""
+    concurrency_waiting: int | None = None
+    """Occurrences of jobs with that key waiting for one of them to finish."""
 
 
 class JobTypeInfo(msgspec.Struct, kw_only=True):
@@ -183,6 +209,10 @@ class JobTypeInfo(msgspec.Struct, kw_only=True):
     """The catalog family it is listed under (Notifiers, Rostering and LMS, ...)."""
     seeds: list[SeedTask] = []
     """The seed task(s) it implements; empty for a job type that is Belltower's own."""
+    concurrency_key: str | None = None
+    """The target its runs share (a template over the params, e.g. ``sftp:{host}``), and
+    ``concurrency_limit`` runs of it at once: what a job of this type gets unless it sets its own."""
+    concurrency_limit: int | None = None
 
 
 class JobRef(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -224,8 +254,8 @@ class WhyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class LedgerEntry(msgspec.Struct, kw_only=True):
     """One occurrence and what became of it.
 
-    ``state``: dispatched, pending (being published), waiting (buffered behind a run in flight),
-    delayed (chained, waiting for its delay), awaiting (a missed run of a job with catch-up
+    ``state``: dispatched, pending (being published), waiting (buffered behind a run in flight,
+    or, cause ``concurrency``, for a slot of its concurrency key: ``limits.md``), delayed (chained, waiting for its delay), awaiting (a missed run of a job with catch-up
     ask, until someone decides), skipped, missed, coalesced or lost (dispatched, never started
     although published again); ``cause`` a stable code (overlap, paused,
     end_passed, catch_up, deleted, lost, ...) and ``reason`` the sentence. ``recovery_attempts``:
@@ -316,6 +346,13 @@ class RunRecord(msgspec.Struct, kw_only=True):
     progress_total: int | None = None
     progress_message: str | None = None
     requested_from: str | None = None
+
+    @property
+    def waited_s(self) -> float | None:
+        """Seconds between its time and its dispatch when over a second: it waited (for its
+        concurrency key's slot, its buffered run, the scheduler; ``jobs why`` says which)."""
+        waited = (self.dispatched_at - self.scheduled_for).total_seconds()
+        return waited if waited >= 1 else None
 
 
 class RunQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

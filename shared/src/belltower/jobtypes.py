@@ -55,6 +55,10 @@ class JobType(Generic[P]):
     params: type[P]
     run: Callable[[JobContext, P], Awaitable[None]]
     timeout_s: float | None = None
+    concurrency_key: str | None = None
+    """The target its runs share (``sftp:{host}``), at most ``concurrency_limit`` at once:
+    what its jobs get unless they set their own (``limits.md``)."""
+    concurrency_limit: int | None = None
 
     def info(self) -> JobTypeInfo:
         return JobTypeInfo(
@@ -66,6 +70,8 @@ class JobType(Generic[P]):
             timeout_s=self.timeout_s,
             family=family_of(self.name),
             seeds=list(seed_of(self.name)),
+            concurrency_key=self.concurrency_key,
+            concurrency_limit=self.concurrency_limit,
         )
 
     def decode_params(self, raw: dict[str, Any]) -> P:
@@ -102,10 +108,17 @@ class Registry:
         description: str = "",
         params: type[P] = NoParams,  # type: ignore[assignment]
         timeout_s: float | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
     ) -> Callable[[Callable[[JobContext, P], Awaitable[None]]], JobType[P]]:
         def decorate(fn: Callable[[JobContext, P], Awaitable[None]]) -> JobType[P]:
             doc = description or (fn.__doc__ or "").strip()
-            return self.register(JobType(name, pool, title, doc, params, fn, timeout_s))
+            return self.register(
+                JobType(
+                    name, pool, title, doc, params, fn, timeout_s, concurrency_key,
+                    concurrency_limit,
+                )
+            )  # fmt: skip
 
         return decorate
 

@@ -42,6 +42,17 @@ OCCURRENCES_MISSED = Counter(
     "Occurrences not run at their time (the scheduler was down), by the misfire policy applied",
     ["policy"],
 )
+OCCURRENCES_HELD = Counter(
+    "belltower_occurrences_held_total",
+    "Occurrences written waiting instead of pending, by cause: concurrency (their concurrency "
+    "key had its limit of runs in flight; they run when one finishes)",
+    ["cause"],
+)
+CONCURRENCY_WAITED = Histogram(
+    "belltower_concurrency_wait_seconds",
+    "How long occurrences waited for a slot of their concurrency key before they were released",
+    buckets=_LAG_BUCKETS,
+)
 OCCURRENCES_RECOVERED = Counter(
     "belltower_occurrences_recovered_total",
     "Occurrences the reconciler published again: dispatched, but no worker started them within "

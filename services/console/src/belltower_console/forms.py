@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from belltower.api import FieldError, Job, JobTypeInfo
+from belltower.api import CONCURRENCY_LIMIT_MAX, FieldError, Job, JobTypeInfo
 from belltower.errors import InvalidInput
 from belltower.jobstate import MAX_FAILURES_LIMIT, MAX_RUNS_LIMIT
 from belltower.schedule import (
@@ -164,6 +164,8 @@ def values_of(job: Job | None, info: JobTypeInfo | None) -> dict[str, Any]:
     if info is not None:
         root, _ = _root(info.params_schema)
         params = {k: p["default"] for k, p in root.get("properties", {}).items() if "default" in p}
+        values["concurrency_key"] = info.concurrency_key or ""
+        values["concurrency_limit"] = str(info.concurrency_limit or "")
     if job is not None:
         rule = job.schedule.rule
         values.update(
@@ -177,6 +179,8 @@ def values_of(job: Job | None, info: JobTypeInfo | None) -> dict[str, Any]:
             result_email_on=job.result_email_on,
             catch_up=job.catch_up,
             **{f: "" if getattr(job, f) is None else str(getattr(job, f)) for f in LIMIT_FIELDS},
+            concurrency_key=job.concurrency_key or "",
+            concurrency_limit="" if job.concurrency_limit is None else str(job.concurrency_limit),
             start=_local(job.schedule.start),
             end=_local(job.schedule.end),
             weekdays=[],
@@ -318,6 +322,7 @@ def read_form(
         # Only when the form has the field (a patch leaves the job's policy as it is otherwise).
         **({"catch_up": text["catch_up"]} if text.get("catch_up") else {}),
         **limits,
+        **concurrency_fields(text, errors),
     }
     return doc, errors
 
@@ -348,6 +353,29 @@ def _limits(text: dict[str, Any], errors: list[FieldError]) -> dict[str, int | N
                 )
             )
     return out
+
+
+def concurrency_fields(text: dict[str, Any], errors: list[FieldError]) -> dict[str, Any]:
+    """The concurrency key and limit, when the form has them: an empty key is none (not even
+    the job type's), and the limit goes with a key."""
+    if "concurrency_key" not in text:
+        return {}
+    key = text["concurrency_key"] or ""
+    if not key:
+        return {"concurrency_key": "", "concurrency_limit": None}
+    limit: int | None = None
+    given = text.get("concurrency_limit") or ""
+    if isinstance(given, str) and given.isascii() and given.isdigit():
+        limit = int(given)
+    elif given:
+        errors.append(
+            FieldError(
+                field="concurrency_limit",
+                message=f"{str(given)[:40]!r} is not a whole number",
+                accepted=f"runs at once, 1 to {CONCURRENCY_LIMIT_MAX:,}, e.g. 2",
+            )
+        )
+    return {"concurrency_key": key, "concurrency_limit": limit}
 
 
 class _Kept(Exception):

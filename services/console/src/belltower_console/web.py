@@ -323,6 +323,7 @@ def _job_form(
         kinds=forms.KINDS,
         keep=forms.KEEP,
         limits=forms.LIMIT_FIELDS,
+        concurrency_limit_max=forms.CONCURRENCY_LIMIT_MAX,
     )
 
 

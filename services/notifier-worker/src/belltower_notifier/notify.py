@@ -39,6 +39,8 @@ from belltower.errors import InvalidInput, JobFailed
 from belltower.jobtypes import JobContext, JobType, counted
 from belltower.mail import MailSession
 
+from . import rate
+
 Repeat = Literal["every_run", "since_last_run", "once_per_item"]
 Channel = Literal["email", "reminder", "both"]
 Role = Literal["group", "student", "faculty", "guardian"]
@@ -54,6 +56,9 @@ PROGRESS_EVERY = 100
 """Report progress after this many messages, so a long mailing shows how far it got."""
 SEND_CONCURRENCY = 8
 """SMTP connections a run sends through at once, each carrying many messages."""
+
+MAX_SEND_RATE = 1_000.0
+"""E-mails per second a notifier's ``send_rate`` may ask for (see ``rate.py``)."""
 
 Codes = Annotated[list[str], msgspec.Meta(description="codes to limit to; empty: no limit")]
 
@@ -102,6 +107,18 @@ class NotifierParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     guardian_primary_only: Annotated[
         bool, msgspec.Meta(description="only each student's primary contact (priority 1)")
     ] = False
+    send_rate: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                gt=0,
+                le=MAX_SEND_RATE,
+                description="at most this many e-mails per second through the mail relay "
+                "(shared by the runs in one worker process); empty: as fast as it takes them",
+            ),
+        ]
+        | None
+    ) = None
 
 
 P = TypeVar("P", bound=NotifierParams)
@@ -676,12 +693,20 @@ async def _notify(
         return
     waiting = list(reversed(messages))
     done = 0
+    limiter = rate.bucket(ctx.mailer, params.send_rate)
+    if limiter is not None:
+        ctx.output.line(
+            f"send rate: at most {params.send_rate:g} e-mails per second through "
+            f"{rate.relay_of(ctx.mailer)} (shared by this worker's runs)"
+        )
 
     async def sender() -> None:
         nonlocal done
         async with ctx.mailer.session() as mail:
             while waiting:
                 message = waiting.pop()
+                if limiter is not None and "email" in message.channels:
+                    await limiter.acquire()
                 await _deliver(spec, pool, mail, ctx, params, today, message, since, until, tally)
                 done += 1
                 if done % PROGRESS_EVERY == 0:

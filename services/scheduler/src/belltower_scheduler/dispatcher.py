@@ -27,7 +27,8 @@ and before publishing, and writes the ledger only under the lease's fencing toke
 
 The rooms: ``entry.py`` (what is kept per job), ``planner.py`` (planning, no I/O),
 ``pipeline.py`` (ledger writes, publishing, confirming), ``inflight.py`` (runs in flight,
-run-now, chaining, delayed occurrences), ``fencing.py`` (partitions and lease tokens); this
+run-now, chaining, delayed occurrences), ``slots.py`` (concurrency keys: limits per target,
+decided by ``limits.py`` in the ledger), ``fencing.py`` (partitions and lease tokens); this
 module holds the set of jobs and the loop.
 """
 
@@ -148,6 +149,8 @@ class Dispatcher(InFlight):
         """Occurrences whose finished event was applied (the latest ``_FINISHED_KEPT``), so that
         :meth:`adopt` does not take a run that finished meanwhile for one in flight."""
         self.job_state = JobState(js, self.entries, clock, publish_timeout_s)
+        self.limited: dict[str, tuple[str, int]] = {}
+        self._swept = 0.0
 
     # -- the set of jobs ----------------------------------------------------------------------
 
@@ -168,9 +171,11 @@ class Dispatcher(InFlight):
                     if entry.next_due is None and not entry.paused:
                         entry.schedule = self.calendared(entry.schedule)
                         entry.next_due = entry.schedule.next_after(now)
+                    policy = entry.spec.policy
                     if (
                         entry.schedule.schedule.calendar is None
-                        and entry.spec.policy.after is None
+                        and policy.after is None
+                        and policy.concurrency_key is None
                         and entry.id not in entries
                     ):
                         entries[entry.id] = entry  # what put() comes to for most jobs
@@ -210,11 +215,13 @@ class Dispatcher(InFlight):
             self._unchain(previous)
         if entry.policy.after is not None:
             self.chained.setdefault(entry.policy.after.job, []).append(entry.id)
+        self.keyed(entry)
         self._push(entry)
         self.wake.set()
 
     def remove(self, job_id: str) -> None:
         entry = self.entries.pop(job_id, None)
+        self.limited.pop(job_id, None)
         if entry is not None and entry.policy.after is not None:
             self._unchain(entry)
 
@@ -280,6 +287,8 @@ class Dispatcher(InFlight):
         async with self._lock:
             if self.delayed and self.delayed[0][0] <= self.clock().timestamp():
                 await self._release_delayed()
+            if self.limited:
+                await self._admit_waiting()
             total = 0
             if self._retry_pending or self._pending_written:
                 # Cleared first: rows written while this runs ask for the next tick's pass.

@@ -17,6 +17,7 @@ from belltower import metrics
 from belltower.errors import Conflict, Unavailable
 from belltower.events import RunFinishedData, manual_occurrence_id, run_id_for, utcnow
 
+from . import limits
 from .entry import Entry
 from .jobstate import Applied, JobState
 from .pipeline import Pipeline
@@ -61,6 +62,8 @@ class InFlight(Pipeline):
                 oldest = at if oldest is None or at < oldest else oldest
             elif r["state"] == "waiting":
                 self.waiting[r["job_id"]] = r["id"]
+            elif r["state"] == "limited":  # waits for its concurrency key: not yet run
+                self.in_flight.setdefault(r["job_id"], {})[r["id"]] = r["scheduled_for"]
             else:
                 heapq.heappush(self.delayed, (r["scheduled_for"].timestamp(), r["id"], r["job_id"]))
         for r in await StateStore(self.store.pool).streaks():
@@ -110,13 +113,16 @@ class InFlight(Pipeline):
             refusal = None
             if entry.policy.overlap != "allow":
                 refusal = await self._manual_overlap(entry, occ, now, force)
-            await self.store.plan([occ], [], fence=self._fence())
+            hold = None if force else self._hold([occ])
+            await self.store.plan([occ], [], fence=self._fence(), hold=hold)
+            if hold is not None:
+                self._held([occ], hold)
             if refusal is not None:
                 self._count(self.stats.skipped, "overlap")
                 metrics.OCCURRENCES_SKIPPED.labels("overlap").inc()
                 raise Conflict(refusal)
             if occ.state == "waiting":
-                if self.tracking_runs:
+                if self.tracking_runs and occ.cause != limits.CAUSE:
                     self.waiting[entry.id] = occ.id
                 return occ
             if self.tracking_runs:
@@ -311,7 +317,10 @@ class InFlight(Pipeline):
             # same events), the occurrences are published from the ledger's state: releasing
             # is idempotent, and pending rows are published once, de-duplicated by their id.
             if chained:
-                new = await self.store.plan(chained, [], fence=self._fence())
+                hold = self._hold(chained)
+                new = await self.store.plan(chained, [], fence=self._fence(), hold=hold)
+                if hold is not None:
+                    self._held(chained, hold)
                 for p in chained:
                     if p.state == "delayed":
                         heapq.heappush(self.delayed, (p.scheduled_for.timestamp(), p.id, p.job_id))
@@ -319,7 +328,7 @@ class InFlight(Pipeline):
                         self._retry_pending = True
                         if p.id in new:  # in flight from now: a later event's chain sees it
                             self.in_flight.setdefault(p.job_id, {})[p.id] = p.scheduled_for
-                    elif p.state == "waiting" and p.id in new:
+                    elif p.state == "waiting" and p.id in new and p.cause != limits.CAUSE:
                         self.waiting[p.job_id] = p.id
                     elif p.state == "skipped" and p.id in new and p.cause == "overlap":
                         self._count(self.stats.skipped, "overlap")
@@ -351,12 +360,17 @@ class InFlight(Pipeline):
         """Write finished statuses to the ledger (fenced) and, in the same transaction, what they
         do to the jobs' failure streaks (``jobstate.py``); then apply its pauses in memory."""
         applied = Applied()
+        released: list[str] = []
 
         async def streaks(conn: Any, rows: list[Record]) -> None:
             await self.job_state.finished(conn, rows, applied)
+            released[:] = await self._free_slots(conn, rows)
 
         await self.store.record_runs(updates, fence=self._fence(), after=streaks)
         self.job_state.apply(applied, self.put)
+        if released:
+            self._retry_pending = True
+            self.wake.set()
 
     async def runs_started(self, started: list[str] | list[tuple[str, datetime]]) -> None:
         """Record that runs started (occurrence ids, or (id, started at) pairs), so the ledger

@@ -69,7 +69,7 @@ from belltower.schedule import (
     is_spread,
 )
 
-from . import listing, whatif
+from . import limits, listing, whatif
 from .catalog import Catalog, validate_params
 from .dispatcher import Dispatcher
 from .entry import Entry, compiled_for
@@ -210,6 +210,7 @@ class Operations(RequestedOccurrences):
         try:
             info = await self.catalog.require(spec.type)
             params = validate_params(info, spec.params)
+            policy = limits.checked(policy, info, params)
         except InvalidInput as exc:
             errors.append(exc)
         next_run = None
@@ -725,6 +726,7 @@ class Operations(RequestedOccurrences):
             job.paused_by = _by(pause["paused_by"], pause["paused_from"])
             job.paused_at = pause["paused_at"]
             job.pause_note = pause["note"]
+        await limits.fill(job, row.policy, self.store.pool)
         return await fill_state(job, row.policy, self.state, self.overdue)
 
     @staticmethod
@@ -759,6 +761,8 @@ class Operations(RequestedOccurrences):
             max_runs=p.max_runs,
             alert_after_failures=p.alert_after_failures,
             pause_after_failures=p.pause_after_failures,
+            concurrency_key=p.concurrency_key,
+            concurrency_limit=p.concurrency_limit,
         )
 
 

@@ -23,8 +23,11 @@ from .entry import Entry
 from .fencing import FENCE_HEADER, Fence, Partition
 from .jobstate import paused_copy
 from .lease import Lease
-from .planner import Chunk, Planned, Planner
+from .limits import CAUSE as LIMITED
+from .limits import Hold
+from .planner import Chunk, Planned
 from .publisher import CONFIRMED, Batch, BatchPublisher
+from .slots import Slots
 from .store import RunLimits, Store
 
 log = logging.getLogger(__name__)
@@ -63,7 +66,7 @@ class DispatchStats:
     lateness_ms: list[float] = field(default_factory=list)
 
 
-class Pipeline(Planner):
+class Pipeline(Slots):
     """Commit, send, confirm and settle what the planner planned (the dispatcher's second room)."""
 
     store: Store
@@ -113,12 +116,17 @@ class Pipeline(Planner):
             if (m := p.entry.spec.policy.max_runs) is not None and p.trigger == "schedule"
         }
         fence = None if self.lease is None else (self.lease.key, self.lease.token)
+        hold = self._hold(chunk.occurrences)
         if limits:
-            new_ids = await self._commit_limited(chunk, limits, fence)
-        elif fence is None:
+            new_ids = await self._commit_limited(chunk, limits, fence, hold)
+        elif fence is None and hold is None:
             new_ids = await self.store.plan(chunk.occurrences, chunk.next_runs)
         else:
-            new_ids = await self.store.plan(chunk.occurrences, chunk.next_runs, fence=fence)
+            new_ids = await self.store.plan(
+                chunk.occurrences, chunk.next_runs, fence=fence, hold=hold
+            )
+        if hold is not None:
+            self._held(chunk.occurrences, hold)
         to_send = []
         tracking = self.tracking_runs
         for p in chunk.occurrences:
@@ -137,7 +145,7 @@ class Pipeline(Planner):
                 elif p.state == "skipped":
                     self._count(self.stats.skipped, p.cause or "other")
                     metrics.OCCURRENCES_SKIPPED.labels(p.cause or "other").inc()
-                elif p.state == "waiting":
+                elif p.state == "waiting" and p.cause != LIMITED:
                     self.waiting[p.job_id] = p.id
                 elif p.state == "awaiting":
                     self._count(self.stats.missed, "ask")
@@ -145,13 +153,13 @@ class Pipeline(Planner):
         return to_send
 
     async def _commit_limited(
-        self, chunk: Chunk, limits: dict[str, int], fence: Fence | None
+        self, chunk: Chunk, limits: dict[str, int], fence: Fence | None, hold: Hold | None
     ) -> set[str]:
         """Write a chunk holding jobs with ``max_runs``: the ledger skips what is beyond each
         one's limit and pauses the jobs that reached it (``RunLimits``)."""
         applied = RunLimits(limits, self.clock())
         new_ids = await self.store.plan(
-            chunk.occurrences, chunk.next_runs, fence=fence, limits=applied
+            chunk.occurrences, chunk.next_runs, fence=fence, limits=applied, hold=hold
         )
         for p in chunk.occurrences:
             if p.id in applied.cut:
@@ -320,6 +328,7 @@ class Pipeline(Planner):
                 fence=self._fence(),
             )
             metrics.OCCURRENCES_SKIPPED.labels("job_deleted").inc(len(orphans))
+            rows = await self._held_pending(rows)
             batch = []
             for r in rows:
                 entry = self.entries.get(r["job_id"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,8 +15,9 @@ from belltower.api import RunPolicy
 from belltower.events import ResultMail
 from belltower.schedule import Schedule, schedule_decoder, schedule_encoder
 
-from . import statesql
+from . import limits, statesql
 from .fencing import Deposed, Fence, Partition, partition_sql
+from .limits import Hold
 from .statesql import LIMIT_RUNS, PAUSE_JOBS
 from .streaks import BELLTOWER, max_runs_note
 
@@ -239,6 +240,7 @@ class Store:
         async with self.pool.acquire() as conn, conn.transaction():
             status = await conn.execute("DELETE FROM scheduler.jobs WHERE id = $1::uuid", job_id)
             await conn.execute(statesql.STREAKS_DROP, [job_id])
+            await limits.forget_job(conn, job_id)
         return status.endswith(" 1")
 
     async def set_paused(
@@ -312,6 +314,7 @@ class Store:
         next_runs: Sequence[tuple[str, datetime | None]],
         fence: Fence | None = None,
         limits: RunLimits | None = None,
+        hold: Hold | None = None,
     ) -> set[str]:
         """Write planned occurrences and the jobs' next times in one transaction.
 
@@ -320,7 +323,8 @@ class Store:
         ``fence``, raises :class:`Deposed` and writes nothing unless that lease's token is still
         the current one; the row lock holds a new holder's :meth:`fence` until this commits.
         With ``limits`` (jobs with ``max_runs``), :meth:`RunLimits.apply` runs in the same
-        transaction, and the ids it skipped are not returned as new.
+        transaction, and the ids it skipped are not returned as new. With ``hold`` (occurrences
+        of jobs with a concurrency key), :meth:`limits.Hold.apply` runs in it too.
         """
         async with self.pool.acquire() as conn, conn.transaction():
             if fence is not None:
@@ -385,7 +389,9 @@ class Store:
                 )
             if limits is not None:
                 await limits.apply(conn)
-                return new - limits.cut
+                new -= limits.cut
+            if hold is not None:
+                await hold.apply(conn, new)
             return new
 
     @staticmethod
@@ -485,7 +491,8 @@ class Store:
 
     async def held(self, since: datetime) -> list[asyncpg.Record]:
         """What the overlap and chaining policies hold: runs in flight planned after ``since``,
-        buffered and delayed occurrences, and pending ones planned after ``since`` (perhaps
+        buffered and delayed occurrences, those waiting for their concurrency key (state
+        ``limited``), and pending ones planned after ``since`` (perhaps
         published before a crash, so perhaps run: their ``dispatched_at`` is when they were
         planned, the earliest their run can have finished)."""
         return await self.pool.fetch(
@@ -494,6 +501,10 @@ class Store:
             "AND (run_status IS NULL OR run_status = 'running') "
             "UNION ALL SELECT id::text, job_id::text, state, scheduled_for, dispatched_at "
             "FROM scheduler.occurrences WHERE state IN ('waiting', 'delayed') "
+            "AND cause IS DISTINCT FROM 'concurrency' "
+            # Waiting for their concurrency key (limits.py): in flight for the overlap policy.
+            "UNION ALL SELECT id::text, job_id::text, 'limited', scheduled_for, created_at "
+            "FROM scheduler.occurrences WHERE state = 'waiting' AND cause = 'concurrency' "
             "UNION ALL SELECT id::text, job_id::text, state, scheduled_for, created_at "
             "FROM scheduler.occurrences WHERE state = 'pending' AND created_at >= $1",
             since,
@@ -506,7 +517,8 @@ class Store:
             "SELECT id::text AS id, state, trigger, scheduled_for, dispatched_at, run_status "
             "FROM scheduler.occurrences WHERE job_id = $1::uuid AND ((state IN ('pending', 'dispatched') "
             "AND scheduled_for >= $2 AND (run_status IS NULL OR run_status = 'running')) "
-            "OR state = 'waiting') ORDER BY scheduled_for, created_at",
+            "OR (state = 'waiting' AND cause IS DISTINCT FROM 'concurrency')) "
+            "ORDER BY scheduled_for, created_at",
             job_id,
             since,
         )
@@ -576,6 +588,25 @@ class Store:
                 *args,
             )
             await after(conn, rows)
+
+    async def admit_waiting(
+        self, now: datetime, stale: timedelta, fence: Fence | None = None
+    ) -> list[str]:
+        """Admit occurrences waiting for their concurrency key's slots (``limits.sweep``);
+        returns those released (now pending)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if fence is not None:
+                await self._check_fence(conn, fence)
+            return await limits.sweep(conn, now, stale)
+
+    async def hold_pending(self, hold: Hold, fence: Fence | None = None) -> None:
+        """Queue pending occurrences of keyed jobs written outside the planner (a backfill, a
+        decision, a released buffered or chained one) for their keys' slots, as
+        :meth:`plan` does for the planner's (``hold.waiting``: those that must wait)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if fence is not None:
+                await self._check_fence(conn, fence)
+            await hold.apply(conn)
 
     async def occurrence(self, occurrence_id: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow(

@@ -33,6 +33,11 @@ def job_types(json_out: JsonFlag = False, profile: ProfileOpt = None) -> None:
             typer.echo(f"    {info.description}")
         seeds = "; ".join(f"{s.catalog} “{s.title}”" for s in info.seeds)
         typer.echo(f"    seed task: {seeds or 'none (Belltower’s own)'}")
+        if info.concurrency_key:
+            typer.echo(
+                f"    concurrency: {info.concurrency_limit} at once per {info.concurrency_key} "
+                "(--concurrency-key/--concurrency-limit change it)"
+            )
         for name, spec in _params(info).items():
             typer.echo(f"    --param {name}=…  {spec}")
 

@@ -14,10 +14,13 @@ from ..errors import BelltowerError, InvalidInput, NotFound, Unavailable
 from ..schedule import OnDemand, ScheduleFlags, parse_every
 from .jobstate import (
     AlertAfterOpt,
+    ConcurrencyKeyOpt,
+    ConcurrencyLimitOpt,
     MaxRunsOpt,
     PauseAfterOpt,
     jobs_pause,
     jobs_update,
+    limit_fields,
     state_fields,
     state_rows,
 )
@@ -113,6 +116,8 @@ def jobs_create(
     max_runs: MaxRunsOpt = None,
     alert_after_failures: AlertAfterOpt = None,
     pause_after_failures: PauseAfterOpt = None,
+    concurrency_key: ConcurrencyKeyOpt = None,
+    concurrency_limit: ConcurrencyLimitOpt = None,
     json_out: JsonFlag = False,
     profile: ProfileOpt = None,
 ) -> None:
@@ -145,6 +150,7 @@ def jobs_create(
             after=parse_after(after) if after else None,
         )
         state = state_fields(max_runs, alert_after_failures, pause_after_failures)
+        state |= limit_fields(concurrency_key, concurrency_limit)
     except BelltowerError as exc:
         fail(exc)
     document = msgspec.to_builtins(spec) | state
@@ -312,7 +318,8 @@ def jobs_run_now(
         typer.Option(
             "--force",
             help="Run now even while a run of the job is still going (overriding its overlap "
-            "policy: skip refuses, buffer queues the run behind the one going).",
+            "policy: skip refuses, buffer queues the run behind the one going) or its "
+            "concurrency key has its limit of runs in flight.",
         ),
     ] = False,
     json_out: JsonFlag = False,
@@ -321,7 +328,8 @@ def jobs_run_now(
     """Run a job once now, outside its schedule (recorded as a manual run).
 
     The job's overlap policy applies while a run of it is still going: skip refuses (exit 4,
-    naming that run; --force runs anyway), buffer queues this run behind it, allow runs at once."""
+    naming that run; --force runs anyway), buffer queues this run behind it, allow runs at once.
+    A job whose concurrency key has its limit of runs in flight queues the run until one ends."""
 
     def go(api: Api) -> tuple[RunNowResult, RunRecord | None]:
         result = api.send("POST", f"/jobs/{seg(job_id)}/run", RunNowResult, force=force)

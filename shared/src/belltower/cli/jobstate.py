@@ -37,6 +37,23 @@ PauseAfterOpt = Annotated[
         envvar="BELLTOWER_JOB_PAUSE_AFTER_FAILURES",
     ),
 ]
+ConcurrencyKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="The target this job's runs share with other jobs, a literal or a template over "
+        "its params, e.g. 'canvas:{base_url}' or 'sftp:{host}' (with --concurrency-limit). "
+        "Left out, the job type's own key applies; '' means none.",
+        envvar="BELLTOWER_JOB_CONCURRENCY_KEY",
+    ),
+]
+ConcurrencyLimitOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Runs at once of all jobs with the same concurrency key; the others wait in "
+        "priority order (the ledger says they waited).",
+        envvar="BELLTOWER_JOB_CONCURRENCY_LIMIT",
+    ),
+]
 NoteOpt = Annotated[
     str | None,
     typer.Option(
@@ -65,6 +82,22 @@ def state_fields(
     return fields
 
 
+def limit_fields(key: str | None, limit: int | None) -> dict[str, Any]:
+    """The job-document fields the concurrency options set; an empty key clears the limit too."""
+    fields: dict[str, Any] = {}
+    if key is not None:
+        fields["concurrency_key"] = key
+        if key == "":
+            fields["concurrency_limit"] = None
+    if limit is not None:
+        if key == "":
+            raise InvalidInput(
+                "concurrency_limit", "is set with an empty --concurrency-key", "a key, or no limit"
+            )
+        fields["concurrency_limit"] = limit
+    return fields
+
+
 def jobs_pause(job_id: str, note: NoteOpt = None, profile: ProfileOpt = None) -> None:
     """Stop scheduling a job until it is resumed (who paused it, when and why are recorded)."""
     try:
@@ -81,17 +114,22 @@ def jobs_update(
     max_runs: MaxRunsOpt = None,
     alert_after_failures: AlertAfterOpt = None,
     pause_after_failures: PauseAfterOpt = None,
+    concurrency_key: ConcurrencyKeyOpt = None,
+    concurrency_limit: ConcurrencyLimitOpt = None,
     json_out: JsonFlag = False,
     profile: ProfileOpt = None,
 ) -> None:
-    """Change a job's max runs and failure thresholds (other fields: export, edit, import)."""
+    """Change a job's max runs, failure thresholds and concurrency limit (other fields: export,
+    edit, import)."""
     try:
         fields = state_fields(max_runs, alert_after_failures, pause_after_failures)
+        fields |= limit_fields(concurrency_key, concurrency_limit)
         if not fields:
             raise InvalidInput(
                 "options",
                 "nothing to change",
-                "--max-runs, --alert-after-failures or --pause-after-failures",
+                "--max-runs, --alert-after-failures, --pause-after-failures, "
+                "--concurrency-key or --concurrency-limit",
             )
     except BelltowerError as exc:
         fail(exc)
@@ -121,6 +159,14 @@ def state_rows(job: Job) -> list[tuple[str, str]]:
     rows.append(("on failures", ", ".join(alerts) + " in a row" if alerts else "-"))
     rows.append(("failing", f"{job.failure_streak} in a row" if job.failure_streak else "no"))
     rows.append(("expected", expected_text(job)))
+    if job.concurrency_key_value is not None:
+        rows.append(
+            (
+                "limit",
+                f"{job.concurrency_limit} at once of {job.concurrency_key_value} "
+                f"({job.concurrency_running} running, {job.concurrency_waiting} waiting)",
+            )
+        )
     return rows
 
 

@@ -98,7 +98,11 @@ def _show_run(run: RunRecord) -> None:
         ),
         ("priority", str(run.priority)),
         ("scheduled for", timestamp(run.scheduled_for)),
-        ("dispatched at", timestamp(run.dispatched_at)),
+        (
+            "dispatched at",
+            timestamp(run.dispatched_at)
+            + (f" (waited {run.waited_s:.1f}s; `jobs why` says why)" if run.waited_s else ""),
+        ),
         ("started at", timestamp(run.started_at)),
         ("finished at", timestamp(run.finished_at)),
         ("duration", f"{run.duration_ms} ms" if run.duration_ms is not None else "-"),

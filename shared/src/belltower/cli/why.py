@@ -36,6 +36,8 @@ def _what_happened(e: LedgerEntry) -> str:
             outcome = e.run_status + (f" ({e.run_error})" if e.run_error else "")
         if e.recovery_attempts:
             outcome += f"; published again {e.recovery_attempts}x (the broker had lost it)"
+        if e.cause == "concurrency" and e.reason:
+            outcome += f"; {e.reason}"  # "waited 12.0s for canvas:... (concurrency limit 1)"
         return f"{origin}ran: {outcome}; run {e.run_id}, dispatched {timestamp(e.dispatched_at)}"
     if e.state == "pending":
         return f"{origin}being dispatched (run {e.run_id})"

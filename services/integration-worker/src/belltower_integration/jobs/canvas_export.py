@@ -319,4 +319,8 @@ job_type = JobType(
     params=CanvasExportParams,
     run=run,
     timeout_s=3600,
+    # Canvas works through one account's SIS imports one at a time: a second sent meanwhile
+    # only queues there, its job's clock running. A job may set its own key and limit.
+    concurrency_key="canvas:{base_url}",
+    concurrency_limit=1,
 )

@@ -112,4 +112,7 @@ job_type = JobType(
     ),
     params=SftpUploadParams,
     run=run,
+    # District SFTP servers commonly allow a user a couple of sessions at once.
+    concurrency_key="sftp:{host}",
+    concurrency_limit=2,
 )
