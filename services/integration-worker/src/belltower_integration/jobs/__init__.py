@@ -23,6 +23,7 @@ from . import (
     neogov,
     oneroster_export,
     schedule_upkeep,
+    school_year,
     schoolmessenger,
     sftp_upload,
 )
@@ -56,6 +57,8 @@ registry.register(attendance_sms.job_type)
 registry.register(automated_emails.job_type)
 registry.register(family_email.email_notifications_type)
 registry.register(family_email.sss_parent_type)
+for school_job in school_year.JOB_TYPES:
+    registry.register(school_job)
 for calculation in CALCULATIONS:
     registry.register(calculation)
 

@@ -1,0 +1,131 @@
+-- K-12 school operations (Focus's scheduled jobs, integration-worker enrollment.*): school years,
+-- each school's grade levels, the student's school enrollment record (Focus's student_enrollment)
+-- with its next school, rolling retention, zoned school and Florida attendance fields, the
+-- district's address catalog that zones an address to a school, and the queue of automatic
+-- course requests with the course requests made from it. Additive (docs/sis-schema.md).
+-- A school is a division (sis.divisions), as for the calculation jobs.
+
+-- School years: year 2026 is the 2026-27 school year. The default one is the school
+-- preference 'default_school_year' (else the year whose dates hold the run's day).
+CREATE TABLE sis.school_years (
+    year        integer PRIMARY KEY CHECK (year BETWEEN 1900 AND 2999),
+    name        text NOT NULL,
+    starts_on   date NOT NULL,
+    ends_on     date NOT NULL,
+    CHECK (ends_on > starts_on)
+);
+
+-- A school's grade levels (Setup > Grade Levels). next_code: the grade a promoted student rolls
+-- into (NULL: the school's last grade). used_for_zoning / can_roll_into: Set Next School only
+-- sets a next school whose next grade is marked with both.
+CREATE TABLE sis.grade_levels (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    division_id    bigint NOT NULL REFERENCES sis.divisions (id) ON DELETE CASCADE,
+    code           text NOT NULL,
+    name           text NOT NULL,
+    sort_order     integer NOT NULL,
+    next_code      text,
+    used_for_zoning boolean NOT NULL DEFAULT true,
+    can_roll_into  boolean NOT NULL DEFAULT true,
+    UNIQUE (division_id, code)
+);
+
+-- The student's enrollment in a school for a school year (Focus's student_enrollment). Active:
+-- no drop code and no end date before the day. is_primary false: a second school enrollment.
+-- rolling_retention: what Rollover does with it (promote to the next grade, retain in the same
+-- grade, or do not enroll next year); next_school_id: the school it rolls into (NULL: the same
+-- school), set by Set Next School or by hand. zoned_*: set by Set Zoned School. fl_days_*: the
+-- Florida end-of-year attendance fields. rolled_from_id: the enrollment a Rollover made this
+-- one from (one rollover per enrollment).
+CREATE TABLE sis.student_enrollments (
+    id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person_id          bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    division_id        bigint NOT NULL REFERENCES sis.divisions (id),
+    school_year        integer NOT NULL REFERENCES sis.school_years (year),
+    grade_level_id     bigint NOT NULL REFERENCES sis.grade_levels (id),
+    is_primary         boolean NOT NULL DEFAULT true,
+    starts_on          date NOT NULL,
+    ends_on            date,
+    enrollment_code    text,
+    drop_code          text,
+    rolling_retention  text NOT NULL DEFAULT 'promote'
+                         CHECK (rolling_retention IN ('promote', 'retain', 'do_not_enroll')),
+    next_school_id     bigint REFERENCES sis.divisions (id),
+    zoned_school_id    bigint REFERENCES sis.divisions (id),
+    zoned_district     text,
+    fl_days_present    numeric(5, 1),
+    fl_days_absent     numeric(5, 1),
+    fl_days_absent_not_disc numeric(5, 1),
+    rolled_from_id     bigint UNIQUE REFERENCES sis.student_enrollments (id) ON DELETE SET NULL,
+    source_job_id      text,
+    occurrence_id      text,
+    updated_at         timestamptz NOT NULL DEFAULT now(),
+    CHECK (ends_on IS NULL OR ends_on >= starts_on)
+);
+CREATE INDEX student_enrollments_school ON sis.student_enrollments (division_id, school_year);
+CREATE INDEX student_enrollments_person ON sis.student_enrollments (person_id, school_year);
+
+-- The district's address catalog: a street's house-number range (all, odd or even numbers),
+-- for some grades (empty: every grade) and school year (NULL: every year), zoned to a school
+-- of a district. Street names compare without case to the parsed street name of the address.
+CREATE TABLE sis.address_catalog (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    school_year     integer REFERENCES sis.school_years (year),
+    street_name     text NOT NULL,
+    street_type     text,
+    house_from      integer NOT NULL CHECK (house_from >= 0),
+    house_to        integer NOT NULL,
+    side            text NOT NULL DEFAULT 'both' CHECK (side IN ('both', 'odd', 'even')),
+    postal_code     text,
+    grades          text[] NOT NULL DEFAULT '{}',
+    zoned_school_id bigint NOT NULL REFERENCES sis.divisions (id),
+    zoned_district  text NOT NULL,
+    CHECK (house_to >= house_from)
+);
+CREATE INDEX address_catalog_street ON sis.address_catalog (lower(street_name));
+
+-- Course requests for a school year (the requests the scheduler builds schedules from), and
+-- the queue of automatic course requests (ACRs) the Automatic Course Requests job turns into
+-- them: a queued row is processed once (processed_at, with the request it made or found).
+CREATE TABLE sis.course_requests (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person_id    bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    course_id    bigint NOT NULL REFERENCES sis.courses (id) ON DELETE CASCADE,
+    school_year  integer NOT NULL REFERENCES sis.school_years (year),
+    division_id  bigint REFERENCES sis.divisions (id),
+    source       text NOT NULL DEFAULT 'manual',
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (person_id, course_id, school_year)
+);
+
+CREATE TABLE sis.automatic_course_requests (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person_id     bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    course_id     bigint NOT NULL REFERENCES sis.courses (id) ON DELETE CASCADE,
+    school_year   integer NOT NULL REFERENCES sis.school_years (year),
+    reason        text NOT NULL DEFAULT '',
+    queued_at     timestamptz NOT NULL DEFAULT now(),
+    processed_at  timestamptz,
+    request_id    bigint REFERENCES sis.course_requests (id) ON DELETE SET NULL,
+    result        text CHECK (result IN ('created', 'already requested')),
+    occurrence_id text
+);
+CREATE INDEX automatic_course_requests_queued ON sis.automatic_course_requests (queued_at)
+    WHERE processed_at IS NULL;
+
+-- Online Course Requirement (Report Cards, Graduation Requirements Report): a course counts when
+-- sis.courses.online; the student's field is Yes, No or Exempt (Exempt is set by the school and
+-- never changed by the job).
+ALTER TABLE sis.courses ADD COLUMN online boolean NOT NULL DEFAULT false;
+
+CREATE TABLE sis.online_course_requirement (
+    person_id     bigint PRIMARY KEY REFERENCES sis.people (id) ON DELETE CASCADE,
+    value         text NOT NULL CHECK (value IN ('No', 'Yes', 'Exempt')),
+    met_by        bigint REFERENCES sis.enrollments (id) ON DELETE SET NULL,
+    occurrence_id text,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+
+-- Rollover's "Rollover Second School Enrollment Records" system preference.
+INSERT INTO sis.school_preferences (key, value) VALUES ('rollover_second_school', 'false')
+    ON CONFLICT (key) DO NOTHING;

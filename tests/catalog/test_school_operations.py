@@ -1,0 +1,346 @@
+"""Focus's school-operations jobs (enrollment.*) against the real SIS schema: two tiny K-12
+schools per test (divisions of their own), an address catalog, and every job limited to them.
+
+One database (a clone of the demo-school template) serves the module, as for the calculations.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from datetime import date
+from typing import Any
+
+import asyncpg
+import pytest
+
+from belltower.settings import Settings
+from belltower_dev.demo.school_ops import school_year_of as year_of
+from belltower_integration.jobs.school_year import CatalogRow, zone
+from tests.catalog.conftest import JobRunner
+from tests.catalog.school import School
+from tests.conftest import cloned
+
+pytestmark = pytest.mark.slow
+_n = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def ops_database(pg_server: Any, sis_template_database: str) -> Iterator[str]:
+    with cloned(pg_server, sis_template_database, "belltower_ops") as url:
+        yield url
+
+
+@pytest.fixture
+async def runner(
+    ops_database: str, mail_sink: Any, tmp_batch_folder: Any
+) -> AsyncIterator[JobRunner]:
+    r = JobRunner(
+        Settings(
+            database_url=ops_database,
+            smtp_host=mail_sink.host,
+            smtp_port=mail_sink.port,
+            batch_folder=tmp_batch_folder,
+        )
+    )
+    yield r
+    await r.db.close()
+
+
+@pytest.fixture
+async def conn(ops_database: str) -> AsyncIterator[asyncpg.Connection]:
+    c = await asyncpg.connect(ops_database)
+    yield c
+    await c.close()
+
+
+@pytest.fixture
+def school(conn: asyncpg.Connection, sis_today: date) -> School:
+    return School(conn, sis_today)
+
+
+class K12:
+    """An elementary school (KG-05) and a middle school (06-08), their grades and a catalog."""
+
+    def __init__(self, s: School, year: int) -> None:
+        self.s, self.conn, self.year = s, s.conn, year
+        n = next(_n)
+        self.elem_code, self.mid_code = f"EL{n}", f"MI{n}"
+        self.street = f"Oak{n}"
+
+    async def build(self) -> K12:
+        self.elem = await self.s.division(self.elem_code)
+        self.mid = await self.s.division(self.mid_code)
+        self.grades: dict[tuple[int, str], int] = {}
+        for school, codes in (
+            (self.elem, ["KG", "01", "02", "03", "04", "05"]),
+            (self.mid, ["06", "07", "08"]),
+        ):
+            for i, code in enumerate(codes):
+                nxt = {"KG": "01", "08": None}.get(
+                    code, f"{int(code) + 1:02d}" if code != "KG" else None
+                )
+                self.grades[(school, code)] = await self.conn.fetchval(
+                    """INSERT INTO sis.grade_levels (division_id, code, name, sort_order, next_code)
+                       VALUES ($1, $2, $2, $3, $4) RETURNING id""",
+                    school, code, i, nxt,
+                )  # fmt: skip
+        # Odd numbers 1-99 go to the elementary school for KG-05, 6-8 to the middle school;
+        # even numbers are zoned only for next year, to the elementary school.
+        for year, side, grades, school, district in (
+            (None, "odd", ["KG", "01", "02", "03", "04", "05"], self.elem, "North"),
+            (None, "odd", ["06", "07", "08"], self.mid, "North"),
+            (self.year + 1, "even", [], self.elem, "North"),
+        ):
+            await self.conn.execute(
+                """INSERT INTO sis.address_catalog (school_year, street_name, street_type, house_from,
+                          house_to, side, postal_code, grades, zoned_school_id, zoned_district)
+                   VALUES ($1, $2, 'ST', 1, 99, $3, '60601', $4, $5, $6)""",
+                year, self.street, side, grades, school, district,
+            )  # fmt: skip
+        return self
+
+    async def student(
+        self, name: str, school: int, grade: str, house: int | None = 11, **enrollment: Any
+    ) -> tuple[dict[str, Any], int]:
+        who = await self.s.person(
+            name, division=self.elem_code if school == self.elem else self.mid_code
+        )
+        if house is not None:
+            await self.conn.execute(
+                """INSERT INTO sis.addresses (person_id, kind, preferred, line1, city, postal_code)
+                   VALUES ($1, 'home', true, $2, 'Lakeside', '60601-1234')""",
+                who["id"], f"{house} {self.street} Street",
+            )  # fmt: skip
+        columns = [
+            "person_id",
+            "division_id",
+            "school_year",
+            "grade_level_id",
+            "starts_on",
+            *enrollment,
+        ]
+        values = [
+            who["id"],
+            school,
+            self.year,
+            self.grades[(school, grade)],
+            date(self.year, 8, 15),
+            *enrollment.values(),
+        ]
+        eid = await self.conn.fetchval(
+            f"INSERT INTO sis.student_enrollments ({', '.join(columns)}) "
+            f"VALUES ({', '.join(f'${i}' for i in range(1, len(values) + 1))}) RETURNING id",
+            *values,
+        )
+        return who, eid
+
+
+@pytest.fixture
+async def k12(school: School, sis_today: date) -> K12:
+    return await K12(school, year_of(sis_today)).build()
+
+
+@pytest.mark.unit
+def test_zone_matches_street_side_range_grade_and_prefers_the_years_row() -> None:
+    every = CatalogRow(1, None, "Oak", "ST", 1, 99, "odd", "60601", ("05",), 10, "North")
+    other = CatalogRow(2, None, "Oak", "ST", 1, 99, "odd", None, ("06",), 11, "North")
+    this_year = CatalogRow(3, 2026, "Oak", None, 1, 49, "both", None, (), 12, "South")
+    assert zone("11 Oak Street", None, "60601-1234", "05", [every, other]).school_id == 10
+    assert zone("11 Oak St", None, "60601", "06", [every, other]).school_id == 11
+    assert (
+        zone("12 Oak St", None, "60601", "05", [every]).problem
+        == "address not in the address catalog"
+    )
+    assert zone("11 Oak Ave", None, "60601", "05", [every]).school_id is None
+    assert zone("11 Oak St", None, "60602", "05", [every]).school_id is None
+    assert zone("11 Oak St", None, "60601", "05", [every, this_year]).school_id == 12
+    assert zone("PO Box 12", None, None, "05", [every]).problem == "not a street address (PO Box)"
+    clash = CatalogRow(4, 2026, "Oak", None, 1, 99, "both", None, (), 13, "East")
+    assert "zone it to different schools" in (
+        zone("11 Oak St", None, None, "05", [this_year, clash]).problem or ""
+    )
+
+
+async def _enrollments(conn: asyncpg.Connection, school: int, year: int) -> dict[str, Any]:
+    rows = await conn.fetch(
+        """SELECT p.first_name, se.*, g.code AS grade FROM sis.student_enrollments se
+             JOIN sis.people p ON p.id = se.person_id JOIN sis.grade_levels g ON g.id = se.grade_level_id
+            WHERE se.division_id = $1 AND se.school_year = $2""",
+        school, year,
+    )  # fmt: skip
+    return {r["first_name"]: r for r in rows}
+
+
+async def test_zoned_then_next_school_then_rollover_once(
+    runner: JobRunner, k12: K12, conn: asyncpg.Connection
+) -> None:
+    params = {"divisions": [k12.elem_code, k12.mid_code]}
+    ann, _ = await k12.student("Ann", k12.elem, "05")  # odd: zoned to the middle school for 06
+    bob, _ = await k12.student("Bob", k12.elem, "03", house=12)  # even: only next year's row
+    cal, _ = await k12.student("Cal", k12.elem, "04", house=None)  # no home address
+    _dee, _ = await k12.student("Dee", k12.elem, "02", rolling_retention="retain")
+    eve, _ = await k12.student("Eve", k12.mid, "08")  # last grade, no next school
+    fay, _ = await k12.student("Fay", k12.elem, "01", rolling_retention="do_not_enroll")
+    gus, _ = await k12.student("Gus", k12.elem, "01", drop_code="W01")  # dropped: not active
+    hal, _ = await k12.student("Hal", k12.elem, "KG", is_primary=False)  # second school
+
+    zoned = await runner("enrollment.set_zoned_school", params)
+    assert zoned.status == "succeeded", zoned.error
+    now = await _enrollments(conn, k12.elem, k12.year)
+    assert (now["Ann"]["zoned_school_id"], now["Ann"]["zoned_district"]) == (k12.elem, "North")
+    assert now["Bob"]["zoned_school_id"] is None and now["Gus"]["zoned_school_id"] is None
+    assert f"{bob['sis_id']}: address not in the address catalog" in zoned.text
+    assert f"{cal['sis_id']}: no home address" in zoned.text
+    assert "4 zoned schools set" in zoned.summary  # Ann, Dee, Fay (elementary) and Eve (middle)
+    again = await runner("enrollment.set_zoned_school", params)
+    assert "0 zoned schools set" in again.summary and "4 unchanged" in again.summary
+
+    dry = await runner("enrollment.set_next_school", {**params, "dry_run": True})
+    assert "3 next schools set" in dry.summary and "dry run" in dry.summary
+    assert (await _enrollments(conn, k12.elem, k12.year))["Ann"]["next_school_id"] is None
+    nxt = await runner("enrollment.set_next_school", params)
+    assert nxt.status == "succeeded", nxt.error
+    now = await _enrollments(conn, k12.elem, k12.year)
+    # Ann moves up to 06: the middle school; Bob (04 next year, even side) the elementary
+    # school; Dee is retained in 02 at the elementary school; Cal has no address; Eve's 08 is last.
+    assert now["Ann"]["next_school_id"] == k12.mid
+    assert now["Bob"]["next_school_id"] == k12.elem
+    assert now["Dee"]["next_school_id"] == k12.elem
+    assert now["Cal"]["next_school_id"] is None and now["Fay"]["next_school_id"] is None
+    assert f"{eve['sis_id']}: grade 08 has no next grade" in nxt.text
+    # The middle school's 06 closes to rolling: Ann cannot be given it.
+    await conn.execute(
+        "UPDATE sis.grade_levels SET can_roll_into = false WHERE id = $1",
+        k12.grades[(k12.mid, "06")],
+    )
+    closed = await runner(
+        "enrollment.set_next_school", {"divisions": [k12.elem_code], "grades": ["05"]}
+    )
+    assert f"{ann['sis_id']}: zoned school {k12.mid_code} has no grade 06" in closed.text
+    assert "0 next schools set" in closed.summary and "1 not set" in closed.summary
+    await conn.execute(
+        "UPDATE sis.grade_levels SET can_roll_into = true WHERE id = $1",
+        k12.grades[(k12.mid, "06")],
+    )
+
+    rolled = await runner("enrollment.rollover", params, occurrence_id="roll-1")
+    assert rolled.status == "succeeded", rolled.error
+    assert "second school enrollments not rolled" in rolled.text
+    mid_next = await _enrollments(conn, k12.mid, k12.year + 1)
+    elem_next = await _enrollments(conn, k12.elem, k12.year + 1)
+    assert {n: r["grade"] for n, r in mid_next.items()} == {"Ann": "06"}
+    assert {n: r["grade"] for n, r in elem_next.items()} == {"Bob": "04", "Cal": "05", "Dee": "02"}
+    assert (
+        mid_next["Ann"]["enrollment_code"] == "R1" and mid_next["Ann"]["occurrence_id"] == "roll-1"
+    )
+    assert "4 rolled" in rolled.summary and "1 retained" in rolled.summary
+    assert "1 not enrolling" in rolled.summary and "1 not rolled" in rolled.summary
+    assert f"{eve['sis_id']}: grade 08 has no next grade and no next school" in rolled.text
+
+    redelivered = await runner("enrollment.rollover", params, occurrence_id="roll-1")
+    assert "0 rolled" in redelivered.summary and "4 already rolled" in redelivered.summary
+    # The preference turns second school records on: Hal's KG rolls into 01, once.
+    await conn.execute(
+        "UPDATE sis.school_preferences SET value = 'true' WHERE key = 'rollover_second_school'"
+    )
+    try:
+        second = await runner("enrollment.rollover", params)
+        assert "1 rolled" in second.summary, second.summary
+        hal_next = await conn.fetchrow(
+            "SELECT is_primary, grade_level_id FROM sis.student_enrollments WHERE person_id = $1 AND school_year = $2",
+            hal["id"], k12.year + 1,
+        )  # fmt: skip
+        assert (
+            hal_next["is_primary"] is False
+            and hal_next["grade_level_id"] == k12.grades[(k12.elem, "01")]
+        )
+    finally:
+        await conn.execute(
+            "UPDATE sis.school_preferences SET value = 'false' WHERE key = 'rollover_second_school'"
+        )
+    assert not await conn.fetchval(
+        "SELECT count(*) FROM sis.student_enrollments WHERE person_id = ANY($1::bigint[]) AND school_year = $2",
+        [fay["id"], gus["id"]], k12.year + 1,
+    )  # fmt: skip
+
+
+async def test_automatic_course_requests_are_made_once(
+    runner: JobRunner, k12: K12, school: School, conn: asyncpg.Connection
+) -> None:
+    ann, _ = await k12.student("Ann", k12.mid, "07")
+    bob, _ = await k12.student("Bob", k12.mid, "07")
+    other = await school.person("Zed", division="OTHER")
+    course = await conn.fetchval("SELECT id FROM sis.courses ORDER BY id LIMIT 1")
+    await conn.execute(
+        "INSERT INTO sis.course_requests (person_id, course_id, school_year) VALUES ($1, $2, $3)",
+        bob["id"], course, k12.year + 1,
+    )  # fmt: skip
+    for who in (ann, bob, other):
+        await conn.execute(
+            "INSERT INTO sis.automatic_course_requests (person_id, course_id, school_year, reason) "
+            "VALUES ($1, $2, $3, 'next course in sequence')",
+            who["id"], course, k12.year + 1,
+        )  # fmt: skip
+    params = {"divisions": [k12.mid_code]}
+    dry = await runner("enrollment.automatic_course_requests", {**params, "dry_run": True})
+    assert "1 course requests created, 1 already requested" in dry.summary, dry.summary
+    ran = await runner("enrollment.automatic_course_requests", params)
+    assert "1 course requests created, 1 already requested" in ran.summary, ran.summary
+    rows = await conn.fetch(
+        "SELECT person_id, result, request_id IS NOT NULL AS linked FROM sis.automatic_course_requests "
+        "WHERE person_id = ANY($1::bigint[]) ORDER BY id",
+        [ann["id"], bob["id"], other["id"]],
+    )
+    assert [(r["person_id"], r["result"], r["linked"]) for r in rows] == [
+        (ann["id"], "created", True), (bob["id"], "already requested", True), (other["id"], None, False),
+    ]  # fmt: skip
+    assert (
+        await conn.fetchval(
+            "SELECT source FROM sis.course_requests WHERE person_id = $1", ann["id"]
+        )
+        == "automatic"
+    )
+    again = await runner("enrollment.automatic_course_requests", params)
+    assert "nothing to do" in again.summary or "0 course requests created" in again.summary
+
+
+async def test_online_course_requirement_yes_no_and_exempt_kept(
+    runner: JobRunner, school: School, conn: asyncpg.Connection
+) -> None:
+    code = f"ON{next(_n)}"
+    online = await school.section(division=code)
+    await conn.execute(
+        "UPDATE sis.courses SET online = true FROM sis.sections s WHERE s.id = $1 AND courses.id = s.course_id",
+        online,
+    )
+    passed, failed, exempt, none = [
+        await school.person(n, division=code) for n in ("Pat", "Fin", "Exa", "Non")
+    ]
+    for who, grade in ((passed, "B"), (failed, "F"), (exempt, "F")):
+        eid = await conn.fetchval(
+            "INSERT INTO sis.enrollments (person_id, section_id, status, credits) VALUES ($1, $2, 'completed', 3) RETURNING id",
+            who["id"], online,
+        )  # fmt: skip
+        await school.grade(eid, grade, is_official=True, final_posted=True)
+    await conn.execute(
+        "INSERT INTO sis.online_course_requirement (person_id, value) VALUES ($1, 'Exempt')",
+        exempt["id"],
+    )
+    ran = await runner("enrollment.online_course_requirement", {"divisions": [code]})
+    assert ran.status == "succeeded", ran.error
+    values = dict(
+        await conn.fetch(
+            "SELECT person_id, value FROM sis.online_course_requirement WHERE person_id = ANY($1::bigint[])",
+            [passed["id"], failed["id"], exempt["id"], none["id"]],
+        )
+    )
+    assert values == {
+        passed["id"]: "Yes",
+        failed["id"]: "No",
+        exempt["id"]: "Exempt",
+        none["id"]: "No",
+    }
+    assert "1 set to Yes, 2 set to No, 0 unchanged, 1 exempt" in ran.summary
+    again = await runner("enrollment.online_course_requirement", {"divisions": [code]})
+    assert "0 set to Yes, 0 set to No, 3 unchanged, 1 exempt" in again.summary
