@@ -276,6 +276,10 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
         _focus("Communication Queue"),
         _focus("Phone Communication Processing (Phone Communication)"),
     ),
+    "messaging.communication_status_update": (
+        _focus("Communication Status Update"),
+        _focus("Communication Status Updates"),
+    ),
     "messaging.email_notifications": (_focus("Email Notifications"),),
     "messaging.sss_parent_notifications": (_focus("SSS Parent Portal Notifications"),),
     "notifier.attendance": (_sonis("Notifier: Attendance"),),

@@ -11,6 +11,7 @@ from . import (
     blackboard,
     canvas_export,
     communication_queue,
+    contact_updates,
     daily_maintenance,
     family_email,
     frontline_leave,
@@ -49,6 +50,7 @@ registry.register(housekeeping.temp_table_cleanup_type)
 registry.register(housekeeping.reconcile_seats_type)
 registry.register(housekeeping.purge_old_files_type)
 registry.register(communication_queue.job_type)
+registry.register(contact_updates.job_type)
 registry.register(addresses.address_corrections_type)
 registry.register(addresses.parse_addresses_type)
 registry.register(schedule_upkeep.remove_scheduled_type)

@@ -129,3 +129,33 @@ CREATE TABLE sis.online_course_requirement (
 -- Rollover's "Rollover Second School Enrollment Records" system preference.
 INSERT INTO sis.school_preferences (key, value) VALUES ('rollover_second_school', 'false')
     ON CONFLICT (key) DO NOTHING;
+
+-- Communication Status Update(s): a text or call that could not reach its recipient (the
+-- provider's final status failed, undelivered, busy or no-answer, or the message was refused
+-- for good) publishes the Call Out System re-enrollment form to them, once per recipient and
+-- number: the Student form to a person, the Parent form to a guardian (about the student the
+-- message was for). When the recipient submits it, the job e-mails the completed form (the
+-- updated contact information) and the unsuccessful messages to the school's group.
+ALTER TABLE sis.form_submissions
+    ADD COLUMN guardian_id bigint REFERENCES sis.guardians (id) ON DELETE CASCADE,
+    ADD COLUMN answers     jsonb NOT NULL DEFAULT '{}';
+
+CREATE TABLE sis.contact_update_requests (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person_id        bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    guardian_id      bigint REFERENCES sis.guardians (id) ON DELETE CASCADE,
+    form_id          bigint NOT NULL REFERENCES sis.forms (id),
+    unreachable      text NOT NULL,
+    failures         integer NOT NULL DEFAULT 1,
+    last_failure     text NOT NULL DEFAULT '',
+    last_failed_at   timestamptz NOT NULL,
+    published_at     timestamptz NOT NULL DEFAULT now(),
+    submission_id    bigint REFERENCES sis.form_submissions (id) ON DELETE SET NULL,
+    completed_at     timestamptz,
+    forwarded_at     timestamptz,
+    occurrence_id    text
+);
+CREATE UNIQUE INDEX contact_update_requests_once
+    ON sis.contact_update_requests (person_id, coalesce(guardian_id, 0), unreachable);
+CREATE INDEX contact_update_requests_open ON sis.contact_update_requests (published_at)
+    WHERE forwarded_at IS NULL;
