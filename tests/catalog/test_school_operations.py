@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Iterator
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import asyncpg
@@ -344,3 +344,124 @@ async def test_online_course_requirement_yes_no_and_exempt_kept(
     assert "1 set to Yes, 2 set to No, 0 unchanged, 1 exempt" in ran.summary
     again = await runner("enrollment.online_course_requirement", {"divisions": [code]})
     assert "0 set to Yes, 0 set to No, 3 unchanged, 1 exempt" in again.summary
+
+
+async def test_medical_events_once_per_school_and_time_and_pill_counts(
+    runner: JobRunner, k12: K12, conn: asyncpg.Connection, sis_today: date
+) -> None:
+    ann, _ = await k12.student("Ann", k12.elem, "05")
+    # Ann is enrolled in the middle school too (a second school): events at both.
+    await conn.execute(
+        """INSERT INTO sis.student_enrollments (person_id, division_id, school_year, grade_level_id,
+                  is_primary, starts_on) VALUES ($1, $2, $3, $4, false, $5)""",
+        ann["id"], k12.mid, k12.year, k12.grades[(k12.mid, "06")], date(k12.year, 8, 15),
+    )  # fmt: skip
+    bob, _ = await k12.student("Bob", k12.elem, "04")
+    order = await conn.fetchval(
+        """INSERT INTO sis.medication_orders (person_id, medication, form, dose, admin_times, ordered_on,
+                  pills_dispensed, pills_per_dose)
+           VALUES ($1, 'Methylphenidate', 'tablet', '10 mg', '{08:30,12:00}', $2, 30, 2) RETURNING id""",
+        ann["id"], sis_today,
+    )  # fmt: skip
+    await conn.execute(
+        "INSERT INTO sis.medication_administrations (order_id, administered_at, doses) VALUES ($1, now(), 1), ($1, now(), 2)",
+        order,
+    )
+    # Bob's order ended yesterday, and one starts tomorrow: neither is on today's calendar.
+    for starts, ends in ((-10, -1), (1, None)):
+        await conn.execute(
+            """INSERT INTO sis.medication_orders (person_id, medication, admin_times, ordered_on,
+                      admin_starts_on, admin_ends_on) VALUES ($1, 'Inhaler', '{10:00}', $2, $3, $4)""",
+            bob["id"], sis_today - timedelta(days=20), sis_today + timedelta(days=starts),
+            sis_today + timedelta(days=ends) if ends is not None else None,
+        )  # fmt: skip
+    params = {"divisions": [k12.elem_code, k12.mid_code], "as_of": sis_today.isoformat()}
+    ran = await runner("health.medical", params, job_id="med")
+    assert ran.status == "succeeded", ran.error
+    events = await conn.fetch(
+        "SELECT calendar, title, description, category, starts_at FROM sis.calendar_events "
+        "WHERE source_job_id = 'med' ORDER BY calendar, starts_at"
+    )
+    assert [e["calendar"] for e in events] == [k12.elem_code] * 2 + [k12.mid_code] * 2
+    assert {e["title"] for e in events} == {"Medication: Methylphenidate (tablet) for Ann Tester"}
+    assert {e["category"] for e in events} == {"Medical"}
+    assert "Administered by: Nurse" in events[0]["description"]
+    assert "4 events added" in ran.summary and "1 pill counts updated" in ran.summary
+    assert (
+        await conn.fetchval("SELECT pill_count FROM sis.medication_orders WHERE id = $1", order)
+        == 24
+    )
+    again = await runner("health.medical", params, job_id="med")
+    assert "0 events added, 4 events already there, 0 pill counts updated" in again.summary
+    # A changed medication form matches no event: a new one for each time and school.
+    await conn.execute("UPDATE sis.medication_orders SET form = 'liquid' WHERE id = $1", order)
+    changed = await runner("health.medical", params, job_id="med")
+    assert "4 events added" in changed.summary
+
+
+@pytest.mark.unit
+def test_certification_rules() -> None:
+    from belltower_integration.jobs.school_records import meets, status_of
+
+    assert meets("MATH", "6-12", "math", "6-12") and not meets("MATH", "5-9", "MATH", "6-12")
+    assert meets("MATH", "", "MATH", "")  # no scope in the Directory: any scope
+    assert meets("120", "X", "120", "Q")  # a coverage group ignores the scope...
+    assert not meets("120", "X", "120", "A") and meets("120", "A", "120", "A")  # ...unless A, L, T
+    assert status_of(None, [("MATH", "")], []) == ("no teacher", None)
+    assert status_of(5, [], []) == ("no requirement", None)
+    assert status_of(5, [("MATH", ""), ("120", "")], [(9, "ENGL", ""), (10, "120", "Z")]) == (
+        "in field",
+        10,
+    )
+    assert status_of(5, [("MATH", "")], [(9, "ENGL", "")]) == ("out of field", None)
+
+
+async def test_update_teacher_certification_in_and_out_of_field(
+    runner: JobRunner, school: School, conn: asyncpg.Connection, sis_today: date
+) -> None:
+    code = f"CE{next(_n)}"
+    teacher = await school.person("Tia", status="faculty", division=code)
+    certified, uncertified, unlisted = [
+        await school.section(division=code, lead=teacher) for _ in range(3)
+    ]
+    for sid, need in ((certified, "MATH"), (uncertified, "CHEM")):
+        await conn.execute(
+            "INSERT INTO sis.course_certifications (course_id, code) SELECT course_id, $2 FROM sis.sections WHERE id = $1",
+            sid, need,
+        )  # fmt: skip
+    cert = await conn.fetchval(
+        "INSERT INTO sis.teacher_certifications (person_id, code, scope, expires_on) VALUES ($1, 'MATH', '6-12', $2) RETURNING id",
+        teacher["id"], sis_today + timedelta(days=300),
+    )  # fmt: skip
+    await conn.execute(
+        "INSERT INTO sis.teacher_certifications (person_id, code, expires_on) VALUES ($1, 'CHEM', $2)",
+        teacher["id"], sis_today - timedelta(days=1),
+    )  # fmt: skip
+    params = {"divisions": [code]}
+    dry = await runner("staff.update_teacher_certification", {**params, "dry_run": True})
+    assert "3 changed" in dry.summary and dry.summary.endswith("(dry run: nothing written)")
+    ran = await runner("staff.update_teacher_certification", params)
+    statuses = dict(
+        await conn.fetch(
+            "SELECT id, cert_status FROM sis.sections WHERE id = ANY($1::bigint[])",
+            [certified, uncertified, unlisted],
+        )
+    )
+    assert statuses == {
+        certified: "in field",
+        uncertified: "out of field",
+        unlisted: "no requirement",
+    }
+    assert (
+        await conn.fetchval("SELECT cert_met_by FROM sis.sections WHERE id = $1", certified) == cert
+    )
+    assert "1 in field, 1 out of field, 1 no requirement, 0 no teacher, 3 changed" in ran.summary
+    again = await runner("staff.update_teacher_certification", params)
+    assert "0 changed" in again.summary
+    # A newly imported certificate brings the chemistry section in field.
+    await conn.execute(
+        "INSERT INTO sis.teacher_certifications (person_id, code) VALUES ($1, 'CHEM')",
+        teacher["id"],
+    )
+    imported = await runner("staff.update_teacher_certification", params)
+    assert "2 in field" in imported.summary and "1 changed" in imported.summary

@@ -247,6 +247,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "exports.schoolmessenger": (_sonis("Notifier: SchoolMessenger"),),
     "files.batch_folder_cleanup": (_sonis("Notifier: Batch Folder Cleanup"),),
     "files.purge_old_files": (_focus("Purge Old Files"),),
+    "health.medical": (_focus("Medical"),),
     "housekeeping.address_corrections": (_focus("Address Corrections"),),
     "housekeeping.parse_addresses": (_focus("Parse Addresses"),),
     "housekeeping.reconcile_seats": (_sonis("Reconcile Course Section Seats"),),
@@ -319,6 +320,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "notifier.withdrawn": (_sonis("Notifier: Withdrawn Notifier"),),
     "people.import_names": (_sonis("Notifier: Import Names"),),
     "rostering.oneroster_csv_export": (_sonis("Notifier: Edvance360 LMS Export"),),
+    "staff.update_teacher_certification": (_focus("Update Teacher Certification"),),
     "system.daily_maintenance": (_focus("Daily Maintenance"),),
 }
 """Job type name → the seed task(s) it implements."""
@@ -339,6 +341,8 @@ FAMILIES: dict[str, str] = {
     "lms": "Rostering and LMS",
     "exports": "Exports",
     "enrollment": "School operations",
+    "health": "School operations",
+    "staff": "School operations",
     "people": "Imports",
     "calendar": "Imports",
     "hr": "Human resources",

@@ -24,6 +24,7 @@ from . import (
     neogov,
     oneroster_export,
     schedule_upkeep,
+    school_records,
     school_year,
     schoolmessenger,
     sftp_upload,
@@ -59,6 +60,8 @@ registry.register(attendance_sms.job_type)
 registry.register(automated_emails.job_type)
 registry.register(family_email.email_notifications_type)
 registry.register(family_email.sss_parent_type)
+registry.register(school_records.medical_type)
+registry.register(school_records.certification_type)
 for school_job in school_year.JOB_TYPES:
     registry.register(school_job)
 for calculation in CALCULATIONS:

@@ -159,3 +159,72 @@ CREATE UNIQUE INDEX contact_update_requests_once
     ON sis.contact_update_requests (person_id, coalesce(guardian_id, 0), unreachable);
 CREATE INDEX contact_update_requests_open ON sis.contact_update_requests (published_at)
     WHERE forwarded_at IS NULL;
+
+-- Medical: medication orders (Medication Order fields) and the doses given (Medication
+-- Administration). The Medical job puts each order's administrations of the day on the
+-- calendar of every school the student is enrolled in (category: the preference
+-- 'medication_administration_category', for the profile 'medication_administrator_profile')
+-- and keeps pill_count = pills_dispensed - pills given.
+CREATE TABLE sis.medication_orders (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person_id       bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    medication      text NOT NULL,
+    form            text NOT NULL DEFAULT 'tablet',
+    dose            text NOT NULL DEFAULT '',
+    admin_times     time[] NOT NULL DEFAULT '{}',
+    ordered_on      date NOT NULL,
+    admin_starts_on date,
+    admin_ends_on   date,
+    pills_dispensed integer CHECK (pills_dispensed IS NULL OR pills_dispensed >= 0),
+    pills_per_dose  integer NOT NULL DEFAULT 1 CHECK (pills_per_dose >= 0),
+    pill_count      integer,
+    active          boolean NOT NULL DEFAULT true,
+    CHECK (admin_ends_on IS NULL OR admin_ends_on >= coalesce(admin_starts_on, ordered_on))
+);
+CREATE INDEX medication_orders_person ON sis.medication_orders (person_id);
+
+CREATE TABLE sis.medication_administrations (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    order_id        bigint NOT NULL REFERENCES sis.medication_orders (id) ON DELETE CASCADE,
+    administered_at timestamptz NOT NULL,
+    doses           integer NOT NULL DEFAULT 1 CHECK (doses > 0),
+    administered_by bigint REFERENCES sis.people (id)
+);
+CREATE INDEX medication_administrations_order ON sis.medication_administrations (order_id);
+
+-- A calendar event's category and the student it is about (the Medical job's events).
+ALTER TABLE sis.calendar_events
+    ADD COLUMN category  text,
+    ADD COLUMN person_id bigint REFERENCES sis.people (id) ON DELETE CASCADE;
+
+INSERT INTO sis.school_preferences (key, value) VALUES
+    ('medication_administration_category', 'Medical'),
+    ('medication_administrator_profile', 'Nurse')
+    ON CONFLICT (key) DO NOTHING;
+
+-- Teacher certification (imported from HR): each certificate's subject (coverage) code and
+-- scope, and the codes a course's Course Code Directory entry accepts (a three-digit code is a
+-- coverage group). Update Teacher Certification writes each section's Cert/Licensure/Qual
+-- status for its lead teacher.
+CREATE TABLE sis.teacher_certifications (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person_id   bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    code        text NOT NULL,
+    scope       text NOT NULL DEFAULT '',
+    issued_on   date,
+    expires_on  date,
+    imported_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX teacher_certifications_person ON sis.teacher_certifications (person_id);
+
+CREATE TABLE sis.course_certifications (
+    course_id   bigint NOT NULL REFERENCES sis.courses (id) ON DELETE CASCADE,
+    code        text NOT NULL,
+    scope       text NOT NULL DEFAULT '',
+    PRIMARY KEY (course_id, code, scope)
+);
+
+ALTER TABLE sis.sections
+    ADD COLUMN cert_status     text CHECK (cert_status IN ('in field', 'out of field', 'no teacher', 'no requirement')),
+    ADD COLUMN cert_met_by     bigint REFERENCES sis.teacher_certifications (id) ON DELETE SET NULL,
+    ADD COLUMN cert_checked_at timestamptz;
