@@ -247,6 +247,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "exports.schoolmessenger": (_sonis("Notifier: SchoolMessenger"),),
     "files.batch_folder_cleanup": (_sonis("Notifier: Batch Folder Cleanup"),),
     "files.purge_old_files": (_focus("Purge Old Files"),),
+    "files.symlink_photos": (_focus("Symlink Photos"),),
     "health.medical": (_focus("Medical"),),
     "housekeeping.address_corrections": (_focus("Address Corrections"),),
     "housekeeping.parse_addresses": (_focus("Parse Addresses"),),

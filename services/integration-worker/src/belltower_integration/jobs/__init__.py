@@ -28,6 +28,7 @@ from . import (
     school_year,
     schoolmessenger,
     sftp_upload,
+    symlink_photos,
 )
 
 registry = Registry()
@@ -61,6 +62,7 @@ registry.register(automated_emails.job_type)
 registry.register(family_email.email_notifications_type)
 registry.register(family_email.sss_parent_type)
 registry.register(school_records.medical_type)
+registry.register(symlink_photos.job_type)
 registry.register(school_records.certification_type)
 for school_job in school_year.JOB_TYPES:
     registry.register(school_job)
