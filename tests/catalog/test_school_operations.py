@@ -465,3 +465,91 @@ async def test_update_teacher_certification_in_and_out_of_field(
     )
     imported = await runner("staff.update_teacher_certification", params)
     assert "2 in field" in imported.summary and "1 changed" in imported.summary
+
+
+async def test_sss_withdrawn_students_events_alerts_and_fefp_codes(
+    runner: JobRunner, k12: K12, school: School, conn: asyncpg.Connection, sis_today: date
+) -> None:
+    # Ann withdrew from the elementary school and enrolled in the middle school; Bob is still
+    # enrolled; Cal withdrew and has not enrolled anywhere.
+    ann, ann_elem = await k12.student("Ann", k12.elem, "05")
+    bob, _ = await k12.student("Bob", k12.elem, "05")
+    cal, _ = await k12.student("Cal", k12.elem, "04")
+    await conn.execute(
+        "UPDATE sis.student_enrollments SET drop_code = 'W02', ends_on = $2 WHERE person_id = ANY($1::bigint[])",
+        [ann["id"], cal["id"]], sis_today - timedelta(days=2),
+    )  # fmt: skip
+    await conn.execute(
+        """INSERT INTO sis.student_enrollments (person_id, division_id, school_year, grade_level_id,
+                  starts_on, enrollment_code) VALUES ($1, $2, $3, $4, $5, 'E02')""",
+        ann["id"], k12.mid, k12.year, k12.grades[(k12.mid, "06")], sis_today - timedelta(days=1),
+    )  # fmt: skip
+    for who in (ann, ann, bob, cal):
+        await conn.execute(
+            "INSERT INTO sis.mtss_events (person_id, division_id, title, tier, starts_on) VALUES ($1, $2, 'Reading', 2, $3)",
+            who["id"], k12.elem, sis_today - timedelta(days=60),
+        )  # fmt: skip
+    params = {"divisions": [k12.elem_code, k12.mid_code]}
+    alerted = await runner("sss.mtss_enrollment_alert", params)
+    assert "0 alerts raised" in alerted.summary  # nothing inactive yet
+
+    off = await runner("sss.deactivate_mtss_withdrawn", params)
+    assert off.status == "succeeded", off.error
+    assert "3 events inactivated, 2 students" in off.summary, off.summary
+    active = dict(
+        await conn.fetch(
+            "SELECT person_id, bool_or(active) FROM sis.mtss_events WHERE person_id = ANY($1::bigint[]) GROUP BY 1",
+            [ann["id"], bob["id"], cal["id"]],
+        )
+    )
+    assert active == {ann["id"]: False, bob["id"]: True, cal["id"]: False}
+    reason = await conn.fetchval(
+        "SELECT inactivated_reason FROM sis.mtss_events WHERE person_id = $1 LIMIT 1", ann["id"]
+    )
+    assert reason == f"withdrawn from {k12.elem_code}"
+    assert "0 events inactivated" in (await runner("sss.deactivate_mtss_withdrawn", params)).summary
+
+    alerted = await runner("sss.mtss_enrollment_alert", params)
+    assert "1 alerts raised" in alerted.summary, alerted.summary
+    alert = await conn.fetchrow("SELECT * FROM sis.portal_alerts WHERE person_id = $1", ann["id"])
+    assert alert["profile"] == "SSS Coordinator" and alert["division_id"] == k12.mid
+    assert f"2 inactive MTSS event(s) from {k12.elem_code}" in alert["message"]
+    again = await runner("sss.mtss_enrollment_alert", params)
+    assert "0 alerts raised, 1 already alerted" in again.summary
+    assert ann_elem  # the elementary enrollment stays, dropped
+
+    # FEFP: Dan's only active exceptionality is dismissed; Eve still has a primary one.
+    code = f"SS{next(_n)}"
+    dan, eve = await school.person("Dan", division=code), await school.person("Eve", division=code)
+    for who, rows in (
+        (dan, [("K", "D", -5, True), ("G", "P", None, False)]),
+        (eve, [("K", "D", -5, True), ("L", "P", None, True)]),
+    ):
+        for exc, service, dismissed, is_active in rows:
+            await conn.execute(
+                "INSERT INTO sis.ese_exceptionalities (person_id, code, service_type, dismissed_on, active) VALUES ($1, $2, $3, $4, $5)",
+                who["id"], exc, service, sis_today + timedelta(days=dismissed) if dismissed is not None else None, is_active,
+            )  # fmt: skip
+        for field in ("ese_code", "charter_mckay", "other_field"):
+            await conn.execute(
+                "INSERT INTO sis.student_field_values (person_id, field, value) VALUES ($1, $2, '252')",
+                who["id"],
+                field,
+            )
+    dry = await runner("sss.remove_fefp_dismissed", {"divisions": [code], "dry_run": True})
+    assert "2 fields cleared, 1 students" in dry.summary
+    ran = await runner("sss.remove_fefp_dismissed", {"divisions": [code]})
+    values = {
+        (r["person_id"], r["field"]): r["value"]
+        for r in await conn.fetch(
+            "SELECT * FROM sis.student_field_values WHERE person_id = ANY($1::bigint[])",
+            [dan["id"], eve["id"]],
+        )
+    }
+    assert values[(dan["id"], "ese_code")] is None and values[(dan["id"], "charter_mckay")] is None
+    assert values[(dan["id"], "other_field")] == "252" and values[(eve["id"], "ese_code")] == "252"
+    assert "2 fields cleared" in ran.summary
+    assert (
+        "0 fields cleared"
+        in (await runner("sss.remove_fefp_dismissed", {"divisions": [code]})).summary
+    )

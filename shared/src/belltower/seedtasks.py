@@ -321,6 +321,11 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "notifier.withdrawn": (_sonis("Notifier: Withdrawn Notifier"),),
     "people.import_names": (_sonis("Notifier: Import Names"),),
     "rostering.oneroster_csv_export": (_sonis("Notifier: Edvance360 LMS Export"),),
+    "sss.deactivate_mtss_withdrawn": (
+        _focus("Deactivate MTSS events for withdrawn students (SSS)"),
+    ),
+    "sss.mtss_enrollment_alert": (_focus("Alert when existing MTSS students enroll (SSS)"),),
+    "sss.remove_fefp_dismissed": (_focus("Remove FEFP code from dismissed students (SSS)"),),
     "staff.update_teacher_certification": (_focus("Update Teacher Certification"),),
     "system.daily_maintenance": (_focus("Daily Maintenance"),),
 }
@@ -344,6 +349,7 @@ FAMILIES: dict[str, str] = {
     "enrollment": "School operations",
     "health": "School operations",
     "staff": "School operations",
+    "sss": "School operations",
     "people": "Imports",
     "calendar": "Imports",
     "hr": "Human resources",

@@ -28,6 +28,7 @@ from . import (
     school_year,
     schoolmessenger,
     sftp_upload,
+    sss,
     symlink_photos,
 )
 
@@ -64,7 +65,7 @@ registry.register(family_email.sss_parent_type)
 registry.register(school_records.medical_type)
 registry.register(symlink_photos.job_type)
 registry.register(school_records.certification_type)
-for school_job in school_year.JOB_TYPES:
+for school_job in [*school_year.JOB_TYPES, *sss.JOB_TYPES]:
     registry.register(school_job)
 for calculation in CALCULATIONS:
     registry.register(calculation)

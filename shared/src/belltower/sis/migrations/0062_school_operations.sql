@@ -228,3 +228,58 @@ ALTER TABLE sis.sections
     ADD COLUMN cert_status     text CHECK (cert_status IN ('in field', 'out of field', 'no teacher', 'no requirement')),
     ADD COLUMN cert_met_by     bigint REFERENCES sis.teacher_certifications (id) ON DELETE SET NULL,
     ADD COLUMN cert_checked_at timestamptz;
+
+-- Student Support Services (SSS). MTSS events of a student at a school (Manage Student's
+-- events; inactive ones are on its Inactive Events tab). Portal alerts shown to the users of a
+-- profile (the SSS event alert), once per source_key. ESE exceptionalities with their service
+-- type (D: dismissed) and dismissal date. Student fields by name (Focus's custom fields, e.g.
+-- ese_code, Focus's custom_698), the value NULL when cleared.
+CREATE TABLE sis.mtss_events (
+    id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person_id          bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    division_id        bigint NOT NULL REFERENCES sis.divisions (id),
+    title              text NOT NULL,
+    tier               integer CHECK (tier BETWEEN 1 AND 3),
+    starts_on          date NOT NULL,
+    active             boolean NOT NULL DEFAULT true,
+    inactivated_on     date,
+    inactivated_reason text,
+    occurrence_id      text
+);
+CREATE INDEX mtss_events_person ON sis.mtss_events (person_id);
+
+CREATE TABLE sis.portal_alerts (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    profile     text NOT NULL,
+    division_id bigint REFERENCES sis.divisions (id),
+    person_id   bigint REFERENCES sis.people (id) ON DELETE CASCADE,
+    kind        text NOT NULL,
+    message     text NOT NULL,
+    source_key  text NOT NULL UNIQUE,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    read_at     timestamptz
+);
+
+CREATE TABLE sis.ese_exceptionalities (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person_id     bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    code          text NOT NULL,
+    service_type  text NOT NULL CHECK (service_type IN ('P', 'S', 'D')),
+    dismissed_on  date,
+    active        boolean NOT NULL DEFAULT true
+);
+CREATE INDEX ese_exceptionalities_person ON sis.ese_exceptionalities (person_id);
+
+CREATE TABLE sis.student_field_values (
+    person_id     bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    field         text NOT NULL,
+    value         text,
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    occurrence_id text,
+    PRIMARY KEY (person_id, field)
+);
+
+INSERT INTO sis.school_preferences (key, value) VALUES
+    ('mtss_enrollment_alert_profile', 'SSS Coordinator'),
+    ('sss_charter_mckay_field', 'charter_mckay')
+    ON CONFLICT (key) DO NOTHING;
