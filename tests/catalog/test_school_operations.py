@@ -553,3 +553,102 @@ async def test_sss_withdrawn_students_events_alerts_and_fefp_codes(
         "0 fields cleared"
         in (await runner("sss.remove_fefp_dismissed", {"divisions": [code]})).summary
     )
+
+
+async def test_class_size_averages_current_and_separate_records(
+    runner: JobRunner, school: School, conn: asyncpg.Connection, sis_today: date
+) -> None:
+    code = f"CS{next(_n)}"
+    kids = [await school.person(f"K{i}", division=code) for i in range(5)]
+    small, big, elective = [await school.section(division=code) for _ in range(3)]
+    for sid, group in ((small, "4-8"), (big, "4-8"), (elective, None)):
+        await conn.execute(
+            "UPDATE sis.courses SET class_size_group = $2 FROM sis.sections s WHERE s.id = $1 AND courses.id = s.course_id",
+            sid, group,
+        )  # fmt: skip
+    for kid in kids[:2]:
+        await school.enroll(kid, small)
+    for kid in kids:
+        await school.enroll(kid, big)
+        await school.enroll(kid, elective)
+    await school.enroll(await school.person("Gone", division=code), small, status="dropped")
+    params = {"divisions": [code]}
+    ran = await runner("florida.class_size_averages", params)
+    assert ran.status == "succeeded", ran.error
+    rows = {
+        r["grade_group"]: r
+        for r in await conn.fetch(
+            "SELECT * FROM sis.florida_classsize_counts WHERE division_id = (SELECT id FROM sis.divisions WHERE code = $1)",
+            code,
+        )
+    }
+    middle = rows["4-8"]
+    assert (middle["sections"], middle["students"], middle["average"], middle["effective_on"]) == (
+        2,
+        7,
+        3.5,
+        None,
+    )
+    assert rows["PK-3"]["sections"] == 0 and rows["PK-3"]["average"] is None
+    assert "3 records written" in ran.summary
+    assert (
+        "0 records written, 3 unchanged"
+        in (await runner("florida.class_size_averages", params)).summary
+    )
+    on = (sis_today - timedelta(days=1)).isoformat()
+    separate = await runner(
+        "florida.class_size_averages", {**params, "as_of": on, "separate_records": True}
+    )
+    assert "3 records written" in separate.summary and f"effective date {on}" in separate.text
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM sis.florida_classsize_counts WHERE effective_on = $1",
+            sis_today - timedelta(days=1),
+        )
+        == 3
+    )
+    refused = await runner("florida.class_size_averages", {**params, "separate_records": True})
+    assert refused.status == "failed" and "given date only" in (refused.error or "")
+
+
+async def test_eoy_attendance_fields_leave_out_suspension_days(
+    runner: JobRunner, k12: K12, conn: asyncpg.Connection, sis_today: date
+) -> None:
+    ann, enrollment = await k12.student("Ann", k12.mid, "07")
+    await conn.execute(
+        "UPDATE sis.student_enrollments SET starts_on = $2 WHERE id = $1",
+        enrollment,
+        sis_today - timedelta(days=10),
+    )
+    marks = ["present", "present", "absent", "excused", "absent", "present"]
+    for i, status in enumerate(marks):
+        await conn.execute(
+            """INSERT INTO sis.attendance_days (person_id, on_date, periods, periods_present, periods_tardy,
+                      periods_absent, periods_excused, status) VALUES ($1, $2, 1, 0, 0, 0, 0, $3)""",
+            ann["id"], sis_today - timedelta(days=6 - i), status,
+        )  # fmt: skip
+    # Before the enrollment began: not counted.
+    await conn.execute(
+        """INSERT INTO sis.attendance_days (person_id, on_date, periods, periods_present, periods_tardy,
+                  periods_absent, periods_excused, status) VALUES ($1, $2, 1, 0, 0, 1, 0, 'absent')""",
+        ann["id"], sis_today - timedelta(days=20),
+    )  # fmt: skip
+    # Out of school on the last absence (day -2).
+    await conn.execute(
+        "INSERT INTO sis.suspensions (person_id, kind, starts_on, ends_on) VALUES ($1, 'out_of_school', $2, $2)",
+        ann["id"], sis_today - timedelta(days=2),
+    )  # fmt: skip
+    params = {"divisions": [k12.mid_code]}
+    ran = await runner("florida.eoy_attendance", params)
+    assert ran.status == "succeeded", ran.error
+    row = await conn.fetchrow("SELECT * FROM sis.student_enrollments WHERE id = $1", enrollment)
+    assert (row["fl_days_present"], row["fl_days_absent"], row["fl_days_absent_not_disc"]) == (
+        3,
+        3,
+        2,
+    )
+    assert "1 enrollments updated" in ran.summary
+    assert (
+        "0 enrollments updated, 1 unchanged"
+        in (await runner("florida.eoy_attendance", params)).summary
+    )

@@ -14,6 +14,7 @@ from . import (
     contact_updates,
     daily_maintenance,
     family_email,
+    florida,
     frontline_leave,
     housekeeping,
     import_ics,
@@ -65,6 +66,8 @@ registry.register(family_email.sss_parent_type)
 registry.register(school_records.medical_type)
 registry.register(symlink_photos.job_type)
 registry.register(school_records.certification_type)
+registry.register(florida.class_size_type)
+registry.register(florida.eoy_attendance_type)
 for school_job in [*school_year.JOB_TYPES, *sss.JOB_TYPES]:
     registry.register(school_job)
 for calculation in CALCULATIONS:

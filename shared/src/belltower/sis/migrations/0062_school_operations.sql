@@ -283,3 +283,36 @@ INSERT INTO sis.school_preferences (key, value) VALUES
     ('mtss_enrollment_alert_profile', 'SSS Coordinator'),
     ('sss_charter_mckay_field', 'charter_mckay')
     ON CONFLICT (key) DO NOTHING;
+
+-- Florida state reporting. A core-curricular course's class size group (the class size
+-- amendment's PK-3, 4-8 and 9-12; NULL: not counted). FLORIDA_CLASSSIZE_COUNTS: per school and
+-- group, the sections meeting on the day counted, their students and the average class size;
+-- effective_on NULL is the current record (kept up to date), a date a separate record saved for
+-- that effective date. Out-of-school suspensions: the days absent during one are disciplinary
+-- (fl_days_absent_not_disc leaves them out).
+ALTER TABLE sis.courses ADD COLUMN class_size_group text CHECK (class_size_group IN ('PK-3', '4-8', '9-12'));
+
+CREATE TABLE sis.florida_classsize_counts (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    division_id    bigint NOT NULL REFERENCES sis.divisions (id) ON DELETE CASCADE,
+    grade_group    text NOT NULL,
+    effective_on   date,
+    counted_on     date NOT NULL,
+    sections       integer NOT NULL,
+    students       integer NOT NULL,
+    average        numeric(6, 2),
+    occurrence_id  text,
+    calculated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX florida_classsize_counts_once
+    ON sis.florida_classsize_counts (division_id, grade_group, coalesce(effective_on, '-infinity'::date));
+
+CREATE TABLE sis.suspensions (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person_id   bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    kind        text NOT NULL CHECK (kind IN ('out_of_school', 'in_school')),
+    starts_on   date NOT NULL,
+    ends_on     date NOT NULL,
+    CHECK (ends_on >= starts_on)
+);
+CREATE INDEX suspensions_person ON sis.suspensions (person_id);
