@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -23,6 +24,7 @@ from tests.conftest import cloned
 
 pytestmark = pytest.mark.slow
 _n = itertools.count(1)
+D = Decimal
 
 
 @pytest.fixture(scope="module")
@@ -652,3 +654,105 @@ async def test_eoy_attendance_fields_leave_out_suspension_days(
         "0 enrollments updated, 1 unchanged"
         in (await runner("florida.eoy_attendance", params)).summary
     )
+
+
+async def test_recalc_dt_grades_from_the_gradebook(
+    runner: JobRunner, school: School, conn: asyncpg.Connection
+) -> None:
+    code = f"GB{next(_n)}"
+    ann, bob = await school.person("Ann", division=code), await school.person("Bob", division=code)
+    graded, empty = await school.section(division=code), await school.section(division=code)
+    enrolled = {
+        (who["first"], sid): await school.enroll(who, sid)
+        for who in (ann, bob)
+        for sid in (graded, empty)
+    }
+    quiz, test, late = [
+        await conn.fetchval(
+            "INSERT INTO sis.gradebook_assignments (section_id, title, points_possible) VALUES ($1, $2, $3) RETURNING id",
+            graded, title, D(points),
+        )
+        for title, points in (("Quiz", "10"), ("Test", "90"), ("Late", "50"))
+    ]  # fmt: skip
+    # Ann: 9/10 + 72/90 = 81/100 (the late one excused) = B; Bob: nothing graded yet.
+    for assignment, points, excused in ((quiz, "9", False), (test, "72", False), (late, "0", True)):
+        await conn.execute(
+            "INSERT INTO sis.gradebook_scores (assignment_id, person_id, points, excused) VALUES ($1, $2, $3, $4)",
+            assignment, ann["id"], D(points), excused,
+        )  # fmt: skip
+    # A stale DT grade on the section with no assignments, and a wrong one on Ann's.
+    for eid, percent in ((enrolled[("Ann", empty)], "55"), (enrolled[("Ann", graded)], "99")):
+        await conn.execute(
+            "INSERT INTO sis.running_grades (enrollment_id, kind, percent, grade) VALUES ($1, 'DT', $2, 'A')",
+            eid,
+            D(percent),
+        )
+    params = {"divisions": [code]}
+    ran = await runner("grades.recalc_dt_grades", params)
+    assert ran.status == "succeeded", ran.error
+    grades = {
+        r["enrollment_id"]: (r["percent"], r["grade"])
+        for r in await conn.fetch(
+            "SELECT * FROM sis.running_grades WHERE enrollment_id = ANY($1::bigint[])",
+            list(enrolled.values()),
+        )
+    }
+    assert grades == {
+        enrolled[("Ann", graded)]: (D("81.00"), "B"),
+        enrolled[("Bob", graded)]: (None, None),
+    }
+    assert "2 DT grades updated, 0 unchanged, 1 deleted (no assignments)" in ran.summary
+    again = await runner("grades.recalc_dt_grades", params)
+    assert "0 DT grades updated, 2 unchanged, 0 deleted" in again.summary
+
+
+async def test_refresh_choice_data_audits_only_real_changes(
+    runner: JobRunner, k12: K12, conn: asyncpg.Connection
+) -> None:
+    ann, enrollment = await k12.student("Ann", k12.elem, "05")
+    bob, _ = await k12.student("Bob", k12.elem, "04")
+    await conn.execute(
+        "UPDATE sis.student_enrollments SET zoned_school_id = $2 WHERE id = $1", enrollment, k12.mid
+    )
+    apps = {}
+    for who, status in ((ann, "Waiting"), (bob, "Accepted")):
+        apps[who["first"]] = await conn.fetchval(
+            """INSERT INTO sis.school_choice_application_status (person_id, school_year, program, status, current_grade)
+               VALUES ($1, $2, 'STEM magnet', $3, '04') RETURNING id""",
+            who["id"], k12.year + 1, status,
+        )  # fmt: skip
+    params = {"divisions": [k12.elem_code], "year": "next"}
+    dry = await runner("enrollment.refresh_choice_data", {**params, "dry_run": True})
+    assert "1 applications refreshed" in dry.summary and "3 fields audited" in dry.summary
+    await runner("enrollment.refresh_choice_data", params)
+    row = await conn.fetchrow(
+        "SELECT * FROM sis.school_choice_application_status WHERE id = $1", apps["Ann"]
+    )
+    assert (row["current_school_id"], row["current_grade"], row["zoned_school_id"]) == (
+        k12.elem,
+        "05",
+        k12.mid,
+    )
+    audit = await conn.fetch(
+        "SELECT field, old_value, new_value FROM sis.school_choice_audit WHERE application_id = $1 ORDER BY field",
+        apps["Ann"],
+    )
+    assert [tuple(a) for a in audit] == [
+        ("current_grade", "04", "05"), ("current_school_id", None, str(k12.elem)), ("zoned_school_id", None, str(k12.mid)),
+    ]  # fmt: skip
+    bob_row = await conn.fetchrow(
+        "SELECT * FROM sis.school_choice_application_status WHERE id = $1", apps["Bob"]
+    )
+    assert bob_row["current_school_id"] is None  # Accepted: not asked for
+    again = await runner("enrollment.refresh_choice_data", params)
+    assert "0 applications refreshed, 1 unchanged, 0 fields audited" in again.summary
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM sis.school_choice_audit WHERE application_id = $1", apps["Ann"]
+        )
+        == 3
+    )
+    both = await runner(
+        "enrollment.refresh_choice_data", {**params, "statuses": ["Waiting", "Accepted"]}
+    )
+    assert "1 applications refreshed, 1 unchanged" in both.summary

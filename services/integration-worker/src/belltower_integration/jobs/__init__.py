@@ -25,6 +25,7 @@ from . import (
     neogov,
     oneroster_export,
     schedule_upkeep,
+    school_data,
     school_records,
     school_year,
     schoolmessenger,
@@ -67,6 +68,8 @@ registry.register(school_records.medical_type)
 registry.register(symlink_photos.job_type)
 registry.register(school_records.certification_type)
 registry.register(florida.class_size_type)
+registry.register(school_data.recalc_type)
+registry.register(school_data.choice_type)
 registry.register(florida.eoy_attendance_type)
 for school_job in [*school_year.JOB_TYPES, *sss.JOB_TYPES]:
     registry.register(school_job)

@@ -316,3 +316,67 @@ CREATE TABLE sis.suspensions (
     CHECK (ends_on >= starts_on)
 );
 CREATE INDEX suspensions_person ON sis.suspensions (person_id);
+
+-- The teacher gradebook: assignments of a section (in its term, the marking period) and the
+-- students' scores (points NULL: not graded yet; excused: left out). Recalc DT Grades Fix
+-- stores each enrollment's running grade (kind DT, the marking period to date) from them, with
+-- the letter of percent_scale; a section without assignments keeps no DT or DY grades.
+CREATE TABLE sis.gradebook_assignments (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    section_id      bigint NOT NULL REFERENCES sis.sections (id) ON DELETE CASCADE,
+    title           text NOT NULL,
+    points_possible numeric(7, 2) NOT NULL CHECK (points_possible > 0),
+    due_on          date
+);
+CREATE INDEX gradebook_assignments_section ON sis.gradebook_assignments (section_id);
+
+CREATE TABLE sis.gradebook_scores (
+    assignment_id bigint NOT NULL REFERENCES sis.gradebook_assignments (id) ON DELETE CASCADE,
+    person_id     bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    points        numeric(7, 2) CHECK (points IS NULL OR points >= 0),
+    excused       boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (assignment_id, person_id)
+);
+
+CREATE TABLE sis.percent_scale (
+    grade        text PRIMARY KEY,
+    min_percent  numeric(5, 2) NOT NULL UNIQUE
+);
+INSERT INTO sis.percent_scale (grade, min_percent) VALUES
+    ('A', 90), ('B', 80), ('C', 70), ('D', 60), ('F', 0);
+
+CREATE TABLE sis.running_grades (
+    enrollment_id bigint NOT NULL REFERENCES sis.enrollments (id) ON DELETE CASCADE,
+    kind          text NOT NULL CHECK (kind IN ('DT', 'DY')),
+    percent       numeric(6, 2),
+    grade         text,
+    occurrence_id text,
+    calculated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (enrollment_id, kind)
+);
+
+-- School choice applications (School Choice Reports): the student's data the application
+-- carries, refreshed by Refresh Choice Data from the student's records for the statuses asked,
+-- and an audit row for each field it actually changed.
+CREATE TABLE sis.school_choice_application_status (
+    id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person_id          bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    school_year        integer NOT NULL REFERENCES sis.school_years (year),
+    program            text NOT NULL,
+    status             text NOT NULL DEFAULT 'Waiting',
+    current_school_id  bigint REFERENCES sis.divisions (id),
+    current_grade      text,
+    zoned_school_id    bigint REFERENCES sis.divisions (id),
+    gpa                numeric(5, 3),
+    refreshed_at       timestamptz
+);
+
+CREATE TABLE sis.school_choice_audit (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    application_id  bigint NOT NULL REFERENCES sis.school_choice_application_status (id) ON DELETE CASCADE,
+    field           text NOT NULL,
+    old_value       text,
+    new_value       text,
+    changed_by      text NOT NULL,
+    changed_at      timestamptz NOT NULL DEFAULT now()
+);
