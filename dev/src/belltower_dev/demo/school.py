@@ -17,7 +17,7 @@ from .offices import add_office_records
 from .outreach import add_email_activities, add_notification_groups, add_registration_appointments
 from .people import add_people
 from .records import add_holds, add_immunizations, add_transfer_credits
-from .school_ops import add_school_years
+from .school_ops import add_school_operations
 
 
 def generate(
@@ -48,5 +48,5 @@ def generate(
     add_guardians(draw)
     add_office_records(draw, people)
     add_calculation_data(draw.data)
-    add_school_years(draw.data)
+    add_school_operations(draw.data)
     return draw.data

@@ -1,6 +1,8 @@
 """What Focus's school-operations jobs need of the demo school: its school years (August to
-July; the one in progress, the one before and the next, which Rollover rolls into). Derived
-from the day alone, with no draw of its own, so every other table keeps its rows."""
+July; the one in progress, the one before and the next, which Rollover rolls into) and which
+courses are online (those with most of their sections at the Online campus, for the Online Course Requirement).
+Derived from the day and the rows already drawn, with no draw of its own, so every other table
+keeps its rows."""
 
 from __future__ import annotations
 
@@ -14,7 +16,24 @@ def school_year_of(today: date) -> int:
     return today.year if today.month >= 8 else today.year - 1
 
 
-def add_school_years(data: DemoData) -> None:
+ONLINE_CAMPUS_ID = 3
+"""The Online campus (codes.CAMPUSES, in id order)."""
+
+
+def add_school_operations(data: DemoData) -> None:
+    columns, sections = data.tables["sections"]
+    campus, course = columns.index("campus_id"), columns.index("course_id")
+    campuses: dict[int, list[int]] = {}
+    for row in sections:
+        campuses.setdefault(row[course], []).append(row[campus])
+    online = {
+        c for c, where in campuses.items() if 2 * where.count(ONLINE_CAMPUS_ID) > len(where)
+    }
+    course_columns, courses = data.tables["courses"]
+    data.tables["courses"] = (
+        [*course_columns, "online"],
+        [(*row, row[0] in online) for row in courses],
+    )
     current = school_year_of(data.today)
     data.add(
         "school_years",
