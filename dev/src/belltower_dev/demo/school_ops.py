@@ -26,9 +26,7 @@ def add_school_operations(data: DemoData) -> None:
     campuses: dict[int, list[int]] = {}
     for row in sections:
         campuses.setdefault(row[course], []).append(row[campus])
-    online = {
-        c for c, where in campuses.items() if 2 * where.count(ONLINE_CAMPUS_ID) > len(where)
-    }
+    online = {c for c, where in campuses.items() if 2 * where.count(ONLINE_CAMPUS_ID) > len(where)}
     course_columns, courses = data.tables["courses"]
     data.tables["courses"] = (
         [*course_columns, "online"],
