@@ -1,13 +1,13 @@
 """Focus's school-operations jobs (enrollment.*) against the real SIS schema: two tiny K-12
 schools per test (divisions of their own), an address catalog, and every job limited to them.
 
-One database (a clone of the demo-school template) serves the module, as for the calculations.
+One database (a clone of the demo-school template) serves the module: the calculation tests'
+module-scoped database and its runner, connection and school fixtures, imported from there.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,50 +15,17 @@ from typing import Any
 import asyncpg
 import pytest
 
-from belltower.settings import Settings
 from belltower_dev.demo.school_ops import school_year_of as year_of
 from belltower_integration.jobs.school_year import CatalogRow, zone
 from tests.catalog.conftest import JobRunner
 from tests.catalog.school import School
-from tests.conftest import cloned
+from tests.catalog.test_calculations import calc_database, conn, runner, school
+
+__all__ = ["calc_database", "conn", "runner", "school"]  # the fixtures this module uses
 
 pytestmark = pytest.mark.slow
 _n = itertools.count(1)
 D = Decimal
-
-
-@pytest.fixture(scope="module")
-def ops_database(pg_server: Any, sis_template_database: str) -> Iterator[str]:
-    with cloned(pg_server, sis_template_database, "belltower_ops") as url:
-        yield url
-
-
-@pytest.fixture
-async def runner(
-    ops_database: str, mail_sink: Any, tmp_batch_folder: Any
-) -> AsyncIterator[JobRunner]:
-    r = JobRunner(
-        Settings(
-            database_url=ops_database,
-            smtp_host=mail_sink.host,
-            smtp_port=mail_sink.port,
-            batch_folder=tmp_batch_folder,
-        )
-    )
-    yield r
-    await r.db.close()
-
-
-@pytest.fixture
-async def conn(ops_database: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await asyncpg.connect(ops_database)
-    yield c
-    await c.close()
-
-
-@pytest.fixture
-def school(conn: asyncpg.Connection, sis_today: date) -> School:
-    return School(conn, sis_today)
 
 
 class K12:
@@ -74,7 +41,7 @@ class K12:
         self.elem = await self.s.division(self.elem_code)
         self.mid = await self.s.division(self.mid_code)
         self.grades: dict[tuple[int, str], int] = {}
-        for school, codes in (
+        for division, codes in (
             (self.elem, ["KG", "01", "02", "03", "04", "05"]),
             (self.mid, ["06", "07", "08"]),
         ):
@@ -82,14 +49,14 @@ class K12:
                 nxt = {"KG": "01", "08": None}.get(
                     code, f"{int(code) + 1:02d}" if code != "KG" else None
                 )
-                self.grades[(school, code)] = await self.conn.fetchval(
+                self.grades[(division, code)] = await self.conn.fetchval(
                     """INSERT INTO sis.grade_levels (division_id, code, name, sort_order, next_code)
                        VALUES ($1, $2, $2, $3, $4) RETURNING id""",
-                    school, code, i, nxt,
+                    division, code, i, nxt,
                 )  # fmt: skip
         # Odd numbers 1-99 go to the elementary school for KG-05, 6-8 to the middle school;
         # even numbers are zoned only for next year, to the elementary school.
-        for year, side, grades, school, district in (
+        for year, side, grades, division, district in (
             (None, "odd", ["KG", "01", "02", "03", "04", "05"], self.elem, "North"),
             (None, "odd", ["06", "07", "08"], self.mid, "North"),
             (self.year + 1, "even", [], self.elem, "North"),
@@ -98,7 +65,7 @@ class K12:
                 """INSERT INTO sis.address_catalog (school_year, street_name, street_type, house_from,
                           house_to, side, postal_code, grades, zoned_school_id, zoned_district)
                    VALUES ($1, $2, 'ST', 1, 99, $3, '60601', $4, $5, $6)""",
-                year, self.street, side, grades, school, district,
+                year, self.street, side, grades, division, district,
             )  # fmt: skip
         return self
 
