@@ -723,3 +723,24 @@ async def test_refresh_choice_data_audits_only_real_changes(
         "enrollment.refresh_choice_data", {**params, "statuses": ["Waiting", "Accepted"]}
     )
     assert "1 applications refreshed, 1 unchanged" in both.summary
+
+
+@pytest.mark.unit
+def test_codes_and_statuses_refuse_a_trailing_newline_when_saved() -> None:
+    from belltower.errors import InvalidInput
+    from belltower_integration.jobs import registry
+    from belltower_scheduler.catalog import validate_params
+
+    for name, params in (
+        ("enrollment.rollover", {"enrollment_code": "R1\n"}),
+        ("enrollment.set_next_school", {"grades": ["05\n"]}),
+        ("enrollment.refresh_choice_data", {"statuses": ["Waiting\n"]}),
+        ("messaging.communication_status_update", {"group": "REGISTRAR\n"}),
+    ):
+        kind = registry.get(name)
+        assert kind is not None
+        with pytest.raises(InvalidInput):
+            validate_params(kind.info(), params)
+    kind = registry.get("enrollment.refresh_choice_data")
+    assert kind is not None
+    assert validate_params(kind.info(), {"statuses": ["Waiting", "On hold"]})

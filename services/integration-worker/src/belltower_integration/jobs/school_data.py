@@ -29,7 +29,7 @@ from belltower.jobtypes import JobContext, JobType
 from ..calculations.common import SEED_001, CalcParams, Counts, Meta, Scope, each_school
 from .school_year import default_school_year
 
-Status = Annotated[str, Meta(pattern=r"^[A-Za-z][A-Za-z ._-]{0,39}$")]
+Status = Annotated[str, Meta(pattern=r"^[A-Za-z][A-Za-z ._-]{0,39}(?!\n)$")]
 
 
 class RecalcParams(CalcParams, kw_only=True, forbid_unknown_fields=True):
