@@ -19,6 +19,7 @@ from .offices import add_office_records
 from .outreach import add_email_activities, add_notification_groups, add_registration_appointments
 from .people import add_people
 from .records import add_holds, add_immunizations, add_transfer_credits
+from .school_ops import add_school_operations
 
 
 def generate(
@@ -51,4 +52,5 @@ def generate(
     add_calculation_data(draw.data)
     add_mailing_lists(draw, people)
     add_combined_gradebooks(draw.data)
+    add_school_operations(draw.data)
     return draw.data

@@ -24,7 +24,8 @@ from belltower.errors import InvalidInput
 from belltower.jobtypes import JobContext
 
 Meta = msgspec.Meta
-Code = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="a code")]
+# (?!\n): a regex's $ also matches before a final newline, which a code must not end with.
+Code = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,32}(?!\n)$", description="a code")]
 Codes = Annotated[
     list[Code], Meta(max_length=200, description="codes to limit to; empty: no limit")
 ]

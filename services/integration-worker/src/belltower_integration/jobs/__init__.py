@@ -13,11 +13,13 @@ from . import (
     blackboard_extract,
     canvas_export,
     communication_queue,
+    contact_updates,
     daily_maintenance,
     edfi_sync,
     edvance360_attendance,
     element451_import,
     family_email,
+    florida,
     frontline_leave,
     housekeeping,
     import_ics,
@@ -32,9 +34,14 @@ from . import (
     oneroster_export,
     oneroster_rest,
     schedule_upkeep,
+    school_data,
+    school_records,
+    school_year,
     schoolmessenger,
     schoology,
     sftp_upload,
+    sss,
+    symlink_photos,
 )
 
 registry = Registry()
@@ -71,6 +78,7 @@ registry.register(housekeeping.temp_table_cleanup_type)
 registry.register(housekeeping.reconcile_seats_type)
 registry.register(housekeeping.purge_old_files_type)
 registry.register(communication_queue.job_type)
+registry.register(contact_updates.job_type)
 registry.register(addresses.address_corrections_type)
 registry.register(addresses.parse_addresses_type)
 registry.register(schedule_upkeep.remove_scheduled_type)
@@ -79,6 +87,15 @@ registry.register(attendance_sms.job_type)
 registry.register(automated_emails.job_type)
 registry.register(family_email.email_notifications_type)
 registry.register(family_email.sss_parent_type)
+registry.register(school_records.medical_type)
+registry.register(symlink_photos.job_type)
+registry.register(school_records.certification_type)
+registry.register(florida.class_size_type)
+registry.register(school_data.recalc_type)
+registry.register(school_data.choice_type)
+registry.register(florida.eoy_attendance_type)
+for school_job in [*school_year.JOB_TYPES, *sss.JOB_TYPES]:
+    registry.register(school_job)
 for calculation in CALCULATIONS:
     registry.register(calculation)
 
