@@ -16,7 +16,7 @@ from .school import generate
 
 _SEQUENCED = (
     "divisions", "campuses", "levels", "departments", "people", "terms", "courses", "sections",
-    "enrollments", "notification_groups", "guardians", "forms", "graduation_requirements",
+    "enrollments", "notification_groups", "guardians", "forms", "graduation_requirements", "aid_awards",
 )  # fmt: skip
 
 

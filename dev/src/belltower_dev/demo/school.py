@@ -6,6 +6,7 @@ import random
 from datetime import UTC, date, datetime
 
 from .attendance import add_attendance
+from .billing import add_billing_records
 from .calculations import add_calculation_data
 from .codes import DEFAULT_SEED, add_code_tables
 from .courses import add_courses, add_terms, draw_sections
@@ -47,4 +48,5 @@ def generate(
     add_guardians(draw)
     add_office_records(draw, people)
     add_calculation_data(draw.data)
+    add_billing_records(draw, students)
     return draw.data
