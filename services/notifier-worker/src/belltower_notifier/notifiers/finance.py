@@ -76,7 +76,7 @@ async def _jfa_awards(q: Query[JfaAwardsParams]) -> list[Row]:
           FROM sis.aid_awards a JOIN sis.people p ON p.id = a.person_id
           LEFT JOIN sis.terms t ON t.id = a.term_id
          WHERE a.source = $1 AND a.processed_at IS NULL AND a.status IN ('offered', 'accepted')
-           AND a.added_at <= $2 - make_interval(days => $3::int)
+           AND a.added_at <= $2::timestamptz - make_interval(days => $3::int)
            AND {q.where(args)}
          ORDER BY a.added_at, name"""
     return await rows_of(q, sql, args, lambda v: f"award:{v['award_id']}")

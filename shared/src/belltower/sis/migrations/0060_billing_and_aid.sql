@@ -16,7 +16,6 @@ CREATE TABLE sis.billing_accounts (
 ALTER TABLE sis.transactions ADD COLUMN source text, ADD COLUMN external_ref text;
 CREATE UNIQUE INDEX transactions_external ON sis.transactions (source, external_ref)
     WHERE external_ref IS NOT NULL;
-CREATE INDEX transactions_created ON sis.transactions (created_at);
 
 -- Payment plans (Nelnet "agreements"): one per provider agreement id.
 CREATE TABLE sis.payment_plans (
