@@ -75,3 +75,11 @@ def test_the_billing_summary_columns_are_the_layouts_fields_and_every_layout_say
 )
 def test_enrollment_status_follows_the_terms_full_time_threshold(credits: int, status: str) -> None:
     assert enrollment_status(Decimal(credits), Decimal(12)) == status
+
+
+def test_the_docs_page_shows_every_layout_as_the_modules_declare_it() -> None:
+    from pathlib import Path
+
+    page = (Path(__file__).parents[2] / "docs" / "billing-and-aid.md").read_text()
+    for layout in ALL:
+        assert layout.markdown() in page, f"docs/billing-and-aid.md: update {layout.title}"
