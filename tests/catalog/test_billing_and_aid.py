@@ -447,3 +447,21 @@ async def test_conclusive_and_balance_exports_hold_the_students_records(
         zoe["email"],
         "300.00",
     ]
+
+
+@pytest.mark.parametrize(
+    ("job_type", "params"),
+    [
+        ("finance.billing_summary", {"folder": "../outside"}),
+        ("finance.nelnet_ebill_export", {"folder": "../outside"}),
+        ("finance.nelnet_batch_import", {"folder": "../outside"}),
+        ("finance.regent_award_disbursement", {"folder": "../outside"}),
+    ],
+)
+async def test_a_folder_outside_the_batch_folder_is_refused_at_run_time_too(
+    runner: JobRunner, tmp_batch_folder: Path, job_type: str, params: dict[str, Any]
+) -> None:
+    """A definition that reached the worker without the save-time check stays inert."""
+    ran = await runner(job_type, params)
+    assert ran.status == "failed" and "leaves the batch folder" in (ran.error or "")
+    assert not (tmp_batch_folder.parent / "outside").exists()

@@ -10,6 +10,7 @@ recorded by content so it is never imported twice, and moved to ``imported/``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Annotated, Any
 import asyncpg
 import msgspec
 
+from belltower.errors import InvalidInput
 from belltower.fences import BatchPath
 from belltower.jobtypes import JobContext, JobType
 
@@ -51,7 +53,9 @@ class RefundDownloadParams(DownloadParams, kw_only=True, forbid_unknown_fields=T
     folder: Folder = "nelnet/refunds"
 
 
-def _download(kind: str, what: str) -> Any:
+def _download(kind: str, what: str) -> Callable[[JobContext, DownloadParams], Awaitable[None]]:
+    """A download job's run: each new remote file once, recorded by name (partner nelnet, ``kind``)."""
+
     async def run(ctx: JobContext, params: DownloadParams) -> None:
         server = transfer.target(params.sftp)
         local = common.folder_of(ctx, params.folder)
@@ -214,8 +218,6 @@ async def batch_import(ctx: JobContext, params: BatchImportParams) -> None:
     if not await pool.fetchval(
         "SELECT 1 FROM sis.transaction_codes WHERE code = $1", params.payment_code
     ):
-        from belltower.errors import InvalidInput
-
         raise InvalidInput(
             "param.payment_code", f"no transaction code {params.payment_code!r}", "a payment T-code"
         )
