@@ -5,7 +5,7 @@ same occurrence runs again."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from belltower import sis
 from belltower.fences import BatchPath
@@ -15,9 +15,41 @@ from ..report import Tally
 from . import common
 from .common import CUSTOMER, EMAIL, DryRun, FileName, Limits, Meta
 from .files import export
+from .layout import Field, Layout
 from .layouts import billing, conclusive, jfa, nelnet, powerfaids
 
 Folder = Annotated[BatchPath, Meta(description="folder inside the batch folder")]
+
+
+class FileParams(Protocol):
+    """Where a snapshot export goes; every export job's parameters have these."""
+
+    @property
+    def folder(self) -> str: ...
+    @property
+    def file_name(self) -> str: ...
+    @property
+    def dry_run(self) -> bool: ...
+
+
+async def _snapshot(
+    ctx: JobContext,
+    params: FileParams,
+    what: str,
+    layout: Layout,
+    rows: list[dict[str, Any]],
+    noun: str,
+    facts: tuple[str, ...] = (),
+    fields: tuple[Field, ...] | None = None,
+) -> None:
+    """Write the export (once per occurrence), then the run's output."""
+    tally = Tally(what)
+    target = common.file_in(ctx, params.folder, params.file_name)
+    done = await export(ctx, tally, layout, rows, target, dry_run=params.dry_run, fields=fields)
+    for fact in facts:
+        tally.fact(fact)
+    again = " (already written)" if done.again else ""
+    tally.write(ctx, f"{target.name}: {done.rows} {noun}{again}")
 
 
 # -- Billing Summary --------------------------------------------------------------------------
@@ -81,17 +113,11 @@ async def billing_summary(ctx: JobContext, params: BillingSummaryParams) -> None
         for r in await pool.fetch(sql, *args)
     ]
     fields = tuple(billing.SUMMARY.field(c) for c in params.columns) if params.columns else None
-    tally = Tally("Billing Summary")
-    target = common.file_in(ctx, params.folder, params.file_name)
-    done = await export(
-        ctx, tally, billing.SUMMARY, rows, target, dry_run=params.dry_run, fields=fields
-    )
     due = sum(1 for r in rows if r["balance"] > 0)
-    tally.fact(
-        f"{'all terms' if term is None else 'term ' + term['code']}: {len(rows)} accounts, {due} with a balance due"
-    )
-    tally.write(
-        ctx, f"{target.name}: {done.rows} accounts" + (" (already written)" if done.again else "")
+    scope = "all terms" if term is None else f"term {term['code']}"
+    fact = f"{scope}: {len(rows)} accounts, {due} with a balance due"
+    await _snapshot(
+        ctx, params, "Billing Summary", billing.SUMMARY, rows, "accounts", (fact,), fields
     )
 
 
@@ -163,15 +189,12 @@ async def powerfaids_export(ctx: JobContext, params: PowerFaidsParams) -> None:
         rows.append(
             dict(r) | {"award_year": year, "term_code": term["code"], "enrollment_status": status}
         )
-    tally = Tally("PowerFAIDS export")
-    target = common.file_in(ctx, params.folder, params.file_name)
-    done = await export(ctx, tally, powerfaids.ENROLLMENT, rows, target, dry_run=params.dry_run)
     by_status = {s: sum(1 for r in rows if r["enrollment_status"] == s) for s in "FTHLN"}
-    tally.fact(
-        f"term {term['code']} ({year}): " + ", ".join(f"{s} {n}" for s, n in by_status.items() if n)
+    fact = f"term {term['code']} ({year}): " + ", ".join(
+        f"{s} {n}" for s, n in by_status.items() if n
     )
-    tally.write(
-        ctx, f"{target.name}: {done.rows} students" + (" (already written)" if done.again else "")
+    await _snapshot(
+        ctx, params, "PowerFAIDS export", powerfaids.ENROLLMENT, rows, "students", (fact,)
     )
 
 
@@ -214,12 +237,8 @@ async def nelnet_balances(ctx: JobContext, params: BalanceParams) -> None:
          ORDER BY customer_id"""
     as_of = ctx.scheduled_for.date()
     rows = [dict(r) | {"as_of": as_of} for r in await pool.fetch(sql, *args)]
-    tally = Tally("Nelnet current balance export")
-    target = common.file_in(ctx, params.folder, params.file_name)
-    done = await export(ctx, tally, nelnet.CURRENT_BALANCE, rows, target, dry_run=params.dry_run)
-    tally.write(
-        ctx, f"{target.name}: {done.rows} balances" + (" (already written)" if done.again else "")
-    )
+    what = "Nelnet current balance export"
+    await _snapshot(ctx, params, what, nelnet.CURRENT_BALANCE, rows, "balances")
 
 
 nelnet_balance_type = JobType(
@@ -269,12 +288,7 @@ async def jfa_users(ctx: JobContext, params: JfaUsersParams) -> None:
          WHERE {common.where(params, args)}
          ORDER BY p.sis_id"""
     rows = [dict(r) for r in await pool.fetch(sql, *args)]
-    tally = Tally("JFA user export")
-    target = common.file_in(ctx, params.folder, params.file_name)
-    done = await export(ctx, tally, jfa.USERS, rows, target, dry_run=params.dry_run)
-    tally.write(
-        ctx, f"{target.name}: {done.rows} users" + (" (already written)" if done.again else "")
-    )
+    await _snapshot(ctx, params, "JFA user export", jfa.USERS, rows, "users")
 
 
 jfa_users_type = JobType(
@@ -320,13 +334,9 @@ async def conclusive_export(ctx: JobContext, params: ConclusiveParams) -> None:
          WHERE {common.where(params, args)} AND en.status <> 'dropped'
          ORDER BY p.sis_id, t.starts_on, c.code, s.section_code"""
     rows = [dict(r) for r in await pool.fetch(sql, *args)]
-    tally = Tally("Conclusive export")
-    target = common.file_in(ctx, params.folder, params.file_name)
-    done = await export(ctx, tally, conclusive.COURSE_HISTORY, rows, target, dry_run=params.dry_run)
-    students = len({r["sis_id"] for r in rows})
-    tally.fact(f"{students} students' course history")
-    tally.write(
-        ctx, f"{target.name}: {done.rows} courses" + (" (already written)" if done.again else "")
+    fact = f"{len({r['sis_id'] for r in rows})} students' course history"
+    await _snapshot(
+        ctx, params, "Conclusive export", conclusive.COURSE_HISTORY, rows, "courses", (fact,)
     )
 
 
