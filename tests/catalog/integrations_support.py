@@ -127,3 +127,14 @@ async def keep_current_sections(pool: Any, count: int) -> None:
         " ON t.id = s.term_id WHERE t.code = 'CURR' ORDER BY s.id LIMIT $1)",
         count,
     )
+
+
+async def drop_one_enrolment(pool: Any) -> int:
+    """Drop one enrolment of a student enrolled in more than one section (so the student stays
+    in the roster and only the enrolment goes); returns its id."""
+    dropped: int = await pool.fetchval(
+        "SELECT min(id) FROM sis.enrollments WHERE status = 'enrolled' AND person_id IN "
+        "(SELECT person_id FROM sis.enrollments WHERE status = 'enrolled' GROUP BY 1 HAVING count(*) > 1)"
+    )
+    await pool.execute("UPDATE sis.enrollments SET status = 'dropped' WHERE id = $1", dropped)
+    return dropped

@@ -14,7 +14,7 @@ from belltower_integration.blackboard import API, BlackboardClient
 from belltower_integration.jobs import blackboard
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner
-from tests.catalog.integrations_support import keep_current_sections
+from tests.catalog.integrations_support import drop_one_enrolment, keep_current_sections
 from tests.standins.blackboard import BlackboardStandIn
 
 EXPORT, LOAD = blackboard.export_type.name, blackboard.load_type.name
@@ -63,11 +63,7 @@ async def test_an_export_sends_the_roster_once_then_only_what_changed(
     )
     assert len(learn.requests) == sent
 
-    dropped = await pool.fetchval(
-        "SELECT min(id) FROM sis.enrollments WHERE status = 'enrolled' AND person_id IN "
-        "(SELECT person_id FROM sis.enrollments WHERE status = 'enrolled' GROUP BY 1 HAVING count(*) > 1)"
-    )
-    await pool.execute("UPDATE sis.enrollments SET status = 'dropped' WHERE id = $1", dropped)
+    await drop_one_enrolment(pool)
     memberships = len(learn.memberships)
     learn.requests.clear()
     second = await run_job(EXPORT, params, occurrence_id="occ-2")

@@ -16,7 +16,8 @@ from .school import generate
 
 _SEQUENCED = (
     "divisions", "campuses", "levels", "departments", "people", "terms", "courses", "sections",
-    "enrollments", "notification_groups", "guardians", "forms", "graduation_requirements", "aid_awards",
+    "enrollments", "notification_groups", "guardians", "forms", "graduation_requirements",
+    "combined_gradebooks", "aid_awards",
 )  # fmt: skip
 
 

@@ -12,7 +12,9 @@ from .codes import DEFAULT_SEED, add_code_tables
 from .courses import add_courses, add_terms, draw_sections
 from .enrollments import add_registration
 from .finance import add_transactions
+from .gradebooks import add_combined_gradebooks
 from .guardians import add_guardians
+from .mailing import add_mailing_lists
 from .model import DemoData, DemoSize, Draw, Pools
 from .offices import add_office_records
 from .outreach import add_email_activities, add_notification_groups, add_registration_appointments
@@ -48,5 +50,7 @@ def generate(
     add_guardians(draw)
     add_office_records(draw, people)
     add_calculation_data(draw.data)
+    add_mailing_lists(draw, people)
+    add_combined_gradebooks(draw.data)
     add_billing_records(draw, students)
     return draw.data

@@ -45,11 +45,30 @@ class Enrolment:
         return Enrolment(course, user, role)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class Section:
+    """One SIS section (an LMS that holds sections under courses, as Schoology does, takes
+    these; ``key`` is ``<course key>-<section code>``, as the Canvas export names them)."""
+
+    key: str
+    id: int
+    course_code: str
+    title: str
+    term_code: str
+    section_code: str
+    starts_on: date
+    ends_on: date
+    faculty: str | None
+
+
 @dataclass
 class Roster:
     people: dict[str, Any] = field(default_factory=dict)  # SIS id -> row of PEOPLE_SQL
     courses: dict[str, Course] = field(default_factory=dict)
     enrolments: dict[str, Enrolment] = field(default_factory=dict)
+    sections: dict[str, Section] = field(default_factory=dict)
+    section_enrolments: dict[str, Enrolment] = field(default_factory=dict)
+    """Enrolments by section: ``course`` is the section's key."""
 
 
 async def read(conn: Any, terms: list[str], upcoming_days: int, today: date) -> Roster:
@@ -59,9 +78,14 @@ async def read(conn: Any, terms: list[str], upcoming_days: int, today: date) -> 
     by_section = {s["id"]: s for s in sections}
     roster = Roster()
 
-    def enrol(course: str, person: str, role: Role) -> None:
+    def enrol(course: str, section: str, person: str, role: Role) -> None:
         e = Enrolment(course, person, role)
         roster.enrolments[e.key] = e
+        by = Enrolment(section, person, role)
+        roster.section_enrolments[by.key] = by
+
+    def section_key(s: Any) -> str:
+        return f"{course_sis_id(s['course_code'], s['term_code'])}-{s['section_code']}"
 
     for s in sections:
         key = course_sis_id(s["course_code"], s["term_code"])
@@ -69,12 +93,17 @@ async def read(conn: Any, terms: list[str], upcoming_days: int, today: date) -> 
             key,
             Course(key, s["course_code"], s["title"], s["term_code"], s["starts_on"], s["ends_on"]),
         )
+        roster.sections[section_key(s)] = Section(
+            section_key(s), s["id"], s["course_code"], s["title"], s["term_code"],
+            s["section_code"], s["starts_on"], s["ends_on"], s["faculty_sis_id"],
+        )  # fmt: skip
         if s["faculty_sis_id"]:
-            enrol(key, s["faculty_sis_id"], "teacher")
+            enrol(key, section_key(s), s["faculty_sis_id"], "teacher")
     for e in enrollments:
         if e["status"] in ACTIVE:
             s = by_section[e["section_id"]]
-            enrol(course_sis_id(s["course_code"], s["term_code"]), e["sis_id"], "student")
+            key = course_sis_id(s["course_code"], s["term_code"])
+            enrol(key, section_key(s), e["sis_id"], "student")
     users = sorted({e.user for e in roster.enrolments.values()})
     roster.people = {p["sis_id"]: p for p in await conn.fetch(PEOPLE_SQL, users)}
     return roster
