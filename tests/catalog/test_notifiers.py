@@ -42,7 +42,7 @@ def test_every_seed_notifier_is_registered_with_its_seed_title() -> None:
         "DMS Notifications", "Form Builder Forms Submitted", "PIN/Password Expiration",
         "Loan Disbursement", "Alumni Employment", "Timed Email Prospects",
         "Financial Aid Verification", "Purge Saved ISIRs", "NMTRACK Delete Task",
-        "Prospect Import Notifier", "At-Risk Alert",
+        "Prospect Import Notifier", "At-Risk Alert", "Nelnet Payment Plans Enrollment Import", "JFA Awards",
     }  # fmt: skip
     titles = {n.title.removeprefix("Notifier: ") for n in NOTIFIERS}
     assert titles == wanted

@@ -17,7 +17,7 @@ from .school import generate
 _SEQUENCED = (
     "divisions", "campuses", "levels", "departments", "people", "terms", "courses", "sections",
     "enrollments", "notification_groups", "guardians", "forms", "graduation_requirements",
-    "combined_gradebooks",
+    "combined_gradebooks", "aid_awards",
 )  # fmt: skip
 
 

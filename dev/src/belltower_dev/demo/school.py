@@ -6,6 +6,7 @@ import random
 from datetime import UTC, date, datetime
 
 from .attendance import add_attendance
+from .billing import add_billing_records
 from .calculations import add_calculation_data
 from .codes import DEFAULT_SEED, add_code_tables
 from .courses import add_courses, add_terms, draw_sections
@@ -53,4 +54,5 @@ def generate(
     add_mailing_lists(draw, people)
     add_combined_gradebooks(draw.data)
     add_school_operations(draw.data)
+    add_billing_records(draw, students)
     return draw.data

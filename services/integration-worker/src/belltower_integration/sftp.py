@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import os
 import posixpath
 from collections.abc import AsyncIterator
@@ -113,3 +114,24 @@ def _settle_download(partial: Path, local: Path) -> None:
     with partial.open("rb") as f:
         os.fsync(f.fileno())
     os.replace(partial, local)
+
+
+async def download_new(
+    target: SftpTarget, pattern: str, local_dir: Path, known: set[str], limit: int
+) -> list[Path]:
+    """Download the files of ``remote_dir`` matching ``pattern`` whose names are not in
+    ``known`` (at most ``limit``, oldest names first), each atomically into ``local_dir``."""
+    got: list[Path] = []
+    async with _session(target, f"listing {target.remote_dir or '.'}") as sftp:
+        names = sorted(
+            n for n in await sftp.listdir(target.remote_dir or ".")
+            if fnmatch.fnmatchcase(n, pattern) and n not in known and not n.startswith(".")
+            and "/" not in n and "\\" not in n
+        )  # fmt: skip
+        for name in names[:limit]:
+            local = local_dir / name
+            partial = local.with_name(f".{name}.part")
+            await sftp.get(posixpath.join(target.remote_dir or ".", name), str(partial))
+            await asyncio.to_thread(_settle_download, partial, local)
+            got.append(local)
+    return got

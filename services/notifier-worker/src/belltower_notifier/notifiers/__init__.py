@@ -21,6 +21,7 @@ from .enrollment import (
     schedule_changes,
     withdrawn,
 )
+from .finance import jfa_awards, nelnet_plan_enrollments
 from .grades import blank_grades, final_grades_not_posted, grades_not_official, incomplete_grades
 from .holds_health import immunization_expiration, user_defined_hold
 from .offices import (
@@ -54,7 +55,7 @@ NOTIFIERS: tuple[Notifier[Any], ...] = (
     immunization_by_status, course_audit, address_check, application_checklist, activities,
     dms_notifications, forms_submitted, pin_password_expiration, loan_disbursement,
     alumni_employment, timed_email_prospects, financial_aid_verification, purge_saved_isirs,
-    nmtrack_delete, prospect_import,
+    nmtrack_delete, prospect_import, nelnet_plan_enrollments, jfa_awards,
 )  # fmt: skip
 
 __all__ = ["NOTIFIERS"]
