@@ -10,6 +10,7 @@ from .calculations import add_calculation_data
 from .codes import DEFAULT_SEED, add_code_tables
 from .courses import add_courses, add_terms, draw_sections
 from .enrollments import add_registration
+from .erp import add_erp_finance
 from .finance import add_transactions
 from .guardians import add_guardians
 from .model import DemoData, DemoSize, Draw, Pools
@@ -47,4 +48,5 @@ def generate(
     add_guardians(draw)
     add_office_records(draw, people)
     add_calculation_data(draw.data)
+    add_erp_finance(draw.data)
     return draw.data

@@ -3,6 +3,7 @@
 from belltower.jobtypes import Registry
 
 from ..calculations import JOB_TYPES as CALCULATIONS
+from ..erp import JOB_TYPES as ERP_FINANCE
 from . import (
     addresses,
     attendance_sms,
@@ -58,5 +59,7 @@ registry.register(family_email.email_notifications_type)
 registry.register(family_email.sss_parent_type)
 for calculation in CALCULATIONS:
     registry.register(calculation)
+for finance_job in ERP_FINANCE:
+    registry.register(finance_job)
 
 __all__ = ["registry"]
