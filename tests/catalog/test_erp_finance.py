@@ -526,10 +526,20 @@ async def test_every_finance_job_over_the_demo_school_changes_nothing_twice(
             "0 customers added, 0 customers updated",
         ),
         ("finance.receipt_pdfs", {"days_back": 2}, "PDFs written", "0 PDFs written"),
+        (
+            "finance.district_template_fees",
+            {},
+            "template fees assigned",
+            "0 template fees assigned",
+        ),
+        ("hr.benefits_rates_update", {}, "rates changed", "0 rates changed"),
+        ("hr.retiree_benefits_rates_update", {}, "rates changed", "0 rates changed"),
     ]:
+        if name.startswith("finance."):  # the district's HR jobs take no schools
+            param = {"divisions": ["UG", "GR", "CE"], **param}
         ran = await runner(
             name,
-            {"divisions": ["UG", "GR", "CE"], **param},
+            param,
             occurrence_id=f"demo-{name}",
             scheduled_for=noon,
         )
@@ -537,8 +547,139 @@ async def test_every_finance_job_over_the_demo_school_changes_nothing_twice(
         assert re.search(rf"\b[1-9][0-9]* {re.escape(first)}", ran.summary), (name, ran.summary)
         again = await runner(
             name,
-            {"divisions": ["UG", "GR", "CE"], **param},
+            param,
             occurrence_id=f"demo-{name}",
             scheduled_for=noon,
         )
         assert second in again.summary, (name, again.summary)
+
+
+async def test_district_template_fees_reach_programs_built_after_the_push(
+    runner: JobRunner, school: School, conn: asyncpg.Connection
+) -> None:
+    division = await school.division("FPS1")
+    template = await conn.fetchval(
+        """INSERT INTO sis.erp_fee_templates (code, name, item_code, gl_account, amount, pushed_at)
+           VALUES ('T_TECH', 'Technology fee', 'TECH', '4450-000', 30.00, now() - interval '5 days')
+           RETURNING id"""
+    )
+    unpushed = await conn.fetchval(
+        """INSERT INTO sis.erp_fee_templates (code, name, item_code, gl_account, amount)
+           VALUES ('T_DRAFT', 'Draft fee', 'DRAFT', '4451-000', 10.00) RETURNING id"""
+    )
+    programs = (
+        "INSERT INTO sis.erp_programs (code, name, division_id) VALUES ($1, $1, $2) RETURNING id"
+    )
+    old = await conn.fetchval(programs, "FPS1-OLD", division)
+    new = await conn.fetchval(programs, "FPS1-NEW", division)
+    await conn.execute(
+        "INSERT INTO sis.erp_program_fees (program_id, template_id, amount) VALUES ($1, $2, 25.00)",
+        old, template,
+    )  # fmt: skip
+    params = {"divisions": ["FPS1"]}
+    ran = await runner("finance.district_template_fees", params, occurrence_id="occ-fees")
+    pushed = await conn.fetchval(
+        "SELECT count(*) FROM sis.erp_fee_templates WHERE pushed_at IS NOT NULL"
+    )
+    assert pushed == 3  # the demo district's two and the test's
+    # every pushed template to both programs, but the one the old program already carries
+    assert f"{2 * pushed - 1} template fees assigned, 2 programs" in ran.summary, ran.text
+    again = await runner("finance.district_template_fees", params, occurrence_id="occ-fees")
+    assert "0 template fees assigned" in again.summary
+    fees = await conn.fetch(
+        "SELECT program_id, template_id, amount, assigned_by FROM sis.erp_program_fees "
+        "WHERE program_id = ANY($1::bigint[]) AND template_id = ANY($2::bigint[]) ORDER BY program_id",
+        [old, new],
+        [template, unpushed],
+    )
+    assert [tuple(r) for r in fees] == [
+        (old, template, D("25.00"), "push"), (new, template, D("30.00"), "scheduled job"),
+    ]  # fmt: skip
+    assert unpushed not in [r["template_id"] for r in fees]
+
+
+async def test_benefit_rates_follow_age_and_zip_code(
+    runner: JobRunner, school: School, conn: asyncpg.Connection, sis_today: date
+) -> None:
+    s = school
+    await conn.execute("INSERT INTO sis.erp_benefit_plans (code, name) VALUES ('T_VIS', 'Vision')")
+    await conn.executemany(
+        "INSERT INTO sis.erp_benefit_rates (plan_code, min_age, max_age, zip_prefix, monthly_rate) "
+        "VALUES ('T_VIS', $1, $2, $3, $4)",
+        [(0, 64, "", D("10")), (65, 150, "", D("20")), (65, 150, "606", D("22"))],
+    )
+    turning = date(sis_today.year - 65, sis_today.month, sis_today.day) + timedelta(days=1)
+    ret = await s.person("Rhea", status="staff", division="BEN1", born=turning)
+    emp = await s.person("Eli", status="staff", division="BEN1", born=date(1990, 5, 1))
+    await conn.execute(
+        """INSERT INTO sis.addresses (person_id, kind, preferred, line1, city, postal_code)
+           VALUES ($1, 'home', true, '1 Main', 'Peoria', '61602')""",
+        ret["id"],
+    )
+    await conn.executemany(
+        "INSERT INTO sis.erp_benefit_enrollments (person_id, plan_code, retiree) VALUES ($1, 'T_VIS', $2)",
+        [(ret["id"], True), (emp["id"], False)],
+    )
+    params = {"plans": ["T_VIS"], "as_of": sis_today.isoformat()}
+    changes = (
+        "SELECT new_rate, reason FROM sis.erp_benefit_rate_changes WHERE person_id = $1 ORDER BY id"
+    )
+    rate = "SELECT monthly_rate FROM sis.erp_benefit_enrollments WHERE person_id = $1"
+    ran = await runner("hr.retiree_benefits_rates_update", params, occurrence_id="occ-ret")
+    assert "1 rates changed" in ran.summary and await conn.fetchval(rate, ret["id"]) == D("10.00")
+    assert await conn.fetchval(rate, emp["id"]) is None, "the employees' job rates the employees"
+    again = await runner("hr.retiree_benefits_rates_update", params, occurrence_id="occ-ret")
+    assert "0 rates changed" in again.summary and "1 unchanged" in again.summary
+    birthday = await runner(
+        "hr.retiree_benefits_rates_update",
+        {**params, "as_of": (sis_today + timedelta(days=1)).isoformat()},
+    )
+    assert "1 rates changed, 1 ages progressed" in birthday.summary, birthday.text
+    await conn.execute(
+        "UPDATE sis.addresses SET postal_code = '60614' WHERE person_id = $1", ret["id"]
+    )
+    moved = await runner(
+        "hr.retiree_benefits_rates_update",
+        {**params, "as_of": (sis_today + timedelta(days=2)).isoformat()},
+    )
+    assert "1 rates changed, 0 ages progressed, 1 ZIP codes changed" in moved.summary, moved.text
+    assert [tuple(r) for r in await conn.fetch(changes, ret["id"])] == [
+        (D("10.00"), "age and ZIP code"), (D("20.00"), "age"), (D("22.00"), "ZIP code"),
+    ]  # fmt: skip
+    employees = await runner("hr.benefits_rates_update", params)
+    assert "1 rates changed" in employees.summary and await conn.fetchval(rate, emp["id"]) == D(
+        "10.00"
+    )
+
+
+async def test_employee_agreements_use_the_published_date(
+    runner: JobRunner, school: School, conn: asyncpg.Connection, sis_today: date
+) -> None:
+    s = school
+    await conn.execute(
+        """INSERT INTO sis.erp_agreements (code, title, published_on, deadline_on, departments)
+           VALUES ('T_AGR', 'Teachers 2026', $1, $2, '{Science}')""",
+        s.days(-10), s.days(20),
+    )  # fmt: skip
+    hired = {}
+    for name, hire, dept in (("Ada", -100, "Science"), ("Bo", -5, "Science"), ("Cy", -100, "Arts")):
+        p = await s.person(name, status="faculty", division="AGR1")
+        await conn.execute(
+            "INSERT INTO sis.employees (person_id, hire_date, department) VALUES ($1, $2, $3)",
+            p["id"], s.days(hire), dept,
+        )  # fmt: skip
+        hired[name] = p["id"]
+    unknown = await runner("hr.update_employee_agreements", {"agreement": "NOPE"})
+    assert unknown.status == "failed" and "T_AGR" in (unknown.error or "") + unknown.text
+    params = {"agreement": "t_agr"}
+    dry = await runner("hr.update_employee_agreements", {**params, "dry_run": True})
+    assert "1 employees assigned" in dry.summary
+    ran = await runner("hr.update_employee_agreements", params, occurrence_id="occ-agr")
+    assert "1 employees assigned, 0 already assigned" in ran.summary
+    again = await runner("hr.update_employee_agreements", params, occurrence_id="occ-agr")
+    assert "0 employees assigned, 1 already assigned" in again.summary
+    got = await conn.fetch(
+        "SELECT a.person_id FROM sis.erp_agreement_assignments a JOIN sis.erp_agreements g "
+        "ON g.id = a.agreement_id WHERE g.code = 'T_AGR'"
+    )
+    assert [r[0] for r in got] == [hired["Ada"]]

@@ -186,3 +186,65 @@ def add_erp_finance(data: DemoData) -> None:
             for n in range(1, 25)
         ],
     )  # fmt: skip
+    _fees_and_benefits(data, rng, staff, codes)
+
+
+def _fees_and_benefits(
+    data: DemoData, rng: random.Random, staff: list[int], codes: dict[int, str]
+) -> None:
+    """Programs (some built after the district pushed its fee templates), the templates, benefit
+    plans rated by age band and ZIP area with the staff's (and a few retirees') enrollments, not
+    yet rated, and one employment agreement."""
+    today = data.today
+    pushed = datetime.combine(today - timedelta(days=90), time(12), UTC)
+    programs: list[Row] = []
+    for d, code in sorted(codes.items()):
+        for k, name in enumerate(["Welding", "Practical Nursing", "Cosmetology"], 1):
+            built = pushed + timedelta(days=rng.choice([-30, -10, 20, 60]))
+            programs.append((len(programs) + 1, f"{code}-P{k}", f"{name} ({code})", d, built))
+    data.add("erp_programs", ["id", "code", "name", "division_id", "created_at"], programs)
+    templates = [(1, "REG", "Registration fee", "REG", "4400-000", Decimal("50.00"), pushed),
+                 (2, "LABKIT", "Lab kit", "KIT", "4410-000", Decimal("120.00"), pushed)]  # fmt: skip
+    data.add(
+        "erp_fee_templates",
+        ["id", "code", "name", "item_code", "gl_account", "amount", "pushed_at"],
+        templates,
+    )
+    data.add(
+        "erp_program_fees",
+        ["program_id", "template_id", "amount", "assigned_by", "assigned_at"],
+        [(p[0], t[0], t[5], "push", pushed) for p in programs if p[4] <= pushed for t in templates],
+    )
+    data.add("erp_benefit_plans", ["code", "name"], [("MED", "Medical"), ("DEN", "Dental")])
+    rates: list[Row] = []
+    for plan, base in (("MED", 420), ("DEN", 38)):
+        for low, high, step in ((0, 29, 0), (30, 49, 1), (50, 64, 2), (65, 150, 3)):
+            rates.append((plan, low, high, "", Decimal(base + base * step // 4)))
+            rates.append((plan, low, high, "1", Decimal(base + base * step // 4 + 25)))
+    data.add(
+        "erp_benefit_rates",
+        ["plan_code", "min_age", "max_age", "zip_prefix", "monthly_rate"],
+        rates,
+    )
+    data.add(
+        "erp_benefit_enrollments",
+        ["person_id", "plan_code", "retiree"],
+        [
+            (person, plan, i % 10 == 0)
+            for i, person in enumerate(staff)
+            for plan in ("MED", "DEN")
+            if rng.random() < 0.7
+        ],
+    )
+    data.add(
+        "erp_agreements",
+        ["code", "title", "published_on", "deadline_on"],
+        [
+            (
+                "AGR-STAFF",
+                "Support staff agreement",
+                today - timedelta(days=20),
+                today + timedelta(days=10),
+            )
+        ],
+    )

@@ -17,7 +17,7 @@ from .school import generate
 _SEQUENCED = (
     "divisions", "campuses", "levels", "departments", "people", "terms", "courses", "sections",
     "enrollments", "notification_groups", "guardians", "forms", "graduation_requirements",
-    "erp_cash_drawers", "erp_automatic_invoices", "erp_invoices",
+    "erp_cash_drawers", "erp_automatic_invoices", "erp_invoices", "erp_programs", "erp_fee_templates",
 )  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from belltower.jobtypes import JobType
 
-from . import cashout, customers, invoices, pcard, receipts
+from . import agreements, benefits, cashout, customers, fees, invoices, pcard, receipts
 
 JOB_TYPES: list[JobType[Any]] = [
     invoices.automatic_billing_type,
@@ -18,4 +18,8 @@ JOB_TYPES: list[JobType[Any]] = [
     receipts.job_type,
     pcard.job_type,
     customers.job_type,
+    fees.job_type,
+    benefits.benefits_type,
+    benefits.retiree_benefits_type,
+    agreements.job_type,
 ]

@@ -202,3 +202,102 @@ INSERT INTO sis.school_preferences (key, value) VALUES
     ('pcard_reminder_days', '7'),
     ('pcard_administrator', '')
 ON CONFLICT (key) DO NOTHING;
+
+-- District fee templates (Focus Postsecondary): the district pushes fee templates out to every
+-- school's programs (pushed_at); a program built after the push gets them from Automatic
+-- Application of District Template Fees. One row per program and template it carries.
+CREATE TABLE sis.erp_programs (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    code        text NOT NULL UNIQUE,
+    name        text NOT NULL,
+    division_id bigint NOT NULL REFERENCES sis.divisions (id),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE sis.erp_fee_templates (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    code       text NOT NULL UNIQUE,
+    name       text NOT NULL,
+    item_code  text NOT NULL,
+    gl_account text NOT NULL,
+    amount     numeric(12, 2) NOT NULL CHECK (amount >= 0),
+    pushed_at  timestamptz
+);
+
+CREATE TABLE sis.erp_program_fees (
+    program_id    bigint NOT NULL REFERENCES sis.erp_programs (id) ON DELETE CASCADE,
+    template_id   bigint NOT NULL REFERENCES sis.erp_fee_templates (id) ON DELETE CASCADE,
+    amount        numeric(12, 2) NOT NULL,
+    assigned_by   text NOT NULL DEFAULT 'push' CHECK (assigned_by IN ('push', 'scheduled job', 'manual')),
+    occurrence_id text,
+    assigned_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (program_id, template_id)
+);
+
+-- Employee benefits (ERP > Human Resources): plan rates by age band and ZIP code area (the
+-- longest matching zip_prefix wins; '' matches any), each employee's or retiree's enrollment
+-- with the rate, age and ZIP code it was last rated at, and every rate change the rating jobs
+-- made (one per enrollment and occurrence).
+CREATE TABLE sis.erp_benefit_plans (
+    code text PRIMARY KEY,
+    name text NOT NULL
+);
+
+CREATE TABLE sis.erp_benefit_rates (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    plan_code    text NOT NULL REFERENCES sis.erp_benefit_plans (code) ON DELETE CASCADE,
+    min_age      smallint NOT NULL DEFAULT 0,
+    max_age      smallint NOT NULL DEFAULT 150,
+    zip_prefix   text NOT NULL DEFAULT '' CHECK (zip_prefix ~ '^[0-9]{0,5}$'),
+    monthly_rate numeric(10, 2) NOT NULL CHECK (monthly_rate >= 0),
+    CHECK (max_age >= min_age),
+    UNIQUE (plan_code, min_age, zip_prefix)
+);
+
+CREATE TABLE sis.erp_benefit_enrollments (
+    person_id    bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    plan_code    text NOT NULL REFERENCES sis.erp_benefit_plans (code),
+    retiree      boolean NOT NULL DEFAULT false,
+    monthly_rate numeric(10, 2),
+    rated_age    smallint,
+    rated_zip    text,
+    rated_on     date,
+    PRIMARY KEY (person_id, plan_code)
+);
+
+CREATE TABLE sis.erp_benefit_rate_changes (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person_id     bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    plan_code     text NOT NULL,
+    changed_on    date NOT NULL,
+    old_rate      numeric(10, 2),
+    new_rate      numeric(10, 2) NOT NULL,
+    old_age       smallint,
+    new_age       smallint NOT NULL,
+    old_zip       text,
+    new_zip       text,
+    reason        text NOT NULL,
+    occurrence_id text NOT NULL,
+    UNIQUE (person_id, plan_code, occurrence_id)
+);
+
+-- Employment agreements (ERP > Human Resources > Employment Agreement Maintenance): a document
+-- published on a date, for employees of some departments and positions (empty: all); the
+-- employees it is assigned to. Employees hired on or before the published date are eligible.
+CREATE TABLE sis.erp_agreements (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    code         text NOT NULL UNIQUE,
+    title        text NOT NULL,
+    published_on date NOT NULL,
+    deadline_on  date,
+    departments  text[] NOT NULL DEFAULT '{}',
+    positions    text[] NOT NULL DEFAULT '{}'
+);
+
+CREATE TABLE sis.erp_agreement_assignments (
+    agreement_id  bigint NOT NULL REFERENCES sis.erp_agreements (id) ON DELETE CASCADE,
+    person_id     bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    assigned_on   date NOT NULL,
+    occurrence_id text,
+    PRIMARY KEY (agreement_id, person_id)
+);
