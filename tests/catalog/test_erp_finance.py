@@ -26,6 +26,7 @@ from belltower.settings import Settings
 from belltower_integration.erp import JOB_TYPES
 from belltower_integration.erp.invoices import installments, period_key
 from belltower_integration.jobs import registry
+from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner, mails_to, text_of
 from tests.catalog.school import School
 from tests.conftest import cloned
@@ -139,6 +140,21 @@ def test_intervals_installments_and_registration() -> None:
     with pytest.raises(InvalidInput) as refused:
         receipts.decode_params({"days_back": 400})
     assert refused.value.field == "param.days_back"
+    # when the job is saved: the folder stays in the batch folder, codes and e-mail are checked
+    for name, bad in [
+        ("finance.receipt_pdfs", {"folder": "../outside"}),
+        ("finance.receipt_pdfs", {"folder": "/etc"}),
+        ("finance.automatic_billing_invoices", {"rules": ["no spaces"]}),
+        ("finance.pcard_reminder", {"administrator": "a@b\r\nBcc: x@y"}),
+        ("finance.pcard_reminder", {"days": 0}),
+        ("hr.update_employee_agreements", {}),
+    ]:
+        kind = registry.get(name)
+        assert kind is not None
+        with pytest.raises(InvalidInput):
+            validate_params(kind.info(), bad)
+    pdfs = registry.get("finance.receipt_pdfs")
+    assert pdfs is not None and validate_params(pdfs.info(), {"folder": "receipts/2026"})
     voids = registry.get("finance.void_overdue_ar_invoices")
     assert voids is not None
     with pytest.raises(InvalidInput):

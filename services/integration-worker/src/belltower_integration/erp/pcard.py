@@ -63,72 +63,76 @@ async def run(ctx: JobContext, params: PCardParams) -> None:
     out = ctx.output
     sent = 0
     found = 0
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('finance.pcard_reminder'))")
+    async with pool.acquire() as conn:
         for status, (clause_code, label) in STATUSES.items():
-            rows = await conn.fetch(
-                """SELECT r.*, p.first_name, p.last_name FROM sis.erp_pcard_requisitions r
-                     JOIN sis.people p ON p.id = r.requester_id
-                    WHERE r.status = $1 AND r.status_since <= $2
-                      AND NOT EXISTS (SELECT 1 FROM sis.erp_pcard_reminders m
-                                       WHERE m.requisition_id = r.id AND m.status = $1
-                                         AND m.sent_at::date >= r.status_since)
-                    ORDER BY r.status_since, r.number""",
-                status, today - timedelta(days=days),
-            )  # fmt: skip
-            if not rows:
-                continue
-            found += len(rows)
-            clause = await conn.fetchrow(
-                "SELECT * FROM sis.erp_clauses WHERE code = $1", clause_code
-            )
-            if clause is None:
-                raise JobFailed(
-                    f"the ERP clause {clause_code!r} is not set up (ERP > Setup > Clauses)"
+            # One transaction per status: its reminders are recorded with the mail that tells them.
+            async with conn.transaction():
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('finance.pcard_reminder'))"
                 )
-            context: dict[str, Any] = {"days": days, "count": len(rows)}
-            subject = render(clause["subject"], f"clause.{clause_code}.subject", context)[:200]
-            opening = render(clause["body"], f"clause.{clause_code}.body", context)
-            listed = [
-                (r["number"], f"{r['first_name']} {r['last_name']}", r["vendor"], f"{r['amount']:,.2f}",
-                 (today - r["status_since"]).days)
-                for r in rows
-            ]  # fmt: skip
-            text = (
-                opening
-                + "\n\n"
-                + "\n".join(
-                    f"{n}  {who}  {vendor}  {amount}  ({age} days)"
-                    for n, who, vendor, amount, age in listed
+                rows = await conn.fetch(
+                    """SELECT r.*, p.first_name, p.last_name FROM sis.erp_pcard_requisitions r
+                         JOIN sis.people p ON p.id = r.requester_id
+                        WHERE r.status = $1 AND r.status_since <= $2
+                          AND NOT EXISTS (SELECT 1 FROM sis.erp_pcard_reminders m
+                                           WHERE m.requisition_id = r.id AND m.status = $1
+                                             AND m.sent_at::date >= r.status_since)
+                        ORDER BY r.status_since, r.number""",
+                    status, today - timedelta(days=days),
+                )  # fmt: skip
+                if not rows:
+                    continue
+                found += len(rows)
+                clause = await conn.fetchrow(
+                    "SELECT * FROM sis.erp_clauses WHERE code = $1", clause_code
                 )
-            )
-            body_html = (
-                f"<p>{html.escape(opening)}</p><table><tr><th>Requisition</th><th>Requester</th>"
-                "<th>Vendor</th><th>Amount</th><th>Days</th></tr>"
-                + "".join(
-                    "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
-                    for row in listed
+                if clause is None:
+                    raise JobFailed(
+                        f"the ERP clause {clause_code!r} is not set up (ERP > Setup > Clauses)"
+                    )
+                context: dict[str, Any] = {"days": days, "count": len(rows)}
+                subject = render(clause["subject"], f"clause.{clause_code}.subject", context)[:200]
+                opening = render(clause["body"], f"clause.{clause_code}.body", context)
+                listed = [
+                    (r["number"], f"{r['first_name']} {r['last_name']}", r["vendor"], f"{r['amount']:,.2f}",
+                     (today - r["status_since"]).days)
+                    for r in rows
+                ]  # fmt: skip
+                text = (
+                    opening
+                    + "\n\n"
+                    + "\n".join(
+                        f"{n}  {who}  {vendor}  {amount}  ({age} days)"
+                        for n, who, vendor, amount, age in listed
+                    )
                 )
-                + "</table>"
-            )
-            out.line(
-                f"{label}: {len(rows)} requisition(s) {days} days old or more: "
-                + ", ".join(r[0] for r in listed)
-            )
-            if params.dry_run:
-                continue
-            await conn.executemany(
-                """INSERT INTO sis.erp_pcard_reminders (requisition_id, status, sent_to, occurrence_id)
-                   VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (requisition_id, status) DO UPDATE
-                   SET sent_to = EXCLUDED.sent_to, occurrence_id = EXCLUDED.occurrence_id, sent_at = now()""",
-                [(r["id"], status, admin, ctx.occurrence_id) for r in rows],
-            )
-            try:
-                await ctx.mailer.send([admin], subject, text, body_html)
-            except Unavailable as exc:
-                raise JobFailed(f"the reminder was not mailed: {exc.message}") from None
-            sent += 1
+                body_html = (
+                    f"<p>{html.escape(opening)}</p><table><tr><th>Requisition</th><th>Requester</th>"
+                    "<th>Vendor</th><th>Amount</th><th>Days</th></tr>"
+                    + "".join(
+                        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                        for row in listed
+                    )
+                    + "</table>"
+                )
+                out.line(
+                    f"{label}: {len(rows)} requisition(s) {days} days old or more: "
+                    + ", ".join(r[0] for r in listed)
+                )
+                if params.dry_run:
+                    continue
+                await conn.executemany(
+                    """INSERT INTO sis.erp_pcard_reminders (requisition_id, status, sent_to, occurrence_id)
+                       VALUES ($1, $2, $3, $4)
+                       ON CONFLICT (requisition_id, status) DO UPDATE
+                       SET sent_to = EXCLUDED.sent_to, occurrence_id = EXCLUDED.occurrence_id, sent_at = now()""",
+                    [(r["id"], status, admin, ctx.occurrence_id) for r in rows],
+                )
+                try:
+                    await ctx.mailer.send([admin], subject, text, body_html)
+                except Unavailable as exc:
+                    raise JobFailed(f"the reminder was not mailed: {exc.message}") from None
+                sent += 1
     tail = " (dry run: nothing sent)" if params.dry_run else ""
     out.summary = (
         f"PCard email reminder: {found} requisition(s) {days} days old or more, "
