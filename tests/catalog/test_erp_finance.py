@@ -550,8 +550,9 @@ async def test_every_finance_job_over_the_demo_school_changes_nothing_twice(
         ),
         ("hr.benefits_rates_update", {}, "rates changed", "0 rates changed"),
         ("hr.retiree_benefits_rates_update", {}, "rates changed", "0 rates changed"),
+        ("messaging.field_trip_notifications", {}, "alerts", "0 alerts, 0 e-mails"),
     ]:
-        if name.startswith("finance."):  # the district's HR jobs take no schools
+        if name.startswith("finance."):  # the district's HR and transportation jobs take no schools
             param = {"divisions": ["UG", "GR", "CE"], **param}
         ran = await runner(
             name,
@@ -699,3 +700,52 @@ async def test_employee_agreements_use_the_published_date(
         "ON g.id = a.agreement_id WHERE g.code = 'T_AGR'"
     )
     assert [r[0] for r in got] == [hired["Ada"]]
+
+
+async def test_field_trip_notifications_deliver_alerts_and_emails_once(
+    runner: JobRunner, school: School, conn: asyncpg.Connection, mail_sink: Any
+) -> None:
+    s = school
+    # The demo's waiting notices go first, in a run of their own; what it cannot mail stays.
+    drained = await runner("messaging.field_trip_notifications", {})
+    left = int(re.findall(r"(\d+) without e-mail address", drained.summary)[0])
+    req = await s.person("Tia", status="faculty", division="FT1")
+    mute = await s.person("Mo", status="faculty", division="FT1", email=False)
+    trip = await conn.fetchval(
+        """INSERT INTO sis.erp_field_trips (number, requester_id, destination, departs_at, status)
+           VALUES ('T-FT-1', $1, 'Aquarium', now() + interval '7 days', 'approved') RETURNING id""",
+        req["id"],
+    )
+    notices = "INSERT INTO sis.erp_transportation_notices (field_trip_id, person_id, channel, subject, body) VALUES ($1, $2, $3, $4, $5) RETURNING id"
+    await conn.fetchval(
+        notices, trip, req["id"], "both", "Trip T-FT-1 approved", "Approved: bus 12."
+    )
+    await conn.fetchval(notices, trip, req["id"], "alert", "Trip T-FT-1 driver", "Driver: Sam.")
+    nomail = await conn.fetchval(
+        notices, trip, mute["id"], "both", "Trip T-FT-1 chaperone", "You chaperone."
+    )
+    mail_sink.clear()
+    dry = await runner("messaging.field_trip_notifications", {"dry_run": True})
+    assert f"3 alerts, 1 e-mails, {left + 1} without e-mail address" in dry.summary, dry.text
+    ran = await runner("messaging.field_trip_notifications", {}, occurrence_id="occ-ft")
+    assert f"3 alerts, 1 e-mails, {left + 1} without e-mail address" in ran.summary, ran.text
+    [mail] = mails_to(mail_sink, req["email"])
+    assert mail["Subject"] == "Trip T-FT-1 approved" and "bus 12" in text_of(mail)
+    assert len(mail_sink.messages) == 1
+    reminders = await conn.fetch(
+        "SELECT person_id, title FROM sis.reminders WHERE source LIKE 'field_trip:%' AND person_id = ANY($1::bigint[]) ORDER BY id",
+        [req["id"], mute["id"]],
+    )
+    assert [tuple(r) for r in reminders] == [
+        (req["id"], "Trip T-FT-1 approved"), (req["id"], "Trip T-FT-1 driver"), (mute["id"], "Trip T-FT-1 chaperone"),
+    ]  # fmt: skip
+    mail_sink.clear()
+    again = await runner("messaging.field_trip_notifications", {}, occurrence_id="occ-ft")
+    assert (
+        f"0 alerts, 0 e-mails, {left + 1} without e-mail address" in again.summary
+        and mail_sink.messages == []
+    )
+    problem = await conn.fetchval(
+        "SELECT problem FROM sis.erp_transportation_notices WHERE id = $1", nomail
+    )
+    assert problem == "no primary e-mail address"

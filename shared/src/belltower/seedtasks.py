@@ -281,6 +281,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "notifier.address_check": (_sonis("Notifier: Address Check"),),
     "notifier.alumni_employment": (_sonis("Notifier: Alumni Employment"),),
     "notifier.application_checklist": (_sonis("Notifier: Application Checklist"),),
+    "messaging.field_trip_notifications": (_focus("Field Trip Notifications (ERP)"),),
     "messaging.attendance_sms": (_focus("Attendance SMS"),),
     "messaging.automated_emails": (_focus("Automated Emails"),),
     "messaging.communication_queue": (

@@ -187,6 +187,7 @@ def add_erp_finance(data: DemoData) -> None:
         ],
     )  # fmt: skip
     _fees_and_benefits(data, rng, staff, codes)
+    _field_trips(data, rng, staff)
 
 
 def _fees_and_benefits(
@@ -247,4 +248,59 @@ def _fees_and_benefits(
                 today + timedelta(days=10),
             )
         ],
+    )
+
+
+def _field_trips(data: DemoData, rng: random.Random, staff: list[int]) -> None:
+    """Field trips around today and the notifications their workflow left for the requesters,
+    half of them waiting to be delivered."""
+    midnight = datetime.combine(data.today, time(0), UTC)
+    trips: list[Row] = []
+    notices: list[Row] = []
+    for n in range(1, 9):
+        requester = rng.choice(staff)
+        departs = midnight + timedelta(days=rng.randint(-5, 30), hours=8)
+        status = rng.choice(["requested", "approved", "scheduled", "denied"])
+        trips.append(
+            (
+                n,
+                f"FT-{n:04d}",
+                requester,
+                rng.choice(["Science Museum", "State Capitol", "Zoo"]),
+                departs,
+                status,
+            )
+        )
+        for k in range(rng.randint(1, 2)):
+            sent = midnight - timedelta(days=k + 1) if rng.random() < 0.5 else None
+            notices.append(
+                (
+                    n,
+                    requester,
+                    rng.choice(["alert", "email", "both"]),
+                    f"Field trip FT-{n:04d}: {status}",
+                    f"Your field trip FT-{n:04d} is {status}.",
+                    midnight - timedelta(hours=k + 2),
+                    sent,
+                    sent,
+                )
+            )
+    data.add(
+        "erp_field_trips",
+        ["id", "number", "requester_id", "destination", "departs_at", "status"],
+        trips,
+    )
+    data.add(
+        "erp_transportation_notices",
+        [
+            "field_trip_id",
+            "person_id",
+            "channel",
+            "subject",
+            "body",
+            "created_at",
+            "alerted_at",
+            "emailed_at",
+        ],
+        notices,
     )

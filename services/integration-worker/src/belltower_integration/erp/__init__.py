@@ -5,7 +5,7 @@ from typing import Any
 
 from belltower.jobtypes import JobType
 
-from . import agreements, benefits, cashout, customers, fees, invoices, pcard, receipts
+from . import agreements, benefits, cashout, customers, fees, field_trips, invoices, pcard, receipts
 
 JOB_TYPES: list[JobType[Any]] = [
     invoices.automatic_billing_type,
@@ -17,6 +17,7 @@ JOB_TYPES: list[JobType[Any]] = [
     cashout.portal_cashout_type,
     receipts.job_type,
     pcard.job_type,
+    field_trips.job_type,
     customers.job_type,
     fees.job_type,
     benefits.benefits_type,

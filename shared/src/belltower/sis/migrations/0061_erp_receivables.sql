@@ -301,3 +301,33 @@ CREATE TABLE sis.erp_agreement_assignments (
     occurrence_id text,
     PRIMARY KEY (agreement_id, person_id)
 );
+
+-- Transportation (ERP > Field Trips): the field trip requests and the notifications their
+-- workflow raised (request submitted, approved, denied, bus assigned, ...), each for one person
+-- as an in-app alert, an e-mail or both; Field Trip Notifications delivers them and stamps
+-- alerted_at / emailed_at (and the in-app reminder it made).
+CREATE TABLE sis.erp_field_trips (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    number       text NOT NULL UNIQUE,
+    requester_id bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    destination  text NOT NULL,
+    departs_at   timestamptz NOT NULL,
+    returns_at   timestamptz,
+    status       text NOT NULL CHECK (status IN ('requested', 'approved', 'denied', 'scheduled', 'cancelled', 'completed'))
+);
+
+CREATE TABLE sis.erp_transportation_notices (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    field_trip_id bigint REFERENCES sis.erp_field_trips (id) ON DELETE CASCADE,
+    person_id     bigint NOT NULL REFERENCES sis.people (id) ON DELETE CASCADE,
+    channel       text NOT NULL CHECK (channel IN ('alert', 'email', 'both')),
+    subject       text NOT NULL,
+    body          text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    alerted_at    timestamptz,
+    reminder_id   bigint REFERENCES sis.reminders (id) ON DELETE SET NULL,
+    emailed_at    timestamptz,
+    problem       text
+);
+CREATE INDEX erp_transportation_notices_due ON sis.erp_transportation_notices (created_at)
+    WHERE alerted_at IS NULL OR emailed_at IS NULL;
