@@ -20,6 +20,7 @@ from belltower.errors import InvalidInput
 from belltower.jobtypes import JobContext, JobType
 
 from ..calculations.common import SEED_001, Code, Meta, Report, school_today
+from .common import district_transaction
 
 
 class AgreementParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -33,47 +34,37 @@ class AgreementParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 async def run(ctx: JobContext, params: AgreementParams) -> None:
     pool = await ctx.db.pool()
     today = await school_today(pool, ctx, params.as_of)
-    async with pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        try:
-            doc = await conn.fetchrow(
-                "SELECT * FROM sis.erp_agreements WHERE upper(code) = upper($1) FOR UPDATE",
-                params.agreement,
+    async with district_transaction(pool, ctx.job_type, params.dry_run) as conn:
+        doc = await conn.fetchrow(
+            "SELECT * FROM sis.erp_agreements WHERE upper(code) = upper($1) FOR UPDATE",
+            params.agreement,
+        )
+        if doc is None:
+            known = [
+                r["code"]
+                for r in await conn.fetch("SELECT code FROM sis.erp_agreements ORDER BY code")
+            ]
+            raise InvalidInput(
+                "param.agreement",
+                f"no agreement {params.agreement!r}",
+                ", ".join(known) or "(none)",
             )
-            if doc is None:
-                known = [
-                    r["code"]
-                    for r in await conn.fetch("SELECT code FROM sis.erp_agreements ORDER BY code")
-                ]
-                raise InvalidInput(
-                    "param.agreement",
-                    f"no agreement {params.agreement!r}",
-                    ", ".join(known) or "(none)",
-                )
-            row = await conn.fetchrow(
-                """WITH eligible AS (
-                       SELECT e.person_id FROM sis.employees e JOIN sis.people p ON p.id = e.person_id
-                        WHERE p.status IN ('staff', 'faculty') AND e.hire_date IS NOT NULL
-                          AND e.hire_date <= $2
-                          AND (cardinality($3::text[]) = 0 OR e.department = ANY($3::text[]))
-                          AND (cardinality($4::text[]) = 0 OR e.position = ANY($4::text[]))),
-                   added AS (
-                       INSERT INTO sis.erp_agreement_assignments (agreement_id, person_id, assigned_on, occurrence_id)
-                       SELECT $1, person_id, $5, $6 FROM eligible
-                       ON CONFLICT (agreement_id, person_id) DO NOTHING
-                       RETURNING 1)
-                   SELECT (SELECT count(*) FROM added) AS added, (SELECT count(*) FROM eligible) AS eligible""",
-                doc["id"], doc["published_on"], list(doc["departments"]), list(doc["positions"]), today,
-                ctx.occurrence_id,
-            )  # fmt: skip
-        except BaseException:
-            await tx.rollback()
-            raise
-        if params.dry_run:
-            await tx.rollback()
-        else:
-            await tx.commit()
+        row = await conn.fetchrow(
+            """WITH eligible AS (
+                   SELECT e.person_id FROM sis.employees e JOIN sis.people p ON p.id = e.person_id
+                    WHERE p.status IN ('staff', 'faculty') AND e.hire_date IS NOT NULL
+                      AND e.hire_date <= $2
+                      AND (cardinality($3::text[]) = 0 OR e.department = ANY($3::text[]))
+                      AND (cardinality($4::text[]) = 0 OR e.position = ANY($4::text[]))),
+               added AS (
+                   INSERT INTO sis.erp_agreement_assignments (agreement_id, person_id, assigned_on, occurrence_id)
+                   SELECT $1, person_id, $5, $6 FROM eligible
+                   ON CONFLICT (agreement_id, person_id) DO NOTHING
+                   RETURNING 1)
+               SELECT (SELECT count(*) FROM added) AS added, (SELECT count(*) FROM eligible) AS eligible""",
+            doc["id"], doc["published_on"], list(doc["departments"]), list(doc["positions"]), today,
+            ctx.occurrence_id,
+        )  # fmt: skip
     report = Report(f"Employee agreement {doc['code']}", params.dry_run)
     report.schools.append(
         (

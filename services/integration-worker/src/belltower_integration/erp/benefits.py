@@ -24,6 +24,7 @@ import msgspec
 from belltower.jobtypes import JobContext, JobType
 
 from ..calculations.common import SEED_001, Code, Meta, Report, school_today
+from .common import district_transaction
 
 
 class BenefitsParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -55,78 +56,67 @@ async def _rate(ctx: JobContext, params: BenefitsParams, retiree: bool, title: s
         "unchanged": 0,
         "no rate": 0,
     }
-    async with pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        try:
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", ctx.job_type)
-            rows = await conn.fetch(
-                """SELECT e.*, p.birth_date, a.postal_code
-                     FROM sis.erp_benefit_enrollments e JOIN sis.people p ON p.id = e.person_id
-                     LEFT JOIN LATERAL (
-                          SELECT left(a.postal_code, 5) AS postal_code FROM sis.addresses a
-                           WHERE a.person_id = p.id AND a.kind IN ('home', 'mailing')
-                           ORDER BY a.preferred DESC, a.kind = 'home' DESC, a.id LIMIT 1) a ON true
-                    WHERE e.retiree = $1
-                      AND (cardinality($2::text[]) = 0 OR upper(e.plan_code) = ANY($2::text[]))
-                    ORDER BY e.person_id, e.plan_code
-                    FOR UPDATE OF e""",
-                retiree, [p.upper() for p in params.plans],
-            )  # fmt: skip
-            changes: list[tuple[Any, ...]] = []
-            for r in rows:
-                if r["birth_date"] is None:
-                    counts["no rate"] += 1
-                    continue
-                age = age_on(r["birth_date"], today)
-                zip_code = r["postal_code"] or ""
-                rate = await conn.fetchval(RATE, r["plan_code"], age, zip_code)
-                if rate is None:
-                    counts["no rate"] += 1
-                    continue
-                aged = r["rated_age"] != age
-                moved = (r["rated_zip"] or "") != zip_code
-                if rate == r["monthly_rate"] and not aged and not moved:
-                    counts["unchanged"] += 1
-                    continue
-                counts["ages progressed"] += aged
-                counts["ZIP codes changed"] += moved
-                reason = (
-                    "age and ZIP code"
-                    if aged and moved
-                    else "age"
-                    if aged
-                    else "ZIP code"
-                    if moved
-                    else "rate table"
-                )
-                if rate != r["monthly_rate"]:
-                    counts["rates changed"] += 1
-                    changes.append(
-                        (r["person_id"], r["plan_code"], today, r["monthly_rate"], rate, r["rated_age"],
-                         age, r["rated_zip"], zip_code or None, reason, ctx.occurrence_id)
-                    )  # fmt: skip
-                await conn.execute(
-                    """UPDATE sis.erp_benefit_enrollments
-                          SET monthly_rate = $3, rated_age = $4, rated_zip = $5, rated_on = $6
-                        WHERE person_id = $1 AND plan_code = $2""",
-                    r["person_id"], r["plan_code"], rate, age, zip_code or None, today,
+    async with district_transaction(pool, ctx.job_type, params.dry_run) as conn:
+        rows = await conn.fetch(
+            """SELECT e.*, p.birth_date, a.postal_code
+                 FROM sis.erp_benefit_enrollments e JOIN sis.people p ON p.id = e.person_id
+                 LEFT JOIN LATERAL (
+                      SELECT left(a.postal_code, 5) AS postal_code FROM sis.addresses a
+                       WHERE a.person_id = p.id AND a.kind IN ('home', 'mailing')
+                       ORDER BY a.preferred DESC, a.kind = 'home' DESC, a.id LIMIT 1) a ON true
+                WHERE e.retiree = $1
+                  AND (cardinality($2::text[]) = 0 OR upper(e.plan_code) = ANY($2::text[]))
+                ORDER BY e.person_id, e.plan_code
+                FOR UPDATE OF e""",
+            retiree, [p.upper() for p in params.plans],
+        )  # fmt: skip
+        changes: list[tuple[Any, ...]] = []
+        for r in rows:
+            if r["birth_date"] is None:
+                counts["no rate"] += 1
+                continue
+            age = age_on(r["birth_date"], today)
+            zip_code = r["postal_code"] or ""
+            rate = await conn.fetchval(RATE, r["plan_code"], age, zip_code)
+            if rate is None:
+                counts["no rate"] += 1
+                continue
+            aged = r["rated_age"] != age
+            moved = (r["rated_zip"] or "") != zip_code
+            if rate == r["monthly_rate"] and not aged and not moved:
+                counts["unchanged"] += 1
+                continue
+            counts["ages progressed"] += aged
+            counts["ZIP codes changed"] += moved
+            reason = (
+                "age and ZIP code"
+                if aged and moved
+                else "age"
+                if aged
+                else "ZIP code"
+                if moved
+                else "rate table"
+            )
+            if rate != r["monthly_rate"]:
+                counts["rates changed"] += 1
+                changes.append(
+                    (r["person_id"], r["plan_code"], today, r["monthly_rate"], rate, r["rated_age"],
+                     age, r["rated_zip"], zip_code or None, reason, ctx.occurrence_id)
                 )  # fmt: skip
-            if changes:
-                await conn.executemany(
-                    """INSERT INTO sis.erp_benefit_rate_changes (person_id, plan_code, changed_on,
-                              old_rate, new_rate, old_age, new_age, old_zip, new_zip, reason, occurrence_id)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                       ON CONFLICT (person_id, plan_code, occurrence_id) DO NOTHING""",
-                    changes,
-                )
-        except BaseException:
-            await tx.rollback()
-            raise
-        if params.dry_run:
-            await tx.rollback()
-        else:
-            await tx.commit()
+            await conn.execute(
+                """UPDATE sis.erp_benefit_enrollments
+                      SET monthly_rate = $3, rated_age = $4, rated_zip = $5, rated_on = $6
+                    WHERE person_id = $1 AND plan_code = $2""",
+                r["person_id"], r["plan_code"], rate, age, zip_code or None, today,
+            )  # fmt: skip
+        if changes:
+            await conn.executemany(
+                """INSERT INTO sis.erp_benefit_rate_changes (person_id, plan_code, changed_on,
+                          old_rate, new_rate, old_age, new_age, old_zip, new_zip, reason, occurrence_id)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                   ON CONFLICT (person_id, plan_code, occurrence_id) DO NOTHING""",
+                changes,
+            )
     report = Report(title, params.dry_run)
     report.schools.append(("district", "retirees" if retiree else "employees", counts))
     report.notes.append(f"ages on {today.isoformat()}; rates by age band and home ZIP code")
