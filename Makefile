@@ -3,7 +3,7 @@
 # `uv` on PATH, else the copy `ensure-uv` installs with pip (python3 -m uv works either way).
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
-.PHONY: dev test test-unit lint bench bench-peers chaos clean dev-reset install ensure-uv ensure-chromium
+.PHONY: dev test test-unit lint bench bench-peers chaos clean dev-reset install ensure-uv ensure-chromium ensure-redis
 
 dev: install
 	$(UV) run --no-sync python -m belltower_dev.devstack
@@ -20,12 +20,12 @@ lint: install
 	$(UV) run --no-sync ruff format --check .
 	$(UV) run --no-sync mypy
 
-bench: install
+bench: install ensure-redis
 	$(UV) run --no-sync python bench/run.py
 
 # Celery and arq on the same workload as e2e_runs_rate, beside Belltower's figure measured in the
 # same window (they install into .venv-peers, never into the project's environment).
-bench-peers: install
+bench-peers: install ensure-redis
 	$(UV) run --no-sync python bench/run.py --only e2e_runs_rate_vs_peers
 
 # The fault matrix at its heavy sizes (BELLTOWER_CHAOS_SCALE=1: 10,000 runs under worker
@@ -53,6 +53,16 @@ ensure-chromium:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| echo "warning: could not install chromium; browser tests will be skipped"; \
 	else echo "note: chromium not found and not root; install it to run the console's browser tests"; fi; }
+
+# The peers' broker for `make bench` / `bench-peers`: Debian's redis-server, installed when missing
+# and we are root with apt-get (the bench starts it on a free port and stops it by pid).
+ensure-redis:
+	@command -v redis-server >/dev/null 2>&1 || \
+	{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing redis-server for the peers' figures"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null) \
+		|| echo "warning: could not install redis-server; the peers' figures will say so"; \
+	else echo "note: redis-server not found and not root; install it to measure the peers"; fi; }
 
 ensure-uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv

@@ -634,6 +634,7 @@ def test_editing_in_the_console_keeps_what_the_form_cannot_show(
             schedule=schedule,
             result_emails=["registrar@school.edu"],
             retries=2,
+            max_runs=5,
         ),
     )
     assert job.status_code in (200, 201), job.text
@@ -642,6 +643,7 @@ def test_editing_in_the_console_keeps_what_the_form_cannot_show(
         form_login(browser, *console_stack.admin)
         page = browser.get(f"/jobs/{job['id']}/edit").text
         assert "Keep the current schedule: " in page
+        assert re.search(r'name="max_runs" type="number"[^>]* value="5"', page)
         token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
         shown = re.search(r'name="result_emails" value="([^"]*)"', page).group(1)
         assert shown == "registrar@school.edu"
@@ -655,6 +657,21 @@ def test_editing_in_the_console_keeps_what_the_form_cannot_show(
     assert after["schedule"]["rule"] == job["schedule"]["rule"]
     assert after["schedule"]["window"] == {"start": "07:00", "end": "17:00"}
     assert after["result_emails"] == ["registrar@school.edu"] and after["retries"] == 2
+    assert after["max_runs"] == 5  # the form above had no such field: left as it was
+
+    with httpx.Client(base_url=console_stack.url, timeout=20) as browser:
+        form_login(browser, *console_stack.admin)
+        page = browser.get(f"/jobs/{job['id']}/edit").text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        form |= {"csrf_token": token, "max_runs": "", "pause_after_failures": "4"}
+        refused = browser.post(f"/jobs/{job['id']}/edit", data=form | {"alert_after_failures": "0"})
+        assert refused.status_code == 422 and "whole number from 1 to" in refused.text
+        saved = browser.post(f"/jobs/{job['id']}/edit", data=form | {"alert_after_failures": "2"})
+        assert saved.status_code == 303, saved.text[:500]
+    after = editor.get(f"/jobs/{job['id']}").json()
+    assert (after["max_runs"], after["alert_after_failures"], after["pause_after_failures"]) == (
+        None, 2, 4,
+    )  # fmt: skip
 
 
 def test_admins_change_the_site_settings_and_only_they_can(

@@ -7,7 +7,15 @@ and ``{"exception", "errorcode", "message"}``: a wrong token (``invalidtoken``),
 service lacks (``accessexception``), a missing required field or a username, course short name
 or id number taken already (``invalidparameter``; the whole call is rolled back, as Moodle runs
 each call in one transaction). Without ``moodlewsrestformat=json`` it answers XML, as Moodle
-does. Moodle core has no rate limit on web services, so neither has this. ``fail_first``
+does. Moodle core has no rate limit on web services, so neither has this.
+
+With ``attendance_plugin`` (the default) it also has the Attendance activity plugin
+(``mod_attendance``) and its web-service function ``mod_attendance_get_sessions``, and core's
+``core_course_get_contents`` lists each course's activities (an attendance activity is a module
+with ``modname`` ``attendance`` and its ``instance`` id). Without the plugin, its functions are
+unknown to the site (``invalidrecord``, as Moodle answers a function it does not have). Tests add
+activities and sessions with ``add_attendance`` and ``add_session``; statuses are the plugin's
+default set (P Present, A Absent, L Late, E Excused). ``fail_first``
 answers that many requests with 503 first; ``stall_first`` keeps that many requests waiting
 ``stall_s`` before answering (a client timeout).
 """
@@ -31,8 +39,10 @@ _KEY = re.compile(r"^([^\[]+)((?:\[[^\]]*\])*)$")
 FUNCTIONS = (
     "core_user_create_users", "core_user_update_users", "core_user_get_users_by_field",
     "core_course_create_courses", "core_course_update_courses", "core_course_get_courses_by_field",
-    "enrol_manual_enrol_users", "enrol_manual_unenrol_users",
+    "enrol_manual_enrol_users", "enrol_manual_unenrol_users", "core_course_get_contents",
 )  # fmt: skip
+ATTENDANCE_FUNCTIONS = ("mod_attendance_get_sessions",)
+STATUSES = (("P", "Present", 2.0), ("A", "Absent", 0.0), ("L", "Late", 1.0), ("E", "Excused", 1.0))
 
 
 class Refused(Exception):
@@ -90,13 +100,17 @@ class MoodleStandIn(ThreadedServer):
         self,
         token: str = "moodle-test-token",
         *,
-        functions: tuple[str, ...] = FUNCTIONS,
+        functions: tuple[str, ...] = FUNCTIONS + ATTENDANCE_FUNCTIONS,
+        attendance_plugin: bool = True,
         fail_first: int = 0,
         stall_first: int = 0,
         stall_s: float = 2.0,
     ) -> None:
         self.token = token
         self.functions = functions
+        self.attendance_plugin = attendance_plugin
+        self.modules: dict[int, list[dict[str, Any]]] = defaultdict(list)  # course id -> modules
+        self.sessions: dict[int, list[dict[str, Any]]] = {}  # attendance id -> sessions
         self.fail_first = fail_first
         self.stall_first = stall_first
         self.stall_s = stall_s
@@ -134,7 +148,8 @@ class MoodleStandIn(ThreadedServer):
         try:
             if flat.get("wstoken") != self.token:
                 raise Refused("moodle_exception", "invalidtoken", "Invalid token - token not found")
-            if function not in FUNCTIONS:
+            installed = FUNCTIONS + (ATTENDANCE_FUNCTIONS if self.attendance_plugin else ())
+            if function not in installed:
                 raise Refused("dml_missing_record_exception", "invalidrecord",
                               "Can't find data record in database table external_functions.")  # fmt: skip
             if function not in self.functions:
@@ -289,6 +304,63 @@ class MoodleStandIn(ThreadedServer):
                 x for x in self.enrolments if x[:2] == (course, user) and (not role or x[2] == role)
             }
         return None
+
+    # -- course contents and the attendance plugin ------------------------------------------
+
+    def _core_course_get_contents(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        _require(args, ("courseid",), "courseid")
+        if int(args["courseid"]) not in self.courses:
+            raise Refused("dml_missing_record_exception", "invalidrecord",
+                          "Can't find data record in database table course.")  # fmt: skip
+        modules = self.modules.get(int(args["courseid"]), [])
+        return [{"id": 1, "name": "General", "section": 0, "visible": 1, "modules": modules}]
+
+    def _mod_attendance_get_sessions(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        _require(args, ("attendanceid",), "attendanceid")
+        attendance = int(args["attendanceid"])
+        if attendance not in self.sessions:
+            raise Refused("dml_missing_record_exception", "invalidrecord",
+                          "Can't find data record in database table course_modules.")  # fmt: skip
+        return self.sessions[attendance]
+
+    def add_attendance(self, course_id: int, name: str = "Attendance") -> int:
+        """An attendance activity in a course; returns its instance id."""
+        instance = self._id()
+        self.modules[course_id].append(
+            {"id": self._id(), "name": name, "modname": "attendance", "instance": instance,
+             "visible": 1}
+        )  # fmt: skip
+        self.sessions[instance] = []
+        return instance
+
+    def add_session(self, attendance: int, sessdate: int, marks: dict[int, str]) -> int:
+        """A session at ``sessdate`` (epoch) with each student's status acronym."""
+        statuses = [
+            {"id": attendance * 10 + n, "attendanceid": attendance, "acronym": acronym,
+             "description": text, "grade": grade, "visible": 1, "deleted": 0, "setnumber": 0}
+            for n, (acronym, text, grade) in enumerate(STATUSES)
+        ]  # fmt: skip
+        by_acronym = {st["acronym"]: st["id"] for st in statuses}
+        session = {
+            "id": self._id(), "attendanceid": attendance, "groupid": 0, "sessdate": sessdate,
+            "duration": 3600, "lasttaken": sessdate, "lasttakenby": 0, "timemodified": sessdate,
+            "description": "Regular class session", "descriptionformat": 1, "statusset": 0,
+            "courseid": next(c for c, mods in self.modules.items()
+                             if any(m["instance"] == attendance for m in mods)),
+            "statuses": statuses,
+            "attendance_log": [
+                {"id": str(self._id()), "studentid": user, "statusid": str(by_acronym[acronym]),
+                 "remarks": ""}
+                for user, acronym in marks.items()
+            ],
+            "users": [
+                {"id": u, "firstname": self.users[u]["firstname"],
+                 "lastname": self.users[u]["lastname"]}
+                for u in marks
+            ],
+        }  # fmt: skip
+        self.sessions[attendance].append(session)
+        return int(session["id"])
 
     # -- what a test looks at ----------------------------------------------------------------
 

@@ -104,3 +104,26 @@ def test_the_form_creates_and_shows_an_on_demand_job() -> None:
     doc, errors = read_form({**form, "start": "2030-01-01T07:00"}, [], INFO)
     assert [e.field for e in errors] == ["start"]
     assert "does not apply to --on-demand" in by_field(errors)["start"]
+
+
+def test_the_form_sets_and_clears_max_runs_and_the_failure_counts() -> None:
+    form = {"title": "x", "kind": "every", "every": "1h", "tz": "UTC"}
+    doc, errors = read_form(
+        {**form, "max_runs": "12", "alert_after_failures": "3", "pause_after_failures": ""},
+        [],
+        INFO,
+    )
+    assert errors == []
+    assert (doc["max_runs"], doc["alert_after_failures"], doc["pause_after_failures"]) == (
+        12,
+        3,
+        None,
+    )
+    # A post without the fields (an older form, a script) leaves the job's counts as they are.
+    doc, _ = read_form(form, [], INFO)
+    assert not {"max_runs", "alert_after_failures", "pause_after_failures"} & set(doc)
+    for bad in ("0", "-1", "2.5", "1e3", "١٢", "10001"):
+        _, errors = read_form({**form, "max_runs": bad, "pause_after_failures": bad}, [], INFO)
+        keys = by_field(errors)
+        assert set(keys) == {"max_runs", "pause_after_failures"}, bad
+        assert "whole number from 1 to 10,000" in keys["max_runs"]

@@ -7,6 +7,11 @@ import unicodedata
 from .api import PAUSE_NOTE_MAX
 from .errors import InvalidInput
 
+MAX_RUNS_LIMIT = 10_000
+"""Each dispatch of a job with max runs counts its occurrences in the ledger: bounded, so is that."""
+MAX_FAILURES_LIMIT = 1_000
+"""The most consecutive failed runs ``alert_after_failures`` / ``pause_after_failures`` may wait for."""
+
 NOTE_FORM = (
     f"one line of printable text, at most {PAUSE_NOTE_MAX} characters, "
     "e.g. 'SIS upgrade until Monday'"

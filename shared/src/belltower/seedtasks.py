@@ -226,6 +226,8 @@ def _focus(title: str) -> SeedTask:
 
 
 IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
+    "people.jotform_import": (_sonis("Notifier: Auto Jotform Import"),),
+    "people.element451_import": (_sonis("Notifier: Element451 Import"),),
     "calc.attendance_summary": (_focus("Attendance Summary Calculation"),),
     "calc.attendance_triggers": (_focus("Attendance Daily Triggers"),),
     "calc.auto_withdraw": (_focus("AutoWithdraw (FPS)"),),
@@ -238,6 +240,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "calc.outstanding_invoices": (_focus("Outstanding Student Invoices"),),
     "notifier.at_risk_alert": (_sonis("Notifier: At-Risk Alert"),),
     "calendar.import_ics": (_focus("Import ICS File"),),
+    "exports.azure_ad_account_update": (_sonis("Notifier: Azure AD SAMAccountName Update"),),
     "exports.name_csv": (_sonis("Notifier: Name CSV Export"),),
     "exports.schoolmessenger": (_sonis("Notifier: SchoolMessenger"),),
     "finance.district_template_fees": (
@@ -276,7 +279,11 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
         _focus("Transfer Blackboard API Data"),
     ),
     "lms.blackboard_load": (_focus("Load Data From Blackboard API"),),
+    "lms.blackboard_user_extract": (_sonis("Notifier: Blackboard User Extract"),),
+    "rostering.edfi_sync": (_focus("Ed-Fi Data Sync"),),
     "lms.moodle_export": (_sonis("Notifier: Moodle LMS Export"),),
+    "lms.moodle_attendance_import": (_sonis("Notifier: Moodle Attendance Import"),),
+    "lms.edvance360_attendance_import": (_sonis("Notifier: Edvance360 Attendance Import"),),
     "notifier.activities": (_sonis("Notifier: Activities"),),
     "notifier.address_check": (_sonis("Notifier: Address Check"),),
     "notifier.alumni_employment": (_sonis("Notifier: Alumni Employment"),),
@@ -284,6 +291,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "messaging.field_trip_notifications": (_focus("Field Trip Notifications (ERP)"),),
     "messaging.attendance_sms": (_focus("Attendance SMS"),),
     "messaging.automated_emails": (_focus("Automated Emails"),),
+    "messaging.mailchimp_sync": (_sonis("Notifier: Mailchimp Sync"),),
     "messaging.communication_queue": (
         _focus("Communication Queue"),
         _focus("Phone Communication Processing (Phone Communication)"),
@@ -336,6 +344,10 @@ OWN: dict[str, str] = {
     "files.sftp_upload": (
         "Belltower's own: the transport the seeds' exports name (send the file to the partner's "
         "SFTP server) as a job of its own, so any export can be chained to it."
+    ),
+    "rostering.oneroster_rest_push": (
+        "Belltower's own: the OneRoster roster of the CSV export (the seeds' Edvance360 LMS "
+        "Export path) pushed to a OneRoster 1.2 REST service instead of written as a zip."
     ),
 }
 """Job types that implement no seed task, with why they exist."""

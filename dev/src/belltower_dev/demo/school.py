@@ -13,6 +13,7 @@ from .enrollments import add_registration
 from .erp import add_erp_finance
 from .finance import add_transactions
 from .guardians import add_guardians
+from .mailing import add_mailing_lists
 from .model import DemoData, DemoSize, Draw, Pools
 from .offices import add_office_records
 from .outreach import add_email_activities, add_notification_groups, add_registration_appointments
@@ -48,5 +49,6 @@ def generate(
     add_guardians(draw)
     add_office_records(draw, people)
     add_calculation_data(draw.data)
+    add_mailing_lists(draw, people)
     add_erp_finance(draw.data)
     return draw.data

@@ -15,6 +15,7 @@ import msgspec
 
 from belltower.api import FieldError, Job, JobTypeInfo
 from belltower.errors import InvalidInput
+from belltower.jobstate import MAX_FAILURES_LIMIT, MAX_RUNS_LIMIT
 from belltower.schedule import (
     WEEKDAYS,
     Cron,
@@ -175,6 +176,7 @@ def values_of(job: Job | None, info: JobTypeInfo | None) -> dict[str, Any]:
             result_emails=", ".join(job.result_emails),
             result_email_on=job.result_email_on,
             catch_up=job.catch_up,
+            **{f: "" if getattr(job, f) is None else str(getattr(job, f)) for f in LIMIT_FIELDS},
             start=_local(job.schedule.start),
             end=_local(job.schedule.end),
             weekdays=[],
@@ -204,6 +206,12 @@ def values_of(job: Job | None, info: JobTypeInfo | None) -> dict[str, Any]:
 
 
 KEEP_SCHEDULE = "keep"
+LIMIT_FIELDS = {
+    "max_runs": MAX_RUNS_LIMIT,
+    "alert_after_failures": MAX_FAILURES_LIMIT,
+    "pause_after_failures": MAX_FAILURES_LIMIT,
+}
+"""The job state's counts the form edits, with the largest the scheduler accepts; empty means none."""
 """The form's frequency choice that leaves a stored job's schedule as it is."""
 
 
@@ -280,6 +288,7 @@ def read_form(
             timeout_s = float(parse_every(text["timeout"]))
         except InvalidInput as exc:
             errors.append(FieldError(field="timeout_s", message=exc.reason, accepted=exc.accepted))
+    limits = _limits(text, errors)
     params: dict[str, Any] = {}
     for f in param_fields(info):
         key = f"param.{f.name}"
@@ -308,8 +317,37 @@ def read_form(
         "result_email_on": text.get("result_email_on") or "default",
         # Only when the form has the field (a patch leaves the job's policy as it is otherwise).
         **({"catch_up": text["catch_up"]} if text.get("catch_up") else {}),
+        **limits,
     }
     return doc, errors
+
+
+def _limits(text: dict[str, Any], errors: list[FieldError]) -> dict[str, int | None]:
+    """Max runs and the failure streak's alert and pause counts, for the fields the form has
+    (an empty one clears the limit; one the form lacks leaves the job's as it is)."""
+    out: dict[str, int | None] = {}
+    for name, ceiling in LIMIT_FIELDS.items():
+        if name not in text:
+            continue
+        given = text[name]
+        if given in (None, ""):
+            out[name] = None
+        elif (
+            isinstance(given, str)
+            and given.isascii()
+            and given.isdigit()
+            and 1 <= int(given) <= ceiling
+        ):
+            out[name] = int(given)
+        else:
+            errors.append(
+                FieldError(
+                    field=name,
+                    message=f"{str(given)[:40]!r} is not a whole number from 1 to {ceiling:,}",
+                    accepted="empty for no limit, or e.g. 5",
+                )
+            )
+    return out
 
 
 class _Kept(Exception):

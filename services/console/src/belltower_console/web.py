@@ -322,6 +322,7 @@ def _job_form(
         errors=errors,
         kinds=forms.KINDS,
         keep=forms.KEEP,
+        limits=forms.LIMIT_FIELDS,
     )
 
 

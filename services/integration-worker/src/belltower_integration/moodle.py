@@ -10,22 +10,33 @@ already). Built against the external functions of Moodle 4.x (present since 2.x 
 arguments): ``core_user_create_users``, ``core_user_update_users``,
 ``core_user_get_users_by_field``, ``core_course_create_courses``,
 ``core_course_update_courses``, ``core_course_get_courses_by_field``,
-``enrol_manual_enrol_users``, ``enrol_manual_unenrol_users``.
+``enrol_manual_enrol_users``, ``enrol_manual_unenrol_users``; for the attendance import also
+core's ``core_course_get_contents`` and, from the Attendance activity plugin (``mod_attendance``,
+not part of Moodle core), ``mod_attendance_get_sessions``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import httpx
+import msgspec
 
 from belltower.errors import ConfigurationError, JobFailed
+from belltower.fences import PublicUrl
 
+from .secrets import SecretName
 from .webapi import WebApi
 
 REST_PATH = "/webservice/rest/server.php"
+SiteUrl = Annotated[
+    PublicUrl, msgspec.Meta(description="Moodle site address, e.g. https://moodle.school.edu")
+]
+TokenSecret = Annotated[
+    SecretName, msgspec.Meta(description="Secret holding the web-service token (wstoken)")
+]
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
 TOKEN_ERRORS = frozenset({"invalidtoken", "accessexception", "servicenotavailable"})
 
@@ -136,3 +147,12 @@ class MoodleClient(WebApi):
 
     async def unenrol(self, enrolments: Sequence[Mapping[str, Any]]) -> Any:
         return await self.call("enrol_manual_unenrol_users", {"enrolments": list(enrolments)})
+
+    # -- the functions the attendance import uses ---------------------------------------------
+
+    async def course_contents(self, course_id: int) -> list[dict[str, Any]]:
+        return await self.call("core_course_get_contents", {"courseid": course_id})
+
+    async def attendance_sessions(self, attendance_id: int) -> list[dict[str, Any]]:
+        """The sessions of an attendance activity (the plugin's function)."""
+        return await self.call("mod_attendance_get_sessions", {"attendanceid": attendance_id})

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 from belltower.api import Job, RunPolicy
 from belltower.errors import Conflict, InvalidInput
+from belltower.jobstate import MAX_FAILURES_LIMIT, MAX_RUNS_LIMIT
 
 from .overdue import OverdueRule
 from .store import StateStore
-
-MAX_RUNS_LIMIT = 10_000
-"""Each dispatch of a job with max runs counts its occurrences in the ledger: bounded, so is that."""
-MAX_FAILURES_LIMIT = 1_000
 
 
 def check_state_policy(policy: RunPolicy) -> None:

@@ -8,21 +8,30 @@ from . import (
     addresses,
     attendance_sms,
     automated_emails,
+    azure_ad,
     batch_folder_cleanup,
     blackboard,
+    blackboard_extract,
     canvas_export,
     communication_queue,
     daily_maintenance,
+    edfi_sync,
+    edvance360_attendance,
+    element451_import,
     family_email,
     frontline_leave,
     housekeeping,
     import_ics,
     import_names,
+    jotform_import,
+    mailchimp_sync,
     metlife,
+    moodle_attendance,
     moodle_export,
     name_csv_export,
     neogov,
     oneroster_export,
+    oneroster_rest,
     schedule_upkeep,
     schoolmessenger,
     sftp_upload,
@@ -34,9 +43,16 @@ registry.register(batch_folder_cleanup.job_type)
 registry.register(sftp_upload.job_type)
 registry.register(canvas_export.job_type)
 registry.register(oneroster_export.job_type)
+registry.register(oneroster_rest.job_type)
 registry.register(moodle_export.job_type)
+registry.register(moodle_attendance.job_type)
+registry.register(edvance360_attendance.job_type)
 registry.register(blackboard.export_type)
 registry.register(blackboard.load_type)
+registry.register(blackboard_extract.job_type)
+registry.register(edfi_sync.job_type)
+registry.register(mailchimp_sync.job_type)
+registry.register(azure_ad.job_type)
 registry.register(name_csv_export.job_type)
 registry.register(schoolmessenger.job_type)
 registry.register(frontline_leave.job_type)
@@ -44,6 +60,8 @@ registry.register(neogov.new_hires_type)
 registry.register(neogov.user_data_type)
 registry.register(metlife.job_type)
 registry.register(import_names.job_type)
+registry.register(jotform_import.job_type)
+registry.register(element451_import.job_type)
 registry.register(import_ics.job_type)
 registry.register(housekeeping.temp_table_cleanup_type)
 registry.register(housekeeping.reconcile_seats_type)

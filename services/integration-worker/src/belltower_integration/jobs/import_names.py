@@ -10,7 +10,6 @@ same file twice creates no duplicates.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,6 +21,7 @@ from belltower.fences import BatchPath
 from belltower.jobtypes import JobContext, JobType
 
 from .. import batchfiles
+from ..importing import generated_sis_id
 from ..notify import recipients, send_results
 from ..report import Tally, every
 
@@ -38,11 +38,6 @@ class ImportNamesParams(msgspec.Struct, forbid_unknown_fields=True):
     settle_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
     group: str | None = None
     notify: list[str] = []
-
-
-def generated_sis_id(email: str) -> str:
-    """A stable SIS id for a record that brings none, so a re-import finds the same person."""
-    return "N" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:11].upper()
 
 
 async def run(ctx: JobContext, params: ImportNamesParams) -> None:

@@ -17,13 +17,12 @@ from typing import Annotated, Any
 
 import msgspec
 
-from belltower.fences import PublicUrl
 from belltower.jobtypes import JobContext, JobType
 
 from .. import lmsroster, lmssync, safety
-from ..moodle import MoodleClient, MoodleError
+from ..moodle import MoodleClient, MoodleError, SiteUrl, TokenSecret
 from ..report import Tally
-from ..secrets import SecretName, read_secret
+from ..secrets import read_secret
 
 MAX_INPUT_VARS = 900
 """Form fields per call, under PHP's default ``max_input_vars`` (1000), past which PHP drops
@@ -31,12 +30,8 @@ the rest of a request without a word: a batch holds as many records as fit."""
 
 
 class MoodleExportParams(msgspec.Struct, forbid_unknown_fields=True):
-    base_url: Annotated[
-        PublicUrl, msgspec.Meta(description="Moodle site address, e.g. https://moodle.school.edu")
-    ]
-    token_secret: Annotated[
-        SecretName, msgspec.Meta(description="Secret holding the web-service token (wstoken)")
-    ] = "moodle-token"
+    base_url: SiteUrl
+    token_secret: TokenSecret = "moodle-token"
     terms: lmsroster.Terms = []
     upcoming_days: lmsroster.UpcomingDays = 30
     category_id: Annotated[

@@ -29,6 +29,26 @@ from ..report import Tally
 NAME_SQL = "SELECT value FROM sis.school_preferences WHERE key = 'institution_name'"
 
 
+Terms = Annotated[
+    list[str], msgspec.Meta(description="Term codes to export; empty: current and upcoming")
+]
+UpcomingDays = Annotated[int, msgspec.Meta(ge=0, le=366)]
+InstitutionId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[^\s,]{1,64}$", description="sourcedId of the root org (type district)"
+    ),
+]
+InstitutionName = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=200,
+        description="Name of the root org; empty: the SIS preference institution_name",
+    ),
+]
+"""The roster's scope and root org, shared with the REST push (the same records)."""
+
+
 class OneRosterExportParams(msgspec.Struct, forbid_unknown_fields=True):
     mode: Annotated[
         Literal["bulk", "delta"],
@@ -47,23 +67,10 @@ class OneRosterExportParams(msgspec.Struct, forbid_unknown_fields=True):
             description="Zip name: <prefix>_<mode>_<YYYYMMDDHHMMSS>.zip",
         ),
     ] = "oneroster"
-    terms: Annotated[
-        list[str], msgspec.Meta(description="Term codes to export; empty: current and upcoming")
-    ] = []
-    upcoming_days: Annotated[int, msgspec.Meta(ge=0, le=366)] = 30
-    institution_id: Annotated[
-        str,
-        msgspec.Meta(
-            pattern=r"^[^\s,]{1,64}$", description="sourcedId of the root org (type district)"
-        ),
-    ] = "institution"
-    institution_name: Annotated[
-        str,
-        msgspec.Meta(
-            max_length=200,
-            description="Name of the root org; empty: the SIS preference institution_name",
-        ),
-    ] = ""
+    terms: Terms = []
+    upcoming_days: UpcomingDays = 30
+    institution_id: InstitutionId = "institution"
+    institution_name: InstitutionName = ""
     demographics: Annotated[
         bool, msgspec.Meta(description="Also send demographics.csv (birth date and sex)")
     ] = False
@@ -85,21 +92,24 @@ class OneRosterExportParams(msgspec.Struct, forbid_unknown_fields=True):
     ] = msgspec.field(default_factory=safety.SafetyParams)
 
 
-async def _read(ctx: JobContext, params: OneRosterExportParams) -> Records:
+async def read_records(
+    ctx: JobContext, terms: list[str], upcoming_days: int, institution_id: str,
+    institution_name: str, *, demographics: bool, guardians: bool,
+) -> Records:  # fmt: skip
+    """The OneRoster records of ``terms`` in one snapshot of the SIS (also what the REST push
+    sends)."""
     pool = await ctx.db.pool()
     today = ctx.scheduled_for.date()
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        terms = await roster.read_terms(conn, params.terms, today, params.upcoming_days)
-        unknown = sorted(set(params.terms) - {t["code"] for t in terms})
+        found = await roster.read_terms(conn, terms, today, upcoming_days)
+        unknown = sorted(set(terms) - {t["code"] for t in found})
         if unknown:
             raise InvalidInput(
                 "param.terms", f"no term with code {', '.join(unknown)}", "codes of sis.terms"
             )
-        name = params.institution_name or await conn.fetchval(NAME_SQL) or "Institution"
-        root = roster.Institution(params.institution_id, name)
-        return await roster.build(
-            conn, root, terms, demographics=params.demographics, guardians=params.guardians
-        )
+        name = institution_name or await conn.fetchval(NAME_SQL) or "Institution"
+        root = roster.Institution(institution_id, name)
+        return await roster.build(conn, root, found, demographics=demographics, guardians=guardians)
 
 
 def change_since(base: Snapshot | None, records: Records) -> safety.Change:
@@ -129,7 +139,10 @@ def _report(tally: Tally, planned: Planned, mode: str) -> None:
 
 async def run(ctx: JobContext, params: OneRosterExportParams) -> None:
     folder = batchfiles.inside(Path(ctx.settings.batch_folder), params.folder, "param.folder")
-    records = await _read(ctx, params)
+    records = await read_records(
+        ctx, params.terms, params.upcoming_days, params.institution_id, params.institution_name,
+        demographics=params.demographics, guardians=params.guardians,
+    )  # fmt: skip
     await ctx.progress(1, 3, "read the SIS; comparing with the last run")
     pool = await ctx.db.pool()
     async with pool.acquire() as conn:
