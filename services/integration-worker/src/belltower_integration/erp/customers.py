@@ -27,18 +27,19 @@ async def _sync(scope: Scope) -> Counts:
     args: list[Any] = []
     where = scope.students(args)
     rows = await scope.conn.fetch(
-        f"""SELECT p.id, concat_ws(' ', p.first_name, nullif(p.middle_name, ''), p.last_name) AS billing_name,
+        f"""WITH billed AS (
+                SELECT person_id FROM sis.erp_invoices UNION SELECT person_id FROM sis.erp_payment_plans
+                UNION SELECT person_id FROM sis.erp_customers),
+            addr AS (
+                SELECT DISTINCT ON (a.person_id) a.*
+                  FROM sis.addresses a JOIN billed b ON b.person_id = a.person_id
+                 ORDER BY a.person_id, a.preferred DESC,
+                          array_position(ARRAY['billing', 'mailing', 'home', 'campus', 'work'], a.kind), a.id)
+            SELECT p.id, concat_ws(' ', p.first_name, nullif(p.middle_name, ''), p.last_name) AS billing_name,
                    a.line1, a.line2, a.city, a.region, a.postal_code, a.country
-              FROM sis.people p
-              LEFT JOIN LATERAL (
-                   SELECT * FROM sis.addresses a WHERE a.person_id = p.id
-                    ORDER BY a.preferred DESC,
-                             array_position(ARRAY['billing', 'mailing', 'home', 'campus', 'work'], a.kind), a.id
-                    LIMIT 1) a ON true
-             WHERE {where} AND (
-                   EXISTS (SELECT 1 FROM sis.erp_invoices i WHERE i.person_id = p.id)
-                OR EXISTS (SELECT 1 FROM sis.erp_payment_plans pp WHERE pp.person_id = p.id)
-                OR EXISTS (SELECT 1 FROM sis.erp_customers c WHERE c.person_id = p.id))""",
+              FROM sis.people p JOIN billed b ON b.person_id = p.id
+              LEFT JOIN addr a ON a.person_id = p.id
+             WHERE {where}""",
         *args,
     )
     computed = {(r["id"],): tuple(r[c] for c in COLUMNS) for r in rows}
@@ -62,11 +63,15 @@ async def _upsert(
 ) -> Counts:
     changed = [(k[0], *v) for k, v in computed.items() if stored.get(k) != v]
     if changed:
-        await scope.conn.executemany(
-            f"""INSERT INTO sis.erp_customers (person_id, {", ".join(COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        # One statement for the lot (a row per round trip costs a second per few hundred).
+        columns = list(zip(*changed, strict=True))
+        await scope.conn.execute(
+            f"""INSERT INTO sis.erp_customers (person_id, {", ".join(COLUMNS)})
+                SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                     $6::text[], $7::text[], $8::text[])
                 ON CONFLICT (person_id) DO UPDATE SET
                 {", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS)}, synced_at = now()""",
-            changed,
+            *[list(c) for c in columns],
         )
     added = sum(1 for k, *_ in changed if (k,) not in stored)
     return {
