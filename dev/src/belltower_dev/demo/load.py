@@ -18,6 +18,8 @@ _SEQUENCED = (
     "divisions", "campuses", "levels", "departments", "people", "terms", "courses", "sections",
     "enrollments", "notification_groups", "guardians", "forms", "graduation_requirements",
     "combined_gradebooks", "aid_awards",
+    "erp_cash_drawers", "erp_automatic_invoices", "erp_invoices", "erp_programs", "erp_fee_templates",
+    "erp_field_trips",
 )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from .calculations import add_calculation_data
 from .codes import DEFAULT_SEED, add_code_tables
 from .courses import add_courses, add_terms, draw_sections
 from .enrollments import add_registration
+from .erp import add_erp_finance
 from .finance import add_transactions
 from .gradebooks import add_combined_gradebooks
 from .guardians import add_guardians
@@ -55,4 +56,5 @@ def generate(
     add_combined_gradebooks(draw.data)
     add_school_operations(draw.data)
     add_billing_records(draw, students)
+    add_erp_finance(draw.data)
     return draw.data

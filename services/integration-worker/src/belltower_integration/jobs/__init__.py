@@ -3,6 +3,7 @@
 from belltower.jobtypes import Registry
 
 from ..calculations import JOB_TYPES as CALCULATIONS
+from ..erp import JOB_TYPES as ERP_FINANCE
 from ..finance import JOB_TYPES as FINANCE
 from . import (
     addresses,
@@ -99,7 +100,7 @@ for school_job in [*school_year.JOB_TYPES, *sss.JOB_TYPES]:
     registry.register(school_job)
 for calculation in CALCULATIONS:
     registry.register(calculation)
-for finance_job in FINANCE:
+for finance_job in (*FINANCE, *ERP_FINANCE):
     registry.register(finance_job)
 
 __all__ = ["registry"]
