@@ -67,6 +67,12 @@ def test_exports_and_a_file_drop_run_through_the_integration_worker(
         ("calc.auto_withdraw", "AutoWithdraw"),
     ]:
         assert listed[name] == title  # fmt: skip
+    # Every job type the integration pool registers is advertised by the running worker.
+    from belltower_integration.jobs import registry
+
+    registered = {t.name: t.title for t in registry.for_pool("integration")}
+    assert len(registered) > 90
+    assert {n: listed.get(n) for n in registered} == registered
 
     refused = cli.run("jobs", "create", "--type", "calc.daily_attendance", "--title", "Daily attendance",
                       "--daily-at", "01:00", "--param", "absent_percent=0", check=False)  # fmt: skip
