@@ -38,8 +38,13 @@ def test_balance_due_runs_in_the_worker_and_mails_the_group(
     stack, cli, mail_sink, database_url
 ) -> None:
     types = {t["name"]: t for t in cli.json("job-types")}
-    notifiers = [name for name in types if name.startswith("notifier.")]
-    assert len(notifiers) == 38
+    # The running worker advertises every notifier its registry holds (the count grows with
+    # the catalog; a hand-kept number went stale twice).
+    from belltower_notifier.jobs import registry
+
+    registered = {t.name for t in registry.for_pool("notifier") if t.name.startswith("notifier.")}
+    assert len(registered) >= 38
+    assert {name for name in types if name.startswith("notifier.")} == registered
     assert types["notifier.balance_due"]["title"] == "Notifier: Balance Due"
     assert types["notifier.balance_due"]["family"] == "Notifiers"
     assert types["notifier.balance_due"]["seeds"] == [

@@ -4,6 +4,7 @@ declared type and every error class of the code table comes back as itself."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -105,6 +106,19 @@ def _release(run_id: str, release_run_id: str | None = None) -> Release:
     )
 
 
+async def answering(api: ApiClient) -> None:
+    """Wait until the endpoint answers: on a loaded machine the first request can reach the
+    server before the subscriptions of the other connection are visible to it (CI saw a
+    NoResponders once, right after the broker's flush)."""
+    for _ in range(50):
+        try:
+            await api.call(ops.RUNS_GET, RunRef(run_id=str(uuid.uuid4())))
+            return
+        except Unavailable:
+            await asyncio.sleep(0.1)
+    raise AssertionError("the stand-in history never answered")
+
+
 @pytest.fixture
 async def served(settings: Settings, nc) -> AsyncIterator[tuple[StandInHistory, ApiClient]]:  # type: ignore[no-untyped-def]
     broker = make_broker(settings, "history")
@@ -114,8 +128,10 @@ async def served(settings: Settings, nc) -> AsyncIterator[tuple[StandInHistory, 
     endpoint.attach(handlers)
     await broker.start()
     await broker.connection.flush()
+    api = ApiClient(nc, timeout=5)
+    await answering(api)
     try:
-        yield handlers, ApiClient(nc, timeout=5)
+        yield handlers, api
     finally:
         await broker.stop()
 
