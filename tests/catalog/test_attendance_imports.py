@@ -14,11 +14,11 @@ import openpyxl
 import pytest
 
 from belltower.errors import InvalidInput
+from belltower_dev.standins.moodle import MoodleStandIn
 from belltower_integration.jobs import edvance360_attendance, moodle_attendance
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner
 from tests.catalog.integrations_support import keep_current_sections
-from tests.standins.moodle import MoodleStandIn
 
 EDVANCE, MOODLE = edvance360_attendance.job_type.name, moodle_attendance.job_type.name
 

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from belltower_dev.standins.server import ThreadedServer
 from belltower_integration.bearer import BearerApi
-from tests.standins.server import ThreadedServer
 
 
 class EchoServer(ThreadedServer):

@@ -19,10 +19,10 @@ import asyncpg
 import pytest
 
 from belltower.settings import Settings
+from belltower_dev.standins.sftp import SftpStandIn
 from tests.catalog.conftest import JobRunner, mails_to, text_of
 from tests.catalog.school import School
 from tests.conftest import cloned
-from tests.standins.sftp import SftpStandIn
 
 D = Decimal
 

@@ -7,12 +7,19 @@ from collections.abc import Iterator
 
 import pytest
 
+from belltower.settings import get_settings
 from belltower_dev.devstack import example_arguments, standin_lines
 from belltower_dev.standins import fleet
 from belltower_integration.jobs import registry
+from belltower_scheduler import catalog
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner
 from tests.catalog.integrations_support import keep_current_sections
+
+
+def forget_settings() -> None:
+    get_settings.cache_clear()
+    catalog._fences.cache_clear()
 
 
 @pytest.fixture
@@ -20,7 +27,12 @@ def standins(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[fleet.StandIn]]:
     with fleet.running() as running:
         for name, value in fleet.environment(running).items():
             monkeypatch.setenv(name, value)
-        yield running
+        forget_settings()  # the save-time fences read the process's settings, once
+        try:
+            yield running
+        finally:
+            monkeypatch.undo()
+            forget_settings()
 
 
 async def test_each_example_job_of_the_banner_is_accepted_and_runs_against_its_stand_in(

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import pytest
 
 from belltower.errors import InvalidInput
+from belltower_dev.standins.element451 import Element451StandIn
 from belltower_integration.importing import generated_sis_id
 from belltower_integration.jobs import element451_import
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner
-from tests.standins.element451 import Element451StandIn
 
 JOB = element451_import.job_type.name
 SEGMENT = "school.segments.451"

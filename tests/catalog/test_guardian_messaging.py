@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from belltower_dev.standins.twilio import TwilioStandIn
 from tests.catalog.conftest import mails_to, text_of
-from tests.standins.twilio import TwilioStandIn
 
 OPEN = {"time_zone": "UTC", "do_not_send_before": "00:00", "do_not_send_after": "23:59"}
 

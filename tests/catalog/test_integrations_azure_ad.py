@@ -12,10 +12,10 @@ import pytest
 
 from belltower.errors import InvalidInput
 from belltower_dev.localservers import MailSink
+from belltower_dev.standins.graph import GraphStandIn
 from belltower_integration.jobs import azure_ad
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner, mails_to
-from tests.standins.graph import GraphStandIn
 
 NAME = azure_ad.job_type.name
 DOMAIN = "students.contoso.edu"

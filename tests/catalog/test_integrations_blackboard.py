@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import pytest
 
 from belltower.errors import ConfigurationError, InvalidInput, Unavailable
+from belltower_dev.standins.blackboard import BlackboardStandIn
 from belltower_integration.blackboard import API, BlackboardClient
 from belltower_integration.jobs import blackboard
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner
 from tests.catalog.integrations_support import drop_one_enrolment, keep_current_sections
-from tests.standins.blackboard import BlackboardStandIn
 
 EXPORT, LOAD = blackboard.export_type.name, blackboard.load_type.name
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from belltower.errors import ConfigurationError
+from belltower_dev.standins.canvas import CanvasStandIn
 from belltower_integration.canvas import CanvasClient, CsvFile, bundle
-from tests.standins.canvas import CanvasStandIn
 
 
 @pytest.fixture

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from belltower.errors import ConfigurationError, InvalidInput, Unavailable
+from belltower_dev.standins.edfi import EdFiStandIn
 from belltower_integration import edfi_records
 from belltower_integration.edfi import EdFiClient
 from belltower_integration.jobs import edfi_sync
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner
 from tests.catalog.integrations_support import keep_current_sections
-from tests.standins.edfi import EdFiStandIn
 
 NAME = edfi_sync.job_type.name
 SCHOOL = 255901001

@@ -192,7 +192,7 @@ async def test_import_names_creates_people_once(env: Env, tmp_batch_folder: Path
 async def test_frontline_fetches_from_sftp_and_renames_the_file_on_the_server(
     env: Env, tmp_path: Path, tmp_batch_folder: Path, monkeypatch
 ) -> None:
-    from tests.standins.sftp import SftpStandIn
+    from belltower_dev.standins.sftp import SftpStandIn
 
     [a] = await employees(env, 1)
     root = tmp_path / "frontline-sftp"

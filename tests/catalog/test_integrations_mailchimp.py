@@ -12,11 +12,11 @@ import pytest
 
 from belltower.errors import ConfigurationError, InvalidInput
 from belltower_dev.localservers import MailSink
+from belltower_dev.standins.mailchimp import MailchimpStandIn
 from belltower_integration.jobs import mailchimp_sync
 from belltower_integration.mailchimp import api_root, subscriber_hash
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner, mails_to
-from tests.standins.mailchimp import MailchimpStandIn
 
 NAME = mailchimp_sync.job_type.name
 LIST = "a1b2c3"

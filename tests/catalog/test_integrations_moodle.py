@@ -9,12 +9,12 @@ from collections.abc import Iterator
 import pytest
 
 from belltower.errors import ConfigurationError, InvalidInput, Unavailable
+from belltower_dev.standins.moodle import MoodleStandIn, parse
 from belltower_integration.jobs import moodle_export
 from belltower_integration.moodle import MoodleClient, MoodleError, form
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner
 from tests.catalog.integrations_support import keep_current_sections
-from tests.standins.moodle import MoodleStandIn, parse
 
 JOB = moodle_export.job_type.name
 

@@ -14,12 +14,12 @@ import pytest
 
 from belltower.errors import ConfigurationError, InvalidInput, Unavailable
 from belltower_dev.localservers import MailSink
+from belltower_dev.standins.schoology import SchoologyStandIn
 from belltower_integration.jobs import schoology
 from belltower_integration.schoology import SchoologyClient
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner, mails_to, text_of
 from tests.catalog.integrations_support import drop_one_enrolment, keep_current_sections
-from tests.standins.schoology import SchoologyStandIn
 
 EXPORT, NOTIFIER = schoology.export_type.name, schoology.sync_notifier_type.name
 PRUNE, PERIODS = schoology.prune_type.name, schoology.course_periods_type.name

@@ -9,9 +9,9 @@ import pytest
 from belltower.errors import ConfigurationError
 from belltower.jobtypes import Database
 from belltower.settings import Settings
+from belltower_dev.standins.sftp import SftpStandIn
 from belltower_integration.jobs import sftp_upload
 from tests.catalog.integrations_support import run_job
-from tests.standins.sftp import SftpStandIn
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 import pytest
 
 from belltower.errors import InvalidInput
+from belltower_dev.standins.jotform import JotformStandIn
 from belltower_integration.importing import generated_sis_id
 from belltower_integration.jobs import jotform_import
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner
-from tests.standins.jotform import JotformStandIn
 
 JOB = jotform_import.job_type.name
 FORM = "241234567890123"

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from belltower.errors import InvalidInput
+from belltower_dev.standins.sftp import SftpStandIn
 from belltower_integration.jobs import oneroster_export, sftp_upload
 from belltower_integration.oneroster import validate
 from belltower_integration.oneroster.validate import InvalidExport
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner
 from tests.catalog.integrations_support import Env, open_env
-from tests.standins.sftp import SftpStandIn
 
 JOB = oneroster_export.job_type
 

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 import pytest
 
 from belltower.errors import InvalidInput
+from belltower_dev.standins.oneroster import PATH, OneRosterStandIn
 from belltower_integration.jobs import oneroster_rest
 from belltower_integration.oneroster import rest
 from belltower_scheduler.catalog import validate_params
 from tests.catalog.conftest import JobRunner
 from tests.catalog.integrations_support import keep_current_sections
-from tests.standins.oneroster import PATH, OneRosterStandIn
 
 JOB = oneroster_rest.job_type.name
 

@@ -39,6 +39,7 @@ from .localservers import (
     bound_to_parent,
     port_in_use,
 )
+from .standins import fleet
 
 DEV_NATS_MONITOR_PORT = 18222
 DATABASE = "belltower"
@@ -319,6 +320,7 @@ def banner(
     mail: MailSink,
     paths: DevPaths,
     admin: tuple[str, str] = (DEV_ADMIN_USER, ""),
+    standins: list[fleet.StandIn] | None = None,
 ) -> None:
     database = _without_password(database_url)
     console_url_ = console_url()
@@ -344,9 +346,34 @@ def banner(
         f"  CLI, from another shell in this folder (its profile: {paths.root / cliprofile.PROFILE}):",
         "      .venv/bin/belltower job-types",
         "      uv run belltower --help",
+        *standin_lines(standins or []),
     ]
     rule = "-" * 78
     print("\n".join([rule, *lines, rule]), file=console.stream, flush=True)
+
+
+def standin_lines(standins: list[fleet.StandIn]) -> list[str]:
+    """The stand-ins' addresses and, for each, a job to create and run against it."""
+    if not standins:
+        return []
+    lines = [
+        "",
+        "  Stand-ins (jobs may reach 127.0.0.1 over http in make dev only; secrets are set):",
+    ]
+    lines += [f"      {s.name:<20} {s.url}" for s in standins]
+    lines += ["", "  A roster sync against one, then its run (see `belltower runs list`):"]
+    for s in standins:
+        lines.append(
+            f"      .venv/bin/belltower jobs create --type {s.job_type} {example_arguments(s)}"
+        )
+    lines.append("      .venv/bin/belltower jobs run-now JOB_ID --wait")
+    return lines
+
+
+def example_arguments(standin: fleet.StandIn) -> str:
+    """``jobs create`` arguments for the stand-in's example job: on demand, its parameters."""
+    params = " ".join(f"--param {k}={v}" for k, v in standin.params.items())
+    return f'--title "{standin.name} (stand-in)" --on-demand {params}'
 
 
 async def start_servers(
@@ -455,12 +482,16 @@ async def run(paths: DevPaths, console: Terminal) -> int:
     mail = MailSink(LOCALHOST, DEV_SMTP_PORT, maildir=paths.mail)
     services = [Service(name, _COLOURS[i % len(_COLOURS)]) for i, name in enumerate(SERVICES)]
     watchers: list[asyncio.Task[None]] = []
+    outside = contextlib.ExitStack()
     try:
         database_url = await start_servers(nats, postgres, mail, paths, external_db, console)
         await provision_streams(nats, auth, console)
         await load_demo_school(database_url, console)
         admin = console_admin(paths)
         env = service_environment(nats, database_url, mail, paths.batch.absolute(), admin)
+        console.say("starting the outside services' stand-ins (LMS, rostering, Ed-Fi)")
+        standins = await asyncio.to_thread(outside.enter_context, fleet.running())
+        env |= fleet.environment(standins)
         for service in services:
             if stopping.is_set():
                 break
@@ -468,11 +499,12 @@ async def run(paths: DevPaths, console: Terminal) -> int:
             watchers.append(asyncio.create_task(watch_service(service, console, stopping)))
         if not stopping.is_set():
             await write_cli_profile(paths, admin, console)
-            banner(console, nats, database_url, postgres, mail, paths, admin)
+            banner(console, nats, database_url, postgres, mail, paths, admin, standins)
         await stopping.wait()
     finally:
         await stop_services(services, console, hurry)
         await asyncio.gather(*watchers, return_exceptions=True)
+        await asyncio.to_thread(outside.close)
         await asyncio.to_thread(mail.stop)
         if postgres is not None:
             await postgres.astop()
