@@ -27,7 +27,7 @@ PLACEHOLDERS: dict[str, str] = {
 """The parts a section title may name, and what each is."""
 
 DEFAULT = "{period} - {course_title} - {teacher_last}"
-"""Focus's course period title: period, course, teacher."""
+"""Period, course and teacher, as a course period reads on a K-12 schedule."""
 
 TitleTemplate = Annotated[
     str,
