@@ -12,8 +12,6 @@ from belltower.errors import InvalidInput
 from belltower_integration.jobs import registry
 from belltower_scheduler.catalog import validate_params
 
-pytestmark = pytest.mark.slow
-
 
 async def _titles(conn: Any, ids: list[int]) -> dict[int, str | None]:
     rows = await conn.fetch("SELECT id, title FROM sis.sections WHERE id = ANY($1::bigint[])", ids)
