@@ -23,7 +23,9 @@ from urllib.parse import urlsplit
 
 import msgspec
 from jsonschema import FormatChecker
+from jsonschema.exceptions import FormatError
 
+from . import placeholders
 from .errors import InvalidInput
 from .templates import TEMPLATE, check_template
 
@@ -217,11 +219,27 @@ def check_url(
 # Save-time checks from the parameter schema ------------------------------------------------
 
 
+class _FenceChecker(FormatChecker):
+    """Also checks the placeholder texts, whose ``format`` carries the names they accept
+    (``belltower-placeholders:a,b``), so there is no fixed list of such formats to register."""
+
+    def check(self, instance: object, format: str) -> None:
+        names = placeholders.names_of(format)
+        if names is None:
+            super().check(instance, format)
+            return
+        if isinstance(instance, str):
+            try:
+                placeholders.parse(instance, names, "")
+            except InvalidInput as exc:
+                raise FormatError(exc.reason, cause=exc) from exc
+
+
 def format_checker(*, allow_http: bool = False, allow_hosts: Iterable[str] = ()) -> FormatChecker:
     """A JSON Schema format checker for the fenced parameter types; a refusal's ``cause`` is the
     InvalidInput naming what is wrong (the scheduler puts the parameter's name on it)."""
     hosts = tuple(allow_hosts)
-    checker = FormatChecker(formats=())
+    checker = _FenceChecker(formats=())
 
     @checker.checks(BATCH_PATH, raises=InvalidInput)
     def _path(value: object) -> bool:

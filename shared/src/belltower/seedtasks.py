@@ -269,6 +269,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
         _focus("Automatic Application of District Template Fees (FPS)"),
     ),
     "finance.automatic_billing_invoices": (_focus("Automatic Billing Invoices"),),
+    "finance.calculate_adult_fees": (_focus("Calculate Adult Fees (FPS)"),),
     "finance.delete_stale_pos_invoices": (_focus("Delete Stale POS Invoices (ERP)"),),
     "finance.payment_plan_invoices": (_focus("Create Payment Plan Invoices (ERP)"),),
     "finance.pcard_reminder": (_focus("PCard Email Reminder (ERP)"),),
@@ -291,6 +292,7 @@ IMPLEMENTS: dict[str, tuple[SeedTask, ...]] = {
     "housekeeping.remove_scheduled_from_waitlist": (
         _focus("Remove Scheduled Students from Waitlist"),
     ),
+    "housekeeping.retitle_sections": (_focus("Retitle Sections"),),
     "housekeeping.schedule_snapshot": (_focus("Master Schedule Snapshots"),),
     "housekeeping.temp_table_cleanup": (_sonis("Daily Temp Table Cleanup"),),
     "hr.benefits_rates_update": (_focus("Benefits Rates Update (ERP)"),),

@@ -21,6 +21,7 @@ from .offices import add_office_records
 from .outreach import add_email_activities, add_notification_groups, add_registration_appointments
 from .people import add_people
 from .records import add_holds, add_immunizations, add_transfer_credits
+from .schedules import add_schedule_records
 from .school_ops import add_school_operations
 
 
@@ -57,4 +58,5 @@ def generate(
     add_school_operations(draw.data)
     add_billing_records(draw, students)
     add_erp_finance(draw.data)
+    add_schedule_records(draw.data)
     return draw.data

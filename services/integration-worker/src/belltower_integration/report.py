@@ -89,3 +89,40 @@ async def every(ctx: JobContext, done: int, total: int, what: str) -> None:
     """Report progress every few hundred records, so a long import shows it is moving."""
     if done % PROGRESS_EVERY == 0:
         await ctx.progress(done, total, f"{done} of {total} {what}")
+
+
+CHANGES_SHOWN = 50
+
+
+@dataclass
+class ChangeList:
+    """What a run changed, record by record (old → new), for the output: the first
+    ``CHANGES_SHOWN`` are listed, the rest counted."""
+
+    heading: str
+    changes: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+    def add(self, school: str, record: str, old: str, new: str) -> None:
+        self.changes.append((school, record, old, new))
+
+    def write(self, ctx: JobContext) -> None:
+        if not self.changes:
+            return
+        shown = self.changes[:CHANGES_SHOWN]
+        more = len(self.changes) - len(shown)
+        out = ctx.output
+        out.line(f"{self.heading} ({len(shown)} of {len(self.changes)} shown):")
+        for school, record, old, new in shown:
+            out.line(f"  {school} {record}: {old} → {new}")
+        if more:
+            out.line(f"  ... and {more} more")
+        rows = "".join(
+            f"<tr><td>{html.escape(s)}</td><td>{html.escape(r)}</td><td>{html.escape(o)}</td>"
+            f"<td>{html.escape(n)}</td></tr>"
+            for s, r, o, n in shown
+        )
+        out.html(
+            f"<p>{html.escape(self.heading)}</p><table><thead><tr><th>School</th><th>Record</th>"
+            f"<th>Was</th><th>Now</th></tr></thead><tbody>{rows}</tbody></table>"
+            + (f"<p>... and {more} more.</p>" if more else "")
+        )

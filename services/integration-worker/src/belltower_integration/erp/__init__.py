@@ -1,11 +1,23 @@
 """Focus ERP's accounts receivable and point of sale: the finance jobs of the Focus catalog
-(seed 001) over the ``sis.erp_*`` tables (migration 0061). See docs/erp-finance.md."""
+(seed 001) over the ``sis.erp_*`` tables (migration 0061) and, for the adult fees, the schedule
+records (0064). See docs/erp-finance.md."""
 
 from typing import Any
 
 from belltower.jobtypes import JobType
 
-from . import agreements, benefits, cashout, customers, fees, field_trips, invoices, pcard, receipts
+from . import (
+    adult_fees,
+    agreements,
+    benefits,
+    cashout,
+    customers,
+    fees,
+    field_trips,
+    invoices,
+    pcard,
+    receipts,
+)
 
 JOB_TYPES: list[JobType[Any]] = [
     invoices.automatic_billing_type,
@@ -23,4 +35,5 @@ JOB_TYPES: list[JobType[Any]] = [
     benefits.benefits_type,
     benefits.retiree_benefits_type,
     agreements.job_type,
+    adult_fees.job_type,
 ]

@@ -35,6 +35,7 @@ from . import (
     neogov,
     oneroster_export,
     oneroster_rest,
+    retitle_sections,
     schedule_upkeep,
     school_data,
     school_records,
@@ -85,6 +86,7 @@ registry.register(addresses.address_corrections_type)
 registry.register(addresses.parse_addresses_type)
 registry.register(schedule_upkeep.remove_scheduled_type)
 registry.register(schedule_upkeep.schedule_snapshot_type)
+registry.register(retitle_sections.job_type)
 registry.register(attendance_sms.job_type)
 registry.register(automated_emails.job_type)
 registry.register(family_email.email_notifications_type)
