@@ -70,3 +70,14 @@ def test_unknown_param_lists_the_accepted_ones() -> None:
     with pytest.raises(InvalidInput) as err:
         validate_params(INFO, {"colour": "red"})
     assert "days" in (err.value.accepted or "") and "notify" in (err.value.accepted or "")
+
+
+def test_an_array_item_is_refused_with_the_items_accepted_form() -> None:
+    from belltower_integration.jobs import registry
+
+    kind = registry.get("finance.calculate_adult_fees")
+    assert kind is not None
+    with pytest.raises(InvalidInput) as caught:
+        validate_params(kind.info(), {"crc_codes": ["371", "37x"]})
+    assert caught.value.field == "param.crc_codes.1"
+    assert caught.value.accepted == "each item string, matching ^[0-9]{3}$"

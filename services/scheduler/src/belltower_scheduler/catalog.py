@@ -152,11 +152,7 @@ def validate_params(info: JobTypeInfo, params: dict[str, Any]) -> dict[str, Any]
         fence = _fence_refusal(err)
         if fence is not None:  # a fence (path, URL, template): its own reason and form
             raise InvalidInput(field, fence.reason, fence.accepted)
-        raise InvalidInput(
-            field,
-            err.message,
-            _describe(props.get(str(err.absolute_path[0]) if err.absolute_path else ""), defs),
-        )
+        raise InvalidInput(field, err.message, _describe_at(props, defs, list(err.absolute_path)))
     return converted
 
 
@@ -181,6 +177,23 @@ def _fences() -> Any:
     )
 
 
+def _describe_at(props: dict[str, Any], defs: dict[str, Any], path: list[Any]) -> str | None:
+    """The accepted form of the value at ``path``: an array's item (``param.codes.0``) is
+    described by the array's ``items``, not as "array"."""
+    if not path:
+        return None
+    prop: dict[str, Any] | None = props.get(str(path[0]))
+    for step in path[1:]:
+        if prop is None or not isinstance(step, int):
+            break
+        items = prop.get("items")
+        prop = (
+            defs.get(items["$ref"].removeprefix("#/$defs/")) if items and "$ref" in items else items
+        )
+    described = _describe(prop, defs)
+    return f"each item {described}" if described and len(path) > 1 else described
+
+
 def _describe(prop: dict[str, Any] | None, defs: dict[str, Any]) -> str | None:
     if not prop:
         return None
@@ -194,4 +207,6 @@ def _describe(prop: dict[str, Any] | None, defs: dict[str, Any]) -> str | None:
             parts.append(f"{word} {prop[key]}")
     if "enum" in prop:
         parts.append("one of " + ", ".join(map(str, prop["enum"])))
+    if "pattern" in prop:
+        parts.append("matching " + prop["pattern"].replace("(?!\\n)", ""))
     return ", ".join(p for p in parts if p) or None
