@@ -78,6 +78,19 @@ def test_retry_after_is_waited_up_to_a_minute() -> None:
             {"messaging_service_sid": "MG123"},
             "param.messaging_service_sid",
         ),
+        ("messaging.communication_queue", {"voice_provider": "robocall"}, "param.voice_provider"),
+        ("messaging.communication_queue", {"voice_from": "415-555-0123"}, "param.voice_from"),
+        ("messaging.communication_queue", {"voice_from": "+1 415 555 0123"}, "param.voice_from"),
+        (
+            "messaging.communication_queue",
+            {"voice_status_callback": "https://10.0.0.5/calls"},
+            "param.voice_status_callback",
+        ),
+        (
+            "messaging.communication_queue",
+            {"voice_status_events": ["hangup"]},
+            "param.voice_status_events.0",
+        ),
         ("messaging.attendance_sms", {"text": "{{ ''.__class__ }}"}, "param.text"),
         ("messaging.attendance_sms", {"marks": ["late"]}, "param.marks.0"),
         (
