@@ -46,6 +46,14 @@ def test_twilio_error_documents_are_read_and_bounded() -> None:
     assert twilio._error(httpx.Response(502, text="<html>bad gateway</html>")) == (None, "HTTP 502")
 
 
+def test_a_sid_must_look_like_one_before_it_goes_into_a_status_path() -> None:
+    sid = "CA" + "0123456789abcdef" * 2
+    assert twilio._receipt({"sid": sid, "status": "queued"}) == twilio.Receipt(sid, "queued")
+    for bad in ("../../Accounts/AC1/Calls", sid + "/x", "", None):
+        with pytest.raises(Unavailable, match="without a sid"):
+            twilio._receipt({"sid": bad, "status": "queued"})
+
+
 def test_retry_after_is_waited_up_to_a_minute() -> None:
     assert twilio._retry_after(httpx.Response(429, headers={"Retry-After": "3"}), 1.0) == 3.0
     assert twilio._retry_after(httpx.Response(429, headers={"Retry-After": "soon"}), 2.0) == 2.0

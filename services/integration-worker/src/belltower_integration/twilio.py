@@ -51,6 +51,8 @@ MAX_RETRY_AFTER_S = 60.0
 ERRORS_URL = "https://www.twilio.com/docs/errors/"
 """Where Twilio explains an error code: named from the code, not taken from ``more_info``."""
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+_SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}\Z")
+"""A Twilio sid (``SM...``, ``CA...``): it goes into the path of the status request later."""
 
 
 class Refused(Exception):
@@ -90,8 +92,8 @@ def _error(response: httpx.Response) -> tuple[int | None, str]:
 
 
 def _receipt(body: Any) -> Receipt:
-    if not isinstance(body, dict) or not isinstance(body.get("sid"), str):
-        raise Unavailable("Twilio answered without a sid")
+    if not isinstance(body, dict) or not _SID.match(str(body.get("sid", ""))):
+        raise Unavailable("Twilio answered without a sid (two letters and 32 hex digits)")
     code = body.get("error_code")
     return Receipt(
         body["sid"], str(body.get("status", "")), code if isinstance(code, int) else None
