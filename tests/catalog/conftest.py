@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -22,6 +22,7 @@ from belltower.jobtypes import Database, JobContext, Output
 from belltower.mail import Mailer
 from belltower.settings import Settings
 from belltower_dev.localservers import MailSink
+from belltower_dev.standins.twilio import TwilioStandIn
 from belltower_integration.jobs import registry as integration_registry
 from belltower_notifier.jobs import registry as notifier_registry
 
@@ -115,6 +116,22 @@ async def school(sis_conn: asyncpg.Connection, sis_today) -> Any:
     s.staff = await s.person("Grace", status="staff")  # type: ignore[attr-defined]
     await s.group("TESTG", s.staff)  # type: ignore[attr-defined]
     return s
+
+
+@pytest.fixture
+def twilio(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The Twilio stand-in, its account SID and auth token in the secrets the jobs name by default."""
+    with TwilioStandIn() as standin:
+        monkeypatch.setenv("BELLTOWER_SECRET_TWILIO_ACCOUNT_SID", standin.account_sid)
+        monkeypatch.setenv("BELLTOWER_SECRET_TWILIO_AUTH_TOKEN", standin.auth_token)
+        yield standin
+
+
+def closed_hours() -> dict[str, str]:
+    """Quiet hours (the Communication Queue's parameters) that hold calls and texts now."""
+    now = datetime.now(UTC)
+    return {"do_not_send_before": f"{now + timedelta(hours=1):%H:%M}",
+            "do_not_send_after": f"{now + timedelta(hours=2):%H:%M}"}  # fmt: skip
 
 
 def mails_to(sink: MailSink, address: str | None) -> list[Any]:

@@ -4,13 +4,13 @@ built to its contract) with opt-outs, rate limits, quiet hours and no text sent 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from belltower_dev.standins.twilio import TwilioStandIn
-from tests.catalog.conftest import mails_to, text_of
+from tests.catalog.conftest import closed_hours, mails_to, text_of
 
 OPEN = {"time_zone": "UTC", "do_not_send_before": "00:00", "do_not_send_after": "23:59"}
 
@@ -34,9 +34,9 @@ async def guardian(
 
 
 async def family(school: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """A student with five guardians: two parents who may be texted (one of whom replied STOP at
-    Twilio, and whose number is stored without '+'), a relative, a parent the school may not
-    contact, and a legal guardian who gave no SMS consent."""
+    """A student with five guardians: two parents who may be texted (Dad's number stored without
+    '+'), a relative, a parent the school may not contact, and a legal guardian who gave no SMS
+    consent."""
     kid = await school.person("Kid")
     g = {
         "mum": await guardian(school, kid, "Mum", phone="+15550100001", primary=True),
@@ -46,14 +46,6 @@ async def family(school: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]
         "legal": await guardian(school, kid, "Legal", phone="+15550100005", relationship="guardian", sms_ok=False),
     }  # fmt: skip
     return kid, g
-
-
-@pytest.fixture
-def twilio(monkeypatch: pytest.MonkeyPatch) -> Any:
-    with TwilioStandIn(stopped={"+15550100002"}) as standin:
-        monkeypatch.setenv("BELLTOWER_SECRET_TWILIO_ACCOUNT_SID", standin.account_sid)
-        monkeypatch.setenv("BELLTOWER_SECRET_TWILIO_AUTH_TOKEN", standin.auth_token)
-        yield standin
 
 
 def via(twilio: TwilioStandIn, **hours: str) -> dict[str, Any]:
@@ -88,6 +80,7 @@ async def test_attendance_sms_goes_out_through_twilio_once_honouring_stop_429_an
     run_job, school, twilio: TwilioStandIn
 ) -> None:
     kid, _ = await family(school)
+    twilio.stopped.add("+15550100002")  # Dad replied STOP at Twilio
     section = await school.section()
     await school.mark(section, kid, 900, "absent")  # a day the demo school has no attendance on
     day = school.days(900).isoformat()
@@ -101,10 +94,7 @@ async def test_attendance_sms_goes_out_through_twilio_once_honouring_stop_429_an
         f"1 students marked absent on {day}: 0 texts queued"
     )
 
-    now = datetime.now(UTC)
-    closed = {"do_not_send_before": f"{now + timedelta(hours=1):%H:%M}",
-              "do_not_send_after": f"{now + timedelta(hours=2):%H:%M}"}  # fmt: skip
-    held = await run_job("messaging.communication_queue", via(twilio, **closed))
+    held = await run_job("messaging.communication_queue", via(twilio, **closed_hours()))
     assert "0 texts sent" in held.summary and "2 held for quiet hours" in held.summary
     assert twilio.requests == []
 

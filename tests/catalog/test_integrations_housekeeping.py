@@ -112,7 +112,7 @@ async def test_communication_queue_sends_due_mail_and_holds_sms_in_quiet_hours(
              "do_not_send_after": f"{(now + timedelta(hours=2)):%H:%M}"}  # fmt: skip
     first = await env.run(communication_queue.job_type, quiet)
     assert first.output.summary == (
-        "2 e-mails sent, 0 texts sent, 0 calls/SMS recorded to the outbox (no provider), 2 held for quiet hours, 0 failed"
+        "2 e-mails sent, 0 texts sent, 0 calls placed, 0 calls/SMS recorded to the outbox (no provider), 2 held for quiet hours, 0 failed"
     )
     await mail_sink.wait_for(lambda m: m["Subject"] == "Bus change", timeout=10)
     assert sorted(m["Subject"] for m in mail_sink.messages) == ["Bus change", "Report cards"]
@@ -121,7 +121,7 @@ async def test_communication_queue_sends_due_mail_and_holds_sms_in_quiet_hours(
     open_hours = {"time_zone": "UTC", "do_not_send_before": "00:00", "do_not_send_after": "23:59"}
     second = await env.run(communication_queue.job_type, open_hours)
     assert second.output.summary.startswith(
-        "0 e-mails sent, 0 texts sent, 2 calls/SMS recorded to the outbox (no provider)"
+        "0 e-mails sent, 0 texts sent, 0 calls placed, 2 calls/SMS recorded to the outbox (no provider)"
     )
     assert "have not reached any phone" in second.text
     outbox = await env.fetch(
@@ -132,7 +132,9 @@ async def test_communication_queue_sends_due_mail_and_holds_sms_in_quiet_hours(
         ("voice", "555-201-0002", "outbox"),
     ]
     third = await env.run(communication_queue.job_type, open_hours)
-    assert third.output.summary.startswith("0 e-mails sent, 0 texts sent, 0 calls/SMS")
+    assert third.output.summary.startswith(
+        "0 e-mails sent, 0 texts sent, 0 calls placed, 0 calls/SMS"
+    )
     assert len(mail_sink.messages) == 2
     assert (
         await env.fetchval("SELECT count(*) FROM sis.communication_queue WHERE state = 'queued'")

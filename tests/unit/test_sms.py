@@ -46,6 +46,14 @@ def test_twilio_error_documents_are_read_and_bounded() -> None:
     assert twilio._error(httpx.Response(502, text="<html>bad gateway</html>")) == (None, "HTTP 502")
 
 
+def test_a_sid_must_look_like_one_before_it_goes_into_a_status_path() -> None:
+    sid = "CA" + "0123456789abcdef" * 2
+    assert twilio._receipt({"sid": sid, "status": "queued"}) == twilio.Receipt(sid, "queued")
+    for bad in ("../../Accounts/AC1/Calls", sid + "/x", "", None):
+        with pytest.raises(Unavailable, match="without a sid"):
+            twilio._receipt({"sid": bad, "status": "queued"})
+
+
 def test_retry_after_is_waited_up_to_a_minute() -> None:
     assert twilio._retry_after(httpx.Response(429, headers={"Retry-After": "3"}), 1.0) == 3.0
     assert twilio._retry_after(httpx.Response(429, headers={"Retry-After": "soon"}), 2.0) == 2.0
@@ -77,6 +85,19 @@ def test_retry_after_is_waited_up_to_a_minute() -> None:
             "messaging.communication_queue",
             {"messaging_service_sid": "MG123"},
             "param.messaging_service_sid",
+        ),
+        ("messaging.communication_queue", {"voice_provider": "robocall"}, "param.voice_provider"),
+        ("messaging.communication_queue", {"voice_from": "415-555-0123"}, "param.voice_from"),
+        ("messaging.communication_queue", {"voice_from": "+1 415 555 0123"}, "param.voice_from"),
+        (
+            "messaging.communication_queue",
+            {"voice_status_callback": "https://10.0.0.5/calls"},
+            "param.voice_status_callback",
+        ),
+        (
+            "messaging.communication_queue",
+            {"voice_status_events": ["hangup"]},
+            "param.voice_status_events.0",
         ),
         ("messaging.attendance_sms", {"text": "{{ ''.__class__ }}"}, "param.text"),
         ("messaging.attendance_sms", {"marks": ["late"]}, "param.marks.0"),

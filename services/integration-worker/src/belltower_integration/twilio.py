@@ -1,24 +1,31 @@
-"""A client for Twilio's Programmable Messaging API: send a text, fetch its delivery status.
+"""A client for Twilio's Programmable Messaging and Programmable Voice APIs: send a text or
+place a call, fetch its status.
 
 ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` takes form fields ``To`` (E.164),
 ``From`` or ``MessagingServiceSid``, ``Body`` and optionally ``StatusCallback``, with HTTP basic
 auth (account SID, auth token), and answers 201 with the Message (``sid``, ``status``).
 ``GET .../Messages/{Sid}.json`` answers the Message with its current ``status`` (``queued``,
 ``sending``, ``sent``, ``delivered``, ``undelivered``, ``failed``, ...) and ``error_code``.
+``POST .../Calls.json`` takes ``To``, ``From`` (a voice-capable number of the account or a
+verified caller id), ``Twiml`` (what to do when answered, at most 4,000 characters) and
+optionally ``StatusCallback`` with ``StatusCallbackEvent`` (repeated), and answers 201 with the
+Call; ``GET .../Calls/{Sid}.json`` answers its ``status`` (``queued``, ``ringing``,
+``in-progress``, then ``completed``, ``busy``, ``failed``, ``no-answer`` or ``canceled``).
 Errors are JSON ``{"code", "message", "more_info", "status"}``; 429 is rate limiting (with
 ``Retry-After``); code 21610 means the recipient replied STOP.
 
-Twilio's Messages API takes no idempotency key (its ``I-Twilio-Idempotency-Token`` header is on
-the webhooks Twilio sends, not on requests to it), so a POST whose answer was lost is not retried
+Neither API takes an idempotency key (the ``I-Twilio-Idempotency-Token`` header is on the
+webhooks Twilio sends, not on requests to it), so a POST whose answer was lost is not retried
 here: the message stays queued and the next run sends it (at-least-once, like SMTP).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -33,7 +40,19 @@ OPTED_OUT = 21610
 PENDING = frozenset({"accepted", "queued", "sending", "sent", "scheduled"})
 """Statuses a message can still leave; the others (delivered, undelivered, failed, read,
 canceled) are final."""
+CALL_PENDING = frozenset({"queued", "ringing", "in-progress"})
+"""Statuses a call can still leave; the others (completed, busy, failed, no-answer, canceled)
+are final."""
+CallEvent = Literal["initiated", "ringing", "answered", "completed"]
+"""The call progress events a ``StatusCallback`` can be told of (Twilio's default: completed)."""
+MAX_TWIML_CHARS = 4000
+"""Twilio's limit on a call's inline ``Twiml`` (its error 32018)."""
 MAX_RETRY_AFTER_S = 60.0
+ERRORS_URL = "https://www.twilio.com/docs/errors/"
+"""Where Twilio explains an error code: named from the code, not taken from ``more_info``."""
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+_SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}\Z")
+"""A Twilio sid (``SM...``, ``CA...``): it goes into the path of the status request later."""
 
 
 class Refused(Exception):
@@ -41,7 +60,11 @@ class Refused(Exception):
     not help, unlike a 429 or a 5xx."""
 
     def __init__(self, status: int, code: int | None, message: str) -> None:
-        super().__init__(f"Twilio error {code}: {message}" if code else f"HTTP {status}: {message}")
+        super().__init__(
+            f"Twilio error {code} ({ERRORS_URL}{code}): {message}"
+            if code
+            else f"HTTP {status}: {message}"
+        )
         self.status = status
         self.code = code
         self.message = str(self)
@@ -55,7 +78,8 @@ class Receipt:
 
 
 def _error(response: httpx.Response) -> tuple[int | None, str]:
-    """Twilio's error code and message, shortened (what an outside server sent is bounded)."""
+    """Twilio's error code and message, on one line and shortened (what an outside server sent
+    is bounded); its ``more_info`` is not repeated, the code names the page."""
     try:
         body = response.json()
     except ValueError:
@@ -63,12 +87,13 @@ def _error(response: httpx.Response) -> tuple[int | None, str]:
     if not isinstance(body, dict):
         return None, f"HTTP {response.status_code}"
     code = body.get("code")
-    return (code if isinstance(code, int) else None), str(body.get("message", ""))[:200]
+    message = _UNPRINTABLE.sub(" ", str(body.get("message", ""))).strip()
+    return (code if isinstance(code, int) else None), message[:200]
 
 
 def _receipt(body: Any) -> Receipt:
-    if not isinstance(body, dict) or not isinstance(body.get("sid"), str):
-        raise Unavailable("Twilio answered without a message sid")
+    if not isinstance(body, dict) or not _SID.match(str(body.get("sid", ""))):
+        raise Unavailable("Twilio answered without a sid (two letters and 32 hex digits)")
     code = body.get("error_code")
     return Receipt(
         body["sid"], str(body.get("status", "")), code if isinstance(code, int) else None
@@ -76,7 +101,8 @@ def _receipt(body: Any) -> Receipt:
 
 
 class TwilioClient:
-    """Sends texts for one account; 429 waits as Retry-After says (up to a minute), 5xx backs off."""
+    """Sends texts and places calls for one account; 429 waits as Retry-After says (up to a
+    minute), 5xx backs off."""
 
     def __init__(
         self,
@@ -88,17 +114,24 @@ class TwilioClient:
         sender: str = "",
         messaging_service_sid: str = "",
         status_callback: str = "",
+        caller_id: str = "",
+        call_status_callback: str = "",
+        call_status_events: Sequence[str] = (),
         attempts: int = 4,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._path = f"/{API_VERSION}/Accounts/{account_sid}/Messages"
+        self._calls = f"/{API_VERSION}/Accounts/{account_sid}/Calls"
         self._from = (
             {"MessagingServiceSid": messaging_service_sid}
             if messaging_service_sid
             else {"From": sender}
         )
         self._callback = status_callback
+        self._caller_id = caller_id
+        self._call_callback = call_status_callback
+        self._call_events = list(call_status_events)
         self._attempts = attempts
         self._sleep = sleep
         self._http = outbound.client(
@@ -120,6 +153,18 @@ class TwilioClient:
 
     async def fetch(self, sid: str) -> Receipt:
         return _receipt(await self._request("GET", f"{self._path}/{sid}.json"))
+
+    async def call(self, to: str, twiml: str) -> Receipt:
+        """Place a call that does what ``twiml`` says when answered."""
+        form: dict[str, str | list[str]] = {"To": to, "From": self._caller_id, "Twiml": twiml}
+        if self._call_callback:
+            form["StatusCallback"] = self._call_callback
+            if self._call_events:
+                form["StatusCallbackEvent"] = self._call_events
+        return _receipt(await self._request("POST", f"{self._calls}.json", data=form))
+
+    async def fetch_call(self, sid: str) -> Receipt:
+        return _receipt(await self._request("GET", f"{self._calls}/{sid}.json"))
 
     async def _request(self, method: str, path: str, **kw: Any) -> Any:
         delay = 1.0

@@ -4,22 +4,23 @@ Communication Processing it replaces).
 Sends every queued message due at or before now. E-mails go out over SMTP whenever they are due.
 Calls, SMS and push messages respect the school's "do not send before / after" preferences in its
 time zone: outside those hours they stay queued for a later run. With ``sms_provider: twilio``
-texts go out through Twilio's Messaging API (numbers that opted out never get one, see
-``belltower_integration.sms``) and each run asks Twilio for the delivery status of the texts
-not yet final; without it, and always for calls and push, messages are recorded in
+texts go out through Twilio's Messaging API, with ``voice_provider: twilio`` calls through its
+Voice API, reading the message out (numbers that opted out get neither, see
+``belltower_integration.delivery``), and each run asks Twilio for the status of the texts and
+calls not yet final; without them, and always for push, messages are recorded in
 ``sis.outbox`` (provider ``outbox``) for something else to deliver, and the run's output says so
 plainly instead of claiming they reached a phone.
 
 Each message is marked sent in the same transaction that holds its row while it is sent (and,
-for a text, records Twilio's message sid), so two overlapping runs or a redelivered one never
+for a text or call, records Twilio's sid), so two overlapping runs or a redelivered one never
 send it twice; a crash between the provider's acceptance and the commit can resend that one
-message (at-least-once, as with any SMTP sender: Twilio's API takes no idempotency key).
+message (at-least-once, as with any SMTP sender: Twilio's APIs take no idempotency key).
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from datetime import time as clock
 from typing import Annotated, Any, Literal
@@ -32,14 +33,16 @@ from belltower.fences import PublicUrl
 from belltower.jobtypes import JobContext, JobType
 from belltower.mail import MailSession
 
-from .. import sms
+from .. import delivery, sms, voice
+from ..delivery import Undeliverable
 from ..report import Tally
-from ..sms import Undeliverable
-from ..twilio import Refused, TwilioClient
+from ..twilio import CallEvent, Refused, TwilioClient
 
 HHMM = r"^(([01][0-9]|2[0-3]):[0-5][0-9])?$"
 OUTBOX = "outbox"
 Secret = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+Provider = Literal["outbox", "twilio"]
+E164_OR_EMPTY = r"^(\+[1-9][0-9]{1,14})?$"
 
 
 class CommunicationQueueParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -53,8 +56,12 @@ class CommunicationQueueParams(msgspec.Struct, forbid_unknown_fields=True):
     ] = ""
     time_zone: Annotated[str | None, msgspec.Meta(description="Default: the school's")] = None
     sms_provider: Annotated[
-        Literal["outbox", "twilio"],
+        Provider,
         msgspec.Meta(description="outbox: record texts for another system; twilio: send them"),
+    ] = "outbox"
+    voice_provider: Annotated[
+        Provider,
+        msgspec.Meta(description="outbox: record calls for another system; twilio: place them"),
     ] = "outbox"
     twilio_base_url: Annotated[PublicUrl, msgspec.Meta(description="Twilio API address")] = (
         "https://api.twilio.com"
@@ -67,8 +74,26 @@ class CommunicationQueueParams(msgspec.Struct, forbid_unknown_fields=True):
     ] = "twilio-auth-token"
     sms_from: Annotated[
         str,
-        msgspec.Meta(pattern=r"^(\+[1-9][0-9]{1,14})?$", description="Sender number, E.164"),
+        msgspec.Meta(pattern=E164_OR_EMPTY, description="Sender number, E.164"),
     ] = ""
+    voice_from: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=E164_OR_EMPTY,
+            description="Caller id for calls, E.164: a voice-capable number of the account or a "
+            "verified caller id; empty: sms_from",
+        ),
+    ] = ""
+    voice_status_callback: Annotated[
+        PublicUrl | None,
+        msgspec.Meta(description="https address Twilio tells of each call's progress (optional)"),
+    ] = None
+    voice_status_events: Annotated[
+        list[CallEvent],
+        msgspec.Meta(
+            description="call progress events sent to voice_status_callback; empty: completed"
+        ),
+    ] = []
     messaging_service_sid: Annotated[
         str,
         msgspec.Meta(
@@ -81,7 +106,7 @@ class CommunicationQueueParams(msgspec.Struct, forbid_unknown_fields=True):
         msgspec.Meta(
             pattern=r"^([1-9][0-9]{0,2})?$",
             description="country code for numbers stored without '+' (1: North America); "
-            "empty: such numbers are not texted",
+            "empty: such numbers are not texted or called",
         ),
     ] = ""
 
@@ -90,13 +115,18 @@ class CommunicationQueueParams(msgspec.Struct, forbid_unknown_fields=True):
 class Counts:
     emailed: int = 0
     texted: int = 0
-    recorded: int = 0
+    called: int = 0
+    recorded: dict[str, int] = field(default_factory=dict)
+    """Messages only recorded in sis.outbox, by channel."""
 
 
 @dataclass
 class Senders:
+    """What each channel goes out through; None: recorded in sis.outbox only."""
+
     mail: MailSession
     sms: TwilioClient | None
+    voice: TwilioClient | None
 
 
 def allowed(local: clock, before: clock, after: clock) -> bool:
@@ -155,18 +185,23 @@ async def run(ctx: JobContext, params: CommunicationQueueParams) -> None:
         tally.skipped += held
         tally.fact(f"{held} call/SMS/push messages held for quiet hours")
     counts = Counts()
-    twilio = sms.client(params, ctx.settings) if params.sms_provider == "twilio" else None
+    twilio = delivery.client(params, ctx.settings)
     async with contextlib.AsyncExitStack() as stack:
         if twilio is not None:
             await stack.enter_async_context(twilio)
-        senders = Senders(await stack.enter_async_context(ctx.mailer.session()), twilio)
+        senders = Senders(
+            await stack.enter_async_context(ctx.mailer.session()),
+            sms=twilio if params.sms_provider == delivery.PROVIDER else None,
+            voice=twilio if params.voice_provider == delivery.PROVIDER else None,
+        )
         for index, item in enumerate(due, 1):
             await _handle(ctx, pool, item["id"], senders, params, tally, counts)
             if index % 100 == 0:
                 await ctx.progress(index, len(due), f"{index} of {len(due)} messages handled")
-        if twilio is not None:
-            await _follow_up(pool, twilio, params, tally, now)
-    _report_counts(tally, counts, params)
+        for channel, client in ((sms.TEXTS, senders.sms), (voice.CALLS, senders.voice)):
+            if client is not None:
+                await _follow_up(pool, client, channel, params.batch_size, tally, now)
+    _report_counts(tally, counts)
     more = await pool.fetchval(
         "SELECT count(*) FROM sis.communication_queue WHERE state = 'queued' AND send_after <= $1 AND attempts < $2 "
         "AND (channel = 'email' OR $3)",
@@ -176,34 +211,36 @@ async def run(ctx: JobContext, params: CommunicationQueueParams) -> None:
         tally.fact(f"{more} due messages left for the next run (batch size {params.batch_size})")
     tally.write(
         ctx,
-        f"{counts.emailed} e-mails sent, {counts.texted} texts sent, {counts.recorded} "
-        f"calls/SMS recorded to the outbox (no provider), {held} held for quiet hours, "
-        f"{tally.failed} failed",
+        f"{counts.emailed} e-mails sent, {counts.texted} texts sent, {counts.called} calls "
+        f"placed, {sum(counts.recorded.values())} calls/SMS recorded to the outbox (no provider), "
+        f"{held} held for quiet hours, {tally.failed} failed",
     )
 
 
 async def _follow_up(
-    pool: Any, twilio: TwilioClient, params: CommunicationQueueParams, tally: Tally, now: datetime
-) -> None:
-    """The delivery status of texts sent before: asked of Twilio, recorded, said in the output."""
+    pool: Any, twilio: TwilioClient, channel: delivery.Channel, limit: int, tally: Tally,
+    now: datetime,
+) -> None:  # fmt: skip
+    """The status of texts or calls sent before: asked of Twilio, recorded, said in the output."""
     try:
-        seen = await sms.follow_up(pool, twilio, params.batch_size, now)
+        seen = await delivery.follow_up(pool, twilio, channel, limit, now)
     except (Unavailable, Refused) as exc:
-        tally.fact(f"delivery statuses not updated this run: {exc}")
+        tally.fact(f"statuses of earlier {channel.what} not updated this run: {exc}")
         return
     if seen:
         tally.fact(
-            "delivery status of earlier texts: "
+            f"delivery status of earlier {channel.what}: "
             + ", ".join(f"{n} {status}" for status, n in sorted(seen.items()))
         )
 
 
-def _report_counts(tally: Tally, counts: Counts, params: CommunicationQueueParams) -> None:
+def _report_counts(tally: Tally, counts: Counts) -> None:
     if counts.recorded:
+        channels = ", ".join(f"{n} {channel}" for channel, n in sorted(counts.recorded.items()))
         tally.fact(
-            f"{counts.recorded} call/SMS/push messages were recorded in sis.outbox only: no "
-            + ("voice or push " if params.sms_provider != "outbox" else "SMS or voice ")
-            + "provider is configured, so they have not reached any phone"
+            f"{sum(counts.recorded.values())} call/SMS/push messages were recorded in sis.outbox "
+            f"only ({channels}): no provider is configured for them, so they have not reached "
+            "any phone"
         )
 
 
@@ -270,16 +307,20 @@ async def _send(
         )
         counts.emailed += 1
         return "e-mailed"
-    if msg["channel"] == "sms" and senders.sms is not None:
+    if msg["channel"] == sms.TEXTS.name and senders.sms is not None:
         await sms.send(conn, senders.sms, msg, params.default_country_code)
         counts.texted += 1
         return "accepted by Twilio"
+    if msg["channel"] == voice.CALLS.name and senders.voice is not None:
+        await voice.call(conn, senders.voice, msg, params.default_country_code)
+        counts.called += 1
+        return "call placed with Twilio"
     await conn.execute(
         """INSERT INTO sis.outbox (queue_id, channel, to_address, body_text, provider)
            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (queue_id) DO NOTHING""",
         msg["id"], msg["channel"], msg["to_address"], msg["body_text"], OUTBOX,
     )  # fmt: skip
-    counts.recorded += 1
+    counts.recorded[msg["channel"]] = counts.recorded.get(msg["channel"], 0) + 1
     return "recorded in sis.outbox, not delivered"
 
 
@@ -290,7 +331,10 @@ job_type = JobType(
     description=(
         "Sends the messages waiting in the communication queue that are due at or before now. "
         "E-mails go out when scheduled; calls and text messages respect the 'do not send before' "
-        "and 'do not send after' preferences in the school's time zone. Run it every 15 minutes."
+        "and 'do not send after' preferences in the school's time zone. Texts (sms_provider) "
+        "and calls (voice_provider, the message read out) go through Twilio or are recorded in "
+        "sis.outbox for another system; numbers that opted out get neither, and each run "
+        "records the status Twilio reports for earlier ones. Run it every 15 minutes."
     ),
     params=CommunicationQueueParams,
     run=run,
