@@ -90,3 +90,9 @@ def test_the_docs_page_is_the_modules_own_table(capsys) -> None:
     table = capsys.readouterr().out
     page = (Path(__file__).parents[2] / "docs" / "seed-tasks.md").read_text()
     assert page.endswith(table), "regenerate: python -m belltower.seedtasks --markdown"
+
+
+def test_every_task_not_built_says_why_and_only_those() -> None:
+    unbuilt = {task for task, names in seedtasks.coverage() if not names}
+    assert set(seedtasks.NOT_BUILT) == unbuilt
+    assert all(len(why) > 20 and "\n" not in why for why in seedtasks.NOT_BUILT.values())

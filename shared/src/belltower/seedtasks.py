@@ -395,6 +395,106 @@ OWN: dict[str, str] = {
 }
 """Job types that implement no seed task, with why they exist."""
 
+_FLORIDA_FILE = (
+    "needs the Florida DOE's record layouts and its state transfer system, which are not "
+    "published as an open contract"
+)
+_ASSESSMENTS = "needs an assessment item bank and test records the reference schema does not hold"
+_FPS_WDIS = (
+    "needs Florida's adult and workforce (FPS/WDIS) programme tables (test history, functioning "
+    "levels, survey hours) the reference schema does not hold"
+)
+
+NOT_BUILT: dict[SeedTask, str] = {
+    _focus("Acelo Integration"): "no public contract for Acelo's import of financial transactions",
+    _focus("Assign LCPs (AE Schools with FPS)"): _FPS_WDIS,
+    _focus("Attendance Scanner Absences (FPS)"): (
+        "needs an attendance scanner's log-ins, a device feed with no published format"
+    ),
+    _focus("Attended Hours (FPS)"): _FPS_WDIS,
+    _focus("Automatic Updates"): (
+        "platform behaviour, not a job: Belltower is upgraded by its Helm chart and images"
+    ),
+    _focus("Basic Skills Assessment (FPS)"): _FPS_WDIS,
+    _focus("Communication Email Replies"): (
+        "needs an inbound mailbox (IMAP) and the SIS's in-app inbox, which the schema does not have"
+    ),
+    _focus("Create Process Assessments (Florida State Reporting)"): _FLORIDA_FILE,
+    _focus("CTE Consecutive Absences & CTE Pay Period 2 (FPS)"): _FPS_WDIS,
+    _focus("Database Object Report (ERP)"): (
+        "needs staff position allocations the reference schema does not hold"
+    ),
+    _focus("District Assessments Re-scoring (Assessments)"): _ASSESSMENTS,
+    _focus("District Assessment Dynamic Scheduling (Assessments)"): _ASSESSMENTS,
+    _focus("Document Management (for districts that have the Document Management add-on module)"): (
+        "text extraction and redaction of uploaded files is a document service, not a timed job"
+    ),
+    _focus("Emergency Services Health Check"): (
+        "no public contract for InformaCast's lockdown and assistance checks"
+    ),
+    _focus("FLEID Export/Import (Florida State Reporting)"): _FLORIDA_FILE,
+    _focus("Florida ARMS Student Field Tracker (Florida State Reporting)"): _FLORIDA_FILE,
+    _focus(
+        "Florida DOE Extracts and Verification Reports (Florida State Reporting)"
+    ): _FLORIDA_FILE,
+    _focus("Florida Peer Nightly Import (Florida State Reporting)"): _FLORIDA_FILE,
+    _focus("Florida Test ID Assignment"): _ASSESSMENTS,
+    _focus("Focus Chat Alerts"): "needs the SIS's chat, which the reference schema does not have",
+    _focus("Generate ERP Extracts (ERP)"): (
+        "five partner extracts (Smart Procure, vendor, ledger, accounts, journal) with no published "
+        "layout, and a general ledger the schema does not hold"
+    ),
+    _focus("Generate Test Score Report records based on report files"): _ASSESSMENTS,
+    _focus("Import Assessment Question Count (Assessments)"): (
+        "needs Certica's item bank, whose API is not public"
+    ),
+    _focus("Import Assessments"): _ASSESSMENTS,
+    _focus("Import Peer Data (Florida State Reporting)"): _FLORIDA_FILE,
+    _focus("Missing Class CRON Job"): (
+        "platform behaviour, not a job: a job whose type no worker has installed is refused when "
+        "saved, and its runs fail naming the missing type"
+    ),
+    _focus("Outgoing MSIX FASTER Responses"): (
+        "MSIX (the federal migrant student exchange) is open to state agencies only; its FASTER "
+        "format is not public"
+    ),
+    _focus("Pcard Imports (ERP)"): (
+        "each bank's purchasing-card feed has its own format, none published as an open contract"
+    ),
+    _focus("Power BI Postsecondary Receipt Report (FPS and Power BI)"): (
+        "needs the ERP's receipt allocations by fiscal year, which the schema does not hold"
+    ),
+    _focus("Process Assessments (Florida State Reporting)"): _FLORIDA_FILE,
+    _focus("Process Trial Balance Subscriptions (ERP)"): (
+        "needs a general ledger with closed periods, which the schema does not hold"
+    ),
+    _focus("Recalculate LCPs (FPS Module)"): _FPS_WDIS,
+    _focus(
+        "Regions Bank Import (ERP)"
+    ): "no public contract for Regions Bank's card transaction file",
+    _focus("SAP Alert"): (
+        "depends on the Student Academic Report's calculations, which the seed does not describe"
+    ),
+    _focus("SQL Triggers"): (
+        "platform behaviour, not a job: rules that run SQL on a timer would let an editor run any "
+        "statement; Belltower's jobs are typed instead"
+    ),
+    _focus("Submit DMV Attendance via FTP"): _FLORIDA_FILE,
+    _focus("Submit LearnFare via FTP"): "no public contract for LearnFare's attendance file",
+    _focus("Survey Site Maintenance"): (
+        "platform behaviour, not a job: it copies the SIS's own two-factor settings between its sites"
+    ),
+    _focus("Synchronize Schedule of Services (SSS)"): (
+        "needs the ESE Schedule of Services forms, which the reference schema does not hold"
+    ),
+    _focus("Update Attended Hours (FPS)"): _FPS_WDIS,
+    _focus("Update Cost Factor From Matrix of Services (SSS)"): (
+        "needs the IEP Matrix of Services forms, which the reference schema does not hold"
+    ),
+    _focus("WDIS Total Hours (FPS)"): _FPS_WDIS,
+}
+"""Seed tasks no job type implements, with why not."""
+
 FAMILIES: dict[str, str] = {
     "notifier": "Notifiers",
     "calc": "Calculations",
@@ -447,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         print("| catalog | seed task | job type(s) |")
         print("|---|---|---|")
         for task, names in rows:
-            types = ", ".join(f"`{n}`" for n in names) or "not built"
+            types = ", ".join(f"`{n}`" for n in names) or f"not built: {NOT_BUILT[task]}"
             print(f"| {task.catalog} | {task.title} | {types} |")
     else:
         width = max(len(task.title) for task, _ in rows)
