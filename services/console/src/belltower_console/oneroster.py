@@ -49,6 +49,7 @@ from belltower.errors import BelltowerError, InvalidInput, NotFound, Unavailable
 from belltower.roster import ROSTER_LIMIT_MAX, RosterQuery
 
 from . import throttle
+from .actions import Console
 from .errors import Denied, FieldErrors, Throttled, Unauthenticated
 from .http import bearer_of, client_of, console_of, over_tls, same_secret
 from .store import digest
@@ -190,23 +191,32 @@ def _claims(token: str) -> dict[str, Any] | None:
     return claims
 
 
+async def _scopes(console: Console, token: str) -> list[str] | None:
+    """The scopes of a valid, unexpired access token of a live client, else None."""
+    claims = _claims(token)
+    if claims is None or claims["e"] <= time.time():
+        return None
+    row = await console.store.oneroster_client(claims["c"])
+    if row is None:
+        return None
+    _, payload, signature = token.split(".")
+    if not same_secret(signature, _signature(bytes(row["secret_hash"]), payload)):
+        return None
+    return [str(s) for s in claims["s"]]
+
+
 async def authorized(request: Request) -> list[str]:
     """The scopes of the request's valid access token; raises Unauthenticated or Denied."""
     given = bearer_of(request)
-    claims = _claims(given) if given else None
     console = console_of(request)
-    if claims is not None and claims["e"] > time.time():
-        row = await console.store.oneroster_client(claims["c"])
-        if row is not None:
-            payload = given.split(".")[1]  # type: ignore[union-attr]
-            if same_secret(given.split(".")[2], _signature(row["secret_hash"], payload)):  # type: ignore[union-attr]
-                scopes = [str(s) for s in claims["s"]]
-                if not READ_SCOPES & set(scopes):
-                    raise Denied(
-                        f"the access token's scope ({' '.join(scopes) or 'none'}) does not "
-                        f"cover the rostering reads: ask for {CORE} or {ROSTER}"
-                    )
-                return scopes
+    scopes = await _scopes(console, given) if given else None
+    if scopes is not None:
+        if not READ_SCOPES & set(scopes):
+            raise Denied(
+                f"the access token's scope ({' '.join(scopes) or 'none'}) does not cover the "
+                f"rostering reads: ask for {CORE} or {ROSTER}"
+            )
+        return scopes
     if given:
         await console.audit(
             None, client_of(request), "oneroster.auth", outcome="denied",
