@@ -300,3 +300,7 @@ async def test_bad_parameters_and_strangers_are_refused_as_the_binding_says(lms:
         "/api/v1/audit", params={"action": "oneroster.token"}, headers=lms.admin
     )
     assert any(e["outcome"] == "failed" for e in audit.json()["items"])
+
+    # guessing a client's secret is throttled as guessing a password is
+    guessed = [(await lms.token(secret=f"guess-{n}")).status_code for n in range(7)]
+    assert guessed[0] == 401 and guessed[-1] == 429, guessed  # after 5 failures in all
