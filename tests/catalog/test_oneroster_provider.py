@@ -248,6 +248,7 @@ BAD = [
     ({"limit": "0"}, "invalid_data"),
     ({"limit": "1001"}, "invalid_data"),
     ({"offset": "-1"}, "invalid_data"),
+    ({"offset": "\u00b2"}, "invalid_data"),
 ]
 
 

@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode
 
+import msgspec
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -315,7 +316,7 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise InvalidInput(name, f"{raw[:40]!r} is out of range", f"an integer {low} to {high}")
     return int(raw)
 
@@ -385,8 +386,9 @@ async def _collection(request: Request, collection: str, **where: Any) -> Respon
     records: list[dict[str, Any]] = []
     total = 0
     while True:
-        asked = RosterQuery(**{**_fields_of(q), "offset": q.offset + len(records),
-                               "limit": q.limit - len(records)})  # fmt: skip
+        asked = msgspec.structs.replace(
+            q, offset=q.offset + len(records), limit=q.limit - len(records)
+        )
         page = await api.call(ops.ONEROSTER_READ, asked)
         records += page.records
         total = page.total
@@ -396,10 +398,6 @@ async def _collection(request: Request, collection: str, **where: Any) -> Respon
     body = {ENVELOPE[collection]: [_absolute(r, base) for r in records]}
     headers = {"X-Total-Count": str(total), "Link": links(request, q.offset, q.limit, total)}
     return JSONResponse(body, headers=headers)
-
-
-def _fields_of(q: RosterQuery) -> dict[str, Any]:
-    return {f: getattr(q, f) for f in q.__struct_fields__}
 
 
 async def _one(request: Request, collection: str, sourced_id: str) -> Response:
