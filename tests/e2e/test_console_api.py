@@ -618,6 +618,32 @@ def test_create_user_from_the_command_line(console_stack) -> None:
     assert login.status_code == 200
 
 
+def test_an_admin_issues_a_oneroster_client_from_the_command_line(console_stack) -> None:
+    """The client credentials it prints get an access token, and are no API token."""
+    import subprocess
+
+    from tests.e2e.conftest import BIN
+
+    made = subprocess.run(
+        [str(BIN / "belltower-console"), "create-oneroster-client", "Test LMS", "--days", "1"],
+        env=console_stack.stack.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    lines = dict(line.split("=", 1) for line in made.stdout.split())
+    assert "'oneroster: Test LMS' for admin" in made.stderr
+    token = httpx.post(
+        console_stack.url + "/ims/oneroster/token", data={"grant_type": "client_credentials"},
+        auth=(lines["client_id"], lines["client_secret"]),
+    )  # fmt: skip
+    assert token.status_code == 200, token.text
+    assert token.json()["expires_in"] == 3600 and token.json()["access_token"].startswith("ora.")
+    as_api = httpx.get(
+        console_stack.url + API + "/me",
+        headers={"Authorization": f"Bearer {lines['client_secret']}"},
+    )
+    assert as_api.status_code == 401
+
+
 def test_editing_in_the_console_keeps_what_the_form_cannot_show(
     console_stack, users: dict[str, httpx.Client]
 ) -> None:

@@ -5,6 +5,7 @@ uses it. NATS refuses an anonymous client, and no process tried a subject outsid
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import nats
 import pytest
@@ -140,6 +142,16 @@ def _admin(locked: Locked) -> httpx.Client:
     )
 
 
+async def _reference_sis(database_url: str) -> None:
+    from belltower import sis
+
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        await sis.migrate(pool)
+    finally:
+        await pool.close()
+
+
 def _user_name(connection: dict[str, Any]) -> str:
     """Who a client connected as: its user name, or the name in its user JWT (a JWT user's
     ``authorized_user`` is its public key)."""
@@ -156,7 +168,7 @@ def _users_connected(server: NatsServer) -> set[str]:
 
 
 def test_the_console_works_through_nats_with_each_process_as_its_own_user(
-    locked: Locked,
+    locked: Locked, database_url: str
 ) -> None:
     admin = _admin(locked)
     with admin:
@@ -213,6 +225,22 @@ def test_the_console_works_through_nats_with_each_process_as_its_own_user(
         audit = admin.get("/audit", params={"limit": 200}).json()["items"]
         actions = {(e["action"], e["actor"]) for e in audit}
         assert ("settings.update", ADMIN[0]) in actions, actions
+
+        # The OneRoster provider: the console asks the integration worker, which answers
+        # belltower.api.integration.> as its own user (an empty reference SIS: the root org).
+        asyncio.run(_reference_sis(database_url))
+        client = admin.post("/tokens", json={"name": "oneroster: e2e"}).json()
+        token = httpx.post(
+            locked.url + "/ims/oneroster/token", data={"grant_type": "client_credentials"},
+            auth=(client["id"], client["token"]), timeout=20,
+        )  # fmt: skip
+        assert token.status_code == 200, token.text
+        orgs = httpx.get(
+            locked.url + "/ims/oneroster/rostering/v1p2/orgs", timeout=20,
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        )  # fmt: skip
+        assert orgs.status_code == 200, orgs.text
+        assert [o["sourcedId"] for o in orgs.json()["orgs"]] == ["institution"]
 
     assert _users_connected(locked.server) >= set(PROCESSES)
     assert violations(locked.server) == []

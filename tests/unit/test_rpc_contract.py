@@ -25,7 +25,10 @@ from belltower.errors import (
 )
 from belltower.rpc import Endpoint, error_reply, raise_error, serves
 from belltower.settings import Settings
+from belltower.worker import Worker
 from belltower_history.app import HistoryService
+from belltower_integration.jobs import registry
+from belltower_integration.oneroster.provider import RosterProvider
 from belltower_scheduler.app import SchedulerService
 from belltower_scheduler.lease import Deposed
 from belltower_scheduler.operations import Operations
@@ -44,6 +47,7 @@ WIRE = {
         "runs.list", "runs.page", "runs.last", "runs.get", "runs.purge",
         "runs.release", "runs.release_started", "runs.releases",
     ],
+    "integration": ["oneroster.read"],
 }  # fmt: skip
 """The operations clients of earlier releases call: their subjects must not change."""
 
@@ -52,6 +56,7 @@ def services() -> dict[str, Any]:
     return {
         "scheduler": SchedulerService(SchedulerSettings()),
         "history": HistoryService(Settings()),
+        "integration": Worker("integration", registry, Settings(), answers=RosterProvider),
     }
 
 
@@ -63,7 +68,7 @@ def test_the_declared_operations_are_the_ones_on_the_wire() -> None:
     assert len(ops.declared()) == sum(len(names) for names in WIRE.values())
 
 
-@pytest.mark.parametrize("service", ["scheduler", "history"])
+@pytest.mark.parametrize("service", ["scheduler", "history", "integration"])
 def test_every_declared_operation_is_subscribed_on_its_service(service: str) -> None:
     """Built as the process builds it (no connection needed): one subscriber per operation, in
     the service's queue group, answering through a handler for that very declaration."""
@@ -79,7 +84,8 @@ def test_every_declared_operation_is_subscribed_on_its_service(service: str) -> 
 
 
 @pytest.mark.parametrize(
-    ("service", "handlers"), [("scheduler", Operations), ("history", HistoryService)]
+    ("service", "handlers"),
+    [("scheduler", Operations), ("history", HistoryService), ("integration", RosterProvider)],
 )
 def test_each_handler_takes_the_declared_request_and_returns_the_declared_reply(
     service: str, handlers: type

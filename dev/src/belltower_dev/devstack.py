@@ -331,6 +331,9 @@ def banner(
         "",
         f"  Console     {console_url_}/   log in as {admin[0]} / {admin[1]}",
         f"  HTTP API    {console_url_}/api/v1   (OpenAPI: {console_url_}/api/v1/openapi.json)",
+        f"  OneRoster   {console_url_}/ims/oneroster/rostering/v1p2/users   token: POST "
+        f"{console_url_}/ims/oneroster/token",
+        "              (a client: an API token named 'oneroster: My LMS', under Users & tokens)",
         f"  NATS        {nats.url}   monitoring {nats.monitor_url}",
         f"  PostgreSQL  {database}",
         f"  SMTP        {mail.host}:{mail.port}   mail is saved to {paths.mail}",

@@ -294,7 +294,8 @@ def _management(spec: dict[str, Any]) -> dict[str, Any]:
         spec["channels"][key] = {
             "address": op.subject,
             "title": f"{op.service} {op.name}",
-            "description": f"{op.summary} Request-reply, served by the {op.service} "
+            "description": f"{op.summary} Request-reply, served by the "
+            f"{'integration worker' if op.service == 'integration' else op.service} "
             f"(queue group `{op.service}`); for the console and the services, not for people or integrators.",
             "messages": {
                 "request": {

@@ -11,8 +11,8 @@ may touch no message. The services may read the streams' info, run their own con
 and write the keys they own.
 
 Each role gets its own reply-inbox prefix (``_INBOX.<role>``) so no identity can read the
-replies meant for another. Services that answer requests (scheduler, history) reply through
-``allow_responses``, never by a publish right on the inboxes.
+replies meant for another. Services that answer requests (scheduler, history, the integration
+worker) reply through ``allow_responses``, never by a publish right on the inboxes.
 """
 
 from __future__ import annotations
@@ -160,10 +160,16 @@ def _inbox(role: Role) -> str:
     return f"{inbox_prefix(role)}.>"
 
 
-def _worker(pool: Literal["notifier", "integration"], calls: tuple[str, ...]) -> Permissions:
+def _worker(
+    pool: Literal["notifier", "integration"], calls: tuple[str, ...], *, answers: bool = False
+) -> Permissions:
+    """``answers``: the pool also answers its management operations, ``belltower.api.<pool>.>``
+    (the integration worker: the OneRoster provider's reads), through ``allow_responses``."""
     role: Role = f"{pool}-worker"  # type: ignore[assignment]
+    served = (f"belltower.api.{pool}.>",) if answers else ()
     return Permissions(
-        description=f"runs the {pool} pool's occurrences and publishes their run events",
+        description=f"runs the {pool} pool's occurrences and publishes their run events"
+        + ("; answers the OneRoster provider's reads" if answers else ""),
         publish=(
             "belltower.run.>",
             *_stream_info(*_ALL_STREAMS),
@@ -174,7 +180,8 @@ def _worker(pool: Literal["notifier", "integration"], calls: tuple[str, ...]) ->
         ),
         # the scheduler's alerts about jobs and runs share the prefix: a worker cannot forge them
         deny_publish=(ALERT_SUBJECTS,),
-        subscribe=(_inbox(role),),
+        subscribe=(*served, _inbox(role)),
+        allow_responses=answers,
     )
 
 
@@ -218,6 +225,7 @@ PERMISSIONS: Mapping[Role, Permissions] = {
             # roster syncs: the releases of their held runs (the safety hold, belltower.holds)
             "belltower.api.history.runs.releases",
         ),
+        answers=True,
     ),
     "history": Permissions(
         description="consumes run events into PostgreSQL and answers history queries",

@@ -52,6 +52,7 @@ from .api import (
 from .backfill import BackfillRequest, BackfillResult
 from .decisions import DecisionRequest, DecisionResult, DecisionsRequest, PendingDecision
 from .holds import Release, ReleaseRequest, ReleasesQuery, ReleaseStarted
+from .roster import RosterPage, RosterQuery
 from .subjects import ApiService, api_subject
 
 Req = TypeVar("Req")
@@ -216,4 +217,12 @@ RUNS_RELEASE_STARTED = declare(
 RUNS_RELEASES = declare(
     "history", "runs.releases", ReleasesQuery, list[Release],
     "The releases of a job's held runs, newest first.",
+)  # fmt: skip
+
+# -- the integration worker: the OneRoster provider's reads ----------------------------------
+
+ONEROSTER_READ = declare(
+    "integration", "oneroster.read", RosterQuery, RosterPage,
+    "A page of OneRoster 1.2 records (or one) read from the SIS, filtered, sorted and selected "
+    "as the REST binding asks; never bigger than one NATS message.",
 )  # fmt: skip

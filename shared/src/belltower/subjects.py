@@ -74,8 +74,9 @@ def alert_subject(kind: Literal["failing", "recovered", "overdue"], job_type: st
 ALERT_SUBJECTS = "belltower.run.alert.>"
 
 
-ApiService = Literal["scheduler", "history"]
-"""The services that answer management operations (:mod:`belltower.operations`)."""
+ApiService = Literal["scheduler", "history", "integration"]
+"""The services that answer management operations (:mod:`belltower.operations`); the
+integration worker answers the OneRoster provider's reads."""
 
 
 def api_subject(service: ApiService, operation: str) -> str:

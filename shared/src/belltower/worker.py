@@ -50,7 +50,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from . import health, heap, logs, metrics, streams, telemetry
-from .broker import make_broker
+from .broker import make_broker, serve_api
 from .errors import BelltowerError, InvalidInput, JobFailed, RunHeld
 from .events import (
     DueOccurrence,
@@ -68,7 +68,7 @@ from .events import (
 from .jobtypes import Database, JobContext, JobType, Output, Registry
 from .jsbatch import Publish, Publisher, PublishError, PullConsumer
 from .mail import Mailer
-from .rpc import ApiClient
+from .rpc import ApiClient, Endpoint
 from .settings import Settings, get_settings
 from .subjects import (
     CATALOG_BUCKET,
@@ -150,7 +150,17 @@ def _wrong_sequence(result: object) -> bool:
 class Worker:
     """Runs the job types of one pool; one per worker process."""
 
-    def __init__(self, pool: Pool, registry: Registry, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        registry: Registry,
+        settings: Settings | None = None,
+        *,
+        answers: type[Any] | None = None,
+    ) -> None:
+        """``answers``: the class whose methods answer the pool's management operations
+        (:mod:`belltower.operations`, service = the pool's name), built with the worker's
+        :class:`Database` once it starts."""
         self.pool = pool
         self.registry = registry
         self.settings = settings or get_settings()
@@ -178,6 +188,11 @@ class Worker:
         self._stopping = False
         self._consumer_kept: asyncio.Task[None] | None = None
         """Recreates the pool's consumer if it is deleted while this worker runs."""
+        self._answers = answers
+        self.api: Endpoint[Any] | None = None
+        if answers is not None:
+            self.api = Endpoint(pool, answers)  # type: ignore[arg-type]
+            serve_api(self.broker, self.api)
 
     # -- wiring -------------------------------------------------------------------------------
 
@@ -225,6 +240,8 @@ class Worker:
         self._api = ApiClient(self.broker.connection, self.settings.request_timeout_s)
         self._publisher = Publisher(self.broker.connection, self.settings.request_timeout_s)
         await self._publisher.start()
+        if self.api is not None and self._answers is not None:
+            self.api.attach(self._answers(self.db))
         await self.advertise()
         self._consumer_kept = asyncio.create_task(
             streams.keep_consumer(js, DUE_STREAM, self.consumer_config()), name="keep-consumer"
@@ -1011,9 +1028,9 @@ def _unexpected_failure(ctx: JobContext) -> _Outcome:
     return _Outcome("failed", message)
 
 
-def run(pool: Pool, registry: Registry) -> None:
-    """Entry point body of a worker service."""
-    worker = Worker(pool, registry)
+def run(pool: Pool, registry: Registry, answers: type[Any] | None = None) -> None:
+    """Entry point body of a worker service (``answers``: see :class:`Worker`)."""
+    worker = Worker(pool, registry, answers=answers)
     app = worker.app()
     heap.freeze_long_lived()
     asyncio.run(app.run())

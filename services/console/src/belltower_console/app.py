@@ -26,7 +26,7 @@ from belltower.db import create_pool, migrate
 from belltower.errors import BelltowerError, NotFound
 from belltower.rpc import ApiClient
 
-from . import admin_pages, api, calendar_pages, contract, requested_routes, web
+from . import admin_pages, api, calendar_pages, contract, oneroster, requested_routes, web
 from .actions import Console
 from .http import (
     INTERNAL_DETAIL,
@@ -98,6 +98,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.include_router(api.router)
     app.include_router(requested_routes.api_router)
+    app.include_router(oneroster.router)
     app.include_router(requested_routes.pages)
     app.include_router(web.router)
     app.include_router(admin_pages.router)
@@ -153,18 +154,21 @@ def _handle_errors(app: FastAPI) -> None:
     """Every failure answered in one shape: a problem document for the API, a page for people."""
 
     @app.exception_handler(BelltowerError)
+    @oneroster.answered_in_binding
     async def on_error(request: Request, exc: BelltowerError) -> Any:
         if request.url.path.startswith("/api/"):
             return api_error(exc)
         return web.error_page(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
+    @oneroster.answered_in_binding
     async def on_http(request: Request, exc: StarletteHTTPException) -> Any:
         if request.url.path.startswith("/api/") or exc.status_code != 404:
             return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
         return web.error_page(request, NotFound(f"no page {request.url.path}"))
 
     @app.exception_handler(MaxPayloadError)
+    @oneroster.answered_in_binding
     async def on_too_large(request: Request, exc: MaxPayloadError) -> Any:
         return problem(
             413,
@@ -173,6 +177,7 @@ def _handle_errors(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
+    @oneroster.answered_in_binding
     async def on_unexpected(request: Request, exc: Exception) -> Any:
         """Anything unforeseen: logged with its traceback, answered without internals."""
         log.error(
@@ -183,6 +188,7 @@ def _handle_errors(app: FastAPI) -> None:
         return problem(500, INTERNAL_DETAIL)
 
     @app.exception_handler(RequestValidationError)
+    @oneroster.answered_in_binding
     async def on_invalid(request: Request, exc: RequestValidationError) -> Any:
         errors = validation_errors(exc)
         if request.url.path.startswith("/api/"):

@@ -15,7 +15,7 @@ from belltower.errors import BelltowerError
 from .actions import Console
 from .errors import FieldErrors
 from .settings import ConsoleSettings
-from .store import ROLES, Store
+from .store import ONEROSTER_CLIENT, ROLES, Store
 
 app = typer.Typer(
     name="belltower-console",
@@ -96,6 +96,26 @@ def create_token(
     token = _run(lambda c: c.add_token(None, "cli", username, name, days))
     typer.echo(token["token"])
     typer.echo(f"token {token['id']} for {username}, expires {token['expires_at']}", err=True)
+
+
+@app.command("create-oneroster-client")
+def create_oneroster_client(
+    name: Annotated[str, typer.Argument(help="Who pulls the roster, e.g. 'Canvas LMS'.")],
+    username: Annotated[
+        str, typer.Option(help="The user the client is issued under (disabling them stops it).")
+    ] = "admin",
+    days: Annotated[float, typer.Option(help="Expires after this many days.")] = 365,
+) -> None:
+    """Issue OAuth 2 client credentials for the OneRoster provider (/ims/oneroster/...): an API
+    token named 'oneroster: NAME' that only gets OneRoster access tokens. Prints the client id
+    and secret once; revoke it as any token."""
+    label = f"{ONEROSTER_CLIENT} {name.strip()}"
+    token = _run(lambda c: c.add_token(None, "cli", username, label, days))
+    typer.echo(f"client_id={token['id']}")
+    typer.echo(f"client_secret={token['token']}")
+    typer.echo(
+        f"OneRoster client {label!r} for {username}, expires {token['expires_at']}", err=True
+    )
 
 
 def main() -> None:

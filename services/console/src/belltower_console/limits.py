@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from belltower.api import FieldError
 from belltower.errors import InvalidInput
 
+from . import oneroster
 from .http import problem
 
 IMPORT_PATHS = frozenset({"/api/v1/import", "/transfer"})
@@ -256,6 +257,11 @@ class RequestLimits:
         self, scope: Scope, send: Send, status: int, detail: str, errors: list[FieldError]
     ) -> None:
         response = problem(status, detail, errors)
+        if scope.get("path", "").startswith(oneroster.PREFIX + "/"):
+            # the OneRoster provider answers in its binding's imsx_StatusInfo
+            field = errors[0].field if errors else ""
+            minor = oneroster.MINOR.get(field, "invalid_data")
+            response = oneroster.status_info(400 if status == 422 else status, minor, detail)
         await response(scope, _no_body, send)
 
 

@@ -16,6 +16,10 @@ from typing import Any
 import asyncpg
 
 ROLES = ("viewer", "operator", "editor", "admin")
+ONEROSTER_CLIENT = "oneroster:"
+"""An API token whose name starts so is a OneRoster client's credentials (client id = the
+token's id, client secret = its secret): it gets OAuth 2 access tokens for the OneRoster
+provider and is refused as a bearer token on ``/api/v1``."""
 
 
 def rank(role: str) -> int:
@@ -155,8 +159,10 @@ class Store:
         row = await self.pool.fetchrow(
             "UPDATE console.tokens t SET last_used_at = now() FROM console.users u "
             "WHERE t.secret_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now() "
-            "AND u.username = t.username AND NOT u.disabled RETURNING u.username, u.role",
+            "AND u.username = t.username AND NOT u.disabled AND t.name NOT LIKE $2 "
+            "RETURNING u.username, u.role",
             digest(secret),
+            ONEROSTER_CLIENT + "%",
         )
         return Principal(row["username"], row["role"], "token") if row else None
 
@@ -214,34 +220,60 @@ class Store:
         )
 
     async def failed_logins_for_account(
-        self, username: str, within: timedelta
+        self, username: str, within: timedelta, action: str = "login"
     ) -> tuple[int, datetime | None]:
-        """Failed logins for a user name within ``within``, since its last successful login or
-        password reset, and when the last one was."""
+        """Failed logins (or other ``action``, e.g. ``oneroster.token``) for a user name within
+        ``within``, since its last successful one or password reset, and when the last one was."""
         row = await self.pool.fetchrow(
             "SELECT count(*) AS n, max(at) AS last FROM console.audit "
-            "WHERE action = 'login' AND outcome = 'failed' AND actor = $1 "
+            "WHERE action = $3 AND outcome = 'failed' AND actor = $1 "
             "AND at > now() - $2::interval AND at > coalesce(("
             "  SELECT max(at) FROM console.audit WHERE outcome = 'ok' AND target = $1 AND ("
-            "    action = 'login' OR (action = 'users.update' AND after->>'password' = 'changed')"
+            "    action = $3 OR (action = 'users.update' AND after->>'password' = 'changed')"
             "    OR action = 'login.reset')), '-infinity')",
             _text(username),
             within,
+            action,
         )
         return int(row["n"]), row["last"]
 
     async def failed_logins_from(
-        self, client: str, within: timedelta
+        self, client: str, within: timedelta, action: str = "login"
     ) -> tuple[int, datetime | None]:
-        """Failed logins from one address within ``within``, and when the last one was."""
+        """Failed logins (or ``action``) from one address within ``within``, and when the last
+        one was."""
         row = await self.pool.fetchrow(
             "SELECT count(*) AS n, max(at) AS last FROM console.audit "
-            "WHERE action = 'login' AND outcome = 'failed' AND client = $1 "
+            "WHERE action = $3 AND outcome = 'failed' AND client = $1 "
             "AND at > now() - $2::interval",
             _text(client),
             within,
+            action,
         )
         return int(row["n"]), row["last"]
+
+    # -- OneRoster clients (API tokens named "oneroster: ...") -----------------------------------
+
+    async def oneroster_client(self, client_id: str) -> asyncpg.Record | None:
+        """The API token ``client_id`` when it is a live OneRoster client (named ``oneroster:``,
+        not revoked or expired, its user not disabled): its name, user and secret's hash."""
+        try:
+            uuid.UUID(client_id)
+        except ValueError:
+            return None
+        return await self.pool.fetchrow(
+            "SELECT t.id::text AS id, t.name, t.username, t.secret_hash, t.expires_at "
+            "FROM console.tokens t JOIN console.users u ON u.username = t.username "
+            "WHERE t.id = $1::uuid AND t.name LIKE $2 AND t.revoked_at IS NULL "
+            "AND t.expires_at > now() AND NOT u.disabled",
+            client_id,
+            ONEROSTER_CLIENT + "%",
+        )
+
+    async def oneroster_client_used(self, client_id: str) -> None:
+        await self.pool.execute(
+            "UPDATE console.tokens SET last_used_at = now() WHERE id = $1::uuid", client_id
+        )
 
     async def revoke_user_tokens(self, username: str) -> int:
         status = await self.pool.execute(

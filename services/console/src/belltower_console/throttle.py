@@ -33,33 +33,36 @@ def backoff(failures: int, free: int, base_s: float, max_s: float) -> float:
     return min(base_s * 2 ** (failures - free), max_s)
 
 
-async def check(console: Console, username: str, client: str | None) -> None:
+async def check(console: Console, username: str, client: str | None, action: str = "login") -> None:
     """Raise Throttled, and audit the refusal, when this account or this address must wait
-    before trying again."""
+    before trying again (``action``: the failures counted, e.g. ``oneroster.token`` for the
+    OneRoster clients' token requests)."""
     store = console.store
     now = datetime.now(UTC)
     waits = []
-    count, last = await store.failed_logins_for_account(username, WINDOW)
+    count, last = await store.failed_logins_for_account(username, WINDOW, action)
     if last is not None:
         wait = backoff(count, ACCOUNT_FREE, ACCOUNT_BASE_S, ACCOUNT_MAX_S)
         waits.append(((last + timedelta(seconds=wait)) - now).total_seconds())
     if client:
-        count, last = await store.failed_logins_from(client, WINDOW)
+        count, last = await store.failed_logins_from(client, WINDOW, action)
         if last is not None:
             wait = backoff(count, ADDRESS_FREE, ADDRESS_BASE_S, ADDRESS_MAX_S)
             waits.append(((last + timedelta(seconds=wait)) - now).total_seconds())
     longest = max(waits, default=0.0)
     if longest > 0:
         seconds = math.ceil(longest)
+        what = "logins" if action == "login" else "tries"
         await console.audit(
             None,
             client,
-            "login",
+            action,
             actor=username,
             outcome="denied",
-            detail=f"throttled after repeated failed logins: retry in {seconds} s",
+            detail=f"throttled after repeated failed {what}: retry in {seconds} s",
         )
         raise Throttled(
-            f"too many failed logins: try again in {seconds} s (an admin can set a new password)",
+            f"too many failed {what}: try again in {seconds} s"
+            + (" (an admin can set a new password)" if action == "login" else ""),
             seconds,
         )

@@ -12,8 +12,9 @@ leaves the same state. An SFTP Upload job chained after it (``--after``) sends t
 from __future__ import annotations
 
 import asyncio
+from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -98,8 +99,17 @@ async def read_records(
 ) -> Records:  # fmt: skip
     """The OneRoster records of ``terms`` in one snapshot of the SIS (also what the REST push
     sends)."""
-    pool = await ctx.db.pool()
-    today = ctx.scheduled_for.date()
+    return await read_snapshot(
+        await ctx.db.pool(), ctx.scheduled_for.date(), terms, upcoming_days, institution_id,
+        institution_name, demographics=demographics, guardians=guardians,
+    )  # fmt: skip
+
+
+async def read_snapshot(
+    pool: Any, today: date, terms: list[str], upcoming_days: int, institution_id: str,
+    institution_name: str, *, demographics: bool, guardians: bool,
+) -> Records:  # fmt: skip
+    """:func:`read_records` for ``today``, outside a run (the OneRoster provider reads so)."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         found = await roster.read_terms(conn, terms, today, upcoming_days)
         unknown = sorted(set(terms) - {t["code"] for t in found})

@@ -47,6 +47,28 @@ CLASS = {
     "enrollments": "enrollment",
 }
 KIND = CLASS  # the kind a record is kept under in sis.lms_sync_records
+_HEAD = ("sourcedId", "status", "dateLastModified")
+FIELDS: dict[str, tuple[str, ...]] = {
+    "orgs": (*_HEAD, "name", "type", "identifier", "parent"),
+    "academicSessions": (*_HEAD, "title", "type", "startDate", "endDate", "schoolYear", "parent"),
+    "courses": (*_HEAD, "title", "courseCode", "org", "schoolYear"),
+    "classes": (*_HEAD, "title", "classCode", "classType", "location", "course", "school", "terms"),
+    "users": (
+        *_HEAD, "enabledUser", "username", "givenName", "familyName", "middleName",
+        "preferredFirstName", "identifier", "email", "sms", "phone", "agents", "primaryOrg",
+        "roles",
+    ),
+    "enrollments": (
+        *_HEAD, "role", "primary", "user", "class", "school", "beginDate", "endDate",
+    ),
+}  # fmt: skip
+"""Every top-level field :class:`Shaper` can give an object of each collection (an empty
+optional one is left out), with ``dateLastModified``: what a provider's ``fields`` may select."""
+REFERENCES = frozenset(
+    {"parent", "org", "schoolYear", "course", "school", "terms", "agents", "primaryOrg", "roles",
+     "user", "class"}
+)  # fmt: skip
+"""The fields holding GUIDRefs or lists, not one value: a provider's filter and sort refuse them."""
 SCOPES = (
     "https://purl.imsglobal.org/spec/or/v1p2/scope/roster.createput "
     "https://purl.imsglobal.org/spec/or/v1p2/scope/roster.delete"
