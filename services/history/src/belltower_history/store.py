@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Sequence
 from datetime import datetime
@@ -119,29 +118,27 @@ class Prepared(NamedTuple):
 
 
 class Store:
-    def __init__(self, pool: asyncpg.Pool, writers: int = 2) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self.writers = writers
-        """Connections a batch's runs are written over at once (see :meth:`write`)."""
 
     async def record(
         self,
         events: Sequence[RunEvent],
         mail: ResultMailComposer | None = None,
     ) -> int:
-        """Write a batch of run events (see :meth:`write`); re-delivered events change nothing.
+        """Write a batch of run events in one transaction; re-delivered events change nothing.
 
         A finished event wins over a started one, the first finished event wins over later ones,
         and progress only touches runs that have not finished.
 
         The runs go to PostgreSQL with COPY into a staging table and one upsert from it (a
-        third less CPU for PostgreSQL than ``json_to_recordset`` over a JSON array), split over
-        ``writers`` connections (see :meth:`write`); progress and outbox rows go as one JSON
-        array each, encoded by msgspec from the validated events. A started event has no
-        status, finished_at or output, so those are NULL in its row and the INSERT fills in
-        what a running run has. COPY's binary format carries each timestamp as an instant, so
-        the session's TimeZone plays no part (asyncpg reads a naive datetime, which only an
-        event without an offset gives, in the history process's local zone: UTC unless TZ is set).
+        third less CPU for PostgreSQL than ``json_to_recordset`` over a JSON array); progress
+        and outbox rows go as one JSON array each, encoded by msgspec from the validated events.
+        A started event has no status, finished_at or output, so those are NULL in its row
+        and the INSERT fills in what a running run has. COPY's binary format carries each
+        timestamp as an instant, so the session's TimeZone plays no part (asyncpg reads a naive
+        datetime, which only an event without an offset gives, in the history process's local
+        zone: UTC unless TZ is set).
         """
         return await self.write(self.prepare(events, mail))
 
@@ -187,40 +184,12 @@ class Store:
         )
 
     async def write(self, prepared: Prepared) -> int:
-        """The database half of :meth:`record`.
-
-        The runs are split into up to ``writers`` shards written at once, each in its own
-        transaction on its own connection, so PostgreSQL spends two cores on a batch's upsert,
-        which is nearly all of its work (index entries). Progress and outbox rows follow in one
-        more transaction once every shard committed, so they see all of the batch's runs. A
-        failure in any part fails the whole batch, which is then delivered again: shards that
-        had committed are written again to no effect.
-        """
+        """The database half of :meth:`record`: one transaction in as few round trips as
+        asyncpg allows: ``BEGIN`` with the staging table's ``CREATE``, the COPY, and the upsert
+        with ``COMMIT`` when no progress or outbox rows follow (statements sent as one simple
+        query share a round trip, and a failed one skips the rest)."""
         rows = prepared.run_rows
-        extras = prepared.progress_json is not None or prepared.mail_json is not None
-        shards = [rows[i :: self.writers] for i in range(min(self.writers, len(rows)))]
-        if len(shards) <= 1:
-            await self._transaction(rows, prepared.progress_json, prepared.mail_json)
-            return prepared.runs
-        outcomes = await asyncio.gather(
-            *(self._transaction(shard) for shard in shards), return_exceptions=True
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        if extras:
-            await self._transaction([], prepared.progress_json, prepared.mail_json)
-        return prepared.runs
-
-    async def _transaction(
-        self,
-        rows: list[tuple[Any, ...]],
-        progress_json: str | None = None,
-        mail_json: str | None = None,
-    ) -> None:
-        """One transaction in as few round trips as asyncpg allows: ``BEGIN`` with the staging
-        table's ``CREATE``, the COPY, and the upsert with ``COMMIT`` when nothing else follows
-        (simple-query statements share a round trip; a failed one skips the rest)."""
+        progress_json, mail_json = prepared.progress_json, prepared.mail_json
         async with self.pool.acquire() as conn:
             try:
                 if rows:
@@ -228,7 +197,7 @@ class Store:
                     await conn.copy_records_to_table(_STAGING, records=rows, columns=_RUN_FIELDS)
                     if progress_json is None and mail_json is None:
                         await conn.execute(f"{_UPSERT}; COMMIT")
-                        return
+                        return prepared.runs
                     await conn.execute(_UPSERT)
                 else:
                     await conn.execute("BEGIN")
@@ -242,6 +211,7 @@ class Store:
                     with contextlib.suppress(Exception):
                         await conn.execute("ROLLBACK")
                 raise
+        return prepared.runs
 
     async def query(self, q: RunQuery) -> list[RunRecord]:
         where: list[str] = []
