@@ -67,7 +67,7 @@ _STATUSES = (*RUN_STATUSES, "running")
 
 class HistoryService:
     def __init__(
-        self, settings: Settings | None = None, batch_size: int = 2000, linger_s: float = 0.025
+        self, settings: Settings | None = None, batch_size: int = 4000, linger_s: float = 0.025
     ) -> None:
         self.batch_size = batch_size
         self.linger_s = linger_s
