@@ -155,9 +155,9 @@ def raw_due_messages(
 def run_events(runs: int, chunk: int = 1000) -> Iterator[tuple[str, bytes, str]]:
     """(subject, payload, msg id) of ``runs`` canary runs: ``chunk`` started events, then their finished ones.
 
-    Started and finished events of one run fall in different consumer batches, as they do when
-    jobs take longer than a moment, so every event costs history a row write: the hard case,
-    not the one where a batch folds started into finished.
+    A run's started and finished events are ``chunk`` events apart, as when jobs take longer
+    than a moment: a consumer batch of at most ``chunk`` events never holds both; a larger one
+    holds both for some of its runs, and history writes those as one row (see ``ingest``).
     """
     base = datetime.now(UTC) - timedelta(minutes=5)
     worker = "bench-host:4242"

@@ -11,7 +11,8 @@ Why it is written this way, rather than with a pull ``fetch`` loop or faststream
   deliver group of the same name, so several history replicas split the events between them
   and a restart resumes where the last one stopped. Acks are explicit (never ``AckPolicy.ALL``:
   with replicas, one replica's ack must not cover another's uncommitted messages), and
-  ``max_ack_pending`` bounds what is in flight, buffered or being written, across replicas.
+  ``max_ack_pending`` (four batches unless told) bounds what is in flight, buffered or being
+  written, across replicas.
   That bound is this consumer's back-pressure: no flow control nor idle heartbeats, because
   with a deliver group the server sends those to any one member of the group, so they say
   nothing about a given subscriber (nats.go and nats.c refuse a queue subscription on such a
@@ -85,7 +86,7 @@ class BatchConsumer:
         self.batch_size = batch_size
         self.ack_wait_s = ack_wait_s
         self.linger_s = linger_s
-        self.max_ack_pending = max_ack_pending or batch_size * 8
+        self.max_ack_pending = max_ack_pending or batch_size * 4
         self.concurrency = concurrency
         self.retry_pause_s = retry_pause_s
         self._buffer: list[Msg] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from operator import attrgetter
@@ -134,7 +135,10 @@ class Store:
         third less CPU for PostgreSQL than ``json_to_recordset`` over a JSON array); progress
         and outbox rows go as one JSON array each, encoded by msgspec from the validated events.
         A started event has no status, finished_at or output, so those are NULL in its row
-        and the INSERT fills in what a running run has.
+        and the INSERT fills in what a running run has. COPY's binary format carries each
+        timestamp as an instant, so the session's TimeZone plays no part (asyncpg reads a naive
+        datetime, which only an event without an offset gives, in the history process's local
+        zone: UTC unless TZ is set).
         """
         return await self.write(self.prepare(events, mail))
 
@@ -180,20 +184,33 @@ class Store:
         )
 
     async def write(self, prepared: Prepared) -> int:
-        """The database half of :meth:`record`: one transaction."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            # Timestamps without an offset mean UTC, as asyncpg takes naive datetimes.
-            await conn.execute("SET LOCAL TimeZone = 'UTC'")
-            if prepared.run_rows:
-                await conn.execute(_CREATE_STAGING)
-                await conn.copy_records_to_table(
-                    _STAGING, records=prepared.run_rows, columns=_RUN_FIELDS
-                )
-                await conn.execute(_UPSERT)
-            if prepared.progress_json is not None:
-                await conn.execute(_PROGRESS, prepared.progress_json)
-            if prepared.mail_json is not None:
-                await conn.execute(_OUTBOX, prepared.mail_json)
+        """The database half of :meth:`record`: one transaction in as few round trips as
+        asyncpg allows: ``BEGIN`` with the staging table's ``CREATE``, the COPY, and the upsert
+        with ``COMMIT`` when no progress or outbox rows follow (statements sent as one simple
+        query share a round trip, and a failed one skips the rest)."""
+        rows = prepared.run_rows
+        progress_json, mail_json = prepared.progress_json, prepared.mail_json
+        async with self.pool.acquire() as conn:
+            try:
+                if rows:
+                    await conn.execute(f"BEGIN; {_CREATE_STAGING}")
+                    await conn.copy_records_to_table(_STAGING, records=rows, columns=_RUN_FIELDS)
+                    if progress_json is None and mail_json is None:
+                        await conn.execute(f"{_UPSERT}; COMMIT")
+                        return prepared.runs
+                    await conn.execute(_UPSERT)
+                else:
+                    await conn.execute("BEGIN")
+                if progress_json is not None:
+                    await conn.execute(_PROGRESS, progress_json)
+                if mail_json is not None:
+                    await conn.execute(_OUTBOX, mail_json)
+                await conn.execute("COMMIT")
+            except Exception:  # when cancelled, the pool's release rolls back
+                if not conn.is_closed() and conn.is_in_transaction():
+                    with contextlib.suppress(Exception):
+                        await conn.execute("ROLLBACK")
+                raise
         return prepared.runs
 
     async def query(self, q: RunQuery) -> list[RunRecord]:
