@@ -104,6 +104,10 @@ class LedgerRow:
     chained_from: str | None = None
 
 
+class _AlreadyPlanned(Exception):
+    """A chunk being copied into the ledger held an occurrence the ledger already has."""
+
+
 _LEDGER_COLUMNS = [
     "id", "job_id", "scheduled_for", "priority", "trigger", "requested_by", "state", "reason",
 ]  # fmt: skip
@@ -346,41 +350,76 @@ class Store:
         transaction, and the ids it skipped are not returned as new. With ``hold`` (occurrences
         of jobs with a concurrency key), :meth:`limits.Hold.apply` runs in it too.
         """
+        usual = bool(occurrences) and not any(
+            o.cause or o.requested_from or o.chained_from for o in occurrences
+        )
+        if usual:
+            try:
+                return await self._plan(occurrences, next_runs, fence, limits, hold, copy=True)
+            except _AlreadyPlanned:
+                pass  # rolled back whole; again, skipping what the ledger has
+        return await self._plan(occurrences, next_runs, fence, limits, hold, copy=False)
+
+    async def _plan(
+        self,
+        occurrences: Sequence[LedgerRow],
+        next_runs: Sequence[tuple[str, datetime | None]],
+        fence: Fence | None,
+        limits: RunLimits | None,
+        hold: Hold | None,
+        copy: bool,
+    ) -> set[str]:
+        """:meth:`plan`'s transaction. With ``copy``, the occurrences (the usual chunk: all
+        without the policy columns) are written with ``COPY``, which costs PostgreSQL about two
+        thirds of what ``INSERT ... ON CONFLICT`` does; an occurrence already in the ledger
+        (another replica, a retry) makes it raise :class:`_AlreadyPlanned`, the transaction
+        rolling back whole, and :meth:`plan` writes the chunk again without ``copy``. (Not in a
+        savepoint: rows written in one have the savepoint's xmin, and ``statesql.LIMIT_RUNS``
+        knows the rows this transaction planned by theirs.)"""
         async with self.pool.acquire() as conn, conn.transaction():
             if fence is not None:
                 await self._check_fence(conn, fence)
             new: set[str] = set()
-            if occurrences and not any(
+            if copy:
+                try:
+                    await conn.copy_records_to_table(
+                        "occurrences",
+                        schema_name="scheduler",
+                        columns=_LEDGER_COLUMNS,
+                        records=map(_ledger_record, occurrences),
+                    )
+                except asyncpg.UniqueViolationError:
+                    raise _AlreadyPlanned from None
+                new = {o.id for o in occurrences}
+            elif occurrences and not any(
                 o.cause or o.requested_from or o.chained_from for o in occurrences
             ):
-                # The usual chunk: scheduled occurrences to dispatch, without the policy columns.
-                # Usually every one is new, so they are copied in (COPY writes a chunk for about
-                # two thirds of what INSERT ... ON CONFLICT costs PostgreSQL); if one is there
-                # already (another replica, a retry), the copy is rolled back to its savepoint
-                # and the chunk inserted skipping those: the new ones are those it returns.
+                # Scheduled occurrences to dispatch, without the policy columns, some of them
+                # perhaps in the ledger already: the row count says whether all were new, and
+                # only if not do the ids of the new ones travel back.
                 ids = [o.id for o in occurrences]
-                try:
-                    async with conn.transaction():
-                        await conn.copy_records_to_table(
-                            "occurrences",
-                            schema_name="scheduler",
-                            columns=_LEDGER_COLUMNS,
-                            records=map(_ledger_record, occurrences),
-                        )
+                status = await conn.execute(
+                    "INSERT INTO scheduler.occurrences (id, job_id, scheduled_for, priority, trigger, requested_by, state, reason) "
+                    "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[]) "
+                    "ON CONFLICT (id) DO NOTHING",
+                    ids,
+                    [o.job_id for o in occurrences],
+                    [o.scheduled_for for o in occurrences],
+                    [o.priority for o in occurrences],
+                    [o.trigger for o in occurrences],
+                    [o.requested_by for o in occurrences],
+                    [o.state for o in occurrences],
+                    [o.reason for o in occurrences],
+                )
+                if int(status.rsplit(" ", 1)[-1]) == len(ids):
                     new = set(ids)
-                except asyncpg.UniqueViolationError:
+                else:
+                    # Some were there already (another replica, a retry): the new ones are those
+                    # this transaction wrote.
                     rows = await conn.fetch(
-                        "INSERT INTO scheduler.occurrences (id, job_id, scheduled_for, priority, trigger, requested_by, state, reason) "
-                        "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[]) "
-                        "ON CONFLICT (id) DO NOTHING RETURNING id::text",
+                        "SELECT id::text FROM scheduler.occurrences WHERE id = ANY($1::uuid[]) "
+                        "AND xmin = pg_current_xact_id()::xid",
                         ids,
-                        [o.job_id for o in occurrences],
-                        [o.scheduled_for for o in occurrences],
-                        [o.priority for o in occurrences],
-                        [o.trigger for o in occurrences],
-                        [o.requested_by for o in occurrences],
-                        [o.state for o in occurrences],
-                        [o.reason for o in occurrences],
                     )
                     new = {r["id"] for r in rows}
             elif occurrences:
