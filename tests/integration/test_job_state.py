@@ -33,7 +33,7 @@ from belltower_scheduler.operations import Operations
 from belltower_scheduler.overdue import raise_overdue
 from belltower_scheduler.runs import RunTracker
 from belltower_scheduler.settings import SchedulerSettings
-from belltower_scheduler.store import Store
+from belltower_scheduler.store import RunLimits, Store
 from belltower_scheduler.streaks import pause_note
 from tests.helpers.result_mail import history_with, wait_for
 from tests.helpers.scheduler import MINUTE, T0, Clock, add_job, due_messages, finished
@@ -84,6 +84,31 @@ async def test_max_runs_ends_the_job_after_exactly_that_many_dispatches(nc, stor
     assert shown.paused_by == "belltower" and "max runs reached" in (shown.pause_note or "")
     with pytest.raises(Conflict, match="max_runs"):
         await ops.resume(PauseRequest(id=row.id, requested_by="alice (cli)"))
+
+
+async def test_a_chunk_is_cut_at_max_runs_when_copied_and_when_retried(nc, store, pool) -> None:
+    """The count knows which rows its own transaction wrote: those of a chunk copied in whole,
+    and of a retried chunk written again skipping what the ledger has."""
+    row = await add_job(store, RunPolicy(max_runs=2, overlap="allow"))
+    d = Dispatcher(store, nc.jetstream(), clock=Clock(T0))
+    await d.load()
+    entry = d.entries[row.id]
+    a, b, c, later = (d._occurrence(entry, T0 + i * MINUTE, "pending", None) for i in range(4))
+    first = RunLimits({row.id: 2}, T0)
+    assert await store.plan([a, b, c], [], limits=first) == {a.id, b.id}
+    assert first.cut == {c.id} and first.paused == [row.id]
+    retry = RunLimits({row.id: 2}, T0)
+    assert await store.plan([a, b, c, later], [], limits=retry) == set()
+    assert retry.cut == {later.id}
+    states = await pool.fetch(
+        "SELECT id::text, state, cause FROM scheduler.occurrences WHERE job_id = $1", row.id
+    )
+    assert {r["id"]: (r["state"], r["cause"]) for r in states} == {
+        a.id: ("pending", None),
+        b.id: ("pending", None),
+        c.id: ("skipped", "max_runs"),
+        later.id: ("skipped", "max_runs"),
+    }
 
 
 async def test_a_catch_up_burst_is_cut_at_max_runs_in_the_ledger(nc, store, pool) -> None:

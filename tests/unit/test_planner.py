@@ -4,6 +4,7 @@ chaining and the schedule's own skips, as the ledger rows the planner hands to t
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -304,3 +305,29 @@ def test_nothing_due_still_makes_one_chunk_with_the_next_times() -> None:
     chunks = Planner().plan_chunks([entry], T0, size=10)
     assert len(chunks) == 1 and chunks[0].occurrences == []
     assert chunks[0].next_runs == [(entry.id, T0 + MINUTE)]
+
+
+def test_sorting_in_stream_order_is_the_tuple_order_with_ties_kept() -> None:
+    """Two stable sorts (priority, then instant) give what one sort by stream_order gives."""
+    rng = random.Random(14)
+    entries = [job(priority=p) for p in (0, 100, 500, 900)]
+    base = datetime(2026, 9, 1, 7, 0, tzinfo=UTC)
+    for _ in range(50):
+        planned = []
+        for i in range(rng.randint(0, 60)):
+            entry = rng.choice(entries)
+            at = base + timedelta(seconds=rng.randint(0, 4))
+            planned.append(
+                Planned(
+                    id=str(i),
+                    job_id=entry.id,
+                    scheduled_for=at,
+                    priority=entry.priority,
+                    trigger="schedule",
+                    state="pending",
+                    entry=entry,
+                )
+            )
+        expected = sorted(planned, key=planner_module.stream_order)
+        planner_module.sort_in_stream_order(planned)
+        assert [p.id for p in planned] == [p.id for p in expected]

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter as Tally
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
@@ -71,7 +72,31 @@ RUNS_ABANDONED = Counter(
     "the occurrence was left to take them over",
     ["pool"],
 )
-SCHEDULER_LAG = Histogram(
+
+
+class _BulkHistogram(Histogram):
+    """A Histogram that can record one value observed many times in one step.
+
+    The dispatcher confirms tens of thousands of occurrences at once, most of them due at the
+    same instant and all of a batch dispatched at the same instant: their lags are a handful
+    of distinct values. One ``observe`` per occurrence took about a tenth of the scheduler's
+    CPU on a 100,000-occurrence morning; :meth:`observe_times` adds ``count`` to the bucket and
+    ``amount * count`` to the sum, exactly what ``count`` calls of ``observe`` add
+    (tests/unit/test_metrics.py checks it against them).
+    """
+
+    def observe_times(self, amount: float, count: int) -> None:
+        if count <= 0:
+            return
+        self._raise_if_not_observable()
+        self._sum.inc(amount * count)
+        for i, bound in enumerate(self._upper_bounds):
+            if amount <= bound:
+                self._buckets[i].inc(count)
+                break
+
+
+SCHEDULER_LAG = _BulkHistogram(
     "belltower_scheduler_lag_seconds",
     "Dispatch time minus due time of each dispatched occurrence",
     buckets=_LAG_BUCKETS,
@@ -196,14 +221,20 @@ def record_dispatched(
     ``batch`` holds the dispatcher's planned occurrences (``entry.pool``, ``entry.type``,
     ``scheduled_for``); ``confirmed[i]`` is 1 where JetStream acknowledged the i-th.
     """
-    counts: Tally[tuple[str, str]] = Tally()
-    observe = SCHEDULER_LAG.observe
-    for planned, ok in zip(batch, confirmed, strict=False):
-        if ok == 1:
-            counts[(planned.entry.pool, planned.entry.type)] += 1
-            observe(max(0.0, (dispatched_at - planned.scheduled_for).total_seconds()))
-    for (pool, job_type), n in counts.items():
+    if confirmed.count(1) == len(batch):
+        rows = batch
+    else:
+        rows = [p for p, ok in zip(batch, confirmed, strict=False) if ok == 1]
+    # Counted in C (Counter over map), then one call per distinct value: a batch has a few
+    # pools and types and a few due instants, whatever its size.
+    for (pool, job_type), n in Tally(map(_pool_and_type, rows)).items():
         OCCURRENCES_DISPATCHED.labels(pool, job_type).inc(n)
+    for scheduled_for, n in Tally(map(_scheduled_for, rows)).items():
+        SCHEDULER_LAG.observe_times(max(0.0, (dispatched_at - scheduled_for).total_seconds()), n)
+
+
+_pool_and_type = attrgetter("entry.pool", "entry.type")
+_scheduled_for = attrgetter("scheduled_for")
 
 
 def record_run(pool: str, data: Any) -> None:

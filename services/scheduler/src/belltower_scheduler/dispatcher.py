@@ -74,12 +74,15 @@ _loads_collecting_paused = 0
 
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while jobs are loaded.
+    """Pause the cyclic garbage collector while jobs are loaded, and during a tick.
 
     Every Entry is a tracked container that lives on, so each collection during a load walks
     all the entries loaded so far without finding garbage: at a million jobs that was about
-    40% of the load time. Loading makes little cyclic garbage, and it is collected once the
-    collector runs again. Loads can overlap (one per partition), so the last one to finish
+    40% of the load time. A tick of a burst allocates a few objects per occurrence (planned
+    rows, messages, headers) that set off collections the same way: at 100,000 due at once,
+    some 380 of them, one a full one over every entry, about a tenth of the tick's CPU.
+    Neither makes much cyclic garbage, and it is collected once the collector runs again.
+    Pauses can overlap (a load per partition, a tick per partition), so the last one to end
     restarts it, and only if it was running before.
     """
     global _loads_collecting_paused
@@ -282,31 +285,34 @@ class Dispatcher(InFlight):
         looked at and the confirmed occurrences marked ``dispatched``, before the tick returns.
         Marking is bookkeeping: doing it after the last publish keeps the process's CPU and the
         database for getting the work out (a crash in between leaves the rows ``pending``, and
-        their republication is de-duplicated by JetStream).
+        their republication is de-duplicated by JetStream). Measured (bench dispatch_rate, two
+        cores): marking each chunk on a second connection while later ones were written made
+        the tick no faster; the database's work for the burst is the same either way.
         """
         async with self._lock:
-            if self.delayed and self.delayed[0][0] <= self.clock().timestamp():
-                await self._release_delayed()
-            if self.limited:
-                await self._admit_waiting()
-            total = 0
-            if self._retry_pending or self._pending_written:
-                # Cleared first: rows written while this runs ask for the next tick's pass.
-                self._pending_written = False
-                total = await self.republish_pending()
-            try:
-                while await self._tick_once():
-                    pass
-            except BaseException as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    # Shutting down: do not wait for acks; unmarked rows stay pending.
-                    self._abandon_sent()
-                else:
-                    await self._settle(quiet=True)
-                raise
-            total += await self._settle()
-            self.stats.last_tick_at = self.clock()
-            return total
+            with _collector_paused():
+                if self.delayed and self.delayed[0][0] <= self.clock().timestamp():
+                    await self._release_delayed()
+                if self.limited:
+                    await self._admit_waiting()
+                total = 0
+                if self._retry_pending or self._pending_written:
+                    # Cleared first: rows written while this runs ask for the next tick's pass.
+                    self._pending_written = False
+                    total = await self.republish_pending()
+                try:
+                    while await self._tick_once():
+                        pass
+                except BaseException as exc:
+                    if isinstance(exc, asyncio.CancelledError):
+                        # Shutting down: do not wait for acks; unmarked rows stay pending.
+                        self._abandon_sent()
+                    else:
+                        await self._settle(quiet=True)
+                    raise
+                total += await self._settle()
+                self.stats.last_tick_at = self.clock()
+                return total
 
     async def _tick_once(self) -> bool:
         """Plan, write and publish one batch of due jobs; True when more are due already."""

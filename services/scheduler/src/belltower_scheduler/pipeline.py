@@ -16,10 +16,10 @@ import msgspec
 
 from belltower import metrics, telemetry
 from belltower.api import RunPolicy
-from belltower.events import DueOccurrence, due_encoder, run_id_for
+from belltower.events import DueOccurrence, ResultMail, due_encoder, run_id_for
 from belltower.subjects import due_subject
 
-from .entry import Entry
+from .entry import Entry, EntrySpec
 from .fencing import FENCE_HEADER, Fence, Partition
 from .jobstate import paused_copy
 from .lease import Lease
@@ -41,6 +41,25 @@ def _retry_wire(policy: RunPolicy) -> tuple[int, tuple[float, float, float], int
     """What a due message carries of a policy: retries, backoff, most deliveries."""
     b = policy.retry_backoff
     return policy.retries, (b.initial_s, b.factor, b.max_s), policy.deliveries
+
+
+_Wire = tuple[str, str, str, float | None, ResultMail | None, int, tuple[float, float, float], int]
+
+
+def _wire(spec: EntrySpec) -> _Wire:
+    """What a due message carries of a job's spec: subject, type, pool, timeout, result mail,
+    retries, backoff and most deliveries."""
+    retries, backoff, deliveries = _retry_wire(spec.policy)
+    return (
+        _due_subject(spec.pool, spec.type),
+        spec.type,
+        spec.pool,
+        spec.timeout_s,
+        spec.result_mail,
+        retries,
+        backoff,
+        deliveries,
+    )
 
 
 @dataclass(slots=True)
@@ -194,18 +213,26 @@ class Pipeline(Slots):
             headers[FENCE_HEADER] = str(self.lease.token)
         dispatched_at = self.clock()
         publisher = self.publisher
+        publish = publisher.publish
+        encode = due_encoder.encode
+        # What a message takes from its job's shared spec, looked up once per spec and batch
+        # (the specs outlive the batch: its entries hold them).
+        wires: dict[int, _Wire] = {}
         acks = publisher.batch()
         try:
             for p in batch:
                 entry = p.entry
-                retries, backoff, deliveries = _retry_wire(entry.policy)
+                wire = wires.get(id(entry.spec))
+                if wire is None:
+                    wire = wires[id(entry.spec)] = _wire(entry.spec)
+                subject, job_type, pool, timeout_s, result_mail, retries, backoff, deliveries = wire
                 message = DueOccurrence(
                     occurrence_id=p.id,
                     run_id=run_id_for(p.id),
                     job_id=entry.id,
-                    job_type=entry.type,
+                    job_type=job_type,
                     job_title=entry.title,
-                    pool=entry.pool,
+                    pool=pool,
                     # Already-encoded JSON, written into the message as is (see _params_json).
                     params=msgspec.Raw(entry.params_json),  # type: ignore[arg-type]
                     priority=p.priority,
@@ -213,18 +240,17 @@ class Pipeline(Slots):
                     requested_by=p.requested_by,
                     scheduled_for=p.scheduled_for,
                     dispatched_at=dispatched_at,
-                    timeout_s=entry.timeout_s,
-                    result_mail=entry.result_mail,
+                    timeout_s=timeout_s,
+                    result_mail=result_mail,
                     requested_from=p.requested_from,
                     retries=retries,
                     backoff_s=backoff,
                     max_deliveries=deliveries,
                 )
-                subject = _due_subject(entry.pool, entry.type)
-                await publisher.publish(
+                await publish(
                     acks,
                     subject,
-                    due_encoder.encode(message),
+                    encode(message),
                     {**headers, **telemetry.producer_headers(subject, p.id)},
                 )
         finally:

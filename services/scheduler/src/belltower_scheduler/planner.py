@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 from belltower.decisions import AWAITING
@@ -82,6 +83,22 @@ def stream_order(p: Planned) -> tuple[datetime, int]:
     return (p.scheduled_for, -p.priority)
 
 
+_priority = attrgetter("priority")
+_scheduled_for = attrgetter("scheduled_for")
+
+
+def sort_in_stream_order(planned: list[Planned]) -> None:
+    """Sort ``planned`` by :func:`stream_order`, ties kept in their order.
+
+    Two stable sorts with C key functions (priority, highest first, then the instant) give the
+    same order as one sort by the tuple, without building a tuple per occurrence: that sort
+    was a twentieth of the dispatcher's CPU on a 100,000-occurrence morning.
+    """
+    if len(planned) > 1:
+        planned.sort(key=_priority, reverse=True)
+        planned.sort(key=_scheduled_for)
+
+
 @dataclass(slots=True)
 class Claims:
     """Occurrences decided in one batch of run events or releases, before the ledger has them:
@@ -122,7 +139,7 @@ class Planner:
                 self.plan(entry, now, planned)
         finally:
             self._next_memo.clear()
-        planned.sort(key=stream_order)
+        sort_in_stream_order(planned)
         chunks = [Chunk(planned[i : i + size]) for i in range(0, len(planned), size)]
         if not chunks:
             chunks.append(Chunk([]))
