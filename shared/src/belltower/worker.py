@@ -135,7 +135,6 @@ class _Delivery:
     event: RunFinished | None = None
     payload: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-    started: asyncio.Future[int] | None = None
 
     @property
     def seq(self) -> int:
@@ -329,6 +328,17 @@ class Worker:
             log.debug("ack failed", exc_info=True)
         finally:
             self._release()
+
+    async def _ack_all(self, msgs: list[Msg]) -> None:
+        """Ack a batch's deliveries in one flush (an ack lost here only means a redelivery,
+        which finds the finished claim and publishes nothing new)."""
+        try:
+            await self._publisher.ack_all(msgs)
+        except Exception:
+            log.debug("ack failed", exc_info=True)
+        finally:
+            if self._puller is not None and msgs:
+                self._puller.release(len(msgs))
 
     async def _nak(self, msg: Msg, delay: float) -> None:
         try:
@@ -713,13 +723,14 @@ class Worker:
                 for d in committed
             ]
         )
-        await self._publisher.wait([d.started for d in committed if d.started is not None])
+        confirmed: list[Msg] = []
         for d, result in zip(committed, results, strict=True):
             if isinstance(result, int):
                 metrics.record_run(self.pool, d.event.data)  # type: ignore[union-attr]
-                await self._ack(d.msg)
+                confirmed.append(d.msg)
             else:  # committed: the redelivery publishes the event from the claim
                 await self._redeliver_later(d, result)
+        await self._ack_all(confirmed)
 
     async def _commit(self, d: _Delivery) -> bool:
         """Write the finished claim; False when the claim now belongs to another worker."""
@@ -809,15 +820,14 @@ class Worker:
                 trace_id=trace_id,
             ),
         )
-        # Not awaited: the run need not wait for the store to confirm its start; its ack is
-        # awaited with its batch's finished events. The finished event follows on the same
-        # connection, so it is never stored before the start.
-        d.started = await self._publisher.publish(
+        # Not confirmed: nothing waits on a run's start, and a start the broker lost (as in a
+        # restart) costs nothing but the event itself: history records the run from its
+        # finished event, which follows on the same connection, so is never stored before it.
+        await self._publisher.send(
             run_started_subject(due.job_type),
             _encoder.encode(started),
             telemetry.inject(event_headers(started.id)),
         )
-        d.started.add_done_callback(_log_unconfirmed)
         output = Output()
         job_type = self.registry.get(due.job_type)
         timeout = (
@@ -999,14 +1009,6 @@ _CARRIED = (
 def _carried(due: DueOccurrence) -> dict[str, Any]:
     """The fields every run event repeats from the occurrence it is about."""
     return {name: getattr(due, name) for name in _CARRIED}
-
-
-def _log_unconfirmed(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.warning(
-            "a run-started event was not confirmed; history shows the run once it finishes",
-            extra={"action": "worker.start_unconfirmed", "error": repr(future.exception())},
-        )
 
 
 def _stream_seq(msg: Msg) -> int:
