@@ -324,6 +324,19 @@ def record_outcome(status: str, error: str | None) -> None:
         current.set_status(Status(StatusCode.ERROR, error or status))
 
 
+def trace_headers() -> dict[str, str]:
+    """The headers :func:`inject` adds for the current span (``traceparent``, and
+    ``tracestate`` when it has one), written directly: a run's events share them, so the worker
+    makes them once per run instead of once per event through the propagator."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return {}
+    headers = {"traceparent": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"}
+    if ctx.trace_state:
+        headers["tracestate"] = ctx.trace_state.to_header()
+    return headers
+
+
 def current_trace_id() -> str | None:
     ctx = trace.get_current_span().get_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else None

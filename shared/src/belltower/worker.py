@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -37,7 +38,7 @@ import sys
 import time
 import traceback
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
@@ -130,16 +131,15 @@ class _Delivery:
     due: DueOccurrence
     attempt: int
     key: str
+    seq: int
+    """The delivery's stream sequence, kept in its claim for the scheduler's reconciler."""
     revision: int = 0
     beat_at: float = 0.0
     event: RunFinished | None = None
     payload: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def seq(self) -> int:
-        """The delivery's stream sequence, kept in its claim for the scheduler's reconciler."""
-        return _stream_seq(self.msg)
+    headers: dict[str, str] | None = None
+    trace: dict[str, str] | None = None
+    """The ``traceparent`` header its run events carry (that of the run's span)."""
 
 
 def _wrong_sequence(result: object) -> bool:
@@ -407,10 +407,10 @@ class Worker:
             finally:
                 self._release()
             return None
-        attempt = msg.metadata.num_delivered if msg.reply else 1
+        attempt, seq = _delivered_and_seq(msg)
         if attempt > 1:
             metrics.CONSUMER_REDELIVERIES.labels(self.pool).inc()
-        return _Delivery(msg, due, attempt, claim_key(due.occurrence_id))
+        return _Delivery(msg, due, attempt, claim_key(due.occurrence_id), seq)
 
     def _running_claim(self, d: _Delivery, now: float) -> bytes:
         """The encoded claim of a run this worker holds, as created and heart-beaten."""
@@ -570,7 +570,7 @@ class Worker:
                 )
         d.event = event
         d.payload = _encoder.encode(event)
-        d.headers = telemetry.inject(event_headers(event.id))
+        d.headers = {**event_headers(event.id), **(d.trace or telemetry.trace_headers())}
         return True
 
     def _dead_letter(self, due: DueOccurrence, attempt: int, reason: str) -> RunFinished:
@@ -723,14 +723,14 @@ class Worker:
                 for d in committed
             ]
         )
-        confirmed: list[Msg] = []
+        confirmed: list[_Delivery] = []
         for d, result in zip(committed, results, strict=True):
             if isinstance(result, int):
-                metrics.record_run(self.pool, d.event.data)  # type: ignore[union-attr]
-                confirmed.append(d.msg)
+                confirmed.append(d)
             else:  # committed: the redelivery publishes the event from the claim
                 await self._redeliver_later(d, result)
-        await self._ack_all(confirmed)
+        metrics.record_runs(self.pool, [d.event.data for d in confirmed])  # type: ignore[union-attr]
+        await self._ack_all([d.msg for d in confirmed])
 
     async def _commit(self, d: _Delivery) -> bool:
         """Write the finished claim; False when the claim now belongs to another worker."""
@@ -807,13 +807,15 @@ class Worker:
         due, attempt = d.due, d.attempt
         started_at = utcnow()
         trace_id = telemetry.current_trace_id()
+        d.trace = telemetry.trace_headers()
+        carried = _carried(due)
         started = RunStarted(
             id=f"{due.run_id}.started.{attempt}",
             source=self.source,
             subject=due.job_id,
             time=started_at,
             data=RunStartedData(
-                **_carried(due),
+                **carried,
                 started_at=started_at,
                 attempt=attempt,
                 worker=self.name,
@@ -826,7 +828,7 @@ class Worker:
         await self._publisher.send(
             run_started_subject(due.job_type),
             _encoder.encode(started),
-            telemetry.inject(event_headers(started.id)),
+            {**event_headers(started.id), **d.trace},
         )
         output = Output()
         job_type = self.registry.get(due.job_type)
@@ -847,7 +849,7 @@ class Worker:
             attempt=attempt,
             deadline=time.monotonic() + timeout,
             log=logging.LoggerAdapter(
-                logging.getLogger(f"belltower.job.{due.job_type}"),
+                _job_logger(due.job_type),
                 {"run_id": due.run_id, "job_id": due.job_id, "occurrence_id": due.occurrence_id},
             ),
             output=output,
@@ -865,7 +867,7 @@ class Worker:
                 telemetry.record_outcome(outcome.status, outcome.error)
         finally:  # no more heartbeats: the commit follows
             self._beating.pop(due.occurrence_id, None)
-        return self._finished_event(due, attempt, outcome, output, started_at, trace_id)
+        return self._finished_event(due, attempt, outcome, output, started_at, trace_id, carried)
 
     def _progress_reporter(self, d: _Delivery) -> Any:
         due, attempt = d.due, d.attempt
@@ -912,6 +914,7 @@ class Worker:
         output: Output,
         started_at: Any,
         trace_id: str | None,
+        carried: dict[str, Any],
     ) -> RunFinished:
         finished_at = utcnow()
         text = output.text
@@ -923,7 +926,7 @@ class Worker:
             subject=due.job_id,
             time=finished_at,
             data=RunFinishedData(
-                **_carried(due),
+                **carried,
                 status=outcome.status,
                 started_at=started_at,
                 finished_at=finished_at,
@@ -1011,14 +1014,28 @@ def _carried(due: DueOccurrence) -> dict[str, Any]:
     return {name: getattr(due, name) for name in _CARRIED}
 
 
-def _stream_seq(msg: Msg) -> int:
-    """The stream sequence of a due message's delivery (0 when the broker did not say)."""
-    if not msg.reply:
-        return 0
+@functools.cache
+def _job_logger(job_type: str) -> logging.Logger:
+    return logging.getLogger(f"belltower.job.{job_type}")
+
+
+def _delivered_and_seq(msg: Msg) -> tuple[int, int]:
+    """A due message's delivery count (its attempt) and stream sequence, read from its ack
+    subject as ``msg.metadata`` does, without building the rest of the metadata; (1, 0) for a
+    message that is not a JetStream delivery (a test's plain message)."""
+    reply = msg.reply
+    if not reply:
+        return 1, 0
+    tokens = reply.split(".")
     try:
-        return int(msg.metadata.sequence.stream)
-    except Exception:  # not a JetStream delivery (a test's plain message)
-        return 0
+        if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...
+            return int(tokens[4]), int(tokens[5])
+        if len(tokens) >= 11:  # $JS.ACK.<domain>.<account hash>.<stream>.<consumer>...
+            return int(tokens[6]), int(tokens[7])
+        metadata = msg.metadata
+        return metadata.num_delivered, metadata.sequence.stream
+    except Exception:
+        return 1, 0
 
 
 def _unexpected_failure(ctx: JobContext) -> _Outcome:
