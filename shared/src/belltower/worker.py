@@ -52,6 +52,7 @@ from nats.js.kv import KeyValue
 
 from . import health, heap, logs, metrics, streams, telemetry
 from .broker import make_broker, serve_api
+from .deadlines import Deadlines
 from .errors import BelltowerError, InvalidInput, JobFailed, RunHeld
 from .events import (
     DueOccurrence,
@@ -183,6 +184,7 @@ class Worker:
         self._wake_finish = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
+        self._deadlines = Deadlines()
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
         self._consumer_kept: asyncio.Task[None] | None = None
@@ -973,23 +975,25 @@ class Worker:
             message = f"the job's parameters do not fit {due.job_type}: {exc.message}"
             ctx.output.line(message)
             return _Outcome("failed", message)
+        deadline = self._deadlines.start(timeout)
         try:
-            async with asyncio.timeout(timeout) as scope:
-                await job_type.run(ctx, params)
-        except TimeoutError:
-            if scope.expired():
-                message = f"timed out after {timeout:g}s"
-                ctx.output.line(message)
-                return _Outcome("timed_out", message)
-            return _unexpected_failure(ctx)
+            await job_type.run(ctx, params)
+        except asyncio.CancelledError:
+            if not deadline.timed_out():
+                raise
+            message = f"timed out after {timeout:g}s"
+            ctx.output.line(message)
+            return _Outcome("timed_out", message)
         except RunHeld as exc:
             ctx.output.line(exc.message)
             return _Outcome("held", exc.message)
         except (JobFailed, BelltowerError) as exc:
             ctx.output.line(exc.message)
             return _Outcome("failed", exc.message)
-        except Exception:
+        except Exception:  # a TimeoutError of the handler's own among them
             return _unexpected_failure(ctx)
+        finally:
+            self._deadlines.finish(deadline)
         return _Outcome("succeeded")
 
     async def _publish_finished(
