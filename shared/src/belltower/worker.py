@@ -808,8 +808,7 @@ class Worker:
         assert self._api is not None
         due, attempt = d.due, d.attempt
         started_at = utcnow()
-        trace_id = telemetry.current_trace_id()
-        d.trace = telemetry.trace_headers()
+        trace_id, d.trace = telemetry.run_trace()
         carried = _carried(due)
         started = RunStarted(
             id=f"{due.run_id}.started.{attempt}",
@@ -862,11 +861,14 @@ class Worker:
             _progress=self._progress_reporter(d),
         )
         try:
-            with telemetry.span(
-                f"run {due.job_type}", attributes={"belltower.job.type": due.job_type}
-            ):
+            if trace_id is None or telemetry.recording():
+                with telemetry.span(
+                    f"run {due.job_type}", attributes={"belltower.job.type": due.job_type}
+                ):
+                    outcome = await self._execute(job_type, due, ctx, timeout)
+                    telemetry.record_outcome(outcome.status, outcome.error)
+            else:  # the consumer's unrecorded span stands for the run's, as in telemetry.span
                 outcome = await self._execute(job_type, due, ctx, timeout)
-                telemetry.record_outcome(outcome.status, outcome.error)
         finally:  # no more heartbeats: the commit follows
             self._beating.pop(due.occurrence_id, None)
         return self._finished_event(due, attempt, outcome, output, started_at, trace_id, carried)
