@@ -166,6 +166,7 @@ class Worker:
         self.settings = settings or get_settings()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.source = f"belltower/{pool}-worker"
+        self._consumer_name = worker_consumer(pool)
         self.heartbeat_s = max(0.2, min(self.settings.ack_wait_s / 3, 10.0))
         self.lease_s = self.heartbeat_s * 3
         self.broker = make_broker(self.settings, f"{pool}-worker")
@@ -536,11 +537,13 @@ class Worker:
             msg.subject,
             d.due.occurrence_id,
             msg.headers,
-            consumer=worker_consumer(self.pool),
+            consumer=self._consumer_name,
             attributes={
                 "belltower.job.type": d.due.job_type,
                 "belltower.run.attempt": d.attempt,
-            },
+            }
+            if telemetry.recording()
+            else None,
         ):
             return await self._outcome(d)
 
@@ -946,17 +949,18 @@ class Worker:
                 result_mail=due.result_mail,
             ),
         )
-        log.info(
-            "run finished",
-            extra={
-                "action": "run.finished",
-                "run_id": due.run_id,
-                "job_id": due.job_id,
-                "job_type": due.job_type,
-                "status": outcome.status,
-                "duration_ms": event.data.duration_ms,
-            },
-        )
+        if log.isEnabledFor(logging.INFO):  # its fields cost more than the check
+            log.info(
+                "run finished",
+                extra={
+                    "action": "run.finished",
+                    "run_id": due.run_id,
+                    "job_id": due.job_id,
+                    "job_type": due.job_type,
+                    "status": outcome.status,
+                    "duration_ms": event.data.duration_ms,
+                },
+            )
         return event
 
     async def _execute(
