@@ -5,10 +5,12 @@ lean pull consumer of its pool's durable consumer (:mod:`belltower.pull`), paid 
 rather than per message. Occurrences arrive in batches; each batch is claimed in the claims
 bucket with one pipelined round trip (a ``create`` per occurrence, published with
 ``publish_async`` and confirmed together); each claimed occurrence publishes ``run.started``
-and runs its handler under its timeout, concurrently up to ``worker_concurrency``; runs that
-ended meanwhile are finished together: their finished events are written into their claims
-(the commit point, again one pipelined round trip), then the ``run.finished`` events are
-published and confirmed together, and only then are the occurrences acked. One heartbeat
+(not confirmed: history records a run from its finished event) and runs its handler under its
+timeout (one timer for all runs, :mod:`belltower.deadlines`), concurrently up to
+``worker_concurrency``; runs that ended meanwhile are finished together: their finished events
+are written into their claims (the commit point, again one pipelined round trip), then the
+``run.finished`` events are published and confirmed together, and only then are the
+occurrences acked, in one flush. One heartbeat
 task keeps every long run's claim and delivery alive. Whatever crashes:
 
 - a redelivered occurrence whose claim holds a finished event only re-publishes that event
