@@ -88,6 +88,21 @@ def test_without_an_exporter_ids_still_travel_but_nothing_is_recorded(recorded) 
     assert recorded.get_finished_spans() == ()
 
 
+@pytest.mark.parametrize("recording", [True, False])
+@pytest.mark.parametrize("tracestate", [None, "vendor=1,other=x"])
+def test_trace_headers_are_what_inject_writes(recorded, recording, tracestate) -> None:
+    telemetry.use(TracerProvider(), recording=recording)
+    headers = telemetry.producer_headers("s", "occ-1")
+    if tracestate:
+        headers["tracestate"] = tracestate
+    with telemetry.consumer_span("s", "occ-1", headers, consumer="c"):
+        assert telemetry.trace_headers() == telemetry.inject({})
+        assert (
+            telemetry.trace_headers()["traceparent"].split("-")[1] == telemetry.current_trace_id()
+        )
+    assert telemetry.trace_headers() == telemetry.inject({}) == {}
+
+
 def test_log_lines_written_during_a_span_carry_its_trace_id(recorded, capsys) -> None:
     logs.configure("test", Settings(log_json=True))
     try:

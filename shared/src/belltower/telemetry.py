@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .errors import ConfigurationError
@@ -322,6 +322,37 @@ def record_outcome(status: str, error: str | None) -> None:
     current.set_attribute("belltower.run.status", status)
     if status != "succeeded":
         current.set_status(Status(StatusCode.ERROR, error or status))
+
+
+def recording() -> bool:
+    """Whether this process records spans (an exporter is configured); when it does not, a
+    caller may skip building a span's name and attributes, :func:`span` would not use them."""
+    return _unsampled is None
+
+
+def run_trace() -> tuple[str | None, dict[str, str]]:
+    """The current trace id and :func:`trace_headers`, from one look at the current span."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None, {}
+    return format(ctx.trace_id, "032x"), _headers_of(ctx)
+
+
+def trace_headers() -> dict[str, str]:
+    """The headers :func:`inject` adds for the current span (``traceparent``, and
+    ``tracestate`` when it has one), written directly: a run's events share them, so the worker
+    makes them once per run instead of once per event through the propagator."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return {}
+    return _headers_of(ctx)
+
+
+def _headers_of(ctx: SpanContext) -> dict[str, str]:
+    headers = {"traceparent": f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"}
+    if ctx.trace_state:
+        headers["tracestate"] = ctx.trace_state.to_header()
+    return headers
 
 
 def current_trace_id() -> str | None:

@@ -5,10 +5,12 @@ lean pull consumer of its pool's durable consumer (:mod:`belltower.pull`), paid 
 rather than per message. Occurrences arrive in batches; each batch is claimed in the claims
 bucket with one pipelined round trip (a ``create`` per occurrence, published with
 ``publish_async`` and confirmed together); each claimed occurrence publishes ``run.started``
-and runs its handler under its timeout, concurrently up to ``worker_concurrency``; runs that
-ended meanwhile are finished together: their finished events are written into their claims
-(the commit point, again one pipelined round trip), then the ``run.finished`` events are
-published and confirmed together, and only then are the occurrences acked. One heartbeat
+(not confirmed: history records a run from its finished event) and runs its handler under its
+timeout (one timer for all runs, :mod:`belltower.deadlines`), concurrently up to
+``worker_concurrency``; runs that ended meanwhile are finished together: their finished events
+are written into their claims (the commit point, again one pipelined round trip), then the
+``run.finished`` events are published and confirmed together, and only then are the
+occurrences acked, in one flush. One heartbeat
 task keeps every long run's claim and delivery alive. Whatever crashes:
 
 - a redelivered occurrence whose claim holds a finished event only re-publishes that event
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -37,7 +40,7 @@ import sys
 import time
 import traceback
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
@@ -51,6 +54,7 @@ from nats.js.kv import KeyValue
 
 from . import health, heap, logs, metrics, streams, telemetry
 from .broker import make_broker, serve_api
+from .deadlines import Deadlines
 from .errors import BelltowerError, InvalidInput, JobFailed, RunHeld
 from .events import (
     DueOccurrence,
@@ -130,17 +134,15 @@ class _Delivery:
     due: DueOccurrence
     attempt: int
     key: str
+    seq: int
+    """The delivery's stream sequence, kept in its claim for the scheduler's reconciler."""
     revision: int = 0
     beat_at: float = 0.0
     event: RunFinished | None = None
     payload: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    started: asyncio.Future[int] | None = None
-
-    @property
-    def seq(self) -> int:
-        """The delivery's stream sequence, kept in its claim for the scheduler's reconciler."""
-        return _stream_seq(self.msg)
+    headers: dict[str, str] | None = None
+    trace: dict[str, str] | None = None
+    """The ``traceparent`` header its run events carry (that of the run's span)."""
 
 
 def _wrong_sequence(result: object) -> bool:
@@ -166,6 +168,7 @@ class Worker:
         self.settings = settings or get_settings()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.source = f"belltower/{pool}-worker"
+        self._consumer_name = worker_consumer(pool)
         self.heartbeat_s = max(0.2, min(self.settings.ack_wait_s / 3, 10.0))
         self.lease_s = self.heartbeat_s * 3
         self.broker = make_broker(self.settings, f"{pool}-worker")
@@ -184,6 +187,7 @@ class Worker:
         self._wake_finish = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.settings.worker_concurrency)
+        self._deadlines = Deadlines()
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
         self._consumer_kept: asyncio.Task[None] | None = None
@@ -330,6 +334,17 @@ class Worker:
         finally:
             self._release()
 
+    async def _ack_all(self, msgs: list[Msg]) -> None:
+        """Ack a batch's deliveries in one flush (an ack lost here only means a redelivery,
+        which finds the finished claim and publishes nothing new)."""
+        try:
+            await self._publisher.ack_all(msgs)
+        except Exception:
+            log.debug("ack failed", exc_info=True)
+        finally:
+            if self._puller is not None and msgs:
+                self._puller.release(len(msgs))
+
     async def _nak(self, msg: Msg, delay: float) -> None:
         try:
             await msg.nak(delay=delay)
@@ -397,10 +412,10 @@ class Worker:
             finally:
                 self._release()
             return None
-        attempt = msg.metadata.num_delivered if msg.reply else 1
+        attempt, seq = _delivered_and_seq(msg)
         if attempt > 1:
             metrics.CONSUMER_REDELIVERIES.labels(self.pool).inc()
-        return _Delivery(msg, due, attempt, claim_key(due.occurrence_id))
+        return _Delivery(msg, due, attempt, claim_key(due.occurrence_id), seq)
 
     def _running_claim(self, d: _Delivery, now: float) -> bytes:
         """The encoded claim of a run this worker holds, as created and heart-beaten."""
@@ -524,11 +539,13 @@ class Worker:
             msg.subject,
             d.due.occurrence_id,
             msg.headers,
-            consumer=worker_consumer(self.pool),
+            consumer=self._consumer_name,
             attributes={
                 "belltower.job.type": d.due.job_type,
                 "belltower.run.attempt": d.attempt,
-            },
+            }
+            if telemetry.recording()
+            else None,
         ):
             return await self._outcome(d)
 
@@ -560,7 +577,7 @@ class Worker:
                 )
         d.event = event
         d.payload = _encoder.encode(event)
-        d.headers = telemetry.inject(event_headers(event.id))
+        d.headers = {**event_headers(event.id), **(d.trace or telemetry.trace_headers())}
         return True
 
     def _dead_letter(self, due: DueOccurrence, attempt: int, reason: str) -> RunFinished:
@@ -713,13 +730,14 @@ class Worker:
                 for d in committed
             ]
         )
-        await self._publisher.wait([d.started for d in committed if d.started is not None])
+        confirmed: list[_Delivery] = []
         for d, result in zip(committed, results, strict=True):
             if isinstance(result, int):
-                metrics.record_run(self.pool, d.event.data)  # type: ignore[union-attr]
-                await self._ack(d.msg)
+                confirmed.append(d)
             else:  # committed: the redelivery publishes the event from the claim
                 await self._redeliver_later(d, result)
+        metrics.record_runs(self.pool, [d.event.data for d in confirmed])  # type: ignore[union-attr]
+        await self._ack_all([d.msg for d in confirmed])
 
     async def _commit(self, d: _Delivery) -> bool:
         """Write the finished claim; False when the claim now belongs to another worker."""
@@ -795,29 +813,29 @@ class Worker:
         assert self._api is not None
         due, attempt = d.due, d.attempt
         started_at = utcnow()
-        trace_id = telemetry.current_trace_id()
+        trace_id, d.trace = telemetry.run_trace()
+        carried = _carried(due)
         started = RunStarted(
             id=f"{due.run_id}.started.{attempt}",
             source=self.source,
             subject=due.job_id,
             time=started_at,
             data=RunStartedData(
-                **_carried(due),
+                **carried,
                 started_at=started_at,
                 attempt=attempt,
                 worker=self.name,
                 trace_id=trace_id,
             ),
         )
-        # Not awaited: the run need not wait for the store to confirm its start; its ack is
-        # awaited with its batch's finished events. The finished event follows on the same
-        # connection, so it is never stored before the start.
-        d.started = await self._publisher.publish(
+        # Not confirmed: nothing waits on a run's start, and a start the broker lost (as in a
+        # restart) costs nothing but the event itself: history records the run from its
+        # finished event, which follows on the same connection, so is never stored before it.
+        await self._publisher.send(
             run_started_subject(due.job_type),
             _encoder.encode(started),
-            telemetry.inject(event_headers(started.id)),
+            {**event_headers(started.id), **d.trace},
         )
-        d.started.add_done_callback(_log_unconfirmed)
         output = Output()
         job_type = self.registry.get(due.job_type)
         timeout = (
@@ -837,7 +855,7 @@ class Worker:
             attempt=attempt,
             deadline=time.monotonic() + timeout,
             log=logging.LoggerAdapter(
-                logging.getLogger(f"belltower.job.{due.job_type}"),
+                _job_logger(due.job_type),
                 {"run_id": due.run_id, "job_id": due.job_id, "occurrence_id": due.occurrence_id},
             ),
             output=output,
@@ -848,14 +866,17 @@ class Worker:
             _progress=self._progress_reporter(d),
         )
         try:
-            with telemetry.span(
-                f"run {due.job_type}", attributes={"belltower.job.type": due.job_type}
-            ):
+            if trace_id is None or telemetry.recording():
+                with telemetry.span(
+                    f"run {due.job_type}", attributes={"belltower.job.type": due.job_type}
+                ):
+                    outcome = await self._execute(job_type, due, ctx, timeout)
+                    telemetry.record_outcome(outcome.status, outcome.error)
+            else:  # the consumer's unrecorded span stands for the run's, as in telemetry.span
                 outcome = await self._execute(job_type, due, ctx, timeout)
-                telemetry.record_outcome(outcome.status, outcome.error)
         finally:  # no more heartbeats: the commit follows
             self._beating.pop(due.occurrence_id, None)
-        return self._finished_event(due, attempt, outcome, output, started_at, trace_id)
+        return self._finished_event(due, attempt, outcome, output, started_at, trace_id, carried)
 
     def _progress_reporter(self, d: _Delivery) -> Any:
         due, attempt = d.due, d.attempt
@@ -902,6 +923,7 @@ class Worker:
         output: Output,
         started_at: Any,
         trace_id: str | None,
+        carried: dict[str, Any],
     ) -> RunFinished:
         finished_at = utcnow()
         text = output.text
@@ -913,7 +935,7 @@ class Worker:
             subject=due.job_id,
             time=finished_at,
             data=RunFinishedData(
-                **_carried(due),
+                **carried,
                 status=outcome.status,
                 started_at=started_at,
                 finished_at=finished_at,
@@ -929,17 +951,18 @@ class Worker:
                 result_mail=due.result_mail,
             ),
         )
-        log.info(
-            "run finished",
-            extra={
-                "action": "run.finished",
-                "run_id": due.run_id,
-                "job_id": due.job_id,
-                "job_type": due.job_type,
-                "status": outcome.status,
-                "duration_ms": event.data.duration_ms,
-            },
-        )
+        if log.isEnabledFor(logging.INFO):  # its fields cost more than the check
+            log.info(
+                "run finished",
+                extra={
+                    "action": "run.finished",
+                    "run_id": due.run_id,
+                    "job_id": due.job_id,
+                    "job_type": due.job_type,
+                    "status": outcome.status,
+                    "duration_ms": event.data.duration_ms,
+                },
+            )
         return event
 
     async def _execute(
@@ -960,23 +983,25 @@ class Worker:
             message = f"the job's parameters do not fit {due.job_type}: {exc.message}"
             ctx.output.line(message)
             return _Outcome("failed", message)
+        deadline = self._deadlines.start(timeout)
         try:
-            async with asyncio.timeout(timeout) as scope:
-                await job_type.run(ctx, params)
-        except TimeoutError:
-            if scope.expired():
-                message = f"timed out after {timeout:g}s"
-                ctx.output.line(message)
-                return _Outcome("timed_out", message)
-            return _unexpected_failure(ctx)
+            await job_type.run(ctx, params)
+        except asyncio.CancelledError:
+            if not deadline.timed_out():
+                raise
+            message = f"timed out after {timeout:g}s"
+            ctx.output.line(message)
+            return _Outcome("timed_out", message)
         except RunHeld as exc:
             ctx.output.line(exc.message)
             return _Outcome("held", exc.message)
         except (JobFailed, BelltowerError) as exc:
             ctx.output.line(exc.message)
             return _Outcome("failed", exc.message)
-        except Exception:
+        except Exception:  # a TimeoutError of the handler's own among them
             return _unexpected_failure(ctx)
+        finally:
+            self._deadlines.finish(deadline)
         return _Outcome("succeeded")
 
     async def _publish_finished(
@@ -1001,22 +1026,28 @@ def _carried(due: DueOccurrence) -> dict[str, Any]:
     return {name: getattr(due, name) for name in _CARRIED}
 
 
-def _log_unconfirmed(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.warning(
-            "a run-started event was not confirmed; history shows the run once it finishes",
-            extra={"action": "worker.start_unconfirmed", "error": repr(future.exception())},
-        )
+@functools.cache
+def _job_logger(job_type: str) -> logging.Logger:
+    return logging.getLogger(f"belltower.job.{job_type}")
 
 
-def _stream_seq(msg: Msg) -> int:
-    """The stream sequence of a due message's delivery (0 when the broker did not say)."""
-    if not msg.reply:
-        return 0
+def _delivered_and_seq(msg: Msg) -> tuple[int, int]:
+    """A due message's delivery count (its attempt) and stream sequence, read from its ack
+    subject as ``msg.metadata`` does, without building the rest of the metadata; (1, 0) for a
+    message that is not a JetStream delivery (a test's plain message)."""
+    reply = msg.reply
+    if not reply:
+        return 1, 0
+    tokens = reply.split(".")
     try:
-        return int(msg.metadata.sequence.stream)
-    except Exception:  # not a JetStream delivery (a test's plain message)
-        return 0
+        if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...
+            return int(tokens[4]), int(tokens[5])
+        if len(tokens) >= 11:  # $JS.ACK.<domain>.<account hash>.<stream>.<consumer>...
+            return int(tokens[6]), int(tokens[7])
+        metadata = msg.metadata
+        return metadata.num_delivered, metadata.sequence.stream
+    except Exception:
+        return 1, 0
 
 
 def _unexpected_failure(ctx: JobContext) -> _Outcome:
